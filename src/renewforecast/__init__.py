@@ -1,0 +1,64 @@
+"""renewforecast: renewal probabilities, SaaS growth metrics and revenue forecasts
+from Salesforce / Salesforce CPQ contract data.
+
+Examples
+--------
+>>> import tempfile, renewforecast as rf
+>>> folder = tempfile.mkdtemp()
+>>> org = rf.write_demo_org(folder, accounts=50, seed=7)
+>>> book = rf.load_book(folder)
+>>> book.currency
+'USD'
+"""
+
+from __future__ import annotations
+
+import logging
+from importlib.metadata import PackageNotFoundError, version
+
+from renewforecast.book import Book
+from renewforecast.demo import DemoOrg, write_demo_org
+from renewforecast.exceptions import (
+    BookValidationError,
+    Problem,
+    RenewForecastError,
+    ReportRunError,
+)
+from renewforecast.io.canonical import write_canonical
+from renewforecast.io.loader import load_book
+from renewforecast.revenue import arr_on
+from renewforecast.schedules import establish_schedule, expand_schedules, reconcile_schedules
+
+try:
+    __version__ = version("renewforecast")
+except PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0+unknown"
+
+logging.getLogger(__name__).addHandler(logging.NullHandler())
+
+
+def __getattr__(name: str):
+    # Plotting pulls in matplotlib; import it only when a report asks for it,
+    # so batch jobs that import the scoring API stay light.
+    if name == "plotting":
+        import importlib
+
+        return importlib.import_module("renewforecast.plotting")
+    raise AttributeError(f"module 'renewforecast' has no attribute {name!r}")
+
+__all__ = [
+    "Book",
+    "BookValidationError",
+    "DemoOrg",
+    "Problem",
+    "RenewForecastError",
+    "ReportRunError",
+    "__version__",
+    "arr_on",
+    "establish_schedule",
+    "expand_schedules",
+    "load_book",
+    "reconcile_schedules",
+    "write_canonical",
+    "write_demo_org",
+]

@@ -1,0 +1,319 @@
+"""The Book: the validated, immutable set of canonical tables every engine takes."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from renewforecast.schemas import TABLES, empty_table
+
+__all__ = ["Book", "table_fingerprint"]
+
+_TABLE_NAMES = tuple(TABLES)
+
+
+def _to_timestamp(date: Any) -> pd.Timestamp:
+    ts = pd.Timestamp(date)
+    if ts is pd.NaT:
+        raise ValueError("as_of date is missing")
+    if ts.tzinfo is not None:
+        ts = ts.tz_convert("UTC").tz_localize(None)
+    return ts.normalize()
+
+
+def _column_bytes(series: pd.Series) -> bytes:
+    # A deterministic encoding of one column's values, independent of the
+    # pandas version's hashing internals, so fingerprints stay comparable in
+    # model manifests written by older releases.
+    if pd.api.types.is_datetime64_any_dtype(series):
+        values = series.to_numpy(dtype="datetime64[ns]").view("int64")
+        return values.astype("<i8").tobytes()
+    if pd.api.types.is_bool_dtype(series) or str(series.dtype) == "boolean":
+        return series.astype("float64").fillna(-1.0).to_numpy().astype("<f8").tobytes()
+    if pd.api.types.is_numeric_dtype(series):
+        arr = series.astype("float64").to_numpy()
+        arr = np.where(np.isnan(arr), np.inf * -1, arr)  # one canonical NaN
+        return arr.astype("<f8").tobytes()
+    text = series.astype("string").fillna("\x00").to_numpy(dtype=object)
+    return "\x1f".join(text).encode("utf-8")
+
+
+def table_fingerprint(frame: pd.DataFrame) -> str:
+    """Return a sha256 of a table's content (column names, order and values).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> a = pd.DataFrame({"x": [1.0, 2.0]})
+    >>> table_fingerprint(a) == table_fingerprint(a.copy())
+    True
+    >>> table_fingerprint(a) == table_fingerprint(a.iloc[::-1])
+    False
+    """
+    h = hashlib.sha256()
+    h.update(str(len(frame)).encode())
+    for name in frame.columns:
+        h.update(b"\x1e" + str(name).encode("utf-8") + b"\x1d")
+        h.update(_column_bytes(frame[name]))
+    return h.hexdigest()
+
+
+@dataclass(frozen=True, eq=False)
+class Book:
+    """Validated canonical tables of one organisation, plus metadata.
+
+    A Book is what :func:`renewforecast.load_book` returns and what every
+    engine takes. Its tables follow :data:`renewforecast.schemas.TABLES`;
+    they are never modified in place (engines copy what they change), and a
+    Book is never re-validated once built.
+
+    Parameters
+    ----------
+    accounts, products, contracts, subscriptions, opportunities, \
+opportunity_lines, schedules, spend, signals, opportunity_history : DataFrame
+        The canonical tables.
+    currency : str
+        The reporting currency every money column is in.
+    source : str
+        Where the Book was read from.
+    warnings : DataFrame
+        Soft problems found while loading (file, line, record_id, column,
+        rule, message, severity), shown by the data-quality report.
+    known_as_of : Timestamp or None
+        Set by :meth:`as_of`: the date the Book has been cut back to.
+
+    Examples
+    --------
+    >>> import renewforecast as rf
+    >>> book = rf.Book.empty()
+    >>> len(book.contracts), book.currency
+    (0, 'USD')
+    """
+
+    accounts: pd.DataFrame
+    products: pd.DataFrame
+    contracts: pd.DataFrame
+    subscriptions: pd.DataFrame
+    opportunities: pd.DataFrame
+    opportunity_lines: pd.DataFrame
+    schedules: pd.DataFrame
+    spend: pd.DataFrame
+    signals: pd.DataFrame
+    opportunity_history: pd.DataFrame
+    currency: str = "USD"
+    source: str = ""
+    warnings: pd.DataFrame = field(
+        default_factory=lambda: pd.DataFrame(
+            columns=["file", "line", "record_id", "column", "rule", "message", "severity"]
+        )
+    )
+    known_as_of: pd.Timestamp | None = None
+
+    @classmethod
+    def empty(cls, currency: str = "USD") -> Book:
+        """Return a Book with every table empty."""
+        return cls(**{name: empty_table(name) for name in _TABLE_NAMES}, currency=currency)
+
+    @property
+    def tables(self) -> dict[str, pd.DataFrame]:
+        """The canonical tables by name, in schema order."""
+        return {name: getattr(self, name) for name in _TABLE_NAMES}
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """sha256 over the content of every table and the currency.
+
+        Two Books with the same data have the same fingerprint whatever files
+        or format they were read from; it identifies training data in model
+        manifests and report provenance.
+        """
+        h = hashlib.sha256(self.currency.encode())
+        for name, frame in self.tables.items():
+            h.update(name.encode() + table_fingerprint(frame).encode())
+        return h.hexdigest()
+
+    @property
+    def data_end(self) -> pd.Timestamp | None:
+        """The export date: the latest record creation date in the Book.
+
+        Reports default their as-of date to it, so an old export is reported
+        as it stood, not against today's calendar.
+        """
+        dates = [
+            frame["created_date"].max()
+            for frame in (self.accounts, self.contracts, self.subscriptions,
+                          self.opportunities, self.opportunity_history)
+            if len(frame)
+        ]
+        dates = [d for d in dates if pd.notna(d)]
+        if self.known_as_of is not None:
+            return self.known_as_of
+        return max(dates) if dates else None
+
+    def resolve_as_of(self, as_of: Any = None) -> pd.Timestamp:
+        """The as-of date a report should use: ``as_of`` if given, else :attr:`data_end`.
+
+        Examples
+        --------
+        >>> import renewforecast as rf
+        >>> rf.Book.empty().resolve_as_of("2024-03-31")
+        Timestamp('2024-03-31 00:00:00')
+        """
+        if as_of is not None and str(as_of).strip():
+            return _to_timestamp(as_of)
+        end = self.data_end
+        if end is None:
+            raise ValueError("the Book is empty: give an as-of date")
+        return end.normalize()
+
+    def summary(self) -> pd.DataFrame:
+        """Row counts and date ranges of each table (one row per table)."""
+        rows = []
+        date_cols = {
+            "accounts": "created_date",
+            "contracts": "start_date",
+            "subscriptions": "start_date",
+            "opportunities": "close_date",
+            "schedules": "schedule_date",
+            "spend": "month",
+            "signals": "month",
+            "opportunity_history": "created_date",
+        }
+        for name, frame in self.tables.items():
+            col = date_cols.get(name)
+            first = frame[col].min() if col and len(frame) else pd.NaT
+            last = frame[col].max() if col and len(frame) else pd.NaT
+            rows.append({"table": name, "rows": len(frame), "first": first, "last": last})
+        return pd.DataFrame(rows)
+
+    def replace(self, **changes: Any) -> Book:
+        """Return a copy with some tables or metadata replaced."""
+        return dataclasses.replace(self, **changes)
+
+    def as_of(self, date: Any) -> Book:
+        """Return the Book as it was known at the end of ``date``.
+
+        Records created after ``date`` are dropped (with the records that
+        hang off them: lines and schedules of a dropped opportunity,
+        subscriptions of a dropped contract); termination dates later than
+        ``date`` are cleared (the termination was not booked yet); signals and
+        spend after ``date`` are dropped; opportunities closed after ``date``
+        are re-opened. Spend and signals rows are dated by the first day of
+        their month and known once that month has ended. A re-opened opportunity takes its stage, probability
+        and close date from the last stage-history row on or before ``date``
+        when history is present; otherwise its stage and probability become
+        missing (they would otherwise leak the outcome).
+
+        Parameters
+        ----------
+        date : date-like
+            The cut-off. Anything ``pandas.Timestamp`` accepts.
+
+        Returns
+        -------
+        Book
+
+        Examples
+        --------
+        >>> import renewforecast as rf
+        >>> rf.Book.empty().as_of("2024-06-30").known_as_of
+        Timestamp('2024-06-30 00:00:00')
+        """
+        cut = _to_timestamp(date)
+
+        accounts = self.accounts[self.accounts["created_date"] <= cut]
+        kept_accounts = set(accounts["account_id"])
+
+        contracts = self.contracts[
+            (self.contracts["created_date"] <= cut)
+            & self.contracts["account_id"].isin(kept_accounts)
+        ].copy()
+        kept_contracts = set(contracts["contract_id"])
+        # A renewal link may only point at a contract that exists at the cut.
+        link = contracts["renewed_contract_id"]
+        contracts.loc[link.notna() & ~link.isin(kept_contracts), "renewed_contract_id"] = pd.NA
+
+        subs = self.subscriptions[
+            (self.subscriptions["created_date"] <= cut)
+            & self.subscriptions["contract_id"].isin(kept_contracts)
+        ].copy()
+        subs.loc[subs["terminated_date"] > cut, "terminated_date"] = pd.NaT
+        kept_subs = set(subs["subscription_id"])
+        rev = subs["revised_subscription_id"]
+        subs.loc[rev.notna() & ~rev.isin(kept_subs), "revised_subscription_id"] = pd.NA
+
+        opps = self.opportunities[
+            (self.opportunities["created_date"] <= cut)
+            & self.opportunities["account_id"].isin(kept_accounts)
+        ].copy()
+        for col in ("renewed_contract_id", "amended_contract_id"):
+            ref = opps[col]
+            opps.loc[ref.notna() & ~ref.isin(kept_contracts), col] = pd.NA
+        history = self.opportunity_history[self.opportunity_history["created_date"] <= cut]
+        history = history[history["opportunity_id"].isin(set(opps["opportunity_id"]))]
+        opps = _reopen(opps, history, cut)
+        kept_opps = set(opps["opportunity_id"])
+
+        lines = self.opportunity_lines[self.opportunity_lines["opportunity_id"].isin(kept_opps)]
+        schedules = self.schedules[self.schedules["line_id"].isin(set(lines["line_id"]))]
+        # A month of spend or signals is known once the month is over.
+        spend = self.spend[_month_end(self.spend["month"]) <= cut]
+        signals = self.signals[
+            (_month_end(self.signals["month"]) <= cut)
+            & self.signals["account_id"].isin(kept_accounts)
+        ]
+        return dataclasses.replace(
+            self,
+            accounts=accounts.reset_index(drop=True),
+            contracts=contracts.reset_index(drop=True),
+            subscriptions=subs.reset_index(drop=True),
+            opportunities=opps.reset_index(drop=True),
+            opportunity_lines=lines.reset_index(drop=True),
+            schedules=schedules.reset_index(drop=True),
+            spend=spend.reset_index(drop=True),
+            signals=signals.reset_index(drop=True),
+            opportunity_history=history.reset_index(drop=True),
+            known_as_of=cut,
+        )
+
+    def __repr__(self) -> str:
+        counts = ", ".join(f"{k}={len(v)}" for k, v in self.tables.items() if len(v))
+        cut = f", as_of={self.known_as_of.date()}" if self.known_as_of is not None else ""
+        return f"Book({counts}, currency={self.currency!r}{cut})"
+
+
+def _month_end(months: pd.Series) -> pd.Series:
+    return months + pd.offsets.MonthEnd(0)
+
+
+def _reopen(opps: pd.DataFrame, history: pd.DataFrame, cut: pd.Timestamp) -> pd.DataFrame:
+    closed_later = opps["is_closed"].fillna(False).astype(bool) & (opps["close_date"] > cut)
+    if not closed_later.any():
+        return opps
+    opps.loc[closed_later, "is_closed"] = False
+    opps.loc[closed_later, "is_won"] = False
+    opps.loc[closed_later, "stage"] = pd.NA
+    opps.loc[closed_later, "probability"] = np.nan
+    opps.loc[closed_later, "forecast_category"] = pd.NA
+    if len(history):
+        last = (
+            history.sort_values(["opportunity_id", "created_date"], kind="stable")
+            .groupby("opportunity_id", sort=False)
+            .tail(1)
+            .set_index("opportunity_id")
+        )
+        ids = opps.loc[closed_later, "opportunity_id"]
+        has = ids.isin(last.index)
+        idx = ids[has].index
+        src = last.loc[ids[has].to_numpy()]
+        opps.loc[idx, "stage"] = src["stage"].to_numpy()
+        opps.loc[idx, "probability"] = src["probability"].to_numpy()
+        close = src["close_date"].to_numpy()
+        opps.loc[idx, "close_date"] = np.where(pd.isna(close), opps.loc[idx, "close_date"], close)
+    return opps

@@ -1,0 +1,164 @@
+"""The ``renewforecast`` command line.
+
+Every command exits 0 on success and non-zero with a one-paragraph message
+on failure: 1 for invalid input data, and for report runs the distinct codes
+of :mod:`renewforecast.reporting` (2 bad parameters, 3 a cell failed,
+4 timeout, 5 the kernel died, 6 a notebook stopped early).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+from pathlib import Path
+
+import click
+import pandas as pd
+
+from renewforecast.exceptions import BookValidationError, RenewForecastError, ReportRunError
+
+EXIT_INVALID_DATA = 1
+
+
+def _fail(message: str, code: int) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def _load(directory: str, encoding: str | None, date_format: str, currency: str | None):
+    from renewforecast.io.loader import load_book
+
+    return load_book(directory, encoding=encoding, date_format=date_format, currency=currency)
+
+
+_data_options = [
+    click.option("--encoding", default=None, help="Text encoding of the CSV files (default: detect BOM, UTF-8, then cp1252)."),
+    click.option("--date-format", default="%m/%d/%Y", show_default=True, help="Non-ISO date format of report-style exports."),
+    click.option("--currency", default=None, help="Reporting currency (default: the corporate currency, or the only one)."),
+]
+
+
+def data_options(func):
+    for option in reversed(_data_options):
+        func = option(func)
+    return func
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="renewforecast")
+def main() -> None:
+    """renewforecast: renewal probabilities, SaaS metrics and revenue forecasts
+    from Salesforce CPQ exports."""
+
+
+@main.command("demo-data")
+@click.argument("out", type=click.Path(file_okay=False))
+@click.option("--accounts", default=2000, show_default=True, type=click.IntRange(min=1), help="Customer accounts.")
+@click.option("--seed", default=7, show_default=True, type=int, help="Random seed (same seed, same files).")
+@click.option("--end", default="2026-10-31", show_default=True, help="Export date of the demo org.")
+def demo_data(out: str, accounts: int, seed: int, end: str) -> None:
+    """Write a synthetic Salesforce CPQ export to OUT.
+
+    Example: renewforecast demo-data data/demo --accounts 2000 --seed 7
+    """
+    from renewforecast.demo import write_demo_org
+
+    org = write_demo_org(out, accounts=accounts, seed=seed, end=end, progress=True)
+    counts = ", ".join(f"{len(v):,} {k}" for k, v in org.tables.items() if len(v))
+    click.echo(f"Demo org written to {org.path} (export date {org.as_of.date()}): {counts}.")
+
+
+def _problem_table(frame: pd.DataFrame, limit: int) -> str:
+    shown = frame.head(limit)
+    lines = [
+        f"  {r.file} line {'' if pd.isna(r.line) else int(r.line)}"
+        f"{f' [id {r.record_id}]' if r.record_id else ''}"
+        f"{f' column {r.column}' if r.column else ''}: {r.rule}: {r.message}"
+        for r in shown.itertuples(index=False)
+    ]
+    if len(frame) > limit:
+        lines.append(f"  ... and {len(frame) - limit} more")
+    return "\n".join(lines)
+
+
+@main.command("validate")
+@click.argument("directory", type=click.Path(exists=True, file_okay=False))
+@data_options
+@click.option("--limit", default=50, show_default=True, help="Problems listed per kind.")
+def validate(directory: str, encoding, date_format, currency, limit: int) -> None:
+    """Check a Salesforce export (or canonical folder) and print a data-quality report.
+
+    Exits 1 when the data has errors; warnings alone exit 0.
+
+    Example: renewforecast validate data/demo
+    """
+    try:
+        book = _load(directory, encoding, date_format, currency)
+    except BookValidationError as exc:
+        click.echo(f"{directory}: INVALID: {len(exc.problems)} error(s), {len(exc.warnings)} warning(s)")
+        click.echo("Errors:")
+        from renewforecast.exceptions import problems_frame
+
+        click.echo(_problem_table(problems_frame(exc.problems), limit))
+        sys.exit(EXIT_INVALID_DATA)
+    click.echo(f"{directory}: valid ({book.currency}), fingerprint {book.fingerprint[:12]}")
+    summary = book.summary()
+    for row in summary.itertuples(index=False):
+        span = "" if pd.isna(row.first) else f"  {row.first.date()} .. {row.last.date()}"
+        click.echo(f"  {row.table:<20} {row.rows:>10,}{span}")
+    warnings = book.warnings
+    if len(warnings):
+        click.echo(f"Warnings ({len(warnings)}):")
+        for rule, n in warnings["rule"].value_counts().items():
+            click.echo(f"  {rule}: {n}")
+        click.echo(_problem_table(warnings, limit))
+    else:
+        click.echo("No warnings.")
+
+
+@main.command("report")
+@click.argument("directory", type=click.Path(exists=True, file_okay=False))
+@click.option("--as-of", "as_of", default=None, help="As-of date, YYYY-MM-DD (default: the data's export date).")
+@click.option("--out", default="reports", show_default=True, type=click.Path(file_okay=False), help="Where runs are published.")
+@click.option("--notebook", "notebooks", multiple=True, help="Run only this report (repeatable), e.g. 00_data_quality.")
+@click.option("--timeout", default=900, show_default=True, type=click.IntRange(min=1), help="Seconds a notebook cell may run.")
+@click.option("--keep", default=None, type=click.IntRange(min=1), help="Keep only the newest N published runs.")
+@data_options
+def report(directory, as_of, out, notebooks, timeout, keep, encoding, date_format, currency) -> None:
+    """Run the report notebooks on DIRECTORY and publish HTML to OUT/<run-id>/.
+
+    The run is published only if every notebook succeeds; OUT/latest then
+    points at it. A failed run publishes nothing, keeps its partial notebooks
+    in OUT/failed/<run-id>/ and exits non-zero.
+
+    Example: renewforecast report data/demo --as-of 2026-10-31
+    """
+    from renewforecast.reporting import run_reports
+
+    try:
+        book = _load(directory, encoding, date_format, currency)
+    except BookValidationError as exc:
+        _fail(f"{directory} is not valid input, so no report was run. "
+              f"Run 'renewforecast validate {directory}' for the full list.\n{exc}", EXIT_INVALID_DATA)
+    if as_of is None:
+        end = book.data_end
+        as_of = (end or pd.Timestamp(dt.date.today())).strftime("%Y-%m-%d")
+    params = {}
+    if encoding:
+        params["encoding"] = encoding
+    try:
+        published = run_reports(
+            directory, as_of=as_of, out=out, notebooks=list(notebooks) or None,
+            parameters=params or None, timeout=timeout, keep=keep,
+        )
+    except ReportRunError as exc:
+        where = f" Partial notebooks kept in {exc.failed_dir}." if exc.failed_dir else ""
+        _fail(f"{exc}{where}", exc.exit_code)
+    except RenewForecastError as exc:
+        _fail(str(exc), 1)
+    click.echo(f"Published {published} (as of {as_of}).")
+    click.echo(f"Open {Path(published) / 'index.html'}")
+
+
+if __name__ == "__main__":
+    main()

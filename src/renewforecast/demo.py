@@ -1,0 +1,872 @@
+"""A synthetic Salesforce CPQ org for demos, tests and measuring models.
+
+:func:`write_demo_org` simulates a subscription business month by month and
+writes it as a Salesforce export folder (the same files an admin would pull
+with Data Loader), so the demo exercises the real loading path.
+
+What is simulated
+-----------------
+- Customers in four segments (SMB, Mid-Market, Enterprise, Government),
+  acquired through five channels, with monthly sales and marketing spend.
+- Annual, two- and three-year contracts (some multi-year deals ramp through
+  MDQ segments), products priced per month (default term 1) or per year,
+  evergreen month-to-month contracts.
+- Amendments as CPQ books them: upsell and seat decrease (signed delta rows
+  linked by ``SBQQ__RevisedSubscription__c``), add product (a new row
+  co-terminated with the contract), cancel-and-replace (a negative and a
+  positive row on one date), early termination (negative rows carrying
+  ``SBQQ__TerminatedDate__c``).
+- Renewals priced by the account's method (same, list, uplift), with
+  expansion or contraction at renewal; churn; win-back after churn.
+- Opportunities with line items, product schedules (Divide and Repeat, over
+  several periods) and stage history; open renewals and open new business at
+  the export date.
+- A latent account health that moves month to month and shows through the
+  signals (seat utilisation, active users, support tickets, quarterly NPS).
+
+The true renewal probability of each renewal decision is a function of what
+is observable 120 days before the contract ends (signals, tenure, prior
+renewals, amendments in the term, price uplift). It is written to
+``truth/renewal_truth.csv``, which the loader never reads, so models can be
+measured against the best achievable.
+"""
+
+from __future__ import annotations
+
+import calendar
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from renewforecast._atomic import atomic_write_text
+from renewforecast.io.salesforce import write_salesforce_export
+from renewforecast.schedules import expand_schedules
+from renewforecast.schemas import TABLES, conform
+
+__all__ = ["DemoOrg", "generate_demo_tables", "write_demo_org"]
+
+# ------------------------------------------------------------------ catalogue
+
+SEGMENTS = ("SMB", "Mid-Market", "Enterprise", "Government")
+_SEG_P = (0.55, 0.28, 0.12, 0.05)
+_SEATS = {"SMB": (5, 40), "Mid-Market": (30, 250), "Enterprise": (200, 2000), "Government": (50, 800)}
+_DISCOUNT = {"SMB": (0.0, 0.10), "Mid-Market": (0.05, 0.20), "Enterprise": (0.10, 0.30), "Government": (0.05, 0.25)}
+_TERMS = {  # contract term months and their weights
+    "SMB": ((12,), (1.0,)),
+    "Mid-Market": ((12, 24), (0.8, 0.2)),
+    "Enterprise": ((12, 24, 36), (0.45, 0.30, 0.25)),
+    "Government": ((12, 24, 36), (0.40, 0.30, 0.30)),
+}
+_BASE_LOGIT = {"SMB": 0.55, "Mid-Market": 1.0, "Enterprise": 1.35, "Government": 1.6}
+_HEALTH_MEAN = {"SMB": -0.15, "Mid-Market": 0.0, "Enterprise": 0.15, "Government": 0.25}
+_CAC = {"SMB": 4_000.0, "Mid-Market": 18_000.0, "Enterprise": 70_000.0, "Government": 55_000.0}
+CHANNELS = ("paid_search", "events", "outbound", "partner", "organic")
+_CHANNEL_P = (0.30, 0.15, 0.25, 0.15, 0.15)
+_CHANNEL_COST = {"paid_search": 1.0, "events": 1.3, "outbound": 1.1, "partner": 0.8, "organic": 0.25}
+_INDUSTRIES = ("Software", "Financial Services", "Healthcare", "Manufacturing", "Retail",
+               "Education", "Media", "Logistics")
+_REGIONS = ("North America", "EMEA", "APAC", "LATAM")
+_REGION_P = (0.5, 0.3, 0.15, 0.05)
+
+# product key: (name, family, default term months, list price per default term,
+#               gross margin, default revenue schedule (type, period, installments))
+_PRODUCTS = {
+    "core": ("Core Platform", "Platform", 12, 600.0, 0.84, ("Divide", "Monthly", None)),
+    "analytics": ("Analytics Add-on", "Add-on", 12, 240.0, 0.80, ("Divide", "Quarterly", None)),
+    "support": ("Premium Support", "Services", 12, 6000.0, 0.55, ("Divide", "Yearly", None)),
+    "connectors": ("Data Connectors", "Add-on", 12, 1200.0, 0.75, None),
+    "starter": ("Starter Monthly", "Platform", 1, 45.0, 0.82, ("Repeat", "Monthly", None)),
+    "api": ("API Access (Evergreen)", "Platform", 1, 400.0, 0.88, None),
+    "implementation": ("Implementation Services", "Services", 12, 15000.0, 0.30, ("Divide", "Monthly", 3)),
+    "training": ("Training Credits", "Services", 12, 1500.0, 0.45, ("Repeat", "Quarterly", 4)),
+}
+_LIST_GROWTH = 0.05  # list prices rise 5 % every 1 January
+
+# Salesforce default stages and probabilities (percent).
+_OPEN_STAGES = (("Qualification", 10, "Pipeline"), ("Needs Analysis", 20, "Pipeline"),
+                ("Proposal/Price Quote", 75, "Best Case"), ("Negotiation/Review", 90, "Commit"))
+_WON = ("Closed Won", 100, "Closed")
+_LOST = ("Closed Lost", 0, "Omitted")
+
+_PREFIX = {"account": "001", "contract": "800", "subscription": "a1B", "product": "01t",
+           "opportunity": "006", "line": "00k", "schedule": "00o"}
+_B62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+_SUFFIX = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
+
+LEAD_DAYS = 120
+
+
+def sf_id(kind: str, n: int) -> str:
+    """An 18-character Salesforce-style id (15 characters plus the case checksum).
+
+    Examples
+    --------
+    >>> sf_id("account", 1)
+    '001Dn00000000001AAA'[:18]
+    """
+    body = ""
+    for _ in range(10):
+        n, r = divmod(n, 62)
+        body = _B62[r] + body
+    base = _PREFIX[kind] + "Dn" + body
+    suffix = ""
+    for i in range(3):
+        chunk = base[i * 5 : i * 5 + 5]
+        flags = sum(1 << j for j, ch in enumerate(chunk) if "A" <= ch <= "Z")
+        suffix += _SUFFIX[flags]
+    return base + suffix
+
+
+def _sigmoid(z: float) -> float:
+    return 1.0 / (1.0 + math.exp(-z))
+
+
+def _add_months(d: pd.Timestamp, months: int) -> pd.Timestamp:
+    y, m = divmod(d.month - 1 + months, 12)
+    year, month = d.year + y, m + 1
+    return pd.Timestamp(year, month, min(d.day, calendar.monthrange(year, month)[1]))
+
+
+def _month_start(d: pd.Timestamp) -> pd.Timestamp:
+    return pd.Timestamp(d.year, d.month, 1)
+
+
+def _month_end(d: pd.Timestamp) -> pd.Timestamp:
+    return pd.Timestamp(d.year, d.month, calendar.monthrange(d.year, d.month)[1])
+
+
+def sf_ids(kind: str, first: int, count: int) -> np.ndarray:
+    """Vectorised :func:`sf_id` for ``count`` consecutive numbers from ``first``."""
+    nums = np.arange(first, first + count, dtype=np.int64)
+    alphabet = np.frombuffer(_B62.encode(), dtype=np.uint8)
+    chars = np.empty((count, 15), dtype=np.uint8)
+    chars[:, :3] = np.frombuffer(_PREFIX[kind].encode(), dtype=np.uint8)
+    chars[:, 3:5] = np.frombuffer(b"Dn", dtype=np.uint8)
+    rest = nums.copy()
+    for pos in range(14, 4, -1):
+        chars[:, pos] = alphabet[rest % 62]
+        rest //= 62
+    upper = (chars >= ord("A")) & (chars <= ord("Z"))
+    weights = 1 << np.arange(5)
+    suffix_alpha = np.frombuffer(_SUFFIX.encode(), dtype=np.uint8)
+    suffix = np.stack([suffix_alpha[(upper[:, i * 5:(i + 1) * 5] * weights).sum(axis=1)] for i in range(3)], axis=1)
+    full = np.concatenate([chars, suffix], axis=1)
+    return full.view("S18").ravel().astype(str)
+
+
+def _months_between(a: pd.Timestamp, b: pd.Timestamp) -> float:
+    """Months from a to b (b exclusive), whole months plus days / (365/12)."""
+    months = (b.year - a.year) * 12 + (b.month - a.month)
+    anchor = _add_months(a, months)
+    if anchor > b:
+        months -= 1
+        anchor = _add_months(a, months)
+    return months + (b - anchor).days / (365.0 / 12.0)
+
+
+_NAME_A = ("Acme", "Globex", "Initech", "Umbrella", "Stark", "Wayne", "Hooli", "Vandelay", "Soylent",
+           "Tyrell", "Wonka", "Cyberdyne", "Aperture", "Massive", "Nakatomi", "Oscorp", "Pied Piper",
+           "Gringotts", "Monarch", "Dunder", "Blue Sun", "Zenith", "Nordlicht", "Café Müller",
+           "São Paulo Dados", "Øresund", "Ångström", "Kōbō")
+_NAME_B = ("Analytics", "Systems", "Logistics", "Health", "Capital", "Labs", "Foods", "Energy",
+           "Media", "Robotics", "Retail", "Partners", "Software", "Holdings")
+_NAME_C = ("Inc.", "LLC", "GmbH", "Ltd", "S.A.", "B.V.", "Co.", "AG", "Pty Ltd", "S.r.l.")
+
+
+@dataclass
+class DemoOrg:
+    """What :func:`write_demo_org` wrote.
+
+    Attributes
+    ----------
+    path : Path
+        The export folder (pass it to :func:`renewforecast.load_book`).
+    tables : dict of DataFrame
+        The canonical tables the files were written from.
+    truth : DataFrame
+        One row per renewal decision: contract_id, account_id, end_date,
+        lead_date, true_probability, renewed (1, 0, or missing while open).
+    as_of : Timestamp
+        The export date: nothing after it exists in the files.
+    """
+
+    path: Path
+    tables: dict[str, pd.DataFrame]
+    truth: pd.DataFrame
+    as_of: pd.Timestamp
+
+
+class _Sim:
+    def __init__(self, n_accounts: int, seed: int, start: pd.Timestamp, end: pd.Timestamp,
+                 progress: bool = False):
+        self.progress = progress
+        self.rng = np.random.default_rng(seed)
+        self.n_accounts = n_accounts
+        self.start = start
+        self.end = end
+        self.counters = dict.fromkeys(_PREFIX, 0)
+        self.rows: dict[str, list[dict]] = {k: [] for k in
+                                             ("accounts", "contracts", "subscriptions", "opportunities",
+                                              "opportunity_lines", "schedules", "signals",
+                                              "opportunity_history")}
+        self.truth: list[dict] = []
+        self.schedule_specs: list[tuple] = []
+        self.acquisitions: list[tuple[pd.Timestamp, str, str]] = []
+        self.product_ids = {k: self.new_id("product") for k in _PRODUCTS}
+        self.months = pd.date_range(_month_start(start), end, freq="MS")
+        self.month_index = {m: i for i, m in enumerate(self.months)}
+
+    # -- helpers ---------------------------------------------------------
+    def new_id(self, kind: str) -> str:
+        self.counters[kind] += 1
+        return sf_id(kind, self.counters[kind] + self.rng_offset(kind))
+
+    def rng_offset(self, kind: str) -> int:
+        # Spread ids out so they look like a real org's, not 1, 2, 3.
+        return {"account": 7_340_000, "contract": 1_210_000, "subscription": 9_800_000,
+                "product": 4_000, "opportunity": 5_550_000, "line": 2_200_000,
+                "schedule": 3_300_000}[kind]
+
+    def u(self, a: float = 0.0, b: float = 1.0) -> float:
+        return a + (b - a) * float(self.rng.random())
+
+    def day(self, a: pd.Timestamp, b: pd.Timestamp) -> pd.Timestamp:
+        span = max((b - a).days, 0)
+        return a + pd.Timedelta(days=int(self.rng.integers(0, span + 1)))
+
+    def list_price(self, product: str, on: pd.Timestamp) -> float:
+        years = max(on.year - self.start.year, 0)
+        return round(_PRODUCTS[product][3] * (1 + _LIST_GROWTH) ** years, 2)
+
+    # -- catalogue -------------------------------------------------------
+    def products(self) -> pd.DataFrame:
+        rows = []
+        for key, (name, family, term, _price, margin, sched) in _PRODUCTS.items():
+            rows.append({
+                "product_id": self.product_ids[key], "name": name, "family": family,
+                "subscription_term_months": float(term), "gross_margin": margin,
+                "revenue_schedule_type": sched[0].lower() if sched else None,
+                "revenue_installment_period": sched[1].lower() if sched else None,
+                "revenue_installments": (sched[2] or 12) if sched else None,
+            })
+        return pd.DataFrame(rows)
+
+    # -- opportunities ---------------------------------------------------
+    def opportunity(self, account_id, otype, created, close, outcome, amount, *, renewed=None,
+                    amended=None, health=0.0) -> str:
+        """outcome: 'won', 'lost' or 'open'. Writes stage history up to the export date."""
+        oid = self.new_id("opportunity")
+        close = max(close, created)
+        if outcome == "won":
+            path = [*_OPEN_STAGES, _WON]
+        elif outcome == "lost":
+            k = int(self.rng.integers(1, len(_OPEN_STAGES) + 1))
+            path = [*_OPEN_STAGES[:k], _LOST]
+        else:
+            # Open at the export date: how far along depends on elapsed time and health.
+            frac = min(max((self.end - created).days / max((close - created).days, 1), 0.0), 1.0)
+            k = 1 + int(min(3, max(0, round(frac * 3 + 0.6 * health + self.u(-0.5, 0.5)))))
+            path = list(_OPEN_STAGES[:k])
+        n = len(path)
+        span = (close - created).days
+        dates = [created + pd.Timedelta(days=int(span * i / max(n - 1, 1))) for i in range(n)]
+        if outcome == "open":
+            elapsed = max((self.end - created).days, 0)
+            dates = [created + pd.Timedelta(days=int(elapsed * i / max(n, 1))) for i in range(n)]
+        for (stage, prob, _cat), when in zip(path, dates, strict=True):
+            if when <= self.end:
+                self.rows["opportunity_history"].append({
+                    "opportunity_id": oid, "created_date": when, "stage": stage,
+                    "probability": prob / 100, "close_date": close})
+        stage, prob, cat = path[-1]
+        self.rows["opportunities"].append({
+            "opportunity_id": oid, "account_id": account_id, "type": otype, "stage": stage,
+            "probability": prob / 100, "close_date": close, "is_closed": outcome != "open",
+            "is_won": outcome == "won", "amount": round(amount, 2), "renewed_contract_id": renewed,
+            "amended_contract_id": amended, "forecast_category": cat, "created_date": created})
+        return oid
+
+    def line(self, opp_id, product, quantity, unit_price, service_date, term_months) -> None:
+        lid = self.new_id("line")
+        sched = _PRODUCTS[product][5]
+        total = round(quantity * unit_price, 2)
+        row = {"line_id": lid, "opportunity_id": opp_id, "product_id": self.product_ids[product],
+               "quantity": float(quantity), "unit_price": round(unit_price, 2), "total_price": total,
+               "service_date": service_date}
+        self.rows["opportunity_lines"].append(row)
+        if sched is None or quantity <= 0 or total <= 0:
+            return
+        stype, period, n = sched
+        if n is None:
+            n = {"Monthly": int(term_months), "Quarterly": max(1, int(term_months) // 3),
+                 "Yearly": max(1, int(term_months) // 12)}[period]
+        n = max(1, min(int(n), 150))
+        both = product == "training"
+        if stype == "Repeat":
+            # Repeat: each installment carries the amount, so the line total
+            # (a roll-up of its schedule in Salesforce) is amount x n.
+            per = round(total / n, 2)
+            row["total_price"] = round(per * n, 2)
+            amount, qty = per, (quantity / n if both else None)
+        else:
+            amount, qty = total, (quantity if both else None)
+        self.schedule_specs.append((lid, amount, service_date, stype, period, n, qty,
+                                    "both" if both else "revenue"))
+
+    def schedules(self) -> pd.DataFrame:
+        specs = pd.DataFrame(self.schedule_specs, columns=["line_id", "amount", "start_date", "schedule_type",
+                                                           "period", "installments", "quantity", "type"])
+        specs["quantity"] = specs["quantity"].astype("float64")
+        rows = expand_schedules(specs)
+        rows["type"] = np.repeat(specs["type"].to_numpy(), specs["installments"].to_numpy())
+        rows.loc[np.repeat(specs["type"].to_numpy() == "revenue", specs["installments"].to_numpy()), "quantity"] = np.nan
+        # A few stale schedules, as real orgs have: the line was edited after
+        # the schedule was established.
+        stale = specs["line_id"][self.rng.random(len(specs)) < 0.004]
+        hit = rows["line_id"].isin(set(stale))
+        rows.loc[hit, "revenue"] = (rows.loc[hit, "revenue"] * 1.1).round(2)
+        rows["schedule_id"] = sf_ids("schedule", 3_300_001, len(rows))
+        return rows[["schedule_id", "line_id", "schedule_date", "type", "revenue", "quantity"]]
+
+    # -- accounts --------------------------------------------------------
+    def account(self, created, segment, channel, is_customer=True) -> dict:
+        name = (f"{_NAME_A[int(self.rng.integers(len(_NAME_A)))]} "
+                f"{_NAME_B[int(self.rng.integers(len(_NAME_B)))]} "
+                f"{_NAME_C[int(self.rng.integers(len(_NAME_C)))]}")
+        row = {"account_id": self.new_id("account"), "name": name, "segment": segment,
+               "industry": _INDUSTRIES[int(self.rng.integers(len(_INDUSTRIES)))],
+               "region": _REGIONS[int(self.rng.choice(len(_REGIONS), p=_REGION_P))],
+               "is_government": segment == "Government", "created_date": created,
+               "acquisition_channel": channel if is_customer else None}
+        self.rows["accounts"].append(row)
+        return row
+
+    def run(self) -> None:
+        days = (self.end - self.start).days
+        # Acquisitions grow about 35 % a year: sample days by an exponential density.
+        growth = math.log(1.35) / 365.0
+        u = self.rng.random(self.n_accounts)
+        acq_days = np.log1p(u * (math.exp(growth * days * 0.97) - 1)) / growth
+        days_sorted = np.sort(acq_days)
+        if self.progress:
+            from tqdm.auto import tqdm
+
+            days_sorted = tqdm(days_sorted, desc="simulating accounts", unit="account", leave=False)
+        for d in days_sorted:
+            self.customer(self.start + pd.Timedelta(days=int(d)))
+        self.prospects()
+
+    # -- one customer's whole life --------------------------------------
+    def customer(self, acq: pd.Timestamp) -> None:
+        seg = SEGMENTS[int(self.rng.choice(4, p=_SEG_P))]
+        channel = CHANNELS[int(self.rng.choice(len(CHANNELS), p=_CHANNEL_P))]
+        opp_created = acq - pd.Timedelta(days=int(self.u(20, 60 if seg == "SMB" else 150)))
+        acct = self.account(opp_created - pd.Timedelta(days=int(self.u(0, 30))), seg, channel)
+        aid = acct["account_id"]
+        self.acquisitions.append((acq, channel, seg))
+        r = self.rng.random()
+        method = "same" if r < 0.5 else ("list" if r < 0.65 else "uplift")
+        uplift = float(self.rng.choice([3, 4, 5, 6, 7, 8])) / 100 if method == "uplift" else None
+
+        # Health path, monthly, from acquisition to the export date.
+        m0 = self.month_index[_month_start(acq)]
+        n_months = len(self.months) - m0
+        eps = self.rng.normal(size=n_months)
+        h = np.empty(n_months)
+        h[0] = _HEALTH_MEAN[seg] + 0.8 * eps[0]
+        for i in range(1, n_months):
+            h[i] = _HEALTH_MEAN[seg] * 0.08 + 0.92 * h[i - 1] + 0.33 * eps[i]
+        state = {"aid": aid, "seg": seg, "method": method, "uplift": uplift, "h": h, "m0": m0,
+                 "acq": acq, "renewals": 0, "seats": 0.0, "signals": []}
+        evergreen = seg == "SMB" and self.rng.random() < 0.07
+        if evergreen:
+            self.evergreen_customer(state, opp_created)
+        else:
+            self.contract_chain(state, acq, opp_created, new_business=True)
+
+    def health_at(self, state, when: pd.Timestamp) -> float:
+        i = self.month_index.get(_month_start(min(when, self.end)), len(self.months) - 1) - state["m0"]
+        return float(state["h"][min(max(i, 0), len(state["h"]) - 1)])
+
+    def emit_signals(self, state, start: pd.Timestamp, stop: pd.Timestamp, seats: float) -> None:
+        """Monthly signals for months fully inside [start, stop]."""
+        m = _month_start(start)
+        if state.get("next_signal") is not None and state["next_signal"] > m:
+            m = state["next_signal"]
+        while m <= min(stop, self.end):
+            if _month_end(m) > self.end:
+                break
+            if self.rng.random() < 0.03:  # a missed month in the usage feed
+                m = _add_months(m, 1)
+                continue
+            hv = self.health_at(state, m)
+            util = min(1.0, max(0.0, _sigmoid(0.45 + 1.1 * hv + 0.25 * self.rng.normal())))
+            tickets = int(self.rng.poisson(max(0.1, (seats ** 0.35) * math.exp(-0.45 * hv) * 0.6)))
+            nps = None
+            if m.month in (3, 6, 9, 12):
+                nps = float(int(min(100, max(-100, round(22 + 26 * hv + self.rng.normal(0, 12))))))
+            row = {"account_id": state["aid"], "month": m, "seat_utilization": round(util, 3),
+                   "active_users": float(round(seats * util)), "support_tickets": float(tickets),
+                   "nps": nps}
+            self.rows["signals"].append(row)
+            state["signals"].append(row)
+            m = _add_months(m, 1)
+        state["next_signal"] = m
+
+    def observed(self, state, lead: pd.Timestamp) -> tuple[float, float, float]:
+        """What the signals said as of ``lead``: utilisation, last NPS, tickets (3-month mean)."""
+        known = [r for r in state["signals"] if _month_end(r["month"]) <= lead]
+        if not known:
+            return 0.6, 20.0, 1.0
+        util = known[-1]["seat_utilization"]
+        nps_vals = [r["nps"] for r in known if r["nps"] is not None]
+        nps = nps_vals[-1] if nps_vals else 20.0
+        tix = float(np.mean([r["support_tickets"] for r in known[-3:]]))
+        return util, nps, tix
+
+    def true_probability(self, state, contract, lead) -> float:
+        util, nps, tix = self.observed(state, lead)
+        seats = max(state["seats"], 1.0)
+        z = (_BASE_LOGIT[state["seg"]]
+             + 3.2 * (util - 0.6)
+             + 0.018 * (nps - 20)
+             - 0.35 * (tix / (seats ** 0.35) - 0.6)
+             + 0.30 * min(state["renewals"], 3)
+             - 0.70 * contract["decreased"]
+             + 0.45 * contract["upsold"]
+             - (6.0 * state["uplift"] if state["method"] == "uplift" else 0.0)
+             - (0.35 if state["method"] == "list" else 0.0)
+             - 0.15 * (contract["term"] > 12))
+        return _sigmoid(z)
+
+    # -- subscriptions ---------------------------------------------------
+    def sub_row(self, contract, product, qty, unit, start, end, created, *, revised=None,
+                terminated=None, segment=None) -> str:
+        term_default = _PRODUCTS[product][2]
+        if segment is not None:
+            seg_index, seg_start, seg_end, seg_qty = segment
+            prorate = round(_months_between(seg_start, seg_end + pd.Timedelta(days=1)) / term_default, 4)
+        else:
+            seg_index = seg_start = seg_end = seg_qty = None
+            prorate = round(_months_between(start, end + pd.Timedelta(days=1)) / term_default, 4)
+        sid = self.new_id("subscription")
+        self.rows["subscriptions"].append({
+            "subscription_id": sid, "contract_id": contract["id"], "account_id": contract["aid"],
+            "product_id": self.product_ids[product], "start_date": start, "end_date": end,
+            "quantity": float(qty), "net_price": round(unit * prorate, 2), "prorate_multiplier": prorate,
+            "terminated_date": terminated, "revised_subscription_id": revised,
+            "segment_index": seg_index, "segment_start_date": seg_start, "segment_end_date": seg_end,
+            "segment_quantity": None if seg_qty is None else float(seg_qty), "created_date": created})
+        return sid
+
+    def open_contract(self, state, start, term, created, renewed_from=None) -> dict:
+        cid = self.new_id("contract")
+        end = _add_months(start, term) - pd.Timedelta(days=1)
+        row = {"contract_id": cid, "account_id": state["aid"], "start_date": start, "end_date": end,
+               "term_months": float(term), "status": "Activated", "evergreen": False,
+               "renewal_pricing_method": state["method"], "renewal_uplift_rate": state["uplift"],
+               "renewed_contract_id": renewed_from, "created_date": created}
+        self.rows["contracts"].append(row)
+        return {"id": cid, "aid": state["aid"], "row": row, "start": start, "end": end, "term": term,
+                "lines": {}, "decreased": 0, "upsold": 0, "mdq": False}
+
+    def contract_chain(self, state, start, opp_created, new_business) -> None:
+        seg = state["seg"]
+        terms, weights = _TERMS[seg]
+        term = int(self.rng.choice(terms, p=weights))
+        seats_lo, seats_hi = _SEATS[seg]
+        seats = float(int(math.exp(self.u(math.log(seats_lo), math.log(seats_hi)))))
+        disc = self.u(*_DISCOUNT[seg])
+        main = "starter" if seg == "SMB" and self.rng.random() < 0.3 else "core"
+        products = {main: seats}
+        if self.rng.random() < 0.4:
+            products["analytics"] = float(max(1, int(seats * self.u(0.2, 0.8))))
+        if seg != "SMB" and self.rng.random() < 0.6:
+            products["support"] = 1.0
+        if self.rng.random() < 0.25:
+            products["connectors"] = float(int(self.rng.integers(1, 6)))
+        prices = {p: self.list_price(p, start) * (1 - disc) for p in products}
+        prev = None
+        while True:
+            # ---- the opportunity that creates this contract ----------
+            created = opp_created if prev is None else None
+            if prev is None:
+                amount = sum(q * prices[p] * term / _PRODUCTS[p][2] for p, q in products.items())
+                otype = "new_business"
+                opp = self.opportunity(state["aid"], otype, opp_created, start - pd.Timedelta(days=1), "won",
+                                       amount, health=self.health_at(state, start))
+                created = start - pd.Timedelta(days=1)
+            else:
+                opp, created = prev["renewal_opp"], prev["renewal_close"]
+            contract = self.open_contract(state, start, term, created, prev["id"] if prev else None)
+            state["seats"] = products.get("core", products.get("starter", 0.0))
+            mdq = prev is None and term >= 24 and seg in ("Enterprise", "Government") and self.rng.random() < 0.45
+            for p, q in products.items():
+                unit = prices[p]
+                if mdq and p == "core":
+                    contract["mdq"] = True
+                    years = term // 12
+                    qtys = [float(round(q * (1 + 0.3 * i))) for i in range(years)]
+                    prev_q = 0.0
+                    for i, sq in enumerate(qtys):
+                        s0 = _add_months(start, 12 * i)
+                        s1 = _add_months(start, 12 * (i + 1)) - pd.Timedelta(days=1)
+                        sid = self.sub_row(contract, p, sq - prev_q, unit, s0, contract["end"], created,
+                                           segment=(i + 1, s0, s1, sq))
+                        prev_q = sq
+                    contract["lines"][p] = {"qty": qtys[-1], "unit": unit, "root": sid, "mdq": True}
+                else:
+                    sid = self.sub_row(contract, p, q, unit, start, contract["end"], created)
+                    contract["lines"][p] = {"qty": q, "unit": unit, "root": sid, "mdq": False}
+                self.line(opp, p, q, unit * term / _PRODUCTS[p][2], start, term)
+            if prev is None and seg != "SMB" and self.rng.random() < 0.7:
+                self.line(opp, "implementation", 1, self.list_price("implementation", start) * (1 - disc), start, 3)
+            if seg in ("Mid-Market", "Enterprise") and self.rng.random() < 0.2:
+                self.line(opp, "training", 4 * int(self.rng.integers(1, 4)), self.list_price("training", start) / 4,
+                          start, 12)
+
+            terminated = self.amendments(state, contract)
+            stop = terminated or contract["end"]
+            self.emit_signals(state, start, stop, state["seats"])
+            if terminated:
+                contract["row"]["status"] = "Activated" if contract["end"] > self.end else "Expired"
+                self.maybe_win_back(state, terminated)
+                return
+            # ---- renewal decision -----------------------------------------
+            end = contract["end"]
+            lead = end - pd.Timedelta(days=LEAD_DAYS)
+            opp_created_r = end - pd.Timedelta(days=int(self.u(100, 150)))
+            p_true = self.true_probability(state, contract, min(lead, self.end))
+            decided = end <= self.end
+            renewed = bool(self.rng.random() < p_true) if decided else None
+            self.truth.append({"contract_id": contract["id"], "account_id": state["aid"], "end_date": end,
+                               "lead_date": lead, "true_probability": round(p_true, 6),
+                               "renewed": None if renewed is None else int(renewed)})
+            hv = self.health_at(state, end)
+            new_products = {}
+            for p, line in contract["lines"].items():
+                if line["qty"] <= 0:
+                    continue
+                q = line["qty"]
+                if p in ("core", "starter", "analytics"):
+                    q = float(max(1, round(q * math.exp(self.rng.normal(0.03 + 0.06 * hv, 0.08)))))
+                new_products[p] = q
+            next_start = end + pd.Timedelta(days=1)
+            new_prices = {}
+            for p in new_products:
+                unit = contract["lines"][p]["unit"]
+                if state["method"] == "uplift":
+                    unit = unit * (1 + state["uplift"])
+                elif state["method"] == "list":
+                    unit = self.list_price(p, next_start)
+                new_prices[p] = unit
+            renewal_amount = sum(q * new_prices[p] * term / _PRODUCTS[p][2] for p, q in new_products.items())
+            if opp_created_r > self.end:
+                contract["row"]["status"] = "Activated"
+                return  # the renewal opportunity does not exist yet
+            if not decided:
+                opp_id = self.opportunity(state["aid"], "renewal", opp_created_r, end, "open", renewal_amount,
+                                          renewed=contract["id"], health=hv)
+                for p, q in new_products.items():
+                    self.line(opp_id, p, q, new_prices[p] * term / _PRODUCTS[p][2], next_start, term)
+                return
+            contract["row"]["status"] = "Expired"
+            close = end - pd.Timedelta(days=int(self.u(0, 30 if renewed else 45)))
+            opp_id = self.opportunity(state["aid"], "renewal", opp_created_r, close,
+                                      "won" if renewed else "lost", renewal_amount if renewed else 0.0,
+                                      renewed=contract["id"], health=hv)
+            if not renewed:
+                self.maybe_win_back(state, end)
+                return
+            state["renewals"] += 1
+            products, prices = new_products, new_prices
+            prev = {"id": contract["id"], "renewal_opp": opp_id, "renewal_close": close}
+            start = next_start
+            # The renewal's own opportunity lines are written at the top of the loop.
+
+    def amendments(self, state, contract) -> pd.Timestamp | None:
+        """Simulate the term month by month; return the termination date, if any."""
+        m = _month_start(contract["start"])
+        stop = min(contract["end"] - pd.Timedelta(days=45), self.end)
+        while True:
+            m = _add_months(m, 1)
+            if m > stop:
+                return None
+            hv = self.health_at(state, m)
+            when = self.day(m, min(_month_end(m), stop))
+            r = self.rng.random()
+            lines = {p: line for p, line in contract["lines"].items() if line["qty"] > 0}
+            seat_lines = [p for p in lines if p in ("core", "starter", "analytics") and not lines[p]["mdq"]]
+            p_term = 0.0012 * math.exp(-0.9 * hv) if not contract["mdq"] else 0.0
+            p_up = 0.014 * math.exp(0.6 * hv)
+            p_down = 0.007 * math.exp(-0.6 * hv)
+            p_add = 0.005
+            p_cr = 0.0025
+            if r < p_term:
+                opp = self.opportunity(state["aid"], "amendment", when - pd.Timedelta(days=int(self.u(5, 30))),
+                                       when, "won", 0.0, amended=contract["id"], health=hv)
+                for p, line in lines.items():
+                    self.sub_row(contract, p, -line["qty"], line["unit"], when, contract["end"], when,
+                                 revised=line["root"], terminated=when)
+                    self.line(opp, p, -line["qty"], line["unit"], when, 1)
+                    line["qty"] = 0.0
+                return when
+            r -= p_term
+            kind = None
+            if r < p_up and seat_lines:
+                kind = "up"
+            elif r < p_up + p_down and seat_lines:
+                kind = "down"
+            elif r < p_up + p_down + p_add:
+                kind = "add"
+            elif r < p_up + p_down + p_add + p_cr and seat_lines:
+                kind = "replace"
+            if kind is None:
+                continue
+            opp_created = when - pd.Timedelta(days=int(self.u(7, 45)))
+            remaining = _months_between(when, contract["end"] + pd.Timedelta(days=1))
+            if kind in ("up", "down"):
+                p = seat_lines[int(self.rng.integers(len(seat_lines)))]
+                line = lines[p]
+                if kind == "up":
+                    delta = float(max(1, round(line["qty"] * self.u(0.05, 0.4))))
+                    contract["upsold"] = 1
+                else:
+                    delta = -float(max(1, min(line["qty"] - 1, round(line["qty"] * self.u(0.05, 0.3)))))
+                    if line["qty"] + delta < 1:
+                        continue
+                    contract["decreased"] = 1
+                amount = delta * line["unit"] * remaining / _PRODUCTS[p][2]
+                opp = self.opportunity(state["aid"], "amendment", opp_created, when, "won", amount,
+                                       amended=contract["id"], health=hv)
+                self.sub_row(contract, p, delta, line["unit"], when, contract["end"], when, revised=line["root"])
+                self.line(opp, p, delta, line["unit"] * remaining / _PRODUCTS[p][2], when, max(1, round(remaining)))
+                line["qty"] += delta
+                if p in ("core", "starter"):
+                    state["seats"] = line["qty"]
+            elif kind == "add":
+                options = [p for p in ("analytics", "connectors", "support") if p not in lines]
+                if not options:
+                    continue
+                p = options[int(self.rng.integers(len(options)))]
+                q = 1.0 if p == "support" else float(max(1, round(state["seats"] * self.u(0.2, 0.6)))) \
+                    if p == "analytics" else float(self.rng.integers(1, 4))
+                unit = self.list_price(p, when) * (1 - self.u(0, 0.15))
+                amount = q * unit * remaining / _PRODUCTS[p][2]
+                opp = self.opportunity(state["aid"], "amendment", opp_created, when, "won", amount,
+                                       amended=contract["id"], health=hv)
+                # Co-terminated: the new line ends with the contract.
+                sid = self.sub_row(contract, p, q, unit, when, contract["end"], when)
+                self.line(opp, p, q, unit * remaining / _PRODUCTS[p][2], when, max(1, round(remaining)))
+                contract["lines"][p] = {"qty": q, "unit": unit, "root": sid, "mdq": False}
+                contract["upsold"] = 1
+            else:  # cancel and replace at a new price, on one date
+                p = seat_lines[int(self.rng.integers(len(seat_lines)))]
+                line = lines[p]
+                new_unit = line["unit"] * self.u(0.9, 1.12)
+                opp = self.opportunity(state["aid"], "amendment", opp_created, when, "won",
+                                       line["qty"] * (new_unit - line["unit"]) * remaining / _PRODUCTS[p][2],
+                                       amended=contract["id"], health=hv)
+                self.sub_row(contract, p, -line["qty"], line["unit"], when, contract["end"], when,
+                             revised=line["root"])
+                sid = self.sub_row(contract, p, line["qty"], new_unit, when, contract["end"], when)
+                self.line(opp, p, line["qty"], new_unit * remaining / _PRODUCTS[p][2], when, max(1, round(remaining)))
+                contract["lines"][p] = {"qty": line["qty"], "unit": new_unit, "root": sid, "mdq": False}
+
+    def maybe_win_back(self, state, churned: pd.Timestamp) -> None:
+        if self.rng.random() >= 0.12:
+            return
+        back = churned + pd.Timedelta(days=int(self.u(180, 540)))
+        if back > self.end - pd.Timedelta(days=30):
+            return
+        state["renewals"] = 0
+        # Returning customers come back somewhat healthier than they left.
+        i = self.month_index[_month_start(back)] - state["m0"]
+        state["h"][i:] += 0.5
+        self.contract_chain(state, back, back - pd.Timedelta(days=int(self.u(20, 90))), new_business=True)
+
+    def evergreen_customer(self, state, opp_created) -> None:
+        start = state["acq"]
+        cid = self.new_id("contract")
+        row = {"contract_id": cid, "account_id": state["aid"], "start_date": start, "end_date": None,
+               "term_months": 1.0, "status": "Activated", "evergreen": True,
+               "renewal_pricing_method": state["method"], "renewal_uplift_rate": state["uplift"],
+               "renewed_contract_id": None, "created_date": start - pd.Timedelta(days=1)}
+        self.rows["contracts"].append(row)
+        contract = {"id": cid, "aid": state["aid"]}
+        qty = float(self.rng.integers(1, 6))
+        unit = self.list_price("api", start) * (1 - self.u(0, 0.1))
+        opp = self.opportunity(state["aid"], "new_business", opp_created, start - pd.Timedelta(days=1), "won",
+                               qty * unit, health=self.health_at(state, start))
+        self.line(opp, "api", qty, unit, start, 1)
+        # Evergreen: one-period term, no end date; the price is monthly.
+        sid = self.new_id("subscription")
+        self.rows["subscriptions"].append({
+            "subscription_id": sid, "contract_id": cid, "account_id": state["aid"],
+            "product_id": self.product_ids["api"], "start_date": start, "end_date": None, "quantity": qty,
+            "net_price": round(unit, 2), "prorate_multiplier": 1.0, "terminated_date": None,
+            "revised_subscription_id": None, "segment_index": None, "segment_start_date": None,
+            "segment_end_date": None, "segment_quantity": None, "created_date": start - pd.Timedelta(days=1)})
+        state["seats"] = qty * 10
+        m = _month_start(start)
+        while True:
+            m = _add_months(m, 1)
+            if m > self.end:
+                self.emit_signals(state, start, self.end, state["seats"])
+                return
+            hazard = 0.022 * math.exp(-0.8 * self.health_at(state, m))
+            if self.rng.random() < hazard:
+                when = self.day(m, min(_month_end(m), self.end))
+                self.rows["subscriptions"].append({
+                    "subscription_id": self.new_id("subscription"), "contract_id": cid,
+                    "account_id": state["aid"], "product_id": self.product_ids["api"], "start_date": when,
+                    "end_date": None, "quantity": -qty, "net_price": round(unit, 2), "prorate_multiplier": 1.0,
+                    "terminated_date": when, "revised_subscription_id": sid, "segment_index": None,
+                    "segment_start_date": None, "segment_end_date": None, "segment_quantity": None,
+                    "created_date": when})
+                self.opportunity(state["aid"], "amendment", when - pd.Timedelta(days=3), when, "won", 0.0,
+                                 amended=cid, health=self.health_at(state, when))
+                self.emit_signals(state, start, when, state["seats"])
+                return
+            _ = contract
+
+    def prospects(self) -> None:
+        """Accounts that never bought: lost new business and open pipeline."""
+        n_lost = int(self.n_accounts * 0.5)
+        n_open = max(3, int(self.n_accounts * 0.06))
+        days = (self.end - self.start).days
+        for i in range(n_lost + n_open):
+            seg = SEGMENTS[int(self.rng.choice(4, p=_SEG_P))]
+            if i < n_lost:
+                created = self.start + pd.Timedelta(days=int(self.u(0, days - 200)))
+                close = created + pd.Timedelta(days=int(self.u(30, 150)))
+                outcome = "lost"
+            else:
+                created = self.end - pd.Timedelta(days=int(self.u(5, 120)))
+                close = self.end + pd.Timedelta(days=int(self.u(15, 180)))
+                outcome = "open"
+            acct = self.account(created - pd.Timedelta(days=int(self.u(0, 30))), seg, None, is_customer=False)
+            term = int(self.rng.choice(_TERMS[seg][0], p=_TERMS[seg][1]))
+            seats = float(int(math.exp(self.u(math.log(_SEATS[seg][0]), math.log(_SEATS[seg][1])))))
+            unit = self.list_price("core", close) * (1 - self.u(*_DISCOUNT[seg])) * term / 12
+            opp = self.opportunity(acct["account_id"], "new_business", created, close, outcome, seats * unit,
+                                   health=float(self.rng.normal()))
+            service = close + pd.Timedelta(days=1)
+            self.line(opp, "core", seats, unit, service, term)
+            if seg != "SMB" and self.rng.random() < 0.6:
+                self.line(opp, "implementation", 1, self.list_price("implementation", close), service, 3)
+
+    def spend(self) -> pd.DataFrame:
+        """Monthly spend by channel: what it cost to win next month's customers, with noise."""
+        acq = pd.DataFrame(self.acquisitions, columns=["date", "channel", "segment"])
+        acq["month"] = acq["date"].dt.to_period("M").dt.to_timestamp()
+        acq["cost"] = acq["segment"].map(_CAC) * acq["channel"].map(_CHANNEL_COST)
+        cost = acq.groupby(["month", "channel"])["cost"].sum()
+        rows = []
+        for m in self.months:
+            if _month_end(m) > self.end:
+                break
+            nxt = _add_months(m, 1)
+            for ch in CHANNELS:
+                total = float(cost.get((nxt, ch), 0.0)) * float(self.rng.lognormal(0, 0.15))
+                total += 2_000.0 * _CHANNEL_COST[ch]  # fixed programme cost
+                sales_share = {"partner": 0.6, "outbound": 0.75, "organic": 0.1}.get(ch, 0.4)
+                rows.append({"month": m, "channel": ch, "sales_spend": round(total * sales_share, 2),
+                             "marketing_spend": round(total * (1 - sales_share), 2)})
+        return pd.DataFrame(rows)
+
+
+def generate_demo_tables(
+    accounts: int = 2000, seed: int = 7, *, start: str = "2021-01-01", end: str = "2026-10-31",
+    progress: bool = False,
+) -> tuple[dict[str, pd.DataFrame], pd.DataFrame]:
+    """Simulate the demo org and return its canonical tables and renewal truth.
+
+    Parameters
+    ----------
+    accounts : int, default 2000
+        Number of customer accounts (prospects that never buy come on top,
+        about half as many again).
+    seed : int, default 7
+        The same seed gives the same org, byte for byte.
+    start, end : str
+        First acquisition date and the export date.
+    progress : bool, default False
+        Show a progress bar (on a terminal).
+
+    Returns
+    -------
+    tables : dict of DataFrame
+        Canonical tables (see :data:`renewforecast.schemas.TABLES`).
+    truth : DataFrame
+        The true renewal probability of each renewal decision.
+    """
+    if int(accounts) < 1:
+        raise ValueError("accounts must be at least 1")
+    sim = _Sim(int(accounts), int(seed), pd.Timestamp(start), pd.Timestamp(end), progress)
+    sim.run()
+    tables = {"products": sim.products(), "spend": sim.spend(), "schedules": sim.schedules()}
+    for name, rows in sim.rows.items():
+        if name != "schedules":
+            tables[name] = pd.DataFrame(rows)
+    out = {}
+    for name in TABLES:
+        frame = tables.get(name, pd.DataFrame())
+        if name == "accounts":
+            frame = frame.sort_values("created_date", kind="stable")
+        out[name] = conform(frame, name)
+    truth = pd.DataFrame(sim.truth, columns=["contract_id", "account_id", "end_date", "lead_date",
+                                             "true_probability", "renewed"])
+    truth["renewed"] = truth["renewed"].astype("Int64")
+    return out, truth
+
+
+def write_demo_org(
+    out: str | Path, *, accounts: int = 2000, seed: int = 7, start: str = "2021-01-01",
+    end: str = "2026-10-31", progress: bool = False,
+) -> DemoOrg:
+    """Write a synthetic Salesforce CPQ export folder.
+
+    Parameters
+    ----------
+    out : path-like
+        Folder to write (created if needed). Files are written atomically.
+    accounts : int, default 2000
+        Number of customer accounts.
+    seed : int, default 7
+        Random seed; the same seed writes the same files.
+    start, end : str
+        First acquisition date and the export date.
+    progress : bool, default False
+        Show a progress bar (on a terminal).
+
+    Returns
+    -------
+    DemoOrg
+        The folder, the canonical tables and the renewal truth.
+
+    Examples
+    --------
+    >>> import tempfile, renewforecast as rf
+    >>> org = rf.write_demo_org(tempfile.mkdtemp(), accounts=20, seed=3)
+    >>> sorted(p.name for p in org.path.glob("*.csv"))[:3]
+    ['Account.csv', 'Contract.csv', 'Opportunity.csv']
+    """
+    out = Path(out)
+    tables, truth = generate_demo_tables(accounts, seed, start=start, end=end, progress=progress)
+    write_salesforce_export(tables, out)
+    t = truth.copy()
+    for col in ("end_date", "lead_date"):
+        t[col] = t[col].dt.strftime("%Y-%m-%d")
+    atomic_write_text(out / "truth" / "renewal_truth.csv", t.to_csv(index=False, lineterminator="\n"))
+    readme = (
+        "Synthetic Salesforce CPQ export written by renewforecast (demo org).\n"
+        f"accounts={accounts} seed={seed} start={start} export_date={end}\n"
+        "truth/renewal_truth.csv holds the true renewal probability of every renewal decision;\n"
+        "renewforecast.load_book never reads it.\n"
+    )
+    atomic_write_text(out / "README.txt", readme)
+    return DemoOrg(out, tables, truth, pd.Timestamp(end))

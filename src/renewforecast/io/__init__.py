@@ -1,0 +1,1 @@
+"""Reading and writing organisation data: Salesforce exports and canonical folders."""

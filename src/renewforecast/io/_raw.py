@@ -1,0 +1,286 @@
+"""Read a CSV or Parquet file into strings, remembering where each record came from.
+
+Reading is explicit: every cell is read as text (so ids such as ``0012`` and
+names such as ``NA`` survive), blank means missing, and the encoding is either
+declared or detected from a byte-order mark. Typed parsing then converts
+column by column and reports every cell it cannot read, rather than guessing.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from renewforecast.exceptions import Problem
+
+__all__ = ["RawTable", "parse_column", "read_raw"]
+
+
+@dataclass
+class RawTable:
+    """A file read as text: cells, the physical line of each record, notes."""
+
+    file: str
+    frame: pd.DataFrame  # object columns of str, None where blank
+    lines: np.ndarray  # 1-based physical line where each record starts
+    encoding: str
+    problems: list[Problem] = field(default_factory=list)
+    warnings: list[Problem] = field(default_factory=list)
+
+    @property
+    def columns(self) -> list[str]:
+        return list(self.frame.columns)
+
+
+def _decode(raw: bytes, name: str, encoding: str | None) -> tuple[str | None, str, list[Problem], list[Problem]]:
+    problems: list[Problem] = []
+    warnings: list[Problem] = []
+
+    def decode_error(enc: str, err: UnicodeDecodeError) -> Problem:
+        line = raw[: err.start].count(b"\n") + 1
+        bad = raw[err.start : err.end].hex(" ")
+        return Problem(
+            name, line, "", "", "encoding",
+            f"bytes {bad} at offset {err.start} are not valid {enc}; "
+            "pass encoding= with the file's real encoding (e.g. 'cp1252')",
+        )
+
+    if encoding not in (None, "auto"):
+        enc = codecs.lookup(encoding).name
+        try:
+            text = raw.decode(enc)
+        except UnicodeDecodeError as err:
+            return None, enc, [decode_error(enc, err)], warnings
+        if enc.startswith("utf-8") and text.startswith("\ufeff"):
+            text = text[1:]
+        return text, enc, problems, warnings
+
+    for bom, enc in ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16")):
+        if raw.startswith(bom):
+            try:
+                text = raw.decode(enc)
+            except UnicodeDecodeError as err:
+                return None, enc, [decode_error(enc, err)], warnings
+            return text.lstrip("\ufeff"), enc, problems, warnings
+    try:
+        return raw.decode("utf-8"), "utf-8", problems, warnings
+    except UnicodeDecodeError as utf8_err:
+        # Salesforce Data Loader writes the platform encoding unless told to
+        # write UTF-8; on Windows that is cp1252. cp1252 leaves five bytes
+        # undefined, so a file that fails both is reported, never guessed.
+        try:
+            text = raw.decode("cp1252")
+        except UnicodeDecodeError:
+            return None, "utf-8", [decode_error("utf-8 or cp1252", utf8_err)], warnings
+        line = raw[: utf8_err.start].count(b"\n") + 1
+        warnings.append(
+            Problem(
+                name, line, "", "", "encoding_fallback",
+                "file is not valid UTF-8 and was read as cp1252 (Windows); "
+                "pass encoding= to make this explicit",
+                "warning",
+            )
+        )
+        return text, "cp1252", problems, warnings
+
+
+def _record_lines(text: str, n_records: int) -> np.ndarray:
+    physical = text.split("\n")
+    if physical and physical[-1] in ("", "\r"):
+        physical = physical[:-1]
+    if len(physical) == n_records + 1:
+        # One record per physical line: the common case, no scan needed.
+        return np.arange(2, n_records + 2, dtype=np.int64)
+    # Quoted newlines or blank lines: ask the csv module where records start.
+    starts: list[int] = []
+    reader = csv.reader(io.StringIO(text, newline=""))
+    prev_end = 0
+    for i, row in enumerate(reader):
+        start = prev_end + 1
+        prev_end = reader.line_num
+        if i == 0 or not row or row == [""]:
+            continue
+        starts.append(start)
+    return np.asarray(starts[:n_records], dtype=np.int64)
+
+
+def read_raw(path: str | Path, encoding: str | None = None) -> RawTable:
+    """Read one CSV or Parquet file as text cells with their line numbers.
+
+    Parameters
+    ----------
+    path : path-like
+        ``.csv`` or ``.parquet`` file. The file is opened read-only.
+    encoding : str, optional
+        Declared text encoding. By default a byte-order mark decides (UTF-8
+        or UTF-16); without one UTF-8 is tried, then cp1252 with a warning.
+
+    Returns
+    -------
+    RawTable
+        Problems (unreadable bytes, duplicate headers) are returned on it,
+        not raised, so that every file's problems can be reported together.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "Account.csv"
+    >>> _ = p.write_bytes("Id,Name\\n0012,NA\\n".encode())
+    >>> t = read_raw(p)
+    >>> t.frame.iloc[0].tolist(), int(t.lines[0])
+    (['0012', 'NA'], 2)
+    """
+    path = Path(path)
+    name = path.name
+    if path.suffix.lower() == ".parquet":
+        frame = pd.read_parquet(path)
+        lines = np.arange(1, len(frame) + 1, dtype=np.int64)
+        return RawTable(name, frame, lines, "parquet")
+    raw = path.read_bytes()
+    text, enc, problems, warnings = _decode(raw, name, encoding)
+    if text is None:
+        return RawTable(name, pd.DataFrame(), np.empty(0, dtype=np.int64), enc, problems, warnings)
+    first_line = text.split("\n", 1)[0].rstrip("\r")
+    header = next(csv.reader([first_line]), []) if first_line else []
+    if not header:
+        problems.append(Problem(name, 1, "", "", "empty_file", "file has no header row"))
+        return RawTable(name, pd.DataFrame(), np.empty(0, dtype=np.int64), enc, problems, warnings)
+    seen: set[str] = set()
+    for col in header:
+        if col in seen:
+            problems.append(Problem(name, 1, "", col, "duplicate_column", f"column {col!r} appears more than once"))
+        seen.add(col)
+    try:
+        frame = pd.read_csv(
+            io.StringIO(text),
+            dtype=str,
+            keep_default_na=False,
+            na_filter=False,
+            skip_blank_lines=True,
+        )
+    except (pd.errors.ParserError, csv.Error) as err:
+        problems.append(Problem(name, None, "", "", "malformed_csv", str(err).strip()))
+        return RawTable(name, pd.DataFrame(columns=header), np.empty(0, dtype=np.int64), enc, problems, warnings)
+    frame.columns = [str(c).strip() for c in header][: len(frame.columns)] if len(header) == len(frame.columns) else frame.columns
+    frame = frame.apply(lambda s: s.str.strip()).replace("", None) if len(frame) else frame
+    lines = _record_lines(text, len(frame))
+    return RawTable(name, frame, lines, enc, problems, warnings)
+
+
+# ---------------------------------------------------------------- typed parsing
+
+_ISO_DATE = "%Y-%m-%d"
+_THOUSANDS = re.compile(r"^[+-]?\d{1,3}(,\d{3})+(\.\d+)?$")
+_TRUE = {"true", "t", "1", "yes", "y"}
+_FALSE = {"false", "f", "0", "no", "n"}
+
+
+def _parse_dates(values: pd.Series, date_format: str) -> tuple[pd.Series, np.ndarray]:
+    out = pd.to_datetime(values, format=_ISO_DATE, errors="coerce")
+    todo = values.notna() & out.isna()
+    if todo.any():
+        # Salesforce API / Data Loader datetimes: 2024-01-15T10:23:00.000Z or
+        # +0000. They are UTC instants; the date is taken in UTC.
+        dt = pd.to_datetime(values[todo], format="ISO8601", utc=True, errors="coerce")
+        out.loc[todo] = dt.dt.tz_convert(None).dt.normalize()
+        todo = values.notna() & out.isna()
+    if todo.any():
+        # Report exports use the user's locale: one explicit format, never
+        # a guess between 01/02 and 02/01.
+        for fmt in (date_format, date_format + " %I:%M %p", date_format + " %H:%M"):
+            parsed = pd.to_datetime(values[todo], format=fmt, errors="coerce")
+            out.loc[todo] = parsed.dt.normalize()
+            todo = values.notna() & out.isna()
+            if not todo.any():
+                break
+    return out.astype("datetime64[ns]"), todo.to_numpy()
+
+
+def _parse_numbers(values: pd.Series) -> tuple[pd.Series, np.ndarray]:
+    text = values.astype(object)
+    has_sep = text.str.contains(",", regex=False, na=False)
+    if has_sep.any():
+        ok_sep = text[has_sep].str.match(_THOUSANDS)
+        text = text.copy()
+        text.loc[ok_sep[ok_sep].index] = text.loc[ok_sep[ok_sep].index].str.replace(",", "", regex=False)
+    out = pd.to_numeric(text, errors="coerce").astype("float64")
+    bad = values.notna().to_numpy() & ~np.isfinite(out.to_numpy())
+    out[bad] = np.nan
+    return out, bad
+
+
+def parse_column(values: pd.Series, kind: str, *, date_format: str = "%m/%d/%Y") -> tuple[pd.Series, np.ndarray]:
+    """Convert one text column to its canonical kind.
+
+    Parameters
+    ----------
+    values : Series
+        Text cells (``None`` for blank), or an already typed column read from
+        Parquet.
+    kind : {"id", "str", "cat", "date", "float", "int", "bool"}
+        The canonical column kind.
+    date_format : str, default "%m/%d/%Y"
+        The one non-ISO date format accepted (Salesforce report exports use
+        the user's locale; ``"%d/%m/%Y"`` for day-first locales).
+
+    Returns
+    -------
+    values : Series
+        Typed values, missing where blank or unreadable.
+    bad : ndarray of bool
+        Cells that were not blank but could not be read.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> v, bad = parse_column(pd.Series(["2024-01-31", "1/2/2024", "31/01/2024", None]), "date")
+    >>> [str(x.date()) if pd.notna(x) else None for x in v], bad.tolist()
+    (['2024-01-31', '2024-01-02', None, None], [False, False, True, False])
+    """
+    values = values.reset_index(drop=True)
+    if values.dtype == object:
+        values = values.where(values.map(lambda x: not (isinstance(x, str) and x.strip() == "")), None)
+    n = len(values)
+    if kind in ("id", "str", "cat"):
+        if pd.api.types.is_float_dtype(values):
+            # Parquet written by a tool that typed an id column as numbers:
+            # render integers without a trailing .0.
+            text = values.map(lambda x: None if pd.isna(x) else (str(int(x)) if float(x).is_integer() else str(x)))
+        else:
+            text = values.map(lambda x: None if x is None or (not isinstance(x, str) and pd.isna(x)) else str(x))
+        out = text.astype("string")
+        if kind == "cat":
+            out = out.str.strip().str.lower()
+        return out, np.zeros(n, dtype=bool)
+    if kind == "date":
+        if pd.api.types.is_datetime64_any_dtype(values):
+            v = values.dt.tz_convert(None) if getattr(values.dt, "tz", None) is not None else values
+            return v.dt.normalize().astype("datetime64[ns]"), np.zeros(n, dtype=bool)
+        return _parse_dates(values.astype(object), date_format)
+    if kind in ("float", "int"):
+        if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+            out, bad = values.astype("float64"), np.zeros(n, dtype=bool)
+        else:
+            out, bad = _parse_numbers(values.astype(object))
+        if kind == "int":
+            frac = out.notna() & (out != out.round())
+            bad = bad | frac.to_numpy()
+            out = out.where(~frac).round().astype("Int64")
+        return out, bad
+    if kind == "bool":
+        if pd.api.types.is_bool_dtype(values):
+            return values.astype("boolean"), np.zeros(n, dtype=bool)
+        low = values.astype(object).map(lambda x: None if x is None or (not isinstance(x, str) and pd.isna(x)) else str(x).strip().lower())
+        out = pd.Series(pd.NA, index=values.index, dtype="boolean")
+        out[low.isin(_TRUE).to_numpy()] = True
+        out[low.isin(_FALSE).to_numpy()] = False
+        bad = (low.notna() & ~low.isin(_TRUE | _FALSE)).to_numpy()
+        return out, bad
+    raise ValueError(f"unknown column kind {kind!r}")

@@ -1,0 +1,312 @@
+"""``load_book``: read a folder of exports, map, validate, and return a Book."""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from renewforecast.book import Book
+from renewforecast.exceptions import BookValidationError, Problem, problems_frame
+from renewforecast.io._raw import parse_column, read_raw
+from renewforecast.io.salesforce import (
+    CURRENCY_FIELD,
+    SALESFORCE_OBJECTS,
+    SfField,
+    SfObject,
+    from_salesforce,
+)
+from renewforecast.schemas import TABLES, conform, dtype_of
+from renewforecast.validate import validate_tables
+
+__all__ = ["load_book"]
+
+_CANONICAL_REQUIRED = (
+    "accounts", "products", "contracts", "subscriptions", "opportunities",
+    "opportunity_lines", "schedules", "spend",
+)
+_MONEY = {
+    "subscriptions": ["net_price"],
+    "opportunities": ["amount"],
+    "opportunity_lines": ["unit_price", "total_price"],
+    "schedules": ["revenue"],
+    "spend": ["sales_spend", "marketing_spend"],
+}
+
+
+def _canonical_objects() -> dict[str, SfObject]:
+    objs = {}
+    for name, spec in TABLES.items():
+        fields = tuple(
+            SfField(c.name, c.name, c.kind, required=c.required and not c.nullable)
+            for c in spec.columns
+        )
+        objs[name] = SfObject(name, name, fields, required_file=name in _CANONICAL_REQUIRED,
+                              id_field=spec.key)
+    objs["fx"] = SfObject("fx", "fx", (
+        SfField("currency", "currency", "str", True),
+        SfField("rate", "rate", "float", True),
+        SfField("is_reporting", "is_reporting", "bool"),
+    ), required_file=False, id_field="currency")
+    return objs
+
+
+@dataclass
+class _Read:
+    frame: pd.DataFrame
+    colmap: dict[str, str]
+
+
+def _closest(name: str, found: list[str]) -> str:
+    lower = {c.lower(): c for c in found}
+    match = difflib.get_close_matches(name.lower(), list(lower), n=1, cutoff=0.6)
+    return f"; closest match: {lower[match[0]]!r}" if match else ""
+
+
+_RULE_BY_KIND = {"date": "unparseable_date", "float": "unparseable_number", "int": "unparseable_number",
+                 "bool": "unparseable_boolean"}
+
+
+def _read_object(path: Path, obj: SfObject, *, encoding, date_format, overrides,
+                 problems: list[Problem], warnings: list[Problem]) -> _Read | None:
+    raw = read_raw(path, encoding=encoding)
+    problems.extend(raw.problems)
+    warnings.extend(raw.warnings)
+    if raw.problems and raw.frame.empty:
+        return None
+    fields = [SfField(overrides.get(f.column, f.source), f.column, f.kind, f.required, f.percent)
+              for f in obj.fields]
+    found = raw.columns
+    missing = [f for f in fields if f.required and f.source not in found]
+    for f in missing:
+        problems.append(Problem(
+            path.name, 1, "", f.source, "missing_column",
+            f"required column {f.source!r} is missing; columns found: {', '.join(found) or 'none'}"
+            + _closest(f.source, found)))
+    if missing:
+        return None
+    if obj.table == "signals":
+        known = {f.source for f in fields}
+        fields += [SfField(c, c, "float") for c in found if c not in known]
+    frame = raw.frame
+    n = len(frame)
+    ids = (frame[obj.id_field].astype(object).to_numpy() if obj.id_field and obj.id_field in found
+           else np.full(n, None, dtype=object))
+    out: dict[str, object] = {}
+    colmap: dict[str, str] = {}
+    for f in fields:
+        colmap[f.column] = f.source
+        if f.source not in found:
+            out[f.column] = pd.Series(pd.NA if f.kind not in ("float", "date") else None,
+                                      index=range(n), dtype=dtype_of(f.kind))
+            continue
+        values, bad = parse_column(frame[f.source], f.kind, date_format=date_format)
+        if f.percent:
+            values = values / 100.0
+        out[f.column] = values
+        for i in np.flatnonzero(bad):
+            problems.append(Problem(
+                path.name, int(raw.lines[i]), "" if ids[i] is None else str(ids[i]), f.source,
+                _RULE_BY_KIND.get(f.kind, "unparseable_value"),
+                f"cannot read {frame[f.source].iloc[i]!r} as a {'date' if f.kind == 'date' else f.kind}"
+                + (f" (ISO YYYY-MM-DD, an API datetime or {date_format})" if f.kind == "date" else "")))
+    result = pd.DataFrame(out)
+    result["_file"] = path.name
+    result["_line"] = raw.lines[:n]
+    result["_id"] = pd.Series(ids, dtype=object)
+    if CURRENCY_FIELD in found:
+        result["_currency"] = frame[CURRENCY_FIELD].astype(object).to_numpy()
+    elif "currency" in found and obj.table != "fx":
+        result["_currency"] = frame["currency"].astype(object).to_numpy()
+    return _Read(result, colmap)
+
+
+def _apply_fx(tables: dict[str, pd.DataFrame], fx: pd.DataFrame | None, currency: str | None,
+              problems: list[Problem]) -> str:
+    seen: dict[str, list[tuple[str, int, int]]] = {}
+    for name, frame in tables.items():
+        if "_currency" not in frame.columns:
+            continue
+        cur = frame["_currency"].fillna("")
+        for code, group in frame.groupby(cur, sort=True):
+            if code:
+                seen.setdefault(code, []).append((str(group["_file"].iloc[0]), int(group["_line"].iloc[0]), len(group)))
+    if fx is not None and len(fx):
+        rates = fx.drop_duplicates("currency").set_index("currency")["rate"]
+        corporate = fx.loc[fx["is_reporting"].fillna(False).astype(bool), "currency"]
+        reporting = currency or (str(corporate.iloc[0]) if len(corporate) else None)
+        if reporting is None:
+            reporting = "USD"
+        for code, where in seen.items():
+            if code not in rates.index:
+                file, line, count = where[0]
+                problems.append(Problem(file, line, "", CURRENCY_FIELD, "unknown_currency",
+                                        f"{count} record(s) in {code}, which has no conversion rate in the FX table"))
+        for name, cols in _MONEY.items():
+            frame = tables.get(name)
+            if frame is None or "_currency" not in frame.columns:
+                continue
+            rate = frame["_currency"].map(rates).astype("float64")
+            # Salesforce ConversionRate: units of the currency per one unit of the
+            # corporate currency, so amounts are divided by it.
+            rate = rate.where(frame["_currency"].notna(), 1.0).fillna(1.0)
+            if currency and currency in rates.index:
+                rate = rate / rates[currency]
+            for col in cols:
+                frame[col] = frame[col] / rate.to_numpy()
+        return reporting
+    if len(seen) > 1:
+        total = {c: sum(n for *_, n in w) for c, w in seen.items()}
+        main = max(total, key=total.get)
+        listing = ", ".join(f"{c} ({n} records)" for c, n in sorted(total.items()))
+        for code, where in sorted(seen.items()):
+            if code == main:
+                continue
+            for file, line, count in where:
+                problems.append(Problem(
+                    file, line, "", CURRENCY_FIELD, "mixed_currencies",
+                    f"{count} record(s) in {code} but most are in {main}; the data holds {listing}. "
+                    "Add CurrencyType.csv (IsoCode, ConversionRate, IsCorporate) or a canonical fx table"))
+        return main
+    if seen:
+        return next(iter(seen))
+    return currency or "USD"
+
+
+def _detect(path: Path) -> str:
+    names = {p.name for p in path.iterdir() if p.is_file()}
+    if names & {"Contract.csv", "SBQQ__Subscription__c.csv", "Account.csv"}:
+        return "salesforce"
+    stems = {p.stem for p in path.iterdir() if p.suffix.lower() in (".csv", ".parquet")}
+    if stems & {"contracts", "subscriptions", "accounts"}:
+        return "canonical"
+    raise BookValidationError([Problem(
+        str(path), None, "", "", "unrecognised_folder",
+        "neither a Salesforce export (Account.csv, Contract.csv, SBQQ__Subscription__c.csv, ...) "
+        "nor a canonical folder (accounts.csv, contracts.csv, ...); files found: "
+        + (", ".join(sorted(names)) or "none"))])
+
+
+def load_book(
+    path: str | Path,
+    *,
+    encoding: str | None = None,
+    date_format: str = "%m/%d/%Y",
+    currency: str | None = None,
+    field_map: dict[str, dict[str, str]] | None = None,
+) -> Book:
+    """Read a folder of Salesforce exports or canonical tables into a validated Book.
+
+    Parameters
+    ----------
+    path : path-like
+        A folder holding either Salesforce exports named by object
+        (``Account.csv``, ``Contract.csv``, ``SBQQ__Subscription__c.csv``,
+        ``Product2.csv``, ``Opportunity.csv``, ``OpportunityLineItem.csv``,
+        ``OpportunityLineItemSchedule.csv``, optional ``OpportunityHistory.csv``
+        and ``CurrencyType.csv``) plus ``spend.csv`` and optional
+        ``signals.csv``; or canonical tables (``contracts.csv`` or
+        ``contracts.parquet``, ...). Files are only read, never written.
+    encoding : str, optional
+        Text encoding of the CSV files. By default a byte-order mark decides;
+        without one UTF-8 is tried, then cp1252 (with a warning on the Book).
+    date_format : str, default "%m/%d/%Y"
+        The non-ISO date format of report-style exports. ISO dates and API
+        datetimes are always accepted.
+    currency : str, optional
+        Reporting currency. Default: the corporate currency of the FX table,
+        or the one currency found in the data.
+    field_map : dict, optional
+        Per file, canonical column -> field name, for orgs whose custom fields
+        are named differently, e.g.
+        ``{"Account.csv": {"segment": "Customer_Segment__c"}}``.
+
+    Returns
+    -------
+    Book
+
+    Raises
+    ------
+    BookValidationError
+        With every problem found (file, line, record id, column, rule).
+
+    Examples
+    --------
+    >>> import tempfile, renewforecast as rf
+    >>> folder = tempfile.mkdtemp()
+    >>> _ = rf.write_demo_org(folder, accounts=30, seed=1)
+    >>> book = rf.load_book(folder)
+    >>> len(book.accounts)
+    30
+    """
+    path = Path(path)
+    if not path.is_dir():
+        raise BookValidationError([Problem(str(path), None, "", "", "missing_folder",
+                                           "not a folder (give the folder holding the export files)")])
+    kind = _detect(path)
+    field_map = field_map or {}
+    problems: list[Problem] = []
+    warnings: list[Problem] = []
+    reads: dict[str, _Read] = {}
+    present = {p.name: p for p in path.iterdir() if p.is_file()}
+
+    if kind == "salesforce":
+        objects = SALESFORCE_OBJECTS
+        def locate(obj: SfObject) -> Path | None:
+            return present.get(obj.file)
+    else:
+        objects = _canonical_objects()
+        def locate(obj: SfObject) -> Path | None:
+            for suffix in (".parquet", ".csv"):
+                if obj.file + suffix in present:
+                    return present[obj.file + suffix]
+            return None
+
+    for obj in objects.values():
+        file_path = locate(obj)
+        if file_path is None:
+            if obj.required_file:
+                shown = obj.file if kind == "salesforce" else obj.file + ".csv"
+                problems.append(Problem(shown, None, "", "", "missing_file",
+                                        f"required file {shown} is missing; files found: "
+                                        f"{', '.join(sorted(present)) or 'none'}"
+                                        + _closest(shown, sorted(present))))
+            continue
+        read = _read_object(file_path, obj, encoding=encoding, date_format=date_format,
+                            overrides=field_map.get(file_path.name, field_map.get(obj.table, {})),
+                            problems=problems, warnings=warnings)
+        if read is not None:
+            reads[obj.table] = read
+
+    needed = [o.table for o in objects.values() if o.required_file]
+    if problems or any(t not in reads for t in needed):
+        raise BookValidationError(_sorted(problems), warnings)
+
+    frames = {name: r.frame for name, r in reads.items()}
+    colmap = {name: r.colmap for name, r in reads.items()}
+    for name in TABLES:
+        if name not in frames:
+            empty = conform(pd.DataFrame(), name)
+            empty["_file"], empty["_line"], empty["_id"] = "", 0, None
+            frames[name] = empty
+    if kind == "salesforce":
+        frames = from_salesforce(frames)
+    fx = frames.pop("fx", None)
+    reporting = _apply_fx(frames, fx, currency, problems)
+
+    errors, soft = validate_tables(frames, colmap)
+    problems.extend(errors)
+    warnings.extend(soft)
+    if problems:
+        raise BookValidationError(_sorted(problems), warnings)
+
+    tables = {name: conform(frames[name], name) for name in TABLES}
+    return Book(**tables, currency=reporting, source=str(path),
+                warnings=problems_frame(_sorted(warnings)))
+
+
+def _sorted(problems: list[Problem]) -> list[Problem]:
+    return sorted(problems, key=lambda p: (p.file, p.line if p.line is not None else 0, p.column, p.rule))

@@ -1,0 +1,889 @@
+"""Run the report notebooks and publish them as one atomic, browsable folder.
+
+A run executes every report template (``notebooks/NN_*.ipynb``) with
+papermill, exports each executed notebook to HTML with the code hidden, and
+writes an ``index.html`` and a ``run.json`` describing the run. Everything is
+built in a private staging folder and published with a single rename, then the
+``latest`` symlink is switched atomically, so a reader of ``reports/latest``
+sees either the previous complete run or the new complete run, never a mix.
+A run that fails publishes nothing: its staging folder is moved to
+``reports/failed/<run_id>/`` for debugging and :class:`ReportRunError` carries
+an exit code that names the cause.
+
+Layout of ``out`` after two good runs and one failed run::
+
+    reports/
+        20261120T053000Z-1a2b3c/    index.html, run.json, NN_x.ipynb, NN_x.html
+        20261121T053000Z-4d5e6f/
+        latest -> 20261121T053000Z-4d5e6f
+        failed/20261121T060000Z-7a8b9c/
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import html
+import importlib.metadata
+import json
+import logging
+import math
+import os
+import re
+import secrets
+import shutil
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from renewforecast._atomic import atomic_write_text
+from renewforecast.exceptions import ReportRunError
+
+__all__ = [
+    "EXIT_BAD_INPUT",
+    "EXIT_CELL_ERROR",
+    "EXIT_DEAD_KERNEL",
+    "EXIT_EARLY_EXIT",
+    "EXIT_TIMEOUT",
+    "EXIT_UNEXPECTED",
+    "list_notebooks",
+    "notebook_parameters",
+    "run_reports",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Something unforeseen went wrong (a bug, a full disk, ...).
+EXIT_UNEXPECTED = 1
+#: Bad parameters, bad run id, missing or unreadable notebooks; no kernel started.
+EXIT_BAD_INPUT = 2
+#: A cell raised an exception.
+EXIT_CELL_ERROR = 3
+#: A cell ran longer than ``timeout`` seconds.
+EXIT_TIMEOUT = 4
+#: The kernel process died (``os._exit``, segfault, out of memory).
+EXIT_DEAD_KERNEL = 5
+#: The notebook stopped early (``sys.exit(0)``) and left cells unexecuted.
+EXIT_EARLY_EXIT = 6
+
+NOTEBOOKS_ENV = "RENEWFORECAST_NOTEBOOKS"
+_NOTEBOOK_GLOB = "[0-9][0-9]_*.ipynb"
+_RUN_ID_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
+# Names that live next to the run folders inside ``out``.
+_RESERVED_NAMES = frozenset({"latest", "failed"})
+_JSON_SCALARS = (str, int, float, bool, type(None))
+_HEADING_RE = re.compile(r"^ {0,3}#{1,6}[ \t]+(.+?)(?:[ \t]+#+)?[ \t]*$")
+
+
+# --------------------------------------------------------------------------- #
+# Discovery
+# --------------------------------------------------------------------------- #
+
+
+def _default_notebooks_dir() -> Path:
+    # src/renewforecast/reporting.py -> repository root; only meaningful for a
+    # source checkout or an editable install, hence the environment override.
+    return Path(__file__).resolve().parents[2] / "notebooks"
+
+
+def list_notebooks(notebooks_dir: str | os.PathLike[str] | None = None) -> list[Path]:
+    """Return the report templates, ``NN_*.ipynb``, sorted by name.
+
+    Parameters
+    ----------
+    notebooks_dir : path-like, optional
+        Folder holding the templates. Defaults to the environment variable
+        ``RENEWFORECAST_NOTEBOOKS`` when set, else the repository's
+        ``notebooks/`` folder.
+
+    Returns
+    -------
+    list of Path
+        Absolute paths, in name order (the ``NN_`` prefix sets report order).
+
+    Raises
+    ------
+    ReportRunError
+        If the folder does not exist (exit code :data:`EXIT_BAD_INPUT`).
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> for name in ["02_b.ipynb", "01_a.ipynb", "notes.ipynb"]:
+    ...     _ = (d / name).write_text("{}")
+    >>> [p.name for p in list_notebooks(d)]
+    ['01_a.ipynb', '02_b.ipynb']
+    """
+    if notebooks_dir is not None:
+        folder, origin = Path(notebooks_dir), "argument notebooks_dir"
+    elif os.environ.get(NOTEBOOKS_ENV):
+        folder, origin = Path(os.environ[NOTEBOOKS_ENV]), f"${NOTEBOOKS_ENV}"
+    else:
+        folder, origin = _default_notebooks_dir(), "default location"
+    if not folder.is_dir():
+        raise _bad_input(
+            f"Report notebooks folder {folder} ({origin}) does not exist; pass "
+            f"notebooks_dir or set {NOTEBOOKS_ENV} to the folder holding the "
+            "NN_*.ipynb report templates.",
+        )
+    return sorted(p.resolve() for p in folder.glob(_NOTEBOOK_GLOB) if p.is_file())
+
+
+def _papermill_path(path: str | os.PathLike[str]) -> str:
+    # papermill runs every path through str.format(**parameters); doubling the
+    # braces makes a folder such as "{x}" come out literally instead of failing
+    # or, worse, being filled in with a parameter value.
+    return str(path).replace("{", "{{").replace("}", "}}")
+
+
+def notebook_parameters(path: str | os.PathLike[str]) -> dict[str, dict[str, str]]:
+    """Return the parameters declared in a notebook's ``parameters`` cell.
+
+    Parameters
+    ----------
+    path : path-like
+        Notebook file. It needs kernelspec metadata so papermill can pick the
+        language.
+
+    Returns
+    -------
+    dict
+        ``name -> {"default": str, "type": str, "help": str}`` in declaration
+        order. ``default`` is the literal source text (``'""'``, ``'None'``),
+        ``type`` the annotation or type comment (``"None"`` when absent) and
+        ``help`` the trailing comment. Empty when there is no parameters cell.
+
+    Raises
+    ------
+    ReportRunError
+        If the file is missing or cannot be read as a notebook
+        (exit code :data:`EXIT_BAD_INPUT`).
+
+    Examples
+    --------
+    >>> notebook_parameters("notebooks/01_overview.ipynb")  # doctest: +SKIP
+    {'source': {'default': '""', 'type': 'None', 'help': 'data folder'}, ...}
+    """
+    import papermill  # deferred: importing papermill costs about a second
+
+    path = Path(path)
+    if not path.is_file():
+        raise _bad_input(f"Report notebook {path} does not exist.")
+    try:
+        found = papermill.inspect_notebook(_papermill_path(path))
+    except Exception as exc:  # papermill raises bare ValueError/JSON errors here
+        raise _bad_input(
+            f"Cannot read the parameters of report notebook {path}: "
+            f"{type(exc).__name__}: {_one_line(str(exc))}",
+        ) from exc
+    return {
+        name: {
+            "default": info.get("default", ""),
+            "type": info.get("inferred_type_name", "None"),
+            "help": info.get("help", ""),
+        }
+        for name, info in found.items()
+    }
+
+
+# --------------------------------------------------------------------------- #
+# Validation helpers
+# --------------------------------------------------------------------------- #
+
+
+def _bad_input(message: str) -> ReportRunError:
+    return ReportRunError(message, exit_code=EXIT_BAD_INPUT)
+
+
+def _one_line(text: str, limit: int = 400) -> str:
+    # Messages must stay one paragraph: tracebacks and cell previews are long.
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
+def _new_run_id(now: dt.datetime) -> str:
+    # The random suffix keeps two runs started in the same second apart while
+    # name order still follows start time.
+    return f"{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
+
+
+def _check_run_id(run_id: str) -> None:
+    if (
+        not isinstance(run_id, str)
+        or not _RUN_ID_RE.fullmatch(run_id)
+        or run_id.startswith(".")  # ".", ".." and our own hidden staging names
+        or run_id in _RESERVED_NAMES
+    ):
+        raise _bad_input(
+            f"Invalid run id {run_id!r}: use letters, digits, '_', '-' and '.', not "
+            f"starting with '.', and not one of {sorted(_RESERVED_NAMES)}.",
+        )
+
+
+def _check_json_value(name: str, value: Any, where: str = "") -> None:
+    # Only JSON types translate faithfully into a Python parameters cell and
+    # into run.json; anything else papermill would pass as its str().
+    where = where or name
+    if isinstance(value, float) and not math.isfinite(value):
+        raise _bad_input(
+            f"Report parameter {where} is {value!r}; only finite numbers are allowed.",
+        )
+    if type(value) in _JSON_SCALARS:
+        return
+    if type(value) is list:
+        for i, item in enumerate(value):
+            _check_json_value(name, item, f"{where}[{i}]")
+        return
+    if type(value) is dict:
+        for key, item in value.items():
+            if type(key) is not str:
+                raise _bad_input(
+                    f"Report parameter {where} has a non-string key {key!r}.",
+                )
+            _check_json_value(name, item, f"{where}[{key!r}]")
+        return
+    raise _bad_input(
+        f"Report parameter {where} is a {type(value).__name__} ({value!r}); parameters "
+        "must be JSON types (str, int, float, bool, None, list, dict). Convert it "
+        "first, e.g. a date with .isoformat().",
+    )
+
+
+def _normalise_as_of(as_of: str | dt.date | None) -> str | None:
+    if as_of is None:
+        return None
+    if isinstance(as_of, dt.datetime):
+        as_of = as_of.date()
+    if isinstance(as_of, dt.date):
+        return as_of.isoformat()
+    try:
+        return dt.date.fromisoformat(str(as_of)).isoformat()
+    except ValueError as exc:
+        raise _bad_input(f"as_of {as_of!r} is not an ISO date (YYYY-MM-DD).") from exc
+
+
+def _select_notebooks(
+    notebooks: Iterable[str | os.PathLike[str]] | str | os.PathLike[str] | None,
+    notebooks_dir: str | os.PathLike[str] | None,
+) -> list[Path]:
+    if notebooks is None:
+        chosen = list_notebooks(notebooks_dir)
+    else:
+        if isinstance(notebooks, str | os.PathLike):
+            notebooks = [notebooks]  # one name, not an iterable of characters
+        chosen = []
+        templates: list[Path] | None = None
+        for item in notebooks:
+            candidate = Path(item)
+            if candidate.suffix == ".ipynb" and candidate.is_file():
+                chosen.append(candidate.resolve())
+                continue
+            if templates is None:
+                templates = list_notebooks(notebooks_dir)
+            matches = [p for p in templates if str(item) in (p.stem, p.name)]
+            if not matches:
+                names = ", ".join(p.stem for p in templates) or "none"
+                raise _bad_input(
+                    f"Unknown report notebook {str(item)!r}; available: {names}.",
+                )
+            chosen.append(matches[0])
+    unique = list(dict.fromkeys(chosen))
+    if not unique:
+        raise _bad_input("No report notebooks to run.")
+    stems = [p.stem for p in unique]
+    clashes = sorted({s for s in stems if stems.count(s) > 1})
+    if clashes:
+        # Outputs are named after the stem; two templates would overwrite each other.
+        raise _bad_input(f"Several report notebooks share the name(s) {clashes}.")
+    return unique
+
+
+# --------------------------------------------------------------------------- #
+# Execution of one notebook
+# --------------------------------------------------------------------------- #
+
+
+@dataclass
+class _Report:
+    template: Path
+    title: str
+    kernel: str | None  # kernelspec name recorded in the notebook
+    params_cell: int  # index of the "parameters" cell in the template, -1 if none
+    had_injected_cell: bool  # the template already carries an injected cell
+    parameters: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def stem(self) -> str:
+        return self.template.stem
+
+    def template_cell(self, executed_index: int | None) -> str:
+        """Describe a cell of the executed notebook by its index in the template."""
+        if executed_index is None:
+            return "an unknown cell"
+        injected = bool(self.parameters) and not self.had_injected_cell
+        if injected and self.params_cell >= 0:
+            if executed_index == self.params_cell + 1:
+                return "the injected parameters cell"
+            if executed_index > self.params_cell + 1:
+                executed_index -= 1
+        return f"cell {executed_index}"
+
+
+class _NotebookFailed(Exception):
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.message = message
+        self.exit_code = exit_code
+
+
+def _load_report(path: Path) -> _Report:
+    import nbformat
+
+    try:
+        nb = nbformat.read(path, as_version=4)
+    except Exception as exc:
+        raise _bad_input(
+            f"Cannot read report notebook {path}: "
+            f"{type(exc).__name__}: {_one_line(str(exc))}"
+        ) from exc
+    tags = [c.get("metadata", {}).get("tags", []) for c in nb.cells]
+    params_cell = next((i for i, t in enumerate(tags) if "parameters" in t), -1)
+    had_injected = any("injected-parameters" in t for t in tags)
+    return _Report(
+        template=path,
+        title=_notebook_title(nb) or path.stem,
+        kernel=nb.metadata.get("kernelspec", {}).get("name"),
+        params_cell=params_cell,
+        had_injected_cell=had_injected,
+    )
+
+
+def _check_kernels(reports: list[_Report], kernel_name: str | None) -> None:
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    # A misspelt kernel would otherwise only show up as a generic failure
+    # after the staging folder exists.
+    manager = KernelSpecManager()
+    for report in reports:
+        name = kernel_name or report.kernel
+        if not name:
+            raise _bad_input(
+                f"Report notebook {report.template} names no kernel (kernelspec "
+                "metadata); pass kernel_name."
+            )
+        try:
+            manager.get_kernel_spec(name)
+        except NoSuchKernel as exc:
+            raise _bad_input(
+                f"Kernel {name!r} needed by report notebook {report.stem!r} is not "
+                "installed (see `jupyter kernelspec list`)."
+            ) from exc
+
+
+def _notebook_title(nb: Any) -> str | None:
+    in_fence = False
+    for cell in nb.cells:
+        if cell.cell_type != "markdown":
+            continue
+        for line in cell.source.splitlines():
+            if line.lstrip().startswith(("```", "~~~")):
+                in_fence = not in_fence  # a "# comment" in a code block is no heading
+                continue
+            match = None if in_fence else _HEADING_RE.match(line)
+            if match:
+                return match.group(1).strip()
+    return None
+
+
+def _unfinished(nb: Any) -> tuple[str, int | None] | None:
+    """Return (reason, executed index) if the executed notebook did not run fully."""
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type != "code":
+            continue
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "error":
+                return f"{output.get('ename')}: {output.get('evalue')}", index
+        # nbclient never executes blank cells or cells tagged skip-execution,
+        # so those keep execution_count None in a perfectly good run.
+        if not cell.source.strip() or "skip-execution" in cell.metadata.get("tags", []):
+            continue
+        if cell.get("execution_count") is None:
+            return "cell was never executed", index
+    return None
+
+
+def _execute(
+    report: _Report,
+    staging: Path,
+    *,
+    timeout: float | None,
+    kernel_name: str | None,
+) -> Any:
+    import nbformat
+    import papermill
+    from nbclient.exceptions import CellTimeoutError, DeadKernelError
+    from papermill.exceptions import PapermillExecutionError
+
+    final = staging / f"{report.stem}.ipynb"
+    # papermill rewrites output_path after every cell; writing to a hidden
+    # name and renaming at the end means "<stem>.ipynb" never appears half
+    # written, even in the failed/ folder.
+    partial = staging / f".{report.stem}.partial.ipynb"
+    current: dict[str, int] = {}
+
+    def on_cell_execute(cell: Any, cell_index: int) -> None:
+        # papermill's per-cell metadata is wrong after a timeout or a dead
+        # kernel, so remember ourselves which cell was running.
+        current["index"] = cell_index
+
+    failure: _NotebookFailed | None = None
+    nb = None
+    started = time.monotonic()
+    try:
+        nb = papermill.execute_notebook(
+            _papermill_path(report.template),
+            _papermill_path(partial),
+            parameters=report.parameters,
+            kernel_name=kernel_name,
+            # nbclient's timeout is an Integer trait and rejects 2.5
+            execution_timeout=None if timeout is None else math.ceil(timeout),
+            progress_bar=False,
+            log_output=False,
+            cwd=str(staging),
+            on_cell_execute=on_cell_execute,
+        )
+    except PapermillExecutionError as exc:
+        failure = _NotebookFailed(
+            f"Report notebook {report.stem!r} failed in "
+            f"{report.template_cell(exc.cell_index)} (In [{exc.exec_count}]): "
+            f"{exc.ename}: {_one_line(exc.evalue)}.",
+            EXIT_CELL_ERROR,
+        )
+        failure.__cause__ = exc
+    except CellTimeoutError as exc:
+        failure = _NotebookFailed(
+            f"Report notebook {report.stem!r} timed out in "
+            f"{report.template_cell(current.get('index'))}: no result after "
+            f"{timeout} s (CellTimeoutError).",
+            EXIT_TIMEOUT,
+        )
+        failure.__cause__ = exc
+    except DeadKernelError as exc:
+        failure = _NotebookFailed(
+            f"Report notebook {report.stem!r}: the kernel died while running "
+            f"{report.template_cell(current.get('index'))} (DeadKernelError: "
+            f"{_one_line(str(exc))}); the code may call os._exit or run out of memory.",
+            EXIT_DEAD_KERNEL,
+        )
+        failure.__cause__ = exc
+    finally:
+        report.seconds = time.monotonic() - started
+        if partial.exists():
+            os.replace(partial, final)
+
+    if failure is not None:
+        raise failure
+    if nb is None:  # pragma: no cover - papermill always returns the notebook
+        nb = nbformat.read(final, as_version=4)
+    problem = _unfinished(nb)
+    if problem is not None:
+        reason, index = problem
+        # papermill tolerates SystemExit(0) and stops quietly; other error
+        # outputs without a raise are still cell errors.
+        early = reason.startswith("SystemExit") or reason == "cell was never executed"
+        raise _NotebookFailed(
+            f"Report notebook {report.stem!r} stopped early at "
+            f"{report.template_cell(index)} ({_one_line(reason)}); "
+            "later cells did not run.",
+            EXIT_EARLY_EXIT if early else EXIT_CELL_ERROR,
+        )
+    return nb
+
+
+def _export_html(nb: Any, report: _Report, staging: Path) -> None:
+    from nbconvert import HTMLExporter
+
+    # Code cells are hidden: the injected parameters cell must not leak into
+    # a report that is shared beyond the people who ran it.
+    exporter = HTMLExporter(
+        template_name="lab",
+        exclude_input=True,
+        exclude_input_prompt=True,
+        exclude_output_prompt=True,
+    )
+    resources = {"metadata": {"name": report.title}}  # becomes the page <title>
+    body, _ = exporter.from_notebook_node(nb, resources=resources)
+    atomic_write_text(staging / f"{report.stem}.html", body)
+
+
+# --------------------------------------------------------------------------- #
+# Index, provenance, publishing
+# --------------------------------------------------------------------------- #
+
+
+def _package_version() -> str:
+    try:
+        return importlib.metadata.version("renewforecast")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+_INDEX_CSS = """
+body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;max-width:52rem;
+margin:2rem auto;padding:0 1rem;color:#1d2329;line-height:1.45}
+h1{font-size:1.6rem;margin-bottom:.2rem}h2{font-size:1.15rem;margin-top:2rem}
+table{border-collapse:collapse;width:100%}th,td{text-align:left;padding:.3rem .6rem;
+border-bottom:1px solid #dde1e5;vertical-align:top}th{width:12rem;color:#55606b;
+font-weight:600}code{font-size:.9em;word-break:break-all}ol{padding-left:1.4rem}
+li{margin:.35rem 0}a{color:#0b5cad}.muted{color:#55606b;font-size:.9em}
+"""
+
+
+def _render_index(meta: dict[str, Any], reports: list[_Report]) -> str:
+    e = html.escape
+
+    def row(label: str, value: str) -> str:
+        return f"<tr><th>{e(label)}</th><td>{value}</td></tr>"
+
+    provenance = [
+        row("Run id", f"<code>{e(meta['run_id'])}</code>"),
+        row("As of", e(meta["as_of"] or "not set (notebook default)")),
+        row("Source", f"<code>{e(meta['source'])}</code>"),
+        row("renewforecast", e(meta["package_version"])),
+        row("Started (UTC)", e(meta["started"])),
+        row("Finished (UTC)", e(meta["finished"])),
+        row("Duration", e(f"{meta['duration_seconds']:.1f} s")),
+    ]
+    extra = {
+        k: v for k, v in meta["parameters"].items() if k not in ("source", "as_of")
+    }
+    param_rows = [
+        row(name, f"<code>{e(json.dumps(value, ensure_ascii=False))}</code>")
+        for name, value in extra.items()
+    ]
+    links = [
+        f'<li><a href="{e(quote(r.stem + ".html"))}">{e(r.title)}</a> '
+        f'<span class="muted">({e(r.stem)}, {r.seconds:.1f} s)</span></li>'
+        for r in reports
+    ]
+    params_html = (
+        f"<h2>Parameters</h2>\n<table>\n{chr(10).join(param_rows)}\n</table>\n"
+        if param_rows
+        else ""
+    )
+    return (
+        "<!DOCTYPE html>\n"
+        '<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        "<title>renewforecast reports</title>\n"
+        f"<style>{_INDEX_CSS}</style>\n</head>\n<body>\n"
+        "<h1>renewforecast reports</h1>\n"
+        f'<p class="muted">Run {e(meta["run_id"])}</p>\n'
+        f"<h2>Reports</h2>\n<ol>\n{chr(10).join(links)}\n</ol>\n"
+        f"<h2>Run</h2>\n<table>\n{chr(10).join(provenance)}\n</table>\n"
+        f"{params_html}"
+        "</body>\n</html>\n"
+    )
+
+
+def _quarantine(staging: Path, out: Path, run_id: str) -> Path:
+    """Move a failed staging folder to ``out/failed/<run_id>`` (best effort)."""
+    target = out / "failed" / run_id
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.exists():  # only if someone re-used the id behind our back
+            target = target.with_name(f"{run_id}-{secrets.token_hex(3)}")
+        os.rename(staging, target)
+    except OSError:
+        # The hidden staging folder is never served, so leaving it is safe.
+        logger.exception("Could not move %s to %s; left in place", staging, target)
+        return staging
+    return target
+
+
+def _switch_latest(out: Path, run_id: str) -> None:
+    tmp = out / f".latest-{run_id}"
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
+    # Relative target: the reports folder can be moved or mounted elsewhere.
+    os.symlink(run_id, tmp, target_is_directory=True)
+    try:
+        os.replace(tmp, out / "latest")
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+
+
+def _published_runs(out: Path) -> list[Path]:
+    # Only folders this module published (they carry run.json) are candidates,
+    # so pruning never touches anything else a user keeps in ``out``.
+    runs = []
+    for entry in out.iterdir():
+        if (
+            entry.name.startswith(".")
+            or entry.name in _RESERVED_NAMES
+            or not _RUN_ID_RE.fullmatch(entry.name)
+            or entry.is_symlink()
+            or not entry.is_dir()
+            or not (entry / "run.json").is_file()
+        ):
+            continue
+        runs.append(entry)
+    return sorted(runs, key=lambda p: p.name)
+
+
+def _prune(out: Path, keep: int) -> list[str]:
+    try:
+        current = os.readlink(out / "latest")
+    except OSError:
+        current = None
+    runs = _published_runs(out)
+    removed = []
+    for run in runs[: max(len(runs) - keep, 0)]:
+        if run.name == current:
+            continue
+        # Rename first so a half-deleted folder is never visible under its name.
+        trash = out / f".trash-{run.name}-{secrets.token_hex(3)}"
+        try:
+            os.rename(run, trash)
+            shutil.rmtree(trash)
+        except OSError:
+            logger.warning("Could not prune old report run %s", run, exc_info=True)
+            continue
+        removed.append(run.name)
+    if removed:
+        logger.info("Pruned %d old report run(s): %s", len(removed), ", ".join(removed))
+    return removed
+
+
+# --------------------------------------------------------------------------- #
+# Public entry point
+# --------------------------------------------------------------------------- #
+
+
+def run_reports(
+    source: str | os.PathLike[str],
+    *,
+    as_of: str | dt.date | None = None,
+    out: str | os.PathLike[str] = "reports",
+    notebooks: Iterable[str | os.PathLike[str]] | None = None,
+    notebooks_dir: str | os.PathLike[str] | None = None,
+    parameters: Mapping[str, Any] | None = None,
+    timeout: float | None = 600,
+    run_id: str | None = None,
+    kernel_name: str | None = None,
+    keep: int | None = None,
+) -> Path:
+    """Execute the report notebooks and publish them as ``out/<run_id>/``.
+
+    Parameters
+    ----------
+    source : str or path-like
+        Data source handed to every notebook as the ``source`` parameter. An
+        existing local path is made absolute first, because notebooks run
+        with their staging folder as working directory.
+    as_of : str or datetime.date, optional
+        Reporting date, passed as an ISO string ``as_of``; omitted when None
+        so the notebooks' own default applies.
+    out : path-like, default "reports"
+        Folder that receives run folders, ``latest`` and ``failed/``.
+    notebooks : iterable of str or path-like, optional
+        Subset to run, by stem (``"01_overview"``), file name or path. All
+        templates from :func:`list_notebooks` by default.
+    notebooks_dir : path-like, optional
+        Where the templates live; see :func:`list_notebooks`.
+    parameters : mapping, optional
+        Extra parameters (JSON types only); they override ``source`` and
+        ``as_of``. Each notebook only receives the names its parameters cell
+        declares.
+    timeout : float or None, default 600
+        Limit in seconds for each cell (not the whole notebook), rounded up
+        to whole seconds; None for no limit.
+    run_id : str, optional
+        Name of the run folder; default ``YYYYmmddTHHMMSSZ-<6 hex>`` (UTC).
+    kernel_name : str, optional
+        Kernel to use instead of the one named in each notebook.
+    keep : int, optional
+        After publishing, delete older published runs beyond the newest
+        ``keep`` (by run id name order). Never touches ``latest`` or ``failed/``.
+
+    Returns
+    -------
+    Path
+        The published run folder, holding ``index.html``, ``run.json`` and for
+        each notebook ``<stem>.ipynb`` (executed) and ``<stem>.html``.
+
+    Raises
+    ------
+    ReportRunError
+        Nothing was published. ``exit_code`` tells why: 2 bad input, 3 cell
+        error, 4 timeout, 5 dead kernel, 6 stopped early, 1 anything else;
+        ``failed_dir`` holds the partial notebooks when a kernel ran.
+
+    Notes
+    -----
+    papermill changes the working directory of the *calling process* while a
+    notebook runs, so do not call this from several threads at once.
+
+    Examples
+    --------
+    >>> folder = run_reports(  # doctest: +SKIP
+    ...     "data/acme", as_of="2026-06-30", parameters={"account_name": "Acme"}
+    ... )
+    >>> folder.name  # doctest: +SKIP
+    '20261121T053000Z-3f9a1c'
+    >>> (folder / "index.html").exists()  # doctest: +SKIP
+    True
+    """
+    started_at = dt.datetime.now(dt.UTC)
+    started = time.monotonic()
+
+    # Everything that can be refused is refused here, before a kernel starts
+    # or anything is created under ``out``.
+    run_id = _new_run_id(started_at) if run_id is None else run_id
+    _check_run_id(run_id)
+    if keep is not None and (type(keep) is not int or keep < 1):
+        raise _bad_input(f"keep must be an integer >= 1, not {keep!r}.")
+    if timeout is not None and (
+        isinstance(timeout, bool)
+        or not isinstance(timeout, int | float)
+        or not timeout > 0
+    ):
+        raise _bad_input(
+            f"timeout must be a positive number of seconds or None, not {timeout!r}."
+        )
+    source_text = str(source)
+    if Path(source_text).exists():
+        # Kernels run with the staging folder as working directory, so a
+        # relative local path would no longer point at the data.
+        source_text = str(Path(source_text).resolve())
+    merged: dict[str, Any] = {"source": source_text}
+    as_of_text = _normalise_as_of(as_of)
+    if as_of_text is not None:
+        merged["as_of"] = as_of_text
+    for name, value in dict(parameters or {}).items():
+        if type(name) is not str or not name.isidentifier():
+            raise _bad_input(
+                f"Report parameter name {name!r} is not a Python identifier.",
+            )
+        merged[name] = value
+    for name, value in merged.items():
+        _check_json_value(name, value)
+
+    templates = _select_notebooks(notebooks, notebooks_dir)
+    reports = []
+    for template in templates:
+        report = _load_report(template)
+        declared = notebook_parameters(template)
+        report.parameters = {k: v for k, v in merged.items() if k in declared}
+        reports.append(report)
+    _check_kernels(reports, kernel_name)
+    unused = sorted(
+        set(parameters or {}) - {k for r in reports for k in r.parameters}
+    )
+    if unused:
+        logger.warning("No report notebook declares parameter(s) %s; ignored", unused)
+
+    out = Path(out).resolve()
+    final = out / run_id
+    latest = out / "latest"
+    if final.exists() or final.is_symlink() or (out / "failed" / run_id).exists():
+        raise _bad_input(f"Run id {run_id!r} was already used in {out}.")
+    if latest.exists() and not latest.is_symlink():
+        raise _bad_input(
+            f"{latest} exists and is not a symlink; move it away so runs can be "
+            "published."
+        )
+
+    out.mkdir(parents=True, exist_ok=True)
+    staging = out / f".staging-{run_id}"
+    try:
+        staging.mkdir()
+    except FileExistsError as exc:
+        raise _bad_input(
+            f"Run {run_id!r} is already in progress ({staging} exists)."
+        ) from exc
+    logger.info("Report run %s: %d notebook(s) into %s", run_id, len(reports), staging)
+
+    try:
+        executed = []
+        for report in reports:
+            logger.info("Running report notebook %s", report.stem)
+            nb = _execute(report, staging, timeout=timeout, kernel_name=kernel_name)
+            executed.append(nb)
+        for report, nb in zip(reports, executed, strict=True):
+            _export_html(nb, report, staging)
+
+        finished_at = dt.datetime.now(dt.UTC)
+        meta = {
+            "run_id": run_id,
+            "status": "ok",
+            "as_of": as_of_text,
+            "source": source_text,
+            "parameters": merged,
+            "package_version": _package_version(),
+            "started": started_at.isoformat(timespec="seconds"),
+            "finished": finished_at.isoformat(timespec="seconds"),
+            "duration_seconds": round(time.monotonic() - started, 3),
+            "notebooks": [
+                {
+                    "name": r.stem,
+                    "title": r.title,
+                    "template": str(r.template),
+                    "notebook": f"{r.stem}.ipynb",
+                    "html": f"{r.stem}.html",
+                    "parameters": sorted(r.parameters),
+                }
+                for r in reports
+            ],
+            "durations": {r.stem: round(r.seconds, 3) for r in reports},
+        }
+        atomic_write_text(staging / "index.html", _render_index(meta, reports))
+        atomic_write_text(
+            staging / "run.json", json.dumps(meta, indent=2, ensure_ascii=False) + "\n"
+        )
+    except _NotebookFailed as exc:
+        failed = _quarantine(staging, out, run_id)
+        raise ReportRunError(
+            f"{exc.message} Nothing was published; partial notebooks are in {failed}.",
+            exit_code=exc.exit_code,
+            failed_dir=str(failed),
+        ) from exc.__cause__
+    except Exception as exc:
+        failed = _quarantine(staging, out, run_id)
+        raise ReportRunError(
+            f"Report run {run_id} failed unexpectedly ({type(exc).__name__}: "
+            f"{_one_line(str(exc))}). Nothing was published; partial output is in "
+            f"{failed}.",
+            exit_code=EXIT_UNEXPECTED,
+            failed_dir=str(failed),
+        ) from exc
+    except BaseException:
+        _quarantine(staging, out, run_id)  # e.g. Ctrl-C: still publish nothing
+        raise
+
+    os.rename(staging, final)  # atomic publish: the folder appears complete
+    try:
+        _switch_latest(out, run_id)
+    except BaseException as exc:
+        # A run that latest does not point to would be a half-publish; undo it.
+        failed = _quarantine(final, out, run_id)
+        if not isinstance(exc, Exception):
+            raise
+        raise ReportRunError(
+            f"Report run {run_id} could not switch {latest} ({type(exc).__name__}: "
+            f"{_one_line(str(exc))}); nothing was published, output is in {failed}.",
+            exit_code=EXIT_UNEXPECTED,
+            failed_dir=str(failed),
+        ) from exc
+    logger.info("Published report run %s at %s", run_id, final)
+
+    if keep is not None:
+        _prune(out, keep)
+    return final

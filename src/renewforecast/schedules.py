@@ -1,0 +1,260 @@
+"""Salesforce product schedules: establishing installments from a line's amount.
+
+Rules (Salesforce "Establish Schedule", see ``docs/data_model.md``):
+
+- ``divide`` splits the amount over the installments in whole cents; every
+  installment but the last is the amount divided by the count, truncated to
+  the cent, and the last takes the remainder, so the installments sum to the
+  amount exactly (1,205.00 over 12 is 11 x 100.41 and 100.49).
+- ``repeat`` gives every installment the whole amount (the line total
+  becomes amount x installments).
+- Periods are daily, weekly, monthly, quarterly or yearly; 1 to 150
+  installments.
+- Installment k falls k periods after the start. Month-based periods count
+  from the start date, rolling to the last day of shorter months: a monthly
+  schedule starting 31 January falls on 29 February (leap year), 31 March,
+  30 April, ...
+"""
+
+from __future__ import annotations
+
+from decimal import ROUND_DOWN, Decimal
+
+import numpy as np
+import pandas as pd
+
+from renewforecast.exceptions import RenewForecastError
+from renewforecast.schemas import ALLOWED, MAX_INSTALLMENTS
+
+__all__ = ["establish_schedule", "expand_schedules", "installment_dates", "reconcile_schedules"]
+
+_MONTHS = {"monthly": 1, "quarterly": 3, "yearly": 12}
+_DAYS = {"daily": 1, "weekly": 7}
+
+
+def _check(schedule_type: str, period: str, installments: int) -> tuple[str, str]:
+    t = str(schedule_type).strip().lower()
+    p = str(period).strip().lower()
+    if t not in ALLOWED["revenue_schedule_type"]:
+        raise RenewForecastError(f"schedule type {schedule_type!r} is not Divide or Repeat")
+    if p not in ALLOWED["installment_period"]:
+        raise RenewForecastError(
+            f"installment period {period!r} is not one of Daily, Weekly, Monthly, Quarterly, Yearly"
+        )
+    if isinstance(installments, bool) or int(installments) != installments or not (
+        1 <= int(installments) <= MAX_INSTALLMENTS
+    ):
+        raise RenewForecastError(
+            f"{installments!r} installments: Salesforce allows a whole number from 1 to 150"
+        )
+    return t, p
+
+
+def installment_dates(start, period: str, installments: int) -> pd.DatetimeIndex:
+    """Dates of ``installments`` installments every ``period`` from ``start``.
+
+    Examples
+    --------
+    >>> [d.strftime("%m-%d") for d in installment_dates("2024-01-31", "monthly", 4)]
+    ['01-31', '02-29', '03-31', '04-30']
+    """
+    _check("divide", period, installments)
+    p = period.strip().lower()
+    start = pd.Timestamp(start).normalize()
+    n = int(installments)
+    if p in _DAYS:
+        return pd.DatetimeIndex([start + pd.Timedelta(days=_DAYS[p] * k) for k in range(n)])
+    step = _MONTHS[p]
+    return pd.DatetimeIndex([start + pd.DateOffset(months=step * k) for k in range(n)])
+
+
+def establish_schedule(
+    amount: float, start, schedule_type: str, period: str, installments: int
+) -> pd.DataFrame:
+    """Establish one line's revenue schedule the way Salesforce does.
+
+    Parameters
+    ----------
+    amount : float
+        The line amount (``divide``) or the per-installment amount (``repeat``).
+    start : date-like
+        First installment date (the line's service date or the close date).
+    schedule_type : {"divide", "repeat"}
+        Case-insensitive, so Salesforce's ``Divide``/``Repeat`` work too.
+    period : {"daily", "weekly", "monthly", "quarterly", "yearly"}
+    installments : int
+        1 to 150.
+
+    Returns
+    -------
+    DataFrame
+        Columns ``installment`` (1-based), ``schedule_date``, ``revenue``.
+
+    Raises
+    ------
+    RenewForecastError
+        For a type, period or installment count Salesforce does not allow.
+
+    Examples
+    --------
+    >>> s = establish_schedule(1205.00, "2024-01-01", "Divide", "Monthly", 12)
+    >>> s["revenue"].tolist()[:2], s["revenue"].tolist()[-1], round(float(s["revenue"].sum()), 2)
+    ([100.41, 100.41], 100.49, 1205.0)
+    >>> establish_schedule(100, "2024-01-01", "repeat", "quarterly", 4)["revenue"].tolist()
+    [100.0, 100.0, 100.0, 100.0]
+    """
+    t, p = _check(schedule_type, period, installments)
+    n = int(installments)
+    dates = installment_dates(start, p, n)
+    if t == "repeat":
+        revenue = [float(amount)] * n
+    else:
+        # Decimal arithmetic so that cents are exact, whatever the float.
+        total = Decimal(str(amount)).quantize(Decimal("0.01"))
+        each = (total / n).quantize(Decimal("0.01"), rounding=ROUND_DOWN)
+        last = total - each * (n - 1)
+        revenue = [float(each)] * (n - 1) + [float(last)]
+    return pd.DataFrame(
+        {"installment": range(1, n + 1), "schedule_date": dates, "revenue": revenue}
+    )
+
+
+def _shift(start: np.ndarray, period: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """start (datetime64[D]) plus k periods, month periods rolling to month end."""
+    out = np.empty(len(start), dtype="datetime64[D]")
+    days = np.select([period == "daily", period == "weekly"], [1, 7], 0)
+    is_day = days > 0
+    out[is_day] = start[is_day] + (k[is_day] * days[is_day]).astype("timedelta64[D]")
+    step = np.select([period == "monthly", period == "quarterly", period == "yearly"], [1, 3, 12], 0)
+    m = ~is_day
+    if m.any():
+        s = start[m]
+        month0 = s.astype("datetime64[M]")
+        day = (s - month0.astype("datetime64[D]")).astype(np.int64)
+        target = month0 + (k[m] * step[m]).astype("timedelta64[M]")
+        first = target.astype("datetime64[D]")
+        dim = ((target + 1).astype("datetime64[D]") - first).astype(np.int64)
+        out[m] = first + np.minimum(day, dim - 1).astype("timedelta64[D]")
+    return out
+
+
+def _split_cents(total: np.ndarray, n: np.ndarray, is_last: np.ndarray) -> np.ndarray:
+    finite = np.isfinite(total)
+    cents = np.round(np.where(finite, total, 0.0) * 100.0).astype(np.int64)
+    each = np.sign(cents) * (np.abs(cents) // n)  # truncate toward zero, as to the cent
+    last = cents - each * (n - 1)
+    return np.where(finite, np.where(is_last, last, each) / 100.0, np.nan)
+
+
+def expand_schedules(lines: pd.DataFrame) -> pd.DataFrame:
+    """Establish the revenue schedules of many lines at once (vectorised).
+
+    Parameters
+    ----------
+    lines : DataFrame
+        One row per line with columns ``line_id``, ``amount``, ``start_date``,
+        ``schedule_type`` (divide/repeat), ``period`` and ``installments``;
+        optionally ``quantity`` (scheduled with the same rule, for
+        quantity-and-revenue schedules).
+
+    Returns
+    -------
+    DataFrame
+        One row per installment: ``line_id``, ``installment``,
+        ``schedule_date``, ``revenue`` (and ``quantity`` if given), in line
+        order. Each line's rows follow :func:`establish_schedule` exactly.
+
+    Raises
+    ------
+    RenewForecastError
+        Naming the first lines whose type, period or count is not allowed.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> lines = pd.DataFrame({"line_id": ["a", "b"], "amount": [1205.0, 100.0],
+    ...                       "start_date": pd.to_datetime(["2024-01-31", "2024-01-01"]),
+    ...                       "schedule_type": ["Divide", "Repeat"], "period": ["Monthly", "Yearly"],
+    ...                       "installments": [12, 2]})
+    >>> out = expand_schedules(lines)
+    >>> out.groupby("line_id")["revenue"].sum().round(2).tolist()
+    [1205.0, 200.0]
+    >>> str(out["schedule_date"].iloc[1].date())
+    '2024-02-29'
+    """
+    t = lines["schedule_type"].astype(str).str.strip().str.lower().to_numpy()
+    p = lines["period"].astype(str).str.strip().str.lower().to_numpy()
+    n_raw = pd.to_numeric(lines["installments"], errors="coerce").to_numpy(dtype="float64")
+    bad = (
+        ~np.isin(t, ALLOWED["revenue_schedule_type"])
+        | ~np.isin(p, ALLOWED["installment_period"])
+        | ~np.isfinite(n_raw)
+        | (n_raw != np.round(n_raw))
+        | (n_raw < 1)
+        | (n_raw > MAX_INSTALLMENTS)
+    )
+    if bad.any():
+        shown = lines.loc[bad, ["line_id", "schedule_type", "period", "installments"]].head(5)
+        raise RenewForecastError(
+            f"{int(bad.sum())} line(s) have a schedule Salesforce does not allow "
+            "(type Divide/Repeat; period Daily/Weekly/Monthly/Quarterly/Yearly; 1 to 150 installments): "
+            + "; ".join(f"{r.line_id}: {r.schedule_type}/{r.period}/{r.installments}"
+                        for r in shown.itertuples(index=False))
+        )
+    n = n_raw.astype(np.int64)
+    idx = np.repeat(np.arange(len(lines)), n)
+    starts_at = np.repeat(np.cumsum(n) - n, n)
+    k = np.arange(len(idx)) - starts_at
+    n_rep = n[idx]
+    is_last = k == n_rep - 1
+    divide = t[idx] == "divide"
+    start = pd.to_datetime(lines["start_date"]).to_numpy().astype("datetime64[D]")
+    out = {
+        "line_id": lines["line_id"].to_numpy()[idx],
+        "installment": k + 1,
+        "schedule_date": _shift(start[idx], p[idx], k).astype("datetime64[ns]"),
+    }
+    amount = lines["amount"].to_numpy(dtype="float64")[idx]
+    out["revenue"] = np.where(divide, _split_cents(amount, n_rep, is_last), amount)
+    if "quantity" in lines.columns:
+        qty = lines["quantity"].to_numpy(dtype="float64")[idx]
+        out["quantity"] = np.where(divide, _split_cents(qty, n_rep, is_last), qty)
+    return pd.DataFrame(out)
+
+
+def reconcile_schedules(book) -> pd.DataFrame:
+    """Compare each line's schedule rows with its total (the export's own schedules).
+
+    Existing schedule rows are authoritative; this only checks them.
+
+    Returns
+    -------
+    DataFrame
+        One row per opportunity line: ``line_id``, ``opportunity_id``,
+        ``total_price``, ``installments``, ``scheduled_revenue``,
+        ``difference`` and ``status`` (``matches``, ``differs`` or
+        ``no_schedule``).
+
+    Examples
+    --------
+    >>> import renewforecast as rf
+    >>> reconcile_schedules(rf.Book.empty()).columns.tolist()[-1]
+    'status'
+    """
+    lines = book.opportunity_lines
+    sched = book.schedules[book.schedules["type"].isin(["revenue", "both"])]
+    agg = sched.groupby("line_id", sort=False).agg(
+        installments=("revenue", "size"), scheduled_revenue=("revenue", "sum")
+    )
+    out = lines[["line_id", "opportunity_id", "total_price"]].merge(
+        agg, left_on="line_id", right_index=True, how="left"
+    )
+    out["installments"] = out["installments"].fillna(0).astype("int64")
+    out["scheduled_revenue"] = out["scheduled_revenue"].round(2)
+    out["difference"] = (out["scheduled_revenue"] - out["total_price"]).round(2)
+    out["status"] = np.select(
+        [out["installments"] == 0, out["difference"].abs() <= 0.005],
+        ["no_schedule", "matches"],
+        "differs",
+    )
+    return out.reset_index(drop=True)

@@ -1,0 +1,255 @@
+"""Rules the canonical tables must obey, checked all at once.
+
+Per-table rules (types already parsed, nullability, allowed values, bounds,
+unique ids) are pandera schemas from :mod:`renewforecast.schemas`; rules that
+span rows or tables (references, dates against each other, schedules against
+their lines) are plain pandas here. Every broken rule becomes a
+:class:`~renewforecast.exceptions.Problem` naming the file, line, record id
+and the column as it is called in the file.
+
+Errors stop loading. Warnings are kept on the Book for the data-quality
+report.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pandera.errors
+
+from renewforecast.exceptions import Problem
+from renewforecast.schemas import TABLES, pandera_schema
+
+__all__ = ["validate_tables"]
+
+# Tolerance for money sums: half a cent.
+CENT = 0.005
+
+_PRICE_COLUMNS = {"net_price", "unit_price"}
+
+
+def _rule_for(table: str, column: str, check: str) -> str:
+    if check == "field_uniqueness":
+        return "duplicate_id"
+    if check == "not_nullable":
+        return "missing_value"
+    if check.startswith("isin"):
+        if column in ("type",) and table == "schedules" or column == "revenue_schedule_type":
+            return "schedule_type_not_allowed"
+        if column == "revenue_installment_period":
+            return "schedule_period_not_allowed"
+        return "value_not_allowed"
+    if column == "revenue_installments":
+        return "installments_out_of_range"
+    if column in _PRICE_COLUMNS and check.startswith("greater_than"):
+        return "negative_price"
+    if column in ("sales_spend", "marketing_spend") and check.startswith("greater_than"):
+        return "negative_spend"
+    return "out_of_range"
+
+
+def _describe(rule: str, value: object, column: str, table: str) -> str:
+    spec = TABLES[table].col(column) if column in TABLES[table].names else None
+    if rule == "duplicate_id":
+        return f"id {value!r} appears more than once"
+    if rule == "missing_value":
+        return "a value is required"
+    if rule in ("schedule_type_not_allowed", "schedule_period_not_allowed", "value_not_allowed"):
+        allowed = ", ".join(spec.allowed) if spec and spec.allowed else ""
+        return f"{value!r} is not one of: {allowed} (case-insensitive)"
+    if rule == "installments_out_of_range":
+        return f"{value} installments; Salesforce allows 1 to 150"
+    if rule == "negative_price":
+        return f"price {value} is negative; decreases are negative quantities, not prices"
+    if spec is not None:
+        lo = "" if spec.ge is None else f">= {spec.ge}"
+        hi = "" if spec.le is None else f"<= {spec.le}"
+        return f"{value} is out of range (must be {' and '.join(x for x in (lo, hi) if x)})"
+    return f"{value} is not allowed"
+
+
+def _display_value(column: str, table: str, value: object) -> object:
+    # Rates are stored as fractions; show what the file said for percents.
+    return value
+
+
+class _Reporter:
+    """Turns row masks into problems with file, line, id and source column."""
+
+    def __init__(self, tables: dict[str, pd.DataFrame], colmap: dict[str, dict[str, str]]):
+        self.tables = tables
+        self.colmap = colmap
+        self.errors: list[Problem] = []
+        self.warnings: list[Problem] = []
+
+    def source_col(self, table: str, column: str) -> str:
+        return self.colmap.get(table, {}).get(column, column)
+
+    def rows(self, table: str, mask, column: str, rule: str, message, severity: str = "error") -> None:
+        frame = self.tables[table]
+        mask = np.asarray(mask, dtype=bool)
+        if not mask.any():
+            return
+        sub = frame[mask]
+        msgs = message(sub) if callable(message) else [message] * len(sub)
+        target = self.errors if severity == "error" else self.warnings
+        for file, line, rid, msg in zip(sub["_file"], sub["_line"], sub["_id"], msgs, strict=True):
+            target.append(
+                Problem(str(file), int(line), "" if pd.isna(rid) else str(rid),
+                        self.source_col(table, column), rule, str(msg), severity)
+            )
+
+
+def _fmt_date(x) -> str:
+    return "blank" if pd.isna(x) else str(pd.Timestamp(x).date())
+
+
+def validate_tables(
+    tables: dict[str, pd.DataFrame], colmap: dict[str, dict[str, str]] | None = None
+) -> tuple[list[Problem], list[Problem]]:
+    """Check canonical tables against every rule; return (errors, warnings).
+
+    Parameters
+    ----------
+    tables : dict of DataFrame
+        Canonical tables with three provenance columns: ``_file``, ``_line``
+        and ``_id``.
+    colmap : dict, optional
+        Per table, canonical column -> column name in the file, so problems
+        speak of the columns the user sees.
+
+    Returns
+    -------
+    errors, warnings : list of Problem
+        In file and line order.
+    """
+    rep = _Reporter(tables, colmap or {})
+
+    # 1. Per-table rules through pandera, all failures at once.
+    for name, frame in tables.items():
+        if name not in TABLES:
+            continue
+        data = frame[[c for c in frame.columns if not str(c).startswith("_")]]
+        try:
+            pandera_schema(name).validate(data, lazy=True)
+        except pandera.errors.SchemaErrors as exc:
+            cases = exc.failure_cases
+            cases = cases[cases["index"].notna()]
+            for column, check, value, idx in zip(
+                cases["column"], cases["check"], cases["failure_case"], cases["index"], strict=True
+            ):
+                rule = _rule_for(name, str(column), str(check))
+                row = frame.iloc[int(idx)] if isinstance(idx, (int, np.integer)) else frame.loc[idx]
+                rid = row["_id"]
+                rep.errors.append(
+                    Problem(str(row["_file"]), int(row["_line"]), "" if pd.isna(rid) else str(rid),
+                            rep.source_col(name, str(column)), rule,
+                            _describe(rule, value, str(column), name))
+                )
+
+    # 2. Dates that contradict each other.
+    c = tables["contracts"]
+    rep.rows("contracts", (c["end_date"] < c["start_date"]).fillna(False), "end_date", "end_before_start",
+             lambda s: [f"end {_fmt_date(e)} is before start {_fmt_date(b)}"
+                        for e, b in zip(s["end_date"], s["start_date"], strict=True)])
+    rep.rows("contracts", c["end_date"].isna() & ~c["evergreen"].fillna(False).astype(bool), "end_date",
+             "missing_end_date", "a non-evergreen contract needs an end date (or a ContractTerm)")
+    s = tables["subscriptions"]
+    rep.rows("subscriptions", (s["end_date"] < s["start_date"]).fillna(False), "end_date", "end_before_start",
+             lambda x: [f"end {_fmt_date(e)} is before start {_fmt_date(b)}"
+                        for e, b in zip(x["end_date"], x["start_date"], strict=True)])
+    rep.rows("subscriptions", (s["segment_end_date"] < s["segment_start_date"]).fillna(False),
+             "segment_end_date", "end_before_start",
+             lambda x: [f"segment end {_fmt_date(e)} is before segment start {_fmt_date(b)}"
+                        for e, b in zip(x["segment_end_date"], x["segment_start_date"], strict=True)])
+
+    # 3. References to ids that do not exist.
+    keys = {n: set(tables[n][TABLES[n].key].dropna()) for n in tables if n in TABLES and TABLES[n].key}
+    for name, frame in tables.items():
+        if name not in TABLES:
+            continue
+        for column, target in TABLES[name].references:
+            if column not in frame.columns or target not in keys:
+                continue
+            ref = frame[column]
+            bad = ref.notna() & ~ref.isin(keys[target])
+            rep.rows(name, bad, column, "unknown_reference",
+                     lambda x, column=column, target=target: [
+                         f"{v!r} is not an id in {target}" for v in x[column]])
+
+    # 4. Product default schedule: type, period and count are all set or all blank.
+    p = tables["products"]
+    parts = p[["revenue_schedule_type", "revenue_installment_period", "revenue_installments"]].notna()
+    mixed = parts.any(axis=1) & ~parts.all(axis=1)
+    rep.rows("products", mixed, "revenue_schedule_type", "schedule_fields_inconsistent",
+             "RevenueScheduleType, RevenueInstallmentPeriod and NumberOfRevenueInstallments "
+             "must be all set or all blank")
+
+    # 5. Schedule rows: the values their type requires.
+    sc = tables["schedules"]
+    t = sc["type"]
+    need_rev = t.isin(["revenue", "both"]) & sc["revenue"].isna()
+    need_qty = t.isin(["quantity", "both"]) & sc["quantity"].isna()
+    rep.rows("schedules", need_rev.fillna(False), "revenue", "schedule_values_inconsistent",
+             "a Revenue or Both schedule row needs a Revenue value")
+    rep.rows("schedules", need_qty.fillna(False), "quantity", "schedule_values_inconsistent",
+             "a Quantity or Both schedule row needs a Quantity value")
+
+    # 6. Composite keys of keyless tables.
+    for name, cols in (("spend", ["month", "channel"]), ("signals", ["account_id", "month"])):
+        frame = tables.get(name)
+        if frame is None or not len(frame):
+            continue
+        dup = frame.duplicated(cols, keep="first")
+        rep.rows(name, dup, cols[-1], "duplicate_key",
+                 lambda x, cols=cols: [
+                     "another row has the same " + ", ".join(
+                         f"{k}={_fmt_date(v) if k == 'month' else v}" for k, v in zip(cols, vals, strict=True))
+                     for vals in x[cols].itertuples(index=False)])
+
+    # --- warnings -------------------------------------------------------
+    lines = tables["opportunity_lines"]
+    if len(sc):
+        rev_rows = sc[sc["type"].isin(["revenue", "both"])]
+        sums = rev_rows.groupby("line_id", sort=False)["revenue"].sum()
+        total = lines.set_index("line_id")["total_price"]
+        total = total[~total.index.duplicated()]
+        joined = lines["line_id"].map(sums)
+        off = joined.notna() & ((joined - lines["total_price"]).abs() > CENT)
+        rep.rows("opportunity_lines", off.to_numpy(), "total_price", "schedule_total_mismatch",
+                 lambda x: [f"schedule rows sum to {lines_sum:,.2f}, the line total is {t_:,.2f}"
+                            for lines_sum, t_ in zip(x["line_id"].map(sums), x["total_price"], strict=True)],
+                 severity="warning")
+        qty_rows = sc[sc["type"].isin(["quantity", "both"])]
+        qsums = qty_rows.groupby("line_id", sort=False)["quantity"].sum()
+        qjoined = lines["line_id"].map(qsums)
+        qoff = qjoined.notna() & ((qjoined - lines["quantity"]).abs() > 1e-6)
+        rep.rows("opportunity_lines", qoff.to_numpy(), "quantity", "schedule_quantity_mismatch",
+                 lambda x: [f"schedule quantities sum to {q:g}, the line quantity is {l_:g}"
+                            for q, l_ in zip(x["line_id"].map(qsums), x["quantity"], strict=True)],
+                 severity="warning")
+
+    con = c.drop_duplicates("contract_id").set_index("contract_id")
+    cs = s["contract_id"].map(con["start_date"])
+    ce = s["contract_id"].map(con["end_date"])
+    outside = ((s["start_date"] < cs) | (s["end_date"] > ce)).fillna(False)
+    rep.rows("subscriptions", outside.to_numpy(), "start_date", "subscription_outside_contract",
+             lambda x: [f"runs {_fmt_date(a)} to {_fmt_date(b)}, its contract {_fmt_date(ca)} to {_fmt_date(cb)}"
+                        for a, b, ca, cb in zip(x["start_date"], x["end_date"],
+                                                x["contract_id"].map(con["start_date"]),
+                                                x["contract_id"].map(con["end_date"]), strict=True)],
+             severity="warning")
+    cacc = s["contract_id"].map(con["account_id"])
+    mismatch = (cacc.notna() & (cacc != s["account_id"])).fillna(False)
+    rep.rows("subscriptions", mismatch.to_numpy(), "account_id", "account_mismatch",
+             lambda x: [f"account {a} differs from its contract's account {b}"
+                        for a, b in zip(x["account_id"], x["contract_id"].map(con["account_id"]), strict=True)],
+             severity="warning")
+    no_subs = ~c["contract_id"].isin(set(s["contract_id"]))
+    rep.rows("contracts", no_subs.to_numpy(), "contract_id", "contract_without_subscriptions",
+             "the contract has no subscription rows", severity="warning")
+
+    def order(p: Problem):
+        return (p.file, p.line if p.line is not None else 0, p.column, p.rule)
+
+    return sorted(rep.errors, key=order), sorted(rep.warnings, key=order)

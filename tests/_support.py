@@ -1,0 +1,66 @@
+"""Shared fixtures: a small demo org written once per session, and helpers to edit copies."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+
+import matplotlib
+import pandas as pd
+import pytest
+
+import renewforecast as rf
+from renewforecast.schemas import TABLES, conform
+
+matplotlib.use("Agg")
+
+
+@pytest.fixture(scope="session")
+def demo_org(tmp_path_factory) -> rf.DemoOrg:
+    return rf.write_demo_org(tmp_path_factory.mktemp("demo") / "org", accounts=60, seed=11)
+
+
+@pytest.fixture(scope="session")
+def demo_book(demo_org) -> rf.Book:
+    return rf.load_book(demo_org.path)
+
+
+@pytest.fixture
+def org_copy(demo_org, tmp_path) -> Path:
+    """A private copy of the demo export folder that a test may break."""
+    dest = tmp_path / "org"
+    shutil.copytree(demo_org.path, dest)
+    return dest
+
+
+def read_sf(folder: Path, file: str) -> pd.DataFrame:
+    """Read an export file exactly as text (no type guessing)."""
+    return pd.read_csv(folder / file, dtype=str, keep_default_na=False)
+
+
+def write_sf(folder: Path, file: str, frame: pd.DataFrame) -> None:
+    frame.to_csv(folder / file, index=False, lineterminator="\n")
+
+
+def edit_sf(folder: Path, file: str, row: int, column: str, value: str) -> tuple[int, str]:
+    """Set one cell; return (physical line, record id) of the row edited."""
+    frame = read_sf(folder, file)
+    frame.loc[row, column] = value
+    write_sf(folder, file, frame)
+    rid = frame.loc[row, "Id"] if "Id" in frame.columns else ""
+    return row + 2, rid
+
+
+def folder_digest(folder: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def make_book(**tables: pd.DataFrame) -> rf.Book:
+    """A Book from hand-written canonical tables (the rest empty)."""
+    full = {name: conform(tables.get(name, pd.DataFrame()), name) for name in TABLES}
+    return rf.Book(**full)

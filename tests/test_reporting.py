@@ -1,0 +1,408 @@
+"""Tests for renewforecast.reporting: running, exporting and publishing reports.
+
+Fixture notebooks are built with nbformat inside each test's tmp_path. Tests
+that start a Jupyter kernel are marked ``slow``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import re
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+from renewforecast import reporting
+from renewforecast.exceptions import RenewForecastError, ReportRunError
+from renewforecast.reporting import (
+    EXIT_BAD_INPUT,
+    EXIT_CELL_ERROR,
+    EXIT_DEAD_KERNEL,
+    EXIT_EARLY_EXIT,
+    EXIT_TIMEOUT,
+    EXIT_UNEXPECTED,
+    list_notebooks,
+    notebook_parameters,
+    run_reports,
+)
+
+KERNELSPEC = {"name": "python3", "display_name": "Python 3", "language": "python"}
+PARAMS_SOURCE = (
+    'source = ""  # folder with the exports\n'
+    "as_of = None  # reporting date\n"
+    'title_param: str = "x"  # shown in the heading\n'
+    'account_name = "nobody"\n'
+)
+
+
+def make_notebook(
+    folder: Path,
+    name: str,
+    cells: list[str],
+    *,
+    title: str | None = "Report",
+    params: str = PARAMS_SOURCE,
+) -> Path:
+    """Write a notebook: optional heading, a tagged parameters cell, then code cells."""
+    nb = new_notebook(metadata={"kernelspec": KERNELSPEC})
+    if title is not None:
+        nb.cells.append(new_markdown_cell(f"Intro text.\n\n# {title}\n\nMore."))
+    param_cell = new_code_cell(params)
+    param_cell.metadata["tags"] = ["parameters"]
+    nb.cells.append(param_cell)
+    nb.cells.extend(new_code_cell(src) for src in cells)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.ipynb"
+    nbformat.write(nb, path)
+    return path
+
+
+def entries(folder: Path) -> set[str]:
+    return {p.name for p in folder.iterdir()} if folder.exists() else set()
+
+
+@pytest.fixture
+def nbdir(tmp_path: Path) -> Path:
+    return tmp_path / "notebooks"
+
+
+@pytest.fixture
+def out(tmp_path: Path) -> Path:
+    return tmp_path / "reports"
+
+
+@pytest.fixture
+def no_kernel(monkeypatch):
+    """Fail the test if anything tries to execute a notebook."""
+    import papermill
+
+    def boom(*args, **kwargs):
+        raise AssertionError("a notebook was executed")
+
+    monkeypatch.setattr(papermill, "execute_notebook", boom)
+
+
+# --------------------------------------------------------------------------- #
+# Discovery and parameters (no kernel)
+# --------------------------------------------------------------------------- #
+
+
+def test_list_notebooks_sorted_and_filtered(nbdir, monkeypatch):
+    for name in ["02_b", "01_a", "scratch", "1_short"]:
+        make_notebook(nbdir, name, ["1"])
+    names = [p.name for p in list_notebooks(nbdir)]
+    assert names == ["01_a.ipynb", "02_b.ipynb"]
+
+    monkeypatch.setenv("RENEWFORECAST_NOTEBOOKS", str(nbdir))
+    assert [p.name for p in list_notebooks()] == names
+
+
+def test_list_notebooks_missing_folder_is_clear(tmp_path, monkeypatch):
+    missing = tmp_path / "nope"
+    with pytest.raises(ReportRunError, match="does not exist") as info:
+        list_notebooks(missing)
+    assert info.value.exit_code == EXIT_BAD_INPUT
+    assert isinstance(info.value, RenewForecastError)
+
+    monkeypatch.setenv("RENEWFORECAST_NOTEBOOKS", str(missing))
+    with pytest.raises(ReportRunError, match="RENEWFORECAST_NOTEBOOKS"):
+        list_notebooks()
+
+
+def test_notebook_parameters_reads_defaults_types_and_help(tmp_path):
+    # Braces in the folder name must not be taken as papermill path templates.
+    path = make_notebook(tmp_path / "{weird}", "01_a", ["1"])
+    params = notebook_parameters(path)
+    assert list(params) == ["source", "as_of", "title_param", "account_name"]
+    assert params["source"] == {
+        "default": '""',
+        "type": "None",
+        "help": "folder with the exports",
+    }
+    assert params["as_of"]["default"] == "None"
+    assert params["title_param"] == {
+        "default": '"x"',
+        "type": "str",
+        "help": "shown in the heading",
+    }
+
+
+def test_notebook_parameters_without_parameters_cell(tmp_path):
+    nb = new_notebook(metadata={"kernelspec": KERNELSPEC})
+    nb.cells.append(new_code_cell("x = 1"))
+    nbformat.write(nb, tmp_path / "01_x.ipynb")
+    assert notebook_parameters(tmp_path / "01_x.ipynb") == {}
+
+
+def test_notebook_parameters_missing_file(tmp_path):
+    with pytest.raises(ReportRunError) as info:
+        notebook_parameters(tmp_path / "01_none.ipynb")
+    assert info.value.exit_code == EXIT_BAD_INPUT
+
+
+def test_default_run_ids_are_unique_within_one_second():
+    now = dt.datetime(2026, 11, 21, 5, 30, tzinfo=dt.UTC)
+    ids = {reporting._new_run_id(now) for _ in range(50)}
+    assert len(ids) == 50
+    assert all(re.fullmatch(r"20261121T053000Z-[0-9a-f]{6}", i) for i in ids)
+
+
+# --------------------------------------------------------------------------- #
+# Refusals before any kernel starts
+# --------------------------------------------------------------------------- #
+
+
+@pytest.mark.parametrize(
+    "bad_id", ["../evil", "..", ".", ".hidden", "a/b", "latest", "failed", ""]
+)
+def test_bad_run_id_is_refused(nbdir, out, no_kernel, bad_id):
+    make_notebook(nbdir, "01_a", ["1"])
+    with pytest.raises(ReportRunError, match="Invalid run id") as info:
+        run_reports("data", out=out, notebooks_dir=nbdir, run_id=bad_id)
+    assert info.value.exit_code == EXIT_BAD_INPUT
+    assert not out.exists()
+    assert not (out.parent / "evil").exists()
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"account_name": dt.date(2026, 1, 1)},
+        {"account_name": [1, {"nested": {2, 3}}]},
+        {"account_name": float("nan")},
+        {"account_name": {1: "non-string key"}},
+        {"not an identifier": 1},
+    ],
+)
+def test_non_json_parameters_are_refused_before_running(nbdir, out, no_kernel, params):
+    make_notebook(nbdir, "01_a", ["1"])
+    with pytest.raises(ReportRunError) as info:
+        run_reports("data", out=out, notebooks_dir=nbdir, parameters=params)
+    assert info.value.exit_code == EXIT_BAD_INPUT
+    assert info.value.failed_dir is None
+    assert not out.exists()
+
+
+def test_other_bad_inputs_are_refused(nbdir, out, no_kernel):
+    make_notebook(nbdir, "01_a", ["1"])
+    cases = [
+        ({"notebooks": ["99_missing"]}, "Unknown report notebook"),
+        ({"as_of": "30/06/2026"}, "not an ISO date"),
+        ({"keep": 0}, "keep"),
+        ({"timeout": -1}, "timeout"),
+        ({"kernel_name": "no-such-kernel"}, "not installed"),
+    ]
+    for kwargs, message in cases:
+        with pytest.raises(ReportRunError, match=message) as info:
+            run_reports("data", out=out, notebooks_dir=nbdir, **kwargs)
+        assert info.value.exit_code == EXIT_BAD_INPUT
+    empty = nbdir.parent / "empty"
+    empty.mkdir()
+    with pytest.raises(ReportRunError, match="No report notebooks") as info:
+        run_reports("data", out=out, notebooks_dir=empty)
+    assert info.value.exit_code == EXIT_BAD_INPUT
+    assert not out.exists()
+
+
+def test_latest_that_is_a_real_folder_is_refused(nbdir, out, no_kernel):
+    make_notebook(nbdir, "01_a", ["1"])
+    (out / "latest").mkdir(parents=True)
+    with pytest.raises(ReportRunError, match="not a symlink") as info:
+        run_reports("data", out=out, notebooks_dir=nbdir)
+    assert info.value.exit_code == EXIT_BAD_INPUT
+    assert entries(out) == {"latest"}
+
+
+def test_unexpected_error_publishes_nothing(nbdir, out, monkeypatch):
+    make_notebook(nbdir, "01_a", ["1"])
+
+    def fake_execute(report, staging, **kwargs):
+        (staging / f"{report.stem}.ipynb").write_text("{}")
+        return new_notebook()
+
+    def broken_export(*args, **kwargs):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(reporting, "_execute", fake_execute)
+    monkeypatch.setattr(reporting, "_export_html", broken_export)
+    with pytest.raises(ReportRunError, match="disk on fire") as info:
+        run_reports("data", out=out, notebooks_dir=nbdir, run_id="r1")
+    assert info.value.exit_code == EXIT_UNEXPECTED
+    assert entries(out) == {"failed"}
+    assert entries(out / "failed") == {"r1"}
+    assert Path(info.value.failed_dir) == out / "failed" / "r1"
+    assert (out / "failed" / "r1" / "01_a.ipynb").exists()
+
+
+# --------------------------------------------------------------------------- #
+# Real runs (start a kernel)
+# --------------------------------------------------------------------------- #
+
+
+@pytest.mark.slow
+def test_successful_run_publishes_html_index_and_latest(nbdir, out, monkeypatch):
+    monkeypatch.chdir(nbdir.parent)
+    (nbdir.parent / "my-data-dir").mkdir()
+    make_notebook(
+        nbdir,
+        "01_summary",
+        [
+            "print('SRC=' + source.upper())",
+            # relative local source is made absolute: kernels run in staging
+            "import os; print('ISDIR=' + str(os.path.isdir(source)))",
+            "print('ASOF=' + str(as_of))",
+            "",  # blank cells are never executed and must not fail the run
+        ],
+        title="Summary <b>bold</b>",
+    )
+    make_notebook(
+        nbdir,
+        "02_detail",
+        # Declares only `source`: the other names must not be injected.
+        [
+            "assert 'account_name' not in globals() and 'as_of' not in globals()",
+            "print('ok2')",
+        ],
+        title=None,
+        params='source = ""\n',
+    )
+    evil = "<script>alert(1)</script>"
+    folder = run_reports(
+        "my-data-dir",
+        as_of="2026-06-30",
+        out=out,
+        notebooks_dir=nbdir,
+        parameters={"account_name": evil, "unused_name": 1},
+        timeout=60,
+    )
+
+    assert re.fullmatch(r"\d{8}T\d{6}Z-[0-9a-f]{6}", folder.name)
+    assert folder == out / folder.name
+    assert entries(out) == {folder.name, "latest"}  # no staging or temp links left
+    assert (out / "latest").is_symlink()
+    assert os.readlink(out / "latest") == folder.name
+    assert (out / "latest").resolve() == folder.resolve()
+    assert entries(folder) == {
+        "01_summary.ipynb",
+        "01_summary.html",
+        "02_detail.ipynb",
+        "02_detail.html",
+        "index.html",
+        "run.json",
+    }
+
+    page = (folder / "01_summary.html").read_text(encoding="utf-8")
+    data_dir = str(nbdir.parent / "my-data-dir")
+    assert f"SRC={data_dir.upper()}" in page  # computed from the injected parameter
+    assert "ISDIR=True" in page
+    assert "ASOF=2026-06-30" in page
+    assert "folder with the exports" not in page  # the parameters cell is hidden
+    assert "print(" not in page
+    assert "Injected" not in page and "account_name" not in page
+    assert "ok2" in (folder / "02_detail.html").read_text(encoding="utf-8")
+
+    index = (folder / "index.html").read_text(encoding="utf-8")
+    assert "<title>renewforecast reports</title>" in index
+    assert "<script" not in index.lower()
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in index
+    assert 'href="01_summary.html"' in index and 'href="02_detail.html"' in index
+    assert "Summary &lt;b&gt;bold&lt;/b&gt;" in index  # first heading, escaped
+    assert ">02_detail</a>" in index  # no heading: falls back to the stem
+    assert folder.name in index and "2026-06-30" in index and "my-data-dir" in index
+    assert "http" not in index  # no external assets
+
+    meta = json.loads((folder / "run.json").read_text(encoding="utf-8"))
+    assert meta["status"] == "ok"
+    assert meta["run_id"] == folder.name
+    assert meta["as_of"] == "2026-06-30"
+    assert meta["source"] == data_dir
+    assert meta["parameters"]["account_name"] == evil
+    assert [n["name"] for n in meta["notebooks"]] == ["01_summary", "02_detail"]
+    assert meta["notebooks"][1]["parameters"] == ["source"]
+    assert set(meta["durations"]) == {"01_summary", "02_detail"}
+    assert meta["package_version"]
+
+
+@pytest.mark.slow
+def test_cell_error_publishes_nothing_and_keeps_latest(nbdir, out):
+    make_notebook(nbdir, "01_good", ["print('fine')"])
+    good = run_reports("data", out=out, notebooks_dir=nbdir, run_id="good")
+    assert os.readlink(out / "latest") == "good"
+
+    make_notebook(nbdir, "02_bad", ["x = 1", "1/0", "print('never')"])
+    with pytest.raises(ReportRunError) as info:
+        run_reports("data", out=out, notebooks_dir=nbdir, run_id="bad")
+    err = info.value
+    assert err.exit_code == EXIT_CELL_ERROR
+    message = str(err)
+    assert "02_bad" in message and "ZeroDivisionError" in message
+    assert "cell 3" in message  # index in the template (heading, params, x = 1, 1/0)
+    assert "\n" not in message
+
+    assert entries(out) == {"good", "latest", "failed"}
+    assert os.readlink(out / "latest") == "good"
+    assert (out / "latest" / "index.html").exists()
+    failed = out / "failed" / "bad"
+    assert Path(err.failed_dir) == failed
+    assert {"01_good.ipynb", "02_bad.ipynb"} <= entries(failed)
+    assert not (failed / "index.html").exists()
+    partial = nbformat.read(failed / "02_bad.ipynb", as_version=4)
+    enames = [o.get("ename") for c in partial.cells for o in c.get("outputs", [])]
+    assert "ZeroDivisionError" in enames
+    assert entries(good) >= {"01_good.html", "index.html"}
+
+
+@pytest.mark.slow
+def test_timeout_exit_code(nbdir, out):
+    make_notebook(nbdir, "01_slow", ["import time; time.sleep(30)", "print('after')"])
+    started = time.monotonic()
+    with pytest.raises(ReportRunError, match="timed out") as info:
+        run_reports("data", out=out, notebooks_dir=nbdir, timeout=2, run_id="t")
+    assert time.monotonic() - started < 25
+    assert info.value.exit_code == EXIT_TIMEOUT
+    assert "01_slow" in str(info.value) and "cell 2" in str(info.value)
+    assert entries(out) == {"failed"}
+    assert (out / "failed" / "t" / "01_slow.ipynb").exists()
+
+
+@pytest.mark.slow
+def test_dead_kernel_exit_code(nbdir, out):
+    make_notebook(nbdir, "01_dies", ["import os; os._exit(1)", "print('after')"])
+    with pytest.raises(ReportRunError, match="kernel died") as info:
+        run_reports("data", out=out, notebooks_dir=nbdir, timeout=60)
+    assert info.value.exit_code == EXIT_DEAD_KERNEL
+    assert "01_dies" in str(info.value) and "cell 2" in str(info.value)
+    assert entries(out) == {"failed"}
+
+
+@pytest.mark.slow
+def test_early_sys_exit_is_a_failure(nbdir, out):
+    # papermill itself raises nothing for sys.exit(0): the later cell just never runs.
+    make_notebook(nbdir, "01_quits", ["import sys; sys.exit(0)", "print('after')"])
+    with pytest.raises(ReportRunError, match="stopped early") as info:
+        run_reports("data", out=out, notebooks_dir=nbdir, timeout=60)
+    assert info.value.exit_code == EXIT_EARLY_EXIT
+    assert "01_quits" in str(info.value) and "SystemExit" in str(info.value)
+    assert entries(out) == {"failed"}
+    assert len(entries(out / "failed")) == 1
+
+
+@pytest.mark.slow
+def test_keep_prunes_older_runs_only(nbdir, out):
+    make_notebook(nbdir, "01_a", ["print('a')"])
+    (out / "failed" / "old-failure").mkdir(parents=True)
+    (out / "notes").mkdir()  # not a run folder (no run.json): left alone
+    first = run_reports("data", out=out, notebooks_dir=nbdir, run_id="run-a")
+    assert first.exists()
+    second = run_reports("data", out=out, notebooks_dir=nbdir, run_id="run-b", keep=1)
+
+    assert not first.exists()
+    assert second.exists()
+    assert os.readlink(out / "latest") == "run-b"
+    assert entries(out) == {"run-b", "latest", "failed", "notes"}
+    assert (out / "failed" / "old-failure").exists()
