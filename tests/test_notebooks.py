@@ -46,3 +46,17 @@ def test_report_end_to_end(demo_org, tmp_path):
     assert 'href="00_data_quality.html"' in index
     run = json.loads((latest / "run.json").read_text())
     assert run["as_of"] == "2026-06-30" and run["status"] == "ok"
+
+
+def test_data_model_doc_lists_every_mapped_field():
+    from renewforecast.io.salesforce import SALESFORCE_OBJECTS
+    from renewforecast.schemas import TABLES
+
+    doc = (Path(__file__).parents[1] / "docs" / "data_model.md").read_text(encoding="utf-8")
+    for obj in SALESFORCE_OBJECTS.values():
+        assert obj.file in doc
+        for field in obj.fields:
+            assert f"`{field.source}`" in doc, field.source
+    for spec in TABLES.values():
+        for col in spec.columns:
+            assert f"`{col.name}`" in doc, col.name

@@ -39,6 +39,7 @@ import pandas as pd
 import renewforecast as rf
 
 pd.set_option("display.max_rows", 500)
+pd.set_option("display.max_colwidth", 200)
 pd.set_option("display.float_format", "{:,.2f}".format)
 %matplotlib inline
 """
@@ -68,7 +69,7 @@ pd.DataFrame({"": [book.source, book.currency, str(as_of_date.date()), book.fing
 Rows and date ranges per table. A table with far fewer rows than expected, or a range that stops
 early, usually means an export filter or a truncated file.
 """),
-    code("book.summary()"),
+    code("book.summary().set_index(\"table\")"),
     md("## ARR by segment"),
     md("""
 Annual recurring revenue on the as-of date from the subscription ledger (signed amendment rows,
@@ -80,7 +81,7 @@ arr = rf.arr_on(book, as_of_date, by="segment")
 rf.plotting.bar_by_group(arr, group="segment", value="arr", currency=book.currency,
                          title=f"ARR by segment on {as_of_date.date()}")
 plt.show()
-arr.assign(share=arr["arr"] / arr["arr"].sum())
+arr.set_index("segment").assign(share_pct=(100 * arr["arr"] / arr["arr"].sum()).round(1).to_numpy())
 """),
     md("## Validation warnings"),
     md("""
@@ -90,7 +91,7 @@ line, record id and column to fix in Salesforce. No rows here means none were fo
     code("""
 book.warnings.groupby("rule").size().rename("count").to_frame()
 """),
-    code("book.warnings"),
+    code("book.warnings.drop(columns=\"severity\")"),
     md("## Schedule reconciliation"),
     md("""
 Opportunity product schedules as exported are taken as they are, never regenerated. Each line's

@@ -189,7 +189,8 @@ opportunity_lines, schedules, spend, signals, opportunity_history : DataFrame
             col = date_cols.get(name)
             first = frame[col].min() if col and len(frame) else pd.NaT
             last = frame[col].max() if col and len(frame) else pd.NaT
-            rows.append({"table": name, "rows": len(frame), "first": first, "last": last})
+            rows.append({"table": name, "rows": len(frame), "first": first, "last": last,
+                         "dated_by": col or ""})
         return pd.DataFrame(rows)
 
     def replace(self, **changes: Any) -> Book:
