@@ -107,3 +107,112 @@ recon.groupby("status").agg(lines=("line_id", "size"), total_price=("total_price
 recon[recon["status"] == "differs"].sort_values("difference", key=abs, ascending=False)
 """),
 ])
+
+write("01_revenue_kpis.ipynb", [
+    md("""
+# Revenue and renewal KPIs
+
+The growth picture from the contract ledger: ARR over time, last month's MRR bridge, retention by
+segment, how acquisition cohorts hold up, renewal performance by quarter, and the renewals the
+team must work on now.
+"""),
+    code("""
+source = "data/demo"  # folder with the Salesforce export (or canonical tables)
+as_of = None  # as-of date YYYY-MM-DD; None means the export date of the data
+encoding = None  # text encoding of the CSV files; None detects it
+horizon_days = 180  # renewal worklist: contracts ending within this many days
+worklist_rows = 25  # rows of the worklist shown
+""", tags=["parameters"]),
+    code(SETUP + """
+book = rf.load_book(source, encoding=encoding)
+as_of_date = book.resolve_as_of(as_of)
+month_end = rf.last_month_end(as_of_date)  # KPIs are measured at the last complete month end
+"""),
+    md("## ARR over time"),
+    md("""
+ARR at each month end (MRR x 12) from the subscription ledger. Read the slope, and look for steps:
+a step down in one month is usually one large customer leaving or a block of renewals lost.
+"""),
+    code("""
+trend = rf.mrr_table(book, end=month_end, by=()).assign(arr=lambda d: d["mrr"] * 12)
+rf.plotting.line_over_time(trend, x="month", y="arr", currency=book.currency, title="ARR at month end")
+plt.show()
+trend.tail(13).set_index("month")
+"""),
+    md("## Last month's MRR bridge"),
+    md("""
+How MRR moved from the start to the end of the last complete month, classified per customer: a
+customer's first revenue is new, a returning customer is a reactivation, more or less revenue from
+an existing customer is expansion or contraction, and churn is counted only when a customer's last
+subscription ends. Start + new + expansion + reactivation - contraction - churn = end.
+"""),
+    code("""
+bridge = rf.mrr_movements(book, end=month_end, by=())
+last = bridge.iloc[-1]
+rf.plotting.mrr_bridge(last, currency=book.currency, title=f"MRR bridge, {last['month']:%B %Y}")
+plt.show()
+bridge.tail(6).set_index("month")
+"""),
+    md("## Retention by segment"),
+    md("""
+Net revenue retention (NRR) is this month's MRR of the customers who were paying 12 months ago,
+over their MRR then; gross retention (GRR) caps each customer at its old MRR, so it only shows
+losses. The dashed line marks 100 %. A segment whose NRR is above 100 % grows without new logos; a
+low GRR with a high NRR means expansion is hiding churn.
+"""),
+    code("""
+retention = rf.retention_kpis(book, as_of=month_end, by="segment")
+rf.plotting.grouped_rates(retention, group="segment", rates=["nrr", "grr", "logo_retention"],
+                          reference=1.0, title="12-month retention by segment")
+plt.show()
+pd.concat([rf.retention_kpis(book, as_of=month_end).assign(segment="All"), retention]).set_index("segment")[
+    ["base_customers", "base_mrr", "current_mrr", "nrr", "grr", "nrr_period", "grr_period",
+     "logo_retention", "gross_revenue_churn", "net_revenue_churn", "quick_ratio"]]
+"""),
+    md("## Cohort retention"),
+    md("""
+Each row is the customers acquired in one quarter; each cell is that cohort's MRR at the end of a
+later quarter as a share of its MRR at the end of its first quarter. Green above 100 % means the
+cohort expanded faster than it churned. Compare rows down a column: later cohorts that fade faster
+point at weaker acquisition or onboarding.
+"""),
+    code("""
+cohorts = rf.cohort_retention(book, as_of=month_end, freq="Q")
+rf.plotting.cohort_heatmap(cohorts, title="Net MRR retention by acquisition quarter")
+plt.show()
+"""),
+    md("## Renewal performance by quarter"),
+    md("""
+Contracts available to renew are those whose end date falls in the quarter (a multi-year contract
+at a mid-term anniversary is not). Resolution rate is decided / due, close rate is renewed /
+decided, conversion rate is renewed ARR / prior ARR of the renewed contracts (above 100 % when
+renewals carry uplift or expansion). Open decisions are counted, not guessed, so the latest quarter
+is incomplete until its resolution rate reaches 100 %.
+"""),
+    code("""
+renewals = rf.renewal_kpis(book, start=month_end - pd.DateOffset(years=2) + pd.Timedelta(days=1),
+                           end=month_end, freq="Q")
+rf.plotting.grouped_rates(renewals, group="period",
+                          rates=["resolution_rate", "close_rate", "conversion_rate", "renewal_rate_net_arr"],
+                          reference=1.0, title="Renewal rate decomposition by quarter of end date")
+plt.show()
+renewals.set_index("period")[["due", "decided", "renewed", "churned", "terminated", "open", "due_arr",
+                              "renewal_rate_count", "renewal_rate_gross_arr", "renewal_rate_net_arr",
+                              "resolution_rate", "close_rate", "conversion_rate"]]
+"""),
+    md("## Renewal worklist"),
+    md("""
+Contracts ending in the next months, soonest outreach deadline first (90 days before the end
+date, 120 for Enterprise and Government). Start with rows flagged *no renewal opportunity* or
+*outreach deadline passed*, then those where a decrease or termination is already booked.
+"""),
+    code("""
+worklist = rf.renewal_worklist(book, as_of=as_of_date, horizon_days=horizon_days)
+worklist.groupby("segment").agg(contracts=("contract_id", "size"), arr=("arr", "sum"),
+                                no_opportunity=("no_renewal_opportunity", "sum"),
+                                deadline_passed=("outreach_deadline_passed", "sum"))
+"""),
+    code("""
+worklist.head(worklist_rows).set_index("account_name")
+"""),
+])

@@ -26,7 +26,14 @@ from renewforecast.exceptions import (
 )
 from renewforecast.io.canonical import write_canonical
 from renewforecast.io.loader import load_book
-from renewforecast.revenue import arr_on
+from renewforecast.metrics import (
+    cohort_retention,
+    renewal_decisions,
+    renewal_kpis,
+    renewal_worklist,
+    retention_kpis,
+)
+from renewforecast.revenue import arr_on, last_month_end, mrr_movements, mrr_table
 from renewforecast.schedules import establish_schedule, expand_schedules, reconcile_schedules
 
 try:
@@ -55,10 +62,18 @@ __all__ = [
     "ReportRunError",
     "__version__",
     "arr_on",
+    "cohort_retention",
     "establish_schedule",
     "expand_schedules",
+    "last_month_end",
     "load_book",
+    "mrr_movements",
+    "mrr_table",
     "reconcile_schedules",
+    "renewal_decisions",
+    "renewal_kpis",
+    "renewal_worklist",
+    "retention_kpis",
     "write_canonical",
     "write_demo_org",
 ]

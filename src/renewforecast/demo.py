@@ -60,7 +60,7 @@ _TERMS = {  # contract term months and their weights
     "Enterprise": ((12, 24, 36), (0.45, 0.30, 0.25)),
     "Government": ((12, 24, 36), (0.40, 0.30, 0.30)),
 }
-_BASE_LOGIT = {"SMB": 0.55, "Mid-Market": 1.0, "Enterprise": 1.35, "Government": 1.6}
+_BASE_LOGIT = {"SMB": 1.0, "Mid-Market": 1.4, "Enterprise": 1.75, "Government": 2.0}
 _HEALTH_MEAN = {"SMB": -0.15, "Mid-Market": 0.0, "Enterprise": 0.15, "Government": 0.25}
 _CAC = {"SMB": 4_000.0, "Mid-Market": 18_000.0, "Enterprise": 70_000.0, "Government": 55_000.0}
 CHANNELS = ("paid_search", "events", "outbound", "partner", "organic")

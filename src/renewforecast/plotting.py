@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.ticker import FuncFormatter
 
-__all__ = ["bar_by_group", "money_formatter"]
+__all__ = ["bar_by_group", "cohort_heatmap", "grouped_rates", "line_over_time", "money_formatter", "mrr_bridge"]
 
 
 def _money(x: float, _pos=None) -> str:
@@ -48,4 +49,105 @@ def bar_by_group(frame: pd.DataFrame, *, group: str, value: str, title: str = ""
     ax.set_title(title)
     ax.spines[["top", "right"]].set_visible(False)
     ax.margins(x=0.15)
+    return ax
+
+
+def line_over_time(frame: pd.DataFrame, *, x: str, y: str, title: str = "", currency: str = "",
+                   ax: Axes | None = None) -> Axes:
+    """One series over time, money on the y axis."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(8, 3.5))
+    ax.plot(frame[x], frame[y], color="#2b6cb0", linewidth=2)
+    ax.fill_between(frame[x], frame[y], color="#2b6cb0", alpha=0.08)
+    ax.yaxis.set_major_formatter(money_formatter())
+    ax.set_ylabel(y.upper() + (f" ({currency})" if currency else ""))
+    ax.set_title(title)
+    ax.spines[["top", "right"]].set_visible(False)
+    ax.set_ylim(bottom=0)
+    return ax
+
+
+_BRIDGE = (("start_mrr", "Start", "#718096"), ("new", "New", "#2f855a"), ("expansion", "Expansion", "#48bb78"),
+           ("reactivation", "Reactivation", "#9ae6b4"), ("contraction", "Contraction", "#f6ad55"),
+           ("churn", "Churn", "#c53030"), ("end_mrr", "End", "#2b6cb0"))
+
+
+def mrr_bridge(row: pd.Series | dict, *, title: str = "", currency: str = "", ax: Axes | None = None) -> Axes:
+    """Waterfall from start MRR through each movement to end MRR.
+
+    ``row`` holds ``start_mrr``, the five movements (positive amounts) and
+    ``end_mrr``, as one row of :func:`renewforecast.mrr_movements` summed.
+    """
+    if ax is None:
+        _, ax = plt.subplots(figsize=(8, 3.8))
+    level = 0.0
+    for i, (key, label, color) in enumerate(_BRIDGE):
+        v = float(row[key])
+        if key in ("start_mrr", "end_mrr"):
+            bottom, height, level = 0.0, v, v
+        elif key in ("contraction", "churn"):
+            bottom, height = level - v, v
+            level -= v
+        else:
+            bottom, height = level, v
+            level += v
+        ax.bar(i, height, bottom=bottom, color=color, width=0.65)
+        sign = "-" if key in ("contraction", "churn") else ("+" if key not in ("start_mrr", "end_mrr") else "")
+        ax.text(i, bottom + height, f"{sign}{_money(v)}", ha="center", va="bottom", fontsize=9)
+    ax.set_xticks(range(len(_BRIDGE)), [b[1] for b in _BRIDGE])
+    ax.yaxis.set_major_formatter(money_formatter())
+    ax.set_ylabel("MRR" + (f" ({currency})" if currency else ""))
+    ax.set_title(title)
+    ax.spines[["top", "right"]].set_visible(False)
+    lo = min(float(row["start_mrr"]), float(row["end_mrr"]))
+    ax.set_ylim(bottom=max(0.0, lo * 0.85))
+    return ax
+
+
+def grouped_rates(frame: pd.DataFrame, *, group: str, rates: list[str], title: str = "",
+                  reference: float | None = None, ax: Axes | None = None) -> Axes:
+    """Side-by-side bars of rates (fractions shown as percent) per group."""
+    import numpy as np
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(8, 3.8))
+    n = len(rates)
+    x = np.arange(len(frame))
+    width = 0.8 / n
+    colors = ["#2b6cb0", "#48bb78", "#ed8936", "#805ad5", "#718096"]
+    for i, rate in enumerate(rates):
+        vals = frame[rate].astype(float).to_numpy()
+        bars = ax.bar(x + (i - (n - 1) / 2) * width, vals * 100, width, label=rate.replace("_", " "),
+                      color=colors[i % len(colors)])
+        for bar, v in zip(bars, vals, strict=True):
+            if v == v:
+                ax.text(bar.get_x() + bar.get_width() / 2, bar.get_height(), f"{v:.0%}", ha="center",
+                        va="bottom", fontsize=8)
+    if reference is not None:
+        ax.axhline(reference * 100, color="#4a5568", linestyle="--", linewidth=1)
+    ax.set_xticks(x, frame[group].astype(str))
+    ax.set_ylabel("%")
+    ax.set_title(title)
+    ax.legend(frameon=False, fontsize=8, ncols=min(n, 4), loc="lower right")
+    ax.spines[["top", "right"]].set_visible(False)
+    return ax
+
+
+def cohort_heatmap(cohorts: pd.DataFrame, *, title: str = "", max_periods: int = 16,
+                   ax: Axes | None = None) -> Axes:
+    """Retention of each acquisition cohort by period since acquisition."""
+    grid = cohorts[cohorts["period"] <= max_periods].pivot(index="cohort", columns="period", values="retention")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(9, 0.32 * max(len(grid), 4) + 1.2))
+    im = ax.imshow(grid.to_numpy(dtype=float), aspect="auto", cmap="RdYlGn", vmin=0.4, vmax=1.4)
+    ax.set_yticks(range(len(grid)), grid.index)
+    ax.set_xticks(range(len(grid.columns)), grid.columns)
+    ax.set_xlabel("periods since acquisition")
+    values = grid.to_numpy(dtype=float)
+    for i in range(values.shape[0]):
+        for j in range(values.shape[1]):
+            if values[i, j] == values[i, j]:
+                ax.text(j, i, f"{values[i, j]:.0%}", ha="center", va="center", fontsize=7)
+    ax.figure.colorbar(im, ax=ax, fraction=0.025, pad=0.01)
+    ax.set_title(title)
     return ax

@@ -23,21 +23,22 @@ import pandas as pd
 
 from renewforecast.book import Book
 
-__all__ = ["arr_on", "ledger"]
+__all__ = ["MOVEMENTS", "arr_on", "last_month_end", "ledger", "mrr_movements", "mrr_table"]
 
 
 def _roots(subs: pd.DataFrame) -> np.ndarray:
-    """The root subscription of each row (follow revised_subscription_id)."""
+    """The root subscription of each row (follow revised_subscription_id up the chain)."""
     ids = subs["subscription_id"].to_numpy(dtype=object)
-    parent = subs["revised_subscription_id"].to_numpy(dtype=object)
-    pos = {sid: i for i, sid in enumerate(ids)}
-    parent_idx = np.array([pos.get(p, -1) if isinstance(p, str) else -1 for p in parent], dtype=np.int64)
+    revised = subs["revised_subscription_id"]
+    parent = pd.Index(ids).get_indexer(revised.to_numpy(dtype=object))
+    parent[revised.isna().to_numpy()] = -1  # a missing link is no link, never a match of blanks
     root = np.arange(len(ids))
-    has = parent_idx >= 0
-    root[has] = parent_idx[has]
-    # Pointer jumping: chains are short, a few rounds reach the root.
+    has = parent >= 0
+    root[has] = parent[has]
+    # Pointer jumping: each round halves the remaining depth of every chain.
     for _ in range(64):
-        nxt = np.where(parent_idx[root] >= 0, parent_idx[root], root)
+        up = parent[root]
+        nxt = np.where(up >= 0, up, root)
         if np.array_equal(nxt, root):
             break
         root = nxt
@@ -124,3 +125,352 @@ def arr_on(book: Book, date, by: tuple[str, ...] | list[str] | str = ()) -> pd.D
     if account_cols:
         frame = frame.merge(book.accounts[["account_id", *account_cols]], on="account_id", how="left")
     return frame.groupby(keys, dropna=False, sort=True)["arr"].sum().round(2).reset_index()
+
+
+# ----------------------------------------------------------------- MRR table
+
+
+def last_month_end(date) -> pd.Timestamp:
+    """The last month end on or before ``date``.
+
+    Examples
+    --------
+    >>> last_month_end("2026-10-29"), last_month_end("2026-10-31")
+    (Timestamp('2026-09-30 00:00:00'), Timestamp('2026-10-31 00:00:00'))
+    """
+    day = pd.Timestamp(date).normalize()
+    end = day + pd.offsets.MonthEnd(0)
+    return end if end == day else end - pd.offsets.MonthEnd(1)
+
+_CENT = 0.005
+_CHURN_AT = ("term_end", "cancellation")
+
+
+def _month_number(values) -> np.ndarray:
+    """Months since 1970-01 of each date (int64); NaT becomes a very large number."""
+    arr = np.asarray(values, dtype="datetime64[D]")
+    out = arr.astype("datetime64[M]").astype(np.int64)
+    out[np.isnat(arr)] = np.iinfo(np.int64).max // 4
+    return out
+
+
+def _month_end(number: np.ndarray) -> np.ndarray:
+    first = number.astype("datetime64[M]")
+    return ((first + 1).astype("datetime64[D]") - 1).astype("datetime64[ns]")
+
+
+def _intervals(book: Book, churn_at: str = "term_end") -> pd.DataFrame:
+    """Ledger rows with the first and last month end (as month numbers) they count at."""
+    if churn_at not in _CHURN_AT:
+        raise ValueError(f"churn_at must be one of {_CHURN_AT}, not {churn_at!r}")
+    led = ledger(book)
+    stop = led["to_date"]
+    term = led["chain_terminated"]
+    if churn_at == "cancellation":
+        # Recognise churn when it is booked: an early termination from the day
+        # its rows were created, a lost renewal from the day it was closed.
+        subs = book.subscriptions
+        booked = subs["created_date"].where(subs["terminated_date"].notna())
+        booked_by_root = booked.groupby(led["root_id"].to_numpy()).min()
+        term = led["root_id"].map(booked_by_root).where(term.notna(), term)
+        lost = _lost_renewal_dates(book)
+        lost_on = led["contract_id"].map(lost)
+        stop = stop.where(~(lost_on.notna() & (lost_on <= stop)), lost_on - pd.Timedelta(days=1))
+    # The last day a row counts: its end, or the day before its chain terminated.
+    eff_to = stop.where(term.isna() | (stop.notna() & (stop < term)), term - pd.Timedelta(days=1))
+    d_to = eff_to.to_numpy(dtype="datetime64[D]")
+    last = _month_number(d_to)
+    not_month_end = ~np.isnat(d_to) & ((d_to + 1).astype("datetime64[M]") == d_to.astype("datetime64[M]"))
+    last = last - not_month_end.astype(np.int64)
+    first = _month_number(led["from_date"].to_numpy(dtype="datetime64[D]"))
+    out = led[["subscription_id", "account_id", "contract_id", "product_id", "from_date"]].copy()
+    out["mrr"] = (led["quantity"] * led["annual_value"] / 12.0).to_numpy()
+    out["first"] = first
+    out["last"] = last
+    return out
+
+
+def _lost_renewal_dates(book: Book) -> pd.Series:
+    """Close date of a lost renewal per contract that was not renewed after all."""
+    opps = book.opportunities
+    lost = opps[(opps["type"] == "renewal") & opps["is_closed"].fillna(False).astype(bool)
+                & ~opps["is_won"].fillna(False).astype(bool) & opps["renewed_contract_id"].notna()]
+    renewed = set(book.contracts["renewed_contract_id"].dropna())
+    lost = lost[~lost["renewed_contract_id"].isin(renewed)]
+    return lost.groupby("renewed_contract_id")["close_date"].min()
+
+
+def _group_codes(frame: pd.DataFrame, keys: list[str], book: Book) -> tuple[np.ndarray, pd.DataFrame]:
+    if not keys:
+        return np.zeros(len(frame), dtype=np.int64), pd.DataFrame(index=[0])
+    missing = [k for k in keys if k not in frame.columns]
+    if missing:
+        unknown = [k for k in missing if k not in book.accounts.columns]
+        if unknown:
+            raise ValueError(f"cannot group by {unknown}: not a ledger or account column")
+        attrs = book.accounts.drop_duplicates("account_id").set_index("account_id")
+        for k in missing:
+            frame[k] = frame["account_id"].map(attrs[k]).to_numpy()
+    if len(keys) == 1:
+        codes, uniques = pd.factorize(frame[keys[0]], use_na_sentinel=False)
+        return codes.astype(np.int64), pd.DataFrame({keys[0]: uniques})
+    idx = pd.MultiIndex.from_frame(frame[keys])
+    codes, uniques = pd.factorize(idx, use_na_sentinel=False)
+    return codes.astype(np.int64), uniques.to_frame(index=False)
+
+
+def _month_range(book: Book, iv: pd.DataFrame, start, end) -> tuple[int, int]:
+    if start is None:
+        lo = int(iv["first"].min()) if len(iv) else _month_number([np.datetime64("1970-01-01")])[0]
+    else:
+        lo = int(_month_number([pd.Timestamp(start).to_datetime64()])[0])
+    if end is None:
+        data_end = book.data_end
+        hi = int(_month_number([data_end.to_datetime64()])[0]) if data_end is not None else lo
+    else:
+        hi = int(_month_number([pd.Timestamp(end).to_datetime64()])[0])
+    return lo, max(lo, hi)
+
+
+def _dense(codes: np.ndarray, first: np.ndarray, last: np.ndarray, weights: np.ndarray,
+           n_groups: int, lo: int, hi: int, with_counts: bool = True):
+    """Per group and month end: sum of weights of rows active then (and their count)."""
+    n_months = hi - lo + 1
+    f = np.clip(first, lo, hi + 1) - lo
+    last_c = np.clip(last, lo - 1, hi) - lo
+    keep = f <= last_c
+    g, f, last_c, w = codes[keep], f[keep], last_c[keep], weights[keep]
+    width = n_months + 1
+    size = n_groups * width
+    diff = np.bincount(g * width + f, weights=w, minlength=size)
+    diff -= np.bincount(g * width + last_c + 1, weights=w, minlength=size)
+    values = np.cumsum(diff.reshape(n_groups, width), axis=1)[:, :n_months]
+    counts = None
+    if with_counts:
+        cdiff = np.bincount(g * width + f, minlength=size) - np.bincount(g * width + last_c + 1, minlength=size)
+        counts = np.cumsum(cdiff.reshape(n_groups, width), axis=1)[:, :n_months]
+    return values, counts
+
+
+def mrr_table(book: Book, start=None, end=None, by=("account_id",), *, churn_at: str = "term_end") -> pd.DataFrame:
+    """Monthly recurring revenue at each month end, from the subscription ledger.
+
+    Parameters
+    ----------
+    book : Book
+    start, end : date-like, optional
+        First and last month (any day in it). By default from the first
+        month with a subscription to the month of the Book's data end; give
+        a later ``end`` to see contracted MRR ahead.
+    by : str or sequence of str, default ("account_id",)
+        Ledger columns (``account_id``, ``contract_id``, ``product_id``) or
+        account columns (``segment``, ``region``, ...). ``()`` for the total.
+    churn_at : {"term_end", "cancellation"}, default "term_end"
+        When lost revenue stops counting: when its service ends (the default
+        and the usual MRR convention), or when the loss is booked (the
+        termination's booking date, the lost renewal's close date), which
+        reads like committed MRR.
+
+    Returns
+    -------
+    DataFrame
+        Long: ``month`` (the month-end date), the ``by`` columns, ``mrr``.
+        One row per group and month in which the group has at least one
+        active ledger row.
+
+    Notes
+    -----
+    A row counts at a month end when ``start_date <= month end <= end_date``
+    (segment dates for MDQ rows) and its chain has not terminated by then;
+    see :func:`ledger`. Computed with per-group difference arrays, so the
+    cost is linear in the number of ledger rows plus groups x months.
+
+    Examples
+    --------
+    >>> import renewforecast as rf
+    >>> rf.mrr_table(rf.Book.empty()).columns.tolist()
+    ['month', 'account_id', 'mrr']
+    """
+    keys = [by] if isinstance(by, str) else list(by)
+    iv = _intervals(book, churn_at)
+    lo, hi = _month_range(book, iv, start, end)
+    codes, uniques = _group_codes(iv, keys, book)
+    n_groups = len(uniques) if keys else 1
+    months = _month_end(np.arange(lo, hi + 1))
+    if not len(iv):
+        return pd.DataFrame({"month": pd.Series(dtype="datetime64[ns]"),
+                             **{k: pd.Series(dtype="string") for k in keys},
+                             "mrr": pd.Series(dtype="float64")})
+    parts = []
+    # Bound memory: groups are processed in blocks of at most ~20M cells.
+    block = max(1, 20_000_000 // (hi - lo + 2))
+    order = np.argsort(codes, kind="stable")
+    sorted_codes = codes[order]
+    for g0 in range(0, n_groups, block):
+        g1 = min(n_groups, g0 + block)
+        a, b = np.searchsorted(sorted_codes, [g0, g1])
+        rows = order[a:b]
+        values, counts = _dense(codes[rows] - g0, iv["first"].to_numpy()[rows], iv["last"].to_numpy()[rows],
+                                iv["mrr"].to_numpy()[rows], g1 - g0, lo, hi)
+        gi, mi = np.nonzero(counts > 0)
+        part = {"month": months[mi]}
+        for k in keys:
+            part[k] = uniques[k].to_numpy()[gi + g0]
+        part["mrr"] = np.round(values[gi, mi], 6)
+        parts.append(pd.DataFrame(part))
+    out = pd.concat(parts, ignore_index=True)
+    for k in keys:
+        if k in book.accounts.columns or k in ("account_id", "contract_id", "product_id"):
+            out[k] = out[k].astype("string")
+    return out.sort_values(["month", *keys], kind="stable").reset_index(drop=True)
+
+
+# ------------------------------------------------------------- MRR movements
+
+MOVEMENTS = ("new", "expansion", "reactivation", "contraction", "churn")
+
+
+def mrr_movements(
+    book: Book,
+    start=None,
+    end=None,
+    by=None,
+    *,
+    churn_at: str = "term_end",
+    reactivation_months: int | None = None,
+    same_month: str = "ignore",
+) -> pd.DataFrame:
+    """The monthly MRR bridge, classified per customer (ChartMogul's rules).
+
+    Each customer's (account's) MRR at the end of a month is compared with
+    the end of the month before:
+
+    - ``new``: a customer with no MRR before who has MRR now;
+    - ``reactivation``: a customer who had MRR before, had none last month,
+      and has MRR now (within ``reactivation_months`` of leaving, else new);
+    - ``expansion`` / ``contraction``: a change for a customer active at both
+      ends (a second subscription is expansion; losing one of several is
+      contraction);
+    - ``churn``: the MRR of a customer who had MRR last month and has none
+      now (churn only when the last subscription ends).
+
+    For every month and customer
+    ``start_mrr + new + expansion + reactivation - contraction - churn = end_mrr``
+    exactly (amounts under half a cent count as zero).
+
+    Parameters
+    ----------
+    book : Book
+    start, end : date-like, optional
+        First and last month reported (default: all months with data up to
+        the Book's data end).
+    by : str or sequence of str, optional
+        ``None`` (default) gives one row per customer and month. An account
+        column (``"segment"``) or a list of them sums customers' movements per
+        group and month and adds customer counts; ``()`` sums all customers.
+    churn_at : {"term_end", "cancellation"}, default "term_end"
+        When churn is recognised: when service ends (ProfitWell, Zuora and
+        ChartMogul's default), or when the cancellation is booked (Maxio,
+        ChartMogul's option).
+    reactivation_months : int, optional
+        A returning customer is a reactivation if it comes back within this
+        many months of leaving, else new again (Maxio uses 3). Default
+        ``None``: a returning customer is always a reactivation (ProfitWell).
+    same_month : {"ignore", "count"}, default "ignore"
+        A customer who starts and leaves within one month has no MRR at
+        either month end: ``"ignore"`` leaves it out (ProfitWell);
+        ``"count"`` counts its MRR as both new (or reactivation) and churn in
+        that month (Maxio, Stripe).
+
+    Returns
+    -------
+    DataFrame
+        ``month``, ``account_id`` (or the ``by`` columns), ``start_mrr``,
+        ``new``, ``expansion``, ``reactivation``, ``contraction``, ``churn``,
+        ``end_mrr`` (all amounts positive); grouped output adds ``customers_start``,
+        ``customers_end`` and one ``n_<movement>`` count per movement.
+
+    Examples
+    --------
+    >>> import renewforecast as rf
+    >>> rf.mrr_movements(rf.Book.empty()).columns.tolist()[:4]
+    ['month', 'account_id', 'start_mrr', 'new']
+    """
+    if same_month not in ("ignore", "count"):
+        raise ValueError("same_month must be 'ignore' or 'count'")
+    if reactivation_months is not None and reactivation_months < 0:
+        raise ValueError("reactivation_months must be >= 0")
+    iv = _intervals(book, churn_at)
+    cols = ["month", "account_id", "start_mrr", *MOVEMENTS, "end_mrr"]
+    if not len(iv):
+        return pd.DataFrame({c: pd.Series(dtype="float64") for c in cols})
+    full_lo, hi = _month_range(book, iv, None, end)
+    lo = full_lo if start is None else max(full_lo, _month_range(book, iv, start, None)[0])
+    codes, uniques = _group_codes(iv, ["account_id"], book)
+    n = len(uniques)
+    # One month before the first so that the first month has a start.
+    values, _ = _dense(codes, iv["first"].to_numpy(), iv["last"].to_numpy(), iv["mrr"].to_numpy(),
+                       n, full_lo - 1, hi, with_counts=False)
+    values = np.where(np.abs(values) > _CENT, values, 0.0)
+    active = values != 0.0
+    prev, cur = values[:, :-1], values[:, 1:]
+    pa, ca = active[:, :-1], active[:, 1:]
+    ever = np.maximum.accumulate(active, axis=1)[:, :-1]  # active at any month end up to prev
+    both = pa & ca
+    coming = ~pa & ca
+    delta = cur - prev
+    if reactivation_months is None:
+        returning = coming & ever
+    else:
+        idx = np.where(active, np.arange(active.shape[1]), -1)
+        last_seen = np.maximum.accumulate(idx, axis=1)[:, :-1]
+        gap = np.arange(1, active.shape[1]) - last_seen
+        returning = coming & ever & (gap - 1 <= reactivation_months)
+    out = {
+        "start_mrr": prev,
+        "new": np.where(coming & ~returning, cur, 0.0),
+        "expansion": np.where(both & (delta > 0), delta, 0.0),
+        "reactivation": np.where(returning, cur, 0.0),
+        "contraction": np.where(both & (delta < 0), -delta, 0.0),
+        "churn": np.where(pa & ~ca, prev, 0.0),
+        "end_mrr": cur,
+    }
+    if same_month == "count":
+        inside = iv[(iv["first"] > iv["last"]) & (iv["from_date"].notna())]
+        if len(inside):
+            month_no = _month_number(inside["from_date"].to_numpy(dtype="datetime64[D]")) - full_lo
+            ok = (month_no >= 0) & (month_no < prev.shape[1])
+            flat = np.zeros(prev.shape)
+            np.add.at(flat, (codes[inside.index.to_numpy()][ok], month_no[ok]), inside["mrr"].to_numpy()[ok])
+            flat = np.where((~pa & ~ca) & (flat > _CENT), flat, 0.0)
+            was = ever
+            out["new"] = out["new"] + np.where(~was, flat, 0.0)
+            out["reactivation"] = out["reactivation"] + np.where(was, flat, 0.0)
+            out["churn"] = out["churn"] + flat
+    months = _month_end(np.arange(full_lo, hi + 1))
+    first_col = lo - full_lo
+    moving = np.zeros(prev.shape, dtype=bool)
+    for name in ("start_mrr", *MOVEMENTS):
+        moving |= out[name] != 0
+    moving[:, :first_col] = False
+    gi, mi = np.nonzero(moving)
+    frame = pd.DataFrame({"month": months[mi], "account_id": uniques["account_id"].to_numpy()[gi]})
+    for name, arr in out.items():
+        frame[name] = np.round(arr[gi, mi], 6)
+    frame["account_id"] = frame["account_id"].astype("string")
+    frame = frame.sort_values(["month", "account_id"], kind="stable").reset_index(drop=True)
+    if by is None:
+        return frame
+    keys = [by] if isinstance(by, str) else list(by)
+    if keys:
+        attrs = book.accounts.drop_duplicates("account_id").set_index("account_id")
+        for k in keys:
+            frame[k] = frame["account_id"].map(attrs[k])
+    frame["_one"] = 1
+    agg = {name: (name, "sum") for name in ("start_mrr", *MOVEMENTS, "end_mrr")}
+    agg["customers_start"] = ("start_mrr", lambda s: int((s != 0).sum()))
+    agg["customers_end"] = ("end_mrr", lambda s: int((s != 0).sum()))
+    for name in MOVEMENTS:
+        agg[f"n_{name}"] = (name, lambda s: int((s != 0).sum()))
+    grouped = frame.groupby(["month", *keys], dropna=False, sort=True).agg(**agg).reset_index()
+    return grouped
