@@ -20,19 +20,36 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from renewforecast.book import Book
 
 __all__ = ["MOVEMENTS", "arr_on", "last_month_end", "ledger", "mrr_movements", "mrr_table"]
 
 
-def _roots(subs: pd.DataFrame) -> np.ndarray:
-    """The root subscription of each row (follow revised_subscription_id up the chain)."""
-    ids = subs["subscription_id"].to_numpy(dtype=object)
-    revised = subs["revised_subscription_id"]
-    parent = pd.Index(ids).get_indexer(revised.to_numpy(dtype=object))
-    parent[revised.isna().to_numpy()] = -1  # a missing link is no link, never a match of blanks
-    root = np.arange(len(ids))
+def _objects(series: pd.Series) -> np.ndarray:
+    """A text column as an object array, without a copy when it already is one."""
+    if isinstance(series.array, pd.arrays.StringArray):
+        return np.asarray(series.array)  # zero-copy; missing values are pd.NA
+    return series.to_numpy(dtype=object)
+
+
+def _parents(subs: pd.DataFrame) -> np.ndarray:
+    """Row position of the row each row revises (-1 when it revises none or an unknown id)."""
+    ids = _objects(subs["subscription_id"])
+    rev = _objects(subs["revised_subscription_id"])
+    if not len(ids):
+        return np.empty(0, dtype=np.int64)
+    # Arrow hashes the id strings in C++, without Python objects: about twice
+    # as fast as a pandas lookup on a million ids. Ids are unique in a Book.
+    found = pc.index_in(pa.array(rev, type=pa.string(), from_pandas=True),
+                        value_set=pa.array(ids, type=pa.string(), from_pandas=True))
+    return pc.fill_null(found, -1).to_numpy().astype(np.int64)
+
+
+def _root_positions(parent: np.ndarray) -> np.ndarray:
+    root = np.arange(len(parent))
     has = parent >= 0
     root[has] = parent[has]
     # Pointer jumping: each round halves the remaining depth of every chain.
@@ -42,7 +59,50 @@ def _roots(subs: pd.DataFrame) -> np.ndarray:
         if np.array_equal(nxt, root):
             break
         root = nxt
-    return ids[root]
+    return root
+
+
+def _roots(subs: pd.DataFrame) -> np.ndarray:
+    """The root subscription id of each row (follow revised_subscription_id up the chain)."""
+    return _objects(subs["subscription_id"])[_root_positions(_parents(subs))]
+
+
+def _chain_termination(subs: pd.DataFrame) -> np.ndarray:
+    """Per row, the earliest termination date of the chain it belongs to (NaT if none)."""
+    n = len(subs)
+    term = subs["terminated_date"].to_numpy(dtype="datetime64[ns]")
+    has_term = ~np.isnat(term)
+    if not has_term.any():
+        return np.full(n, np.datetime64("NaT"), dtype="datetime64[ns]")
+    root = _root_positions(_parents(subs))
+    big = np.iinfo(np.int64).max
+    first = np.full(n, big, dtype=np.int64)
+    np.minimum.at(first, root[has_term], term[has_term].view(np.int64))
+    out = first[root]
+    return np.where(out == big, np.datetime64("NaT"), out.view("datetime64[ns]"))
+
+
+def _row_values(book: Book) -> dict[str, np.ndarray]:
+    """Per ledger row: counted dates, quantity and value of one unit per year, as arrays."""
+    subs = book.subscriptions
+    products = book.products.drop_duplicates("product_id")
+    pos = pd.Index(_objects(products["product_id"])).get_indexer(_objects(subs["product_id"]))
+    term_of = products["subscription_term_months"].to_numpy(dtype="float64")
+    term = np.where(pos >= 0, term_of[np.maximum(pos, 0)] if len(term_of) else 12.0, 12.0)
+    term = np.where(np.isfinite(term) & (term > 0), term, 12.0)
+    prorate = subs["prorate_multiplier"].to_numpy(dtype="float64")
+    prorate = np.where(np.isfinite(prorate) & (prorate > 0), prorate, 1.0)
+    seg_q = subs["segment_quantity"].to_numpy(dtype="float64")
+    mdq = subs["segment_index"].notna().to_numpy() & np.isfinite(seg_q)
+    return {
+        "from_date": np.where(mdq, subs["segment_start_date"].to_numpy(dtype="datetime64[ns]"),
+                              subs["start_date"].to_numpy(dtype="datetime64[ns]")),
+        "to_date": np.where(mdq, subs["segment_end_date"].to_numpy(dtype="datetime64[ns]"),
+                            subs["end_date"].to_numpy(dtype="datetime64[ns]")),
+        "quantity": np.where(mdq, seg_q, subs["quantity"].to_numpy(dtype="float64")),
+        "annual_value": subs["net_price"].to_numpy(dtype="float64") / prorate * 12.0 / term,
+        "chain_terminated": _chain_termination(subs),
+    }
 
 
 def ledger(book: Book) -> pd.DataFrame:
@@ -51,8 +111,9 @@ def ledger(book: Book) -> pd.DataFrame:
     Returns one row per subscription row with ``account_id``,
     ``contract_id``, ``product_id``, ``root_id`` (the chain it belongs to),
     ``from_date`` and ``to_date`` (the days it counts, inclusive; ``to_date``
-    missing for evergreen), ``quantity`` (the segment quantity for MDQ rows)
-    and ``annual_value`` (ARR of one unit).
+    missing for evergreen), ``quantity`` (the segment quantity for MDQ rows),
+    ``annual_value`` (ARR of one unit) and ``chain_terminated`` (the earliest
+    termination date of its chain).
 
     Examples
     --------
@@ -61,27 +122,16 @@ def ledger(book: Book) -> pd.DataFrame:
     ['subscription_id', 'account_id', 'contract_id', 'product_id']
     """
     subs = book.subscriptions
-    term = subs["product_id"].map(
-        book.products.drop_duplicates("product_id").set_index("product_id")["subscription_term_months"]
-    ).astype("float64").fillna(12.0)
-    term = term.where(term > 0, 12.0)
-    prorate = subs["prorate_multiplier"].where(subs["prorate_multiplier"] > 0, 1.0).fillna(1.0)
-    mdq = subs["segment_index"].notna() & subs["segment_quantity"].notna()
+    values = _row_values(book)
     out = pd.DataFrame({
-        "subscription_id": subs["subscription_id"],
-        "account_id": subs["account_id"],
-        "contract_id": subs["contract_id"],
-        "product_id": subs["product_id"],
-        "root_id": _roots(subs) if len(subs) else pd.Series([], dtype=object),
-        "from_date": subs["segment_start_date"].where(mdq, subs["start_date"]),
-        "to_date": subs["segment_end_date"].where(mdq, subs["end_date"]),
-        "quantity": subs["segment_quantity"].where(mdq, subs["quantity"]).astype("float64"),
-        "annual_value": (subs["net_price"] / prorate * 12.0 / term).astype("float64"),
-        "terminated_date": subs["terminated_date"],
+        "subscription_id": subs["subscription_id"].to_numpy(),
+        "account_id": subs["account_id"].to_numpy(),
+        "contract_id": subs["contract_id"].to_numpy(),
+        "product_id": subs["product_id"].to_numpy(),
+        "root_id": _roots(subs) if len(subs) else np.array([], dtype=object),
+        **values,
     })
-    chain_end = out.groupby("root_id", sort=False)["terminated_date"].transform("min")
-    out["chain_terminated"] = chain_end
-    return out.drop(columns="terminated_date").reset_index(drop=True)
+    return out
 
 
 def arr_on(book: Book, date, by: tuple[str, ...] | list[str] | str = ()) -> pd.DataFrame | float:
@@ -159,35 +209,40 @@ def _month_end(number: np.ndarray) -> np.ndarray:
     return ((first + 1).astype("datetime64[D]") - 1).astype("datetime64[ns]")
 
 
-def _intervals(book: Book, churn_at: str = "term_end") -> pd.DataFrame:
+def _intervals(book: Book, churn_at: str = "term_end",
+               columns=("account_id", "contract_id", "product_id")) -> pd.DataFrame:
     """Ledger rows with the first and last month end (as month numbers) they count at."""
     if churn_at not in _CHURN_AT:
         raise ValueError(f"churn_at must be one of {_CHURN_AT}, not {churn_at!r}")
-    led = ledger(book)
-    stop = led["to_date"]
-    term = led["chain_terminated"]
+    subs = book.subscriptions
+    v = _row_values(book)
+    stop = v["to_date"]
+    term = v["chain_terminated"]
     if churn_at == "cancellation":
         # Recognise churn when it is booked: an early termination from the day
         # its rows were created, a lost renewal from the day it was closed.
-        subs = book.subscriptions
+        root = _roots(subs)
         booked = subs["created_date"].where(subs["terminated_date"].notna())
-        booked_by_root = booked.groupby(led["root_id"].to_numpy()).min()
-        term = led["root_id"].map(booked_by_root).where(term.notna(), term)
-        lost = _lost_renewal_dates(book)
-        lost_on = led["contract_id"].map(lost)
-        stop = stop.where(~(lost_on.notna() & (lost_on <= stop)), lost_on - pd.Timedelta(days=1))
+        booked_by_root = booked.groupby(root).min()
+        term = np.where(np.isnat(term), term,
+                        pd.Series(root).map(booked_by_root).to_numpy(dtype="datetime64[ns]"))
+        lost_on = subs["contract_id"].map(_lost_renewal_dates(book)).to_numpy(dtype="datetime64[ns]")
+        cut = ~np.isnat(lost_on) & (np.isnat(stop) | (lost_on <= stop))
+        stop = np.where(cut, lost_on - np.timedelta64(1, "D"), stop)
     # The last day a row counts: its end, or the day before its chain terminated.
-    eff_to = stop.where(term.isna() | (stop.notna() & (stop < term)), term - pd.Timedelta(days=1))
-    d_to = eff_to.to_numpy(dtype="datetime64[D]")
+    ends_first = np.isnat(term) | (~np.isnat(stop) & (stop < term))
+    d_to = np.where(ends_first, stop, term - np.timedelta64(1, "D")).astype("datetime64[D]")
     last = _month_number(d_to)
     not_month_end = ~np.isnat(d_to) & ((d_to + 1).astype("datetime64[M]") == d_to.astype("datetime64[M]"))
     last = last - not_month_end.astype(np.int64)
-    first = _month_number(led["from_date"].to_numpy(dtype="datetime64[D]"))
-    out = led[["subscription_id", "account_id", "contract_id", "product_id", "from_date"]].copy()
-    out["mrr"] = (led["quantity"] * led["annual_value"] / 12.0).to_numpy()
-    out["first"] = first
-    out["last"] = last
-    return out
+    first = _month_number(v["from_date"].astype("datetime64[D]"))
+    return pd.DataFrame({
+        **{c: _objects(subs[c]) for c in dict.fromkeys(("account_id", *columns))},
+        "from_date": v["from_date"],
+        "mrr": v["quantity"] * v["annual_value"] / 12.0,
+        "first": first,
+        "last": last,
+    })
 
 
 def _lost_renewal_dates(book: Book) -> pd.Series:
@@ -211,11 +266,17 @@ def _group_codes(frame: pd.DataFrame, keys: list[str], book: Book) -> tuple[np.n
         attrs = book.accounts.drop_duplicates("account_id").set_index("account_id")
         for k in missing:
             frame[k] = frame["account_id"].map(attrs[k]).to_numpy()
+    # Sorted codes, so that output comes out ordered without a sort.
     if len(keys) == 1:
-        codes, uniques = pd.factorize(frame[keys[0]], use_na_sentinel=False)
-        return codes.astype(np.int64), pd.DataFrame({keys[0]: uniques})
+        values = frame[keys[0]].to_numpy(dtype=object)
+        codes, uniques = pd.factorize(values, use_na_sentinel=False)
+        # Sorting the few uniques and remapping codes beats factorize(sort=True).
+        order = np.argsort(pd.Series(uniques).fillna("\uffff").to_numpy(dtype=object), kind="stable")
+        rank = np.empty_like(order)
+        rank[order] = np.arange(len(order))
+        return rank[codes].astype(np.int64), pd.DataFrame({keys[0]: uniques[order]})
     idx = pd.MultiIndex.from_frame(frame[keys])
-    codes, uniques = pd.factorize(idx, use_na_sentinel=False)
+    codes, uniques = pd.factorize(idx, sort=True, use_na_sentinel=False)
     return codes.astype(np.int64), uniques.to_frame(index=False)
 
 
@@ -292,7 +353,7 @@ def mrr_table(book: Book, start=None, end=None, by=("account_id",), *, churn_at:
     ['month', 'account_id', 'mrr']
     """
     keys = [by] if isinstance(by, str) else list(by)
-    iv = _intervals(book, churn_at)
+    iv = _intervals(book, churn_at, columns=[k for k in keys if k in ("contract_id", "product_id")])
     lo, hi = _month_range(book, iv, start, end)
     codes, uniques = _group_codes(iv, keys, book)
     n_groups = len(uniques) if keys else 1
@@ -304,25 +365,32 @@ def mrr_table(book: Book, start=None, end=None, by=("account_id",), *, churn_at:
     parts = []
     # Bound memory: groups are processed in blocks of at most ~20M cells.
     block = max(1, 20_000_000 // (hi - lo + 2))
-    order = np.argsort(codes, kind="stable")
-    sorted_codes = codes[order]
-    for g0 in range(0, n_groups, block):
-        g1 = min(n_groups, g0 + block)
-        a, b = np.searchsorted(sorted_codes, [g0, g1])
-        rows = order[a:b]
-        values, counts = _dense(codes[rows] - g0, iv["first"].to_numpy()[rows], iv["last"].to_numpy()[rows],
-                                iv["mrr"].to_numpy()[rows], g1 - g0, lo, hi)
-        gi, mi = np.nonzero(counts > 0)
+    first_all, last_all, mrr_all = iv["first"].to_numpy(), iv["last"].to_numpy(), iv["mrr"].to_numpy()
+    if n_groups <= block:
+        blocks = [(0, n_groups, np.arange(len(codes)))]
+    else:
+        order = np.argsort(codes, kind="stable")
+        sorted_codes = codes[order]
+        blocks = []
+        for g0 in range(0, n_groups, block):
+            g1 = min(n_groups, g0 + block)
+            a, b = np.searchsorted(sorted_codes, [g0, g1])
+            blocks.append((g0, g1, order[a:b]))
+    for g0, g1, rows in blocks:
+        values, counts = _dense(codes[rows] - g0, first_all[rows], last_all[rows], mrr_all[rows], g1 - g0, lo, hi)
+        mi, gi = np.nonzero(counts.T > 0)  # month-major, groups in sorted order
         part = {"month": months[mi]}
         for k in keys:
             part[k] = uniques[k].to_numpy()[gi + g0]
-        part["mrr"] = np.round(values[gi, mi], 6)
+        part["mrr"] = np.round(values.T[mi, gi], 6)
         parts.append(pd.DataFrame(part))
-    out = pd.concat(parts, ignore_index=True)
+    out = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
     for k in keys:
-        if k in book.accounts.columns or k in ("account_id", "contract_id", "product_id"):
+        if k in ("account_id", "contract_id", "product_id") or str(book.accounts[k].dtype) == "string":
             out[k] = out[k].astype("string")
-    return out.sort_values(["month", *keys], kind="stable").reset_index(drop=True)
+    if len(blocks) > 1:
+        out = out.sort_values(["month", *keys], kind="stable").reset_index(drop=True)
+    return out
 
 
 # ------------------------------------------------------------- MRR movements
@@ -400,7 +468,7 @@ def mrr_movements(
         raise ValueError("same_month must be 'ignore' or 'count'")
     if reactivation_months is not None and reactivation_months < 0:
         raise ValueError("reactivation_months must be >= 0")
-    iv = _intervals(book, churn_at)
+    iv = _intervals(book, churn_at, columns=())
     cols = ["month", "account_id", "start_mrr", *MOVEMENTS, "end_mrr"]
     if not len(iv):
         return pd.DataFrame({c: pd.Series(dtype="float64") for c in cols})
