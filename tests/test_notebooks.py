@@ -29,7 +29,7 @@ def test_template_is_clean_and_parameterised(path: Path):
 
 
 def test_templates_cover_the_reports():
-    assert [p.stem for p in NOTEBOOKS][:1] == ["00_data_quality"]
+    assert [p.stem for p in NOTEBOOKS][:2] == ["00_data_quality", "01_revenue_kpis"]
 
 
 @pytest.mark.slow
@@ -42,8 +42,13 @@ def test_report_end_to_end(demo_org, tmp_path):
     assert "ARR by segment" in html and "2026-06-30" in html
     assert "rf.load_book" not in html  # code cells are hidden
     assert "data:image/png;base64" in html  # the chart is embedded
+    revenue = (latest / "01_revenue_kpis.html").read_text(encoding="utf-8")
+    for heading in ("ARR over time", "MRR bridge", "Retention by segment", "Cohort retention",
+                    "Renewal performance by quarter", "Renewal worklist"):
+        assert heading in revenue
+    assert revenue.count("data:image/png;base64") >= 5  # trend, bridge, retention, cohorts, renewals
     index = (latest / "index.html").read_text(encoding="utf-8")
-    assert 'href="00_data_quality.html"' in index
+    assert 'href="00_data_quality.html"' in index and 'href="01_revenue_kpis.html"' in index
     run = json.loads((latest / "run.json").read_text())
     assert run["as_of"] == "2026-06-30" and run["status"] == "ok"
 
