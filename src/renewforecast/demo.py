@@ -354,7 +354,8 @@ class _Sim:
         if self.progress:
             from tqdm.auto import tqdm
 
-            days_sorted = tqdm(days_sorted, desc="simulating accounts", unit="account", leave=False)
+            days_sorted = tqdm(days_sorted, desc="simulating accounts", unit="account", leave=False,
+                               disable=None)  # quiet when not on a terminal
         for d in days_sorted:
             self.customer(self.start + pd.Timedelta(days=int(d)))
         self.prospects()
