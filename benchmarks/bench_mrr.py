@@ -63,7 +63,8 @@ def main() -> None:
     # DuckDB gets its own tables, loaded before timing, as it would hold them.
     subs = book.subscriptions.astype({c: object for c in ("subscription_id", "account_id", "product_id",
                                                            "revised_subscription_id")})
-    con.execute("CREATE TABLE subs AS SELECT * FROM subs")
+    con.register("subs_df", subs)
+    con.execute("CREATE TABLE subs AS SELECT * FROM subs_df")
     products_df = book.products[["product_id", "subscription_term_months"]].astype({"product_id": object})
     con.register("products_df", products_df)
     con.execute("CREATE TABLE products AS SELECT * FROM products_df")

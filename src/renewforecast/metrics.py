@@ -24,10 +24,6 @@ __all__ = [
 _CENT = 0.005
 
 
-def _month_end(date) -> pd.Timestamp:
-    return pd.Timestamp(date).normalize() + pd.offsets.MonthEnd(0)
-
-
 def _account_attr(book: Book, ids: pd.Series, column: str) -> pd.Series:
     attrs = book.accounts.drop_duplicates("account_id").set_index("account_id")[column]
     return ids.map(attrs)

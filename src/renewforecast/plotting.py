@@ -81,7 +81,7 @@ def mrr_bridge(row: pd.Series | dict, *, title: str = "", currency: str = "", ax
     if ax is None:
         _, ax = plt.subplots(figsize=(8, 3.8))
     level = 0.0
-    for i, (key, label, color) in enumerate(_BRIDGE):
+    for i, (key, _label, color) in enumerate(_BRIDGE):
         v = float(row[key])
         if key in ("start_mrr", "end_mrr"):
             bottom, height, level = 0.0, v, v
@@ -107,8 +107,6 @@ def mrr_bridge(row: pd.Series | dict, *, title: str = "", currency: str = "", ax
 def grouped_rates(frame: pd.DataFrame, *, group: str, rates: list[str], title: str = "",
                   reference: float | None = None, ax: Axes | None = None) -> Axes:
     """Side-by-side bars of rates (fractions shown as percent) per group."""
-    import numpy as np
-
     if ax is None:
         _, ax = plt.subplots(figsize=(8, 3.8))
     n = len(rates)

@@ -127,7 +127,7 @@ def _read_object(path: Path, obj: SfObject, *, encoding, date_format, overrides,
 def _apply_fx(tables: dict[str, pd.DataFrame], fx: pd.DataFrame | None, currency: str | None,
               problems: list[Problem]) -> str:
     seen: dict[str, list[tuple[str, int, int]]] = {}
-    for name, frame in tables.items():
+    for frame in tables.values():
         if "_currency" not in frame.columns:
             continue
         cur = frame["_currency"].fillna("")
