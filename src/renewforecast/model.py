@@ -1,0 +1,342 @@
+"""RenewalModel: a calibrated renewal classifier that takes any feature frame and explains itself."""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.compose import ColumnTransformer
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.model_selection import StratifiedKFold
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
+from sklearn.utils.multiclass import type_of_target
+from sklearn.utils.validation import check_is_fitted
+
+__all__ = ["FEATURE_LABELS", "RenewalModel"]
+
+#: Plain-language names for the features of :func:`renewforecast.renewal_features`.
+FEATURE_LABELS = {
+    "segment": "segment", "industry": "industry", "region": "region",
+    "acquisition_channel": "acquisition channel", "is_government": "government account",
+    "renewal_pricing_method": "renewal pricing", "renewal_uplift_rate": "renewal price uplift",
+    "term_months": "contract term (months)", "days_to_end": "days to contract end",
+    "tenure_months": "months as a customer", "renewal_count": "renewals so far",
+    "prior_contracts": "earlier contracts", "arr": "contract ARR", "arr_at_start": "ARR at contract start",
+    "arr_change_in_term": "ARR change this term", "account_arr": "account ARR",
+    "account_arr_12m_ago": "account ARR a year ago", "account_arr_change_12m": "account ARR change over 12 months",
+    "amendments_up": "upsells this term", "amendments_down": "seat reductions this term",
+    "termination_booked": "termination booked", "products": "products", "units": "seats and units",
+    "units_change_in_term": "seat change this term", "price_vs_peers": "price against peers",
+    "seat_utilization": "seat utilisation", "seat_utilization_change_3m": "seat utilisation trend (3 months)",
+    "active_users": "active users", "active_users_change_3m": "active users trend (3 months)",
+    "support_tickets": "support tickets last month", "support_tickets_change_3m": "support tickets trend",
+    "support_tickets_3m_mean": "support tickets (3-month average)", "nps": "NPS",
+    "nps_change_3m": "NPS trend", "active_users_per_unit": "active users per seat",
+    "renewal_opportunity_exists": "renewal opportunity open", "renewal_stage": "renewal stage",
+    "renewal_stage_probability": "renewal stage probability",
+}
+_PERCENT = {"seat_utilization", "seat_utilization_change_3m", "renewal_uplift_rate", "arr_change_in_term",
+            "account_arr_change_12m", "units_change_in_term", "renewal_stage_probability", "active_users_per_unit"}
+_MONEY = {"arr", "arr_at_start", "account_arr", "account_arr_12m_ago"}
+
+
+def _as_frame(X) -> pd.DataFrame:
+    if isinstance(X, pd.DataFrame):
+        return X
+    arr = np.asarray(X)
+    if arr.ndim != 2:
+        raise ValueError(f"Expected 2D array, got {arr.ndim}D array instead")
+    return pd.DataFrame(arr, columns=[f"x{i}" for i in range(arr.shape[1])])
+
+
+def _is_numeric(s: pd.Series) -> bool:
+    return pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s)
+
+
+class RenewalModel(ClassifierMixin, BaseEstimator):
+    """Calibrated probability that a contract renews, with per-contract reasons.
+
+    Takes any feature DataFrame: numeric columns are used as numbers (missing
+    values allowed), text, category and boolean columns as categories
+    (unseen categories at prediction time are treated as missing). The
+    default is gradient-boosted trees whose probabilities are calibrated by
+    cross-validation; ``estimator="logistic"`` is a regularised logistic
+    regression on scaled numbers and one-hot categories.
+
+    Parameters
+    ----------
+    estimator : {"gbt", "logistic"}, default "gbt"
+    calibration : {"isotonic", "sigmoid", None}, default "isotonic"
+        How probabilities are calibrated (``CalibratedClassifierCV``);
+        ``None`` keeps the model's own probabilities.
+    cv : int, default 5
+        Folds for calibration.
+    learning_rate, max_iter, max_leaf_nodes, min_samples_leaf, l2_regularization
+        Gradient-boosting settings (``HistGradientBoostingClassifier``). The
+        defaults are small, strongly regularised trees: renewal odds are
+        close to additive in the usual signals, and a few thousand decisions
+        do not support deep interactions.
+    C : float, default 1.0
+        Inverse regularisation strength of the logistic model.
+    random_state : int, RandomState or None
+        Seeds the boosting and the calibration folds.
+
+    Attributes
+    ----------
+    estimator_ : fitted scikit-learn estimator
+        What ``predict_proba`` calls.
+    classes_ : ndarray
+    feature_names_in_ : ndarray of str
+    numeric_features_, categorical_features_ : list of str
+    explainer_ : Pipeline
+        A linear model fitted to ``estimator_``'s log-odds on the training
+        data; its per-feature terms are the reason codes.
+
+    Examples
+    --------
+    >>> import pandas as pd, numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> X = pd.DataFrame({"seat_utilization": rng.random(400), "segment": rng.choice(["SMB", "Enterprise"], 400)})
+    >>> y = (X["seat_utilization"] + 0.3 * rng.standard_normal(400) > 0.4).astype(int)
+    >>> model = RenewalModel(random_state=0).fit(X, y)
+    >>> model.predict_proba(X.head(2)).shape
+    (2, 2)
+    >>> model.reasons(X.head(1), top=1).columns.tolist()
+    ['reason_1']
+    """
+
+    def __init__(self, *, estimator: str = "gbt", calibration: str | None = "isotonic", cv: int = 5,
+                 learning_rate: float = 0.03, max_iter: int = 400, max_leaf_nodes: int = 6,
+                 min_samples_leaf: int = 80, l2_regularization: float = 10.0, C: float = 1.0,
+                 random_state=None):
+        self.estimator = estimator
+        self.calibration = calibration
+        self.cv = cv
+        self.learning_rate = learning_rate
+        self.max_iter = max_iter
+        self.max_leaf_nodes = max_leaf_nodes
+        self.min_samples_leaf = min_samples_leaf
+        self.l2_regularization = l2_regularization
+        self.C = C
+        self.random_state = random_state
+
+    # ------------------------------------------------------------ preparing
+    def _prepare(self, X, *, fitting: bool) -> pd.DataFrame:
+        frame = _as_frame(X)
+        if fitting:
+            self.feature_names_in_ = np.asarray([str(c) for c in frame.columns], dtype=object)
+            self.n_features_in_ = frame.shape[1]
+            self.numeric_features_ = [str(c) for c in frame.columns if _is_numeric(frame[c])]
+            self.categorical_features_ = [str(c) for c in frame.columns if not _is_numeric(frame[c])]
+        else:
+            names = [str(c) for c in frame.columns]
+            if not isinstance(X, pd.DataFrame) and frame.shape[1] != self.n_features_in_:
+                raise ValueError(f"X has {frame.shape[1]} features, but RenewalModel is expecting "
+                                 f"{self.n_features_in_} features as input.")
+            if isinstance(X, pd.DataFrame):
+                missing = [c for c in self.feature_names_in_ if c not in names]
+                if missing:
+                    raise ValueError(f"X is missing feature column(s) the model was trained on: {missing}")
+            frame = frame.set_axis(names, axis=1)[list(self.feature_names_in_)]
+        out = {}
+        for c in self.feature_names_in_:
+            col = frame[c]
+            if c in self.numeric_features_:
+                out[c] = pd.to_numeric(col, errors="coerce").astype("float64").to_numpy()
+            else:
+                # Text, categories and booleans are categories; blanks are missing.
+                vals = col.astype(object).to_numpy()
+                out[c] = np.array([None if v is None or (not isinstance(v, str) and pd.isna(v)) else str(v)
+                                   for v in vals], dtype=object) if len(vals) < 50_000 else \
+                    col.astype("string").astype(object).where(col.notna(), None).to_numpy()
+        return pd.DataFrame(out, columns=list(self.feature_names_in_))
+
+    def _design(self) -> ColumnTransformer:
+        """Scaled numbers plus one-hot categories: the logistic model's and the explainer's input."""
+        return ColumnTransformer([
+            ("num", Pipeline([("impute", SimpleImputer(strategy="median", keep_empty_features=True)),
+                              ("scale", StandardScaler())]), self.numeric_features_),
+            ("cat", Pipeline([("impute", SimpleImputer(strategy="constant", fill_value="(missing)",
+                                                       keep_empty_features=True)),
+                              ("onehot", OneHotEncoder(handle_unknown="ignore", sparse_output=False))]),
+             self.categorical_features_),
+        ], verbose_feature_names_out=False)
+
+    def _base(self):
+        if self.estimator == "gbt":
+            n_cat = len(self.categorical_features_)
+            pre = ColumnTransformer([
+                ("cat", OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=np.nan,
+                                       encoded_missing_value=np.nan), self.categorical_features_),
+                ("num", "passthrough", self.numeric_features_),
+            ])
+            gbt = HistGradientBoostingClassifier(
+                learning_rate=self.learning_rate, max_iter=self.max_iter, max_leaf_nodes=self.max_leaf_nodes,
+                min_samples_leaf=self.min_samples_leaf, l2_regularization=self.l2_regularization,
+                categorical_features=np.arange(n_cat + len(self.numeric_features_)) < n_cat if n_cat else None,
+                random_state=self.random_state)
+            return Pipeline([("prepare", pre), ("model", gbt)])
+        if self.estimator == "logistic":
+            return Pipeline([("prepare", self._design()),
+                             ("model", LogisticRegression(C=self.C, max_iter=2000))])
+        raise ValueError(f"estimator must be 'gbt' or 'logistic', not {self.estimator!r}")
+
+    # ------------------------------------------------------------ fitting
+    def fit(self, X, y):
+        """Fit the model (and its calibration and explainer) on features ``X`` and outcomes ``y``.
+
+        Parameters
+        ----------
+        X : DataFrame or array of shape (n_contracts, n_features)
+        y : array-like of shape (n_contracts,)
+            Two classes, e.g. 1 renewed / 0 churned.
+
+        Returns
+        -------
+        self
+        """
+        if self.calibration not in ("isotonic", "sigmoid", None):
+            raise ValueError("calibration must be 'isotonic', 'sigmoid' or None")
+        if not isinstance(self.cv, numbers.Integral) or self.cv < 2:
+            raise ValueError("cv must be an integer >= 2")
+        frame = self._prepare(X, fitting=True)
+        y_arr = np.asarray(y)
+        if y_arr.ndim != 1 or len(y_arr) != len(frame):
+            raise ValueError(f"y must be 1D with one label per row of X ({len(frame)}), got shape {y_arr.shape}")
+        if len(frame) == 0:
+            raise ValueError("Found array with 0 sample(s) while a minimum of 2 is required.")
+        kind = type_of_target(y_arr)
+        if kind not in ("binary",):
+            if kind == "unknown" or (kind == "continuous"):
+                raise ValueError(f"Unknown label type: {kind}. RenewalModel needs two classes.")
+            raise ValueError(f"RenewalModel needs exactly two classes (renewed or not); got a {kind} target "
+                             f"with classes {np.unique(y_arr)[:10].tolist()}")
+        self.classes_ = np.unique(y_arr)
+        base = self._base()
+        counts = np.bincount(np.searchsorted(self.classes_, y_arr))
+        folds = min(self.cv, int(counts.min()))
+        if self.calibration and folds >= 2:
+            cv = StratifiedKFold(folds, shuffle=True, random_state=self.random_state
+                                 if not isinstance(self.random_state, np.random.RandomState) else None)
+            self.estimator_ = CalibratedClassifierCV(base, method=self.calibration, cv=cv).fit(frame, y_arr)
+        else:
+            self.estimator_ = base.fit(frame, y_arr)
+        self._fit_explainer(frame)
+        return self
+
+    def _fit_explainer(self, frame: pd.DataFrame) -> None:
+        p = np.clip(self.estimator_.predict_proba(frame)[:, 1], 1e-4, 1 - 1e-4)
+        target = np.log(p / (1 - p))
+        self.explainer_ = Pipeline([("design", self._design()), ("linear", Ridge(alpha=1.0))]).fit(frame, target)
+        design = self.explainer_.named_steps["design"]
+        names = list(design.get_feature_names_out())
+        # Which original feature each design column belongs to.
+        owner = []
+        for n in names:
+            if n in self.numeric_features_:
+                owner.append(n)
+            else:
+                owner.append(next(c for c in self.categorical_features_ if n.startswith(f"{c}_")))
+        self._owner_index = np.array([list(self.feature_names_in_).index(o) for o in owner])
+        self._design_mean = np.asarray(design.transform(frame)).mean(axis=0)
+
+    # ------------------------------------------------------------ predicting
+    def predict_proba(self, X) -> np.ndarray:
+        """Probability of each class (column 1: renews), one row per contract."""
+        check_is_fitted(self)
+        return self.estimator_.predict_proba(self._prepare(X, fitting=False))
+
+    def predict(self, X) -> np.ndarray:
+        """The more likely class of each contract."""
+        return self.classes_[(self.predict_proba(X)[:, 1] >= 0.5).astype(int)]
+
+    def contributions(self, X) -> pd.DataFrame:
+        """Each feature's signed push on the renewal log-odds, per contract.
+
+        Positive values raise the renewal probability. They come from the
+        explainer (a linear model of the fitted model's log-odds), relative
+        to an average training contract.
+        """
+        check_is_fitted(self)
+        frame = self._prepare(X, fitting=False)
+        return self._contributions(frame, index=_as_frame(X).index)
+
+    def _contributions(self, frame: pd.DataFrame, index) -> pd.DataFrame:
+        design = np.asarray(self.explainer_.named_steps["design"].transform(frame))
+        coef = self.explainer_.named_steps["linear"].coef_
+        terms = (design - self._design_mean) * coef
+        n_feat = len(self.feature_names_in_)
+        contrib = np.zeros((len(frame), n_feat))
+        for j in range(n_feat):
+            cols = self._owner_index == j
+            if cols.any():
+                contrib[:, j] = terms[:, cols].sum(axis=1)
+        return pd.DataFrame(contrib, index=index, columns=list(self.feature_names_in_))
+
+    def reasons(self, X, top: int = 3, *, detail: bool = False) -> pd.DataFrame:
+        """The ``top`` features that push each contract's probability most, in plain words.
+
+        Parameters
+        ----------
+        X : DataFrame
+        top : int, default 3
+        detail : bool, default False
+            Also return, per reason, the feature name, its value and its
+            signed contribution (log-odds) in separate columns.
+
+        Returns
+        -------
+        DataFrame
+            ``reason_1`` .. ``reason_<top>``, e.g. ``"seat utilisation 41% lowers the renewal chance"``.
+        """
+        check_is_fitted(self)
+        frame = self._prepare(X, fitting=False)
+        index = _as_frame(X).index
+        contrib = self._contributions(frame, index).to_numpy()
+        top = min(int(top), contrib.shape[1])
+        order = np.argsort(-np.abs(contrib), axis=1, kind="stable")[:, :top]
+        rows = np.arange(len(frame))
+        names = np.asarray(self.feature_names_in_)
+        out = {}
+        for k in range(top):
+            j = order[:, k]
+            c = contrib[rows, j]
+            text = np.empty(len(frame), dtype=object)
+            for feat in np.unique(j):
+                sel = j == feat
+                name = names[feat]
+                values = _format_values(name, frame[name].to_numpy()[sel])
+                label = FEATURE_LABELS.get(name, name.replace("_", " "))
+                verb = np.where(c[sel] >= 0, "raises", "lowers")
+                text[sel] = [f"{label} {v} {w} the renewal chance" for v, w in zip(values, verb, strict=True)]
+            out[f"reason_{k + 1}"] = text
+            if detail:
+                out[f"reason_{k + 1}_feature"] = names[j]
+                out[f"reason_{k + 1}_value"] = [frame[names[f]].iat[i] for i, f in enumerate(j)]
+                out[f"reason_{k + 1}_contribution"] = c
+        return pd.DataFrame(out, index=index)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True
+        tags.input_tags.categorical = True
+        tags.input_tags.string = True
+        return tags
+
+
+def _format_values(name: str, values: np.ndarray) -> list[str]:
+    if values.dtype != object:
+        v = values.astype(float)
+        if name in _PERCENT:
+            return ["unknown" if np.isnan(x) else f"{x:.0%}" for x in v]
+        if name in _MONEY:
+            return ["unknown" if np.isnan(x) else f"{x:,.0f}" for x in v]
+        return ["unknown" if np.isnan(x) else (f"{x:,.0f}" if abs(x) >= 100 or float(x).is_integer() else f"{x:.2f}")
+                for x in v]
+    return ["unknown" if v is None else str(v) for v in values]
