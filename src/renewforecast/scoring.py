@@ -1,0 +1,211 @@
+"""The scoring API for CRM batch jobs: one row per contract, and a Salesforce upsert CSV."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from renewforecast._atomic import atomic_write_text
+from renewforecast.book import Book
+from renewforecast.exceptions import RenewForecastError
+
+__all__ = ["DEFAULT_CRM_FIELDS", "SCORE_COLUMNS", "score_contracts", "write_crm_upsert"]
+
+SCORE_COLUMNS = ["contract_id", "account_id", "end_date", "arr", "renewal_probability", "risk_band",
+                 "expected_renewal_arr", "arr_at_risk", "reason_1", "reason_2", "reason_3",
+                 "model_version", "scored_at"]
+
+#: Score column -> Salesforce custom field on Contract (override in write_crm_upsert).
+DEFAULT_CRM_FIELDS = {
+    "renewal_probability": "Renewal_Probability__c",
+    "risk_band": "Renewal_Risk_Band__c",
+    "arr_at_risk": "ARR_At_Risk__c",
+    "reason_1": "Renewal_Reason_1__c",
+    "reason_2": "Renewal_Reason_2__c",
+    "reason_3": "Renewal_Reason_3__c",
+    "scored_at": "Renewal_Scored_At__c",
+}
+
+#: Lower bounds of renewal probability for each band, highest first.
+DEFAULT_BANDS = (("low", 0.8), ("medium", 0.6), ("high", 0.0))
+
+
+class ScoringInputError(RenewForecastError):
+    """The input does not match what the model was trained on."""
+
+
+def _resolve_model(model) -> tuple[Any, str]:
+    from renewforecast.registry import load_model
+
+    if isinstance(model, (str, os.PathLike)):
+        model = load_model(model)
+    version = getattr(model, "model_version_", None) or "unsaved"
+    return model, version
+
+
+def score_contracts(book_or_features: Book | pd.DataFrame, model="models/renewal", as_of=None, *,
+                    bands=DEFAULT_BANDS, scored_at=None) -> pd.DataFrame:
+    """Renewal probability, risk and reasons for every contract coming up for renewal.
+
+    Parameters
+    ----------
+    book_or_features : Book or DataFrame
+        A Book (its open contracts are featurised as of ``as_of``), or a
+        prepared feature frame indexed by ``contract_id`` that holds at
+        least the model's feature columns; optional columns ``account_id``,
+        ``end_date`` and ``arr`` are carried into the output.
+    model : path or fitted RenewalModel, default "models/renewal"
+        A saved model folder (loaded with every check of
+        :func:`renewforecast.load_model`) or a fitted model.
+    as_of : date-like, optional
+        Required with a Book: the scoring date.
+    bands : sequence of (name, lower bound), default low >= 0.8, medium >= 0.6, high below
+        Risk bands by renewal probability.
+    scored_at : Timestamp, optional
+        Recorded in the output (default: now, UTC).
+
+    Returns
+    -------
+    DataFrame
+        One row per contract with :data:`SCORE_COLUMNS`: ``renewal_probability``,
+        ``risk_band``, ``expected_renewal_arr`` = probability x ARR,
+        ``arr_at_risk`` = (1 - probability) x ARR, the three strongest
+        reasons, the model version and ``scored_at``.
+
+    Raises
+    ------
+    ScoringInputError
+        When feature columns the model needs are missing (new categories are
+        fine: they are treated as unknown).
+
+    Notes
+    -----
+    Never prints or logs data: batch jobs decide what to log.
+    """
+    model, version = _resolve_model(model)
+    if isinstance(book_or_features, Book):
+        if as_of is None:
+            raise ScoringInputError("score_contracts needs as_of when given a Book")
+        from renewforecast.features import renewal_features
+
+        cut = pd.Timestamp(as_of).normalize()
+        features = renewal_features(book_or_features, cut)
+        con = book_or_features.contracts.drop_duplicates("contract_id").set_index("contract_id")
+        meta = pd.DataFrame({"account_id": features.index.map(con["account_id"]),
+                             "end_date": features.index.map(con["end_date"])}, index=features.index)
+    elif isinstance(book_or_features, pd.DataFrame):
+        features = book_or_features
+        meta = pd.DataFrame({c: features[c] for c in ("account_id", "end_date") if c in features.columns},
+                            index=features.index)
+    else:
+        raise ScoringInputError(f"score_contracts takes a Book or a feature DataFrame, not {type(book_or_features).__name__}")
+    needed = list(getattr(model, "feature_names_in_", []))
+    missing = [c for c in needed if c not in features.columns]
+    if missing:
+        raise ScoringInputError(
+            f"the feature frame lacks {len(missing)} column(s) the model was trained on: {missing[:20]}"
+            + (" ..." if len(missing) > 20 else "") + f" (model version {version})")
+    n = len(features)
+    X = features[needed] if needed else features
+    if n:
+        proba = model.predict_proba(X)[:, 1]
+        reasons = model.reasons(X, top=3)
+    else:
+        proba, reasons = np.empty(0), pd.DataFrame({f"reason_{k}": [] for k in (1, 2, 3)})
+    arr = features["arr"].to_numpy(dtype=float) if "arr" in features.columns else np.full(n, np.nan)
+    names = np.array([b[0] for b in bands], dtype=object)
+    lows = np.array([b[1] for b in bands], dtype=float)
+    band_idx = np.argmax(proba[:, None] >= lows[None, :], axis=1) if n else np.empty(0, dtype=int)
+    out = pd.DataFrame({
+        "contract_id": features.index.astype(str),
+        "account_id": meta["account_id"].to_numpy() if "account_id" in meta else np.full(n, None),
+        "end_date": meta["end_date"].to_numpy() if "end_date" in meta else np.full(n, pd.NaT),
+        "arr": arr,
+        "renewal_probability": proba,
+        "risk_band": names[band_idx] if n else np.empty(0, dtype=object),
+        "expected_renewal_arr": proba * arr,
+        "arr_at_risk": (1.0 - proba) * arr,
+        "reason_1": reasons.get("reason_1", pd.Series(dtype=object)).to_numpy(),
+        "reason_2": reasons.get("reason_2", pd.Series([None] * n)).to_numpy(),
+        "reason_3": reasons.get("reason_3", pd.Series([None] * n)).to_numpy(),
+        "model_version": version,
+        "scored_at": pd.Timestamp(scored_at) if scored_at is not None else pd.Timestamp.now(tz="UTC").floor("s"),
+    })
+    return out[SCORE_COLUMNS].reset_index(drop=True)
+
+
+_TRIGGERS = ("=", "+", "-", "@", "\t", "\r", "\n")
+
+
+def _neutralise(value: object) -> object:
+    # OWASP CSV injection: a text cell that a spreadsheet would read as a
+    # formula gets a leading apostrophe. Numbers are never touched.
+    if isinstance(value, str) and value.startswith(_TRIGGERS):
+        return "'" + value
+    return value
+
+
+def write_crm_upsert(scores: pd.DataFrame, path: str | os.PathLike[str], *, id_field: str = "Id",
+                     key: str = "contract_id", fields: dict[str, str] | None = None,
+                     probability_as_percent: bool = True) -> Path:
+    """Write scores as a Salesforce upsert CSV (Data Loader / Bulk API), atomically.
+
+    Parameters
+    ----------
+    scores : DataFrame
+        Output of :func:`score_contracts`.
+    path : path-like
+    id_field : str, default "Id"
+        The external id or record id column Salesforce matches on.
+    key : str, default "contract_id"
+        Score column written into ``id_field``.
+    fields : dict, optional
+        Score column -> Salesforce field API name; default :data:`DEFAULT_CRM_FIELDS`.
+    probability_as_percent : bool, default True
+        Salesforce percent fields take 0-100.
+
+    Returns
+    -------
+    Path
+
+    Notes
+    -----
+    UTF-8, comma separated, every text field quoted; a text cell that
+    starts with ``= + - @`` or a tab or line break is prefixed with ``'`` so
+    no spreadsheet runs it as a formula. Numbers are written as plain
+    numbers and never prefixed. Dates and times are ISO 8601.
+    """
+    fields = dict(DEFAULT_CRM_FIELDS if fields is None else fields)
+    unknown = [c for c in [key, *fields] if c not in scores.columns]
+    if unknown:
+        raise RenewForecastError(f"scores have no column(s) {unknown}")
+    header = [id_field, *fields.values()]
+    buf = io.StringIO()
+    writer = csv.writer(buf, quoting=csv.QUOTE_NONNUMERIC, lineterminator="\n")
+    writer.writerow(header)
+    cols = [scores[key], *[scores[c] for c in fields]]
+    names = [key, *fields]
+    prepared = []
+    for name, col in zip(names, cols, strict=True):
+        if name == "renewal_probability" and probability_as_percent:
+            col = (col.astype(float) * 100).round(1)
+        elif name in ("arr", "arr_at_risk", "expected_renewal_arr"):
+            col = col.astype(float).round(2)
+        if pd.api.types.is_datetime64_any_dtype(col):
+            col = col.map(lambda t: "" if pd.isna(t) else t.isoformat())
+        if pd.api.types.is_numeric_dtype(col):
+            prepared.append([None if pd.isna(v) else float(v) for v in col])
+        else:
+            prepared.append(["" if v is None or (not isinstance(v, str) and pd.isna(v)) else _neutralise(str(v))
+                             for v in col])
+    for row in zip(*prepared, strict=True):
+        writer.writerow(["" if v is None else v for v in row])
+    target = Path(path)
+    atomic_write_text(target, buf.getvalue())
+    return target
