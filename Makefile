@@ -1,17 +1,18 @@
 # renewforecast: two commands on a fresh machine.
-#   make report   build .venv, generate the demo org, run every report, print where the HTML is
+#   make report   build .venv, generate the demo org, train, run every report, print where the HTML is
 #   make test     build .venv and run the test suite
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 RF := $(VENV)/bin/renewforecast
 DATA ?= data/demo
-ACCOUNTS ?= 2000
+ACCOUNTS ?= 5000
+MODELS ?= models
 SEED ?= 7
 REPORTS ?= reports
 PYTEST_ARGS ?=
 
-.PHONY: all install demo report test clean-reports help
+.PHONY: all install demo train report test clean-reports help
 
 help:
 	@echo "make report   build the environment, generate the demo org, publish every report"
@@ -33,8 +34,14 @@ $(DATA)/.complete: $(VENV)/.installed
 
 demo: $(DATA)/.complete
 
-report: $(DATA)/.complete
-	$(RF) report $(DATA) --out $(REPORTS)
+# The default renewal model, trained on the demo org (the reports use it).
+$(MODELS)/renewal/latest: $(DATA)/.complete
+	$(RF) train $(DATA) --out $(MODELS)/renewal
+
+train: $(MODELS)/renewal/latest
+
+report: $(MODELS)/renewal/latest
+	$(RF) report $(DATA) --out $(REPORTS) --model $(MODELS)/renewal
 	@echo "Reports: $(abspath $(REPORTS))/latest/index.html"
 
 test: $(VENV)/.installed

@@ -24,7 +24,10 @@ from renewforecast.exceptions import (
     RenewForecastError,
     ReportRunError,
 )
+from renewforecast.evaluation import RenewalEvaluation, evaluate_renewal_model
+from renewforecast.features import renewal_features, renewal_training_set
 from renewforecast.io.canonical import write_canonical
+from renewforecast.lifetimes import annual_cohorts, customer_lifetimes
 from renewforecast.io.loader import load_book
 from renewforecast.metrics import (
     cohort_retention,
@@ -33,6 +36,11 @@ from renewforecast.metrics import (
     renewal_worklist,
     retention_kpis,
 )
+from renewforecast.model import RenewalModel
+from renewforecast.registry import ModelRefused, load_model, save_model
+from renewforecast.sbg import ShiftedBetaGeometric
+from renewforecast.scoring import score_contracts, write_crm_upsert
+from renewforecast.survival import ExtrapolationWarning, SurvivalDataError, SurvivalModel
 from renewforecast.revenue import arr_on, last_month_end, mrr_movements, mrr_table
 from renewforecast.schedules import establish_schedule, expand_schedules, reconcile_schedules
 
@@ -55,25 +63,41 @@ def __getattr__(name: str):
 
 __all__ = [
     "Book",
+    "ModelRefused",
+    "RenewalEvaluation",
+    "RenewalModel",
+    "ShiftedBetaGeometric",
+    "SurvivalDataError",
+    "SurvivalModel",
     "BookValidationError",
     "DemoOrg",
+    "ExtrapolationWarning",
     "Problem",
     "RenewForecastError",
     "ReportRunError",
     "__version__",
+    "annual_cohorts",
     "arr_on",
     "cohort_retention",
+    "customer_lifetimes",
     "establish_schedule",
+    "evaluate_renewal_model",
     "expand_schedules",
     "last_month_end",
     "load_book",
+    "load_model",
     "mrr_movements",
     "mrr_table",
     "reconcile_schedules",
     "renewal_decisions",
+    "renewal_features",
     "renewal_kpis",
+    "renewal_training_set",
     "renewal_worklist",
     "retention_kpis",
+    "save_model",
+    "score_contracts",
     "write_canonical",
+    "write_crm_upsert",
     "write_demo_org",
 ]

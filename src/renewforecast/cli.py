@@ -1,9 +1,11 @@
 """The ``renewforecast`` command line.
 
 Every command exits 0 on success and non-zero with a one-paragraph message
-on failure: 1 for invalid input data, and for report runs the distinct codes
-of :mod:`renewforecast.reporting` (2 bad parameters, 3 a cell failed,
-4 timeout, 5 the kernel died, 6 a notebook stopped early).
+on failure: 1 for invalid input data; ``train`` and ``score`` exit 3 when a
+saved model is refused and 4 when the data does not fit the model; report
+runs use the distinct codes of :mod:`renewforecast.reporting` (2 bad
+parameters, 3 a cell failed, 4 timeout, 5 the kernel died, 6 a notebook
+stopped early).
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import pandas as pd
 from renewforecast.exceptions import BookValidationError, RenewForecastError, ReportRunError
 
 EXIT_INVALID_DATA = 1
+EXIT_MODEL_REFUSED = 3
+EXIT_MODEL_MISMATCH = 4
 
 
 def _fail(message: str, code: int) -> None:
@@ -53,13 +57,13 @@ def main() -> None:
 
 @main.command("demo-data")
 @click.argument("out", type=click.Path(file_okay=False))
-@click.option("--accounts", default=2000, show_default=True, type=click.IntRange(min=1), help="Customer accounts.")
+@click.option("--accounts", default=5000, show_default=True, type=click.IntRange(min=1), help="Customer accounts.")
 @click.option("--seed", default=7, show_default=True, type=int, help="Random seed (same seed, same files).")
 @click.option("--end", default="2026-10-31", show_default=True, help="Export date of the demo org.")
 def demo_data(out: str, accounts: int, seed: int, end: str) -> None:
     """Write a synthetic Salesforce CPQ export to OUT.
 
-    Example: renewforecast demo-data data/demo --accounts 2000 --seed 7
+    Example: renewforecast demo-data data/demo --accounts 5000 --seed 7
     """
     from renewforecast.demo import write_demo_org
 
@@ -123,8 +127,10 @@ def validate(directory: str, encoding, date_format, currency, limit: int) -> Non
 @click.option("--notebook", "notebooks", multiple=True, help="Run only this report (repeatable), e.g. 00_data_quality.")
 @click.option("--timeout", default=900, show_default=True, type=click.IntRange(min=1), help="Seconds a notebook cell may run.")
 @click.option("--keep", default=None, type=click.IntRange(min=1), help="Keep only the newest N published runs.")
+@click.option("--model", "model_path", default="models/renewal", show_default=True,
+              help="Saved renewal model the risk report scores with.")
 @data_options
-def report(directory, as_of, out, notebooks, timeout, keep, encoding, date_format, currency) -> None:
+def report(directory, as_of, out, notebooks, timeout, keep, model_path, encoding, date_format, currency) -> None:
     """Run the report notebooks on DIRECTORY and publish HTML to OUT/<run-id>/.
 
     The run is published only if every notebook succeeds; OUT/latest then
@@ -143,7 +149,7 @@ def report(directory, as_of, out, notebooks, timeout, keep, encoding, date_forma
     if as_of is None:
         end = book.data_end
         as_of = (end or pd.Timestamp(dt.date.today())).strftime("%Y-%m-%d")
-    params = {}
+    params = {"model_path": str(Path(model_path).resolve())}
     if encoding:
         params["encoding"] = encoding
     try:
@@ -158,6 +164,92 @@ def report(directory, as_of, out, notebooks, timeout, keep, encoding, date_forma
         _fail(str(exc), 1)
     click.echo(f"Published {published} (as of {as_of}).")
     click.echo(f"Open {Path(published) / 'index.html'}")
+
+
+def _load_or_exit(directory, encoding, date_format, currency):
+    try:
+        return _load(directory, encoding, date_format, currency)
+    except BookValidationError as exc:
+        _fail(f"{directory} is not valid input. Run 'renewforecast validate {directory}' for the full list.\n{exc}",
+              EXIT_INVALID_DATA)
+
+
+@main.command("train")
+@click.argument("directory", type=click.Path(exists=True, file_okay=False))
+@click.option("--as-of", "as_of", default=None, help="Train on decisions known by this date (default: export date).")
+@click.option("--out", default="models/renewal", show_default=True, help="Model folder; a new version is added.")
+@click.option("--estimator", type=click.Choice(["gbt", "logistic"]), default="gbt", show_default=True)
+@click.option("--lead-days", default=120, show_default=True, type=click.IntRange(min=1),
+              help="Decisions are featurised this many days before the contract end.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Random state.")
+@data_options
+def train(directory, as_of, out, estimator, lead_days, seed, encoding, date_format, currency) -> None:
+    """Train the renewal model on past decisions, backtest it, and save it to OUT.
+
+    The backtest (train before the median end date, test after) is recorded in
+    the model's manifest; the saved model is then trained on every decision.
+
+    Example: renewforecast train data/demo --as-of 2026-10-31 --out models/renewal
+    """
+    from renewforecast.evaluation import evaluate_renewal_model
+    from renewforecast.features import renewal_training_set
+    from renewforecast.model import RenewalModel
+    from renewforecast.registry import save_model
+
+    book = _load_or_exit(directory, encoding, date_format, currency)
+    cut = book.resolve_as_of(as_of)
+    model = RenewalModel(estimator=estimator, random_state=seed)
+    try:
+        evaluation = evaluate_renewal_model(book.as_of(cut), model, lead_days=lead_days)
+    except ValueError as exc:
+        _fail(str(exc), EXIT_INVALID_DATA)
+    X, y = renewal_training_set(book, cut, lead_days)
+    model.fit(X, y)
+    metrics = {f"{row['scorer']}_{k}": float(row[k]) for _, row in evaluation.metrics.iterrows()
+               for k in ("roc_auc", "pr_auc_churn", "brier", "log_loss", "ece")}
+    metrics.update({"backtest_cutoff": str(evaluation.cutoff.date()), "backtest_train": evaluation.n_train,
+                    "backtest_test": evaluation.n_test, "trained_on": len(X)})
+    folder = save_model(model, out, metrics=metrics, training_fingerprint=book.fingerprint, as_of=cut.date())
+    click.echo(f"Trained on {len(X):,} renewal decisions known by {cut.date()}; saved {folder}")
+    for _, row in evaluation.metrics.iterrows():
+        click.echo(f"  backtest {row['scorer']:<6} AUC {row['roc_auc']:.3f}  Brier {row['brier']:.3f}  "
+                   f"ECE {row['ece']:.3f}  ({int(row['contracts']):,} test decisions)")
+
+
+@main.command("score")
+@click.argument("directory", type=click.Path(exists=True, file_okay=False))
+@click.option("--model", "model_path", default="models/renewal", show_default=True, help="Saved model folder.")
+@click.option("--as-of", "as_of", default=None, help="Scoring date (default: export date).")
+@click.option("--out", required=True, help="CSV to write (atomically).")
+@click.option("--crm", is_flag=True, help="Write a Salesforce upsert CSV (Id plus custom fields).")
+@click.option("--id-field", default="Id", show_default=True, help="With --crm: the field Salesforce matches on.")
+@data_options
+def score(directory, model_path, as_of, out, crm, id_field, encoding, date_format, currency) -> None:
+    """Score every contract coming up for renewal and write the scores to OUT.
+
+    Example: renewforecast score data/demo --model models/renewal --out scores.csv --crm
+    """
+    from renewforecast.registry import ModelRefused, load_model
+    from renewforecast.scoring import SCORE_COLUMNS, ScoringInputError, score_contracts, write_crm_upsert
+
+    book = _load_or_exit(directory, encoding, date_format, currency)
+    cut = book.resolve_as_of(as_of)
+    try:
+        model = load_model(model_path)
+    except ModelRefused as exc:
+        _fail(f"the model was refused: {exc}", EXIT_MODEL_REFUSED)
+    try:
+        scores = score_contracts(book, model=model, as_of=cut)
+    except ScoringInputError as exc:
+        _fail(str(exc), EXIT_MODEL_MISMATCH)
+    if crm:
+        write_crm_upsert(scores, out, id_field=id_field)
+    else:
+        write_crm_upsert(scores, out, id_field="contract_id",
+                         fields={c: c for c in SCORE_COLUMNS if c != "contract_id"}, probability_as_percent=False)
+    at_risk = scores["arr_at_risk"].sum()
+    click.echo(f"Scored {len(scores):,} contracts as of {cut.date()} with model {model.model_version_}; "
+               f"ARR at risk {at_risk:,.0f}. Wrote {out}")
 
 
 if __name__ == "__main__":

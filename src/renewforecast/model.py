@@ -49,9 +49,13 @@ _MONEY = {"arr", "arr_at_start", "account_arr", "account_arr_12m_ago"}
 def _as_frame(X) -> pd.DataFrame:
     if isinstance(X, pd.DataFrame):
         return X
+    if hasattr(X, "toarray") or hasattr(X, "tocsr"):
+        raise TypeError("Sparse data was passed to RenewalModel, but dense data is required: "
+                        "pass a DataFrame or a dense array (X.toarray()).")
     arr = np.asarray(X)
     if arr.ndim != 2:
-        raise ValueError(f"Expected 2D array, got {arr.ndim}D array instead")
+        raise ValueError(f"Expected 2D array, got {arr.ndim}D array instead. Reshape your data: one row per "
+                         "contract, one column per feature (array.reshape(-1, 1) for a single feature).")
     return pd.DataFrame(arr, columns=[f"x{i}" for i in range(arr.shape[1])])
 
 
@@ -94,6 +98,9 @@ class RenewalModel(ClassifierMixin, BaseEstimator):
     classes_ : ndarray
     feature_names_in_ : ndarray of str
     numeric_features_, categorical_features_ : list of str
+    n_iter_ : int
+        Boosting iterations run (the most of any calibration fold), or the
+        logistic solver's iterations.
     explainer_ : Pipeline
         A linear model fitted to ``estimator_``'s log-odds on the training
         data; its per-feature terms are the reason codes.
@@ -129,6 +136,7 @@ class RenewalModel(ClassifierMixin, BaseEstimator):
     # ------------------------------------------------------------ preparing
     def _prepare(self, X, *, fitting: bool) -> pd.DataFrame:
         frame = _as_frame(X)
+        frame = frame.set_axis([str(c) for c in frame.columns], axis=1)
         if fitting:
             self.feature_names_in_ = np.asarray([str(c) for c in frame.columns], dtype=object)
             self.n_features_in_ = frame.shape[1]
@@ -136,9 +144,11 @@ class RenewalModel(ClassifierMixin, BaseEstimator):
             self.categorical_features_ = [str(c) for c in frame.columns if not _is_numeric(frame[c])]
         else:
             names = [str(c) for c in frame.columns]
-            if not isinstance(X, pd.DataFrame) and frame.shape[1] != self.n_features_in_:
-                raise ValueError(f"X has {frame.shape[1]} features, but RenewalModel is expecting "
-                                 f"{self.n_features_in_} features as input.")
+            if not isinstance(X, pd.DataFrame):
+                if frame.shape[1] != self.n_features_in_:
+                    raise ValueError(f"X has {frame.shape[1]} features, but RenewalModel is expecting "
+                                     f"{self.n_features_in_} features as input.")
+                names = list(self.feature_names_in_)  # an array is read by position
             if isinstance(X, pd.DataFrame):
                 missing = [c for c in self.feature_names_in_ if c not in names]
                 if missing:
@@ -205,8 +215,21 @@ class RenewalModel(ClassifierMixin, BaseEstimator):
             raise ValueError("calibration must be 'isotonic', 'sigmoid' or None")
         if not isinstance(self.cv, numbers.Integral) or self.cv < 2:
             raise ValueError("cv must be an integer >= 2")
+        shape = X.shape if hasattr(X, "shape") else np.asarray(X).shape
+        if len(shape) == 2 and shape[1] == 0:
+            raise ValueError(f"Found array with 0 feature(s) (shape={tuple(shape)}) while a minimum of 1 is required.")
+        if y is None:
+            raise ValueError("RenewalModel requires y to be passed, but the target y is None.")
         frame = self._prepare(X, fitting=True)
         y_arr = np.asarray(y)
+        if y_arr.ndim == 2 and y_arr.shape[1] == 1:
+            import warnings
+
+            from sklearn.exceptions import DataConversionWarning
+
+            warnings.warn("A column-vector y was passed when a 1d array was expected; it was flattened.",
+                          DataConversionWarning, stacklevel=2)
+            y_arr = y_arr.ravel()
         if y_arr.ndim != 1 or len(y_arr) != len(frame):
             raise ValueError(f"y must be 1D with one label per row of X ({len(frame)}), got shape {y_arr.shape}")
         if len(frame) == 0:
@@ -215,9 +238,13 @@ class RenewalModel(ClassifierMixin, BaseEstimator):
         if kind not in ("binary",):
             if kind == "unknown" or (kind == "continuous"):
                 raise ValueError(f"Unknown label type: {kind}. RenewalModel needs two classes.")
-            raise ValueError(f"RenewalModel needs exactly two classes (renewed or not); got a {kind} target "
+            raise ValueError("Only binary classification is supported. "
+                             f"RenewalModel needs exactly two classes (renewed or not); got a {kind} target "
                              f"with classes {np.unique(y_arr)[:10].tolist()}")
         self.classes_ = np.unique(y_arr)
+        if len(self.classes_) < 2:
+            raise ValueError("Classifier can't train when only one class is present: every label in y is "
+                             f"{self.classes_[0]!r}; the model needs renewals and non-renewals.")
         base = self._base()
         counts = np.bincount(np.searchsorted(self.classes_, y_arr))
         folds = min(self.cv, int(counts.min()))
@@ -228,7 +255,15 @@ class RenewalModel(ClassifierMixin, BaseEstimator):
         else:
             self.estimator_ = base.fit(frame, y_arr)
         self._fit_explainer(frame)
+        self.n_iter_ = self._iterations()
         return self
+
+    def _iterations(self) -> int:
+        """Boosting iterations (or solver iterations) actually run, the most of any fold."""
+        fitted = getattr(self.estimator_, "calibrated_classifiers_", None)
+        pipes = [c.estimator for c in fitted] if fitted else [self.estimator_]
+        counts = [np.max(np.atleast_1d(p.named_steps["model"].n_iter_)) for p in pipes]
+        return int(max(counts))
 
     def _fit_explainer(self, frame: pd.DataFrame) -> None:
         p = np.clip(self.estimator_.predict_proba(frame)[:, 1], 1e-4, 1 - 1e-4)
@@ -254,6 +289,7 @@ class RenewalModel(ClassifierMixin, BaseEstimator):
 
     def predict(self, X) -> np.ndarray:
         """The more likely class of each contract."""
+        check_is_fitted(self)
         return self.classes_[(self.predict_proba(X)[:, 1] >= 0.5).astype(int)]
 
     def contributions(self, X) -> pd.DataFrame:
@@ -327,6 +363,7 @@ class RenewalModel(ClassifierMixin, BaseEstimator):
         tags.input_tags.allow_nan = True
         tags.input_tags.categorical = True
         tags.input_tags.string = True
+        tags.classifier_tags.multi_class = False  # renewed or not
         return tags
 
 
