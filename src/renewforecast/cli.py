@@ -158,7 +158,8 @@ def report(directory, as_of, out, notebooks, timeout, keep, model_path, encoding
             parameters=params or None, timeout=timeout, keep=keep,
         )
     except ReportRunError as exc:
-        where = f" Partial notebooks kept in {exc.failed_dir}." if exc.failed_dir else ""
+        where = (f" Partial notebooks kept in {exc.failed_dir}."
+                 if exc.failed_dir and str(exc.failed_dir) not in str(exc) else "")
         _fail(f"{exc}{where}", exc.exit_code)
     except RenewForecastError as exc:
         _fail(str(exc), 1)

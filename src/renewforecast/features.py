@@ -164,6 +164,9 @@ def featurise_contracts(book: Book, contracts: pd.DataFrame, feature_dates: pd.S
                     lambda s: s.rolling(3, min_periods=1).mean()))
             out["support_tickets_3m_mean"] = _asof(left, roll, on_left="t", on_right="known", by="account_id",
                                                    columns=["tickets_3m"])["tickets_3m"].astype(float)
+            # Tickets mean more from a small team than from a large one.
+            out["support_tickets_per_100_units"] = (
+                out["support_tickets_3m_mean"] * 100 / out["units"].where(out["units"] > 0)).astype(float)
         if "seat_utilization" in names and "active_users" in names:
             out["active_users_per_unit"] = (out["active_users"] / out["units"].where(out["units"] > 0)).astype(float)
 

@@ -37,6 +37,7 @@ FEATURE_LABELS = {
     "active_users": "active users", "active_users_change_3m": "active users trend (3 months)",
     "support_tickets": "support tickets last month", "support_tickets_change_3m": "support tickets trend",
     "support_tickets_3m_mean": "support tickets (3-month average)", "nps": "NPS",
+    "support_tickets_per_100_units": "support tickets per 100 seats",
     "nps_change_3m": "NPS trend", "active_users_per_unit": "active users per seat",
     "renewal_opportunity_exists": "renewal opportunity open", "renewal_stage": "renewal stage",
     "renewal_stage_probability": "renewal stage probability",

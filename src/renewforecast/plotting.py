@@ -8,7 +8,8 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.ticker import FuncFormatter
 
-__all__ = ["bar_by_group", "cohort_heatmap", "grouped_rates", "line_over_time", "money_formatter", "mrr_bridge"]
+__all__ = ["bar_by_group", "cohort_heatmap", "grouped_rates", "line_over_time", "money_formatter", "mrr_bridge",
+           "sbg_fit", "survival_by_group"]
 
 
 def _money(x: float, _pos=None) -> str:
@@ -148,4 +149,56 @@ def cohort_heatmap(cohorts: pd.DataFrame, *, title: str = "", max_periods: int =
                 ax.text(j, i, f"{values[i, j]:.0%}", ha="center", va="center", fontsize=7)
     ax.figure.colorbar(im, ax=ax, fraction=0.025, pad=0.01)
     ax.set_title(title)
+    return ax
+
+
+def survival_by_group(model, lifetimes: pd.DataFrame, *, group: str = "segment", horizon: int = 60,
+                      ax: Axes | None = None) -> Axes:
+    """Modelled survival of a typical customer of each group, over Kaplan-Meier curves of the data.
+
+    The typical customer takes its group's value and the median of every
+    numeric covariate of ``model``. Solid lines are the model, steps the
+    observed (Kaplan-Meier) survival.
+    """
+    from lifelines import KaplanMeierFitter
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(8, 4))
+    times = np.arange(0, horizon + 1)
+    colors = ["#2b6cb0", "#2f855a", "#c05621", "#6b46c1", "#718096", "#b83280"]
+    features = list(model.feature_names_in_)
+    for i, (name, rows) in enumerate(lifetimes.groupby(group)):
+        color = colors[i % len(colors)]
+        typical = {f: (rows[f].median() if pd.api.types.is_numeric_dtype(rows[f]) else name) for f in features}
+        curve = model.predict_survival(pd.DataFrame([typical]), times).iloc[:, 0]
+        ax.plot(times, curve.to_numpy(), color=color, linewidth=2, label=f"{name} (model)")
+        km = KaplanMeierFitter().fit(rows["duration"], rows["event"])
+        sf = km.survival_function_.iloc[:, 0]
+        sf = sf[sf.index <= horizon]
+        ax.step(sf.index, sf.to_numpy(), where="post", color=color, alpha=0.45, linewidth=1)
+    ax.set_xlabel("months since first revenue")
+    ax.set_ylabel("share of customers still paying")
+    ax.set_ylim(0, 1.02)
+    ax.legend(frameon=False, fontsize=8)
+    ax.spines[["top", "right"]].set_visible(False)
+    return ax
+
+
+def sbg_fit(cohorts: pd.DataFrame, model, *, years: int = 8, ax: Axes | None = None) -> Axes:
+    """Observed share of each acquisition cohort alive at each anniversary, and the sBG curve."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(8, 4))
+    t = np.arange(0, years + 1)
+    ax.plot(t, model.survival(t), color="#1a202c", linewidth=2.5, label="sBG model")
+    for cohort, rows in cohorts.groupby("cohort"):
+        base = rows.loc[rows["period"] == 0, "alive"]
+        if base.empty or len(rows) < 2:
+            continue
+        ax.plot(rows["period"], rows["alive"] / float(base.iloc[0]), marker="o", linewidth=1, alpha=0.7,
+                label=f"{cohort} cohort")
+    ax.set_xlabel("years since acquisition")
+    ax.set_ylabel("share of the cohort still a customer")
+    ax.set_ylim(0, 1.02)
+    ax.legend(frameon=False, fontsize=8, ncols=2)
+    ax.spines[["top", "right"]].set_visible(False)
     return ax
