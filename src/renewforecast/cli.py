@@ -57,13 +57,13 @@ def main() -> None:
 
 @main.command("demo-data")
 @click.argument("out", type=click.Path(file_okay=False))
-@click.option("--accounts", default=5000, show_default=True, type=click.IntRange(min=1), help="Customer accounts.")
+@click.option("--accounts", default=8000, show_default=True, type=click.IntRange(min=1), help="Customer accounts.")
 @click.option("--seed", default=7, show_default=True, type=int, help="Random seed (same seed, same files).")
 @click.option("--end", default="2026-10-31", show_default=True, help="Export date of the demo org.")
 def demo_data(out: str, accounts: int, seed: int, end: str) -> None:
     """Write a synthetic Salesforce CPQ export to OUT.
 
-    Example: renewforecast demo-data data/demo --accounts 5000 --seed 7
+    Example: renewforecast demo-data data/demo --accounts 8000 --seed 7
     """
     from renewforecast.demo import write_demo_org
 

@@ -781,14 +781,14 @@ class _Sim:
 
 
 def generate_demo_tables(
-    accounts: int = 5000, seed: int = 7, *, start: str = "2021-01-01", end: str = "2026-10-31",
+    accounts: int = 8000, seed: int = 7, *, start: str = "2021-01-01", end: str = "2026-10-31",
     progress: bool = False,
 ) -> tuple[dict[str, pd.DataFrame], pd.DataFrame]:
     """Simulate the demo org and return its canonical tables and renewal truth.
 
     Parameters
     ----------
-    accounts : int, default 5000
+    accounts : int, default 8000
         Number of customer accounts (prospects that never buy come on top,
         about half as many again).
     seed : int, default 7
@@ -826,7 +826,7 @@ def generate_demo_tables(
 
 
 def write_demo_org(
-    out: str | Path, *, accounts: int = 5000, seed: int = 7, start: str = "2021-01-01",
+    out: str | Path, *, accounts: int = 8000, seed: int = 7, start: str = "2021-01-01",
     end: str = "2026-10-31", progress: bool = False,
 ) -> DemoOrg:
     """Write a synthetic Salesforce CPQ export folder.
@@ -835,7 +835,7 @@ def write_demo_org(
     ----------
     out : path-like
         Folder to write (created if needed). Files are written atomically.
-    accounts : int, default 5000
+    accounts : int, default 8000
         Number of customer accounts.
     seed : int, default 7
         Random seed; the same seed writes the same files.
