@@ -61,6 +61,7 @@ def test_report_end_to_end(demo_org, tmp_path):
                     "Contracts at risk"):
         assert heading in risk
     assert risk.count("data:image/png;base64") >= 4  # calibration, lift, survival, sBG
+    assert "roc_auc" in risk
     index = (latest / "index.html").read_text(encoding="utf-8")
     for page in ("00_data_quality", "01_revenue_kpis", "02_renewal_risk"):
         assert f'href="{page}.html"' in index

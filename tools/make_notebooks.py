@@ -258,7 +258,7 @@ what the model leaves on the table.
     code("""
 evaluation = rf.evaluate_renewal_model(book.as_of(as_of_date))
 print(f"cut-off {evaluation.cutoff.date()}: {evaluation.n_train:,} decisions to train, {evaluation.n_test:,} to test")
-evaluation.metrics.set_index("scorer")
+evaluation.summary()
 """),
     md("""
 **Calibration.** Each point is a group of contracts with similar predicted probability; on the

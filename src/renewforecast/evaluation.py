@@ -112,6 +112,15 @@ class RenewalEvaluation:
     n_test: int
     oracle_calibration: pd.DataFrame | None = field(default=None)
 
+    def summary(self) -> pd.DataFrame:
+        """The metrics for reading: counts as integers, rates and scores to three decimals."""
+        table = self.metrics.set_index("scorer")
+        out = pd.DataFrame(index=table.index)
+        out["test decisions"] = table["contracts"].astype(int).map("{:,}".format)
+        for col in ("renewal_rate", "roc_auc", "pr_auc_churn", "brier", "log_loss", "ece"):
+            out[col] = table[col].map("{:.3f}".format)
+        return out
+
     def plot_calibration(self, ax=None):
         """Reliability diagram: predicted against observed renewal rate per bin."""
         import matplotlib.pyplot as plt
