@@ -33,7 +33,7 @@ def test_template_is_clean_and_parameterised(path: Path):
 
 
 def test_templates_cover_the_reports():
-    assert [p.stem for p in NOTEBOOKS][:3] == ["00_data_quality", "01_revenue_kpis", "02_renewal_risk"]
+    assert [p.stem for p in NOTEBOOKS][:4] == ["00_data_quality", "01_revenue_kpis", "02_renewal_risk", "03_ltv_cac"]
 
 
 @pytest.mark.slow
@@ -62,8 +62,13 @@ def test_report_end_to_end(demo_org, tmp_path):
         assert heading in risk
     assert risk.count("data:image/png;base64") >= 4  # calibration, lift, survival, sBG
     assert "roc_auc" in risk
+    economics = (latest / "03_ltv_cac.html").read_text(encoding="utf-8")
+    for heading in ("CAC by channel over time", "LTV by segment, three ways", "LTV:CAC and payback against the bars",
+                    "Retention curves by cohort"):
+        assert heading in economics
+    assert economics.count("data:image/png;base64") >= 5  # CAC, LTV, LTV:CAC, payback, cohorts
     index = (latest / "index.html").read_text(encoding="utf-8")
-    for page in ("00_data_quality", "01_revenue_kpis", "02_renewal_risk"):
+    for page in ("00_data_quality", "01_revenue_kpis", "02_renewal_risk", "03_ltv_cac"):
         assert f'href="{page}.html"' in index
     run = json.loads((latest / "run.json").read_text())
     assert run["as_of"] == "2026-06-30" and run["status"] == "ok"

@@ -326,3 +326,95 @@ soon.nlargest(top_rows, "arr_at_risk").set_index("contract_id")[
     ["end_date", "arr", "renewal_probability", "risk_band", "arr_at_risk", "reason_1", "reason_2", "reason_3"]]
 """),
 ])
+
+write("03_ltv_cac.ipynb", [
+    md("""
+# Unit economics: CAC, LTV, LTV:CAC and payback
+
+What a customer costs to win, what it is worth, and how long it takes to pay back, by acquisition
+channel and segment, against the usual bars (LTV:CAC at least 3; CAC payback under 12 months,
+over 36 a concern). Every LTV names its method; intervals come from resampling customers.
+"""),
+    code("""
+source = "data/demo"  # folder with the Salesforce export (or canonical tables)
+as_of = None  # as-of date YYYY-MM-DD; None means the export date of the data
+encoding = None  # text encoding of the CSV files; None detects it
+discount_rate = 0.10  # annual discount rate for LTV
+horizon_years = None  # cap on customer lifetime in years; None for no cap
+ltv_method = "sbg"  # LTV method for the LTV:CAC table: simple, survival or sbg
+spend_lag_months = 0  # charge spend of this many months earlier to new customers
+bootstrap = 200  # bootstrap resamples for the LTV intervals
+""", tags=["parameters"]),
+    code(SETUP + """
+book = rf.load_book(source, encoding=encoding)
+as_of_date = book.resolve_as_of(as_of)
+month_end = rf.last_month_end(as_of_date)
+"""),
+    md("## CAC by channel over time"),
+    md("""
+Fully loaded sales and marketing spend of each quarter over the customers that channel won in it.
+A rising line means each customer is getting more expensive to win; compare channels at the same
+time, and question a channel whose cost keeps climbing while its volume does not.
+"""),
+    code("""
+quarterly = rf.cac(book, freq="Q", by="acquisition_channel", spend_lag_months=spend_lag_months, as_of=month_end)
+rf.plotting.lines_by_group(quarterly, x="period", y="cac", group="acquisition_channel", ylabel="CAC",
+                           title="CAC by acquisition channel and quarter")
+plt.show()
+quarterly.tail(10).set_index(["period", "acquisition_channel"])
+"""),
+    md("## LTV by segment, three ways"),
+    md("""
+*Simple* divides margin per customer by the trailing year's churn rate (churn assumed the same
+forever); *survival* follows the observed survival curve of customers; *sBG* lets customers differ in
+how likely they are to leave, so the loyal ones who remain raise the value. Where the methods
+disagree a lot, the simple one is usually too pessimistic for a book of mixed customers; the
+error bars show how much the figure would move with a different sample of customers.
+"""),
+    code("""
+values = pd.concat([rf.ltv(book, month_end, method=m, by="segment", discount_rate=discount_rate,
+                           horizon_years=horizon_years, n_boot=bootstrap) for m in ("simple", "survival", "sbg")])
+rf.plotting.ltv_by_method(values, group="segment", title="LTV per customer by segment and method")
+plt.show()
+values.set_index(["segment", "method"])[["ltv", "ltv_low", "ltv_high", "arpa", "gross_margin",
+                                        "lifetime_months", "customers", "note"]]
+"""),
+    md("## LTV:CAC and payback against the bars"),
+    md("""
+LTV:CAC above the green line (3) means a customer returns at least three times what it cost; CAC
+payback below the green line (12 months) means the cost comes back within a year, and above the red
+line (36 months) is a concern. A segment can clear one bar and miss the other: a high LTV:CAC with
+a long payback still ties up cash.
+"""),
+    code("""
+by_segment = rf.ltv_cac(book, month_end, by="segment", method=ltv_method, discount_rate=discount_rate,
+                        horizon_years=horizon_years, spend_lag_months=spend_lag_months, n_boot=bootstrap)
+rf.plotting.against_benchmark(by_segment, group="segment", value=f"ltv_{ltv_method}_to_cac", benchmark=3.0,
+                              ylabel="LTV:CAC", title=f"LTV ({ltv_method}) to CAC by segment")
+plt.show()
+rf.plotting.against_benchmark(by_segment, group="segment", value="payback_months", benchmark=12.0, concern=36.0,
+                              ylabel="months", title="CAC payback by segment")
+plt.show()
+by_segment.set_index("segment")
+"""),
+    code("""
+by_channel = rf.ltv_cac(book, month_end, by="acquisition_channel", method=ltv_method, discount_rate=discount_rate,
+                        horizon_years=horizon_years, spend_lag_months=spend_lag_months, n_boot=bootstrap)
+by_channel.set_index("acquisition_channel")[[f"ltv_{ltv_method}", "cac", f"ltv_{ltv_method}_to_cac",
+                                             "ltv_to_cac_status", "payback_months", "payback_status",
+                                             "magic_number", "new_customers", "spend"]]
+"""),
+    md("## Retention curves by cohort"),
+    md("""
+The share of each acquisition year's customers still paying at each anniversary, with the
+shifted-beta-geometric curve fitted to all of them. Cohorts below the curve are retaining worse
+than the book as a whole; the curve beyond the observed years is what the sBG LTV assumes.
+"""),
+    code("""
+cohorts = rf.annual_cohorts(book, month_end)
+sbg = rf.ShiftedBetaGeometric().fit(cohorts)
+rf.plotting.sbg_fit(cohorts, sbg, years=10)
+plt.show()
+sbg.summary
+"""),
+])

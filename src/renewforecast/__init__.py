@@ -41,6 +41,7 @@ from renewforecast.registry import ModelRefused, load_model, save_model
 from renewforecast.sbg import ShiftedBetaGeometric
 from renewforecast.scoring import score_contracts, write_crm_upsert
 from renewforecast.survival import ExtrapolationWarning, SurvivalDataError, SurvivalModel
+from renewforecast.unit_economics import cac, gross_margin, ltv, ltv_cac
 from renewforecast.revenue import arr_on, last_month_end, mrr_movements, mrr_table
 from renewforecast.schedules import establish_schedule, expand_schedules, reconcile_schedules
 
@@ -78,14 +79,18 @@ __all__ = [
     "__version__",
     "annual_cohorts",
     "arr_on",
+    "cac",
     "cohort_retention",
     "customer_lifetimes",
     "establish_schedule",
     "evaluate_renewal_model",
     "expand_schedules",
+    "gross_margin",
     "last_month_end",
     "load_book",
     "load_model",
+    "ltv",
+    "ltv_cac",
     "mrr_movements",
     "mrr_table",
     "reconcile_schedules",

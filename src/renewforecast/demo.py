@@ -62,7 +62,8 @@ _TERMS = {  # contract term months and their weights
 }
 _BASE_LOGIT = {"SMB": 1.0, "Mid-Market": 1.4, "Enterprise": 1.75, "Government": 2.0}
 _HEALTH_MEAN = {"SMB": -0.15, "Mid-Market": 0.0, "Enterprise": 0.15, "Government": 0.25}
-_CAC = {"SMB": 4_000.0, "Mid-Market": 18_000.0, "Enterprise": 70_000.0, "Government": 55_000.0}
+# Fully loaded cost to win a customer: about one to one-and-a-half times its first-year ARR.
+_CAC = {"SMB": 14_000.0, "Mid-Market": 85_000.0, "Enterprise": 520_000.0, "Government": 190_000.0}
 CHANNELS = ("paid_search", "events", "outbound", "partner", "organic")
 _CHANNEL_P = (0.30, 0.15, 0.25, 0.15, 0.15)
 _CHANNEL_COST = {"paid_search": 1.0, "events": 1.3, "outbound": 1.1, "partner": 0.8, "organic": 0.25}

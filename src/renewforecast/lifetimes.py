@@ -8,7 +8,7 @@ import pandas as pd
 from renewforecast.book import Book
 from renewforecast.revenue import last_month_end, mrr_table
 
-__all__ = ["annual_cohorts", "customer_lifetimes"]
+__all__ = ["annual_cohorts", "cohort_counts", "cohort_members", "customer_lifetimes"]
 
 _CENT = 0.005
 
@@ -68,47 +68,79 @@ def customer_lifetimes(book: Book, as_of, *, covariates=("segment", "region", "a
     return out[cols]
 
 
+def cohort_members(book: Book, as_of) -> pd.DataFrame:
+    """Per customer: acquisition year, anniversaries survived, anniversaries its cohort can show.
+
+    Returns
+    -------
+    DataFrame
+        Indexed by ``account_id``: ``cohort`` (year of first revenue),
+        ``alive_until`` (last anniversary k at which it was still paying, having
+        paid at every earlier one; 0 if it left in its first year) and
+        ``observed_until`` (the last anniversary every member of its cohort has
+        reached by ``as_of``).
+    """
+    table, end = _activity(book, as_of)
+    if table.empty:
+        return pd.DataFrame(columns=["cohort", "alive_until", "observed_until"], index=pd.Index([], name="account_id"))
+    m = (table["month"].dt.year * 12 + table["month"].dt.month).to_numpy()
+    active = set(zip(table["account_id"].to_numpy(), m, strict=True))
+    first = pd.Series(m, index=table["account_id"].to_numpy()).groupby(level=0).min()
+    end_m = end.year * 12 + end.month
+    cohort = (first - 1) // 12
+    last_first = first.groupby(cohort).transform("max")
+    observed = ((end_m - last_first) // 12).clip(lower=0)
+    alive = []
+    for acct, m0 in first.items():
+        k = 0
+        while m0 + 12 * (k + 1) <= end_m and (acct, m0 + 12 * (k + 1)) in active:
+            k += 1
+        alive.append(k)
+    out = pd.DataFrame({"cohort": cohort.astype(int), "alive_until": alive, "observed_until": observed.astype(int)},
+                       index=first.index)
+    out["alive_until"] = np.minimum(out["alive_until"], out["observed_until"])
+    out.index.name = "account_id"
+    return out
+
+
+def cohort_counts(members: pd.DataFrame) -> pd.DataFrame:
+    """Alive counts per cohort and anniversary from :func:`cohort_members` rows."""
+    rows = []
+    for cohort, group in members.groupby("cohort"):
+        horizon = int(group["observed_until"].iloc[0])
+        alive = group["alive_until"].to_numpy()
+        for k in range(horizon + 1):
+            rows.append((cohort, k, int((alive >= k).sum())))
+    return pd.DataFrame(rows, columns=["cohort", "period", "alive"])
+
+
 def annual_cohorts(book: Book, as_of, *, by: str | None = None) -> pd.DataFrame:
     """Customers of each acquisition year still paying at each anniversary.
 
     A customer is alive at year ``k`` if it paid at the month end of every
     anniversary up to ``k`` (returning customers do not come back to life),
-    the contractual setting of the shifted-beta-geometric model. Only
-    anniversaries reached by ``as_of`` are counted.
+    the contractual setting of the shifted-beta-geometric model. A cohort's
+    counts stop at the last anniversary all its members have reached by
+    ``as_of``.
 
     Returns
     -------
     DataFrame
         Long: ``cohort`` (acquisition year), ``period`` (years since), ``alive``,
         and the ``by`` column when given.
+
+    Examples
+    --------
+    >>> import renewforecast as rf
+    >>> rf.annual_cohorts(rf.Book.empty(), "2024-12-31").empty
+    True
     """
-    table, end = _activity(book, as_of)
-    if table.empty:
+    members = cohort_members(book, as_of)
+    if members.empty:
         return pd.DataFrame(columns=["cohort", "period", "alive"])
-    m = table["month"].dt.year * 12 + table["month"].dt.month
-    table = table.assign(m=m.to_numpy())
-    first = table.groupby("account_id")["m"].min()
-    active = set(zip(table["account_id"], table["m"], strict=True))
-    end_m = end.year * 12 + end.month
-    rows = []
-    attrs = book.accounts.drop_duplicates("account_id").set_index("account_id")
-    for acct, m0 in first.items():
-        cohort = (m0 - 1) // 12
-        k = 0
-        while m0 + 12 * k <= end_m:
-            if k > 0 and (acct, m0 + 12 * k) not in active:
-                break
-            rows.append((cohort, k, acct))
-            k += 1
-        # reached anniversaries where the customer had left: counted as not alive
-    frame = pd.DataFrame(rows, columns=["cohort", "period", "account_id"])
-    # A cohort's counts stop at the last anniversary every member could reach.
-    reach = first.groupby((first - 1) // 12).max().rename("last_first")
-    frame = frame.join(reach, on="cohort")
-    frame = frame[frame["last_first"] + 12 * frame["period"] <= end_m]
-    keys = ["cohort", "period"]
-    if by:
-        frame[by] = frame["account_id"].map(attrs[by])
-        keys = [by, *keys]
-    out = frame.groupby(keys).size().rename("alive").reset_index()
-    return out
+    if not by:
+        return cohort_counts(members)
+    attrs = book.accounts.drop_duplicates("account_id").set_index("account_id")[by]
+    members[by] = members.index.map(attrs)
+    parts = [cohort_counts(g).assign(**{by: name}) for name, g in members.groupby(by)]
+    return pd.concat(parts, ignore_index=True)[[by, "cohort", "period", "alive"]]

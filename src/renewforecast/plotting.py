@@ -9,7 +9,7 @@ from matplotlib.axes import Axes
 from matplotlib.ticker import FuncFormatter
 
 __all__ = ["bar_by_group", "cohort_heatmap", "grouped_rates", "line_over_time", "money_formatter", "mrr_bridge",
-           "sbg_fit", "survival_by_group"]
+           "against_benchmark", "lines_by_group", "ltv_by_method", "sbg_fit", "survival_by_group"]
 
 
 def _money(x: float, _pos=None) -> str:
@@ -200,5 +200,71 @@ def sbg_fit(cohorts: pd.DataFrame, model, *, years: int = 8, ax: Axes | None = N
     ax.set_ylabel("share of the cohort still a customer")
     ax.set_ylim(0, 1.02)
     ax.legend(frameon=False, fontsize=8, ncols=2)
+    ax.spines[["top", "right"]].set_visible(False)
+    return ax
+
+
+def lines_by_group(frame: pd.DataFrame, *, x: str, y: str, group: str, title: str = "", ylabel: str = "",
+                   money: bool = True, ax: Axes | None = None) -> Axes:
+    """One line per group over time (e.g. CAC by channel by quarter); infinite values are left out."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(8, 3.8))
+    for name, rows in frame.groupby(group):
+        vals = rows[y].replace([np.inf, -np.inf], np.nan)
+        ax.plot(rows[x].astype(str), vals, marker="o", markersize=3, linewidth=1.5, label=str(name))
+    if money:
+        ax.yaxis.set_major_formatter(money_formatter())
+    ax.set_ylabel(ylabel or y)
+    ax.set_title(title)
+    ticks = sorted(frame[x].astype(str).unique())
+    step = max(1, len(ticks) // 10)
+    ax.set_xticks(ticks[::step])
+    ax.tick_params(axis="x", rotation=45)
+    ax.legend(frameon=False, fontsize=8, ncols=3)
+    ax.spines[["top", "right"]].set_visible(False)
+    return ax
+
+
+def ltv_by_method(frame: pd.DataFrame, *, group: str, title: str = "", ax: Axes | None = None) -> Axes:
+    """LTV per group, one bar per method, with the bootstrap interval as error bars."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(8, 3.8))
+    groups = list(dict.fromkeys(frame[group].astype(str)))
+    methods = list(dict.fromkeys(frame["method"]))
+    width = 0.8 / max(len(methods), 1)
+    colors = {"simple": "#718096", "survival": "#2b6cb0", "sbg": "#2f855a"}
+    x = np.arange(len(groups))
+    for i, method in enumerate(methods):
+        sub = frame[frame["method"] == method]
+        rows = sub.set_index(sub[group].astype(str)).reindex(groups)
+        value = rows["ltv"].replace([np.inf], np.nan).to_numpy(float)
+        lo = np.clip(value - rows["ltv_low"].to_numpy(float), 0, None)
+        hi = np.clip(rows["ltv_high"].to_numpy(float) - value, 0, None)
+        ax.bar(x + (i - (len(methods) - 1) / 2) * width, value, width, yerr=[np.nan_to_num(lo), np.nan_to_num(hi)],
+               capsize=3, label=method, color=colors.get(method, "#a0aec0"))
+    ax.set_xticks(x, groups)
+    ax.yaxis.set_major_formatter(money_formatter())
+    ax.set_ylabel("LTV per customer")
+    ax.set_title(title)
+    ax.legend(frameon=False, fontsize=8)
+    ax.spines[["top", "right"]].set_visible(False)
+    return ax
+
+
+def against_benchmark(frame: pd.DataFrame, *, group: str, value: str, benchmark: float, title: str = "",
+                      ylabel: str = "", concern: float | None = None, ax: Axes | None = None) -> Axes:
+    """Bars per group with the benchmark as a dashed line (and a red concern line if given)."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 3.5))
+    data = frame[np.isfinite(frame[value].astype(float))]
+    bars = ax.bar(data[group].astype(str), data[value].astype(float), color="#2b6cb0")
+    for bar, v in zip(bars, data[value].astype(float), strict=True):
+        ax.text(bar.get_x() + bar.get_width() / 2, bar.get_height(), f"{v:.1f}", ha="center", va="bottom", fontsize=8)
+    ax.axhline(benchmark, color="#2f855a", linestyle="--", linewidth=1.2)
+    if concern is not None:
+        ax.axhline(concern, color="#c53030", linestyle=":", linewidth=1.2)
+    ax.set_ylabel(ylabel or value)
+    ax.set_title(title)
+    ax.tick_params(axis="x", rotation=20)
     ax.spines[["top", "right"]].set_visible(False)
     return ax
