@@ -310,7 +310,7 @@ plt.show()
 sbg.summary
 """),
     md("## Contracts at risk"),
-    md(f"""
+    md("""
 Every contract ending within the horizon, ranked by ARR at risk (ARR x the probability it does not
 renew), with the three features that push its score most. Work from the top: large ARR and a low
 probability first.

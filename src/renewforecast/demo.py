@@ -698,7 +698,6 @@ class _Sim:
                "renewal_pricing_method": state["method"], "renewal_uplift_rate": state["uplift"],
                "renewed_contract_id": None, "created_date": start - pd.Timedelta(days=1)}
         self.rows["contracts"].append(row)
-        contract = {"id": cid, "aid": state["aid"]}
         qty = float(self.rng.integers(1, 6))
         unit = self.list_price("api", start) * (1 - self.u(0, 0.1))
         opp = self.opportunity(state["aid"], "new_business", opp_created, start - pd.Timedelta(days=1), "won",
@@ -733,7 +732,6 @@ class _Sim:
                                  amended=cid, health=self.health_at(state, when))
                 self.emit_signals(state, start, when, state["seats"])
                 return
-            _ = contract
 
     def prospects(self) -> None:
         """Accounts that never bought: lost new business and open pipeline."""

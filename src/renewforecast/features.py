@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from renewforecast.book import Book
-from renewforecast.metrics import renewal_decisions
+from renewforecast.metrics import renewal_decisions, renewal_opportunities
 from renewforecast.revenue import ledger
 
 __all__ = ["BASE_SIGNALS", "featurise_contracts", "renewal_features", "renewal_training_set"]
@@ -171,10 +171,9 @@ def featurise_contracts(book: Book, contracts: pd.DataFrame, feature_dates: pd.S
             out["active_users_per_unit"] = (out["active_users"] / out["units"].where(out["units"] > 0)).astype(float)
 
     # The renewal opportunity as it stood on the feature date.
-    opps = book.opportunities[(book.opportunities["type"] == "renewal") & book.opportunities["renewed_contract_id"].notna()]
-    opps = opps.sort_values("created_date").drop_duplicates("renewed_contract_id", keep="last")
-    opp_id = c["contract_id"].map(opps.set_index("renewed_contract_id")["opportunity_id"])
-    opp_created = opp_id.map(opps.set_index("opportunity_id")["created_date"])
+    opps = renewal_opportunities(book)
+    opp_id = c["contract_id"].map(opps["opportunity_id"])
+    opp_created = c["contract_id"].map(opps["created_date"])
     exists = opp_id.notna() & (opp_created <= c["fd"])
     out["renewal_opportunity_exists"] = exists.astype(float)
     hist = book.opportunity_history

@@ -95,12 +95,13 @@ def retention_kpis(book: Book, as_of, by: str | list[str] | None = None, *, mont
     for k in keys:
         cohort[k] = _account_attr(book, cohort.index.to_series(), k).to_numpy()
         moves[k] = _account_attr(book, moves["account_id"], k).to_numpy()
-    groups = [((), cohort, moves)] if not keys else [
-        (name if isinstance(name, tuple) else (name,),
-         cohort[(cohort[keys] == pd.Series(name if isinstance(name, tuple) else (name,), index=keys)).all(axis=1)],
-         moves[(moves[keys] == pd.Series(name if isinstance(name, tuple) else (name,), index=keys)).all(axis=1)])
-        for name in sorted(set(map(tuple, pd.concat([cohort[keys], moves[keys]]).dropna().drop_duplicates().to_numpy())))
-    ]
+    if keys:
+        by_cohort = {tuple(k): g for k, g in cohort.groupby(keys)}
+        by_moves = {tuple(k): g for k, g in moves.groupby(keys)}
+        groups = [(name, by_cohort.get(name, cohort.iloc[:0]), by_moves.get(name, moves.iloc[:0]))
+                  for name in sorted(set(by_cohort) | set(by_moves))]
+    else:
+        groups = [((), cohort, moves)]
     rows = []
     for name, c, mv in groups:
         monthly = mv.groupby("month")[["start_mrr", *MOVEMENTS, "end_mrr"]].sum()
@@ -135,6 +136,20 @@ def retention_kpis(book: Book, as_of, by: str | list[str] | None = None, *, mont
 
 
 # ------------------------------------------------------------------ renewals
+
+
+def renewal_opportunities(book: Book) -> pd.DataFrame:
+    """The renewal opportunity of each contract: the latest created one that renews it.
+
+    Returns
+    -------
+    DataFrame
+        Rows of ``book.opportunities`` indexed by ``renewed_contract_id``.
+    """
+    opps = book.opportunities
+    opps = opps[(opps["type"] == "renewal") & opps["renewed_contract_id"].notna()]
+    opps = opps.sort_values("created_date", kind="stable").drop_duplicates("renewed_contract_id", keep="last")
+    return opps.set_index("renewed_contract_id")
 
 
 def _contract_arr(book: Book, contract_ids: pd.Series, dates: pd.Series) -> np.ndarray:
@@ -179,8 +194,7 @@ def renewal_decisions(book: Book, as_of=None) -> pd.DataFrame:
     renewing = renewing.sort_values("start_date").drop_duplicates("renewed_contract_id")
     renew_map = renewing.set_index("renewed_contract_id")
     con["renewal_contract_id"] = con["contract_id"].map(renew_map["contract_id"])
-    opps = view.opportunities[(view.opportunities["type"] == "renewal") & view.opportunities["renewed_contract_id"].notna()]
-    opps = opps.sort_values("created_date").drop_duplicates("renewed_contract_id", keep="last").set_index("renewed_contract_id")
+    opps = renewal_opportunities(view)
     con["renewal_opportunity_id"] = con["contract_id"].map(opps["opportunity_id"])
     opp_closed = con["contract_id"].map(opps["is_closed"]).fillna(False).astype(bool)
     opp_won = con["contract_id"].map(opps["is_won"]).fillna(False).astype(bool)
@@ -348,9 +362,7 @@ def renewal_worklist(book: Book, as_of, horizon_days: int = 180, *,
     # A contract terminated before today has nothing left to renew.
     gone_ids = set(view.subscriptions.loc[view.subscriptions["terminated_date"] <= cut, "contract_id"])
     out = out[~(out["contract_id"].isin(gone_ids) & (out["arr"].abs() <= _CENT))]
-    opps = view.opportunities[(view.opportunities["type"] == "renewal")]
-    opps = opps.sort_values("created_date").drop_duplicates("renewed_contract_id", keep="last")
-    opps = opps.set_index("renewed_contract_id")
+    opps = renewal_opportunities(view)
     out["renewal_opportunity_id"] = out["contract_id"].map(opps["opportunity_id"])
     out["stage"] = out["contract_id"].map(opps["stage"])
     out["probability"] = out["contract_id"].map(opps["probability"])

@@ -162,10 +162,7 @@ class RenewalModel(ClassifierMixin, BaseEstimator):
                 out[c] = pd.to_numeric(col, errors="coerce").astype("float64").to_numpy()
             else:
                 # Text, categories and booleans are categories; blanks are missing.
-                vals = col.astype(object).to_numpy()
-                out[c] = np.array([None if v is None or (not isinstance(v, str) and pd.isna(v)) else str(v)
-                                   for v in vals], dtype=object) if len(vals) < 50_000 else \
-                    col.astype("string").astype(object).where(col.notna(), None).to_numpy()
+                out[c] = col.astype("string").astype(object).where(col.notna(), None).to_numpy()
         return pd.DataFrame(out, columns=list(self.feature_names_in_))
 
     def _design(self) -> ColumnTransformer:

@@ -62,19 +62,16 @@ def _root_positions(parent: np.ndarray) -> np.ndarray:
     return root
 
 
-def _roots(subs: pd.DataFrame) -> np.ndarray:
-    """The root subscription id of each row (follow revised_subscription_id up the chain)."""
-    return _objects(subs["subscription_id"])[_root_positions(_parents(subs))]
+def _chain_termination(subs: pd.DataFrame, root: np.ndarray) -> np.ndarray:
+    """Per row, the earliest termination date of the chain it belongs to (NaT if none).
 
-
-def _chain_termination(subs: pd.DataFrame) -> np.ndarray:
-    """Per row, the earliest termination date of the chain it belongs to (NaT if none)."""
+    ``root`` is the row position of each row's chain root (:func:`_root_positions`).
+    """
     n = len(subs)
     term = subs["terminated_date"].to_numpy(dtype="datetime64[ns]")
     has_term = ~np.isnat(term)
     if not has_term.any():
         return np.full(n, np.datetime64("NaT"), dtype="datetime64[ns]")
-    root = _root_positions(_parents(subs))
     big = np.iinfo(np.int64).max
     first = np.full(n, big, dtype=np.int64)
     np.minimum.at(first, root[has_term], term[has_term].view(np.int64))
@@ -82,9 +79,15 @@ def _chain_termination(subs: pd.DataFrame) -> np.ndarray:
     return np.where(out == big, np.datetime64("NaT"), out.view("datetime64[ns]"))
 
 
-def _row_values(book: Book) -> dict[str, np.ndarray]:
-    """Per ledger row: counted dates, quantity and value of one unit per year, as arrays."""
+def _row_values(book: Book, *, need_root: bool = False) -> dict[str, np.ndarray | None]:
+    """Per ledger row: counted dates, quantity and value of one unit per year, as arrays.
+
+    ``root`` (each row's chain root position) is found once, and only when a
+    termination or the caller needs it: it is the costliest step on large ledgers.
+    """
     subs = book.subscriptions
+    terminated = subs["terminated_date"].notna().any()
+    root = _root_positions(_parents(subs)) if (need_root or terminated) and len(subs) else None
     products = book.products.drop_duplicates("product_id")
     pos = pd.Index(_objects(products["product_id"])).get_indexer(_objects(subs["product_id"]))
     term_of = products["subscription_term_months"].to_numpy(dtype="float64")
@@ -101,7 +104,9 @@ def _row_values(book: Book) -> dict[str, np.ndarray]:
                             subs["end_date"].to_numpy(dtype="datetime64[ns]")),
         "quantity": np.where(mdq, seg_q, subs["quantity"].to_numpy(dtype="float64")),
         "annual_value": subs["net_price"].to_numpy(dtype="float64") / prorate * 12.0 / term,
-        "chain_terminated": _chain_termination(subs),
+        "chain_terminated": (_chain_termination(subs, root) if root is not None
+                             else np.full(len(subs), np.datetime64("NaT"), dtype="datetime64[ns]")),
+        "root": root,
     }
 
 
@@ -122,13 +127,15 @@ def ledger(book: Book) -> pd.DataFrame:
     ['subscription_id', 'account_id', 'contract_id', 'product_id']
     """
     subs = book.subscriptions
-    values = _row_values(book)
+    values = _row_values(book, need_root=True)
+    root = values.pop("root")
+    ids = _objects(subs["subscription_id"])
     out = pd.DataFrame({
         "subscription_id": subs["subscription_id"].to_numpy(),
         "account_id": subs["account_id"].to_numpy(),
         "contract_id": subs["contract_id"].to_numpy(),
         "product_id": subs["product_id"].to_numpy(),
-        "root_id": _roots(subs) if len(subs) else np.array([], dtype=object),
+        "root_id": ids[root] if root is not None else np.array([], dtype=object),
         **values,
     })
     return out
@@ -215,13 +222,13 @@ def _intervals(book: Book, churn_at: str = "term_end",
     if churn_at not in _CHURN_AT:
         raise ValueError(f"churn_at must be one of {_CHURN_AT}, not {churn_at!r}")
     subs = book.subscriptions
-    v = _row_values(book)
+    v = _row_values(book, need_root=churn_at == "cancellation")
     stop = v["to_date"]
     term = v["chain_terminated"]
     if churn_at == "cancellation":
         # Recognise churn when it is booked: an early termination from the day
         # its rows were created, a lost renewal from the day it was closed.
-        root = _roots(subs)
+        root = _objects(subs["subscription_id"])[v["root"]]
         booked = subs["created_date"].where(subs["terminated_date"].notna())
         booked_by_root = booked.groupby(root).min()
         term = np.where(np.isnat(term), term,

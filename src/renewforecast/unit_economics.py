@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from renewforecast.book import Book
-from renewforecast.lifetimes import annual_cohorts, customer_lifetimes
+from renewforecast.lifetimes import customer_lifetimes
 from renewforecast.revenue import last_month_end, mrr_movements, mrr_table
 
 __all__ = ["BENCHMARKS", "cac", "gross_margin", "ltv", "ltv_cac"]
@@ -302,6 +302,11 @@ def _sbg_value(members: pd.DataFrame, arpa: float, margin: float, d: float, hori
             "beta": model.beta_, "residual_ltv_existing": annual * residual, "note": note}
 
 
+def _ltv_of(value_fn, **bound):
+    """A function of a customer sample giving the LTV that ``value_fn`` computes with ``bound``."""
+    return lambda sample: value_fn(sample, **bound)["ltv"]
+
+
 def ltv(book: Book, as_of, method: str = "simple", by=None, *, discount_rate: float = 0.10,
         horizon_years: float | None = None, margin: float | None = None, n_boot: int = 200,
         ci: float = 0.90, random_state: int | None = 0) -> pd.DataFrame:
@@ -399,19 +404,19 @@ def ltv(book: Book, as_of, method: str = "simple", by=None, *, discount_rate: fl
         arpa = base["arpa"]
         if method == "simple":
             value = base
-            boot_fn = lambda sample: _simple_value(sample, gm, d_m, horizon_m)["ltv"]  # noqa: E731
+            boot_fn = _ltv_of(_simple_value, margin=gm, d_m=d_m, horizon_m=horizon_m)
             sample_from = data
         elif method == "survival":
             lt = lifetimes.loc[lifetimes.index.intersection(ids)]
             value = _survival_value(lt, arpa, gm, d_m, horizon_m)
-            boot_fn = lambda sample: _survival_value(sample, arpa, gm, d_m, horizon_m)["ltv"]  # noqa: E731
+            boot_fn = _ltv_of(_survival_value, arpa=arpa, margin=gm, d_m=d_m, horizon_m=horizon_m)
             sample_from = lt
         else:
             mem = members.loc[members.index.intersection(ids)]
             ten = tenure_years.loc[tenure_years.index.intersection(ids)]
             renewals = int(np.median((ten.loc[ten["event"] == 0, "duration"] // 12).to_numpy())) if (ten["event"] == 0).any() else 0
             value = _sbg_value(mem, arpa, gm, discount_rate, horizon_years, max(renewals, 1))
-            boot_fn = lambda sample: _sbg_value(sample, arpa, gm, discount_rate, horizon_years, 1)["ltv"]  # noqa: E731
+            boot_fn = _ltv_of(_sbg_value, arpa=arpa, margin=gm, d=discount_rate, horizon_y=horizon_years, renewals=1)
             sample_from = mem
         row.update({"method": method, "ltv": value.get("ltv", np.nan), "arpa": arpa, "gross_margin": gm,
                     "lifetime_months": value.get("lifetime_months", np.nan),

@@ -68,11 +68,6 @@ def _describe(rule: str, value: object, column: str, table: str) -> str:
     return f"{value} is not allowed"
 
 
-def _display_value(column: str, table: str, value: object) -> object:
-    # Rates are stored as fractions; show what the file said for percents.
-    return value
-
-
 class _Reporter:
     """Turns row masks into problems with file, line, id and source column."""
 
