@@ -91,3 +91,42 @@ def test_reconcile_flags_lines_that_do_not_sum(demo_book):
     assert (with_rows["status"] == "differs").tolist() == expected.tolist()
     warned = set(demo_book.warnings.loc[demo_book.warnings["rule"] == "schedule_total_mismatch", "record_id"])
     assert warned == set(recon.loc[recon["status"] == "differs", "line_id"])
+
+
+def test_line_schedules_keep_export_rows_else_product_default_else_one_installment():
+    from _support import make_book
+
+    T = pd.Timestamp
+    products = pd.DataFrame([
+        {"product_id": "pd", "subscription_term_months": 12.0, "revenue_schedule_type": "divide",
+         "revenue_installment_period": "quarterly", "revenue_installments": 4},
+        {"product_id": "pn", "subscription_term_months": 12.0},
+    ])
+    opps = pd.DataFrame([{"opportunity_id": "o1", "account_id": "a1", "type": "new_business",
+                          "close_date": T("2025-01-31"), "is_closed": False, "is_won": False,
+                          "created_date": T("2024-12-01")}])
+    lines = pd.DataFrame([
+        # has export rows that do not follow the default: kept as they are
+        {"line_id": "l1", "opportunity_id": "o1", "product_id": "pd", "quantity": 1, "unit_price": 1000.0,
+         "total_price": 1000.0, "service_date": T("2025-02-01")},
+        # no rows, product default Divide/Quarterly/4 from the service date
+        {"line_id": "l2", "opportunity_id": "o1", "product_id": "pd", "quantity": 1, "unit_price": 1000.01,
+         "total_price": 1000.01, "service_date": T("2025-03-31")},
+        # no rows, no default, no service date: one installment on the close date
+        {"line_id": "l3", "opportunity_id": "o1", "product_id": "pn", "quantity": 2, "unit_price": 50.0,
+         "total_price": 100.0, "service_date": pd.NaT},
+    ])
+    sched = pd.DataFrame([{"schedule_id": f"x{i}", "line_id": "l1", "schedule_date": T("2025-02-01"),
+                           "type": "revenue", "revenue": r} for i, r in enumerate([600.0, 400.0])])
+    accounts = pd.DataFrame({"account_id": ["a1"], "created_date": [T("2024-01-01")]})
+    b = make_book(accounts=accounts, products=products, opportunities=opps, opportunity_lines=lines,
+                  schedules=sched)
+    out = rf.line_schedules(b)
+    got = {k: g for k, g in out.groupby("line_id")}
+    assert got["l1"]["revenue"].tolist() == [600.0, 400.0] and set(got["l1"]["source"]) == {"export"}
+    assert got["l2"]["revenue"].tolist() == [250.0, 250.0, 250.0, 250.01]
+    assert got["l2"]["schedule_date"].dt.strftime("%Y-%m-%d").tolist() == [
+        "2025-03-31", "2025-06-30", "2025-09-30", "2025-12-31"]
+    assert set(got["l2"]["source"]) == {"product_default"}
+    assert got["l3"][["schedule_date", "revenue", "source"]].values.tolist() == [[T("2025-01-31"), 100.0, "single"]]
+    assert set(out["opportunity_id"]) == {"o1"}

@@ -42,8 +42,8 @@ from renewforecast.sbg import ShiftedBetaGeometric
 from renewforecast.scoring import score_contracts, write_crm_upsert
 from renewforecast.survival import ExtrapolationWarning, SurvivalDataError, SurvivalModel
 from renewforecast.unit_economics import cac, gross_margin, ltv, ltv_cac
-from renewforecast.revenue import arr_on, last_month_end, mrr_movements, mrr_table
-from renewforecast.schedules import establish_schedule, expand_schedules, reconcile_schedules
+from renewforecast.revenue import arr_on, last_month_end, mrr_movements, mrr_table, recognized_revenue
+from renewforecast.schedules import establish_schedule, expand_schedules, line_schedules, reconcile_schedules
 
 try:
     __version__ = version("renewforecast")
@@ -87,6 +87,7 @@ __all__ = [
     "expand_schedules",
     "gross_margin",
     "last_month_end",
+    "line_schedules",
     "load_book",
     "load_model",
     "ltv",
@@ -94,6 +95,7 @@ __all__ = [
     "mrr_movements",
     "mrr_table",
     "reconcile_schedules",
+    "recognized_revenue",
     "renewal_decisions",
     "renewal_features",
     "renewal_kpis",

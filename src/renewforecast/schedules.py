@@ -26,7 +26,7 @@ import pandas as pd
 from renewforecast.exceptions import RenewForecastError
 from renewforecast.schemas import ALLOWED, MAX_INSTALLMENTS
 
-__all__ = ["establish_schedule", "expand_schedules", "installment_dates", "reconcile_schedules"]
+__all__ = ["establish_schedule", "expand_schedules", "installment_dates", "line_schedules", "reconcile_schedules"]
 
 _MONTHS = {"monthly": 1, "quarterly": 3, "yearly": 12}
 _DAYS = {"daily": 1, "weekly": 7}
@@ -258,3 +258,68 @@ def reconcile_schedules(book) -> pd.DataFrame:
         "differs",
     )
     return out.reset_index(drop=True)
+
+
+def line_schedules(book) -> pd.DataFrame:
+    """The revenue schedule of every opportunity line, as the forecast uses it.
+
+    - A line with revenue schedule rows in the export keeps them as they are
+      (they are authoritative; :func:`reconcile_schedules` reports those that
+      do not sum to the line total).
+    - A line without them gets its product's default revenue schedule,
+      established from the line's service date, else the opportunity's close
+      date, with :func:`expand_schedules` (Salesforce's rule when a line is
+      created for a product with a default schedule).
+    - Otherwise the whole line total is one installment on that date.
+
+    Returns
+    -------
+    DataFrame
+        ``line_id``, ``opportunity_id``, ``schedule_date``, ``revenue`` and
+        ``source`` (``export``, ``product_default`` or ``single``).
+
+    Examples
+    --------
+    >>> import renewforecast as rf
+    >>> line_schedules(rf.Book.empty()).columns.tolist()
+    ['line_id', 'opportunity_id', 'schedule_date', 'revenue', 'source']
+    """
+    cols = ["line_id", "opportunity_id", "schedule_date", "revenue", "source"]
+    lines = book.opportunity_lines
+    opp_of = lines.set_index("line_id")["opportunity_id"]
+    sched = book.schedules[book.schedules["type"].isin(["revenue", "both"]) & book.schedules["revenue"].notna()]
+    sched = sched[sched["line_id"].isin(set(lines["line_id"]))]
+    parts = [pd.DataFrame({"line_id": sched["line_id"].to_numpy(),
+                           "opportunity_id": sched["line_id"].map(opp_of).to_numpy(),
+                           "schedule_date": sched["schedule_date"].to_numpy(dtype="datetime64[ns]"),
+                           "revenue": sched["revenue"].to_numpy(dtype="float64"),
+                           "source": "export"})]
+    rest = lines[~lines["line_id"].isin(set(sched["line_id"]))]
+    if len(rest):
+        close = rest["opportunity_id"].map(
+            book.opportunities.drop_duplicates("opportunity_id").set_index("opportunity_id")["close_date"])
+        start = rest["service_date"].fillna(close)
+        products = book.products.drop_duplicates("product_id").set_index("product_id")
+        stype = rest["product_id"].map(products["revenue_schedule_type"]).astype(object)
+        period = rest["product_id"].map(products["revenue_installment_period"]).astype(object)
+        n = rest["product_id"].map(products["revenue_installments"]).astype("float64")
+        has_default = (stype.notna() & period.notna() & n.notna() & start.notna()).to_numpy()
+        if has_default.any():
+            d = rest[has_default]
+            expanded = expand_schedules(pd.DataFrame({
+                "line_id": d["line_id"].to_numpy(), "amount": d["total_price"].to_numpy(dtype="float64"),
+                "start_date": start[has_default].to_numpy(), "schedule_type": stype[has_default].to_numpy(),
+                "period": period[has_default].to_numpy(), "installments": n[has_default].to_numpy()}))
+            parts.append(pd.DataFrame({"line_id": expanded["line_id"].to_numpy(),
+                                       "opportunity_id": expanded["line_id"].map(opp_of).to_numpy(),
+                                       "schedule_date": expanded["schedule_date"].to_numpy(),
+                                       "revenue": expanded["revenue"].to_numpy(),
+                                       "source": "product_default"}))
+        single = rest[~has_default]
+        parts.append(pd.DataFrame({"line_id": single["line_id"].to_numpy(),
+                                   "opportunity_id": single["opportunity_id"].to_numpy(),
+                                   "schedule_date": start[~has_default].to_numpy(dtype="datetime64[ns]"),
+                                   "revenue": single["total_price"].to_numpy(dtype="float64"),
+                                   "source": "single"}))
+    out = pd.concat([p for p in parts if len(p)], ignore_index=True) if any(len(p) for p in parts) else parts[0]
+    return out[cols].reset_index(drop=True)
