@@ -25,7 +25,9 @@ from renewforecast.exceptions import (
     ReportRunError,
 )
 from renewforecast.evaluation import RenewalEvaluation, evaluate_renewal_model
+from renewforecast.backtest import ForecastBacktest, backtest_forecast
 from renewforecast.features import renewal_features, renewal_training_set
+from renewforecast.forecast import COMPONENTS, Scenario, revenue_forecast
 from renewforecast.io.canonical import write_canonical
 from renewforecast.lifetimes import annual_cohorts, customer_lifetimes
 from renewforecast.io.loader import load_book
@@ -71,6 +73,9 @@ __all__ = [
     "SurvivalDataError",
     "SurvivalModel",
     "BookValidationError",
+    "COMPONENTS",
+    "ForecastBacktest",
+    "Scenario",
     "DemoOrg",
     "ExtrapolationWarning",
     "Problem",
@@ -79,6 +84,7 @@ __all__ = [
     "__version__",
     "annual_cohorts",
     "arr_on",
+    "backtest_forecast",
     "cac",
     "cohort_retention",
     "customer_lifetimes",
@@ -102,6 +108,7 @@ __all__ = [
     "renewal_training_set",
     "renewal_worklist",
     "retention_kpis",
+    "revenue_forecast",
     "save_model",
     "score_contracts",
     "write_canonical",

@@ -84,6 +84,7 @@ _PRODUCTS = {
     "implementation": ("Implementation Services", "Services", 12, 15000.0, 0.30, ("Divide", "Monthly", 3)),
     "training": ("Training Credits", "Services", 12, 1500.0, 0.45, ("Repeat", "Quarterly", 4)),
 }
+_FUTURE_DAYS = 120  # acquisitions are simulated this far past the export date
 _LIST_GROWTH = 0.05  # list prices rise 5 % every 1 January
 
 # Salesforce default stages and probabilities (percent).
@@ -350,7 +351,9 @@ class _Sim:
         # Acquisitions grow about 35 % a year: sample days by an exponential density.
         growth = math.log(1.35) / 365.0
         u = self.rng.random(self.n_accounts)
-        acq_days = np.log1p(u * (math.exp(growth * days * 0.97) - 1)) / growth
+        # Acquisitions run past the export date: deals that close after it are
+        # the open new-business pipeline (the rest of the pipeline is prospects).
+        acq_days = np.log1p(u * (math.exp(growth * (days + _FUTURE_DAYS)) - 1)) / growth
         days_sorted = np.sort(acq_days)
         if self.progress:
             from tqdm.auto import tqdm
@@ -366,9 +369,14 @@ class _Sim:
         seg = SEGMENTS[int(self.rng.choice(4, p=_SEG_P))]
         channel = CHANNELS[int(self.rng.choice(len(CHANNELS), p=_CHANNEL_P))]
         opp_created = acq - pd.Timedelta(days=int(self.u(20, 60 if seg == "SMB" else 150)))
+        if opp_created > self.end:
+            return  # not known at the export date
         acct = self.account(opp_created - pd.Timedelta(days=int(self.u(0, 30))), seg, channel)
         aid = acct["account_id"]
         self.acquisitions.append((acq, channel, seg))
+        if acq > self.end:
+            self.open_new_business(aid, seg, acq, opp_created)
+            return
         r = self.rng.random()
         method = "same" if r < 0.5 else ("list" if r < 0.65 else "uplift")
         uplift = float(self.rng.choice([3, 4, 5, 6, 7, 8])) / 100 if method == "uplift" else None
@@ -732,6 +740,15 @@ class _Sim:
                                  amended=cid, health=self.health_at(state, when))
                 self.emit_signals(state, start, when, state["seats"])
                 return
+
+    def open_new_business(self, aid, seg, acq, opp_created) -> None:
+        """A customer-to-be whose first deal is still open at the export date."""
+        term = int(self.rng.choice(_TERMS[seg][0], p=_TERMS[seg][1]))
+        seats = float(int(math.exp(self.u(math.log(_SEATS[seg][0]), math.log(_SEATS[seg][1])))))
+        unit = self.list_price("core", acq) * (1 - self.u(*_DISCOUNT[seg])) * term / 12
+        opp = self.opportunity(aid, "new_business", opp_created, acq - pd.Timedelta(days=1), "open",
+                               seats * unit, health=_HEALTH_MEAN[seg] + 0.8 * float(self.rng.normal()))
+        self.line(opp, "core", seats, unit, acq, term)
 
     def prospects(self) -> None:
         """Accounts that never bought: lost new business and open pipeline."""

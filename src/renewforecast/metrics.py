@@ -196,8 +196,8 @@ def renewal_decisions(book: Book, as_of=None) -> pd.DataFrame:
     con["renewal_contract_id"] = con["contract_id"].map(renew_map["contract_id"])
     opps = renewal_opportunities(view)
     con["renewal_opportunity_id"] = con["contract_id"].map(opps["opportunity_id"])
-    opp_closed = con["contract_id"].map(opps["is_closed"]).fillna(False).astype(bool)
-    opp_won = con["contract_id"].map(opps["is_won"]).fillna(False).astype(bool)
+    opp_closed = con["contract_id"].map(opps["is_closed"]).astype("boolean").fillna(False).astype(bool)
+    opp_won = con["contract_id"].map(opps["is_won"]).astype("boolean").fillna(False).astype(bool)
     opp_open = con["renewal_opportunity_id"].notna() & ~opp_closed
     # Early termination: every chain of the contract terminated before its end.
     subs = view.subscriptions
