@@ -107,7 +107,9 @@ def sf_id(kind: str, n: int) -> str:
     Examples
     --------
     >>> sf_id("account", 1)
-    '001Dn00000000001AAA'[:18]
+    '001Dn0000000001IAA'
+    >>> len(sf_id("account", 1))
+    18
     """
     body = ""
     for _ in range(10):

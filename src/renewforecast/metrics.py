@@ -268,6 +268,8 @@ def renewal_kpis(book: Book, start, end, by: str | list[str] | None = None, *, f
     >>> rf.renewal_kpis(rf.Book.empty(), "2024-01-01", "2024-12-31")["due"].tolist()
     [0]
     """
+    if as_of is None and book.data_end is None:
+        as_of = end  # an empty Book: nothing is known, nothing is due
     dec = renewal_decisions(book, as_of)
     lo, hi = pd.Timestamp(start).normalize(), pd.Timestamp(end).normalize()
     dec = dec[(dec["end_date"] >= lo) & (dec["end_date"] <= hi)].copy()

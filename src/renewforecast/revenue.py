@@ -478,7 +478,13 @@ def mrr_movements(
     iv = _intervals(book, churn_at, columns=())
     cols = ["month", "account_id", "start_mrr", *MOVEMENTS, "end_mrr"]
     if not len(iv):
-        return pd.DataFrame({c: pd.Series(dtype="float64") for c in cols})
+        keys = ["account_id"] if by is None else ([by] if isinstance(by, str) else list(by))
+        empty = {"month": pd.Series(dtype="datetime64[ns]"), **{k: pd.Series(dtype="string") for k in keys}}
+        empty.update({c: pd.Series(dtype="float64") for c in cols[2:]})
+        if by is not None:
+            empty.update({c: pd.Series(dtype="int64") for c in
+                          ["customers_start", "customers_end", *[f"n_{m}" for m in MOVEMENTS]]})
+        return pd.DataFrame(empty)
     full_lo, hi = _month_range(book, iv, None, end)
     lo = full_lo if start is None else max(full_lo, _month_range(book, iv, start, None)[0])
     codes, uniques = _group_codes(iv, ["account_id"], book)

@@ -119,31 +119,90 @@ def establish_schedule(
     )
 
 
-def _shift(start: np.ndarray, period: np.ndarray, k: np.ndarray) -> np.ndarray:
-    """start (datetime64[D]) plus k periods, month periods rolling to month end."""
-    out = np.empty(len(start), dtype="datetime64[D]")
-    days = np.select([period == "daily", period == "weekly"], [1, 7], 0)
-    is_day = days > 0
-    out[is_day] = start[is_day] + (k[is_day] * days[is_day]).astype("timedelta64[D]")
-    step = np.select([period == "monthly", period == "quarterly", period == "yearly"], [1, 3, 12], 0)
-    m = ~is_day
-    if m.any():
-        s = start[m]
+def _shift(
+    start: np.ndarray,
+    months: np.ndarray,
+    days: np.ndarray,
+    n: np.ndarray,
+    installment: np.ndarray,
+) -> np.ndarray:
+    """Installment dates (datetime64[ns], one per row) of lines beginning on ``start``.
+
+    Per line: ``start`` (datetime64[D]), the period as ``months`` or ``days``
+    (the other 0) and the count ``n``; ``installment`` is the rows' 1-based
+    number. Installment k is ``start`` plus k periods, month periods rolling
+    to the last day of shorter months.
+
+    Every date comes from one small table of the dates the lines can reach
+    (day of month 0-30 in each month reached, then each day reached, then
+    NaT), indexed by a running sum, so no calendar arithmetic is done per row.
+    """
+    total = len(installment)
+    sd = start.view(np.int64)
+    nat = np.isnat(start)
+    by_month = (months > 0) & ~nat
+    by_day = (days > 0) & ~nat
+    reach = n - 1
+    m_lo = m_hi = d_lo = d_hi = 0
+    m_size = d_size = 0
+    if by_month.any():
+        m0 = start.astype("datetime64[M]").view(np.int64)
+        dom = sd - m0.astype("datetime64[M]").astype("datetime64[D]").view(np.int64)
+        m_lo = int(m0[by_month].min())
+        m_hi = int((m0 + reach * months)[by_month].max())
+        m_size = (m_hi - m_lo + 1) * 31
+    if by_day.any():
+        d_lo = int(sd[by_day].min())
+        d_hi = int((sd + reach * days)[by_day].max())
+        d_size = d_hi - d_lo + 1
+    if m_size + d_size > 5_000_000:
+        # Dates too far apart for a table: the calendar arithmetic per row.
+        k = installment - 1
+        s = np.repeat(start, n)
         month0 = s.astype("datetime64[M]")
         day = (s - month0.astype("datetime64[D]")).astype(np.int64)
-        target = month0 + (k[m] * step[m]).astype("timedelta64[M]")
+        target = month0 + (k * np.repeat(months, n)).astype("timedelta64[M]")
         first = target.astype("datetime64[D]")
         dim = ((target + 1).astype("datetime64[D]") - first).astype(np.int64)
-        out[m] = first + np.minimum(day, dim - 1).astype("timedelta64[D]")
-    return out
+        out = first + np.minimum(day, dim - 1).astype("timedelta64[D]")
+        out += (k * np.repeat(days, n)).astype("timedelta64[D]")
+        return out.astype("datetime64[ns]")
+    parts = [np.array(["NaT"], dtype="datetime64[D]")]
+    base = np.zeros(len(start), dtype=np.int64)  # NaT lines stay on entry 0
+    step = np.zeros(len(start), dtype=np.int64)
+    if by_month.any():
+        first = np.arange(m_lo, m_hi + 2).astype("datetime64[M]")
+        first = first.astype("datetime64[D]")
+        dim = np.diff(first.view(np.int64))
+        clamped = np.minimum(np.arange(31), dim[:, None] - 1)  # day of month, rolled
+        parts.append((first[:-1, None] + clamped).ravel())
+        base[by_month] = 1 + (m0[by_month] - m_lo) * 31 + dom[by_month]
+        step[by_month] = months[by_month] * 31
+    if by_day.any():
+        parts.append(np.arange(d_lo, d_hi + 1).astype("datetime64[D]"))
+        base[by_day] = 1 + m_size + sd[by_day] - d_lo
+        step[by_day] = days[by_day]
+    table = np.concatenate(parts).astype("datetime64[ns]")
+    # Row positions in the table: base on a line's first row, then + step.
+    pos = np.repeat(step, n)
+    if total:
+        ends = np.cumsum(n)
+        prev_last = np.concatenate(([0], (base + reach * step)[:-1]))
+        pos[ends - n] = base - prev_last
+        np.cumsum(pos, out=pos)
+    return table[pos]
 
 
-def _split_cents(total: np.ndarray, n: np.ndarray, is_last: np.ndarray) -> np.ndarray:
+def _split_cents(
+    total: np.ndarray, n: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per line: each installment but the last, and the last, of total over n."""
     finite = np.isfinite(total)
     cents = np.round(np.where(finite, total, 0.0) * 100.0).astype(np.int64)
     each = np.sign(cents) * (np.abs(cents) // n)  # truncate toward zero, as to the cent
     last = cents - each * (n - 1)
-    return np.where(finite, np.where(is_last, last, each) / 100.0, np.nan)
+    return (np.where(finite, each / 100.0, np.nan),
+            np.where(finite, last / 100.0, np.nan))
 
 
 def expand_schedules(lines: pd.DataFrame) -> pd.DataFrame:
@@ -182,12 +241,16 @@ def expand_schedules(lines: pd.DataFrame) -> pd.DataFrame:
     >>> str(out["schedule_date"].iloc[1].date())
     '2024-02-29'
     """
-    t = lines["schedule_type"].astype(str).str.strip().str.lower().to_numpy()
-    p = lines["period"].astype(str).str.strip().str.lower().to_numpy()
-    n_raw = pd.to_numeric(lines["installments"], errors="coerce").to_numpy(dtype="float64")
+    # Type and period take a handful of distinct values: normalise those, not each row.
+    t_codes, t_uniq = pd.factorize(lines["schedule_type"], use_na_sentinel=False)
+    p_codes, p_uniq = pd.factorize(lines["period"], use_na_sentinel=False)
+    t_norm = pd.Series(t_uniq).astype(str).str.strip().str.lower().to_numpy()
+    p_norm = pd.Series(p_uniq).astype(str).str.strip().str.lower().to_numpy()
+    n_raw = pd.to_numeric(lines["installments"], errors="coerce")
+    n_raw = n_raw.to_numpy(dtype="float64")
     bad = (
-        ~np.isin(t, ALLOWED["revenue_schedule_type"])
-        | ~np.isin(p, ALLOWED["installment_period"])
+        ~np.isin(t_norm, ALLOWED["revenue_schedule_type"])[t_codes]
+        | ~np.isin(p_norm, ALLOWED["installment_period"])[p_codes]
         | ~np.isfinite(n_raw)
         | (n_raw != np.round(n_raw))
         | (n_raw < 1)
@@ -202,24 +265,32 @@ def expand_schedules(lines: pd.DataFrame) -> pd.DataFrame:
                         for r in shown.itertuples(index=False))
         )
     n = n_raw.astype(np.int64)
-    idx = np.repeat(np.arange(len(lines)), n)
-    starts_at = np.repeat(np.cumsum(n) - n, n)
-    k = np.arange(len(idx)) - starts_at
-    n_rep = n[idx]
-    is_last = k == n_rep - 1
-    divide = t[idx] == "divide"
+    total = int(n.sum())
+    # Per line first, then repeated over its rows.
+    divide = (t_norm == "divide")[t_codes]
+    months = np.array([_MONTHS.get(x, 0) for x in p_norm], dtype=np.int64)[p_codes]
+    days = np.array([_DAYS.get(x, 0) for x in p_norm], dtype=np.int64)[p_codes]
+    # Installment numbers: a running count, back to 1 on each line's first row.
+    installment = np.ones(total, dtype=np.int64)
+    if total:
+        ends = np.cumsum(n)
+        installment[ends[:-1]] = 1 - n[:-1]
+        np.cumsum(installment, out=installment)
+    last_rows = np.cumsum(n) - 1
     start = pd.to_datetime(lines["start_date"]).to_numpy().astype("datetime64[D]")
     out = {
-        "line_id": lines["line_id"].to_numpy()[idx],
-        "installment": k + 1,
-        "schedule_date": _shift(start[idx], p[idx], k).astype("datetime64[ns]"),
+        "line_id": np.repeat(lines["line_id"].to_numpy(), n),
+        "installment": installment,
+        "schedule_date": _shift(start, months, days, n, installment),
     }
-    amount = lines["amount"].to_numpy(dtype="float64")[idx]
-    out["revenue"] = np.where(divide, _split_cents(amount, n_rep, is_last), amount)
-    if "quantity" in lines.columns:
-        qty = lines["quantity"].to_numpy(dtype="float64")[idx]
-        out["quantity"] = np.where(divide, _split_cents(qty, n_rep, is_last), qty)
-    return pd.DataFrame(out)
+    columns = ["amount", "quantity"] if "quantity" in lines.columns else ["amount"]
+    for col in columns:
+        value = lines[col].to_numpy(dtype="float64")
+        each, last = _split_cents(value, n)
+        rows = np.repeat(np.where(divide, each, value), n)
+        rows[last_rows] = np.where(divide, last, value)
+        out["revenue" if col == "amount" else col] = rows
+    return pd.DataFrame(out, copy=False)  # fresh arrays: no need to copy them again
 
 
 def reconcile_schedules(book) -> pd.DataFrame:
