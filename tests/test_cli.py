@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pandas as pd
+
 from click.testing import CliRunner
 
 from _support import edit_sf
@@ -41,3 +43,20 @@ def test_report_on_invalid_data_publishes_nothing(org_copy, tmp_path):
 def test_python_dash_m_works():
     done = subprocess.run([sys.executable, "-m", "renewforecast", "--help"], capture_output=True, text=True)
     assert done.returncode == 0 and "demo-data" in done.stdout
+
+
+def test_forecast_writes_a_tidy_csv_and_refuses_bad_options(demo_org, tmp_path):
+    out = tmp_path / "forecast.csv"
+    result = CliRunner().invoke(main, ["forecast", str(demo_org.path), "--as-of", "2026-06-30", "--horizon", "6",
+                                       "--by", "segment", "--sims", "50", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(out)
+    assert table.columns.tolist() == ["scenario", "month", "group", "component", "mean", "p10", "p50", "p90"]
+    assert sorted(table["month"].unique()) == ["2026-07-31", "2026-08-31", "2026-09-30", "2026-10-31",
+                                               "2026-11-30", "2026-12-31"]
+    assert {"total", "contracted", "renewal", "pipeline", "new_business"} == set(table["component"])
+    assert "Wrote" in result.output
+    before = out.read_bytes()
+    bad = CliRunner().invoke(main, ["forecast", str(demo_org.path), "--by", "colour", "--out", str(out)])
+    assert bad.exit_code == 1 and "not an account column" in bad.output
+    assert out.read_bytes() == before  # a failed run leaves the previous file alone

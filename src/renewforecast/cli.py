@@ -253,5 +253,57 @@ def score(directory, model_path, as_of, out, crm, id_field, encoding, date_forma
                f"ARR at risk {at_risk:,.0f}. Wrote {out}")
 
 
+@main.command("forecast")
+@click.argument("directory", type=click.Path(exists=True, file_okay=False))
+@click.option("--as-of", "as_of", default=None, help="Forecast date, YYYY-MM-DD (default: the data's export date).")
+@click.option("--horizon", default=12, show_default=True, type=click.IntRange(1, 120), help="Months forecast.")
+@click.option("--out", required=True, help="CSV to write (atomically): month, group, component, mean, p10, p50, p90.")
+@click.option("--model", "model_path", default=None,
+              help="Saved renewal model folder for renewal probabilities (default: historical renewal rates).")
+@click.option("--by", default=None, help="Account column to forecast by, e.g. segment.")
+@click.option("--sims", default=1000, show_default=True, type=click.IntRange(min=1), help="Monte Carlo simulations.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Random seed (same seed, same intervals).")
+@click.option("--scenario", "scenario_name", default="base", show_default=True, help="Name of the scenario.")
+@click.option("--renewal-factor", default=1.0, show_default=True, type=click.FloatRange(min=0),
+              help="Multiply every renewal probability.")
+@click.option("--slip", default=0, show_default=True, type=click.IntRange(min=0),
+              help="Months every open deal slips.")
+@click.option("--uplift", default=None, type=float, help="Price every renewal at ARR x (1 + UPLIFT).")
+@data_options
+def forecast(directory, as_of, horizon, out, model_path, by, sims, seed, scenario_name, renewal_factor, slip,
+             uplift, encoding, date_format, currency) -> None:
+    """Forecast monthly revenue by component, with P10/P50/P90, and write it to OUT.
+
+    Example: renewforecast forecast data/demo --horizon 12 --by segment --out forecast.csv
+    """
+    from renewforecast._atomic import atomic_write_text
+    from renewforecast.forecast import Scenario, revenue_forecast
+    from renewforecast.registry import ModelRefused, load_model
+    from renewforecast.scoring import _neutralise
+
+    book = _load_or_exit(directory, encoding, date_format, currency)
+    cut = book.resolve_as_of(as_of)
+    model = None
+    if model_path is not None:
+        try:
+            model = load_model(model_path)
+        except ModelRefused as exc:
+            _fail(f"the model was refused: {exc}", EXIT_MODEL_REFUSED)
+    try:
+        scenario = Scenario(scenario_name, renewal_factor=renewal_factor, pipeline_slip_months=slip, uplift=uplift)
+        fc = revenue_forecast(book, cut, horizon_months=horizon, model=model, n_sims=sims, by=by,
+                              scenario=scenario, random_state=seed)
+    except RenewForecastError as exc:
+        _fail(str(exc), EXIT_INVALID_DATA)
+    table = fc.assign(month=fc["month"].dt.strftime("%Y-%m-%d"),
+                      group=fc["group"].map(_neutralise))  # group names come from the data
+    atomic_write_text(out, table.to_csv(index=False))
+    total = fc[(fc["component"] == "total") & (fc["group"] == "total")]
+    last = total.iloc[-1]
+    click.echo(f"Forecast {horizon} months from {cut.date()}: {total['mean'].sum():,.0f} expected in all; "
+               f"{last['month']:%B %Y} {last['mean']:,.0f} (P10 {last['p10']:,.0f}, P90 {last['p90']:,.0f}). "
+               f"Renewals: {fc.attrs['renewal_probability']}. Wrote {out}")
+
+
 if __name__ == "__main__":
     main()
