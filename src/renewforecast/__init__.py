@@ -25,9 +25,9 @@ from renewforecast.exceptions import (
     ReportRunError,
 )
 from renewforecast.evaluation import RenewalEvaluation, evaluate_renewal_model
-from renewforecast.backtest import ForecastBacktest, backtest_forecast
+from renewforecast.backtest import ForecastBacktest, backtest_forecast, backtest_origins
 from renewforecast.features import renewal_features, renewal_training_set
-from renewforecast.forecast import COMPONENTS, Scenario, revenue_forecast
+from renewforecast.forecast import COMPONENTS, Scenario, forecast_scenario_table, revenue_forecast
 from renewforecast.io.canonical import write_canonical
 from renewforecast.lifetimes import annual_cohorts, customer_lifetimes
 from renewforecast.io.loader import load_book
@@ -85,12 +85,14 @@ __all__ = [
     "annual_cohorts",
     "arr_on",
     "backtest_forecast",
+    "backtest_origins",
     "cac",
     "cohort_retention",
     "customer_lifetimes",
     "establish_schedule",
     "evaluate_renewal_model",
     "expand_schedules",
+    "forecast_scenario_table",
     "gross_margin",
     "last_month_end",
     "line_schedules",

@@ -25,7 +25,7 @@ from renewforecast.exceptions import RenewForecastError
 from renewforecast.forecast import revenue_forecast
 from renewforecast.revenue import last_month_end, recognized_revenue
 
-__all__ = ["ForecastBacktest", "backtest_forecast"]
+__all__ = ["ForecastBacktest", "backtest_forecast", "backtest_origins"]
 
 METHODS = ("bottom_up", "top_down_ets", "seasonal_naive")
 
@@ -97,6 +97,31 @@ def _top_down(y: pd.Series, horizon: int, n_sims: int, seed: int) -> tuple[np.nd
         sims = np.asarray(best.simulate(horizon, anchor="end", repetitions=n_sims,
                                         rng=np.random.default_rng(seed))).reshape(horizon, -1)
     return mean, np.quantile(sims, 0.1, axis=1), np.quantile(sims, 0.9, axis=1)
+
+
+def backtest_origins(book: Book, horizon_months: int = 12, *, n_origins: int = 9, step_months: int = 3,
+                     as_of=None) -> list[pd.Timestamp]:
+    """Month-end origins for a backtest: the latest whose horizon is complete, and earlier ones.
+
+    The latest origin is ``horizon_months`` before the last complete month
+    (of ``as_of``, default the Book's data end); the others go back
+    ``step_months`` at a time. Origins without 13 months of revenue before
+    them are dropped.
+
+    Examples
+    --------
+    >>> import renewforecast as rf
+    >>> rf.backtest_origins(rf.Book.empty(), as_of="2026-10-31")
+    []
+    """
+    end = last_month_end(as_of if as_of is not None else (book.data_end or pd.Timestamp("1970-01-01")))
+    first = book.subscriptions["start_date"].min()
+    if pd.isna(first):
+        return []
+    earliest = last_month_end(first) + pd.offsets.MonthEnd(13)
+    latest = end - pd.offsets.MonthEnd(horizon_months)
+    origins = [latest - pd.offsets.MonthEnd(step_months * k) for k in range(n_origins)]
+    return sorted(o for o in origins if o >= earliest)
 
 
 def backtest_forecast(book: Book, origins, horizon_months: int = 12, *, n_sims: int = 500,

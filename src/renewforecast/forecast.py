@@ -64,7 +64,7 @@ from renewforecast.revenue import (
     mrr_movements,
 )
 
-__all__ = ["COMPONENTS", "Scenario", "revenue_forecast"]
+__all__ = ["COMPONENTS", "Scenario", "forecast_scenario_table", "revenue_forecast"]
 
 log = logging.getLogger(__name__)
 
@@ -608,7 +608,7 @@ def _fit_new_business(y: pd.Series, horizon: int, n_sims: int, rng: np.random.Ge
                                 rng=np.random.default_rng(rng.integers(2**63 - 1)))
             paths = np.asarray(sims, dtype="float64").reshape(horizon, -1)[:, :k].T
             if logged:
-                paths = np.expm1(np.minimum(paths, np.log1p(y.max()) + 3.0))  # no runaway paths
+                paths = np.expm1(np.minimum(paths, np.log1p(y.max() * 4.0)))  # no runaway paths
             parts.append(paths)
     paths = rng.permutation(np.concatenate(parts), axis=0)
     label = "combination of " + ", ".join(f"{n} ({w:.0%})" for n, w in zip(names, weights, strict=True))
@@ -628,32 +628,41 @@ def _new_business(view: Book, cut: pd.Timestamp, lo: int, hi: int, groups: _Grou
                   rng: np.random.Generator, pipeline_nb_mean: np.ndarray):
     n_months = hi - lo + 1
     end = last_month_end(cut)
-    by = () if groups.by is None else (groups.by,)
-    mv = mrr_movements(view, end=end, by=by)
     out = np.zeros((n_sims, len(groups.labels), n_months))
-    chosen = {}
     # Months from the last complete month to each forecast month.
     step0 = lo - _month_no(end)
     steps = step0 + n_months - 1
-    for g, label in enumerate(groups.labels):
-        rows = mv if groups.by is None else mv[mv[groups.by].astype(object).astype(str) == label]
-        y = (rows.set_index("month")["new"] + rows.set_index("month")["reactivation"]).sort_index()
-        if len(y):
-            y = y.reindex(pd.date_range(y.index.min(), end, freq="ME"), fill_value=0.0)
-        paths, name, mae, point = _fit_new_business(y, steps, n_sims, rng)
-        rev = _earned(paths)
-        # The simulated paths know the model's noise, not how wrong the model
-        # itself can be. Past forecasts of the same model from rolling origins
-        # say that: the spread is topped up to their root-mean-square log error.
-        spread = _rolling_log_errors(y, steps, point)
-        if spread is not None:
-            own = np.var(np.log1p(rev), axis=0)
-            extra = np.sqrt(np.clip(spread ** 2 - own, 0, None))
-            rev = rev * np.exp(rng.standard_normal(n_sims)[:, None] * extra[None, :])
-        chosen[label] = {"model": name, "holdout_mae": mae,
-                         "rolling_log_error_last_month": None if spread is None else float(spread[-1])}
-        out[:, g, :] = np.clip(rev[:, step0 - 1:] - pipeline_nb_mean[g][None, :], 0, None)
-    return out, chosen
+    # One model of the whole book's new MRR: a group's own series is often too
+    # sparse (months without a deal) to model. Groups share the paths by their
+    # share of new MRR over the last 12 months.
+    mv = mrr_movements(view, end=end, by=())
+    y = (mv.set_index("month")["new"] + mv.set_index("month")["reactivation"]).sort_index()
+    if len(y):
+        y = y.reindex(pd.date_range(y.index.min(), end, freq="ME"), fill_value=0.0)
+    paths, name, mae, point = _fit_new_business(y, steps, n_sims, rng)
+    rev = _earned(paths)
+    # The simulated paths know the model's noise, not how wrong the model
+    # itself can be. Past forecasts of the same model from rolling origins
+    # say that: the spread is topped up to their root-mean-square log error.
+    spread = _rolling_log_errors(y, steps, point)
+    if spread is not None:
+        own = np.var(np.log1p(rev), axis=0)
+        extra = np.sqrt(np.clip(spread ** 2 - own, 0, None))
+        rev = rev * np.exp(rng.standard_normal(n_sims)[:, None] * extra[None, :])
+    share = np.ones(1)
+    if groups.by is not None:
+        by_group = mrr_movements(view, start=end - pd.offsets.MonthEnd(11), end=end, by=(groups.by,))
+        amount = (by_group["new"] + by_group["reactivation"]).groupby(
+            by_group[groups.by].astype(object).where(by_group[groups.by].notna(), "(none)").astype(str)).sum()
+        share = amount.reindex(groups.labels, fill_value=0.0).to_numpy(dtype="float64")
+        share = share / share.sum() if share.sum() > 0 else np.full(len(groups.labels), 1 / len(groups.labels))
+    for g in range(len(groups.labels)):
+        out[:, g, :] = np.clip(share[g] * rev[:, step0 - 1:] - pipeline_nb_mean[g][None, :], 0, None)
+    info = {"model": name, "holdout_mae": mae,
+            "rolling_log_error_last_month": None if spread is None else float(spread[-1])}
+    if groups.by is not None:
+        info["shares"] = dict(zip(groups.labels, np.round(share, 4).tolist(), strict=True))
+    return out, info
 
 
 def _earned(paths: np.ndarray) -> np.ndarray:
@@ -842,4 +851,45 @@ def _summarise(sims: dict[str, np.ndarray], labels: list[str], months: pd.Dateti
     out = out.sort_values(["group", "_o", "month"], kind="stable").drop(columns="_o").reset_index(drop=True)
     num = ["mean", "p10", "p50", "p90"]
     out[num] = out[num].round(2)
+    return out
+
+
+def forecast_scenario_table(forecasts: list[pd.DataFrame], group: str = "total") -> pd.DataFrame:
+    """Compare forecasts of several scenarios: expected revenue and the last month's range.
+
+    Parameters
+    ----------
+    forecasts : list of DataFrame
+        :func:`revenue_forecast` outputs, one per scenario; the first is the
+        reference the others are compared with.
+    group : str, default "total"
+
+    Returns
+    -------
+    DataFrame
+        Indexed by scenario: ``expected_revenue`` (sum of the monthly
+        means), ``vs_first`` (its change against the first scenario),
+        ``last_month``, ``last_month_mean``, ``last_month_p10`` and
+        ``last_month_p90``.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> def fc(name, level):
+    ...     return pd.DataFrame({"scenario": name, "month": pd.date_range("2026-01-31", periods=2, freq="ME"),
+    ...                          "group": "total", "component": "total", "mean": [level, level],
+    ...                          "p10": [level - 1, level - 1], "p50": [level, level], "p90": [level + 1, level + 1]})
+    >>> forecast_scenario_table([fc("base", 100.0), fc("down", 90.0)])["vs_first"].tolist()
+    [0.0, -0.1]
+    """
+    rows = []
+    for fc in forecasts:
+        t = fc[(fc["component"] == "total") & (fc["group"] == group)].sort_values("month")
+        last = t.iloc[-1]
+        rows.append({"scenario": str(t["scenario"].iloc[0]), "expected_revenue": round(float(t["mean"].sum()), 2),
+                     "last_month": last["month"], "last_month_mean": last["mean"],
+                     "last_month_p10": last["p10"], "last_month_p90": last["p90"]})
+    out = pd.DataFrame(rows).set_index("scenario")
+    base = out["expected_revenue"].iloc[0]
+    out.insert(1, "vs_first", (out["expected_revenue"] / base - 1).round(4) if base else np.nan)
     return out

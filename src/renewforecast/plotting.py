@@ -8,7 +8,7 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.ticker import FuncFormatter
 
-__all__ = ["bar_by_group", "cohort_heatmap", "grouped_rates", "line_over_time", "money_formatter", "mrr_bridge",
+__all__ = ["backtest_accuracy", "bar_by_group", "cohort_heatmap", "forecast_components", "forecast_fan", "grouped_rates", "line_over_time", "money_formatter", "mrr_bridge",
            "against_benchmark", "lines_by_group", "ltv_by_method", "sbg_fit", "survival_by_group"]
 
 
@@ -266,5 +266,99 @@ def against_benchmark(frame: pd.DataFrame, *, group: str, value: str, benchmark:
     ax.set_ylabel(ylabel or value)
     ax.set_title(title)
     ax.tick_params(axis="x", rotation=20)
+    ax.spines[["top", "right"]].set_visible(False)
+    return ax
+
+
+_COMPONENT_COLOURS = {"contracted": "#2b6cb0", "renewal": "#38a169", "pipeline": "#d69e2e",
+                      "new_business": "#805ad5"}
+
+
+def forecast_fan(forecast: pd.DataFrame, *, group: str = "total", history: pd.Series | None = None,
+                 title: str = "", ax: Axes | None = None) -> Axes:
+    """Fan chart of the total forecast: the mean, the P10-P90 band and recent history.
+
+    Parameters
+    ----------
+    forecast : DataFrame
+        :func:`renewforecast.revenue_forecast` output.
+    group : str, default "total"
+    history : Series, optional
+        Recognised revenue by month end, drawn before the forecast.
+
+    Examples
+    --------
+    >>> import pandas as pd, matplotlib
+    >>> matplotlib.use("Agg")
+    >>> fc = pd.DataFrame({"month": pd.date_range("2026-01-31", periods=3, freq="ME"), "group": "total",
+    ...                    "component": "total", "mean": [10., 11, 12], "p10": [9., 9.5, 10],
+    ...                    "p50": [10., 11, 12], "p90": [11., 12.5, 14]})
+    >>> len(forecast_fan(fc).collections)
+    1
+    """
+    if ax is None:
+        _, ax = plt.subplots(figsize=(9, 4))
+    rows = forecast[(forecast["component"] == "total") & (forecast["group"] == group)].sort_values("month")
+    if history is not None and len(history):
+        ax.plot(history.index, history.to_numpy(), color="#4a5568", label="recognised")
+    ax.fill_between(rows["month"], rows["p10"], rows["p90"], color="#90cdf4", alpha=0.6, label="P10 to P90")
+    ax.plot(rows["month"], rows["mean"], color="#2b6cb0", marker="o", markersize=3, label="forecast (mean)")
+    ax.yaxis.set_major_formatter(money_formatter())
+    ax.set_title(title)
+    ax.legend(frameon=False, loc="upper left")
+    ax.spines[["top", "right"]].set_visible(False)
+    return ax
+
+
+def forecast_components(forecast: pd.DataFrame, *, group: str = "total", title: str = "",
+                        ax: Axes | None = None) -> Axes:
+    """Stacked bars of the forecast's mean by component and month.
+
+    Examples
+    --------
+    >>> import pandas as pd, matplotlib
+    >>> matplotlib.use("Agg")
+    >>> fc = pd.DataFrame({"month": pd.Timestamp("2026-01-31"), "group": "total",
+    ...                    "component": ["contracted", "renewal"], "mean": [5.0, 2.0]})
+    >>> [t.get_text() for t in forecast_components(fc).get_legend().get_texts()]
+    ['contracted', 'renewal']
+    """
+    if ax is None:
+        _, ax = plt.subplots(figsize=(9, 4))
+    rows = forecast[(forecast["group"] == group) & (forecast["component"] != "total")]
+    wide = rows.pivot_table(index="month", columns="component", values="mean", aggfunc="sum").fillna(0.0)
+    wide = wide[[c for c in _COMPONENT_COLOURS if c in wide.columns]]
+    bottom = np.zeros(len(wide))
+    width = 20  # days, so monthly bars do not touch
+    for c in wide.columns:
+        ax.bar(wide.index, wide[c], bottom=bottom, width=width, color=_COMPONENT_COLOURS[c], label=c)
+        bottom = bottom + wide[c].to_numpy()
+    ax.yaxis.set_major_formatter(money_formatter())
+    ax.set_title(title)
+    ax.legend(frameon=False, ncol=4, loc="upper left")
+    ax.spines[["top", "right"]].set_visible(False)
+    return ax
+
+
+def backtest_accuracy(by_horizon: pd.DataFrame, *, title: str = "", ax: Axes | None = None) -> Axes:
+    """MAPE by forecast horizon, one line per method (``ForecastBacktest.by_horizon()``).
+
+    Examples
+    --------
+    >>> import pandas as pd, matplotlib
+    >>> matplotlib.use("Agg")
+    >>> t = pd.DataFrame({"bottom_up": [0.01, 0.02], "top_down_ets": [0.02, 0.04]}, index=[1, 2])
+    >>> len(backtest_accuracy(t).get_lines())
+    2
+    """
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 3.5))
+    for method in by_horizon.columns:
+        ax.plot(by_horizon.index, 100 * by_horizon[method], marker="o", markersize=3,
+                label=method.replace("_", " "))
+    ax.set_xlabel("months ahead")
+    ax.set_ylabel("MAPE (%)")
+    ax.set_title(title)
+    ax.legend(frameon=False)
     ax.spines[["top", "right"]].set_visible(False)
     return ax
