@@ -33,7 +33,8 @@ def test_template_is_clean_and_parameterised(path: Path):
 
 
 def test_templates_cover_the_reports():
-    assert [p.stem for p in NOTEBOOKS][:4] == ["00_data_quality", "01_revenue_kpis", "02_renewal_risk", "03_ltv_cac"]
+    assert [p.stem for p in NOTEBOOKS][:5] == ["00_data_quality", "01_revenue_kpis", "02_renewal_risk", "03_ltv_cac",
+                                               "04_revenue_forecast"]
 
 
 @pytest.mark.slow
@@ -67,8 +68,15 @@ def test_report_end_to_end(demo_org, tmp_path):
                     "Retention curves by cohort"):
         assert heading in economics
     assert economics.count("data:image/png;base64") >= 5  # CAC, LTV, LTV:CAC, payback, cohorts
+    forecast = (latest / "04_revenue_forecast.html").read_text(encoding="utf-8")
+    for heading in ("How the forecast is built", "The forecast and its range", "Where the revenue comes from",
+                    "By group", "Scenarios", "How well the method did before"):
+        assert heading in forecast
+    assert forecast.count("data:image/png;base64") >= 3  # fan, components, backtest accuracy
+    for label in ("top_down_ets", "seasonal_naive", "coverage_p10_p90", "renewals 10% less likely"):
+        assert label in forecast
     index = (latest / "index.html").read_text(encoding="utf-8")
-    for page in ("00_data_quality", "01_revenue_kpis", "02_renewal_risk", "03_ltv_cac"):
+    for page in ("00_data_quality", "01_revenue_kpis", "02_renewal_risk", "03_ltv_cac", "04_revenue_forecast"):
         assert f'href="{page}.html"' in index
     run = json.loads((latest / "run.json").read_text())
     assert run["as_of"] == "2026-06-30" and run["status"] == "ok"
