@@ -60,7 +60,7 @@ class ForecastBacktest:
         d = self.detail.assign(ape=lambda x: (x["forecast"] - x["actual"]).abs() / x["actual"].abs(),
                                pe=lambda x: (x["forecast"] - x["actual"]) / x["actual"].abs(),
                                inside=lambda x: ((x["actual"] >= x["p10"]) & (x["actual"] <= x["p90"]))
-                               .where(x["p10"].notna()))
+                               .astype("float64").where(x["p10"].notna()))
         last = d["horizon"] == d["horizon"].max()
         out = pd.DataFrame({
             "mape": d.groupby("method")["ape"].mean(),

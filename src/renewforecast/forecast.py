@@ -43,6 +43,7 @@ alone explains.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import warnings
@@ -72,7 +73,8 @@ COMPONENTS = ("contracted", "renewal", "pipeline", "new_business")
 _QUANTILES = (0.1, 0.5, 0.9)
 _MIN_DECISIONS = 30  # fewer past decisions than this: use the portfolio rate
 _MIN_STAGE = 20      # fewer closed deals at a stage than this: use the CRM's probability
-_CHUNK = 100         # simulations per block: bounds memory on large books
+_CHUNK = 100         # simulations per block at most
+_CELLS = 1 << 24     # outcomes (simulations x rows) drawn at once: bounds memory on large books
 _PIPELINE_TYPES = ("new_business", "upsell", "amendment")
 
 
@@ -188,6 +190,22 @@ def _add_months(dates: np.ndarray, months: np.ndarray | int) -> np.ndarray:
     return first + np.minimum(day, dim - 1).astype("timedelta64[D]")
 
 
+def _one_blas_thread():
+    """A context in which BLAS runs on one thread.
+
+    The statistical fits here (statsmodels state space, lifelines) do
+    thousands of tiny matrix operations; a second BLAS thread only adds
+    hand-offs, and on a busy machine each hand-off can wait for a time slice
+    (fits over 100 times slower). Results are the same, up to rounding in the
+    last digits of a few sums.
+    """
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - a dependency of scikit-learn
+        return contextlib.nullcontext()
+    return threadpool_limits(1, user_api="blas")
+
+
 def _copula_rho(rates: np.ndarray, counts: np.ndarray, p: float) -> float:
     """Correlation of a one-factor Gaussian copula matching the rates' excess variance.
 
@@ -217,36 +235,73 @@ def _copula_rho(rates: np.ndarray, counts: np.ndarray, p: float) -> float:
     return float(optimize.brentq(gap, 0.0, 0.5, xtol=1e-4))
 
 
-def _simulate_bernoulli(thresholds: np.ndarray, rho: float, rng: np.random.Generator, n: int,
-                        chain_start: np.ndarray | None = None):
-    """Yield blocks of simulated outcomes (rows x sims, bool) under a one-factor copula.
+def _chain_levels(chain_start: np.ndarray, order: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Rows that continue a chain, by depth: (rows, the row before each in its chain), in ``order`` positions.
 
-    Row ``i`` succeeds when ``sqrt(rho) Z + sqrt(1 - rho) e_i < thresholds[i]``
-    (``Z`` common to the simulation), so ``P(success) = Phi(threshold)``
-    exactly. With ``chain_start``, a row only counts when every earlier row of
-    its chain (rows ``chain_start[i] .. i``) succeeded too.
+    Rows ``chain_start[i] .. i`` are row ``i``'s chain (contiguous). Depth 1
+    comes first, so applying the levels in turn carries a failure down the
+    whole chain.
     """
+    n = len(chain_start)
+    pos = np.empty(n, dtype=np.int64)
+    pos[order] = np.arange(n)
+    depth = np.arange(n) - chain_start
+    levels = []
+    for d in range(1, int(depth.max()) + 1 if n else 1):
+        rows = np.flatnonzero(depth == d)
+        if len(rows):
+            levels.append((pos[rows], pos[rows - 1]))
+    return levels
+
+
+def _simulate_revenue(out: np.ndarray, thresholds: np.ndarray, rho: float, rng: np.random.Generator,
+                      revenue: np.ndarray, codes: np.ndarray, chain_start: np.ndarray | None = None) -> None:
+    """Add each simulation's revenue of the rows that succeed: ``out[s, g, :] += sum of revenue[i]``.
+
+    Row ``i`` (of group ``codes[i]``) succeeds when
+    ``sqrt(rho) Z + sqrt(1 - rho) e_i < thresholds[i]`` (``Z`` common to the
+    simulation), so ``P(success) = Phi(threshold)`` exactly. With
+    ``chain_start``, a row only counts when every earlier row of its chain
+    (rows ``chain_start[i] .. i``) succeeded too.
+
+    Rows are put in group order once, so that each group is one block; the
+    outcomes of a block of simulations are drawn as simulations x rows
+    (single-precision normals), and each group's revenue is then one matrix
+    product.
+    """
+    n_sims, n_groups = out.shape[0], out.shape[1]
+    n_rows = len(thresholds)
+    if n_rows == 0:
+        return
+    order = np.argsort(codes, kind="stable")
+    bounds = np.searchsorted(codes[order], np.arange(n_groups + 1))
+    revenue = np.ascontiguousarray(revenue[order])
     a, b = np.sqrt(rho), np.sqrt(1.0 - rho)
-    for s0 in range(0, n, _CHUNK):
-        k = min(_CHUNK, n - s0)
+    # a Z + b e < t  <=>  e + (a / b) Z < t / b
+    limit = (thresholds[order] / b if b > 0 else thresholds[order]).astype(np.float32)
+    levels = _chain_levels(chain_start, order) if chain_start is not None else []
+    chunk = int(np.clip(_CELLS // n_rows, 1, _CHUNK))
+    # Buffers reused by every block (first touches of fresh memory are not free).
+    e_buf = np.empty((chunk, n_rows), dtype=np.float32)
+    ok_buf = np.empty((chunk, n_rows), dtype=bool)
+    w_buf = np.empty((chunk, n_rows), dtype=np.float64)
+    for s0 in range(0, n_sims, chunk):
+        k = min(chunk, n_sims - s0)
         z = rng.standard_normal(k)
-        e = rng.standard_normal((len(thresholds), k))
-        ok = (a * z[None, :] + b * e) < thresholds[:, None]
-        if chain_start is not None and len(ok):
-            fails = np.cumsum(~ok, axis=0, dtype=np.int32)
-            before = np.where(chain_start[:, None] > 0, fails[np.maximum(chain_start - 1, 0)], 0)
-            ok = (fails - before) == 0
-        yield k, ok
-
-
-def _accumulate(sims: np.ndarray, s0: int, ok: np.ndarray, revenue: np.ndarray, codes: np.ndarray,
-                n_groups: int) -> None:
-    """sims[s0:s0+k, g, :] += outcomes^T @ revenue for each group's rows."""
-    k = ok.shape[1]
-    for g in range(n_groups):
-        rows = codes == g
-        if rows.any():
-            sims[s0:s0 + k, g, :] += ok[rows].T.astype("float64") @ revenue[rows]
+        e, ok, w = e_buf[:k], ok_buf[:k], w_buf[:k]
+        rng.standard_normal(dtype=np.float32, out=e)
+        if b > 0:
+            e += (a / b * z).astype(np.float32)[:, None]
+        else:
+            e[:] = z.astype(np.float32)[:, None]
+        np.less(e, limit[None, :], out=ok)
+        for rows, before in levels:
+            ok[:, rows] &= ok[:, before]
+        np.copyto(w, ok)
+        for g in range(n_groups):
+            lo, hi = bounds[g], bounds[g + 1]
+            if hi > lo:
+                out[s0:s0 + k, g, :] += w[:, lo:hi] @ revenue[lo:hi]
 
 
 # --------------------------------------------------------------- components
@@ -311,15 +366,15 @@ def _evergreen_survival(view: Book, ever: pd.DataFrame, cut: pd.Timestamp, lo: i
         mrr_of = ever.set_index("contract_id")["mrr"]
         life["log_mrr"] = np.log1p(life["contract_id"].map(mrr_of).fillna(mrr_of.median()).clip(lower=0))
         try:
-            with warnings.catch_warnings():
+            with warnings.catch_warnings(), _one_blas_thread():
                 warnings.simplefilter("ignore")
                 model = SurvivalModel(kind="weibull_aft").fit(life[["duration", "event", "log_mrr"]])
-            X = pd.DataFrame({"log_mrr": np.log1p(ever["mrr"].clip(lower=0)).to_numpy()})
-            alive = np.ones((len(ever), n_months))
-            s = np.ones(len(ever))
-            for t in range(n_months):
-                s = s * (1 - model.monthly_hazard(X, tenure=tenure0 + ahead[t] - 1).to_numpy())
-                alive[:, t] = s
+                X = pd.DataFrame({"log_mrr": np.log1p(ever["mrr"].clip(lower=0)).to_numpy()})
+                alive = np.ones((len(ever), n_months))
+                s = np.ones(len(ever))
+                for t in range(n_months):
+                    s = s * (1 - model.monthly_hazard(X, tenure=tenure0 + ahead[t] - 1).to_numpy())
+                    alive[:, t] = s
             return alive, f"Weibull survival model on {len(life)} evergreen contracts ({events} ended)"
         except Exception as exc:  # a degenerate fit falls back to the constant hazard
             log.warning("evergreen survival model failed (%s); using a constant hazard", exc)
@@ -331,7 +386,8 @@ def _evergreen_survival(view: Book, ever: pd.DataFrame, cut: pd.Timestamp, lo: i
 def _renewal_rates(view: Book, cut: pd.Timestamp) -> tuple[pd.DataFrame, dict]:
     from renewforecast.metrics import renewal_decisions
 
-    dec = renewal_decisions(view, cut)
+    # A view already cut back to the as-of date is not cut again (the costliest step).
+    dec = renewal_decisions(view) if view.known_as_of == cut else renewal_decisions(view, cut)
     recent = dec[dec["outcome"].isin(["renewed", "churned"]) & (dec["end_date"] <= cut)
                  & (dec["end_date"] > cut - pd.DateOffset(months=24)) & (dec["prior_arr"] > 0)].copy()
     return dec, {"recent": recent}
@@ -799,16 +855,9 @@ def revenue_forecast(
                 for g in range(n_groups):
                     rows = codes == g
                     sims["contracted"][s0:s0 + k, g, t] += ok[rows].T.astype("float64") @ ever_rev[rows, t]
-    thr = special.ndtri(ren["p"])
-    s0 = 0
-    for k, ok in _simulate_bernoulli(thr, ren["rho"], rng, n_sims, ren["chain_start"]):
-        _accumulate(sims["renewal"], s0, ok, ren["revenue"], ren["codes"], n_groups)
-        s0 += k
-    thr = special.ndtri(pipe["p"])
-    s0 = 0
-    for k, ok in _simulate_bernoulli(thr, pipe["rho"], rng, n_sims):
-        _accumulate(sims["pipeline"], s0, ok, pipe["revenue"], pipe["codes"], n_groups)
-        s0 += k
+    _simulate_revenue(sims["renewal"], special.ndtri(ren["p"]), ren["rho"], rng, ren["revenue"], ren["codes"],
+                      ren["chain_start"])
+    _simulate_revenue(sims["pipeline"], special.ndtri(pipe["p"]), pipe["rho"], rng, pipe["revenue"], pipe["codes"])
     nb_info: dict[str, Any] = {}
     if new_business:
         nb_mean = np.zeros((n_groups, n_months))
@@ -816,7 +865,8 @@ def revenue_forecast(
         for g in range(n_groups):
             sel = rows & (pipe["codes"] == g)
             nb_mean[g] = pipe["p"][sel] @ pipe["revenue"][sel]
-        sims["new_business"], nb_info = _new_business(view, cut, lo, hi, groups, n_sims, rng, nb_mean)
+        with _one_blas_thread():
+            sims["new_business"], nb_info = _new_business(view, cut, lo, hi, groups, n_sims, rng, nb_mean)
 
     out = _summarise(sims, groups.labels, _month_ends(lo, hi), scn.name)
     out.attrs.update({
