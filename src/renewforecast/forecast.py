@@ -698,10 +698,15 @@ def _new_business(view: Book, cut: pd.Timestamp, lo: int, hi: int, groups: _Grou
     paths, name, mae, point = _fit_new_business(y, steps, n_sims, rng)
     rev = _earned(paths)
     # The simulated paths know the model's noise, not how wrong the model
-    # itself can be. Past forecasts of the same model from rolling origins
-    # say that: the spread is topped up to their root-mean-square log error.
-    spread = _rolling_log_errors(y, steps, point)
-    if spread is not None:
+    # itself has been. Its forecasts from earlier origins say that: the paths
+    # are moved by the mean log error those forecasts made at each horizon
+    # (a growing business outruns smoothing models), and their spread is
+    # topped up to the spread of those errors.
+    errors = _rolling_log_errors(y, steps, point)
+    spread = None
+    if errors is not None:
+        shift, spread = errors
+        rev = rev * np.exp(shift)[None, :]
         own = np.var(np.log1p(rev), axis=0)
         extra = np.sqrt(np.clip(spread ** 2 - own, 0, None))
         rev = rev * np.exp(rng.standard_normal(n_sims)[:, None] * extra[None, :])
@@ -715,7 +720,8 @@ def _new_business(view: Book, cut: pd.Timestamp, lo: int, hi: int, groups: _Grou
     for g in range(len(groups.labels)):
         out[:, g, :] = np.clip(share[g] * rev[:, step0 - 1:] - pipeline_nb_mean[g][None, :], 0, None)
     info = {"model": name, "holdout_mae": mae,
-            "rolling_log_error_last_month": None if spread is None else float(spread[-1])}
+            "past_log_error_mean_last_month": None if errors is None else float(errors[0][-1]),
+            "past_log_error_sd_last_month": None if errors is None else float(errors[1][-1])}
     if groups.by is not None:
         info["shares"] = dict(zip(groups.labels, np.round(share, 4).tolist(), strict=True))
     return out, info
@@ -726,8 +732,14 @@ def _earned(paths: np.ndarray) -> np.ndarray:
     return np.cumsum(paths, axis=-1) - 0.5 * paths
 
 
-def _rolling_log_errors(y: pd.Series, steps: int, point, n_origins: int = 6) -> np.ndarray | None:
-    """Root-mean-square log error of the revenue earned, by horizon, over past origins."""
+def _rolling_log_errors(y: pd.Series, steps: int, point, n_origins: int = 6
+                        ) -> tuple[np.ndarray, np.ndarray] | None:
+    """Mean and standard deviation, by horizon, of the log error of the revenue earned.
+
+    The model is refitted at up to ``n_origins`` earlier origins, a quarter
+    apart, each with ``steps`` months of actuals after it and two years of
+    history before it; ``None`` with fewer than three such origins.
+    """
     if point is None:
         return None
     errors = []
@@ -740,7 +752,7 @@ def _rolling_log_errors(y: pd.Series, steps: int, point, n_origins: int = 6) -> 
         errors.append(np.log1p(np.clip(actual, 0, None)) - np.log1p(forecast))
     if len(errors) < 3:
         return None
-    return np.sqrt(np.mean(np.square(errors), axis=0))
+    return np.mean(errors, axis=0), np.std(errors, axis=0)
 
 
 # ------------------------------------------------------------------ forecast
