@@ -879,7 +879,7 @@ def write_demo_org(
     write_salesforce_export(tables, out)
     t = truth.copy()
     for col in ("end_date", "lead_date"):
-        t[col] = t[col].dt.strftime("%Y-%m-%d")
+        t[col] = pd.to_datetime(t[col]).dt.strftime("%Y-%m-%d")  # typed even when no decision exists
     atomic_write_text(out / "truth" / "renewal_truth.csv", t.to_csv(index=False, lineterminator="\n"))
     readme = (
         "Synthetic Salesforce CPQ export written by renewforecast (demo org).\n"
