@@ -60,3 +60,52 @@ def test_forecast_writes_a_tidy_csv_and_refuses_bad_options(demo_org, tmp_path):
     bad = CliRunner().invoke(main, ["forecast", str(demo_org.path), "--by", "colour", "--out", str(out)])
     assert bad.exit_code == 1 and "not an account column" in bad.output
     assert out.read_bytes() == before  # a failed run leaves the previous file alone
+
+
+def test_report_help_lists_every_notebook_and_its_parameters():
+    result = CliRunner().invoke(main, ["report", "--help"])
+    assert result.exit_code == 0
+    for stem in ("00_data_quality", "01_revenue_kpis", "02_renewal_risk", "03_ltv_cac", "04_revenue_forecast"):
+        assert f"Notebook {stem}" in result.output
+    for name in ("horizon_months", "discount_rate", "top_rows", "backtest_sims"):
+        assert name in result.output
+
+
+def test_report_parameters_are_checked_before_any_kernel_starts(demo_org, tmp_path):
+    out = tmp_path / "reports"
+    cases = [
+        (["-p", "horizon_months=twelve"], "expected int"),
+        (["-p", "colour=blue"], "no report notebook takes it"),
+        (["-p", "horizon_months"], "NAME=VALUE"),
+        (["--as-of", "2099-01-31"], "in the future"),
+        (["--as-of", "2019-01-31"], "before the first subscription"),
+        (["--as-of", "31/01/2026"], "not a date"),
+    ]
+    for args, message in cases:
+        result = CliRunner().invoke(main, ["report", str(demo_org.path), "--out", str(out), *args])
+        assert result.exit_code == 2, (args, result.output)
+        assert message in result.output, (args, result.output)
+    # every problem at once
+    both = CliRunner().invoke(main, ["report", str(demo_org.path), "--out", str(out), "-p", "colour=1",
+                                     "-p", "n_sims=1.5"])
+    assert both.exit_code == 2 and "colour" in both.output and "n_sims" in both.output
+    assert not out.exists()  # nothing was run, nothing published
+
+
+def test_report_passes_checked_parameters_to_the_run(demo_org, tmp_path, monkeypatch):
+    import renewforecast.reporting as reporting
+
+    seen = {}
+
+    def fake_run(directory, **kwargs):
+        seen.update(kwargs)
+        return tmp_path / "run"
+
+    monkeypatch.setattr(reporting, "run_reports", fake_run)
+    result = CliRunner().invoke(main, ["report", str(demo_org.path), "--out", str(tmp_path / "r"), "--as-of",
+                                       "2026-06-30", "-p", "horizon_months=6", "-p", "by=region",
+                                       "-p", "discount_rate=0.08"])
+    assert result.exit_code == 0, result.output
+    assert seen["as_of"] == "2026-06-30"
+    assert {k: seen["parameters"][k] for k in ("horizon_months", "by", "discount_rate")} == {
+        "horizon_months": 6, "by": "region", "discount_rate": 0.08}

@@ -120,8 +120,99 @@ def validate(directory: str, encoding, date_format, currency, limit: int) -> Non
         click.echo("No warnings.")
 
 
-@main.command("report")
+class _ReportCommand(click.Command):
+    """``report --help`` lists every report notebook and the parameters it takes."""
+
+    def format_epilog(self, ctx, formatter) -> None:
+        super().format_epilog(ctx, formatter)
+        from renewforecast.reporting import list_notebooks, notebook_parameters
+
+        try:
+            books = [(p.stem, notebook_parameters(p)) for p in list_notebooks()]
+        except ReportRunError as exc:
+            formatter.write_paragraph()
+            formatter.write_text(f"(report notebooks not found: {exc})")
+            return
+        for stem, params in books:
+            with formatter.section(f"Notebook {stem} (-p NAME=VALUE)"):
+                formatter.write_dl([(name, f"{info['help']} [default {info['default']}]")
+                                    for name, info in params.items()])
+
+
+def _notebook_value(raw: str):
+    import ast
+
+    try:
+        return ast.literal_eval(raw)
+    except (ValueError, SyntaxError):
+        return raw  # plain text
+
+
+def _check_params(pairs: tuple[str, ...], notebooks: tuple[str, ...], as_of: str | None, book) -> dict:
+    """Validate -p NAME=VALUE pairs and the as-of date before any kernel starts (exit 2)."""
+    import ast
+
+    from renewforecast.reporting import EXIT_BAD_INPUT, list_notebooks, notebook_parameters
+
+    try:
+        templates = [p for p in list_notebooks() if not notebooks or p.stem in notebooks or p.name in notebooks]
+        declared: dict[str, dict] = {}
+        for path in templates:
+            for name, info in notebook_parameters(path).items():
+                declared.setdefault(name, info)
+    except ReportRunError as exc:
+        _fail(str(exc), exc.exit_code)
+    problems, values = [], {}
+    for pair in pairs:
+        name, sep, raw = pair.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            problems.append(f"-p {pair!r}: write NAME=VALUE")
+            continue
+        if name in ("source", "as_of"):
+            problems.append(f"-p {name}: give the data folder as the argument and the date with --as-of")
+            continue
+        if name not in declared:
+            problems.append(f"-p {name}: no report notebook takes it (known: {', '.join(sorted(declared))})")
+            continue
+        value = _notebook_value(raw)
+        try:
+            default = ast.literal_eval(declared[name]["default"])
+        except (ValueError, SyntaxError):
+            default = None
+        ok = (default is None or value is None
+              or (isinstance(default, bool) and isinstance(value, bool))
+              or (isinstance(default, int) and not isinstance(default, bool) and isinstance(value, int)
+                  and not isinstance(value, bool))
+              or (isinstance(default, float) and isinstance(value, (int, float)) and not isinstance(value, bool))
+              or (isinstance(default, str) and isinstance(value, str)))
+        if not ok:
+            problems.append(f"-p {name}={raw}: expected {type(default).__name__} like its default "
+                            f"{declared[name]['default']}")
+            continue
+        values[name] = value
+    if as_of is not None:
+        try:
+            day = pd.Timestamp(dt.date.fromisoformat(as_of))
+        except ValueError:
+            problems.append(f"--as-of {as_of!r} is not a date YYYY-MM-DD")
+        else:
+            first = book.subscriptions["start_date"].min()
+            if day > pd.Timestamp(dt.date.today()):
+                problems.append(f"--as-of {as_of} is in the future")
+            elif book.data_end is not None and day > book.data_end:
+                problems.append(f"--as-of {as_of} is after the data's export date {book.data_end.date()}")
+            elif pd.notna(first) and day < first:
+                problems.append(f"--as-of {as_of} is before the first subscription ({first.date()})")
+    if problems:
+        _fail("the report was not run:\n  " + "\n  ".join(problems), EXIT_BAD_INPUT)
+    return values
+
+
+@main.command("report", cls=_ReportCommand)
 @click.argument("directory", type=click.Path(exists=True, file_okay=False))
+@click.option("-p", "--param", "param_pairs", multiple=True, metavar="NAME=VALUE",
+              help="Set a notebook parameter (repeatable); the parameters are listed below.")
 @click.option("--as-of", "as_of", default=None, help="As-of date, YYYY-MM-DD (default: the data's export date).")
 @click.option("--out", default="reports", show_default=True, type=click.Path(file_okay=False), help="Where runs are published.")
 @click.option("--notebook", "notebooks", multiple=True, help="Run only this report (repeatable), e.g. 00_data_quality.")
@@ -130,7 +221,8 @@ def validate(directory: str, encoding, date_format, currency, limit: int) -> Non
 @click.option("--model", "model_path", default="models/renewal", show_default=True,
               help="Saved renewal model the risk report scores with.")
 @data_options
-def report(directory, as_of, out, notebooks, timeout, keep, model_path, encoding, date_format, currency) -> None:
+def report(directory, param_pairs, as_of, out, notebooks, timeout, keep, model_path, encoding, date_format,
+           currency) -> None:
     """Run the report notebooks on DIRECTORY and publish HTML to OUT/<run-id>/.
 
     The run is published only if every notebook succeeds; OUT/latest then
@@ -146,10 +238,11 @@ def report(directory, as_of, out, notebooks, timeout, keep, model_path, encoding
     except BookValidationError as exc:
         _fail(f"{directory} is not valid input, so no report was run. "
               f"Run 'renewforecast validate {directory}' for the full list.\n{exc}", EXIT_INVALID_DATA)
+    extra = _check_params(param_pairs, notebooks, as_of, book)
     if as_of is None:
         end = book.data_end
         as_of = (end or pd.Timestamp(dt.date.today())).strftime("%Y-%m-%d")
-    params = {"model_path": str(Path(model_path).resolve())}
+    params = {"model_path": str(Path(model_path).resolve()), **extra}
     if encoding:
         params["encoding"] = encoding
     try:
