@@ -47,6 +47,7 @@ import pandas as pd
 
 import renewforecast as rf
 from renewforecast import forecast as fc_mod
+from renewforecast.schedules import _add_months  # the schedules' month rule
 from renewforecast.schemas import TABLES, conform
 
 AS_OF = "2025-12-31"
@@ -68,17 +69,6 @@ def _ids(prefix: str, n: int, start: int = 0) -> np.ndarray:
 
 def _days(n) -> np.ndarray:
     return np.asarray(n, dtype=np.int64).astype("timedelta64[D]")
-
-
-def _add_months(d: np.ndarray, k) -> np.ndarray:
-    """Dates plus whole months, rolling to the last day of shorter months."""
-    d = np.asarray(d, dtype="datetime64[D]")
-    m0 = d.astype("datetime64[M]")
-    dom = (d - m0.astype("datetime64[D]")).astype(np.int64)
-    target = m0 + np.asarray(k, dtype=np.int64).astype("timedelta64[M]")
-    first = target.astype("datetime64[D]")
-    dim = ((target + 1).astype("datetime64[D]") - first).astype(np.int64)
-    return first + _days(np.minimum(dom, dim - 1))
 
 
 def build_book(n_contracts: int = 100_000, n_accounts: int = 30_000, n_open: int = 5_000,

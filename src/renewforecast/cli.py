@@ -10,6 +10,7 @@ stopped early).
 
 from __future__ import annotations
 
+import ast
 import datetime as dt
 import sys
 from pathlib import Path
@@ -140,18 +141,25 @@ class _ReportCommand(click.Command):
 
 
 def _notebook_value(raw: str):
-    import ast
-
     try:
         return ast.literal_eval(raw)
     except (ValueError, SyntaxError):
         return raw  # plain text
 
 
+def _same_kind(default, value) -> bool:
+    """A value fits a parameter declared with ``default`` (None takes anything; an int fits a float)."""
+    if default is None or value is None:
+        return True
+    kinds = {bool: (bool,), int: (int,), float: (int, float), str: (str,)}
+    allowed = kinds.get(type(default))
+    if allowed is None:
+        return True
+    return isinstance(value, allowed) and (isinstance(default, bool) or not isinstance(value, bool))
+
+
 def _check_params(pairs: tuple[str, ...], notebooks: tuple[str, ...], as_of: str | None, book) -> dict:
     """Validate -p NAME=VALUE pairs and the as-of date before any kernel starts (exit 2)."""
-    import ast
-
     from renewforecast.reporting import EXIT_BAD_INPUT, list_notebooks, notebook_parameters
 
     try:
@@ -179,14 +187,8 @@ def _check_params(pairs: tuple[str, ...], notebooks: tuple[str, ...], as_of: str
         try:
             default = ast.literal_eval(declared[name]["default"])
         except (ValueError, SyntaxError):
-            default = None
-        ok = (default is None or value is None
-              or (isinstance(default, bool) and isinstance(value, bool))
-              or (isinstance(default, int) and not isinstance(default, bool) and isinstance(value, int)
-                  and not isinstance(value, bool))
-              or (isinstance(default, float) and isinstance(value, (int, float)) and not isinstance(value, bool))
-              or (isinstance(default, str) and isinstance(value, str)))
-        if not ok:
+            default = None  # not a literal: any value is accepted
+        if not _same_kind(default, value):
             problems.append(f"-p {name}={raw}: expected {type(default).__name__} like its default "
                             f"{declared[name]['default']}")
             continue

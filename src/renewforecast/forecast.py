@@ -57,13 +57,17 @@ from scipy import optimize, special, stats
 from renewforecast.book import Book
 from renewforecast.exceptions import RenewForecastError
 from renewforecast.revenue import (
+    _last_counted_day,
+    _month_end,
     _month_fractions,
+    _month_number,
     _objects,
     _row_values,
     _spread,
     last_month_end,
     mrr_movements,
 )
+from renewforecast.schedules import _add_months
 
 __all__ = ["COMPONENTS", "Scenario", "forecast_scenario_table", "revenue_forecast"]
 
@@ -132,12 +136,7 @@ def _as_scenario(scenario) -> Scenario:
 
 
 def _month_no(ts) -> int:
-    return int(np.datetime64(pd.Timestamp(ts).normalize(), "M").astype(np.int64))
-
-
-def _month_ends(lo: int, hi: int) -> pd.DatetimeIndex:
-    first = np.arange(lo, hi + 1).astype("datetime64[M]")
-    return pd.DatetimeIndex(((first + 1).astype("datetime64[D]") - 1).astype("datetime64[ns]"))
+    return int(_month_number([pd.Timestamp(ts).to_datetime64()])[0])
 
 
 class _Groups:
@@ -177,17 +176,6 @@ def _overlap_days(first: np.ndarray, last: np.ndarray, lo: int, hi: int) -> np.n
     lst = last.astype("datetime64[D]")[:, None]
     days = (np.minimum(lst, ends[None, :]) - np.maximum(f, starts[None, :])).astype(np.int64) + 1
     return np.clip(days, 0, None).astype("float64")
-
-
-def _add_months(dates: np.ndarray, months: np.ndarray | int) -> np.ndarray:
-    """Dates plus whole months, rolling to the last day of shorter months."""
-    d = np.asarray(dates, dtype="datetime64[D]")
-    m0 = d.astype("datetime64[M]")
-    day = (d - m0.astype("datetime64[D]")).astype(np.int64)
-    target = m0 + np.asarray(months, dtype=np.int64).astype("timedelta64[M]")
-    first = target.astype("datetime64[D]")
-    dim = ((target + 1).astype("datetime64[D]") - first).astype(np.int64)
-    return first + np.minimum(day, dim - 1).astype("timedelta64[D]")
 
 
 def _one_blas_thread():
@@ -311,9 +299,7 @@ def _contracted(view: Book, cut: pd.Timestamp, lo: int, hi: int, groups: _Groups
     """Fixed-term revenue (groups x months) and the evergreen contracts' monthly revenue."""
     subs = view.subscriptions
     v = _row_values(view)
-    stop, term = v["to_date"], v["chain_terminated"]
-    ends_first = np.isnat(term) | (~np.isnat(stop) & (stop < term))
-    last_day = np.where(ends_first, stop, term - np.timedelta64(1, "D"))
+    last_day = _last_counted_day(v["to_date"], v["chain_terminated"])
     rate = v["quantity"] * v["annual_value"] / 12.0
     evergreen = np.isnat(last_day)
     n_groups, n_months = len(groups.labels), hi - lo + 1
@@ -383,14 +369,15 @@ def _evergreen_survival(view: Book, ever: pd.DataFrame, cut: pd.Timestamp, lo: i
             f"constant monthly hazard {h:.4f} from {events} ended of {len(life)} evergreen contracts")
 
 
-def _renewal_rates(view: Book, cut: pd.Timestamp) -> tuple[pd.DataFrame, dict]:
+def _renewal_decisions(view: Book, cut: pd.Timestamp) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every contract's renewal decision, and those decided in the 24 months before ``cut``."""
     from renewforecast.metrics import renewal_decisions
 
     # A view already cut back to the as-of date is not cut again (the costliest step).
     dec = renewal_decisions(view) if view.known_as_of == cut else renewal_decisions(view, cut)
     recent = dec[dec["outcome"].isin(["renewed", "churned"]) & (dec["end_date"] <= cut)
                  & (dec["end_date"] > cut - pd.DateOffset(months=24)) & (dec["prior_arr"] > 0)].copy()
-    return dec, {"recent": recent}
+    return dec, recent
 
 
 def _renewals(view: Book, cut: pd.Timestamp, lo: int, hi: int, groups: _Groups, model, scn: Scenario,
@@ -398,8 +385,7 @@ def _renewals(view: Book, cut: pd.Timestamp, lo: int, hi: int, groups: _Groups, 
     """Stage rows of renewals inside the horizon, their probabilities and revenue."""
     from renewforecast.metrics import renewal_opportunities
 
-    dec, info = _renewal_rates(view, cut)
-    recent = info["recent"]
+    dec, recent = _renewal_decisions(view, cut)
     horizon_end = (np.datetime64(hi + 1, "M").astype("datetime64[D]") - 1)
     forecast_start = np.datetime64(lo, "M").astype("datetime64[D]")
     open_ = dec[(dec["outcome"] == "open") & (dec["prior_arr"] > 0)
@@ -462,7 +448,8 @@ def _renewals(view: Book, cut: pd.Timestamp, lo: int, hi: int, groups: _Groups, 
         quote = quote.to_numpy(dtype="float64")
         term = open_["term_months"].to_numpy(dtype="float64")
         has_quote = np.isfinite(quote) & (quote > 0) & np.isfinite(term) & (term > 0)
-        arr = np.where(has_quote, np.where(has_quote, quote, 0) * 12.0 / np.where(has_quote, term, 1), arr)
+        quoted = np.divide(12.0 * quote, term, out=np.zeros_like(quote), where=has_quote)
+        arr = np.where(has_quote, quoted, arr)
 
     # Stages: the first renewal starts the day after the end; later ones follow
     # for as long as they start inside the horizon.
@@ -513,11 +500,15 @@ def _renewals(view: Book, cut: pd.Timestamp, lo: int, hi: int, groups: _Groups, 
             "source": source, "details": details}
 
 
-def _win_rates(view: Book, cut: pd.Timestamp) -> tuple[dict, dict, float]:
-    """Win rate of closed deals by (type, stage) and by stage reached, over 24 months."""
+def _closed_deals(view: Book, cut: pd.Timestamp) -> pd.DataFrame:
+    """Pipeline-type opportunities closed in the 24 months before ``cut``."""
     opps = view.opportunities
-    closed = opps[opps["is_closed"].fillna(False).astype(bool) & opps["type"].isin(_PIPELINE_TYPES)
-                  & (opps["close_date"] <= cut) & (opps["close_date"] > cut - pd.DateOffset(months=24))]
+    return opps[opps["is_closed"].fillna(False).astype(bool) & opps["type"].isin(_PIPELINE_TYPES)
+                & (opps["close_date"] <= cut) & (opps["close_date"] > cut - pd.DateOffset(months=24))]
+
+
+def _win_rates(view: Book, closed: pd.DataFrame) -> tuple[dict, dict, float]:
+    """Win rate of the closed deals by (type, stage) and by stage reached."""
     overall = float(closed["is_won"].astype(bool).mean()) if len(closed) else float("nan")
     hist = view.opportunity_history
     hist = hist[hist["opportunity_id"].isin(set(closed["opportunity_id"]))]
@@ -547,7 +538,8 @@ def _pipeline(view: Book, cut: pd.Timestamp, lo: int, hi: int, groups: _Groups, 
     stage_p = open_["probability"].astype("float64")
     if win_probability not in ("auto", "history", "stage"):
         raise RenewForecastError("win_probability must be 'auto', 'history' or 'stage'")
-    by_type, by_stage, overall = _win_rates(view, cut) if win_probability != "stage" else ({}, {}, np.nan)
+    closed = _closed_deals(view, cut)
+    by_type, by_stage, overall = _win_rates(view, closed) if win_probability != "stage" else ({}, {}, np.nan)
     if win_probability == "history" and not by_stage:
         raise RenewForecastError("win_probability='history' needs stage history of closed opportunities "
                                  "(OpportunityHistory); use 'stage'")
@@ -599,8 +591,6 @@ def _pipeline(view: Book, cut: pd.Timestamp, lo: int, hi: int, groups: _Groups, 
     is_nb = (info["type"] == "new_business").to_numpy()
     details = open_[["opportunity_id", "account_id", "type", "stage", "close_date", "amount", "win_probability"]]
     rho = 0.0
-    closed = opps[opps["is_closed"].fillna(False).astype(bool) & opps["type"].isin(_PIPELINE_TYPES)
-                  & (opps["close_date"] <= cut) & (opps["close_date"] > cut - pd.DateOffset(months=24))]
     if len(closed) and np.isfinite(overall):
         agg = closed.assign(m=closed["close_date"].dt.to_period("M"), w=closed["is_won"].astype(float)) \
             .groupby("m")["w"].agg(["mean", "size"])
@@ -880,7 +870,7 @@ def revenue_forecast(
         with _one_blas_thread():
             sims["new_business"], nb_info = _new_business(view, cut, lo, hi, groups, n_sims, rng, nb_mean)
 
-    out = _summarise(sims, groups.labels, _month_ends(lo, hi), scn.name)
+    out = _summarise(sims, groups.labels, pd.DatetimeIndex(_month_end(np.arange(lo, hi + 1))), scn.name)
     out.attrs.update({
         "as_of": cut, "horizon_months": int(horizon_months), "n_sims": int(n_sims),
         "scenario": dataclasses.asdict(scn),

@@ -79,6 +79,12 @@ def _chain_termination(subs: pd.DataFrame, root: np.ndarray) -> np.ndarray:
     return np.where(out == big, np.datetime64("NaT"), out.view("datetime64[ns]"))
 
 
+def _last_counted_day(to_date: np.ndarray, chain_terminated: np.ndarray) -> np.ndarray:
+    """The last day a row counts: its end, or the day before its chain was terminated (NaT: open)."""
+    ends_first = np.isnat(chain_terminated) | (~np.isnat(to_date) & (to_date < chain_terminated))
+    return np.where(ends_first, to_date, chain_terminated - np.timedelta64(1, "D"))
+
+
 def _row_values(book: Book, *, need_root: bool = False) -> dict[str, np.ndarray | None]:
     """Per ledger row: counted dates, quantity and value of one unit per year, as arrays.
 
@@ -236,9 +242,7 @@ def _intervals(book: Book, churn_at: str = "term_end",
         lost_on = subs["contract_id"].map(_lost_renewal_dates(book)).to_numpy(dtype="datetime64[ns]")
         cut = ~np.isnat(lost_on) & (np.isnat(stop) | (lost_on <= stop))
         stop = np.where(cut, lost_on - np.timedelta64(1, "D"), stop)
-    # The last day a row counts: its end, or the day before its chain terminated.
-    ends_first = np.isnat(term) | (~np.isnat(stop) & (stop < term))
-    d_to = np.where(ends_first, stop, term - np.timedelta64(1, "D")).astype("datetime64[D]")
+    d_to = _last_counted_day(stop, term).astype("datetime64[D]")
     last = _month_number(d_to)
     not_month_end = ~np.isnat(d_to) & ((d_to + 1).astype("datetime64[M]") == d_to.astype("datetime64[M]"))
     last = last - not_month_end.astype(np.int64)
@@ -660,9 +664,7 @@ def recognized_revenue(book: Book, start, end, by: str | list[str] | tuple[str, 
         raise ValueError(f"end ({end}) is before start ({start})")
     subs = book.subscriptions
     v = _row_values(book)
-    stop, term = v["to_date"], v["chain_terminated"]
-    ends_first = np.isnat(term) | (~np.isnat(stop) & (stop < term))
-    last_day = np.where(ends_first, stop, term - np.timedelta64(1, "D"))
+    last_day = _last_counted_day(v["to_date"], v["chain_terminated"])
     keep, mf, ml, frac_first, frac_last = _month_fractions(v["from_date"], last_day, lo, hi)
     frame = pd.DataFrame({c: _objects(subs[c])[keep]
                           for c in dict.fromkeys(("account_id", *[k for k in keys if k in subs.columns]))})

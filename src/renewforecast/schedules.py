@@ -119,6 +119,21 @@ def establish_schedule(
     )
 
 
+def _add_months(dates, months) -> np.ndarray:
+    """Dates (datetime64[D]) plus whole months, rolling to the last day of shorter months.
+
+    The month rule of every schedule: 31 January plus one month is
+    29 February 2024, plus two is 31 March.
+    """
+    d = np.asarray(dates, dtype="datetime64[D]")
+    m0 = d.astype("datetime64[M]")
+    day = (d - m0.astype("datetime64[D]")).astype(np.int64)
+    target = m0 + np.asarray(months, dtype=np.int64).astype("timedelta64[M]")
+    first = target.astype("datetime64[D]")
+    dim = ((target + 1).astype("datetime64[D]") - first).astype(np.int64)
+    return first + np.minimum(day, dim - 1).astype("timedelta64[D]")
+
+
 def _shift(
     start: np.ndarray,
     months: np.ndarray,
@@ -158,13 +173,7 @@ def _shift(
     if m_size + d_size > 5_000_000:
         # Dates too far apart for a table: the calendar arithmetic per row.
         k = installment - 1
-        s = np.repeat(start, n)
-        month0 = s.astype("datetime64[M]")
-        day = (s - month0.astype("datetime64[D]")).astype(np.int64)
-        target = month0 + (k * np.repeat(months, n)).astype("timedelta64[M]")
-        first = target.astype("datetime64[D]")
-        dim = ((target + 1).astype("datetime64[D]") - first).astype(np.int64)
-        out = first + np.minimum(day, dim - 1).astype("timedelta64[D]")
+        out = _add_months(np.repeat(start, n), k * np.repeat(months, n))
         out += (k * np.repeat(days, n)).astype("timedelta64[D]")
         return out.astype("datetime64[ns]")
     parts = [np.array(["NaT"], dtype="datetime64[D]")]
