@@ -1,6 +1,7 @@
 # renewforecast: two commands on a fresh machine.
 #   make report   build .venv, generate the demo org, train, run every report, print where the HTML is
 #   make test     build .venv and run the test suite
+#   make lab      JupyterLab on the notebooks, with the project's kernel
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -11,13 +12,15 @@ MODELS ?= models
 SEED ?= 7
 REPORTS ?= reports
 PYTEST_ARGS ?=
+LAB_ARGS ?=
 
-.PHONY: all install demo train report test clean-reports help
+.PHONY: all install demo train report test lab kernel clean-reports help
 
 help:
 	@echo "make report   build the environment, generate the demo org, publish every report"
 	@echo "make test     build the environment and run the tests"
 	@echo "make demo     (re)generate the demo org in $(DATA)"
+	@echo "make lab      open the notebooks in JupyterLab with the project's kernel"
 
 # The environment is rebuilt when pyproject.toml changes.
 $(VENV)/.installed: pyproject.toml
@@ -46,6 +49,20 @@ report: $(MODELS)/renewal/latest
 
 test: $(VENV)/.installed
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The project's Python registered as the "python3" kernel the notebooks name,
+# inside .venv; JUPYTER_PATH puts it ahead of any python3 kernel of the user's.
+JUPYTER_DATA := $(abspath $(VENV))/share/jupyter
+$(JUPYTER_DATA)/kernels/python3/kernel.json: $(VENV)/.installed
+	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (renewforecast)"
+
+kernel: $(JUPYTER_DATA)/kernels/python3/kernel.json
+
+# Notebooks open from notebooks/, so their defaults ../data/demo and
+# ../models/renewal find the demo org and the trained model.
+lab: kernel $(MODELS)/renewal/latest
+	JUPYTER_PATH=$(JUPYTER_DATA) $(VENV)/bin/jupyter lab --notebook-dir=notebooks \
+		$(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
 
 clean-reports:
 	rm -rf $(REPORTS)/[0-9]* $(REPORTS)/latest $(REPORTS)/failed

@@ -64,3 +64,48 @@ def make_book(**tables: pd.DataFrame) -> rf.Book:
     """A Book from hand-written canonical tables (the rest empty)."""
     full = {name: conform(tables.get(name, pd.DataFrame()), name) for name in TABLES}
     return rf.Book(**full)
+
+
+PAYLOADS = ("<script>alert('rf-xss')</script>", "<img src=x onerror=alert('rf-xss')>",
+            "javascript:alert('rf-xss')", "\"><svg onload=alert('rf-xss')>")
+
+
+def poison(folder: Path) -> None:
+    """Put script, handler and javascript: payloads in account, product and stage names."""
+    accounts = read_sf(folder, "Account.csv")
+    accounts["Name"] = [PAYLOADS[i % len(PAYLOADS)] + f" {i}" for i in range(len(accounts))]
+    accounts.loc[accounts.index % 3 == 0, "Industry"] = PAYLOADS[1]
+    write_sf(folder, "Account.csv", accounts)
+    products = read_sf(folder, "Product2.csv")
+    products["Name"] = [PAYLOADS[i % len(PAYLOADS)] for i in range(len(products))]
+    products["Family"] = PAYLOADS[0]
+    write_sf(folder, "Product2.csv", products)
+    opps = read_sf(folder, "Opportunity.csv")
+    open_ = opps["IsClosed"] == "false"
+    opps.loc[open_, "StageName"] = PAYLOADS[3]
+    write_sf(folder, "Opportunity.csv", opps)
+
+
+@pytest.fixture(scope="session")
+def hostile_report(demo_org, tmp_path_factory) -> Path:
+    """A full published report run (train, then every notebook) on a demo org poisoned by :func:`poison`.
+
+    Shared by the safe-HTML and browser tests: one run costs a minute or two.
+    Returns the run folder (``reports/latest`` resolved).
+    """
+    from click.testing import CliRunner
+
+    from renewforecast.cli import main
+
+    base = tmp_path_factory.mktemp("hostile")
+    org = base / "org"
+    shutil.copytree(demo_org.path, org)
+    poison(org)
+    models = base / "models"
+    trained = CliRunner().invoke(main, ["train", str(org), "--out", str(models), "--as-of", "2026-06-30"])
+    assert trained.exit_code == 0, trained.output
+    out = base / "reports"
+    result = CliRunner().invoke(main, ["report", str(org), "--out", str(out), "--as-of", "2026-06-30",
+                                       "--model", str(models)])
+    assert result.exit_code == 0, result.output
+    return (out / "latest").resolve()

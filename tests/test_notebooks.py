@@ -7,9 +7,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from click.testing import CliRunner
 
-from renewforecast.cli import main
 from renewforecast.reporting import list_notebooks
 
 NOTEBOOKS = list_notebooks()
@@ -38,16 +36,10 @@ def test_templates_cover_the_reports():
 
 
 @pytest.mark.slow
-def test_report_end_to_end(demo_org, tmp_path):
-    out = tmp_path / "reports"
-    models = tmp_path / "models" / "renewal"
-    trained = CliRunner().invoke(main, ["train", str(demo_org.path), "--out", str(models), "--as-of", "2026-06-30"])
-    assert trained.exit_code == 0, trained.output
-    assert "backtest model" in trained.output
-    result = CliRunner().invoke(main, ["report", str(demo_org.path), "--out", str(out), "--as-of", "2026-06-30",
-                                       "--model", str(models)])
-    assert result.exit_code == 0, result.output
-    latest = out / "latest"
+def test_report_end_to_end(hostile_report):
+    # The shared run on the demo org (names carry script payloads, which only
+    # the safe-HTML test looks at): train, then every notebook, as of 2026-06-30.
+    latest = hostile_report
     html = (latest / "00_data_quality.html").read_text(encoding="utf-8")
     assert "ARR by segment" in html and "2026-06-30" in html
     assert "rf.load_book" not in html  # code cells are hidden
@@ -81,6 +73,38 @@ def test_report_end_to_end(demo_org, tmp_path):
     run = json.loads((latest / "run.json").read_text())
     assert run["as_of"] == "2026-06-30" and run["status"] == "ok"
 
+    # The index's figures are the library's, checked against independent routes.
+    import numpy as np
+    import pandas as pd
+
+    import renewforecast as rf
+
+    book = rf.load_book(latest.parents[1] / "org")
+    assert run["data_fingerprint"] == book.fingerprint
+    figures = {name: {f["key"]: f["value"] for f in h["figures"]} for name, h in run["headlines"].items()}
+    assert set(figures) == {p.stem for p in NOTEBOOKS[:5]}
+    kpis = figures["01_revenue_kpis"]
+    assert kpis["arr"] == pytest.approx(rf.arr_on(book, "2026-06-30"), abs=0.01)  # a month end
+    bridge = run["headlines"]["01_revenue_kpis"]["series"]["bridge"]
+    assert kpis["mrr_bridge"] == pytest.approx(bridge["end_mrr"] - bridge["start_mrr"])
+    assert bridge["start_mrr"] + bridge["new"] + bridge["expansion"] + bridge["reactivation"] \
+        - bridge["contraction"] - bridge["churn"] == pytest.approx(bridge["end_mrr"])
+    model = rf.load_model(latest.parents[1] / "models")
+    scores = rf.score_contracts(book, model=model, as_of="2026-06-30")
+    ends = pd.to_datetime(scores["end_date"])
+    soon = scores[(ends > "2026-06-30") & (ends <= "2026-12-31")]  # rest of Q3 and Q4 2026
+    assert figures["02_renewal_risk"]["arr_at_risk"] == pytest.approx(soon["arr_at_risk"].sum())
+    assert figures["02_renewal_risk"]["arr_at_risk"] == pytest.approx(
+        ((1 - soon["renewal_probability"]) * soon["arr"]).sum())
+    fan = run["headlines"]["04_revenue_forecast"]["series"]["forecast"]
+    # mean of the simulated totals = sum of the monthly means (to the rounding of each month)
+    assert figures["04_revenue_forecast"]["horizon_revenue"] == pytest.approx(sum(fan["mean"]), abs=0.01 * 13)
+    assert np.all(np.array(fan["p10"]) <= np.array(fan["p90"]))
+    assert figures["00_data_quality"]["accounts"] == len(book.accounts)
+    index = (latest / "index.html").read_text(encoding="utf-8")
+    assert rf.format_value(kpis["arr"], "money") in index
+    assert rf.format_value(figures["03_ltv_cac"]["ltv_to_cac"], "ratio") in index
+
 
 def test_data_model_doc_lists_every_mapped_field():
     from renewforecast.io.salesforce import SALESFORCE_OBJECTS
@@ -94,3 +118,48 @@ def test_data_model_doc_lists_every_mapped_field():
     for spec in TABLES.values():
         for col in spec.columns:
             assert f"`{col.name}`" in doc, col.name
+
+
+def _makefile_default(name: str) -> str:
+    text = (Path(__file__).parents[1] / "Makefile").read_text(encoding="utf-8")
+    return next(line.split("?=")[1].strip() for line in text.splitlines() if line.startswith(f"{name} ?="))
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_defaults_point_at_what_make_builds_when_opened_from_the_notebooks_folder(path: Path):
+    # JupyterLab (make lab) runs a notebook in its own folder, so the defaults
+    # are relative to notebooks/ and must land on the demo org and the model.
+    import ast
+
+    from renewforecast.reporting import notebook_parameters
+
+    root = Path(__file__).parents[1]
+    params = notebook_parameters(path)
+    source = ast.literal_eval(params["source"]["default"])
+    assert (path.parent / source).resolve() == (root / _makefile_default("DATA")).resolve()
+    if "model_path" in params:
+        model = ast.literal_eval(params["model_path"]["default"])
+        assert (path.parent / model).resolve() == (root / _makefile_default("MODELS") / "renewal").resolve()
+
+
+@pytest.mark.slow
+def test_a_notebook_runs_as_it_is_from_the_notebooks_folder(demo_org, tmp_path):
+    # The layout of a checkout after `make demo`: notebooks/ beside data/demo.
+    import shutil
+
+    import papermill
+
+    (tmp_path / "notebooks").mkdir()
+    shutil.copy(NOTEBOOKS[0], tmp_path / "notebooks")
+    shutil.copytree(demo_org.path, tmp_path / "data" / "demo")
+    target = tmp_path / "notebooks" / NOTEBOOKS[0].name
+    executed = papermill.execute_notebook(str(target), str(tmp_path / "out.ipynb"), cwd=str(target.parent),
+                                          progress_bar=False, kernel_name="python3")
+    assert all(c.execution_count for c in executed.cells if c.cell_type == "code" and c.source.strip())
+    import renewforecast as rf
+    from renewforecast.headline import HEADLINE_MIME
+
+    headlines = [o["data"][HEADLINE_MIME] for c in executed.cells if c.cell_type == "code"
+                 for o in c.outputs if HEADLINE_MIME in o.get("data", {})]
+    accounts = {f["key"]: f["value"] for f in headlines[0]["figures"]}["accounts"]
+    assert accounts == len(rf.load_book(demo_org.path).accounts)  # it read ../data/demo

@@ -277,7 +277,7 @@ def test_successful_run_publishes_html_index_and_latest(nbdir, out, monkeypatch)
         as_of="2026-06-30",
         out=out,
         notebooks_dir=nbdir,
-        parameters={"account_name": evil, "unused_name": 1},
+        parameters={"account_name": evil, "unused_name": 1, "sf_password": "hunter2-secret"},
         timeout=60,
     )
 
@@ -303,11 +303,17 @@ def test_successful_run_publishes_html_index_and_latest(nbdir, out, monkeypatch)
     assert "ASOF=2026-06-30" in page
     assert "folder with the exports" not in page  # the parameters cell is hidden
     assert "print(" not in page
-    assert "Injected" not in page and "account_name" not in page
+    assert "Injected" not in page
+    # The run banner shows this report's parameters, escaped, and links home.
+    assert evil not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert 'href="index.html"' in page and folder.name in page
+    assert "<script" not in page.lower()  # no CDN require.js / MathJax / mermaid
     assert "ok2" in (folder / "02_detail.html").read_text(encoding="utf-8")
 
     index = (folder / "index.html").read_text(encoding="utf-8")
-    assert "<title>renewforecast reports</title>" in index
+    assert "<title>renewforecast reports as of 2026-06-30</title>" in index
+    for name in ("01_summary.html", "02_detail.html", "index.html", "run.json"):
+        assert "hunter2-secret" not in (folder / name).read_text(encoding="utf-8")
     assert "<script" not in index.lower()
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in index
     assert 'href="01_summary.html"' in index and 'href="02_detail.html"' in index
@@ -322,6 +328,7 @@ def test_successful_run_publishes_html_index_and_latest(nbdir, out, monkeypatch)
     assert meta["as_of"] == "2026-06-30"
     assert meta["source"] == data_dir
     assert meta["parameters"]["account_name"] == evil
+    assert meta["parameters"]["sf_password"] == "(hidden)"
     assert [n["name"] for n in meta["notebooks"]] == ["01_summary", "02_detail"]
     assert meta["notebooks"][1]["parameters"] == ["source"]
     assert set(meta["durations"]) == {"01_summary", "02_detail"}
@@ -406,3 +413,124 @@ def test_keep_prunes_older_runs_only(nbdir, out):
     assert os.readlink(out / "latest") == "run-b"
     assert entries(out) == {"run-b", "latest", "failed", "notes"}
     assert (out / "failed" / "old-failure").exists()
+
+
+def _headline_cell(report: str, value: float, fingerprint: str, model: str | None = None) -> str:
+    provenance = {"as_of": "2026-06-30", "data_fingerprint": fingerprint, "currency": "EUR"}
+    if model:
+        provenance["model_version"] = model
+    return (
+        "from renewforecast.headline import Headline\n"
+        f"Headline({report!r}, 'Figures', [{{'key': 'arr', 'label': 'ARR <i>', 'value': {value}, "
+        f"'kind': 'money', 'detail': 'at month end'}}], series={{'arr': {{'month': ['2026-05-31', "
+        f"'2026-06-30'], 'value': [1.0e6, {value}]}}}}, provenance={provenance!r})"
+    )
+
+
+@pytest.mark.slow
+def test_index_shows_headline_figures_and_every_page_its_provenance(nbdir, out):
+    make_notebook(nbdir, "01_kpis", [_headline_cell("revenue_kpis", 2_345_678.9, "f" * 64)], title="KPIs")
+    make_notebook(nbdir, "02_risk", [_headline_cell("renewal_risk", 0.0, "f" * 64, model="m-42")],
+                  title="Risk")
+    folder = run_reports("data", out=out, notebooks_dir=nbdir, run_id="r1", timeout=60)
+
+    index = (folder / "index.html").read_text(encoding="utf-8")
+    assert "€2.3M" in index and "€0" in index  # formatted for people
+    assert "ARR &lt;i&gt;" in index and "ARR <i>" not in index
+    # Cards link to the report they came from; KPI cards come before risk cards.
+    assert index.index('href="01_kpis.html">KPIs') < index.index('href="02_risk.html">Risk')
+    assert index.count('src="data:image/svg+xml;base64,') == 2  # one ARR sparkline per card
+    assert "2026-06-30" in index and "f" * 64 in index and "m-42" in index
+    meta = json.loads((folder / "run.json").read_text(encoding="utf-8"))
+    assert meta["data_fingerprint"] == "f" * 64 and meta["model_version"] == "m-42"
+    assert meta["headlines"]["01_kpis"]["figures"][0]["value"] == 2_345_678.9
+    for page in ("01_kpis.html", "02_risk.html"):
+        text = (folder / page).read_text(encoding="utf-8")
+        assert 'class="rf-run"' in text and "r1" in text and "f" * 12 in text and "m-42" in text
+
+
+@pytest.mark.slow
+def test_reports_that_disagree_on_the_data_publish_nothing(nbdir, out):
+    make_notebook(nbdir, "01_kpis", [_headline_cell("revenue_kpis", 1.0, "a" * 64)])
+    make_notebook(nbdir, "02_risk", [_headline_cell("renewal_risk", 1.0, "b" * 64)])
+    with pytest.raises(ReportRunError) as info:
+        run_reports("data", out=out, notebooks_dir=nbdir, run_id="r1", timeout=60)
+    assert info.value.exit_code == reporting.EXIT_INCONSISTENT
+    assert "data fingerprint" in str(info.value) and "01_kpis" in str(info.value)
+    assert entries(out) == {"failed"}
+
+
+# --------------------------------------------------------------------------- #
+# Concurrent and killed runs (separate processes, as cron would start them)
+# --------------------------------------------------------------------------- #
+
+_RUNNER = """
+import sys
+from renewforecast.reporting import run_reports
+run_reports("data", out=sys.argv[1], notebooks_dir=sys.argv[2], run_id=sys.argv[3],
+            parameters={"title_param": sys.argv[3]}, timeout=120)
+"""
+
+
+def _start_run(out: Path, nbdir: Path, run_id: str):
+    import subprocess
+    import sys
+
+    return subprocess.Popen([sys.executable, "-c", _RUNNER, str(out), str(nbdir), run_id],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+@pytest.mark.slow
+def test_two_runs_at_once_each_publish_their_own_complete_folder(nbdir, out):
+    # Each report prints the run's own marker after a pause, so both runs are
+    # inside their notebooks at the same time.
+    make_notebook(nbdir, "01_a", ["import time; time.sleep(1.5)", "print('MARK=' + title_param)"])
+    make_notebook(nbdir, "02_b", ["print('MARK=' + title_param)"])
+    runs = [_start_run(out, nbdir, name) for name in ("run-one", "run-two")]
+    for proc in runs:
+        output, _ = proc.communicate(timeout=300)
+        assert proc.returncode == 0, output.decode(errors="replace")
+
+    assert entries(out) == {"run-one", "run-two", "latest"}  # no staging or temporary links left
+    assert os.readlink(out / "latest") in {"run-one", "run-two"}
+    for name, other in (("run-one", "run-two"), ("run-two", "run-one")):
+        folder = out / name
+        assert entries(folder) == {"01_a.ipynb", "01_a.html", "02_b.ipynb", "02_b.html", "index.html", "run.json"}
+        meta = json.loads((folder / "run.json").read_text(encoding="utf-8"))  # complete, valid JSON
+        assert meta["run_id"] == name
+        for stem in ("01_a", "02_b"):
+            page = (folder / f"{stem}.html").read_text(encoding="utf-8")
+            assert f"MARK={name}" in page and f"MARK={other}" not in page
+            assert page.rstrip().endswith("</html>")
+            executed = nbformat.read(folder / f"{stem}.ipynb", as_version=4)
+            assert all(c.execution_count for c in executed.cells if c.cell_type == "code")
+
+
+@pytest.mark.slow
+def test_a_run_killed_halfway_leaves_latest_intact_and_is_filed_as_failed(nbdir, out):
+    import signal
+
+    make_notebook(nbdir, "01_a", ["print('fine')"])
+    good = run_reports("data", out=out, notebooks_dir=nbdir, run_id="good", timeout=60)
+    before = {p.name: p.read_bytes() for p in good.iterdir()}
+
+    make_notebook(nbdir, "02_slow", ["import time; time.sleep(120)"])
+    proc = _start_run(out, nbdir, "doomed")
+    partial = out / ".staging-doomed" / ".02_slow.partial.ipynb"
+    deadline = time.monotonic() + 120
+    while not partial.exists():  # the first report is done, the second is running
+        assert proc.poll() is None and time.monotonic() < deadline, "the run never reached 02_slow"
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+
+    assert os.readlink(out / "latest") == "good"
+    assert {p.name: p.read_bytes() for p in good.iterdir()} == before
+    assert not (out / "doomed").exists()
+
+    # The next run recovers the killed run's partial output into failed/.
+    (nbdir / "02_slow.ipynb").unlink()
+    run_reports("data", out=out, notebooks_dir=nbdir, run_id="next", timeout=60)
+    assert os.readlink(out / "latest") == "next"
+    assert entries(out) == {"good", "next", "latest", "failed"}
+    assert (out / "failed" / "doomed" / "01_a.ipynb").exists()

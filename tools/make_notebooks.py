@@ -58,7 +58,7 @@ What was loaded from the export, and everything that looks wrong in it. Read thi
 the other reports are only as good as the data they stand on.
 """),
     code("""
-source = "data/demo"  # folder with the Salesforce export (or canonical tables)
+source = "../data/demo"  # folder with the Salesforce export (or canonical tables)
 as_of = None  # as-of date YYYY-MM-DD; None means the export date of the data
 encoding = None  # text encoding of the CSV files; None detects it
 """, tags=["parameters"]),
@@ -66,6 +66,12 @@ encoding = None  # text encoding of the CSV files; None detects it
 book = rf.load_book(source, encoding=encoding)
 as_of_date = book.resolve_as_of(as_of)
 """),
+    md("""
+## Key figures
+
+What the index page shows for this report. Warnings do not stop a run; the list below says what to fix.
+"""),
+    code("rf.data_headline(book, as_of_date)"),
     md("## What was loaded"),
     code("""
 pd.DataFrame({"": [book.source, book.currency, str(as_of_date.date()), book.fingerprint[:16]]},
@@ -123,7 +129,7 @@ segment, how acquisition cohorts hold up, renewal performance by quarter, and th
 team must work on now.
 """),
     code("""
-source = "data/demo"  # folder with the Salesforce export (or canonical tables)
+source = "../data/demo"  # folder with the Salesforce export (or canonical tables)
 as_of = None  # as-of date YYYY-MM-DD; None means the export date of the data
 encoding = None  # text encoding of the CSV files; None detects it
 horizon_days = 180  # renewal worklist: contracts ending within this many days
@@ -134,6 +140,12 @@ book = rf.load_book(source, encoding=encoding)
 as_of_date = book.resolve_as_of(as_of)
 month_end = rf.last_month_end(as_of_date)  # KPIs are measured at the last complete month end
 """),
+    md("""
+## Key figures
+
+The figures the index page shows, measured at the last complete month end. Each is explained in its section below.
+"""),
+    code("rf.kpi_headline(book, as_of_date)"),
     md("## ARR over time"),
     md("""
 ARR at each month end (MRR x 12) from the subscription ledger. Read the slope, and look for steps:
@@ -233,10 +245,10 @@ long customers stay by segment, how cohorts retain year over year, and the contr
 ranked by the ARR at risk, with the reasons behind each score.
 """),
     code("""
-source = "data/demo"  # folder with the Salesforce export (or canonical tables)
+source = "../data/demo"  # folder with the Salesforce export (or canonical tables)
 as_of = None  # as-of date YYYY-MM-DD; None means the export date of the data
 encoding = None  # text encoding of the CSV files; None detects it
-model_path = "models/renewal"  # saved renewal model used for the scores
+model_path = "../models/renewal"  # saved renewal model used for the scores
 horizon_days = 180  # contracts ending within this many days are listed
 top_rows = 25  # rows of the at-risk list shown
 """, tags=["parameters"]),
@@ -244,7 +256,14 @@ top_rows = 25  # rows of the at-risk list shown
 book = rf.load_book(source, encoding=encoding)
 as_of_date = book.resolve_as_of(as_of)
 model = rf.load_model(model_path)
+scores = rf.score_contracts(book, model=model, as_of=as_of_date)
 """),
+    md("""
+## Key figures
+
+ARR at risk is ARR times the probability a contract does not renew, summed over the contracts ending in the rest of this calendar quarter and the next one. The last section lists them.
+"""),
+    code("rf.risk_headline(book, scores, as_of_date)"),
     md("## The model in use"),
     code("""
 pd.Series({"model version": model.model_version_, "trained on data as of": model.manifest_["as_of"],
@@ -322,7 +341,6 @@ renew), with the three features that push its score most. Work from the top: lar
 probability first.
 """),
     code("""
-scores = rf.score_contracts(book, model=model, as_of=as_of_date)
 soon = scores[scores["end_date"] <= as_of_date + pd.Timedelta(days=horizon_days)]
 soon.groupby("risk_band").agg(contracts=("contract_id", "size"), arr=("arr", "sum"),
                               arr_at_risk=("arr_at_risk", "sum"))
@@ -342,7 +360,7 @@ channel and segment, against the usual bars (LTV:CAC at least 3; CAC payback und
 over 36 a concern). Every LTV names its method; intervals come from resampling customers.
 """),
     code("""
-source = "data/demo"  # folder with the Salesforce export (or canonical tables)
+source = "../data/demo"  # folder with the Salesforce export (or canonical tables)
 as_of = None  # as-of date YYYY-MM-DD; None means the export date of the data
 encoding = None  # text encoding of the CSV files; None detects it
 discount_rate = 0.10  # annual discount rate for LTV
@@ -356,6 +374,13 @@ book = rf.load_book(source, encoding=encoding)
 as_of_date = book.resolve_as_of(as_of)
 month_end = rf.last_month_end(as_of_date)
 """),
+    md("""
+## Key figures
+
+LTV:CAC and payback for the whole book, with the method and parameters of this report; the sections below break them down by segment and channel.
+"""),
+    code("""rf.unit_economics_headline(book, as_of_date, method=ltv_method, discount_rate=discount_rate,
+                           horizon_years=horizon_years, spend_lag_months=spend_lag_months, n_boot=bootstrap)"""),
     md("## CAC by channel over time"),
     md("""
 Fully loaded sales and marketing spend of each quarter over the customers that channel won in it.
@@ -436,10 +461,10 @@ weighted by how likely they are to close (*pipeline*), and business nobody has b
 land eight times out of ten. The last section shows how well the same method did in the past.
 """),
     code("""
-source = "data/demo"  # folder with the Salesforce export (or canonical tables)
+source = "../data/demo"  # folder with the Salesforce export (or canonical tables)
 as_of = None  # as-of date YYYY-MM-DD; None means the export date of the data
 encoding = None  # text encoding of the CSV files; None detects it
-model_path = "models/renewal"  # saved renewal model for renewal probabilities; None uses historical rates
+model_path = "../models/renewal"  # saved renewal model for renewal probabilities; None uses historical rates
 horizon_months = 12  # months forecast
 by = "segment"  # account column the forecast is broken down by
 n_sims = 1000  # Monte Carlo simulations
@@ -453,7 +478,14 @@ as_of_date = book.resolve_as_of(as_of)
 model = rf.load_model(model_path) if model_path else None
 forecast = rf.revenue_forecast(book, as_of_date, horizon_months=horizon_months, model=model, n_sims=n_sims,
                                by=by, random_state=seed)
+history = rf.recognized_revenue(book, as_of_date - pd.DateOffset(months=24), rf.last_month_end(as_of_date))
 """),
+    md("""
+## Key figures
+
+Expected revenue over the horizon with the range it should fall in eight times out of ten (P10 to P90 of the simulated totals, not the sum of the monthly ranges).
+"""),
+    code("rf.forecast_headline(book, forecast, history)"),
     md("## How the forecast is built"),
     md("""
 Where each component's probabilities and numbers come from. The correlations say how strongly
@@ -482,7 +514,6 @@ P10 to P90. A band that widens quickly means the later months rest on renewals a
 decided; read the months near the start as firm and the far months as a range.
 """),
     code("""
-history = rf.recognized_revenue(book, as_of_date - pd.DateOffset(months=24), rf.last_month_end(as_of_date))
 rf.plotting.forecast_fan(forecast, history=history.set_index("month")["revenue"],
                          title=f"Monthly revenue, recognised and forecast from {as_of_date.date()}")
 plt.show()

@@ -28,6 +28,15 @@ from renewforecast.evaluation import RenewalEvaluation, evaluate_renewal_model
 from renewforecast.backtest import ForecastBacktest, backtest_forecast, backtest_origins
 from renewforecast.features import renewal_features, renewal_training_set
 from renewforecast.forecast import COMPONENTS, Scenario, forecast_scenario_table, revenue_forecast
+from renewforecast.headline import (
+    Headline,
+    data_headline,
+    forecast_headline,
+    format_value,
+    kpi_headline,
+    risk_headline,
+    unit_economics_headline,
+)
 from renewforecast.io.canonical import write_canonical
 from renewforecast.lifetimes import annual_cohorts, customer_lifetimes
 from renewforecast.io.loader import load_book
@@ -75,6 +84,7 @@ __all__ = [
     "BookValidationError",
     "COMPONENTS",
     "ForecastBacktest",
+    "Headline",
     "Scenario",
     "DemoOrg",
     "ExtrapolationWarning",
@@ -89,11 +99,15 @@ __all__ = [
     "cac",
     "cohort_retention",
     "customer_lifetimes",
+    "data_headline",
     "establish_schedule",
     "evaluate_renewal_model",
     "expand_schedules",
+    "forecast_headline",
     "forecast_scenario_table",
+    "format_value",
     "gross_margin",
+    "kpi_headline",
     "last_month_end",
     "line_schedules",
     "load_book",
@@ -111,8 +125,10 @@ __all__ = [
     "renewal_worklist",
     "retention_kpis",
     "revenue_forecast",
+    "risk_headline",
     "save_model",
     "score_contracts",
+    "unit_economics_headline",
     "write_canonical",
     "write_crm_upsert",
     "write_demo_org",

@@ -75,6 +75,7 @@ log = logging.getLogger(__name__)
 
 COMPONENTS = ("contracted", "renewal", "pipeline", "new_business")
 _QUANTILES = (0.1, 0.5, 0.9)
+_MAX_LOG_SHIFT = float(np.log(2.0))
 _MIN_DECISIONS = 30  # fewer past decisions than this: use the portfolio rate
 _MIN_STAGE = 20      # fewer closed deals at a stage than this: use the CRM's probability
 _CHUNK = 100         # simulations per block at most
@@ -696,6 +697,11 @@ def _new_business(view: Book, cut: pd.Timestamp, lo: int, hi: int, groups: _Grou
     spread = None
     if errors is not None:
         shift, spread = errors
+        # A young or sparse book (months with no new business) gives huge log
+        # errors that are no bias to correct: at most double or halve, and
+        # keep the spread within a factor of e.
+        shift = np.clip(shift, -_MAX_LOG_SHIFT, _MAX_LOG_SHIFT)
+        spread = np.minimum(spread, 1.0)
         rev = rev * np.exp(shift)[None, :]
         own = np.var(np.log1p(rev), axis=0)
         extra = np.sqrt(np.clip(spread ** 2 - own, 0, None))
@@ -807,8 +813,9 @@ def revenue_forecast(
         (``contracted``, ``renewal``, ``pipeline``, ``new_business`` and
         ``total``), ``mean``, ``p10``, ``p50``, ``p90``. ``attrs`` records how
         each component was built (probability sources, the new-business model,
-        the estimated outcome correlations) and the renewal and pipeline
-        details per contract and deal.
+        the estimated outcome correlations), the renewal and pipeline
+        details per contract and deal, and ``horizon_total``: the mean, P10,
+        P50 and P90 of the whole horizon's total revenue over the simulations.
 
     Examples
     --------
@@ -871,10 +878,16 @@ def revenue_forecast(
             sims["new_business"], nb_info = _new_business(view, cut, lo, hi, groups, n_sims, rng, nb_mean)
 
     out = _summarise(sims, groups.labels, pd.DatetimeIndex(_month_end(np.arange(lo, hi + 1))), scn.name)
+    # The range of the horizon's total revenue comes from the simulations
+    # themselves: adding up monthly P10s would overstate how bad it can get.
+    horizon = sum(sims[c] for c in COMPONENTS).sum(axis=(1, 2))
     out.attrs.update({
+        "horizon_total": {"mean": float(horizon.mean()),
+                          **{k: float(v) for k, v in zip(("p10", "p50", "p90"), np.quantile(horizon, _QUANTILES), strict=True)}},
         "as_of": cut, "horizon_months": int(horizon_months), "n_sims": int(n_sims),
         "scenario": dataclasses.asdict(scn),
         "renewal_probability": ren["source"], "win_probability": pipe["source"],
+        "model_version": getattr(model, "model_version_", None),
         "evergreen": ever_source, "new_business_model": nb_info,
         "renewal_correlation": ren["rho"], "pipeline_correlation": pipe["rho"],
         "renewals": ren["details"], "pipeline": pipe["details"],

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import html
 import importlib.metadata
 import json
 import logging
@@ -32,21 +31,24 @@ import os
 import re
 import secrets
 import shutil
+import socket
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 from renewforecast._atomic import atomic_write_text
 from renewforecast.exceptions import ReportRunError
+from renewforecast.headline import HEADLINE_MIME, Headline
+from renewforecast.index_page import redact_parameters, render_index, run_banner
 
 __all__ = [
     "EXIT_BAD_INPUT",
     "EXIT_CELL_ERROR",
     "EXIT_DEAD_KERNEL",
     "EXIT_EARLY_EXIT",
+    "EXIT_INCONSISTENT",
     "EXIT_TIMEOUT",
     "EXIT_UNEXPECTED",
     "list_notebooks",
@@ -68,6 +70,9 @@ EXIT_TIMEOUT = 4
 EXIT_DEAD_KERNEL = 5
 #: The notebook stopped early (``sys.exit(0)``) and left cells unexecuted.
 EXIT_EARLY_EXIT = 6
+#: The reports disagree on the data or the as-of date (the export changed
+#: while the run read it); publishing them together would mislead.
+EXIT_INCONSISTENT = 7
 
 NOTEBOOKS_ENV = "RENEWFORECAST_NOTEBOOKS"
 _NOTEBOOK_GLOB = "[0-9][0-9]_*.ipynb"
@@ -454,7 +459,9 @@ def _execute(
             execution_timeout=None if timeout is None else math.ceil(timeout),
             progress_bar=False,
             log_output=False,
-            cwd=str(staging),
+            # The template's own folder, as in JupyterLab: relative defaults
+            # such as "../data/demo" mean the same in both.
+            cwd=str(report.template.parent),
             on_cell_execute=on_cell_execute,
         )
     except PapermillExecutionError as exc:
@@ -505,20 +512,62 @@ def _execute(
     return nb
 
 
-def _export_html(nb: Any, report: _Report, staging: Path) -> None:
+_TEMPLATES = Path(__file__).resolve().parent / "templates"
+
+
+def _export_html(nb: Any, report: _Report, staging: Path, banner: str) -> None:
     from nbconvert import HTMLExporter
 
     # Code cells are hidden: the injected parameters cell must not leak into
-    # a report that is shared beyond the people who ran it.
+    # a report that is shared beyond the people who ran it. The template is
+    # JupyterLab's without the CDN scripts, so pages work offline.
     exporter = HTMLExporter(
-        template_name="lab",
+        template_name="renewforecast_report",
+        extra_template_basedirs=[str(_TEMPLATES)],
         exclude_input=True,
         exclude_input_prompt=True,
         exclude_output_prompt=True,
     )
-    resources = {"metadata": {"name": report.title}}  # becomes the page <title>
+    resources = {
+        "metadata": {"name": report.title},  # becomes the page <title>
+        "renewforecast_banner": banner,
+    }
     body, _ = exporter.from_notebook_node(nb, resources=resources)
     atomic_write_text(staging / f"{report.stem}.html", body)
+
+
+def _headline(nb: Any, report: _Report) -> Headline | None:
+    """The last headline a notebook displayed, if any."""
+    found = None
+    for cell in nb.cells:
+        for output in cell.get("outputs", []) if cell.cell_type == "code" else []:
+            data = output.get("data", {})
+            if HEADLINE_MIME in data:
+                found = data[HEADLINE_MIME]
+    if found is None:
+        return None
+    try:
+        return Headline.from_dict(dict(found))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise _NotebookFailed(
+            f"Report notebook {report.stem!r} displayed a malformed headline "
+            f"({type(exc).__name__}: {_one_line(str(exc))}).",
+            EXIT_CELL_ERROR,
+        ) from exc
+
+
+def _agreed(headlines: dict[str, Headline], key: str) -> str | None:
+    """The value every report records for ``key``; fails the run if two differ."""
+    seen = {name: h.provenance[key] for name, h in headlines.items() if h.provenance.get(key)}
+    values = sorted(set(seen.values()))
+    if len(values) > 1:
+        listing = "; ".join(f"{name}: {value}" for name, value in seen.items())
+        raise _NotebookFailed(
+            f"The reports disagree on {key.replace('_', ' ')} ({listing}); the data "
+            "probably changed while the run read it. Run again once the export is complete.",
+            EXIT_INCONSISTENT,
+        )
+    return values[0] if values else None
 
 
 # --------------------------------------------------------------------------- #
@@ -531,64 +580,6 @@ def _package_version() -> str:
         return importlib.metadata.version("renewforecast")
     except importlib.metadata.PackageNotFoundError:
         return "unknown"
-
-
-_INDEX_CSS = """
-body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;max-width:52rem;
-margin:2rem auto;padding:0 1rem;color:#1d2329;line-height:1.45}
-h1{font-size:1.6rem;margin-bottom:.2rem}h2{font-size:1.15rem;margin-top:2rem}
-table{border-collapse:collapse;width:100%}th,td{text-align:left;padding:.3rem .6rem;
-border-bottom:1px solid #dde1e5;vertical-align:top}th{width:12rem;color:#55606b;
-font-weight:600}code{font-size:.9em;word-break:break-all}ol{padding-left:1.4rem}
-li{margin:.35rem 0}a{color:#0b5cad}.muted{color:#55606b;font-size:.9em}
-"""
-
-
-def _render_index(meta: dict[str, Any], reports: list[_Report]) -> str:
-    e = html.escape
-
-    def row(label: str, value: str) -> str:
-        return f"<tr><th>{e(label)}</th><td>{value}</td></tr>"
-
-    provenance = [
-        row("Run id", f"<code>{e(meta['run_id'])}</code>"),
-        row("As of", e(meta["as_of"] or "not set (notebook default)")),
-        row("Source", f"<code>{e(meta['source'])}</code>"),
-        row("renewforecast", e(meta["package_version"])),
-        row("Started (UTC)", e(meta["started"])),
-        row("Finished (UTC)", e(meta["finished"])),
-        row("Duration", e(f"{meta['duration_seconds']:.1f} s")),
-    ]
-    extra = {
-        k: v for k, v in meta["parameters"].items() if k not in ("source", "as_of")
-    }
-    param_rows = [
-        row(name, f"<code>{e(json.dumps(value, ensure_ascii=False))}</code>")
-        for name, value in extra.items()
-    ]
-    links = [
-        f'<li><a href="{e(quote(r.stem + ".html"))}">{e(r.title)}</a> '
-        f'<span class="muted">({e(r.stem)}, {r.seconds:.1f} s)</span></li>'
-        for r in reports
-    ]
-    params_html = (
-        f"<h2>Parameters</h2>\n<table>\n{chr(10).join(param_rows)}\n</table>\n"
-        if param_rows
-        else ""
-    )
-    return (
-        "<!DOCTYPE html>\n"
-        '<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-        "<title>renewforecast reports</title>\n"
-        f"<style>{_INDEX_CSS}</style>\n</head>\n<body>\n"
-        "<h1>renewforecast reports</h1>\n"
-        f'<p class="muted">Run {e(meta["run_id"])}</p>\n'
-        f"<h2>Reports</h2>\n<ol>\n{chr(10).join(links)}\n</ol>\n"
-        f"<h2>Run</h2>\n<table>\n{chr(10).join(provenance)}\n</table>\n"
-        f"{params_html}"
-        "</body>\n</html>\n"
-    )
 
 
 def _quarantine(staging: Path, out: Path, run_id: str) -> Path:
@@ -604,6 +595,43 @@ def _quarantine(staging: Path, out: Path, run_id: str) -> Path:
         logger.exception("Could not move %s to %s; left in place", staging, target)
         return staging
     return target
+
+
+_OWNER_FILE = ".owner"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's live process
+    return True
+
+
+def _recover_interrupted(out: Path) -> list[Path]:
+    """Move staging folders of killed runs on this host to ``failed/``.
+
+    A run killed outright (SIGKILL, power loss) cannot clean up after itself;
+    its hidden staging folder was never visible as a report, and the next run
+    files it under ``failed/<run_id>`` with the other failed runs.
+    """
+    moved = []
+    host = socket.gethostname()
+    for staging in out.glob(".staging-*"):
+        try:
+            owner_host, pid = (staging / _OWNER_FILE).read_text(encoding="utf-8").split()
+            if owner_host != host or _alive(int(pid)):
+                continue  # running, or on another machine sharing the folder
+        except (OSError, ValueError):
+            continue  # just created by a run that has not written its owner yet
+        run_id = staging.name.removeprefix(".staging-")
+        target = _quarantine(staging, out, run_id)
+        if target != staging:
+            logger.warning("Report run %s was interrupted; its partial output is in %s", run_id, target)
+            moved.append(target)
+    return moved
 
 
 def _switch_latest(out: Path, run_id: str) -> None:
@@ -687,7 +715,7 @@ def run_reports(
     source : str or path-like
         Data source handed to every notebook as the ``source`` parameter. An
         existing local path is made absolute first, because notebooks run
-        with their staging folder as working directory.
+        with their template folder as working directory.
     as_of : str or datetime.date, optional
         Reporting date, passed as an ISO string ``as_of``; omitted when None
         so the notebooks' own default applies.
@@ -723,7 +751,8 @@ def run_reports(
     ------
     ReportRunError
         Nothing was published. ``exit_code`` tells why: 2 bad input, 3 cell
-        error, 4 timeout, 5 dead kernel, 6 stopped early, 1 anything else;
+        error, 4 timeout, 5 dead kernel, 6 stopped early, 7 reports disagree
+        on the data or as-of date, 1 anything else;
         ``failed_dir`` holds the partial notebooks when a kernel ran.
 
     Notes
@@ -760,7 +789,7 @@ def run_reports(
         )
     source_text = str(source)
     if Path(source_text).exists():
-        # Kernels run with the staging folder as working directory, so a
+        # Kernels run with the template folder as working directory, so a
         # relative local path would no longer point at the data.
         source_text = str(Path(source_text).resolve())
     merged: dict[str, Any] = {"source": source_text}
@@ -802,6 +831,7 @@ def run_reports(
         )
 
     out.mkdir(parents=True, exist_ok=True)
+    _recover_interrupted(out)
     staging = out / f".staging-{run_id}"
     try:
         staging.mkdir()
@@ -809,6 +839,8 @@ def run_reports(
         raise _bad_input(
             f"Run {run_id!r} is already in progress ({staging} exists)."
         ) from exc
+    # Who owns this folder, so a later run can tell a killed run from a live one.
+    (staging / _OWNER_FILE).write_text(f"{socket.gethostname()} {os.getpid()}\n", encoding="utf-8")
     logger.info("Report run %s: %d notebook(s) into %s", run_id, len(reports), staging)
 
     try:
@@ -817,16 +849,26 @@ def run_reports(
             logger.info("Running report notebook %s", report.stem)
             nb = _execute(report, staging, timeout=timeout, kernel_name=kernel_name)
             executed.append(nb)
+        headlines = {}
         for report, nb in zip(reports, executed, strict=True):
-            _export_html(nb, report, staging)
+            found = _headline(nb, report)
+            if found is not None:
+                headlines[report.stem] = found
+        resolved_as_of = _agreed(headlines, "as_of") or as_of_text
+        fingerprint = _agreed(headlines, "data_fingerprint")
+        models = sorted({h.provenance["model_version"] for h in headlines.values()
+                         if h.provenance.get("model_version")})
 
         finished_at = dt.datetime.now(dt.UTC)
         meta = {
             "run_id": run_id,
             "status": "ok",
-            "as_of": as_of_text,
+            "as_of": resolved_as_of,
+            "as_of_parameter": as_of_text,
+            "data_fingerprint": fingerprint,
+            "model_version": ", ".join(models) or None,
             "source": source_text,
-            "parameters": merged,
+            "parameters": redact_parameters(merged),
             "package_version": _package_version(),
             "started": started_at.isoformat(timespec="seconds"),
             "finished": finished_at.isoformat(timespec="seconds"),
@@ -839,12 +881,18 @@ def run_reports(
                     "notebook": f"{r.stem}.ipynb",
                     "html": f"{r.stem}.html",
                     "parameters": sorted(r.parameters),
+                    "seconds": round(r.seconds, 3),
                 }
                 for r in reports
             ],
             "durations": {r.stem: round(r.seconds, 3) for r in reports},
+            "headlines": {name: h.to_dict() for name, h in headlines.items()},
         }
-        atomic_write_text(staging / "index.html", _render_index(meta, reports))
+        for report, nb in zip(reports, executed, strict=True):
+            banner = run_banner(meta, {"name": report.stem, "seconds": report.seconds,
+                                       "parameters": report.parameters})
+            _export_html(nb, report, staging, banner)
+        atomic_write_text(staging / "index.html", render_index(meta, meta["notebooks"], headlines))
         atomic_write_text(
             staging / "run.json", json.dumps(meta, indent=2, ensure_ascii=False) + "\n"
         )
@@ -868,6 +916,7 @@ def run_reports(
         _quarantine(staging, out, run_id)  # e.g. Ctrl-C: still publish nothing
         raise
 
+    (staging / _OWNER_FILE).unlink()
     os.rename(staging, final)  # atomic publish: the folder appears complete
     try:
         _switch_latest(out, run_id)

@@ -1,0 +1,446 @@
+"""Headline figures of each report, shown in the report and gathered on the run's index page.
+
+Each report notebook calls one builder near its top, e.g.
+``rf.kpi_headline(book, as_of_date)``. The returned :class:`Headline` shows
+as a small table of key figures in the notebook and on its published page,
+and carries the same figures as JSON under the MIME type
+:data:`HEADLINE_MIME`. :func:`renewforecast.run_reports` reads that JSON back
+from the executed notebooks to build ``index.html``, so the index shows
+exactly the numbers of the report it links to, computed once.
+
+Numbers are formatted for people by :func:`format_value`: currency with a
+compact unit (``$1.25M``), thousands separators, percentages with one decimal.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from renewforecast.book import Book
+from renewforecast.metrics import renewal_kpis, retention_kpis
+from renewforecast.revenue import last_month_end, mrr_movements, mrr_table
+from renewforecast.unit_economics import ltv_cac
+
+__all__ = [
+    "HEADLINE_MIME",
+    "Headline",
+    "data_headline",
+    "forecast_headline",
+    "format_value",
+    "kpi_headline",
+    "risk_headline",
+    "unit_economics_headline",
+]
+
+#: MIME type of the machine-readable headline inside a notebook output.
+HEADLINE_MIME = "application/vnd.renewforecast.headline+json"
+
+_SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "JPY": "¥", "AUD": "A$", "CAD": "C$"}
+_KINDS = ("money", "percent", "ratio", "count", "months", "text")
+
+
+def format_value(value: Any, kind: str, currency: str = "USD") -> str:
+    """Format a figure for people.
+
+    Parameters
+    ----------
+    value : float, int, str or None
+    kind : {"money", "percent", "ratio", "count", "months", "text"}
+        ``percent`` takes a fraction (0.964 is 96.4%).
+    currency : str, default "USD"
+        ISO code; common ones get their symbol, others follow the number.
+
+    Returns
+    -------
+    str
+        ``"n/a"`` for a missing or non-finite value.
+
+    Examples
+    --------
+    >>> format_value(651_557_737.35, "money")
+    '$651.6M'
+    >>> format_value(-1_250.0, "money", "EUR"), format_value(-0.2, "money")
+    ('-€1,250', '$0')
+    >>> format_value(12_345.6, "money", "CHF")
+    '12.3K CHF'
+    >>> format_value(0.96459, "percent"), format_value(3.9288, "ratio")
+    ('96.5%', '3.9x')
+    >>> format_value(4900, "count"), format_value(13.49, "months"), format_value(None, "money")
+    ('4,900', '13.5 months', 'n/a')
+    """
+    if kind not in _KINDS:
+        raise ValueError(f"kind must be one of {_KINDS}, not {kind!r}")
+    if kind == "text":
+        return "n/a" if value is None else str(value)
+    if value is None or not isinstance(value, int | float | np.number) or not math.isfinite(value):
+        return "n/a"
+    value = float(value)
+    if kind == "percent":
+        return f"{100 * value:,.1f}%"
+    if kind == "ratio":
+        return f"{value:,.1f}x"
+    if kind == "count":
+        return f"{value:,.0f}"
+    if kind == "months":
+        return f"{value:,.1f} months"
+    sign = "-" if value <= -0.5 else ""  # no "-$0"
+    amount = abs(value)
+    for unit, size in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if amount >= 10 * size if unit == "K" else amount >= size:
+            number = f"{amount / size:,.1f}{unit}"
+            break
+    else:
+        number = f"{amount:,.0f}"
+    symbol = _SYMBOLS.get(currency.upper())
+    return f"{sign}{symbol}{number}" if symbol else f"{sign}{number} {currency}"
+
+
+@dataclass
+class Headline:
+    """The key figures of one report.
+
+    Parameters
+    ----------
+    report : str
+        Short name, e.g. ``"revenue_kpis"``.
+    title : str
+    figures : list of dict
+        Each with ``key``, ``label``, ``value``, ``kind`` (see
+        :func:`format_value`), optional ``detail`` (a sentence) and optional
+        ``secondary`` (True: the index lists it instead of giving it a card).
+    series : dict
+        Small JSON-ready series the index page draws charts from.
+    provenance : dict
+        ``as_of``, ``data_fingerprint``, ``currency`` and, when a model was
+        used, ``model_version``.
+
+    Examples
+    --------
+    >>> h = Headline("demo", "Demo", [{"key": "arr", "label": "ARR", "value": 1.2e6, "kind": "money"}],
+    ...              provenance={"currency": "USD"})
+    >>> h.formatted("arr")
+    '$1.2M'
+    >>> sorted(h._repr_mimebundle_())
+    ['application/vnd.renewforecast.headline+json', 'text/html', 'text/plain']
+    """
+
+    report: str
+    title: str
+    figures: list[dict[str, Any]]
+    series: dict[str, Any] = field(default_factory=dict)
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    def figure(self, key: str) -> dict[str, Any]:
+        """The figure named ``key``."""
+        for item in self.figures:
+            if item["key"] == key:
+                return item
+        raise KeyError(key)
+
+    def formatted(self, key: str) -> str:
+        """The figure named ``key``, formatted for people."""
+        item = self.figure(key)
+        return format_value(item["value"], item["kind"], self.provenance.get("currency", "USD"))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (what the index page reads)."""
+        return _jsonable({"report": self.report, "title": self.title, "figures": self.figures,
+                          "series": self.series, "provenance": self.provenance})
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Headline:
+        """Rebuild a Headline from :meth:`to_dict` output."""
+        return cls(report=str(data["report"]), title=str(data["title"]), figures=list(data["figures"]),
+                   series=dict(data.get("series", {})), provenance=dict(data.get("provenance", {})))
+
+    def _repr_mimebundle_(self, include=None, exclude=None) -> dict[str, Any]:
+        return {HEADLINE_MIME: self.to_dict(), "text/html": self._html(), "text/plain": self._text()}
+
+    def _rows(self) -> list[tuple[str, str, str]]:
+        return [(f["label"], self.formatted(f["key"]), f.get("detail") or "") for f in self.figures]
+
+    def _text(self) -> str:
+        width = max((len(label) for label, _, _ in self._rows()), default=0)
+        lines = [self.title]
+        for label, value, detail in self._rows():
+            lines.append(f"  {label:<{width}}  {value}" + (f"  ({detail})" if detail else ""))
+        return "\n".join(lines)
+
+    def _html(self) -> str:
+        e = html.escape
+        rows = "".join(
+            f"<tr><th style='text-align:left;padding:.25rem .8rem .25rem 0'>{e(label)}</th>"
+            f"<td style='text-align:right;padding:.25rem .8rem;font-weight:600;white-space:nowrap'>{e(value)}</td>"
+            f"<td style='text-align:left;padding:.25rem 0;color:#55606b'>{e(detail)}</td></tr>"
+            for label, value, detail in self._rows()
+        )
+        return f"<table class='rf-headline'><tbody>{rows}</tbody></table>"
+
+
+def _jsonable(value: Any) -> Any:
+    # numpy scalars and timestamps would not survive the trip through a notebook.
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, pd.Timestamp):
+        return value.date().isoformat()
+    if isinstance(value, np.bool_ | bool):
+        return bool(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating | float):
+        value = float(value)
+        return value if math.isfinite(value) else None
+    return value
+
+
+def _provenance(book: Book, as_of: pd.Timestamp, model_version: str | None = None) -> dict[str, Any]:
+    out = {"as_of": pd.Timestamp(as_of).date().isoformat(), "data_fingerprint": book.fingerprint,
+           "currency": book.currency}
+    if model_version:
+        out["model_version"] = str(model_version)
+    return out
+
+
+def _figure(key: str, label: str, value: Any, kind: str, detail: str = "", *,
+            secondary: bool = False) -> dict[str, Any]:
+    out = {"key": key, "label": label, "value": value, "kind": kind, "detail": detail}
+    if secondary:
+        out["secondary"] = True  # listed on the index page, without a card of its own
+    return out
+
+
+def data_headline(book: Book, as_of: Any) -> Headline:
+    """Key figures of the data-quality report: what was loaded and how many warnings.
+
+    Examples
+    --------
+    >>> import renewforecast as rf
+    >>> h = rf.data_headline(rf.Book.empty(), "2026-10-31")
+    >>> h.formatted("warnings")
+    '0'
+    """
+    as_of = pd.Timestamp(as_of).normalize()
+    warnings = book.warnings
+    rules = warnings["rule"].nunique() if len(warnings) else 0
+    return Headline("data_quality", "Data quality", [
+        _figure("warnings", "Validation warnings", len(warnings), "count",
+                (f"{rules} rule(s); each names the file, line and record to fix" if len(warnings) else
+                 "none found") + f"; {len(book.accounts):,} accounts, "
+                f"{book.contracts['contract_id'].nunique():,} contracts loaded"),
+        _figure("accounts", "Accounts", len(book.accounts), "count", secondary=True),
+        _figure("contracts", "Contracts", book.contracts["contract_id"].nunique(), "count", secondary=True),
+        _figure("subscriptions", "Subscription rows", len(book.subscriptions), "count", secondary=True),
+    ], provenance=_provenance(book, as_of))
+
+
+def kpi_headline(book: Book, as_of: Any) -> Headline:
+    """Key figures of the revenue and renewal KPI report.
+
+    ARR and its change over 12 months, last complete month's MRR bridge,
+    12-month NRR and GRR, and the ARR renewal rate of contracts that ended in
+    the last 12 months, all at the last month end on or before ``as_of``.
+
+    Examples
+    --------
+    >>> import tempfile, renewforecast as rf
+    >>> folder = tempfile.mkdtemp()
+    >>> _ = rf.write_demo_org(folder, accounts=200, seed=3)
+    >>> h = rf.kpi_headline(rf.load_book(folder), "2026-10-31")
+    >>> [f["key"] for f in h.figures]
+    ['arr', 'mrr_bridge', 'nrr', 'grr', 'renewal_rate']
+    """
+    as_of = pd.Timestamp(as_of).normalize()
+    month_end = last_month_end(as_of)
+    start = month_end - pd.DateOffset(months=24)
+    trend = mrr_table(book, start=start, end=month_end, by=())
+    arr = trend.assign(arr=trend["mrr"] * 12)[["month", "arr"]]
+    arr_now = float(arr["arr"].iloc[-1]) if len(arr) else 0.0
+    year_ago = arr.loc[arr["month"] == last_month_end(month_end - pd.DateOffset(months=12)), "arr"]
+    change = arr_now / float(year_ago.iloc[0]) - 1 if len(year_ago) and float(year_ago.iloc[0]) else None
+
+    moves = mrr_movements(book, end=month_end, by=())
+    bridge = moves.iloc[-1] if len(moves) else None
+    steps = ["start_mrr", "new", "expansion", "reactivation", "contraction", "churn", "end_mrr"]
+    bridge_values = {k: float(bridge[k]) if bridge is not None else 0.0 for k in steps}
+    net = bridge_values["end_mrr"] - bridge_values["start_mrr"]
+
+    retention = retention_kpis(book, as_of=month_end)
+    nrr = float(retention["nrr"].iloc[0]) if len(retention) else None
+    grr = float(retention["grr"].iloc[0]) if len(retention) else None
+    renewals = renewal_kpis(book, start=month_end - pd.DateOffset(months=12) + pd.Timedelta(days=1),
+                            end=month_end)
+    r = renewals.iloc[0] if len(renewals) else None
+    cur = book.currency
+    month_name = f"{month_end:%B %Y}"
+    return Headline("revenue_kpis", "Revenue and renewal KPIs", [
+        _figure("arr", "ARR", arr_now, "money",
+                f"at {month_end.date()}" + (f", {'+' if change > 0 else ''}{format_value(change, 'percent')} over 12 months"
+                                            if change is not None else "")),
+        _figure("mrr_bridge", f"Net MRR change, {month_name}", net, "money",
+                f"new {format_value(bridge_values['new'], 'money', cur)}, expansion "
+                f"{format_value(bridge_values['expansion'], 'money', cur)}, reactivation "
+                f"{format_value(bridge_values['reactivation'], 'money', cur)}, contraction "
+                f"{format_value(-bridge_values['contraction'], 'money', cur)}, churn "
+                f"{format_value(-bridge_values['churn'], 'money', cur)}"),
+        _figure("nrr", "Net revenue retention", nrr, "percent",
+                f"GRR {format_value(grr, 'percent')}; 12 months, customers paying a year ago"),
+        _figure("grr", "Gross revenue retention", grr, "percent", "12 months, expansion excluded",
+                secondary=True),
+        _figure("renewal_rate", "Renewal rate (ARR)", None if r is None else float(r["renewal_rate_net_arr"]),
+                "percent",
+                "" if r is None else
+                f"contracts ending in the last 12 months: {int(r['due']):,} due, "
+                f"{format_value(float(r['renewal_rate_count']), 'percent')} renewed by count, "
+                f"{int(r['open']):,} still open"),
+    ], series={"arr": {"month": list(arr["month"]), "value": list(arr["arr"])},
+               "bridge": bridge_values | {"month": month_end}},
+        provenance=_provenance(book, as_of))
+
+
+def risk_headline(book: Book, scores: pd.DataFrame, as_of: Any) -> Headline:
+    """Key figures of the renewal-risk report: ARR at risk in the next two quarters.
+
+    Parameters
+    ----------
+    book : Book
+    scores : DataFrame
+        :func:`renewforecast.score_contracts` output as of ``as_of``.
+    as_of : date-like
+
+    Notes
+    -----
+    The quarters are calendar quarters: the rest of the quarter after
+    ``as_of``, and the one after it. ARR at risk is ARR x (1 - renewal
+    probability), summed over the contracts ending in each.
+
+    Examples
+    --------
+    >>> import pandas as pd, renewforecast as rf
+    >>> scores = pd.DataFrame({"end_date": pd.to_datetime(["2026-11-30", "2027-02-28", "2027-06-30"]),
+    ...                        "arr": [1000.0, 2000.0, 4000.0], "renewal_probability": [0.9, 0.5, 0.1],
+    ...                        "arr_at_risk": [100.0, 1000.0, 3600.0], "model_version": "v1"})
+    >>> h = rf.risk_headline(rf.Book.empty(), scores, "2026-10-31")
+    >>> h.figure("arr_at_risk")["value"], h.series["quarters"]["quarter"]
+    (1100.0, ['Q4 2026', 'Q1 2027'])
+    """
+    as_of = pd.Timestamp(as_of).normalize()
+    first = (as_of + pd.Timedelta(days=1)).to_period("Q")
+    quarters = [first, first + 1]
+    ends = pd.to_datetime(scores["end_date"])
+    rows = []
+    for q in quarters:
+        inside = (ends > as_of) & (ends >= q.start_time) & (ends <= q.end_time)
+        part = scores[inside.to_numpy()]
+        rows.append({"quarter": f"Q{q.quarter} {q.year}", "contracts": len(part), "arr": float(part["arr"].sum()),
+                     "arr_at_risk": float(part["arr_at_risk"].sum())})
+    at_risk = sum(r["arr_at_risk"] for r in rows)
+    up = sum(r["arr"] for r in rows)
+    versions = sorted({str(v) for v in scores.get("model_version", pd.Series(dtype=object)).dropna()})
+    cur = book.currency
+    detail = "; ".join(f"{r['quarter']}: {format_value(r['arr_at_risk'], 'money', cur)} of "
+                       f"{format_value(r['arr'], 'money', cur)} ({r['contracts']:,} contracts)" for r in rows)
+    return Headline("renewal_risk", "Renewal risk", [
+        _figure("arr_at_risk", "ARR at risk, next two quarters", at_risk, "money", detail),
+        _figure("expected_renewal", "Expected renewal rate, next two quarters",
+                1 - at_risk / up if up else None, "percent",
+                f"of {format_value(up, 'money', cur)} ARR coming up for renewal", secondary=True),
+    ], series={"quarters": {k: [r[k] for r in rows] for k in rows[0]}},
+        provenance=_provenance(book, as_of, ", ".join(versions) or None))
+
+
+def unit_economics_headline(book: Book, as_of: Any, *, method: str = "sbg", discount_rate: float = 0.10,
+                            horizon_years: float | None = None, spend_lag_months: int = 0,
+                            n_boot: int = 200) -> Headline:
+    """Key figures of the unit-economics report: LTV:CAC and CAC payback for the whole book.
+
+    Measured at the last month end on or before ``as_of``, with the same
+    arguments as :func:`renewforecast.ltv_cac`.
+
+    Examples
+    --------
+    >>> import tempfile, renewforecast as rf
+    >>> folder = tempfile.mkdtemp()
+    >>> _ = rf.write_demo_org(folder, accounts=200, seed=3)
+    >>> h = rf.unit_economics_headline(rf.load_book(folder), "2026-10-31", n_boot=0)
+    >>> [f["key"] for f in h.figures]
+    ['ltv_to_cac', 'payback_months']
+    """
+    as_of = pd.Timestamp(as_of).normalize()
+    month_end = last_month_end(as_of)
+    row = ltv_cac(book, month_end, method=method, discount_rate=discount_rate, horizon_years=horizon_years,
+                  spend_lag_months=spend_lag_months, n_boot=n_boot).iloc[0]
+    cur = book.currency
+    ratio = row.get(f"ltv_{method}_to_cac")
+    low, high = row.get(f"ltv_{method}_low"), row.get(f"ltv_{method}_high")
+    cac = row.get("cac")
+    band = ""
+    if all(isinstance(v, int | float) and math.isfinite(v) for v in (low, high, cac)) and cac:
+        band = f", {format_value(low / cac, 'ratio')} to {format_value(high / cac, 'ratio')} (bootstrap 80%)"
+    return Headline("unit_economics", "Unit economics", [
+        _figure("ltv_to_cac", f"LTV:CAC ({method})", None if ratio is None else float(ratio), "ratio",
+                f"LTV {format_value(row.get(f'ltv_{method}'), 'money', cur)}, CAC "
+                f"{format_value(cac, 'money', cur)}{band}; {row.get('ltv_to_cac_status', '')}; payback "
+                f"{format_value(row.get('payback_months'), 'months')}"),
+        _figure("payback_months", "CAC payback", float(row.get("payback_months", np.nan)), "months",
+                str(row.get("payback_status", "")), secondary=True),
+    ], provenance=_provenance(book, as_of))
+
+
+def forecast_headline(book: Book, forecast: pd.DataFrame, history: pd.DataFrame | None = None, *,
+                      model_version: str | None = None) -> Headline:
+    """Key figures of the revenue forecast: the horizon's revenue with its range.
+
+    Parameters
+    ----------
+    book : Book
+    forecast : DataFrame
+        :func:`renewforecast.revenue_forecast` output (one scenario).
+    history : DataFrame, optional
+        :func:`renewforecast.recognized_revenue` output (``month``,
+        ``revenue``) drawn before the forecast on the index page.
+    model_version : str, optional
+        The renewal model's version; by default the one the forecast records.
+
+    Examples
+    --------
+    >>> import tempfile, renewforecast as rf
+    >>> folder = tempfile.mkdtemp()
+    >>> _ = rf.write_demo_org(folder, accounts=200, seed=3)
+    >>> book = rf.load_book(folder)
+    >>> fc = rf.revenue_forecast(book, "2026-10-31", horizon_months=6, n_sims=100, random_state=0)
+    >>> h = rf.forecast_headline(book, fc)
+    >>> h.figure("horizon_revenue")["value"] == round(fc.attrs["horizon_total"]["mean"], 2)
+    True
+    """
+    groups = forecast["group"].unique()
+    group = "total" if "total" in groups else groups[0]
+    total = forecast[(forecast["group"] == group) & (forecast["component"] == "total")].sort_values("month")
+    span = forecast.attrs.get("horizon_total", {})
+    months = len(total)
+    cur = book.currency
+    first, last = total["month"].iloc[0], total["month"].iloc[-1]
+    p10, p90 = span.get("p10"), span.get("p90")
+    detail = f"{first:%b %Y} to {last:%b %Y}"
+    if p10 is not None and p90 is not None:
+        detail += f", P10-P90 {format_value(p10, 'money', cur)} to {format_value(p90, 'money', cur)}"
+    next_month = total.iloc[0]
+    series: dict[str, Any] = {"forecast": {k: list(total[k]) for k in ("month", "mean", "p10", "p90")}}
+    if history is not None and len(history):
+        series["history"] = {"month": list(history["month"]), "value": list(history["revenue"])}
+    as_of = forecast.attrs.get("as_of", first - pd.offsets.MonthEnd(1))
+    model_version = model_version or forecast.attrs.get("model_version")
+    return Headline("revenue_forecast", "Revenue forecast", [
+        _figure("horizon_revenue", f"Forecast revenue, next {months} months",
+                round(float(span.get("mean", total["mean"].sum())), 2), "money", detail),
+        _figure("next_month", f"Forecast revenue, {first:%B %Y}", float(next_month["mean"]), "money",
+                f"P10-P90 {format_value(next_month['p10'], 'money', cur)} to "
+                f"{format_value(next_month['p90'], 'money', cur)}", secondary=True),
+    ], series=series, provenance=_provenance(book, as_of, model_version))

@@ -1,0 +1,386 @@
+"""The pages a report run publishes around the notebooks: the executive index and the run banner.
+
+:func:`render_index` turns the run's provenance and the :class:`~renewforecast.headline.Headline`
+of each report into ``index.html``: the headline figures as cards with small
+charts, each linking to its full report, then the list of reports and the run's
+provenance. :func:`run_banner` is the strip at the top of every report page with
+the same provenance, so a page that is printed or forwarded on its own still says
+which data, date, model and run it comes from.
+
+Everything taken from data or parameters is HTML-escaped here; charts are
+self-contained SVG images (``data:`` URIs), so the pages need no network and
+no script.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import re
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import quote
+
+from renewforecast.headline import Headline, format_value
+
+__all__ = ["format_duration", "redact_parameters", "render_index", "run_banner"]
+
+# Parameters whose name says they hold a secret are never shown or recorded.
+_SECRET_NAME = re.compile(r"pass|secret|token|credential|api_?key|auth|private", re.IGNORECASE)
+REDACTED = "(hidden)"
+
+# Cards are shown in this order of reports; reports not listed follow.
+_CARD_ORDER = ("revenue_kpis", "renewal_risk", "revenue_forecast", "unit_economics", "data_quality")
+_BLUE, _GREY, _GREEN, _RED = "#1f5fa8", "#8a949e", "#2e8540", "#b8322a"
+
+_CSS = """
+:root{--ink:#1d2329;--muted:#55606b;--line:#dde1e5;--link:#0b5cad}
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;max-width:72rem;
+margin:1.5rem auto;padding:0 1rem;color:var(--ink);line-height:1.45;background:#fff}
+h1{font-size:1.6rem;margin:0 0 .2rem}h2{font-size:1.15rem;margin:2rem 0 .6rem}
+.muted{color:var(--muted);font-size:.9rem}a{color:var(--link)}
+.cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(16rem,1fr));gap:.9rem}
+.card{border:1px solid var(--line);border-radius:.5rem;padding:.8rem .9rem;display:flex;
+flex-direction:column;gap:.25rem;background:#fbfcfd}
+.card .label{font-size:.85rem;color:var(--muted);font-weight:600;text-transform:uppercase;
+letter-spacing:.02em}
+.card .value{font-size:1.7rem;font-weight:650;font-variant-numeric:tabular-nums}
+.card .detail{font-size:.85rem;color:var(--muted)}
+.card img{width:100%;height:auto;margin-top:.3rem}
+.card .more{margin-top:auto;padding-top:.4rem;font-size:.85rem}
+table{border-collapse:collapse;width:100%}th,td{text-align:left;padding:.3rem .6rem;
+border-bottom:1px solid var(--line);vertical-align:top}th{width:13rem;color:var(--muted);font-weight:600}
+code{font-size:.9em;word-break:break-all}td.num{text-align:right;white-space:nowrap;font-weight:600;
+font-variant-numeric:tabular-nums}.more-figures th{width:18rem}ol{padding-left:1.4rem}li{margin:.35rem 0}
+"""
+
+
+def redact_parameters(parameters: dict[str, Any]) -> dict[str, Any]:
+    """Parameters with the values of secret-looking names replaced by ``"(hidden)"``.
+
+    Credentials do not belong in report parameters at all (they are written
+    into the executed notebook); this keeps a mistaken one off the pages and
+    out of ``run.json``.
+
+    Examples
+    --------
+    >>> redact_parameters({"horizon_months": 12, "sf_password": "hunter2", "API_KEY": "x"})
+    {'horizon_months': 12, 'sf_password': '(hidden)', 'API_KEY': '(hidden)'}
+    """
+    return {k: REDACTED if _SECRET_NAME.search(str(k)) else v for k, v in parameters.items()}
+
+
+def format_duration(seconds: float) -> str:
+    """Format a duration for people.
+
+    Examples
+    --------
+    >>> format_duration(4.26), format_duration(95.0), format_duration(3725)
+    ('4.3 s', '1 min 35 s', '1 h 2 min')
+    """
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {secs} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min"
+
+
+# --------------------------------------------------------------------------- #
+# Charts: small matplotlib figures turned into self-contained SVG images
+# --------------------------------------------------------------------------- #
+
+
+def _image(fig: Any, alt: str) -> str:
+    import matplotlib
+
+    buffer = io.BytesIO()
+    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "renewforecast"}):
+        fig.savefig(buffer, format="svg", bbox_inches="tight", pad_inches=0.02, metadata={"Date": None})
+    data = base64.b64encode(buffer.getvalue()).decode("ascii")
+    return f'<img src="data:image/svg+xml;base64,{data}" alt="{html.escape(alt)}">'
+
+
+def _small_figure() -> tuple[Any, Any]:
+    # matplotlib.figure.Figure keeps pyplot's global state (and any GUI
+    # backend) out of a library call.
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(3.4, 1.15), dpi=100)
+    ax = fig.add_subplot()
+    for side in ("top", "right", "left"):
+        ax.spines[side].set_visible(False)
+    ax.spines["bottom"].set_color("#c7cdd3")
+    ax.tick_params(labelsize=7, colors="#55606b", length=0)
+    ax.set_yticks([])
+    return fig, ax
+
+
+def _month_axis(ax: Any, months: Sequence[str]) -> None:
+    if not months:
+        return
+    ticks = [0, len(months) - 1]
+    ax.set_xticks(ticks, [_month_label(months[i]) for i in ticks])
+
+
+def _month_label(iso: str) -> str:
+    import datetime as dt
+
+    try:
+        return dt.date.fromisoformat(str(iso)[:10]).strftime("%b %Y")
+    except ValueError:
+        return str(iso)
+
+
+def _arr_chart(series: dict[str, Any]) -> str | None:
+    values = [v for v in series.get("value", []) if v is not None]
+    if len(values) < 2:
+        return None
+    fig, ax = _small_figure()
+    ax.plot(range(len(values)), values, color=_BLUE, lw=1.8)
+    ax.fill_between(range(len(values)), min(values), values, color=_BLUE, alpha=0.08, lw=0)
+    _month_axis(ax, series.get("month", []))
+    return _image(fig, "ARR at each month end over the last two years")
+
+
+def _bridge_chart(bridge: dict[str, Any]) -> str | None:
+    steps = [("new", 1), ("expansion", 1), ("reactivation", 1), ("contraction", -1), ("churn", -1)]
+    values = [sign * float(bridge.get(name) or 0.0) for name, sign in steps]
+    if not any(values):
+        return None
+    fig, ax = _small_figure()
+    colors = [_GREEN if v >= 0 else _RED for v in values]
+    ax.bar(range(len(values)), values, color=colors, width=0.65)
+    ax.axhline(0, color="#c7cdd3", lw=0.8)
+    ax.set_xticks(range(len(values)), ["new", "expansion", "reactiv.", "contraction", "churn"])
+    ax.spines["bottom"].set_visible(False)
+    return _image(fig, "MRR added and lost last month by movement")
+
+
+def _quarters_chart(quarters: dict[str, Any]) -> str | None:
+    names = quarters.get("quarter", [])
+    if not names:
+        return None
+    fig, ax = _small_figure()
+    x = range(len(names))
+    ax.barh(list(x), quarters.get("arr", []), color="#d5dde6", height=0.6, label="up for renewal")
+    ax.barh(list(x), quarters.get("arr_at_risk", []), color=_RED, height=0.6, label="at risk")
+    ax.set_yticks(list(x), names)
+    ax.invert_yaxis()
+    ax.set_xticks([])
+    ax.spines["bottom"].set_visible(False)
+    ax.legend(fontsize=7, frameon=False, loc="lower right", ncol=2, bbox_to_anchor=(1, -0.45))
+    return _image(fig, "ARR up for renewal and ARR at risk in the next two quarters")
+
+
+def _fan_chart(series: dict[str, Any]) -> str | None:
+    fc = series.get("forecast", {})
+    months = list(fc.get("month", []))
+    if not months:
+        return None
+    hist = series.get("history", {})
+    h_months = list(hist.get("month", []))[-12:]
+    h_values = list(hist.get("value", []))[-12:]
+    fig, ax = _small_figure()
+    n = len(h_months)
+    if n:
+        ax.plot(range(n), h_values, color=_GREY, lw=1.5)
+    x = list(range(n, n + len(months)))
+    ax.fill_between(x, fc["p10"], fc["p90"], color=_BLUE, alpha=0.18, lw=0)
+    ax.plot(x, fc["mean"], color=_BLUE, lw=1.8)
+    _month_axis(ax, h_months + months)
+    return _image(fig, "Monthly revenue: recognised, then forecast mean with P10 to P90 band")
+
+
+def _chart_for(key: str, headline: Headline) -> str | None:
+    series = headline.series
+    try:
+        if key == "arr" and "arr" in series:
+            return _arr_chart(series["arr"])
+        if key == "mrr_bridge" and "bridge" in series:
+            return _bridge_chart(series["bridge"])
+        if key == "arr_at_risk" and "quarters" in series:
+            return _quarters_chart(series["quarters"])
+        if key == "horizon_revenue" and "forecast" in series:
+            return _fan_chart(series)
+    except (TypeError, ValueError, KeyError):
+        return None  # a malformed series costs the chart, never the page
+    return None
+
+
+# --------------------------------------------------------------------------- #
+# Pages
+# --------------------------------------------------------------------------- #
+
+
+def _card(figure: dict[str, Any], headline: Headline, link: str, link_title: str) -> str:
+    e = html.escape
+    currency = headline.provenance.get("currency", "USD")
+    value = format_value(figure.get("value"), figure.get("kind", "text"), currency)
+    chart = _chart_for(figure.get("key", ""), headline) or ""
+    detail = figure.get("detail") or ""
+    return (
+        '<div class="card">'
+        f'<div class="label">{e(str(figure.get("label", "")))}</div>'
+        f'<div class="value">{e(value)}</div>'
+        + (f'<div class="detail">{e(detail)}</div>' if detail else "")
+        + chart
+        + f'<div class="more"><a href="{e(link)}">{e(link_title)} &rarr;</a></div>'
+        "</div>"
+    )
+
+
+def _value_or(meta: dict[str, Any], key: str, missing: str) -> str:
+    value = meta.get(key)
+    return str(value) if value not in (None, "") else missing
+
+
+def render_index(meta: dict[str, Any], reports: Sequence[dict[str, Any]],
+                 headlines: dict[str, Headline]) -> str:
+    """HTML of a run's ``index.html``.
+
+    Parameters
+    ----------
+    meta : dict
+        The run's provenance as written to ``run.json`` (``run_id``,
+        ``as_of``, ``data_fingerprint``, ``model_version``,
+        ``package_version``, ``source``, ``parameters``, ``started``,
+        ``finished``, ``duration_seconds``).
+    reports : sequence of dict
+        ``name``, ``title``, ``html`` (file name) and ``seconds`` per report, in order.
+    headlines : dict
+        Report name -> :class:`~renewforecast.headline.Headline` of the
+        reports that published one.
+
+    Returns
+    -------
+    str
+
+    Examples
+    --------
+    >>> from renewforecast.headline import Headline
+    >>> h = Headline("revenue_kpis", "KPIs", [{"key": "nrr", "label": "NRR", "value": 1.04,
+    ...              "kind": "percent"}], provenance={"currency": "USD"})
+    >>> page = render_index({"run_id": "r1"}, [{"name": "01_kpis", "title": "KPIs <b>",
+    ...                      "html": "01_kpis.html", "seconds": 3.0}], {"01_kpis": h})
+    >>> "104.0%" in page, "KPIs &lt;b&gt;" in page, "<b>" in page
+    (True, True, False)
+    """
+    e = html.escape
+    order = {name: i for i, name in enumerate(_CARD_ORDER)}
+    by_name = {r["name"]: r for r in reports}
+    ranked = sorted(headlines.items(), key=lambda item: (order.get(item[1].report, len(order)),
+                                                          list(by_name).index(item[0])
+                                                          if item[0] in by_name else 0))
+    cards, more = [], []
+    for name, headline in ranked:
+        report = by_name.get(name, {"html": f"{name}.html", "title": headline.title})
+        link = quote(str(report["html"]))
+        title = str(report.get("title") or headline.title)
+        for figure in headline.figures:
+            if figure.get("secondary"):
+                value = format_value(figure.get("value"), figure.get("kind", "text"),
+                                     headline.provenance.get("currency", "USD"))
+                more.append(f'<tr><th>{e(str(figure.get("label", "")))}</th><td class="num">{e(value)}</td>'
+                            f'<td class="muted">{e(str(figure.get("detail") or ""))}</td>'
+                            f'<td><a href="{e(link)}">{e(title)}</a></td></tr>')
+            else:
+                cards.append(_card(figure, headline, link, title))
+    as_of = _value_or(meta, "as_of", "not recorded")
+    links = [
+        f'<li><a href="{e(quote(str(r["html"])))}">{e(str(r["title"]))}</a> '
+        f'<span class="muted">{e(str(r["name"]))}, {e(format_duration(float(r.get("seconds", 0.0))))}</span></li>'
+        for r in reports
+    ]
+    cards_html = (f'<h2>Headline figures</h2>\n<div class="cards">\n{chr(10).join(cards)}\n</div>\n'
+                  if cards else "")
+    if more:
+        cards_html += (f'<h2>More figures</h2>\n<table class="more-figures">\n{chr(10).join(more)}\n'
+                       "</table>\n")
+    return (
+        "<!DOCTYPE html>\n"
+        '<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        f"<title>renewforecast reports as of {e(as_of)}</title>\n"
+        f"<style>{_CSS}</style>\n</head>\n<body>\n"
+        f"<h1>Revenue, renewals and forecast as of {e(as_of)}</h1>\n"
+        f'<p class="muted">renewforecast run <code>{e(str(meta.get("run_id", "")))}</code>'
+        f' · data <code>{e(_value_or(meta, "data_fingerprint", "not recorded")[:12])}</code></p>\n'
+        f"{cards_html}"
+        f"<h2>Reports</h2>\n<ol>\n{chr(10).join(links)}\n</ol>\n"
+        f"<h2>Run</h2>\n{_provenance_table(meta)}\n"
+        "</body>\n</html>\n"
+    )
+
+
+def _provenance_rows(meta: dict[str, Any]) -> list[tuple[str, str]]:
+    duration = meta.get("duration_seconds")
+    return [
+        ("Run id", _value_or(meta, "run_id", "")),
+        ("As of", _value_or(meta, "as_of", "not recorded")),
+        ("Data fingerprint", _value_or(meta, "data_fingerprint", "not recorded")),
+        ("Renewal model", _value_or(meta, "model_version", "none used")),
+        ("renewforecast", _value_or(meta, "package_version", "unknown")),
+        ("Source", _value_or(meta, "source", "")),
+        ("Started (UTC)", _value_or(meta, "started", "")),
+        ("Duration", format_duration(float(duration)) if duration is not None else ""),
+    ]
+
+
+def _provenance_table(meta: dict[str, Any]) -> str:
+    e = html.escape
+    rows = [f"<tr><th>{e(label)}</th><td><code>{e(value)}</code></td></tr>"
+            for label, value in _provenance_rows(meta)]
+    for name, value in redact_parameters(meta.get("parameters") or {}).items():
+        if name == "source":
+            continue
+        rows.append(f"<tr><th>parameter {e(str(name))}</th>"
+                    f"<td><code>{e(json.dumps(value, ensure_ascii=False))}</code></td></tr>")
+    return "<table>\n" + "\n".join(rows) + "\n</table>"
+
+
+def run_banner(meta: dict[str, Any], report: dict[str, Any]) -> str:
+    """HTML strip with the run's provenance, shown at the top of every report page.
+
+    Parameters
+    ----------
+    meta : dict
+        As for :func:`render_index`.
+    report : dict
+        ``name``, ``seconds`` and ``parameters`` (the values this report received).
+
+    Examples
+    --------
+    >>> strip = run_banner({"run_id": "r1", "as_of": "2026-10-31"},
+    ...                    {"name": "01_kpis", "seconds": 2.0, "parameters": {"source": "<x>"}})
+    >>> "&lt;x&gt;" in strip and "index.html" in strip
+    True
+    """
+    e = html.escape
+    parts = [
+        f'Run <code>{e(_value_or(meta, "run_id", ""))}</code>',
+        f'as of <strong>{e(_value_or(meta, "as_of", "not recorded"))}</strong>',
+        f'data <code title="{e(_value_or(meta, "data_fingerprint", ""))}">'
+        f'{e(_value_or(meta, "data_fingerprint", "not recorded")[:12])}</code>',
+        f'model <code>{e(_value_or(meta, "model_version", "none"))}</code>',
+        f'renewforecast {e(_value_or(meta, "package_version", "unknown"))}',
+        f'report took {e(format_duration(float(report.get("seconds", 0.0))))} (whole run '
+        + e(format_duration(float(meta.get("duration_seconds") or 0.0))) + ")",
+    ]
+    params = "".join(
+        f"<tr><th>{e(str(k))}</th><td><code>{e(json.dumps(v, ensure_ascii=False))}</code></td></tr>"
+        for k, v in redact_parameters(report.get("parameters") or {}).items()
+    )
+    return (
+        '<nav class="rf-run" style="font:13px/1.5 system-ui,-apple-system,\'Segoe UI\',sans-serif;'
+        'color:#55606b;background:#f4f6f8;border-bottom:1px solid #dde1e5;padding:.5rem 1rem;'
+        'margin:0 0 1rem">'
+        '<a href="index.html" style="color:#0b5cad;font-weight:600">&larr; All reports</a> · '
+        + " · ".join(parts)
+        + (f'<details style="margin-top:.2rem"><summary>Parameters</summary>'
+           f'<table style="border-collapse:collapse">{params}</table></details>' if params else "")
+        + "</nav>"
+    )
