@@ -80,3 +80,12 @@ def test_every_code_block_of_the_guide_runs(guide, demo_org, trained, tmp_path, 
                 done = subprocess.run(["bash", "-euo", "pipefail", "-c", command], cwd=checkout, env=env,
                                       capture_output=True, text=True, timeout=900)
                 assert done.returncode == 0, f"{where} exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
+
+
+def test_the_scheduler_guide_explains_every_exit_code_a_run_can_end_with():
+    from renewforecast import reporting
+
+    codes = {getattr(reporting, name) for name in reporting.__all__ if name.startswith("EXIT_")} | {0}
+    text = (DOCS / "guide_scheduler.md").read_text(encoding="utf-8")
+    documented = {int(m) for m in re.findall(r"^\| (\d+) \|", text, flags=re.MULTILINE)}
+    assert documented == codes

@@ -232,6 +232,12 @@ def report(directory, param_pairs, as_of, out, notebooks, timeout, keep, model_p
     in OUT/failed/<run-id>/ and exits non-zero.
 
     Example: renewforecast report data/demo --as-of 2026-10-31
+
+    \b
+    Exit codes: 0 published; 1 invalid export or unexpected error;
+    2 refused before any notebook ran (parameters, as-of date, notebooks);
+    3 a cell raised; 4 a cell timed out; 5 the kernel died; 6 a notebook
+    stopped early; 7 the reports disagree on the data (export changed).
     """
     from renewforecast.reporting import run_reports
 
