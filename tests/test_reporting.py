@@ -10,6 +10,9 @@ import datetime as dt
 import json
 import os
 import re
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -473,9 +476,6 @@ run_reports("data", out=sys.argv[1], notebooks_dir=sys.argv[2], run_id=sys.argv[
 
 
 def _start_run(out: Path, nbdir: Path, run_id: str):
-    import subprocess
-    import sys
-
     return subprocess.Popen([sys.executable, "-c", _RUNNER, str(out), str(nbdir), run_id],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
 
@@ -508,8 +508,6 @@ def test_two_runs_at_once_each_publish_their_own_complete_folder(nbdir, out):
 
 @pytest.mark.slow
 def test_a_run_killed_halfway_leaves_latest_intact_and_is_filed_as_failed(nbdir, out):
-    import signal
-
     make_notebook(nbdir, "01_a", ["print('fine')"])
     good = run_reports("data", out=out, notebooks_dir=nbdir, run_id="good", timeout=60)
     before = {p.name: p.read_bytes() for p in good.iterdir()}

@@ -145,8 +145,11 @@ class Headline:
 
     def formatted(self, key: str) -> str:
         """The figure named ``key``, formatted for people."""
-        item = self.figure(key)
-        return format_value(item["value"], item["kind"], self.provenance.get("currency", "USD"))
+        return self.format_figure(self.figure(key))
+
+    def format_figure(self, figure: dict[str, Any]) -> str:
+        """A figure of this headline formatted for people, in its currency."""
+        return format_value(figure.get("value"), figure.get("kind", "text"), self.provenance.get("currency", "USD"))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (what the index page reads)."""
@@ -163,12 +166,13 @@ class Headline:
         return {HEADLINE_MIME: self.to_dict(), "text/html": self._html(), "text/plain": self._text()}
 
     def _rows(self) -> list[tuple[str, str, str]]:
-        return [(f["label"], self.formatted(f["key"]), f.get("detail") or "") for f in self.figures]
+        return [(f["label"], self.format_figure(f), f.get("detail") or "") for f in self.figures]
 
     def _text(self) -> str:
-        width = max((len(label) for label, _, _ in self._rows()), default=0)
+        rows = self._rows()
+        width = max((len(label) for label, _, _ in rows), default=0)
         lines = [self.title]
-        for label, value, detail in self._rows():
+        for label, value, detail in rows:
             lines.append(f"  {label:<{width}}  {value}" + (f"  ({detail})" if detail else ""))
         return "\n".join(lines)
 

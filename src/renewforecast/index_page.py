@@ -15,6 +15,7 @@ no script.
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import html
 import io
 import json
@@ -23,7 +24,7 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote
 
-from renewforecast.headline import Headline, format_value
+from renewforecast.headline import Headline
 
 __all__ = ["format_duration", "redact_parameters", "render_index", "run_banner"]
 
@@ -127,8 +128,6 @@ def _month_axis(ax: Any, months: Sequence[str]) -> None:
 
 
 def _month_label(iso: str) -> str:
-    import datetime as dt
-
     try:
         return dt.date.fromisoformat(str(iso)[:10]).strftime("%b %Y")
     except ValueError:
@@ -218,8 +217,7 @@ def _chart_for(key: str, headline: Headline) -> str | None:
 
 def _card(figure: dict[str, Any], headline: Headline, link: str, link_title: str) -> str:
     e = html.escape
-    currency = headline.provenance.get("currency", "USD")
-    value = format_value(figure.get("value"), figure.get("kind", "text"), currency)
+    value = headline.format_figure(figure)
     chart = _chart_for(figure.get("key", ""), headline) or ""
     detail = figure.get("detail") or ""
     return (
@@ -238,8 +236,7 @@ def _value_or(meta: dict[str, Any], key: str, missing: str) -> str:
     return str(value) if value not in (None, "") else missing
 
 
-def render_index(meta: dict[str, Any], reports: Sequence[dict[str, Any]],
-                 headlines: dict[str, Headline]) -> str:
+def render_index(meta: dict[str, Any], headlines: dict[str, Headline]) -> str:
     """HTML of a run's ``index.html``.
 
     Parameters
@@ -248,9 +245,9 @@ def render_index(meta: dict[str, Any], reports: Sequence[dict[str, Any]],
         The run's provenance as written to ``run.json`` (``run_id``,
         ``as_of``, ``data_fingerprint``, ``model_version``,
         ``package_version``, ``source``, ``parameters``, ``started``,
-        ``finished``, ``duration_seconds``).
-    reports : sequence of dict
-        ``name``, ``title``, ``html`` (file name) and ``seconds`` per report, in order.
+        ``finished``, ``duration_seconds``), with ``notebooks`` (``name``,
+        ``title`` and ``html`` file of each report, in order) and
+        ``durations`` (seconds by report name).
     headlines : dict
         Report name -> :class:`~renewforecast.headline.Headline` of the
         reports that published one.
@@ -264,17 +261,20 @@ def render_index(meta: dict[str, Any], reports: Sequence[dict[str, Any]],
     >>> from renewforecast.headline import Headline
     >>> h = Headline("revenue_kpis", "KPIs", [{"key": "nrr", "label": "NRR", "value": 1.04,
     ...              "kind": "percent"}], provenance={"currency": "USD"})
-    >>> page = render_index({"run_id": "r1"}, [{"name": "01_kpis", "title": "KPIs <b>",
-    ...                      "html": "01_kpis.html", "seconds": 3.0}], {"01_kpis": h})
+    >>> meta = {"run_id": "r1", "notebooks": [{"name": "01_kpis", "title": "KPIs <b>",
+    ...         "html": "01_kpis.html"}], "durations": {"01_kpis": 3.0}}
+    >>> page = render_index(meta, {"01_kpis": h})
     >>> "104.0%" in page, "KPIs &lt;b&gt;" in page, "<b>" in page
     (True, True, False)
     """
     e = html.escape
+    reports = meta.get("notebooks") or []
+    durations = meta.get("durations") or {}
     order = {name: i for i, name in enumerate(_CARD_ORDER)}
     by_name = {r["name"]: r for r in reports}
-    ranked = sorted(headlines.items(), key=lambda item: (order.get(item[1].report, len(order)),
-                                                          list(by_name).index(item[0])
-                                                          if item[0] in by_name else 0))
+    position = {name: i for i, name in enumerate(by_name)}
+    ranked = sorted(headlines.items(),
+                    key=lambda item: (order.get(item[1].report, len(order)), position.get(item[0], 0)))
     cards, more = [], []
     for name, headline in ranked:
         report = by_name.get(name, {"html": f"{name}.html", "title": headline.title})
@@ -282,8 +282,7 @@ def render_index(meta: dict[str, Any], reports: Sequence[dict[str, Any]],
         title = str(report.get("title") or headline.title)
         for figure in headline.figures:
             if figure.get("secondary"):
-                value = format_value(figure.get("value"), figure.get("kind", "text"),
-                                     headline.provenance.get("currency", "USD"))
+                value = headline.format_figure(figure)
                 more.append(f'<tr><th>{e(str(figure.get("label", "")))}</th><td class="num">{e(value)}</td>'
                             f'<td class="muted">{e(str(figure.get("detail") or ""))}</td>'
                             f'<td><a href="{e(link)}">{e(title)}</a></td></tr>')
@@ -292,7 +291,7 @@ def render_index(meta: dict[str, Any], reports: Sequence[dict[str, Any]],
     as_of = _value_or(meta, "as_of", "not recorded")
     links = [
         f'<li><a href="{e(quote(str(r["html"])))}">{e(str(r["title"]))}</a> '
-        f'<span class="muted">{e(str(r["name"]))}, {e(format_duration(float(r.get("seconds", 0.0))))}</span></li>'
+        f'<span class="muted">{e(str(r["name"]))}, {e(format_duration(float(durations.get(r["name"], 0.0))))}</span></li>'
         for r in reports
     ]
     cards_html = (f'<h2>Headline figures</h2>\n<div class="cards">\n{chr(10).join(cards)}\n</div>\n'

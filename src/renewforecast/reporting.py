@@ -515,19 +515,22 @@ def _execute(
 _TEMPLATES = Path(__file__).resolve().parent / "templates"
 
 
-def _export_html(nb: Any, report: _Report, staging: Path, banner: str) -> None:
+def _html_exporter() -> Any:
     from nbconvert import HTMLExporter
 
     # Code cells are hidden: the injected parameters cell must not leak into
     # a report that is shared beyond the people who ran it. The template is
     # JupyterLab's without the CDN scripts, so pages work offline.
-    exporter = HTMLExporter(
+    return HTMLExporter(
         template_name="renewforecast_report",
         extra_template_basedirs=[str(_TEMPLATES)],
         exclude_input=True,
         exclude_input_prompt=True,
         exclude_output_prompt=True,
     )
+
+
+def _export_html(exporter: Any, nb: Any, report: _Report, staging: Path, banner: str) -> None:
     resources = {
         "metadata": {"name": report.title},  # becomes the page <title>
         "renewforecast_banner": banner,
@@ -538,16 +541,12 @@ def _export_html(nb: Any, report: _Report, staging: Path, banner: str) -> None:
 
 def _headline(nb: Any, report: _Report) -> Headline | None:
     """The last headline a notebook displayed, if any."""
-    found = None
-    for cell in nb.cells:
-        for output in cell.get("outputs", []) if cell.cell_type == "code" else []:
-            data = output.get("data", {})
-            if HEADLINE_MIME in data:
-                found = data[HEADLINE_MIME]
-    if found is None:
+    shown = [output["data"][HEADLINE_MIME] for cell in nb.cells if cell.cell_type == "code"
+             for output in cell.outputs if HEADLINE_MIME in output.get("data", {})]
+    if not shown or shown[-1] is None:
         return None
     try:
-        return Headline.from_dict(dict(found))
+        return Headline.from_dict(dict(shown[-1]))
     except (KeyError, TypeError, ValueError) as exc:
         raise _NotebookFailed(
             f"Report notebook {report.stem!r} displayed a malformed headline "
@@ -610,14 +609,13 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _recover_interrupted(out: Path) -> list[Path]:
+def _recover_interrupted(out: Path) -> None:
     """Move staging folders of killed runs on this host to ``failed/``.
 
     A run killed outright (SIGKILL, power loss) cannot clean up after itself;
     its hidden staging folder was never visible as a report, and the next run
     files it under ``failed/<run_id>`` with the other failed runs.
     """
-    moved = []
     host = socket.gethostname()
     for staging in out.glob(".staging-*"):
         try:
@@ -630,8 +628,6 @@ def _recover_interrupted(out: Path) -> list[Path]:
         target = _quarantine(staging, out, run_id)
         if target != staging:
             logger.warning("Report run %s was interrupted; its partial output is in %s", run_id, target)
-            moved.append(target)
-    return moved
 
 
 def _switch_latest(out: Path, run_id: str) -> None:
@@ -881,18 +877,18 @@ def run_reports(
                     "notebook": f"{r.stem}.ipynb",
                     "html": f"{r.stem}.html",
                     "parameters": sorted(r.parameters),
-                    "seconds": round(r.seconds, 3),
                 }
                 for r in reports
             ],
             "durations": {r.stem: round(r.seconds, 3) for r in reports},
             "headlines": {name: h.to_dict() for name, h in headlines.items()},
         }
+        exporter = _html_exporter()
         for report, nb in zip(reports, executed, strict=True):
             banner = run_banner(meta, {"name": report.stem, "seconds": report.seconds,
                                        "parameters": report.parameters})
-            _export_html(nb, report, staging, banner)
-        atomic_write_text(staging / "index.html", render_index(meta, meta["notebooks"], headlines))
+            _export_html(exporter, nb, report, staging, banner)
+        atomic_write_text(staging / "index.html", render_index(meta, headlines))
         atomic_write_text(
             staging / "run.json", json.dumps(meta, indent=2, ensure_ascii=False) + "\n"
         )
