@@ -66,19 +66,32 @@ def test_mid_term_upsell_and_decrease():
 
 @pytest.mark.parametrize("convention", ["negative_rows", "original_row", "both"])
 def test_early_termination_counts_once_whatever_the_export_convention(convention):
+    # CPQ's convention, as real records show it: TerminatedDate is the last day
+    # of service (14 June) and the negative delta row starts the day after.
     rows = [{"subscription_id": "s0", "product_id": "p12", "start_date": T("2024-01-01"),
              "end_date": T("2024-12-31"), "quantity": 10, "net_price": 1200.0}]
     if convention in ("original_row", "both"):
-        rows[0]["terminated_date"] = T("2024-06-15")
+        rows[0]["terminated_date"] = T("2024-06-14")
     if convention in ("negative_rows", "both"):
         rows.append({"subscription_id": "s1", "product_id": "p12", "start_date": T("2024-06-15"),
                      "end_date": T("2024-12-31"), "quantity": -10, "net_price": 1200.0 * 0.55,
                      "prorate_multiplier": 0.55, "revised_subscription_id": "s0",
-                     "terminated_date": T("2024-06-15")})
+                     "terminated_date": T("2024-06-14")})
+    b = book_of(rows)
+    assert rf.arr_on(b, "2024-06-14") == 12_000.0  # served that day
+    assert rf.arr_on(b, "2024-06-15") == 0.0
+    assert rf.arr_on(b, "2024-12-01") == 0.0
+
+
+def test_negative_row_alone_starts_on_the_first_day_without_service():
+    rows = [{"subscription_id": "s0", "product_id": "p12", "start_date": T("2024-01-01"),
+             "end_date": T("2024-12-31"), "quantity": 10, "net_price": 1200.0},
+            {"subscription_id": "s1", "product_id": "p12", "start_date": T("2024-06-15"),
+             "end_date": T("2024-12-31"), "quantity": -10, "net_price": 660.0, "prorate_multiplier": 0.55,
+             "revised_subscription_id": "s0"}]
     b = book_of(rows)
     assert rf.arr_on(b, "2024-06-14") == 12_000.0
     assert rf.arr_on(b, "2024-06-15") == 0.0
-    assert rf.arr_on(b, "2024-12-01") == 0.0
 
 
 def test_cancel_and_replace_on_one_date():

@@ -54,7 +54,7 @@ def test_forecast_writes_a_tidy_csv_and_refuses_bad_options(demo_org, tmp_path):
     assert table.columns.tolist() == ["scenario", "month", "group", "component", "mean", "p10", "p50", "p90"]
     assert sorted(table["month"].unique()) == ["2026-07-31", "2026-08-31", "2026-09-30", "2026-10-31",
                                                "2026-11-30", "2026-12-31"]
-    assert {"total", "contracted", "renewal", "pipeline", "new_business"} == set(table["component"])
+    assert {"total", "contracted", "one_time", "usage", "renewal", "pipeline", "new_business"} == set(table["component"])
     assert "Wrote" in result.output
     before = out.read_bytes()
     bad = CliRunner().invoke(main, ["forecast", str(demo_org.path), "--by", "colour", "--out", str(out)])

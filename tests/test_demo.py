@@ -31,7 +31,8 @@ def test_any_generated_org_validates(tmp_path_factory, seed, accounts):
     org = rf.write_demo_org(tmp_path_factory.mktemp("h") / "org", accounts=accounts, seed=seed)
     book = rf.load_book(org.path)  # raises on any validation error
     assert len(book.accounts) >= accounts
-    assert set(book.warnings["rule"]) <= {"schedule_total_mismatch"}
+    # stale schedules and loyalty credits are written on purpose, as real orgs have them
+    assert set(book.warnings["rule"]) <= {"schedule_total_mismatch", "credit_line"}
 
 
 @pytest.fixture(scope="module")

@@ -46,10 +46,10 @@ def test_mid_month_start_earns_its_share_of_the_first_and_last_month():
 
 
 def test_leap_february_and_termination_mid_month():
-    # 3 seats at 3,600 a year = 900 a month; terminated from 11 February 2024 (leap year):
-    # it counts 1-10 February, 10 of 29 days.
+    # 3 seats at 3,600 a year = 900 a month; the last day of service is 10 February 2024
+    # (leap year): it counts 1-10 February, 10 of 29 days.
     b = book_of([{"start_date": T("2024-01-01"), "end_date": T("2024-12-31"), "quantity": 3,
-                  "net_price": 3600.0, "terminated_date": T("2024-02-11")}])
+                  "net_price": 3600.0, "terminated_date": T("2024-02-10")}])
     out = by_month(rf.recognized_revenue(b, "2024-01-01", "2024-03-31"))
     assert out == {"2024-01": 900.0, "2024-02": round(900 * 10 / 29, 2), "2024-03": 0.0}
 

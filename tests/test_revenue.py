@@ -191,9 +191,11 @@ def ledgers(draw):
                          "net_price": price, "revised_subscription_id": root})
         if draw(st.booleans()):
             at = start + pd.Timedelta(days=draw(st.integers(offsets[-1] if offsets else 0, length)))
+            # TerminatedDate is the last day of service; the negative row starts the day after.
             rows.append({"subscription_id": f"{root}t", "account_id": acct, "contract_id": f"c{c}",
                          "product_id": "p12", "start_date": at, "end_date": end, "quantity": float(-remaining),
-                         "net_price": price, "revised_subscription_id": root, "terminated_date": at})
+                         "net_price": price, "revised_subscription_id": root,
+                         "terminated_date": at - pd.Timedelta(days=1)})
     return rows
 
 
@@ -207,7 +209,7 @@ def naive_mrr(rows, month_end):
     out = {}
     for r in rows:
         root = r.get("revised_subscription_id") or r["subscription_id"]
-        if r["start_date"] <= month_end <= r["end_date"] and not (root in term and term[root] <= month_end):
+        if r["start_date"] <= month_end <= r["end_date"] and not (root in term and term[root] < month_end):
             out[r["account_id"]] = out.get(r["account_id"], 0.0) + r["quantity"] * r["net_price"] / 12
     return out
 

@@ -79,10 +79,20 @@ def test_end_before_start(org_copy):
     assert (p.file, p.line, p.record_id, p.column) == ("Contract.csv", 4, frame.loc[2, "Id"], "EndDate")
 
 
-def test_negative_price(org_copy):
-    line, rid = edit_sf(org_copy, "SBQQ__Subscription__c.csv", 5, "SBQQ__NetPrice__c", "-5")
+def test_negative_unit_price_on_an_opportunity_line_is_refused(org_copy):
+    line, rid = edit_sf(org_copy, "OpportunityLineItem.csv", 5, "UnitPrice", "-5")
     (p,) = find(problems_of(org_copy), "negative_price")
-    assert (p.file, p.line, p.record_id, p.column) == ("SBQQ__Subscription__c.csv", line, rid, "SBQQ__NetPrice__c")
+    assert (p.file, p.line, p.record_id, p.column) == ("OpportunityLineItem.csv", line, rid, "UnitPrice")
+
+
+def test_negative_per_unit_subscription_price_is_a_credit_with_a_warning(org_copy):
+    subs = read_sf(org_copy, "SBQQ__Subscription__c.csv")
+    row = int((subs["SBQQ__DiscountScheduleType__c"] == "").to_numpy().nonzero()[0][3])
+    line, rid = edit_sf(org_copy, "SBQQ__Subscription__c.csv", row, "SBQQ__NetPrice__c", "-5")
+    book = rf.load_book(org_copy)  # loads: never a refusal of the whole export
+    w = book.warnings[book.warnings["rule"] == "credit_line"]
+    assert (line, rid, "SBQQ__NetPrice__c") in set(zip(w["line"], w["record_id"], w["column"], strict=True))
+    assert book.subscriptions.set_index("subscription_id").loc[rid, "net_price"] == -5.0
 
 
 @pytest.mark.parametrize(
@@ -109,7 +119,18 @@ def test_schedule_fields_all_or_none(org_copy):
     assert (p.line, p.record_id) == (line, rid)
 
 
+def single_currency(folder):
+    """The demo org as a one-currency org: no rate files, every record in USD."""
+    for name in ("CurrencyType.csv", "DatedConversionRate.csv"):
+        (folder / name).unlink()
+    for path in folder.glob("*.csv"):
+        frame = read_sf(folder, path.name)
+        if "CurrencyIsoCode" in frame.columns:
+            write_sf(folder, path.name, frame.drop(columns=["CurrencyIsoCode"]))
+
+
 def test_two_currencies_without_fx_table_are_refused(org_copy):
+    single_currency(org_copy)
     frame = read_sf(org_copy, "Opportunity.csv")
     frame["CurrencyIsoCode"] = "USD"
     frame.loc[7, "CurrencyIsoCode"] = "EUR"
@@ -120,6 +141,7 @@ def test_two_currencies_without_fx_table_are_refused(org_copy):
 
 
 def test_fx_table_converts_to_the_corporate_currency(org_copy):
+    single_currency(org_copy)
     frame = read_sf(org_copy, "Opportunity.csv")
     frame["CurrencyIsoCode"] = "USD"
     row = int(frame.index[frame["Amount"].astype(float) > 0][0])

@@ -53,7 +53,15 @@ from renewforecast.sbg import ShiftedBetaGeometric
 from renewforecast.scoring import score_contracts, write_crm_upsert
 from renewforecast.survival import ExtrapolationWarning, SurvivalDataError, SurvivalModel
 from renewforecast.unit_economics import cac, gross_margin, ltv, ltv_cac
-from renewforecast.revenue import arr_on, last_month_end, mrr_movements, mrr_table, recognized_revenue
+from renewforecast.revenue import (
+    arr_on,
+    last_month_end,
+    mrr_movements,
+    mrr_table,
+    recognized_revenue,
+    row_amounts,
+    ultimate_parents,
+)
 from renewforecast.schedules import establish_schedule, expand_schedules, line_schedules, reconcile_schedules
 
 try:
@@ -118,6 +126,8 @@ __all__ = [
     "mrr_table",
     "reconcile_schedules",
     "recognized_revenue",
+    "row_amounts",
+    "ultimate_parents",
     "renewal_decisions",
     "renewal_features",
     "renewal_kpis",

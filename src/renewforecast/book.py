@@ -78,6 +78,10 @@ class Book:
     accounts, products, contracts, subscriptions, opportunities, \
 opportunity_lines, schedules, spend, signals, opportunity_history : DataFrame
         The canonical tables.
+    fx_rates : DataFrame, optional
+        Dated exchange rates (``currency``, ``start_date``, ``rate``: units of
+        the currency per one unit of the reporting currency from that day),
+        when the org exports ``DatedConversionRate.csv``; empty otherwise.
     currency : str
         The reporting currency every money column is in.
     source : str
@@ -106,6 +110,7 @@ opportunity_lines, schedules, spend, signals, opportunity_history : DataFrame
     spend: pd.DataFrame
     signals: pd.DataFrame
     opportunity_history: pd.DataFrame
+    fx_rates: pd.DataFrame = field(default_factory=lambda: empty_table("fx_rates"))
     currency: str = "USD"
     source: str = ""
     warnings: pd.DataFrame = field(
@@ -269,6 +274,12 @@ opportunity_lines, schedules, spend, signals, opportunity_history : DataFrame
             (_month_end(self.signals["month"]) <= cut)
             & self.signals["account_id"].isin(kept_accounts)
         ]
+        # A dated rate is known from the day it starts.
+        fx_rates = self.fx_rates[self.fx_rates["start_date"] <= cut]
+        parent = accounts["parent_account_id"]
+        if parent.notna().any() and not parent.dropna().isin(kept_accounts).all():
+            accounts = accounts.copy()
+            accounts.loc[parent.notna() & ~parent.isin(kept_accounts), "parent_account_id"] = pd.NA
         return dataclasses.replace(
             self,
             accounts=accounts.reset_index(drop=True),
@@ -280,6 +291,7 @@ opportunity_lines, schedules, spend, signals, opportunity_history : DataFrame
             spend=spend.reset_index(drop=True),
             signals=signals.reset_index(drop=True),
             opportunity_history=history.reset_index(drop=True),
+            fx_rates=fx_rates.reset_index(drop=True),
             known_as_of=cut,
         )
 

@@ -83,7 +83,19 @@ _PRODUCTS = {
     "api": ("API Access (Evergreen)", "Platform", 1, 400.0, 0.88, None),
     "implementation": ("Implementation Services", "Services", 12, 15000.0, 0.30, ("Divide", "Monthly", 3)),
     "training": ("Training Credits", "Services", 12, 1500.0, 0.45, ("Repeat", "Quarterly", 4)),
+    "storage": ("Data Storage (per TB block)", "Add-on", 12, 300.0, 0.70, None),
+    "setup": ("Onboarding Setup Fee", "Services", 12, 5000.0, 0.40, None),
+    "usage": ("API Calls (per 1,000, usage)", "Platform", 12, 0.5, 0.85, None),
+    "credit": ("Loyalty Credit", "Platform", 12, 1.0, 1.0, None),
 }
+# Charge types other than Recurring, and lines CPQ prices as line totals:
+# analytics seats through a Slab discount schedule, storage by Block.
+_CHARGE = {"setup": "one_time", "usage": "usage"}
+_PRICING = {"storage": "block"}
+_TOTAL_PRICED = ("analytics", "storage")
+_SLAB = ((50, 1.0), (200, 0.9), (float("inf"), 0.8))  # up to N units at this share of the unit price
+_BLOCKS = ((10, 10.0), (50, 40.0), (200, 120.0))  # up to N TB priced as this many TB
+_SECOND_CURRENCY = "EUR"
 _FUTURE_DAYS = 120  # acquisitions are simulated this far past the export date
 _LIST_GROWTH = 0.05  # list prices rise 5 % every 1 January
 
@@ -159,6 +171,25 @@ def sf_ids(kind: str, first: int, count: int) -> np.ndarray:
     suffix = np.stack([suffix_alpha[(upper[:, i * 5:(i + 1) * 5] * weights).sum(axis=1)] for i in range(3)], axis=1)
     full = np.concatenate([chars, suffix], axis=1)
     return full.view("S18").ravel().astype(str)
+
+
+def _line_total(product: str, qty: float, unit: float) -> float:
+    """A total-priced line's price for ``qty`` units at ``unit`` (per default term)."""
+    if qty <= 0:
+        return 0.0
+    if product == "storage":
+        for upto, priced in _BLOCKS:
+            if qty <= upto:
+                return priced * unit
+        return qty * 0.6 * unit
+    total, below = 0.0, 0.0
+    for upto, share in _SLAB:
+        units = min(qty, upto) - below
+        if units <= 0:
+            break
+        total += units * unit * share
+        below = upto
+    return total
 
 
 def _months_between(a: pd.Timestamp, b: pd.Timestamp) -> float:
@@ -255,6 +286,8 @@ class _Sim:
                 "revenue_schedule_type": sched[0].lower() if sched else None,
                 "revenue_installment_period": sched[1].lower() if sched else None,
                 "revenue_installments": (sched[2] or 12) if sched else None,
+                "charge_type": _CHARGE.get(key, "recurring"),
+                "pricing_method": _PRICING.get(key, "list"),
             })
         return pd.DataFrame(rows)
 
@@ -392,7 +425,8 @@ class _Sim:
         for i in range(1, n_months):
             h[i] = _HEALTH_MEAN[seg] * 0.08 + 0.92 * h[i - 1] + 0.33 * eps[i]
         state = {"aid": aid, "seg": seg, "method": method, "uplift": uplift, "h": h, "m0": m0,
-                 "acq": acq, "renewals": 0, "seats": 0.0, "signals": []}
+                 "acq": acq, "renewals": 0, "seats": 0.0, "signals": [],
+                 "currency": _SECOND_CURRENCY if acct["region"] == "EMEA" and self.rng.random() < 0.5 else None}
         evergreen = seg == "SMB" and self.rng.random() < 0.07
         if evergreen:
             self.evergreen_customer(state, opp_created)
@@ -456,7 +490,7 @@ class _Sim:
 
     # -- subscriptions ---------------------------------------------------
     def sub_row(self, contract, product, qty, unit, start, end, created, *, revised=None,
-                terminated=None, segment=None) -> str:
+                terminated=None, segment=None, prev_qty=0.0) -> str:
         term_default = _PRODUCTS[product][2]
         if segment is not None:
             seg_index, seg_start, seg_end, seg_qty = segment
@@ -464,15 +498,33 @@ class _Sim:
         else:
             seg_index = seg_start = seg_end = seg_qty = None
             prorate = round(_months_between(start, end + pd.Timedelta(days=1)) / term_default, 4)
+        if product in _CHARGE and _CHARGE[product] == "one_time":
+            prorate = 1.0  # a fee is not prorated over the term
         sid = self.new_id("subscription")
+        total_priced = product in _TOTAL_PRICED
+        if total_priced:
+            # CPQ writes the line total of a slab or block line (and, on a delta,
+            # the signed change of that total) in the price fields.
+            net = (_line_total(product, prev_qty + qty, unit) - _line_total(product, prev_qty, unit)) * prorate
+        else:
+            net = unit * prorate
         self.rows["subscriptions"].append({
             "subscription_id": sid, "contract_id": contract["id"], "account_id": contract["aid"],
             "product_id": self.product_ids[product], "start_date": start, "end_date": end,
-            "quantity": float(qty), "net_price": round(unit * prorate, 2), "prorate_multiplier": prorate,
+            "quantity": float(qty), "net_price": round(net, 2), "prorate_multiplier": prorate,
             "terminated_date": terminated, "revised_subscription_id": revised,
             "segment_index": seg_index, "segment_start_date": seg_start, "segment_end_date": seg_end,
-            "segment_quantity": None if seg_qty is None else float(seg_qty), "created_date": created})
+            "segment_quantity": None if seg_qty is None else float(seg_qty), "created_date": created,
+            "charge_type": _CHARGE.get(product, "recurring"), "total_priced": total_priced,
+            "list_price": round(self.list_price(product, start) * prorate, 2) if product != "credit" else None,
+            "currency": contract.get("currency")})
         return sid
+
+    def avg_unit(self, product: str, qty: float, unit: float) -> float:
+        """The price per unit of a line, total-priced or not."""
+        if product in _TOTAL_PRICED and qty > 0:
+            return _line_total(product, qty, unit) / qty
+        return unit
 
     def open_contract(self, state, start, term, created, renewed_from=None) -> dict:
         cid = self.new_id("contract")
@@ -483,7 +535,7 @@ class _Sim:
                "renewed_contract_id": renewed_from, "created_date": created}
         self.rows["contracts"].append(row)
         return {"id": cid, "aid": state["aid"], "row": row, "start": start, "end": end, "term": term,
-                "lines": {}, "decreased": 0, "upsold": 0, "mdq": False}
+                "lines": {}, "decreased": 0, "upsold": 0, "mdq": False, "currency": state.get("currency")}
 
     def contract_chain(self, state, start, opp_created, new_business) -> None:
         seg = state["seg"]
@@ -500,6 +552,8 @@ class _Sim:
             products["support"] = 1.0
         if self.rng.random() < 0.25:
             products["connectors"] = float(int(self.rng.integers(1, 6)))
+        if seg != "SMB" and self.rng.random() < 0.3:
+            products["storage"] = float(int(self.rng.integers(5, 150)))
         prices = {p: self.list_price(p, start) * (1 - disc) for p in products}
         prev = None
         while True:
@@ -533,7 +587,8 @@ class _Sim:
                 else:
                     sid = self.sub_row(contract, p, q, unit, start, contract["end"], created)
                     contract["lines"][p] = {"qty": q, "unit": unit, "root": sid, "mdq": False}
-                self.line(opp, p, q, unit * term / _PRODUCTS[p][2], start, term)
+                self.line(opp, p, q, self.avg_unit(p, q, unit) * term / _PRODUCTS[p][2], start, term)
+            self.fees_usage_credits(state, contract, opp, products, prices, created, first=prev is None)
             if prev is None and seg != "SMB" and self.rng.random() < 0.7:
                 self.line(opp, "implementation", 1, self.list_price("implementation", start) * (1 - disc), start, 3)
             if seg in ("Mid-Market", "Enterprise") and self.rng.random() < 0.2:
@@ -560,7 +615,7 @@ class _Sim:
             hv = self.health_at(state, end)
             new_products = {}
             for p, line in contract["lines"].items():
-                if line["qty"] <= 0:
+                if line["qty"] <= 0 or p == "credit":  # a credit is granted per term, not renewed
                     continue
                 q = line["qty"]
                 if p in ("core", "starter", "analytics"):
@@ -583,7 +638,8 @@ class _Sim:
                 opp_id = self.opportunity(state["aid"], "renewal", opp_created_r, end, "open", renewal_amount,
                                           renewed=contract["id"], health=hv)
                 for p, q in new_products.items():
-                    self.line(opp_id, p, q, new_prices[p] * term / _PRODUCTS[p][2], next_start, term)
+                    self.line(opp_id, p, q, self.avg_unit(p, q, new_prices[p]) * term / _PRODUCTS[p][2],
+                              next_start, term)
                 return
             contract["row"]["status"] = "Expired"
             close = end - pd.Timedelta(days=int(self.u(0, 30 if renewed else 45)))
@@ -599,6 +655,27 @@ class _Sim:
             start = next_start
             # The renewal's own opportunity lines are written at the top of the loop.
 
+    def fees_usage_credits(self, state, contract, opp, products, prices, created, *, first: bool) -> None:
+        """One-time setup fees, usage lines and loyalty credits, as real orgs book them."""
+        seg, start = state["seg"], contract["start"]
+        if first and seg != "SMB" and self.rng.random() < 0.5:
+            fee = round(self.list_price("setup", start) * {"Mid-Market": 1.0, "Enterprise": 3.0,
+                                                            "Government": 2.0}[seg] * self.u(0.8, 1.2), -2)
+            self.sub_row(contract, "setup", 1.0, fee, start, contract["end"], created)
+            self.line(opp, "setup", 1.0, fee, start, 1)
+        if first and self.rng.random() < 0.12:
+            calls = float(int(self.rng.integers(2_000, 40_000)))  # thousands of calls a year, booked
+            sid = self.sub_row(contract, "usage", calls, self.list_price("usage", start), start, contract["end"],
+                               created)
+            contract["lines"]["usage"] = {"qty": calls, "unit": self.list_price("usage", start), "root": sid,
+                                          "mdq": False}
+        main = "core" if "core" in products else ("starter" if "starter" in products else None)
+        if not first and main and state["renewals"] >= 2 and self.rng.random() < 0.15:
+            # A recurring credit: a negative per-unit price on its own line.
+            unit = -round(0.03 * products[main] * prices[main] * 12 / _PRODUCTS[main][2], 2)
+            sid = self.sub_row(contract, "credit", 1.0, unit, start, contract["end"], created)
+            contract["lines"]["credit"] = {"qty": 1.0, "unit": unit, "root": sid, "mdq": False}
+
     def amendments(self, state, contract) -> pd.Timestamp | None:
         """Simulate the term month by month; return the termination date, if any."""
         m = _month_start(contract["start"])
@@ -612,6 +689,7 @@ class _Sim:
             r = self.rng.random()
             lines = {p: line for p, line in contract["lines"].items() if line["qty"] > 0}
             seat_lines = [p for p in lines if p in ("core", "starter", "analytics") and not lines[p]["mdq"]]
+            # (a credit line is cancelled with its contract, never amended)
             p_term = 0.0012 * math.exp(-0.9 * hv) if not contract["mdq"] else 0.0
             p_up = 0.014 * math.exp(0.6 * hv)
             p_down = 0.007 * math.exp(-0.6 * hv)
@@ -620,10 +698,14 @@ class _Sim:
             if r < p_term:
                 opp = self.opportunity(state["aid"], "amendment", when - pd.Timedelta(days=int(self.u(5, 30))),
                                        when, "won", 0.0, amended=contract["id"], health=hv)
+                # TerminatedDate is the last day of service; the negative rows
+                # start the day after, as CPQ writes them.
                 for p, line in lines.items():
                     self.sub_row(contract, p, -line["qty"], line["unit"], when, contract["end"], when,
-                                 revised=line["root"], terminated=when)
-                    self.line(opp, p, -line["qty"], line["unit"], when, 1)
+                                 revised=line["root"], terminated=when - pd.Timedelta(days=1),
+                                 prev_qty=line["qty"])
+                    if p != "credit":
+                        self.line(opp, p, -line["qty"], self.avg_unit(p, line["qty"], line["unit"]), when, 1)
                     line["qty"] = 0.0
                 return when
             r -= p_term
@@ -654,7 +736,8 @@ class _Sim:
                 amount = delta * line["unit"] * remaining / _PRODUCTS[p][2]
                 opp = self.opportunity(state["aid"], "amendment", opp_created, when, "won", amount,
                                        amended=contract["id"], health=hv)
-                self.sub_row(contract, p, delta, line["unit"], when, contract["end"], when, revised=line["root"])
+                self.sub_row(contract, p, delta, line["unit"], when, contract["end"], when, revised=line["root"],
+                             prev_qty=line["qty"])
                 self.line(opp, p, delta, line["unit"] * remaining / _PRODUCTS[p][2], when, max(1, round(remaining)))
                 line["qty"] += delta
                 if p in ("core", "starter"):
@@ -683,7 +766,7 @@ class _Sim:
                                        line["qty"] * (new_unit - line["unit"]) * remaining / _PRODUCTS[p][2],
                                        amended=contract["id"], health=hv)
                 self.sub_row(contract, p, -line["qty"], line["unit"], when, contract["end"], when,
-                             revised=line["root"])
+                             revised=line["root"], prev_qty=line["qty"])
                 sid = self.sub_row(contract, p, line["qty"], new_unit, when, contract["end"], when)
                 self.line(opp, p, line["qty"], new_unit * remaining / _PRODUCTS[p][2], when, max(1, round(remaining)))
                 contract["lines"][p] = {"qty": line["qty"], "unit": new_unit, "root": sid, "mdq": False}
@@ -720,7 +803,9 @@ class _Sim:
             "product_id": self.product_ids["api"], "start_date": start, "end_date": None, "quantity": qty,
             "net_price": round(unit, 2), "prorate_multiplier": 1.0, "terminated_date": None,
             "revised_subscription_id": None, "segment_index": None, "segment_start_date": None,
-            "segment_end_date": None, "segment_quantity": None, "created_date": start - pd.Timedelta(days=1)})
+            "segment_end_date": None, "segment_quantity": None, "created_date": start - pd.Timedelta(days=1),
+            "charge_type": "recurring", "total_priced": False,
+            "list_price": self.list_price("api", start), "currency": state.get("currency")})
         state["seats"] = qty * 10
         m = _month_start(start)
         while True:
@@ -735,9 +820,11 @@ class _Sim:
                     "subscription_id": self.new_id("subscription"), "contract_id": cid,
                     "account_id": state["aid"], "product_id": self.product_ids["api"], "start_date": when,
                     "end_date": None, "quantity": -qty, "net_price": round(unit, 2), "prorate_multiplier": 1.0,
-                    "terminated_date": when, "revised_subscription_id": sid, "segment_index": None,
-                    "segment_start_date": None, "segment_end_date": None, "segment_quantity": None,
-                    "created_date": when})
+                    "terminated_date": when - pd.Timedelta(days=1), "revised_subscription_id": sid,
+                    "segment_index": None, "segment_start_date": None, "segment_end_date": None,
+                    "segment_quantity": None, "created_date": when, "charge_type": "recurring",
+                    "total_priced": False, "list_price": self.list_price("api", when),
+                    "currency": state.get("currency")})
                 self.opportunity(state["aid"], "amendment", when - pd.Timedelta(days=3), when, "won", 0.0,
                                  amended=cid, health=self.health_at(state, when))
                 self.emit_signals(state, start, when, state["seats"])
@@ -781,6 +868,7 @@ class _Sim:
     def spend(self) -> pd.DataFrame:
         """Monthly spend by channel: what it cost to win next month's customers, with noise."""
         acq = pd.DataFrame(self.acquisitions, columns=["date", "channel", "segment"])
+        acq["date"] = pd.to_datetime(acq["date"])  # typed even when nobody was acquired
         acq["month"] = acq["date"].dt.to_period("M").dt.to_timestamp()
         acq["cost"] = acq["segment"].map(_CAC) * acq["channel"].map(_CHANNEL_COST)
         cost = acq.groupby(["month", "channel"])["cost"].sum()
@@ -796,6 +884,94 @@ class _Sim:
                 rows.append({"month": m, "channel": ch, "sales_spend": round(total * sales_share, 2),
                              "marketing_spend": round(total * (1 - sales_share), 2)})
         return pd.DataFrame(rows)
+
+
+def _hierarchies(sim: _Sim, tables: dict[str, pd.DataFrame]) -> None:
+    """Group some customers under parent accounts (holding companies), as real orgs do."""
+    acc = tables["accounts"]
+    acc["parent_account_id"] = None
+    customers = acc[acc["acquisition_channel"].notna() & (acc["segment"] != "SMB")]
+    chosen = customers.sample(frac=0.08, random_state=int(sim.rng.integers(1 << 31)))
+    parents = []
+    for start in range(0, len(chosen) - 1, 3):
+        family = chosen.iloc[start:start + int(sim.rng.integers(2, 4))]
+        pid = sim.new_id("account")
+        head = family.iloc[0]
+        parents.append({"account_id": pid, "name": f"{head['name'].split()[0]} Group Holdings",
+                        "segment": head["segment"], "industry": head["industry"], "region": head["region"],
+                        "is_government": bool(head["is_government"]),
+                        "created_date": family["created_date"].min() - pd.Timedelta(days=1),
+                        "acquisition_channel": None, "parent_account_id": None})
+        acc.loc[family.index, "parent_account_id"] = pid
+    tables["accounts"] = pd.concat([acc, pd.DataFrame(parents)], ignore_index=True)
+
+
+def _dated_rates(sim: _Sim) -> pd.DataFrame:
+    """Monthly dated EUR rates (units per US dollar), the first range open-ended, as admins enter them."""
+    from renewforecast.currency import OPEN_START
+
+    months = pd.date_range(_month_start(sim.start), sim.end, freq="MS")
+    steps = sim.rng.normal(0.0, 0.02, len(months))
+    rates = np.round(0.92 * np.exp(np.cumsum(steps)), 6)
+    starts = [OPEN_START, *months[1:]]
+    return pd.DataFrame({"currency": _SECOND_CURRENCY, "start_date": pd.to_datetime(starts), "rate": rates})
+
+
+def _second_currency(tables: dict[str, pd.DataFrame]) -> None:
+    """Amounts of accounts that buy in the second currency, as the loader will read them back.
+
+    Each amount is rounded to the cent in its own currency at the rate of its
+    date (a subscription's start, an opportunity's close date for its lines
+    and schedules too), then divided by that rate again: exactly what loading
+    the written export gives.
+    """
+    from renewforecast.currency import rates_on
+
+    fx = tables["fx_rates"]
+    subs = tables["subscriptions"]
+    cur_of = subs.dropna(subset=["currency"]).drop_duplicates("account_id").set_index("account_id")["currency"]
+    opps, lines, sched = tables["opportunities"], tables["opportunity_lines"], tables["schedules"]
+    opps["_currency"] = opps["account_id"].map(cur_of)
+    close = opps.set_index("opportunity_id")["close_date"]
+    lines["_currency"] = lines["opportunity_id"].map(opps.set_index("opportunity_id")["_currency"])
+    sched["_currency"] = sched["line_id"].map(lines.set_index("line_id")["_currency"])
+    subs["_currency"] = subs["currency"]
+
+    def native(frame, cols, dates):
+        rate = rates_on(fx, frame["_currency"].where(frame["_currency"].notna(), None), dates, "USD")
+        out = {c: (frame[c].astype("float64") * rate).round(2) for c in cols}
+        return out, rate
+
+    eur_s, r_s = native(subs, ["net_price", "list_price"], subs["start_date"])
+    eur_o, r_o = native(opps, ["amount"], opps["close_date"])
+    line_close = lines["opportunity_id"].map(close)
+    eur_l, r_l = native(lines, ["unit_price", "total_price"], line_close)
+    eur_sc, r_sc = native(sched, ["revenue"], sched["line_id"].map(lines.set_index("line_id")["opportunity_id"])
+                          .map(close))
+    # A scheduled line's total is the roll-up of its installments (in its currency).
+    rolled = eur_sc["revenue"].groupby(sched["line_id"]).sum()
+    mine = lines["_currency"].notna() & lines["line_id"].isin(rolled.index)
+    near = (lines["line_id"].map(rolled) - eur_l["total_price"]).abs() < 0.01 * 150
+    eur_l["total_price"] = eur_l["total_price"].where(~(mine & near), lines["line_id"].map(rolled)).round(2)
+    for frame, values, rate in ((subs, eur_s, r_s), (opps, eur_o, r_o), (lines, eur_l, r_l), (sched, eur_sc, r_sc)):
+        other = frame["_currency"].notna().to_numpy()
+        for col, v in values.items():
+            frame[col] = np.where(other, v / rate, frame[col])
+        frame.drop(columns=["_currency"], inplace=True)
+
+
+def _with_record_currency(tables: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    """Copies of the tables whose records say which currency they are in (``_currency``)."""
+    t = {k: v.copy() for k, v in tables.items()}
+    subs = t["subscriptions"]
+    cur_of = subs.dropna(subset=["currency"]).drop_duplicates("account_id").set_index("account_id")["currency"]
+    subs["_currency"] = subs["currency"]
+    t["opportunities"]["_currency"] = t["opportunities"]["account_id"].map(cur_of)
+    opp_cur = t["opportunities"].set_index("opportunity_id")["_currency"]
+    t["opportunity_lines"]["_currency"] = t["opportunity_lines"]["opportunity_id"].map(opp_cur)
+    line_cur = t["opportunity_lines"].set_index("line_id")["_currency"]
+    t["schedules"]["_currency"] = t["schedules"]["line_id"].map(line_cur)
+    return t
 
 
 def generate_demo_tables(
@@ -831,6 +1007,9 @@ def generate_demo_tables(
     for name, rows in sim.rows.items():
         if name != "schedules":
             tables[name] = pd.DataFrame(rows)
+    _hierarchies(sim, tables)
+    tables["fx_rates"] = _dated_rates(sim)
+    _second_currency(tables)
     out = {}
     for name in TABLES:
         frame = tables.get(name, pd.DataFrame())
@@ -872,11 +1051,11 @@ def write_demo_org(
     >>> import tempfile, renewforecast as rf
     >>> org = rf.write_demo_org(tempfile.mkdtemp(), accounts=20, seed=3)
     >>> sorted(p.name for p in org.path.glob("*.csv"))[:3]
-    ['Account.csv', 'Contract.csv', 'Opportunity.csv']
+    ['Account.csv', 'Contract.csv', 'CurrencyType.csv']
     """
     out = Path(out)
     tables, truth = generate_demo_tables(accounts, seed, start=start, end=end, progress=progress)
-    write_salesforce_export(tables, out)
+    write_salesforce_export(_with_record_currency(tables), out)
     t = truth.copy()
     for col in ("end_date", "lead_date"):
         t[col] = pd.to_datetime(t[col]).dt.strftime("%Y-%m-%d")  # typed even when no decision exists

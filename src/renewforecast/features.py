@@ -16,7 +16,7 @@ import pandas as pd
 
 from renewforecast.book import Book
 from renewforecast.metrics import renewal_decisions, renewal_opportunities
-from renewforecast.revenue import ledger
+from renewforecast.revenue import counts_on, ledger
 
 __all__ = ["BASE_SIGNALS", "featurise_contracts", "renewal_features", "renewal_training_set"]
 
@@ -47,8 +47,7 @@ def _value_at(led: pd.DataFrame, keys: pd.DataFrame, key: str, date_col: str) ->
     """Sum of quantity x annual value of ledger rows known and active on each key's date."""
     m = keys[[key, date_col]].reset_index().merge(led, on=key, how="inner")
     d = m[date_col]
-    active = ((m["created_date"] <= d) & (m["from_date"] <= d) & (m["to_date"].isna() | (m["to_date"] >= d))
-              & (m["chain_terminated"].isna() | (m["chain_terminated"] > d)))
+    active = (m["created_date"] <= d) & counts_on(m["from_date"], m["to_date"], m["chain_terminated"], d)
     value = (m["quantity"] * m["annual_value"]).where(active, 0.0)
     return value.groupby(m["index"]).sum().reindex(keys.index, fill_value=0.0)
 
@@ -120,9 +119,11 @@ def featurise_contracts(book: Book, contracts: pd.DataFrame, feature_dates: pd.S
     out["account_arr_change_12m"] = _ratio_change(account_arr, _value_at(by_account, acct_keys, "account_id", "d12"))
 
     # Seats, products and amendments on the contract, as booked by the feature date.
+    # Seats and products are recurring lines; fees and usage are not seats.
+    subs = book.subscriptions[book.subscriptions["charge_type"].fillna("recurring") == "recurring"]
     rows = c[["contract_id", "fd", "created_date"]].reset_index().merge(
-        book.subscriptions[["contract_id", "product_id", "quantity", "terminated_date", "created_date",
-                            "revised_subscription_id", "start_date", "end_date"]],
+        subs[["contract_id", "product_id", "quantity", "terminated_date", "created_date",
+              "revised_subscription_id", "start_date", "end_date"]],
         on="contract_id", suffixes=("_c", ""))
     known = rows[rows["created_date"] <= rows["fd"]]
     later = known[known["created_date"] > known["created_date_c"] + pd.Timedelta(days=1)]
@@ -203,7 +204,8 @@ def _ratio_change(now: pd.Series, before: pd.Series) -> pd.Series:
 
 def _price_vs_peers(book: Book, led: pd.DataFrame, c: pd.DataFrame) -> pd.Series:
     subs = book.subscriptions
-    orig = led[subs["revised_subscription_id"].isna().to_numpy() & (subs["quantity"] > 0).to_numpy()]
+    orig = led[subs["revised_subscription_id"].isna().to_numpy() & (subs["quantity"] > 0).to_numpy()
+               & (led["charge_type"] == "recurring").to_numpy()]
     orig = orig.assign(quarter=orig["from_date"].dt.to_period("Q"))
     median = orig.groupby(["product_id", "quarter"])["annual_value"].median().rename("peer")
     orig = orig.join(median, on=["product_id", "quarter"])

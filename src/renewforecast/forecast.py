@@ -1,6 +1,6 @@
 """Bottom-up monthly revenue forecast with Monte Carlo intervals.
 
-The forecast for each month after the as-of date is the sum of four
+The forecast for each month after the as-of date is the sum of six
 components, each traced to the records it comes from:
 
 ``contracted``
@@ -26,6 +26,10 @@ components, each traced to the records it comes from:
     opportunity's win probability: the win rate of closed opportunities that
     reached the same stage (calibrated from stage history), or the stage
     probability from the CRM.
+``one_time`` and ``usage``
+    Booked one-time fees, whole in the month they start, and booked usage
+    lines over their dates (:func:`renewforecast.recognized_revenue`'s rules);
+    neither is recurring revenue.
 ``new_business``
     Business not booked and not in the pipeline yet: a statsmodels model
     (exponential smoothing with or without a damped trend, or an ARIMA,
@@ -57,6 +61,7 @@ from scipy import optimize, special, stats
 from renewforecast.book import Book
 from renewforecast.exceptions import RenewForecastError
 from renewforecast.revenue import (
+    _fees_and_usage,
     _last_counted_day,
     _month_end,
     _month_fractions,
@@ -66,6 +71,7 @@ from renewforecast.revenue import (
     _spread,
     last_month_end,
     mrr_movements,
+    row_amounts,
 )
 from renewforecast.schedules import _add_months
 
@@ -73,7 +79,7 @@ __all__ = ["COMPONENTS", "Scenario", "forecast_scenario_table", "revenue_forecas
 
 log = logging.getLogger(__name__)
 
-COMPONENTS = ("contracted", "renewal", "pipeline", "new_business")
+COMPONENTS = ("contracted", "one_time", "usage", "renewal", "pipeline", "new_business")
 _QUANTILES = (0.1, 0.5, 0.9)
 _MAX_LOG_SHIFT = float(np.log(2.0))
 _MIN_DECISIONS = 30  # fewer past decisions than this: use the portfolio rate
@@ -555,8 +561,9 @@ def _pipeline(view: Book, cut: pd.Timestamp, lo: int, hi: int, groups: _Groups, 
     q = q.fillna(overall if np.isfinite(overall) else 0.0).clip(0.0, 1.0).to_numpy()
     open_["win_probability"] = q
 
-    # Recurring lines only: products that are booked as subscriptions.
-    recurring = set(view.subscriptions["product_id"])
+    # Recurring lines only: products that are booked as recurring subscriptions.
+    subs = view.subscriptions
+    recurring = set(subs.loc[subs["charge_type"].fillna("recurring") == "recurring", "product_id"])
     lines = view.opportunity_lines
     lines = lines[lines["opportunity_id"].isin(set(open_["opportunity_id"])) & lines["product_id"].isin(recurring)]
     sub_view = view.replace(opportunity_lines=lines)
@@ -810,8 +817,8 @@ def revenue_forecast(
     -------
     DataFrame
         Tidy: ``scenario``, ``month`` (month end), ``group``, ``component``
-        (``contracted``, ``renewal``, ``pipeline``, ``new_business`` and
-        ``total``), ``mean``, ``p10``, ``p50``, ``p90``. ``attrs`` records how
+        (``contracted``, ``one_time``, ``usage``, ``renewal``, ``pipeline``,
+        ``new_business`` and ``total``), ``mean``, ``p10``, ``p50``, ``p90``. ``attrs`` records how
         each component was built (probability sources, the new-business model,
         the estimated outcome correlations), the renewal and pipeline
         details per contract and deal, and ``horizon_total``: the mean, P10,
@@ -825,7 +832,7 @@ def revenue_forecast(
     >>> book = rf.load_book(folder)
     >>> fc = rf.revenue_forecast(book, "2026-10-31", horizon_months=6, n_sims=200, random_state=0)
     >>> sorted(fc["component"].unique())
-    ['contracted', 'new_business', 'pipeline', 'renewal', 'total']
+    ['contracted', 'new_business', 'one_time', 'pipeline', 'renewal', 'total', 'usage']
     >>> total = fc[fc["component"] == "total"]
     >>> bool((total["p10"] <= total["p50"]).all() and (total["p50"] <= total["p90"]).all())
     True
@@ -844,6 +851,9 @@ def revenue_forecast(
     n_groups, n_months = len(groups.labels), hi - lo + 1
 
     fixed, ever, ever_rev = _contracted(view, cut, lo, hi, groups)
+    fees, usage = _fees_and_usage(_row_values(view), row_amounts(view),
+                                  groups.codes(view.subscriptions["account_id"].to_numpy(dtype=object)),
+                                  n_groups, lo, hi)
     alive, ever_source = _evergreen_survival(view, ever, cut, lo, hi, evergreen_hazard)
     if renewal_rate is not None and not 0 <= renewal_rate <= 1:
         raise RenewForecastError(f"renewal_rate must be a probability from 0 to 1, not {renewal_rate!r}")
@@ -854,6 +864,8 @@ def revenue_forecast(
 
     sims = {c: np.zeros((n_sims, n_groups, n_months)) for c in COMPONENTS}
     sims["contracted"] += fixed[None, :, :]
+    sims["one_time"] += fees[None, :, :]
+    sims["usage"] += usage[None, :, :]
     if len(ever):
         codes = groups.codes(ever["account_id"].to_numpy(dtype=object))
         for s0 in range(0, n_sims, _CHUNK):

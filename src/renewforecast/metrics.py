@@ -34,7 +34,7 @@ def _safe_ratio(num: float, den: float) -> float:
 
 
 def retention_kpis(book: Book, as_of, by: str | list[str] | None = None, *, months: int = 12,
-                   include_reactivation_in_quick_ratio: bool = False) -> pd.DataFrame:
+                   include_reactivation_in_quick_ratio: bool = False, customer: str = "account") -> pd.DataFrame:
     """Net and gross revenue retention, logo retention, revenue churn and quick ratio.
 
     Parameters
@@ -50,6 +50,9 @@ def retention_kpis(book: Book, as_of, by: str | list[str] | None = None, *, mont
     include_reactivation_in_quick_ratio : bool, default False
         The original quick ratio (Mamoon Hamid) is (new + expansion) /
         (churn + contraction); some tools add reactivation to the numerator.
+    customer : {"account", "ultimate_parent"}, default "account"
+        Who a customer is: each account, or each account hierarchy (see
+        :func:`renewforecast.mrr_movements`).
 
     Returns
     -------
@@ -82,7 +85,7 @@ def retention_kpis(book: Book, as_of, by: str | list[str] | None = None, *, mont
     end = last_month_end(as_of)
     base = end - pd.offsets.MonthEnd(months)
     keys = [] if by is None else ([by] if isinstance(by, str) else list(by))
-    table = mrr_table(book, start=base, end=end, by=("account_id",))
+    table = mrr_table(book, start=base, end=end, by=("account_id",), customer=customer)
     now = table[table["month"] == end].set_index("account_id")["mrr"]
     then = table[table["month"] == base].set_index("account_id")["mrr"]
     then = then[then.abs() > _CENT]
@@ -90,7 +93,7 @@ def retention_kpis(book: Book, as_of, by: str | list[str] | None = None, *, mont
     cohort = pd.DataFrame({"base": then}).join(now.rename("current"), how="left").fillna({"current": 0.0})
     cohort["floor"] = np.minimum(cohort["base"], cohort["current"])
     cohort["kept"] = cohort["current"] > _CENT
-    moves = mrr_movements(book, start=base + pd.offsets.MonthEnd(1), end=end)
+    moves = mrr_movements(book, start=base + pd.offsets.MonthEnd(1), end=end, customer=customer)
     moves = moves[(moves["month"] > base) & (moves["month"] <= end)]
     for k in keys:
         cohort[k] = _account_attr(book, cohort.index.to_series(), k).to_numpy()
@@ -154,13 +157,12 @@ def renewal_opportunities(book: Book) -> pd.DataFrame:
 
 def _contract_arr(book: Book, contract_ids: pd.Series, dates: pd.Series) -> np.ndarray:
     """ARR of each contract on its own date (vectorised over contracts)."""
-    from renewforecast.revenue import ledger
+    from renewforecast.revenue import counts_on, ledger
 
     led = ledger(book)
     led = led[led["contract_id"].isin(set(contract_ids))]
     on = led["contract_id"].map(pd.Series(dates.to_numpy(), index=contract_ids.to_numpy()))
-    active = ((led["from_date"] <= on) & (led["to_date"].isna() | (led["to_date"] >= on))
-              & (led["chain_terminated"].isna() | (led["chain_terminated"] > on)))
+    active = counts_on(led["from_date"], led["to_date"], led["chain_terminated"], on)
     value = (led["quantity"] * led["annual_value"]).where(active, 0.0)
     arr = value.groupby(led["contract_id"]).sum()
     return contract_ids.map(arr).fillna(0.0).to_numpy()
@@ -203,7 +205,7 @@ def renewal_decisions(book: Book, as_of=None) -> pd.DataFrame:
     subs = view.subscriptions
     term = subs.loc[subs["terminated_date"].notna()].groupby("contract_id")["terminated_date"].min()
     con["terminated_date"] = con["contract_id"].map(term)
-    terminated = con["terminated_date"].notna() & (con["terminated_date"] <= con["end_date"])
+    terminated = con["terminated_date"].notna() & (con["terminated_date"] < con["end_date"])
     ended = con["end_date"] < cut
     outcome = np.select(
         [con["renewal_contract_id"].notna(),
@@ -214,7 +216,8 @@ def renewal_decisions(book: Book, as_of=None) -> pd.DataFrame:
         "churned",
     )
     con["outcome"] = outcome
-    last_day = con["end_date"].where(~terminated, con["terminated_date"] - pd.Timedelta(days=1))
+    # TerminatedDate is the last day of service.
+    last_day = con["end_date"].where(~terminated, con["terminated_date"])
     con["prior_arr"] = _contract_arr(view, con["contract_id"], last_day)
     first_day = con["renewal_contract_id"].map(renewing.set_index("contract_id")["start_date"])
     has = con["renewal_contract_id"].notna()

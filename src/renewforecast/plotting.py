@@ -270,8 +270,8 @@ def against_benchmark(frame: pd.DataFrame, *, group: str, value: str, benchmark:
     return ax
 
 
-_COMPONENT_COLOURS = {"contracted": "#2b6cb0", "renewal": "#38a169", "pipeline": "#d69e2e",
-                      "new_business": "#805ad5"}
+_COMPONENT_COLOURS = {"contracted": "#2b6cb0", "one_time": "#718096", "usage": "#319795",
+                      "renewal": "#38a169", "pipeline": "#d69e2e", "new_business": "#805ad5"}
 
 
 def forecast_fan(forecast: pd.DataFrame, *, group: str = "total", history: pd.Series | None = None,

@@ -2,18 +2,29 @@
 
 The ledger rules (``docs/data_model.md``):
 
-- a row's recurring value per year is
+- a per-unit row's recurring value per year is
   ``net_price / prorate_multiplier * quantity * 12 / subscription_term_months``
   (``net_price`` is the full-term price; the product's default term is 12
   months unless set, 1 for monthly-priced and evergreen products);
+- a total-priced row (slab discount schedule, block price) already carries
+  the whole quantity in ``net_price``: its value per year is
+  ``|net_price| / prorate_multiplier * 12 / subscription_term_months`` with
+  the sign of its quantity (the delta's direction);
+- only recurring charges are MRR; one-time fees are revenue on their start
+  date (``net_price * quantity``, or the line total), usage lines are usage
+  revenue over their dates, and neither is ever MRR;
 - amendments are signed delta rows, so the value on a date is the sum of the
   rows active that day (``start_date <= day <= end_date``; evergreen rows
   have no end);
-- an early termination ends the whole chain of rows it belongs to (the
-  original row and every row revising it) from its ``terminated_date`` on,
-  whether the export carries the date on the negative rows, on the original
-  rows, or both; nothing is subtracted twice;
-- MDQ rows count ``segment_quantity`` between their segment dates.
+- ``terminated_date`` is the last day of service: an early termination ends
+  the whole chain of rows it belongs to (the original row and every row
+  revising it) the day after, whether the export carries the date on the
+  negative rows, on the original rows, or both; nothing is subtracted twice;
+- MDQ rows count ``segment_quantity`` between their segment dates;
+- amounts are in the reporting currency at the rate of the row's start date;
+  with dated rates, :func:`mrr_table` and :func:`mrr_movements` can value
+  them at each month end's rate (``fx="spot"``) or one fixed date's
+  (``fx="constant"``).
 """
 
 from __future__ import annotations
@@ -24,8 +35,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from renewforecast.book import Book
+from renewforecast.currency import rates_on
 
-__all__ = ["MOVEMENTS", "arr_on", "last_month_end", "ledger", "mrr_movements", "mrr_table", "recognized_revenue"]
+__all__ = ["CHARGE_TYPES", "MOVEMENTS", "arr_on", "last_month_end", "ledger", "mrr_movements", "mrr_table",
+           "recognized_revenue", "ultimate_parents"]
+
+#: Charge types of ledger rows; only ``recurring`` is MRR.
+CHARGE_TYPES = ("recurring", "one_time", "usage")
 
 
 def _objects(series: pd.Series) -> np.ndarray:
@@ -80,9 +96,135 @@ def _chain_termination(subs: pd.DataFrame, root: np.ndarray) -> np.ndarray:
 
 
 def _last_counted_day(to_date: np.ndarray, chain_terminated: np.ndarray) -> np.ndarray:
-    """The last day a row counts: its end, or the day before its chain was terminated (NaT: open)."""
+    """The last day a row counts: its end, or its chain's last day of service (NaT: open)."""
     ends_first = np.isnat(chain_terminated) | (~np.isnat(to_date) & (to_date < chain_terminated))
-    return np.where(ends_first, to_date, chain_terminated - np.timedelta64(1, "D"))
+    return np.where(ends_first, to_date, chain_terminated)
+
+
+def counts_on(from_date, to_date, chain_terminated, day) -> np.ndarray:
+    """Whether ledger rows count on ``day`` (arrays, or Series aligned with ``day``).
+
+    The one rule every engine uses: from the row's first day to its last,
+    and not after its chain's last day of service.
+    """
+    return ((from_date <= day) & (pd.isna(to_date) | (to_date >= day))
+            & (pd.isna(chain_terminated) | (chain_terminated >= day)))
+
+
+def _charge(subs: pd.DataFrame) -> np.ndarray:
+    if "charge_type" not in subs.columns:
+        return np.full(len(subs), "recurring", dtype=object)
+    return subs["charge_type"].astype(object).where(subs["charge_type"].notna(), "recurring").to_numpy()
+
+
+def _total_priced(subs: pd.DataFrame) -> np.ndarray:
+    if "total_priced" not in subs.columns:
+        return np.zeros(len(subs), dtype=bool)
+    return subs["total_priced"].fillna(False).astype(bool).to_numpy()
+
+
+def row_amounts(book: Book) -> pd.DataFrame:
+    """What each subscription row is worth, by the ledger's valuation rule.
+
+    Returns
+    -------
+    DataFrame
+        One row per subscription row (same order): ``charge_type``,
+        ``total_priced``, ``annual_value`` (value per year of one unit for a
+        recurring or usage row, 0 for a one-time row), ``arr`` (the row's
+        signed value per year: quantity x annual value; 0 unless recurring),
+        ``usage_per_year`` (the same for usage rows) and ``one_time`` (a
+        one-time row's amount, earned on its start date).
+
+    Examples
+    --------
+    A total-priced (slab) line of 240 seats at 65,253.60 for 36 months, with
+    a 12-month default term (prorate multiplier 3), is worth 21,751.20 a year;
+    its amendment delta of -240 seats at -10,800 over 9 months undoes a
+    14,400-a-year line:
+
+    >>> import pandas as pd, renewforecast as rf
+    >>> from renewforecast.schemas import TABLES, conform
+    >>> subs = pd.DataFrame({"subscription_id": ["s1", "s2"], "contract_id": "c1", "account_id": "a1",
+    ...     "product_id": "p1", "quantity": [240.0, -240.0], "net_price": [65253.60, -10800.0],
+    ...     "prorate_multiplier": [3.0, 0.75], "total_priced": [True, True],
+    ...     "start_date": pd.to_datetime(["2024-01-01", "2024-04-01"]),
+    ...     "created_date": pd.to_datetime(["2024-01-01", "2024-03-01"])})
+    >>> book = rf.Book(**{t: conform(subs if t == "subscriptions" else pd.DataFrame(), t) for t in TABLES})
+    >>> row_amounts(book)["arr"].round(2).tolist()
+    [21751.2, -14400.0]
+    """
+    subs = book.subscriptions
+    products = book.products.drop_duplicates("product_id")
+    pos = pd.Index(_objects(products["product_id"])).get_indexer(_objects(subs["product_id"]))
+    term_of = products["subscription_term_months"].to_numpy(dtype="float64")
+    term = np.where(pos >= 0, term_of[np.maximum(pos, 0)] if len(term_of) else 12.0, 12.0)
+    term = np.where(np.isfinite(term) & (term > 0), term, 12.0)
+    prorate = subs["prorate_multiplier"].to_numpy(dtype="float64")
+    prorate = np.where(np.isfinite(prorate) & (prorate > 0), prorate, 1.0)
+    price = subs["net_price"].to_numpy(dtype="float64")
+    qty = subs["quantity"].to_numpy(dtype="float64")
+    total = _total_priced(subs)
+    charge = _charge(subs)
+    # A total-priced row's price covers its whole quantity: per unit it is
+    # |price| / |quantity|, so that quantity x annual value carries the
+    # quantity's sign (the delta's direction) and the line total's size.
+    with np.errstate(divide="ignore", invalid="ignore"):
+        unit = np.where(total, np.where(qty != 0, np.abs(price) / np.abs(qty), 0.0), price)
+    per_year = unit / prorate * 12.0 / term
+    recurring = charge == "recurring"
+    usage = charge == "usage"
+    one_time = charge == "one_time"
+    return pd.DataFrame({
+        "charge_type": charge,
+        "total_priced": total,
+        "annual_value": np.where(one_time, 0.0, per_year),
+        "arr": np.where(recurring, qty * per_year, 0.0),
+        "usage_per_year": np.where(usage, qty * per_year, 0.0),
+        "one_time": np.where(one_time, qty * unit, 0.0),
+    })
+
+
+def ultimate_parents(book: Book) -> pd.Series:
+    """Each account's ultimate parent: the top of its ``ParentId`` chain (itself when it has none).
+
+    Examples
+    --------
+    >>> import pandas as pd, renewforecast as rf
+    >>> from renewforecast.schemas import conform
+    >>> accounts = conform(pd.DataFrame({"account_id": ["p", "a", "b"], "parent_account_id": [None, "p", "a"],
+    ...                                  "created_date": pd.to_datetime(["2024-01-01"] * 3)}), "accounts")
+    >>> ultimate_parents(rf.Book.empty().replace(accounts=accounts)).to_dict()
+    {'p': 'p', 'a': 'p', 'b': 'p'}
+    """
+    acc = book.accounts.drop_duplicates("account_id")
+    ids = _objects(acc["account_id"])
+    if "parent_account_id" not in acc.columns or not len(ids):
+        return pd.Series(ids, index=ids, dtype=object)
+    parent = pd.Index(ids).get_indexer(_objects(acc["parent_account_id"]))
+    parent[acc["parent_account_id"].isna().to_numpy()] = -1
+    top = np.arange(len(ids))
+    # Loading refuses cycles, so every chain ends; len(ids) steps is a bound.
+    for _ in range(len(ids)):
+        up = parent[top]
+        nxt = np.where(up >= 0, up, top)
+        if np.array_equal(nxt, top):
+            break
+        top = nxt
+    return pd.Series(ids[top], index=ids, dtype=object)
+
+
+_CUSTOMERS = ("account", "ultimate_parent")
+
+
+def _customer_of(book: Book, account_ids: np.ndarray, customer: str) -> np.ndarray:
+    if customer not in _CUSTOMERS:
+        raise ValueError(f"customer must be one of {_CUSTOMERS}, not {customer!r}")
+    if customer == "account":
+        return account_ids
+    top = ultimate_parents(book)
+    mapped = pd.Series(account_ids, dtype=object).map(top).to_numpy(dtype=object)
+    return np.where(pd.isna(mapped), account_ids, mapped)
 
 
 def _row_values(book: Book, *, need_root: bool = False) -> dict[str, np.ndarray | None]:
@@ -94,13 +236,8 @@ def _row_values(book: Book, *, need_root: bool = False) -> dict[str, np.ndarray 
     subs = book.subscriptions
     terminated = subs["terminated_date"].notna().any()
     root = _root_positions(_parents(subs)) if (need_root or terminated) and len(subs) else None
-    products = book.products.drop_duplicates("product_id")
-    pos = pd.Index(_objects(products["product_id"])).get_indexer(_objects(subs["product_id"]))
-    term_of = products["subscription_term_months"].to_numpy(dtype="float64")
-    term = np.where(pos >= 0, term_of[np.maximum(pos, 0)] if len(term_of) else 12.0, 12.0)
-    term = np.where(np.isfinite(term) & (term > 0), term, 12.0)
-    prorate = subs["prorate_multiplier"].to_numpy(dtype="float64")
-    prorate = np.where(np.isfinite(prorate) & (prorate > 0), prorate, 1.0)
+    amounts = row_amounts(book)
+    recurring = (amounts["charge_type"] == "recurring").to_numpy()
     seg_q = subs["segment_quantity"].to_numpy(dtype="float64")
     mdq = subs["segment_index"].notna().to_numpy() & np.isfinite(seg_q)
     return {
@@ -109,7 +246,8 @@ def _row_values(book: Book, *, need_root: bool = False) -> dict[str, np.ndarray 
         "to_date": np.where(mdq, subs["segment_end_date"].to_numpy(dtype="datetime64[ns]"),
                             subs["end_date"].to_numpy(dtype="datetime64[ns]")),
         "quantity": np.where(mdq, seg_q, subs["quantity"].to_numpy(dtype="float64")),
-        "annual_value": subs["net_price"].to_numpy(dtype="float64") / prorate * 12.0 / term,
+        # Only recurring charges are recurring revenue.
+        "annual_value": np.where(recurring, amounts["annual_value"].to_numpy(), 0.0),
         "chain_terminated": (_chain_termination(subs, root) if root is not None
                              else np.full(len(subs), np.datetime64("NaT"), dtype="datetime64[ns]")),
         "root": root,
@@ -123,8 +261,9 @@ def ledger(book: Book) -> pd.DataFrame:
     ``contract_id``, ``product_id``, ``root_id`` (the chain it belongs to),
     ``from_date`` and ``to_date`` (the days it counts, inclusive; ``to_date``
     missing for evergreen), ``quantity`` (the segment quantity for MDQ rows),
-    ``annual_value`` (ARR of one unit) and ``chain_terminated`` (the earliest
-    termination date of its chain).
+    ``annual_value`` (ARR of one unit; 0 for one-time and usage rows, which
+    are not recurring revenue), ``chain_terminated`` (its chain's last day of
+    service, the earliest termination date) and ``charge_type``.
 
     Examples
     --------
@@ -143,6 +282,7 @@ def ledger(book: Book) -> pd.DataFrame:
         "product_id": subs["product_id"].to_numpy(),
         "root_id": ids[root] if root is not None else np.array([], dtype=object),
         **values,
+        "charge_type": _charge(subs),
     })
     return out
 
@@ -173,11 +313,7 @@ def arr_on(book: Book, date, by: tuple[str, ...] | list[str] | str = ()) -> pd.D
     """
     day = pd.Timestamp(date).normalize()
     led = ledger(book)
-    active = (
-        (led["from_date"] <= day)
-        & (led["to_date"].isna() | (led["to_date"] >= day))
-        & (led["chain_terminated"].isna() | (led["chain_terminated"] > day))
-    )
+    active = counts_on(led["from_date"], led["to_date"], led["chain_terminated"], day)
     led = led[active.to_numpy()]
     value = led["quantity"] * led["annual_value"]
     keys = [by] if isinstance(by, str) else list(by)
@@ -223,7 +359,7 @@ def _month_end(number: np.ndarray) -> np.ndarray:
 
 
 def _intervals(book: Book, churn_at: str = "term_end",
-               columns=("account_id", "contract_id", "product_id")) -> pd.DataFrame:
+               columns=("account_id", "contract_id", "product_id"), *, with_currency: bool = False) -> pd.DataFrame:
     """Ledger rows with the first and last month end (as month numbers) they count at."""
     if churn_at not in _CHURN_AT:
         raise ValueError(f"churn_at must be one of {_CHURN_AT}, not {churn_at!r}")
@@ -236,7 +372,8 @@ def _intervals(book: Book, churn_at: str = "term_end",
         # its rows were created, a lost renewal from the day it was closed.
         root = _objects(subs["subscription_id"])[v["root"]]
         booked = subs["created_date"].where(subs["terminated_date"].notna())
-        booked_by_root = booked.groupby(root).min()
+        # The chain's last counted day is the day before the termination was booked.
+        booked_by_root = booked.groupby(root).min() - pd.Timedelta(days=1)
         term = np.where(np.isnat(term), term,
                         pd.Series(root).map(booked_by_root).to_numpy(dtype="datetime64[ns]"))
         lost_on = subs["contract_id"].map(_lost_renewal_dates(book)).to_numpy(dtype="datetime64[ns]")
@@ -247,13 +384,19 @@ def _intervals(book: Book, churn_at: str = "term_end",
     not_month_end = ~np.isnat(d_to) & ((d_to + 1).astype("datetime64[M]") == d_to.astype("datetime64[M]"))
     last = last - not_month_end.astype(np.int64)
     first = _month_number(v["from_date"].astype("datetime64[D]"))
-    return pd.DataFrame({
+    out = pd.DataFrame({
         **{c: _objects(subs[c]) for c in dict.fromkeys(("account_id", *columns))},
         "from_date": v["from_date"],
         "mrr": v["quantity"] * v["annual_value"] / 12.0,
         "first": first,
         "last": last,
     })
+    if with_currency:
+        out["currency"] = (_objects(subs["currency"]) if "currency" in subs.columns
+                           else np.full(len(subs), None, dtype=object))
+    # One-time fees and usage are never MRR.
+    recurring = _charge(subs) == "recurring"
+    return out if recurring.all() else out[recurring].reset_index(drop=True)
 
 
 def _lost_renewal_dates(book: Book) -> pd.Series:
@@ -324,7 +467,53 @@ def _dense(codes: np.ndarray, first: np.ndarray, last: np.ndarray, weights: np.n
     return values, counts
 
 
-def mrr_table(book: Book, start=None, end=None, by=("account_id",), *, churn_at: str = "term_end") -> pd.DataFrame:
+_FX = ("booked", "spot", "constant")
+
+
+def _fx_basis(book: Book, fx: str, fx_date) -> bool:
+    """Whether MRR must be revalued at other rates than the booked ones."""
+    if fx not in _FX:
+        raise ValueError(f"fx must be one of {_FX}, not {fx!r}")
+    if fx == "constant" and fx_date is None:
+        raise ValueError("fx='constant' needs fx_date: the day whose rates value every month")
+    subs = book.subscriptions
+    return (fx != "booked" and len(book.fx_rates) > 0 and "currency" in subs.columns
+            and bool(subs["currency"].notna().any()))
+
+
+def _dense_fx(book: Book, iv: pd.DataFrame, codes: np.ndarray, n_groups: int, lo: int, hi: int,
+              fx: str, fx_date) -> tuple[np.ndarray, np.ndarray]:
+    """Per group and month end: MRR at the chosen rates, and last month's MRR at this month's rates.
+
+    Each row's booked amount goes back to its own currency at the rate of its
+    start date, is summed per group and currency, and is valued at each month
+    end's rate (``spot``) or at ``fx_date``'s (``constant``).
+    """
+    n_months = hi - lo + 1
+    months = _month_end(np.arange(lo, hi + 1))
+    cur = iv["currency"].to_numpy(dtype=object)
+    booked = rates_on(book.fx_rates, cur, iv["from_date"].to_numpy(), book.currency)
+    booked = np.where(np.isfinite(booked), booked, 1.0)
+    values = np.zeros((n_groups, n_months))
+    revalued = np.zeros((n_groups, n_months))
+    keys = pd.Series(cur).fillna("").to_numpy(dtype=object)
+    for code in pd.unique(keys):
+        rows = keys == code
+        native, _ = _dense(codes[rows], iv["first"].to_numpy()[rows], iv["last"].to_numpy()[rows],
+                           iv["mrr"].to_numpy()[rows] * booked[rows], n_groups, lo, hi, with_counts=False)
+        if fx == "spot":
+            rate = rates_on(book.fx_rates, [code or None] * n_months, months, book.currency)
+        else:
+            rate = np.repeat(rates_on(book.fx_rates, [code or None], [pd.Timestamp(fx_date)], book.currency),
+                             n_months)
+        rate = np.where(np.isfinite(rate), rate, 1.0)
+        values += native / rate[None, :]
+        revalued[:, 1:] += native[:, :-1] / rate[None, 1:]
+    return values, revalued
+
+
+def mrr_table(book: Book, start=None, end=None, by=("account_id",), *, churn_at: str = "term_end",
+              customer: str = "account", fx: str = "booked", fx_date=None) -> pd.DataFrame:
     """Monthly recurring revenue at each month end, from the subscription ledger.
 
     Parameters
@@ -342,6 +531,16 @@ def mrr_table(book: Book, start=None, end=None, by=("account_id",), *, churn_at:
         and the usual MRR convention), or when the loss is booked (the
         termination's booking date, the lost renewal's close date), which
         reads like committed MRR.
+    customer : {"account", "ultimate_parent"}, default "account"
+        With ``"ultimate_parent"``, ``account_id`` is the top of each
+        account's ``ParentId`` chain, so a hierarchy counts as one customer.
+    fx : {"booked", "spot", "constant"}, default "booked"
+        Which exchange rates value amounts in other currencies: the rate of
+        each row's start date (as loaded), each month end's rate, or the
+        rate of ``fx_date`` for every month (constant currency). Only
+        matters when the Book has dated rates.
+    fx_date : date-like, optional
+        The day whose rates value every month with ``fx="constant"``.
 
     Returns
     -------
@@ -364,7 +563,10 @@ def mrr_table(book: Book, start=None, end=None, by=("account_id",), *, churn_at:
     ['month', 'account_id', 'mrr']
     """
     keys = [by] if isinstance(by, str) else list(by)
-    iv = _intervals(book, churn_at, columns=[k for k in keys if k in ("contract_id", "product_id")])
+    revalue = _fx_basis(book, fx, fx_date)
+    iv = _intervals(book, churn_at, columns=[k for k in keys if k in ("contract_id", "product_id")],
+                    with_currency=revalue)
+    iv["account_id"] = _customer_of(book, iv["account_id"].to_numpy(dtype=object), customer)
     lo, hi = _month_range(book, iv, start, end)
     codes, uniques = _group_codes(iv, keys, book)
     n_groups = len(uniques) if keys else 1
@@ -389,6 +591,8 @@ def mrr_table(book: Book, start=None, end=None, by=("account_id",), *, churn_at:
             blocks.append((g0, g1, order[a:b]))
     for g0, g1, rows in blocks:
         values, counts = _dense(codes[rows] - g0, first_all[rows], last_all[rows], mrr_all[rows], g1 - g0, lo, hi)
+        if revalue:
+            values, _ = _dense_fx(book, iv.iloc[rows], codes[rows] - g0, g1 - g0, lo, hi, fx, fx_date)
         mi, gi = np.nonzero(counts.T > 0)  # month-major, groups in sorted order
         part = {"month": months[mi]}
         for k in keys:
@@ -418,6 +622,9 @@ def mrr_movements(
     churn_at: str = "term_end",
     reactivation_months: int | None = None,
     same_month: str = "ignore",
+    customer: str = "account",
+    fx: str = "booked",
+    fx_date=None,
 ) -> pd.DataFrame:
     """The monthly MRR bridge, classified per customer (ChartMogul's rules).
 
@@ -434,8 +641,11 @@ def mrr_movements(
       now (churn only when the last subscription ends).
 
     For every month and customer
-    ``start_mrr + new + expansion + reactivation - contraction - churn = end_mrr``
-    exactly (amounts under half a cent count as zero).
+    ``start_mrr + fx_effect + new + expansion + reactivation - contraction - churn = end_mrr``
+    exactly (amounts under half a cent count as zero). ``fx_effect`` is what
+    last month's MRR gained or lost from exchange-rate moves alone (zero
+    unless ``fx="spot"`` on a Book with dated rates), so a currency move is
+    never booked as expansion or contraction.
 
     Parameters
     ----------
@@ -460,13 +670,23 @@ def mrr_movements(
         either month end: ``"ignore"`` leaves it out (ProfitWell);
         ``"count"`` counts its MRR as both new (or reactivation) and churn in
         that month (Maxio, Stripe).
+    customer : {"account", "ultimate_parent"}, default "account"
+        Who a customer is: each account, or each account hierarchy (the top
+        of the ``ParentId`` chain, whose id is then ``account_id``), so that a
+        renewal signed by a sister account is not churn plus new business.
+    fx : {"booked", "spot", "constant"}, default "booked"
+        Exchange rates for amounts in other currencies (see
+        :func:`mrr_table`); ``"spot"`` separates the rate effect.
+    fx_date : date-like, optional
+        The day whose rates value every month with ``fx="constant"``.
 
     Returns
     -------
     DataFrame
         ``month``, ``account_id`` (or the ``by`` columns), ``start_mrr``,
         ``new``, ``expansion``, ``reactivation``, ``contraction``, ``churn``,
-        ``end_mrr`` (all amounts positive); grouped output adds ``customers_start``,
+        ``fx_effect`` (signed), ``end_mrr`` (all other amounts positive);
+        grouped output adds ``customers_start``,
         ``customers_end`` and one ``n_<movement>`` count per movement.
 
     Examples
@@ -479,8 +699,10 @@ def mrr_movements(
         raise ValueError("same_month must be 'ignore' or 'count'")
     if reactivation_months is not None and reactivation_months < 0:
         raise ValueError("reactivation_months must be >= 0")
-    iv = _intervals(book, churn_at, columns=())
-    cols = ["month", "account_id", "start_mrr", *MOVEMENTS, "end_mrr"]
+    revalue = _fx_basis(book, fx, fx_date)
+    iv = _intervals(book, churn_at, columns=(), with_currency=revalue)
+    iv["account_id"] = _customer_of(book, iv["account_id"].to_numpy(dtype=object), customer)
+    cols = ["month", "account_id", "start_mrr", *MOVEMENTS, "fx_effect", "end_mrr"]
     if not len(iv):
         keys = ["account_id"] if by is None else ([by] if isinstance(by, str) else list(by))
         empty = {"month": pd.Series(dtype="datetime64[ns]"), **{k: pd.Series(dtype="string") for k in keys}}
@@ -494,16 +716,28 @@ def mrr_movements(
     codes, uniques = _group_codes(iv, ["account_id"], book)
     n = len(uniques)
     # One month before the first so that the first month has a start.
-    values, _ = _dense(codes, iv["first"].to_numpy(), iv["last"].to_numpy(), iv["mrr"].to_numpy(),
-                       n, full_lo - 1, hi, with_counts=False)
+    if revalue:
+        values, revalued = _dense_fx(book, iv, codes, n, full_lo - 1, hi, fx, fx_date)
+    else:
+        values, _ = _dense(codes, iv["first"].to_numpy(), iv["last"].to_numpy(), iv["mrr"].to_numpy(),
+                           n, full_lo - 1, hi, with_counts=False)
     values = np.where(np.abs(values) > _CENT, values, 0.0)
     active = values != 0.0
     prev, cur = values[:, :-1], values[:, 1:]
+    # Last month's MRR at this month's rates: the difference is the rate effect.
+    prev_now = np.where(active[:, :-1], revalued[:, 1:], 0.0) if revalue else prev
+    fx_effect = prev_now - prev
     pa, ca = active[:, :-1], active[:, 1:]
     ever = np.maximum.accumulate(active, axis=1)[:, :-1]  # active at any month end up to prev
     both = pa & ca
     coming = ~pa & ca
-    delta = cur - prev
+    delta = cur - prev_now
+    if revalue:
+        # What is left after revaluation under half a cent is rounding of the
+        # rates: it stays in the rate effect, not in expansion or contraction.
+        tiny = both & (np.abs(delta) <= _CENT)
+        fx_effect = np.where(tiny, fx_effect + delta, fx_effect)
+        delta = np.where(tiny, 0.0, delta)
     if reactivation_months is None:
         returning = coming & ever
     else:
@@ -517,7 +751,8 @@ def mrr_movements(
         "expansion": np.where(both & (delta > 0), delta, 0.0),
         "reactivation": np.where(returning, cur, 0.0),
         "contraction": np.where(both & (delta < 0), -delta, 0.0),
-        "churn": np.where(pa & ~ca, prev, 0.0),
+        "churn": np.where(pa & ~ca, prev_now, 0.0),
+        "fx_effect": fx_effect,
         "end_mrr": cur,
     }
     if same_month == "count":
@@ -535,7 +770,7 @@ def mrr_movements(
     months = _month_end(np.arange(full_lo, hi + 1))
     first_col = lo - full_lo
     moving = np.zeros(prev.shape, dtype=bool)
-    for name in ("start_mrr", *MOVEMENTS):
+    for name in ("start_mrr", *MOVEMENTS, "fx_effect"):
         moving |= out[name] != 0
     moving[:, :first_col] = False
     gi, mi = np.nonzero(moving)
@@ -552,7 +787,7 @@ def mrr_movements(
         for k in keys:
             frame[k] = frame["account_id"].map(attrs[k])
     frame["_one"] = 1
-    agg = {name: (name, "sum") for name in ("start_mrr", *MOVEMENTS, "end_mrr")}
+    agg = {name: (name, "sum") for name in ("start_mrr", *MOVEMENTS, "fx_effect", "end_mrr")}
     agg["customers_start"] = ("start_mrr", lambda s: int((s != 0).sum()))
     agg["customers_end"] = ("end_mrr", lambda s: int((s != 0).sum()))
     for name in MOVEMENTS:
@@ -611,6 +846,33 @@ def _spread(codes, mf, ml, frac_first, frac_last, rate, n_groups, lo, hi) -> np.
     return (out.reshape(n_groups, width) + full)[:, :n_months]
 
 
+def _fees_and_usage(v: dict, amounts: pd.DataFrame, codes: np.ndarray, n_groups: int, lo: int, hi: int
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Groups x months of one-time fees (whole, in the month they start) and usage (over its dates).
+
+    ``v`` is :func:`_row_values` of the Book, ``amounts`` its
+    :func:`row_amounts`, ``codes`` each row's group. A fee or usage whose
+    chain ended before it started earns nothing.
+    """
+    n_months = hi - lo + 1
+    last_day = _last_counted_day(v["to_date"], v["chain_terminated"])
+    usage = np.zeros((n_groups, n_months))
+    rate = amounts["usage_per_year"].to_numpy() / 12.0
+    sel = rate != 0
+    if sel.any():
+        keep, mf, ml, ff, fl = _month_fractions(v["from_date"][sel], last_day[sel], lo, hi)
+        usage = _spread(codes[sel][keep], mf, ml, ff, fl, rate[sel][keep], n_groups, lo, hi)
+    one_time = np.zeros((n_groups, n_months))
+    fee = amounts["one_time"].to_numpy()
+    day = v["from_date"].astype("datetime64[D]")
+    served = np.isnat(last_day) | (day <= last_day.astype("datetime64[D]"))
+    month_no = _month_number(day)
+    hit = (fee != 0) & ~np.isnat(day) & served & (month_no >= lo) & (month_no <= hi)
+    if hit.any():
+        np.add.at(one_time, (codes[hit], month_no[hit] - lo), fee[hit])
+    return one_time, usage
+
+
 def recognized_revenue(book: Book, start, end, by: str | list[str] | tuple[str, ...] | None = None
                        ) -> pd.DataFrame:
     """Subscription revenue recognised day by day and summed into calendar months.
@@ -621,8 +883,11 @@ def recognized_revenue(book: Book, start, end, by: str | list[str] | tuple[str, 
     So a row active over a whole month recognises what :func:`mrr_table`
     reports at that month end, and a 12-month term starting mid-month
     recognises exactly 12 x MRR over the 13 months it touches. Rows count
-    from their (segment) start date to their end date, or to the day before
-    their chain was terminated, exactly as in :func:`mrr_table`.
+    from their (segment) start date to their end date, or to their chain's
+    last day of service, exactly as in :func:`mrr_table`. Usage lines earn
+    their booked value the same way (as usage, never MRR); a one-time fee is
+    earned whole in the month of its start date. ``by="charge_type"`` splits
+    the three.
 
     Parameters
     ----------
@@ -630,8 +895,8 @@ def recognized_revenue(book: Book, start, end, by: str | list[str] | tuple[str, 
     start, end : date-like
         First and last month (any day in it).
     by : str or sequence of str, optional
-        Ledger columns (``account_id``, ``contract_id``, ``product_id``) or
-        account columns (``segment``, ``region``, ...).
+        Ledger columns (``account_id``, ``contract_id``, ``product_id``,
+        ``charge_type``) or account columns (``segment``, ``region``, ...).
 
     Returns
     -------
@@ -664,14 +929,20 @@ def recognized_revenue(book: Book, start, end, by: str | list[str] | tuple[str, 
         raise ValueError(f"end ({end}) is before start ({start})")
     subs = book.subscriptions
     v = _row_values(book)
+    amounts = row_amounts(book)
+    charge = amounts["charge_type"].to_numpy(dtype=object)
+    ledger_cols = [k for k in keys if k in subs.columns or k == "charge_type"]
+    base = pd.DataFrame({c: (charge if c == "charge_type" else _objects(subs[c]))
+                         for c in dict.fromkeys(("account_id", *ledger_cols))})
+    codes_all, uniques = _group_codes(base, keys, book)
+    n_groups = len(uniques) if keys else 1
+    # Recurring rows earn their MRR day by day over their dates.
     last_day = _last_counted_day(v["to_date"], v["chain_terminated"])
     keep, mf, ml, frac_first, frac_last = _month_fractions(v["from_date"], last_day, lo, hi)
-    frame = pd.DataFrame({c: _objects(subs[c])[keep]
-                          for c in dict.fromkeys(("account_id", *[k for k in keys if k in subs.columns]))})
-    codes, uniques = _group_codes(frame, keys, book)
-    n_groups = len(uniques) if keys else 1
-    rate = (v["quantity"] * v["annual_value"] / 12.0)[keep]
-    values = _spread(codes, mf, ml, frac_first, frac_last, rate, n_groups, lo, hi)
+    rate = v["quantity"] * v["annual_value"] / 12.0  # MDQ rows count their segment quantity
+    values = _spread(codes_all[keep], mf, ml, frac_first, frac_last, rate[keep], n_groups, lo, hi)
+    one_time, usage = _fees_and_usage(v, amounts, codes_all, n_groups, lo, hi)
+    values = values + one_time + usage
     months = _month_end(np.arange(lo, hi + 1))
     n_months = hi - lo + 1
     out = {"month": np.tile(months, n_groups)}
@@ -680,6 +951,7 @@ def recognized_revenue(book: Book, start, end, by: str | list[str] | tuple[str, 
     out["revenue"] = np.round(values.ravel(), 2) + 0.0  # no negative zeros
     result = pd.DataFrame(out)
     for k in keys:
-        if k in ("account_id", "contract_id", "product_id") or str(book.accounts[k].dtype) == "string":
+        if (k in ("account_id", "contract_id", "product_id", "charge_type")
+                or str(book.accounts[k].dtype) == "string"):
             result[k] = result[k].astype("string")
     return result.sort_values(["month", *keys], kind="stable").reset_index(drop=True)

@@ -38,7 +38,9 @@ __all__ = [
 #: Allowed values of the categorical columns.
 ALLOWED: dict[str, tuple[str, ...]] = {
     "renewal_pricing_method": ("same", "list", "uplift"),
-    "opportunity_type": ("new_business", "renewal", "upsell", "amendment"),
+    "opportunity_type": ("new_business", "renewal", "upsell", "downgrade", "amendment"),
+    "charge_type": ("recurring", "one_time", "usage"),
+    "pricing_method": ("list", "cost", "block", "percent of total", "custom"),
     "schedule_type": ("revenue", "quantity", "both"),
     "revenue_schedule_type": ("divide", "repeat"),
     "installment_period": ("daily", "weekly", "monthly", "quarterly", "yearly"),
@@ -102,7 +104,9 @@ TABLES: dict[str, TableSpec] = {
                 Col("is_government", "bool", nullable=True),
                 Col("created_date", "date"),
                 Col("acquisition_channel", "str", nullable=True),
+                Col("parent_account_id", "id", nullable=True),
             ],
+            references=(("parent_account_id", "accounts"),),
         ),
         _t(
             "products",
@@ -126,6 +130,8 @@ TABLES: dict[str, TableSpec] = {
                     allowed=ALLOWED["installment_period"],
                 ),
                 Col("revenue_installments", "int", nullable=True, ge=1, le=MAX_INSTALLMENTS),
+                Col("charge_type", "cat", nullable=True, allowed=ALLOWED["charge_type"]),
+                Col("pricing_method", "cat", nullable=True, allowed=ALLOWED["pricing_method"]),
             ],
         ),
         _t(
@@ -162,7 +168,7 @@ TABLES: dict[str, TableSpec] = {
                 Col("start_date", "date"),
                 Col("end_date", "date", nullable=True),
                 Col("quantity", "float"),
-                Col("net_price", "float", ge=0),
+                Col("net_price", "float"),
                 Col("prorate_multiplier", "float", ge=0),
                 Col("terminated_date", "date", nullable=True),
                 Col("revised_subscription_id", "id", nullable=True),
@@ -170,6 +176,10 @@ TABLES: dict[str, TableSpec] = {
                 Col("segment_start_date", "date", nullable=True),
                 Col("segment_end_date", "date", nullable=True),
                 Col("segment_quantity", "float", nullable=True),
+                Col("charge_type", "cat", nullable=True, allowed=ALLOWED["charge_type"]),
+                Col("total_priced", "bool", nullable=True),
+                Col("list_price", "float", nullable=True),
+                Col("currency", "str", nullable=True),
                 Col("created_date", "date"),
             ],
             references=(
@@ -267,6 +277,16 @@ TABLES: dict[str, TableSpec] = {
             ],
             required=False,
             references=(("opportunity_id", "opportunities"),),
+        ),
+        _t(
+            "fx_rates",
+            None,
+            [
+                Col("currency", "str"),
+                Col("start_date", "date"),
+                Col("rate", "float", ge=0),
+            ],
+            required=False,
         ),
     ]
 }

@@ -60,12 +60,89 @@ def _describe(rule: str, value: object, column: str, table: str) -> str:
     if rule == "installments_out_of_range":
         return f"{value} installments; Salesforce allows 1 to 150"
     if rule == "negative_price":
-        return f"price {value} is negative; decreases are negative quantities, not prices"
+        return f"price {value} is negative; a line's price is never below zero"
     if spec is not None:
         lo = "" if spec.ge is None else f">= {spec.ge}"
         hi = "" if spec.le is None else f"<= {spec.le}"
         return f"{value} is out of range (must be {' and '.join(x for x in (lo, hi) if x)})"
     return f"{value} is not allowed"
+
+
+#: A per-unit price more than this many times its list price, or a row worth
+#: this many times more a month per unit than its product's median, is flagged.
+PLAUSIBLE_RATIO = 10.0
+#: Rows of a product needed before its median value per unit is a yardstick.
+PLAUSIBLE_MIN_ROWS = 5
+
+
+def _hierarchy_cycles(accounts: pd.DataFrame) -> np.ndarray:
+    """Rows whose ParentId chain loops back on itself."""
+    ids = accounts["account_id"].to_numpy(dtype=object)
+    parent = pd.Index(ids).get_indexer(accounts["parent_account_id"].to_numpy(dtype=object))
+    parent[accounts["parent_account_id"].isna().to_numpy()] = -1
+    n = len(ids)
+    # Walking n steps up from every row: a row still below an account then is
+    # on or under a cycle; it is on one when it can reach itself.
+    cur = parent.copy()
+    on_cycle = np.zeros(n, dtype=bool)
+    for _ in range(n):
+        has = cur >= 0
+        if not has.any():
+            break
+        on_cycle |= cur == np.arange(n)
+        cur = np.where(has, parent[np.maximum(cur, 0)], -1)
+    return on_cycle
+
+
+def _price_warnings(rep: _Reporter, tables: dict[str, pd.DataFrame]) -> None:
+    """Credits, sign mismatches and implausible prices on subscription rows (warnings)."""
+    s = tables["subscriptions"]
+    if not len(s):
+        return
+    total = s["total_priced"].fillna(False).astype(bool).to_numpy() if "total_priced" in s else np.zeros(len(s), bool)
+    price = s["net_price"].to_numpy(dtype="float64")
+    qty = s["quantity"].to_numpy(dtype="float64")
+    rep.rows("subscriptions", ~total & (price < 0), "net_price", "credit_line",
+             lambda x: [f"per-unit price {p:,.2f} is negative: loaded as a credit of {p * q:,.2f} over the term"
+                        for p, q in zip(x["net_price"], x["quantity"], strict=True)], severity="warning")
+    rep.rows("subscriptions", total & (np.sign(price) * np.sign(qty) < 0), "net_price", "total_sign_mismatch",
+             lambda x: [f"line total {p:,.2f} and quantity {q:g} have opposite signs; valued with the "
+                        "quantity's sign (the delta's direction)"
+                        for p, q in zip(x["net_price"], x["quantity"], strict=True)], severity="warning")
+    if "list_price" in s:
+        lst = s["list_price"].to_numpy(dtype="float64")
+        with np.errstate(invalid="ignore"):
+            above = ~total & (lst > 0) & (price > PLAUSIBLE_RATIO * lst)
+        rep.rows("subscriptions", above, "net_price", "price_above_list",
+                 lambda x: [f"per-unit price {p:,.2f} is {p / lp:,.1f} times its list price {lp:,.2f}: probably "
+                            "a line total (slab discount schedule or block price) on a row not marked as such "
+                            "(SBQQ__DiscountScheduleType__c, SBQQ__PricingMethod__c)"
+                            for p, lp in zip(x["net_price"], x["list_price"], strict=True)], severity="warning")
+    # Value a month per unit against the product's median (recurring rows).
+    prod = tables["products"].drop_duplicates("product_id").set_index("product_id")
+    term = s["product_id"].map(prod["subscription_term_months"]).astype("float64").fillna(12.0)
+    term = term.where(term > 0, 12.0).to_numpy()
+    prorate = s["prorate_multiplier"].astype("float64").fillna(1.0).to_numpy()
+    prorate = np.where(prorate > 0, prorate, 1.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        line = np.where(total, np.abs(price), np.abs(price * qty))
+        per_unit = line / prorate / term / np.where(qty != 0, np.abs(qty), np.nan)
+    charge = s["charge_type"].fillna("recurring").to_numpy(dtype=object) if "charge_type" in s else None
+    ok = np.isfinite(per_unit) & (per_unit > 0) & (qty > 0)
+    if charge is not None:
+        ok &= charge == "recurring"
+    frame = pd.DataFrame({"product_id": s["product_id"].to_numpy(dtype=object), "v": per_unit})
+    median = frame[ok].groupby("product_id")["v"].agg(["median", "size"])
+    median = median[median["size"] >= PLAUSIBLE_MIN_ROWS]["median"]
+    ref = frame["product_id"].map(median).to_numpy(dtype="float64")
+    with np.errstate(invalid="ignore"):
+        odd = np.isfinite(ref) & np.isfinite(per_unit) & (per_unit > PLAUSIBLE_RATIO * ref) & (qty != 0)
+    if charge is not None:
+        odd &= charge == "recurring"
+    rep.rows("subscriptions", odd, "net_price", "implausible_value",
+             lambda x: [f"worth {v:,.2f} a month per unit, {v / r:,.0f} times the median of its product "
+                        f"({r:,.2f}): check whether the price is a line total or the quantity is in other units"
+                        for v, r in zip(per_unit[odd], ref[odd], strict=True)], severity="warning")
 
 
 class _Reporter:
@@ -190,6 +267,14 @@ def validate_tables(
     rep.rows("schedules", need_qty.fillna(False), "quantity", "schedule_values_inconsistent",
              "a Quantity or Both schedule row needs a Quantity value")
 
+    # 5b. Account hierarchy: ParentId chains must end.
+    a = tables["accounts"]
+    if "parent_account_id" in a.columns and a["parent_account_id"].notna().any():
+        in_cycle = _hierarchy_cycles(a)
+        rep.rows("accounts", in_cycle, "parent_account_id", "hierarchy_cycle",
+                 lambda x: [f"following ParentId from {aid} comes back to it; an account hierarchy must end "
+                            "at an account without a parent" for aid in x["account_id"]])
+
     # 6. Composite keys of keyless tables.
     for name, cols in (("spend", ["month", "channel"]), ("signals", ["account_id", "month"])):
         frame = tables.get(name)
@@ -240,6 +325,7 @@ def validate_tables(
              lambda x: [f"account {a} differs from its contract's account {b}"
                         for a, b in zip(x["account_id"], x["contract_id"].map(con["account_id"]), strict=True)],
              severity="warning")
+    _price_warnings(rep, tables)
     no_subs = ~c["contract_id"].isin(set(s["contract_id"]))
     rep.rows("contracts", no_subs.to_numpy(), "contract_id", "contract_without_subscriptions",
              "the contract has no subscription rows", severity="warning")

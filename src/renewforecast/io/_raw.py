@@ -211,6 +211,12 @@ def _parse_numbers(values: pd.Series) -> tuple[pd.Series, np.ndarray]:
         text = text.copy()
         text.loc[ok_sep[ok_sep].index] = text.loc[ok_sep[ok_sep].index].str.replace(",", "", regex=False)
     out = pd.to_numeric(text, errors="coerce").astype("float64")
+    # pandas' fast parser can be off in the last digit past 15 significant
+    # digits; such numbers (a canonical CSV of converted amounts) are read
+    # with Python's correctly rounded parser.
+    long = (text.str.len() > 15).fillna(False).to_numpy() & np.isfinite(out.to_numpy())
+    if long.any():
+        out[long] = [float(x) for x in text[long]]
     bad = values.notna().to_numpy() & ~np.isfinite(out.to_numpy())
     out[bad] = np.nan
     return out, bad

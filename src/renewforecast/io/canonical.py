@@ -46,6 +46,8 @@ def write_canonical(book: Book, out: str | Path, *, format: str = "parquet") -> 
             frame.to_parquet(buf, index=False)
             atomic_write_bytes(path, buf.getvalue())
         else:
-            atomic_write_text(path, frame.to_csv(index=False, date_format="%Y-%m-%d", lineterminator="\n"))
+            # The shortest text that reads back to the same float.
+            atomic_write_text(path, frame.to_csv(index=False, date_format="%Y-%m-%d", lineterminator="\n",
+                                                 float_format=lambda x: repr(float(x))))
         written.append(path)
     return written

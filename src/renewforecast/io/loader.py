@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from renewforecast.book import Book
+from renewforecast.currency import OPEN_START, rates_on
 from renewforecast.exceptions import BookValidationError, Problem, problems_frame
 from renewforecast.io._raw import parse_column, read_raw
 from renewforecast.io.salesforce import (
@@ -29,7 +30,7 @@ _CANONICAL_REQUIRED = (
     "opportunity_lines", "schedules", "spend",
 )
 _MONEY = {
-    "subscriptions": ["net_price"],
+    "subscriptions": ["net_price", "list_price"],
     "opportunities": ["amount"],
     "opportunity_lines": ["unit_price", "total_price"],
     "schedules": ["revenue"],
@@ -119,13 +120,46 @@ def _read_object(path: Path, obj: SfObject, *, encoding, date_format, overrides,
     result["_id"] = pd.Series(ids, dtype=object)
     if CURRENCY_FIELD in found:
         result["_currency"] = frame[CURRENCY_FIELD].astype(object).to_numpy()
-    elif "currency" in found and obj.table != "fx":
+    elif "currency" in found and obj.table not in ("fx", "fx_dated", "fx_rates", "subscriptions"):
+        # (a canonical subscription's currency is where its amount came from;
+        # the amount itself is already in the reporting currency)
         result["_currency"] = frame["currency"].astype(object).to_numpy()
     return _Read(result, colmap)
 
 
-def _apply_fx(tables: dict[str, pd.DataFrame], fx: pd.DataFrame | None, currency: str | None,
-              problems: list[Problem]) -> str:
+#: The date each table's amounts are converted at with dated rates: an
+#: opportunity's close date (Salesforce's rule for opportunities, their
+#: products and schedules), a schedule's own date, a subscription's start.
+_FX_DATE = {
+    "subscriptions": "start_date",
+    "opportunities": "close_date",
+    "opportunity_lines": "_close_date",
+    "schedules": "_close_date",
+    "spend": "month",
+}
+
+
+def _dated_rates(frame: pd.DataFrame, problems: list[Problem]) -> pd.DataFrame:
+    """DatedConversionRate rows as the canonical ``fx_rates`` table."""
+    def day(text: pd.Series, column: str) -> pd.Series:
+        value = text.astype(object).fillna("").astype(str).str.slice(0, 10)
+        year = pd.to_numeric(value.str.slice(0, 4), errors="coerce")
+        parsed = pd.to_datetime(value.where((year >= 1900) & (year <= 2200)), format="%Y-%m-%d",
+                                errors="coerce")
+        bad = (value != "") & year.isna() | ((year >= 1900) & (year <= 2200) & parsed.isna())
+        for i in np.flatnonzero(bad.to_numpy()):
+            problems.append(Problem(str(frame["_file"].iloc[i]), int(frame["_line"].iloc[i]),
+                                    str(frame["_id"].iloc[i] or ""), column, "unparseable_date",
+                                    f"cannot read {value.iloc[i]!r} as a date (YYYY-MM-DD)"))
+        return parsed
+
+    start = day(frame["_start"], "StartDate").fillna(OPEN_START)
+    return pd.DataFrame({"currency": frame["currency"].astype("string").to_numpy(),
+                         "start_date": start.to_numpy(), "rate": frame["rate"].to_numpy(dtype="float64")})
+
+
+def _apply_fx(tables: dict[str, pd.DataFrame], fx: pd.DataFrame | None, dated: pd.DataFrame | None,
+              currency: str | None, problems: list[Problem]) -> tuple[str, pd.DataFrame | None]:
     seen: dict[str, list[tuple[str, int, int]]] = {}
     for frame in tables.values():
         if "_currency" not in frame.columns:
@@ -134,30 +168,55 @@ def _apply_fx(tables: dict[str, pd.DataFrame], fx: pd.DataFrame | None, currency
         for code, group in frame.groupby(cur, sort=True):
             if code:
                 seen.setdefault(code, []).append((str(group["_file"].iloc[0]), int(group["_line"].iloc[0]), len(group)))
-    if fx is not None and len(fx):
-        rates = fx.drop_duplicates("currency").set_index("currency")["rate"]
-        corporate = fx.loc[fx["is_reporting"].fillna(False).astype(bool), "currency"]
+    has_dated = dated is not None and len(dated)
+    if (fx is not None and len(fx)) or has_dated:
+        static = fx if fx is not None and len(fx) else pd.DataFrame({"currency": [], "rate": [],
+                                                                     "is_reporting": []})
+        rates = static.drop_duplicates("currency").set_index("currency")["rate"]
+        corporate = static.loc[static["is_reporting"].fillna(False).astype(bool), "currency"]
         reporting = currency or (str(corporate.iloc[0]) if len(corporate) else None)
         if reporting is None:
             reporting = "USD"
+        fx_rates = _dated_rates(dated, problems) if has_dated else None
+        known = set(rates.index) | (set(fx_rates["currency"]) if fx_rates is not None else set())
         for code, where in seen.items():
-            if code not in rates.index:
+            if code not in known and code != reporting:
                 file, line, count = where[0]
                 problems.append(Problem(file, line, "", CURRENCY_FIELD, "unknown_currency",
                                         f"{count} record(s) in {code}, which has no conversion rate in the FX table"))
+        if fx_rates is not None and len(rates):
+            # Currencies without dated ranges keep their static rate.
+            # The corporate currency is 1 by definition.
+            extra = [c for c in rates.index if c not in set(fx_rates["currency"]) and c not in set(corporate)]
+            fx_rates = pd.concat([fx_rates, pd.DataFrame({"currency": extra, "start_date": OPEN_START,
+                                                          "rate": rates[extra].to_numpy()})],
+                                 ignore_index=True)
+        lines = tables["opportunity_lines"]
+        close = tables["opportunities"].drop_duplicates("opportunity_id").set_index("opportunity_id")["close_date"]
+        lines["_close_date"] = lines["opportunity_id"].map(close)
+        tables["schedules"]["_close_date"] = tables["schedules"]["line_id"].map(
+            lines.drop_duplicates("line_id").set_index("line_id")["_close_date"])
         for name, cols in _MONEY.items():
             frame = tables.get(name)
             if frame is None or "_currency" not in frame.columns:
                 continue
-            rate = frame["_currency"].map(rates).astype("float64")
-            # Salesforce ConversionRate: units of the currency per one unit of the
-            # corporate currency, so amounts are divided by it.
-            rate = rate.where(frame["_currency"].notna(), 1.0).fillna(1.0)
-            if currency and currency in rates.index:
-                rate = rate / rates[currency]
+            if fx_rates is not None:
+                # Salesforce ConversionRate: units of the currency per one unit
+                # of the corporate currency, so amounts are divided by it.
+                rate = rates_on(fx_rates, frame["_currency"].where(frame["_currency"].notna(), None),
+                                frame[_FX_DATE[name]], reporting)
+                rate = np.where(np.isfinite(rate), rate, 1.0)
+            else:
+                r = frame["_currency"].map(rates).astype("float64")
+                r = r.where(frame["_currency"].notna(), 1.0).fillna(1.0)
+                if currency and currency in rates.index:
+                    r = r / rates[currency]
+                rate = r.to_numpy()
             for col in cols:
-                frame[col] = frame[col] / rate.to_numpy()
-        return reporting
+                frame[col] = frame[col] / rate
+        for name in ("opportunity_lines", "schedules"):
+            tables[name].drop(columns=["_close_date"], inplace=True, errors="ignore")
+        return reporting, fx_rates
     if len(seen) > 1:
         total = {c: sum(n for *_, n in w) for c, w in seen.items()}
         main = max(total, key=total.get)
@@ -170,10 +229,10 @@ def _apply_fx(tables: dict[str, pd.DataFrame], fx: pd.DataFrame | None, currency
                     file, line, "", CURRENCY_FIELD, "mixed_currencies",
                     f"{count} record(s) in {code} but most are in {main}; the data holds {listing}. "
                     "Add CurrencyType.csv (IsoCode, ConversionRate, IsCorporate) or a canonical fx table"))
-        return main
+        return main, None
     if seen:
-        return next(iter(seen))
-    return currency or "USD"
+        return next(iter(seen)), None
+    return currency or "USD", None
 
 
 def _detect(path: Path) -> str:
@@ -197,6 +256,7 @@ def load_book(
     date_format: str = "%m/%d/%Y",
     currency: str | None = None,
     field_map: dict[str, dict[str, str]] | None = None,
+    type_map: dict[str, str] | None = None,
 ) -> Book:
     """Read a folder of Salesforce exports or canonical tables into a validated Book.
 
@@ -223,6 +283,11 @@ def load_book(
         Per file, canonical column -> field name, for orgs whose custom fields
         are named differently, e.g.
         ``{"Account.csv": {"segment": "Customer_Segment__c"}}``.
+    type_map : dict, optional
+        ``Opportunity.Type`` value -> canonical type (``new_business``,
+        ``renewal``, ``upsell``, ``downgrade``, ``amendment``), added to or
+        overriding :data:`renewforecast.io.salesforce.OPPORTUNITY_TYPES`.
+        CPQ's renewal and amendment flags decide first.
 
     Returns
     -------
@@ -293,9 +358,17 @@ def load_book(
             empty["_file"], empty["_line"], empty["_id"] = "", 0, None
             frames[name] = empty
     if kind == "salesforce":
-        frames = from_salesforce(frames)
+        frames = from_salesforce(frames, type_map=type_map, warnings=warnings)
     fx = frames.pop("fx", None)
-    reporting = _apply_fx(frames, fx, currency, problems)
+    dated = frames.pop("fx_dated", None)
+    if kind == "canonical" and len(frames["fx_rates"]):
+        dated = None  # a canonical folder's fx_rates are already the Book's
+    reporting, fx_rates = _apply_fx(frames, fx, dated, currency, problems)
+    if fx_rates is not None:
+        frames["fx_rates"] = fx_rates.assign(_file="DatedConversionRate.csv", _line=0, _id=None)
+    if "_currency" in frames["subscriptions"].columns:
+        cur = frames["subscriptions"]["_currency"]
+        frames["subscriptions"]["currency"] = cur.where(cur.notna() & (cur != "") & (cur != reporting), None)
 
     errors, soft = validate_tables(frames, colmap)
     problems.extend(errors)

@@ -24,8 +24,14 @@ Rules taken from the CPQ data model (see ``docs/data_model.md``):
   blank behaves as ``Same``.
 - Opportunity type: renewal when ``SBQQ__Renewal__c`` or
   ``SBQQ__RenewedContract__c`` is set, amendment when
-  ``SBQQ__AmendedContract__c`` is set, upsell when ``Type`` says upgrade,
-  upsell or expansion, otherwise new business.
+  ``SBQQ__AmendedContract__c`` is set, else the ``Type`` picklist value
+  through :data:`OPPORTUNITY_TYPES` (overridable with ``type_map``); a value
+  the mapping does not know is a warning with its count.
+- A subscription's charge type is its ``SBQQ__ChargeType__c``, else its
+  product's, else Recurring. A line is *total-priced* (its price fields hold
+  the line total for the whole quantity) when its discount schedule type is
+  Slab or its pricing method is Block (the subscription's own field, else its
+  product's).
 """
 
 from __future__ import annotations
@@ -37,8 +43,11 @@ import numpy as np
 import pandas as pd
 
 from renewforecast._atomic import atomic_write_text
+from renewforecast.currency import OPEN_START
+from renewforecast.exceptions import Problem
 
 __all__ = [
+    "OPPORTUNITY_TYPES",
     "SALESFORCE_OBJECTS",
     "SfField",
     "SfObject",
@@ -86,6 +95,7 @@ SALESFORCE_OBJECTS: dict[str, SfObject] = {
             _f("CreatedDate", "created_date", "date", True),
             _f("Acquisition_Channel__c", "acquisition_channel", "str"),
             _f("SBQQ__RenewalPricingMethod__c", "_renewal_pricing_method", "cat"),
+            _f("ParentId", "parent_account_id", "id"),
         )),
         SfObject("Product2.csv", "products", (
             _f("Id", "product_id", "id", True),
@@ -96,6 +106,8 @@ SALESFORCE_OBJECTS: dict[str, SfObject] = {
             _f("RevenueScheduleType", "revenue_schedule_type", "cat"),
             _f("RevenueInstallmentPeriod", "revenue_installment_period", "cat"),
             _f("NumberOfRevenueInstallments", "revenue_installments", "int"),
+            _f("SBQQ__ChargeType__c", "_charge_type", "cat"),
+            _f("SBQQ__PricingMethod__c", "pricing_method", "cat"),
         )),
         SfObject("Contract.csv", "contracts", (
             _f("Id", "contract_id", "id", True),
@@ -121,6 +133,7 @@ SALESFORCE_OBJECTS: dict[str, SfObject] = {
             _f("SBQQ__SubscriptionEndDate__c", "_subscription_end_date", "date"),
             _f("SBQQ__Quantity__c", "quantity", "float", True),
             _f("SBQQ__NetPrice__c", "net_price", "float", True),
+            _f("SBQQ__ListPrice__c", "list_price", "float"),
             _f("SBQQ__ProrateMultiplier__c", "prorate_multiplier", "float"),
             _f("SBQQ__TerminatedDate__c", "terminated_date", "date"),
             _f("SBQQ__RevisedSubscription__c", "revised_subscription_id", "id"),
@@ -128,6 +141,9 @@ SALESFORCE_OBJECTS: dict[str, SfObject] = {
             _f("SBQQ__SegmentStartDate__c", "segment_start_date", "date"),
             _f("SBQQ__SegmentEndDate__c", "segment_end_date", "date"),
             _f("SBQQ__SegmentQuantity__c", "segment_quantity", "float"),
+            _f("SBQQ__ChargeType__c", "_charge_type", "cat"),
+            _f("SBQQ__DiscountScheduleType__c", "_discount_schedule_type", "cat"),
+            _f("SBQQ__PricingMethod__c", "_pricing_method", "cat"),
             _f("CreatedDate", "created_date", "date", True),
         )),
         SfObject("Opportunity.csv", "opportunities", (
@@ -185,13 +201,110 @@ SALESFORCE_OBJECTS: dict[str, SfObject] = {
             _f("ConversionRate", "rate", "float", True),
             _f("IsCorporate", "is_reporting", "bool"),
         ), required_file=False, id_field="IsoCode"),
+        SfObject("DatedConversionRate.csv", "fx_dated", (
+            _f("IsoCode", "currency", "str", True),
+            _f("ConversionRate", "rate", "float", True),
+            # Read as text: Salesforce's first range starts on 0001-01-01 and
+            # its last ends on 9999-12-31, outside the dates pandas holds.
+            _f("StartDate", "_start", "str", True),
+            _f("NextStartDate", "_next", "str"),
+        ), required_file=False),
     ]
 }
 
 #: Files whose records carry CurrencyIsoCode in multi-currency orgs.
 CURRENCY_FIELD = "CurrencyIsoCode"
 
-_UPSELL_WORDS = ("upgrade", "upsell", "expansion", "add-on", "add on")
+#: ``Opportunity.Type`` picklist values (compared case-insensitively, spaces
+#: folded) and the canonical type each means when no CPQ flag decides. The
+#: standard values are Salesforce's defaults; the others are the values real
+#: orgs add (see ``docs/data_model.md``). ``load_book(type_map=...)`` adds or
+#: overrides entries.
+OPPORTUNITY_TYPES: dict[str, str] = {
+    "new customer": "new_business",
+    "new business": "new_business",
+    "new logo": "new_business",
+    "existing customer - upgrade": "upsell",
+    "existing customer - downgrade": "downgrade",
+    "existing customer - replacement": "amendment",
+    "existing business": "upsell",
+    "upsell": "upsell",
+    "up-sell": "upsell",
+    "upgrade": "upsell",
+    "cross-sell": "upsell",
+    "expansion": "upsell",
+    "add-on": "upsell",
+    "add-on business": "upsell",
+    "downgrade": "downgrade",
+    "contraction": "downgrade",
+    "amendment": "amendment",
+    "renewal": "renewal",
+    "existing customer - renewal": "renewal",
+}
+
+_CHARGE_TYPES = {"recurring": "recurring", "one-time": "one_time", "one time": "one_time",
+                 "one_time": "one_time", "usage": "usage"}
+
+
+def _fold(value: str) -> str:
+    return " ".join(str(value).strip().lower().split())
+
+
+def _opportunity_types(opps: pd.DataFrame, type_map: dict[str, str] | None,
+                       warnings: list[Problem]) -> pd.Series:
+    """Canonical opportunity type from CPQ's flags, else from ``Type``."""
+    from renewforecast.schemas import ALLOWED
+
+    mapping = dict(OPPORTUNITY_TYPES)
+    for key, value in (type_map or {}).items():
+        if value not in ALLOWED["opportunity_type"]:
+            raise ValueError(f"type_map maps {key!r} to {value!r}; use one of "
+                             + ", ".join(ALLOWED["opportunity_type"]))
+        mapping[_fold(key)] = value
+    raw = opps["_type"].astype(object)
+    folded = raw.map(lambda t: "" if pd.isna(t) else _fold(t))
+    by_type = folded.map(mapping)
+    is_renewal = opps["_renewal"].fillna(False).astype(bool) | opps["renewed_contract_id"].notna()
+    is_amend = opps["amended_contract_id"].notna()
+    # CPQ's flags decide first: it sets them on the opportunities it creates,
+    # whatever the Type picklist says.
+    out = np.select(
+        [is_renewal.to_numpy(), is_amend.to_numpy(), by_type.notna().to_numpy()],
+        ["renewal", "amendment", by_type.to_numpy(dtype=object)],
+        "new_business",
+    )
+    unknown = by_type.isna() & (folded != "") & ~is_renewal & ~is_amend
+    if unknown.any():
+        sub = opps[unknown.to_numpy()]
+        for value, group in sub.groupby(raw[unknown.to_numpy()].astype(str), sort=True):
+            first = group.iloc[0]
+            warnings.append(Problem(
+                str(first["_file"]), int(first["_line"]), str(first["_id"]), "Type", "unknown_opportunity_type",
+                f"Type {value!r} on {len(group)} opportunit{'y' if len(group) == 1 else 'ies'} without a CPQ "
+                "renewal or amendment flag is not a known value; counted as new business. Map it with "
+                "load_book(type_map={" + repr(value) + ": 'upsell'}) (or new_business, renewal, downgrade, "
+                "amendment)", "warning"))
+    return pd.Series(out, index=opps.index, dtype="string")
+
+
+def _charge_type_values(values: pd.Series) -> pd.Series:
+    return values.astype(object).map(lambda v: _CHARGE_TYPES.get(_fold(v), v) if isinstance(v, str) else v) \
+        .astype("string")
+
+
+def _charge_types(subs: pd.DataFrame, products: pd.DataFrame) -> pd.Series:
+    own = _charge_type_values(subs["_charge_type"]).astype(object)
+    prod = products.drop_duplicates("product_id").set_index("product_id")["charge_type"]
+    value = own.where(own.notna(), subs["product_id"].map(prod).astype(object))
+    return value.fillna("recurring").astype("string")
+
+
+def _total_priced(subs: pd.DataFrame, products: pd.DataFrame) -> pd.Series:
+    prod = products.drop_duplicates("product_id").set_index("product_id")["pricing_method"]
+    method = subs["_pricing_method"].astype(object)
+    method = method.where(method.notna(), subs["product_id"].map(prod).astype(object))
+    slab = subs["_discount_schedule_type"].astype(object) == "slab"
+    return (slab | (method == "block")).astype("boolean")
 
 
 def _add_months(dates: pd.Series, months: pd.Series) -> pd.Series:
@@ -206,14 +319,17 @@ def _add_months(dates: pd.Series, months: pd.Series) -> pd.Series:
     return out
 
 
-def from_salesforce(frames: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+def from_salesforce(frames: dict[str, pd.DataFrame], *, type_map: dict[str, str] | None = None,
+                    warnings: list[Problem] | None = None) -> dict[str, pd.DataFrame]:
     """Turn typed Salesforce object frames (canonical column names) into canonical tables.
 
     ``frames`` maps table name to a frame whose columns already carry the
     canonical names of :data:`SALESFORCE_OBJECTS` (helpers start with ``_``).
     Helper columns are consumed here; provenance columns (``_file``,
-    ``_line``, ``_currency``) are kept for validation.
+    ``_line``, ``_currency``) are kept for validation. Warnings (opportunity
+    types the mapping does not know) are appended to ``warnings``.
     """
+    warnings = [] if warnings is None else warnings
     out = dict(frames)
     accounts = frames["accounts"]
     contracts = frames["contracts"].copy()
@@ -223,6 +339,7 @@ def from_salesforce(frames: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
 
     # Products: CPQ treats a blank subscription term as 12 months.
     products["subscription_term_months"] = products["subscription_term_months"].fillna(12.0)
+    products["charge_type"] = _charge_type_values(products["_charge_type"])
     out["products"] = products
 
     # Contracts.
@@ -260,22 +377,12 @@ def from_salesforce(frames: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
     )
     subs["account_id"] = subs["account_id"].fillna(subs["contract_id"].map(caccount)).astype("string")
     subs["prorate_multiplier"] = subs["prorate_multiplier"].fillna(1.0)
+    subs["charge_type"] = _charge_types(subs, products)
+    subs["total_priced"] = _total_priced(subs, products)
     out["subscriptions"] = subs
 
     # Opportunities.
-    sf_type = opps["_type"].fillna("").str.lower()
-    is_renewal = opps["_renewal"].fillna(False).astype(bool) | opps["renewed_contract_id"].notna()
-    is_amend = opps["amended_contract_id"].notna()
-    is_upsell = sf_type.apply(lambda t: any(w in t for w in _UPSELL_WORDS)).astype(bool)
-    opps["type"] = pd.Series(
-        np.select(
-            [is_renewal.to_numpy(), is_amend.to_numpy(), is_upsell.to_numpy()],
-            ["renewal", "amendment", "upsell"],
-            "new_business",
-        ),
-        index=opps.index,
-        dtype="string",
-    )
+    opps["type"] = _opportunity_types(opps, type_map, warnings)
     out["opportunities"] = opps
     return out
 
@@ -299,13 +406,61 @@ def _fmt(series: pd.Series, field: SfField, *, datetime_hour: int | None = None)
     return series.astype(object).where(series.notna(), "")
 
 
-def write_salesforce_export(tables: dict[str, pd.DataFrame], out: str | Path) -> list[Path]:
+_PICKLIST_LABELS = {
+    "charge_type": {"recurring": "Recurring", "one_time": "One-Time", "usage": "Usage"},
+    "pricing_method": {"list": "List", "cost": "Cost", "block": "Block", "percent of total": "Percent Of Total",
+                       "custom": "Custom"},
+}
+#: Type values written for each canonical type, chosen per record (real orgs
+#: mix the standard values with their own).
+_TYPE_VALUES = {
+    "new_business": ("New Customer", "New Business"),
+    "renewal": ("Renewal",),
+    "upsell": ("Existing Customer - Upgrade", "Upsell", "Add-On"),
+    "downgrade": ("Existing Customer - Downgrade",),
+    "amendment": ("Existing Business", "Existing Customer - Upgrade", "Existing Customer - Downgrade",
+                  "Existing Customer - Replacement", "Add-On"),
+}
+
+
+def _pick(ids: pd.Series, choices: pd.Series) -> pd.Series:
+    """One value per record from its tuple of choices, fixed by the record's id."""
+    h = ids.astype(str).map(lambda x: sum(map(ord, x)))
+    return pd.Series([c[k % len(c)] if isinstance(c, tuple) else None for c, k in zip(choices, h, strict=True)],
+                     index=ids.index, dtype=object)
+
+
+def _open_date(value) -> str:
+    return "0001-01-01" if value <= OPEN_START else pd.Timestamp(value).strftime("%Y-%m-%d")
+
+
+def _rate_files(fx_rates: pd.DataFrame, reporting: str) -> dict[str, pd.DataFrame]:
+    """DatedConversionRate and CurrencyType files from a canonical fx_rates table."""
+    rows, static = [], [{"IsoCode": reporting, "ConversionRate": "1", "IsCorporate": "true"}]
+    for code, g in fx_rates.sort_values(["currency", "start_date"]).groupby("currency", sort=True):
+        starts = list(g["start_date"])
+        for i, (start, rate) in enumerate(zip(starts, g["rate"], strict=True)):
+            nxt = "9999-12-31" if i + 1 == len(starts) else starts[i + 1].strftime("%Y-%m-%d")
+            rows.append({"Id": f"04w{code}{i:012d}", "IsoCode": code, "ConversionRate": repr(float(rate)),
+                         "StartDate": _open_date(start), "NextStartDate": nxt})
+        static.append({"IsoCode": code, "ConversionRate": repr(float(g["rate"].iloc[-1])), "IsCorporate": "false"})
+    return {"DatedConversionRate.csv": pd.DataFrame(rows), "CurrencyType.csv": pd.DataFrame(static)}
+
+
+def write_salesforce_export(tables: dict[str, pd.DataFrame], out: str | Path, *,
+                            currency: str = "USD") -> list[Path]:
     """Write canonical tables as a Salesforce export folder.
 
     The inverse of reading: every field of :data:`SALESFORCE_OBJECTS` whose
     canonical column exists is written under its API name; dates as
     ``YYYY-MM-DD``, ``CreatedDate`` as an API datetime, percents as 0-100,
-    checkboxes as ``true``/``false``. Each file is written atomically.
+    checkboxes as ``true``/``false``, picklists with Salesforce's labels. A
+    total-priced subscription is written as a Slab-discounted line, or as a
+    Block-priced one when its product is. With an ``fx_rates`` table, records
+    whose ``_currency`` helper column names another currency carry
+    ``CurrencyIsoCode`` and their amounts in that currency at the rate of
+    their date, and ``DatedConversionRate.csv`` and ``CurrencyType.csv`` are
+    written. Each file is written atomically.
 
     Parameters
     ----------
@@ -313,17 +468,23 @@ def write_salesforce_export(tables: dict[str, pd.DataFrame], out: str | Path) ->
         Canonical tables by name (as :attr:`Book.tables`).
     out : path-like
         Folder to write into (created if needed).
+    currency : str, default "USD"
+        The corporate currency the canonical amounts are in.
 
     Returns
     -------
     list of Path
         The files written.
     """
+    from renewforecast.currency import rates_on
+
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     t = {k: v.copy() for k, v in tables.items()}
     contracts = t["contracts"]
     opps = t["opportunities"]
+    subs = t["subscriptions"]
+    products = t["products"]
 
     # Account-level renewal pricing method (CPQ keeps it on the account).
     method = contracts.drop_duplicates("account_id").set_index("account_id")["renewal_pricing_method"]
@@ -333,16 +494,51 @@ def write_salesforce_export(tables: dict[str, pd.DataFrame], out: str | Path) ->
     source_opp = won.drop_duplicates("renewed_contract_id").set_index("renewed_contract_id")["opportunity_id"]
     contracts["_source_opportunity_id"] = contracts["renewed_contract_id"].map(source_opp)
     contracts["renewal_pricing_method"] = pd.NA  # lives on the account
-    opps["_renewal"] = opps["type"] == "renewal"
-    opps["_type"] = opps["type"].map(
-        {"new_business": "New Customer", "renewal": "Renewal",
-         "upsell": "Existing Customer - Upgrade", "amendment": "Existing Customer - Upgrade"}
-    )
-    t["subscriptions"]["_subscription_start_date"] = t["subscriptions"]["start_date"]
-    t["subscriptions"]["_subscription_end_date"] = t["subscriptions"]["end_date"]
+    # Some orgs' renewal opportunities carry only the renewed-contract lookup.
+    renewal = opps["type"] == "renewal"
+    opps["_renewal"] = renewal & (opps["opportunity_id"].astype(str).str[-1] != "A")
+    opps["_type"] = _pick(opps["opportunity_id"], opps["type"].map(_TYPE_VALUES))
+    subs["_subscription_start_date"] = subs["start_date"]
+    subs["_subscription_end_date"] = subs["end_date"]
+    if "charge_type" in products:
+        products["_charge_type"] = products["charge_type"].map(_PICKLIST_LABELS["charge_type"])
+        products["pricing_method"] = products["pricing_method"].map(_PICKLIST_LABELS["pricing_method"])
+    if "charge_type" in subs:
+        subs["_charge_type"] = subs["charge_type"].map(_PICKLIST_LABELS["charge_type"])
+        block = subs["product_id"].map(products.drop_duplicates("product_id").set_index("product_id")
+                                       ["pricing_method"]) == "Block"
+        total = subs["total_priced"].fillna(False).astype(bool)
+        subs["_pricing_method"] = np.where(total & block, "Block", None)
+        subs["_discount_schedule_type"] = np.where(total & ~block, "Slab", None)
+
+    fx_rates = t.get("fx_rates")
+    files: dict[str, pd.DataFrame] = {}
+    if fx_rates is not None and len(fx_rates):
+        close = opps.drop_duplicates("opportunity_id").set_index("opportunity_id")["close_date"]
+        lines = t["opportunity_lines"]
+        lines["_close_date"] = lines["opportunity_id"].map(close)
+        t["schedules"]["_close_date"] = t["schedules"]["line_id"].map(
+            lines.drop_duplicates("line_id").set_index("line_id")["_close_date"])
+        dates = {"subscriptions": "start_date", "opportunities": "close_date",
+                 "opportunity_lines": "_close_date", "schedules": "_close_date"}
+        money = {"subscriptions": ["net_price", "list_price"], "opportunities": ["amount"],
+                 "opportunity_lines": ["unit_price", "total_price"], "schedules": ["revenue"]}
+        for name, cols in money.items():
+            frame = t.get(name)
+            if frame is None or "_currency" not in frame:
+                continue
+            rate = rates_on(fx_rates, frame["_currency"].where(frame["_currency"].notna(), None),
+                            frame[dates[name]], currency)
+            for col in cols:
+                if col in frame:
+                    frame[col] = (frame[col] * rate).round(2)
+            frame[CURRENCY_FIELD] = frame["_currency"].fillna(currency)
+        files = _rate_files(fx_rates, currency)
 
     written = []
     for obj in SALESFORCE_OBJECTS.values():
+        if obj.file in files:
+            continue
         frame = t.get(obj.table)
         if frame is None or (not obj.required_file and len(frame) == 0):
             continue
@@ -355,8 +551,14 @@ def write_salesforce_export(tables: dict[str, pd.DataFrame], out: str | Path) ->
                 continue
             hour = 9 if field.source == "CreatedDate" else None
             cols[field.source] = _fmt(frame[field.column], field, datetime_hour=hour)
+        if CURRENCY_FIELD in frame.columns:
+            cols[CURRENCY_FIELD] = frame[CURRENCY_FIELD].astype(object)
         text = pd.DataFrame(cols).to_csv(index=False, lineterminator="\n")
         path = out / obj.file
         atomic_write_text(path, text)
+        written.append(path)
+    for name, frame in files.items():
+        path = out / name
+        atomic_write_text(path, frame.to_csv(index=False, lineterminator="\n"))
         written.append(path)
     return written
