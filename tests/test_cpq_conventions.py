@@ -404,3 +404,41 @@ def test_the_demo_org_writes_what_real_orgs_write(tmp_path):
     # and it reads back exactly into its own canonical tables
     for name, frame in org.tables.items():
         pd.testing.assert_frame_equal(book.tables[name], frame, obj=name)
+
+
+def test_future_new_customers_bring_fees_in_proportion_to_their_new_mrr():
+    # Two customers won in the last two years: MRR 100 with a 600 fee, MRR 200 with a 300 fee;
+    # an older fee (2022) is outside the window. One-time fees per unit of new MRR: 900 / 300.
+    rows = [{"subscription_id": "s1", "contract_id": "c1", "start_date": T("2025-02-01"),
+             "end_date": T("2026-01-31"), "quantity": 1.0, "net_price": 1_200.0},
+            {"subscription_id": "f1", "contract_id": "c1", "product_id": "fee", "charge_type": "one_time",
+             "start_date": T("2025-02-01"), "end_date": T("2026-01-31"), "quantity": 1.0, "net_price": 600.0},
+            {"subscription_id": "s2", "contract_id": "c2", "account_id": "a2", "start_date": T("2025-06-01"),
+             "end_date": T("2026-05-31"), "quantity": 2.0, "net_price": 1_200.0},
+            {"subscription_id": "f2", "contract_id": "c2", "account_id": "a2", "product_id": "fee",
+             "charge_type": "one_time", "start_date": T("2025-06-01"), "end_date": T("2026-05-31"),
+             "quantity": 1.0, "net_price": 300.0},
+            {"subscription_id": "f0", "contract_id": "c0", "product_id": "fee", "charge_type": "one_time",
+             "start_date": T("2022-03-01"), "end_date": T("2022-03-31"), "quantity": 1.0, "net_price": 5_000.0}]
+    contracts = pd.DataFrame({"contract_id": ["c0", "c1", "c2"], "account_id": ["a1", "a1", "a2"],
+                              "start_date": [T("2022-03-01"), T("2025-02-01"), T("2025-06-01")],
+                              "end_date": [T("2022-03-31"), T("2026-01-31"), T("2026-05-31")],
+                              "evergreen": [False] * 3, "created_date": [T("2022-02-01"), T("2025-01-15"),
+                                                                        T("2025-05-15")]})
+    b = book_of(rows, contracts=contracts)
+    fc = rf.revenue_forecast(b, "2025-12-31", horizon_months=3, n_sims=50, random_state=0, renewal_rate=0.8)
+    assert fc.attrs["new_business_model"]["one_time_fees_per_new_mrr"] == pytest.approx(900 / 300)
+
+
+def test_a_segment_of_parent_accounts_that_never_paid_has_no_ltv_rather_than_an_error():
+    accounts = ACCOUNTS.assign(segment=["SMB", "SMB", "Enterprise"])  # the parent alone in its segment
+    rows = [{"subscription_id": "s0", "start_date": T("2023-01-01"), "end_date": T("2023-12-31"),
+             "quantity": 1.0, "net_price": 1_200.0},
+            {"subscription_id": "s1", "account_id": "a2", "contract_id": "c2", "start_date": T("2023-01-01"),
+             "end_date": T("2024-12-31"), "quantity": 1.0, "net_price": 1_200.0}]
+    subs = pd.DataFrame([{"prorate_multiplier": 1.0, "product_id": "seat", "contract_id": "c1", "account_id": "a1",
+                          "created_date": T("2022-12-01"), **r} for r in rows])
+    b = make_book(accounts=accounts, products=PRODUCTS, subscriptions=subs)
+    for method in ("simple", "survival", "sbg"):
+        out = rf.ltv(b, "2024-06-30", method=method, by="segment", n_boot=0).set_index("segment")
+        assert np.isnan(out.loc["Enterprise", "ltv"]) and out.loc["Enterprise", "note"] == "no customers"

@@ -34,8 +34,10 @@ components, each traced to the records it comes from:
     Business not booked and not in the pipeline yet: a statsmodels model
     (exponential smoothing with or without a damped trend, or an ARIMA,
     chosen by holdout error) of monthly new-business MRR, turned into revenue
-    (a new customer earns half its MRR in its first month), less what the
-    pipeline's new-business deals are expected to bring that month.
+    (a new customer earns half its MRR in its first month, plus the one-time
+    fees new customers paid per unit of new MRR over the last two years, in
+    the month won), less what the pipeline's new-business deals are expected
+    to bring that month.
 
 Intervals come from simulating renewal and deal outcomes together with the
 new-business model's own simulated paths. Outcomes are correlated through
@@ -694,7 +696,10 @@ def _new_business(view: Book, cut: pd.Timestamp, lo: int, hi: int, groups: _Grou
     if len(y):
         y = y.reindex(pd.date_range(y.index.min(), end, freq="ME"), fill_value=0.0)
     paths, name, mae, point = _fit_new_business(y, steps, n_sims, rng)
-    rev = _earned(paths)
+    fee_ratio = _fees_per_new_mrr(view, end, y)
+    # New customers pay one-time fees too: in the month they are won, in the
+    # proportion to their new MRR that the last two years showed.
+    rev = _earned(paths) + fee_ratio * paths
     # The simulated paths know the model's noise, not how wrong the model
     # itself has been. Its forecasts from earlier origins say that: the paths
     # are moved by the mean log error those forecasts made at each horizon
@@ -722,12 +727,22 @@ def _new_business(view: Book, cut: pd.Timestamp, lo: int, hi: int, groups: _Grou
         share = share / share.sum() if share.sum() > 0 else np.full(len(groups.labels), 1 / len(groups.labels))
     for g in range(len(groups.labels)):
         out[:, g, :] = np.clip(share[g] * rev[:, step0 - 1:] - pipeline_nb_mean[g][None, :], 0, None)
-    info = {"model": name, "holdout_mae": mae,
+    info = {"model": name, "holdout_mae": mae, "one_time_fees_per_new_mrr": fee_ratio,
             "past_log_error_mean_last_month": None if errors is None else float(errors[0][-1]),
             "past_log_error_sd_last_month": None if errors is None else float(errors[1][-1])}
     if groups.by is not None:
         info["shares"] = dict(zip(groups.labels, np.round(share, 4).tolist(), strict=True))
     return out, info
+
+
+def _fees_per_new_mrr(view: Book, end: pd.Timestamp, new_mrr: pd.Series) -> float:
+    """One-time fees booked to start in the last 24 months per unit of new MRR won in them."""
+    since = end - pd.DateOffset(months=24)
+    start = view.subscriptions["start_date"]
+    window = ((start > since) & (start <= end)).to_numpy()
+    fees = float(row_amounts(view)["one_time"].to_numpy()[window].sum())
+    won = float(new_mrr[new_mrr.index > since].sum()) if len(new_mrr) else 0.0
+    return fees / won if won > 0 and fees > 0 else 0.0
 
 
 def _earned(paths: np.ndarray) -> np.ndarray:

@@ -408,7 +408,9 @@ def ltv(book: Book, as_of, method: str = "simple", by=None, *, discount_rate: fl
             sample_from = data
         elif method == "survival":
             lt = lifetimes.loc[lifetimes.index.intersection(ids)]
-            value = _survival_value(lt, arpa, gm, d_m, horizon_m)
+            # A group of accounts none of which ever paid (a holding parent,
+            # prospects) has no lifetimes to fit.
+            value = _survival_value(lt, arpa, gm, d_m, horizon_m) if len(lt) else {"ltv": np.nan}
             boot_fn = _ltv_of(_survival_value, arpa=arpa, margin=gm, d_m=d_m, horizon_m=horizon_m)
             sample_from = lt
         else:
