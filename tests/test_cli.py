@@ -28,7 +28,23 @@ def test_validate_exits_1_and_lists_problems(org_copy):
     line, rid = edit_sf(org_copy, "Contract.csv", 2, "StartDate", "31.02.2024")
     result = CliRunner().invoke(main, ["validate", str(org_copy)])
     assert result.exit_code == 1
-    assert f"Contract.csv line {line} [id {rid}] column StartDate: unparseable_date" in result.output
+    assert "  unparseable_date (1):" in result.output
+    assert f"    Contract.csv line {line} [id {rid}] column StartDate: cannot read" in result.output
+
+
+def test_validate_lists_errors_and_warnings_grouped_with_counts_and_no_empty_fields(org_copy):
+    for row in (2, 3, 4, 5, 6, 7, 8):
+        edit_sf(org_copy, "Contract.csv", row, "StartDate", "31.02.2024")
+    (org_copy / "spend.csv").unlink()
+    result = CliRunner().invoke(main, ["validate", str(org_copy)])
+    assert result.exit_code == 1
+    assert "Errors (7):" in result.output and "  unparseable_date (7):" in result.output
+    assert "... and 2 more (--all lists every row)" in result.output
+    assert "  missing_optional_file (1):" in result.output
+    assert "    spend.csv: spend.csv is not in the folder" in result.output
+    assert "line :" not in result.output and " line  " not in result.output
+    every = CliRunner().invoke(main, ["validate", str(org_copy), "--all"])
+    assert every.output.count("column StartDate: cannot read") == 7
 
 
 def test_report_on_invalid_data_publishes_nothing(org_copy, tmp_path):

@@ -171,7 +171,11 @@ def test_renewal_signed_by_a_sister_account_is_not_churn_and_new_business():
              "quantity": 10.0, "net_price": 1_200.0},
             {"subscription_id": "s1", "contract_id": "c2", "account_id": "a2", "start_date": T("2025-01-01"),
              "end_date": T("2025-12-31"), "quantity": 10.0, "net_price": 1_320.0}]
-    b = book_of(rows)
+    contracts = pd.DataFrame({"contract_id": ["c1", "c2"], "account_id": ["a1", "a2"],
+                              "start_date": [T("2024-01-01"), T("2025-01-01")],
+                              "end_date": [T("2024-12-31"), T("2025-12-31")], "evergreen": [False, False],
+                              "renewed_contract_id": [None, "c1"], "created_date": [T("2023-12-01")] * 2})
+    b = book_of(rows, contracts=contracts)
     by_account = rf.mrr_movements(b, start="2025-01-01", end="2025-01-31")
     assert by_account["churn"].sum() == 1_000.0 and by_account["new"].sum() == 1_100.0
     by_parent = rf.mrr_movements(b, start="2025-01-01", end="2025-01-31", customer="ultimate_parent")

@@ -291,3 +291,64 @@ def test_unrecognised_folder(tmp_path):
     (tmp_path / "notes.txt").write_text("hello")
     (p,) = problems_of(tmp_path)
     assert p.rule == "unrecognised_folder" and "notes.txt" in p.message
+
+
+# ------------------------------------------------------- real exports, one pass
+
+
+def test_a_file_that_is_neither_utf8_nor_cp1252_is_read_as_latin1_with_a_warning(org_copy):
+    frame = read_sf(org_copy, "Account.csv")
+    frame["Name"] = [f"Account {i}" for i in range(len(frame))]
+    raw = frame.to_csv(index=False).encode("latin-1")
+    raw = raw.replace(b"Account 3,", b"Account \x81 3,")  # 0x81: undefined in cp1252, as in a real export
+    (org_copy / "Account.csv").write_bytes(raw)
+    book = rf.load_book(org_copy)
+    assert book.accounts.loc[3, "name"] == "Account \x81 3"
+    (w,) = book.warnings[book.warnings["rule"] == "encoding_fallback"].itertuples()
+    assert w.file == "Account.csv" and w.line == 5 and "read as latin-1" in w.message
+    assert "not cp1252 either" in w.message
+
+
+def test_a_wrong_declared_encoding_names_offset_line_and_the_encodings_that_read_it(org_copy):
+    frame = read_sf(org_copy, "Account.csv")
+    frame["Name"] = [f"Account {i}" for i in range(len(frame))]
+    raw = frame.to_csv(index=False).encode("latin-1").replace(b"Account 3,", b"Account \x81 3,")
+    (org_copy / "Account.csv").write_bytes(raw)
+    (p,) = find(problems_of(org_copy, encoding="cp1252"), "encoding")
+    offset = raw.index(b"\x81")
+    assert (p.file, p.line) == ("Account.csv", 5)
+    assert f"byte offset {offset}" in p.message and "'latin-1'" in p.message and "'utf-8'" not in p.message
+
+
+def test_an_export_without_end_dates_schedules_or_spend_loads_and_says_what_is_lost(org_copy):
+    for name in ("OpportunityLineItemSchedule.csv", "spend.csv"):
+        (org_copy / name).unlink()
+    contracts = read_sf(org_copy, "Contract.csv")
+    write_sf(org_copy, "Contract.csv", contracts.drop(columns=["EndDate"]))
+    book = rf.load_book(org_copy)
+    w = book.warnings
+    lost = w[w["rule"] == "missing_optional_file"].set_index("file")["message"]
+    assert "CAC" in lost["spend.csv"] and "one installment" in lost["OpportunityLineItemSchedule.csv"]
+    (derived,) = w[w["rule"] == "derived_field"].itertuples()
+    assert (derived.file, derived.column) == ("Contract.csv", "EndDate") and pd.isna(derived.line)
+    # the end dates are derived exactly as Salesforce computes them
+    ends = contracts.set_index("Id")["EndDate"].replace("", None)
+    got = book.contracts.set_index("contract_id")["end_date"].dt.strftime("%Y-%m-%d")
+    assert (got.reindex(ends.index).fillna("") == ends.fillna("")).all()
+    assert len(book.spend) == 0 and len(book.schedules) == 0
+
+
+def test_a_missing_column_never_hides_the_other_problems(org_copy):
+    contracts = read_sf(org_copy, "Contract.csv")
+    write_sf(org_copy, "Contract.csv", contracts.drop(columns=["AccountId"]))
+    line_d, rid_d = edit_sf(org_copy, "Contract.csv", 2, "StartDate", "31/31/2024")   # same file, other column
+    line_s, rid_s = edit_sf(org_copy, "SBQQ__Subscription__c.csv", 4, "SBQQ__Quantity__c", "many")  # other file
+    (org_copy / "Product2.csv").unlink()                                               # a missing file
+    problems = problems_of(org_copy)
+    rules = {(p.file, p.rule, p.column, p.line) for p in problems}
+    assert ("Contract.csv", "missing_column", "AccountId", 1) in rules
+    assert ("Contract.csv", "unparseable_date", "StartDate", line_d) in rules
+    assert ("SBQQ__Subscription__c.csv", "unparseable_number", "SBQQ__Quantity__c", line_s) in rules
+    assert ("Product2.csv", "missing_file", "", None) in rules
+    # each cell is reported once: not again as a missing value
+    assert not [p for p in problems if p.rule == "missing_value" and p.column in ("AccountId", "StartDate")]

@@ -138,6 +138,7 @@ worklist_rows = 25  # rows of the worklist shown
     code(SETUP + """
 book = rf.load_book(source, encoding=encoding)
 as_of_date = book.resolve_as_of(as_of)
+book = book.as_of(as_of_date)  # only what was known at the end of the as-of date
 month_end = rf.last_month_end(as_of_date)  # KPIs are measured at the last complete month end
 """),
     md("""
@@ -179,11 +180,11 @@ losses. The dashed line marks 100 %. A segment whose NRR is above 100 % grows wi
 low GRR with a high NRR means expansion is hiding churn.
 """),
     code("""
-retention = rf.retention_kpis(book, as_of=month_end, by="segment")
+retention = rf.retention_kpis(book, as_of=as_of_date, by="segment")
 rf.plotting.grouped_rates(retention, group="segment", rates=["nrr", "grr", "logo_retention"],
                           reference=1.0, title="12-month retention by segment")
 plt.show()
-pd.concat([rf.retention_kpis(book, as_of=month_end).assign(segment="All"), retention]).set_index("segment")[
+pd.concat([rf.retention_kpis(book, as_of=as_of_date).assign(segment="All"), retention]).set_index("segment")[
     ["base_customers", "base_mrr", "current_mrr", "nrr", "grr", "nrr_period", "grr_period",
      "logo_retention", "gross_revenue_churn", "net_revenue_churn", "quick_ratio"]]
 """),
@@ -195,7 +196,7 @@ cohort expanded faster than it churned. Compare rows down a column: later cohort
 point at weaker acquisition or onboarding.
 """),
     code("""
-cohorts = rf.cohort_retention(book, as_of=month_end, freq="Q")
+cohorts = rf.cohort_retention(book, as_of=as_of_date, freq="Q")
 rf.plotting.cohort_heatmap(cohorts, title="Net MRR retention by acquisition quarter")
 plt.show()
 """),
@@ -372,6 +373,7 @@ bootstrap = 200  # bootstrap resamples for the LTV intervals
     code(SETUP + """
 book = rf.load_book(source, encoding=encoding)
 as_of_date = book.resolve_as_of(as_of)
+book = book.as_of(as_of_date)  # only what was known at the end of the as-of date
 month_end = rf.last_month_end(as_of_date)
 """),
     md("""
@@ -388,7 +390,8 @@ A rising line means each customer is getting more expensive to win; compare chan
 time, and question a channel whose cost keeps climbing while its volume does not.
 """),
     code("""
-quarterly = rf.cac(book, freq="Q", by="acquisition_channel", spend_lag_months=spend_lag_months, as_of=month_end)
+quarterly = rf.cac(book, freq="Q", by="acquisition_channel", spend_lag_months=spend_lag_months, as_of=as_of_date,
+                   through=month_end)
 rf.plotting.lines_by_group(quarterly, x="period", y="cac", group="acquisition_channel", ylabel="CAC",
                            title="CAC by acquisition channel and quarter")
 plt.show()
@@ -403,7 +406,7 @@ disagree a lot, the simple one is usually too pessimistic for a book of mixed cu
 error bars show how much the figure would move with a different sample of customers.
 """),
     code("""
-values = pd.concat([rf.ltv(book, month_end, method=m, by="segment", discount_rate=discount_rate,
+values = pd.concat([rf.ltv(book, as_of_date, method=m, by="segment", discount_rate=discount_rate,
                            horizon_years=horizon_years, n_boot=bootstrap) for m in ("simple", "survival", "sbg")])
 rf.plotting.ltv_by_method(values, group="segment", title="LTV per customer by segment and method")
 plt.show()
@@ -418,7 +421,7 @@ line (36 months) is a concern. A segment can clear one bar and miss the other: a
 a long payback still ties up cash.
 """),
     code("""
-by_segment = rf.ltv_cac(book, month_end, by="segment", method=ltv_method, discount_rate=discount_rate,
+by_segment = rf.ltv_cac(book, as_of_date, by="segment", method=ltv_method, discount_rate=discount_rate,
                         horizon_years=horizon_years, spend_lag_months=spend_lag_months, n_boot=bootstrap)
 rf.plotting.against_benchmark(by_segment, group="segment", value=f"ltv_{ltv_method}_to_cac", benchmark=3.0,
                               ylabel="LTV:CAC", title=f"LTV ({ltv_method}) to CAC by segment")
@@ -429,7 +432,7 @@ plt.show()
 by_segment.set_index("segment")
 """),
     code("""
-by_channel = rf.ltv_cac(book, month_end, by="acquisition_channel", method=ltv_method, discount_rate=discount_rate,
+by_channel = rf.ltv_cac(book, as_of_date, by="acquisition_channel", method=ltv_method, discount_rate=discount_rate,
                         horizon_years=horizon_years, spend_lag_months=spend_lag_months, n_boot=bootstrap)
 by_channel.set_index("acquisition_channel")[[f"ltv_{ltv_method}", "cac", f"ltv_{ltv_method}_to_cac",
                                              "ltv_to_cac_status", "payback_months", "payback_status",
@@ -442,7 +445,7 @@ shifted-beta-geometric curve fitted to all of them. Cohorts below the curve are 
 than the book as a whole; the curve beyond the observed years is what the sBG LTV assumes.
 """),
     code("""
-cohorts = rf.annual_cohorts(book, month_end)
+cohorts = rf.annual_cohorts(book, as_of_date)
 sbg = rf.ShiftedBetaGeometric().fit(cohorts)
 rf.plotting.sbg_fit(cohorts, sbg, years=10)
 plt.show()

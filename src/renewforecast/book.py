@@ -207,14 +207,18 @@ opportunity_lines, schedules, spend, signals, opportunity_history : DataFrame
 
         Records created after ``date`` are dropped (with the records that
         hang off them: lines and schedules of a dropped opportunity,
-        subscriptions of a dropped contract); termination dates later than
-        ``date`` are cleared (the termination was not booked yet); signals and
-        spend after ``date`` are dropped; opportunities closed after ``date``
-        are re-opened. Spend and signals rows are dated by the first day of
-        their month and known once that month has ended. A re-opened opportunity takes its stage, probability
-        and close date from the last stage-history row on or before ``date``
-        when history is present; otherwise its stage and probability become
-        missing (they would otherwise leak the outcome).
+        subscriptions of a dropped contract); a termination date later than
+        ``date`` stays on the negative rows that booked it and is cleared on
+        original rows (when it was written there is not known); signals and
+        spend after ``date`` are dropped (a month of them is known once it
+        has ended); dated exchange rates are known from the day they start.
+        Every opportunity with stage history (open or closed at export) is
+        rebuilt from its last change on or before ``date``, ordered by the
+        change's timestamp and then its id: stage, probability, amount, close
+        date, and open or closed as that stage says. One without history that
+        closed later is re-opened with its stage and probability missing
+        (they would otherwise leak the outcome). Cutting a Book again at the
+        same or a later date returns it unchanged.
 
         Parameters
         ----------
@@ -232,38 +236,50 @@ opportunity_lines, schedules, spend, signals, opportunity_history : DataFrame
         Timestamp('2024-06-30 00:00:00')
         """
         cut = _to_timestamp(date)
+        if self.known_as_of is not None and cut >= self.known_as_of:
+            return self  # nothing later is known: cutting again changes nothing
 
         accounts = self.accounts[self.accounts["created_date"] <= cut]
         kept_accounts = set(accounts["account_id"])
+        # What hangs off a dropped record goes with it; a reference to a
+        # record the Book does not hold at all (a hand-made Book) is kept.
+        gone_accounts = set(self.accounts["account_id"]) - kept_accounts
 
         contracts = self.contracts[
             (self.contracts["created_date"] <= cut)
-            & self.contracts["account_id"].isin(kept_accounts)
+            & ~self.contracts["account_id"].isin(gone_accounts)
         ].copy()
         kept_contracts = set(contracts["contract_id"])
+        gone_contracts = set(self.contracts["contract_id"]) - kept_contracts
         # A renewal link may only point at a contract that exists at the cut.
         link = contracts["renewed_contract_id"]
-        contracts.loc[link.notna() & ~link.isin(kept_contracts), "renewed_contract_id"] = pd.NA
+        contracts.loc[link.notna() & link.isin(gone_contracts), "renewed_contract_id"] = pd.NA
 
         subs = self.subscriptions[
             (self.subscriptions["created_date"] <= cut)
-            & self.subscriptions["contract_id"].isin(kept_contracts)
+            & ~self.subscriptions["contract_id"].isin(gone_contracts)
         ].copy()
-        subs.loc[subs["terminated_date"] > cut, "terminated_date"] = pd.NaT
+        # A termination booked by the cut is known, whenever its last day of
+        # service falls: its negative rows carry the date. A later date on an
+        # original row was written when the termination was booked, which the
+        # export does not date: it is not known yet.
+        later = (subs["terminated_date"] > cut) & ~(subs["quantity"] < 0)
+        subs.loc[later, "terminated_date"] = pd.NaT
         kept_subs = set(subs["subscription_id"])
         rev = subs["revised_subscription_id"]
-        subs.loc[rev.notna() & ~rev.isin(kept_subs), "revised_subscription_id"] = pd.NA
+        gone_subs = set(self.subscriptions["subscription_id"]) - kept_subs
+        subs.loc[rev.notna() & rev.isin(gone_subs), "revised_subscription_id"] = pd.NA
 
         opps = self.opportunities[
             (self.opportunities["created_date"] <= cut)
-            & self.opportunities["account_id"].isin(kept_accounts)
+            & ~self.opportunities["account_id"].isin(gone_accounts)
         ].copy()
         for col in ("renewed_contract_id", "amended_contract_id"):
             ref = opps[col]
-            opps.loc[ref.notna() & ~ref.isin(kept_contracts), col] = pd.NA
+            opps.loc[ref.notna() & ref.isin(gone_contracts), col] = pd.NA
         history = self.opportunity_history[self.opportunity_history["created_date"] <= cut]
         history = history[history["opportunity_id"].isin(set(opps["opportunity_id"]))]
-        opps = _reopen(opps, history, cut)
+        opps = _rebuild(opps, history, cut)
         kept_opps = set(opps["opportunity_id"])
 
         lines = self.opportunity_lines[self.opportunity_lines["opportunity_id"].isin(kept_opps)]
@@ -272,14 +288,14 @@ opportunity_lines, schedules, spend, signals, opportunity_history : DataFrame
         spend = self.spend[_month_end(self.spend["month"]) <= cut]
         signals = self.signals[
             (_month_end(self.signals["month"]) <= cut)
-            & self.signals["account_id"].isin(kept_accounts)
+            & ~self.signals["account_id"].isin(gone_accounts)
         ]
         # A dated rate is known from the day it starts.
         fx_rates = self.fx_rates[self.fx_rates["start_date"] <= cut]
         parent = accounts["parent_account_id"]
-        if parent.notna().any() and not parent.dropna().isin(kept_accounts).all():
+        if parent.isin(gone_accounts).any():
             accounts = accounts.copy()
-            accounts.loc[parent.notna() & ~parent.isin(kept_accounts), "parent_account_id"] = pd.NA
+            accounts.loc[parent.isin(gone_accounts), "parent_account_id"] = pd.NA
         return dataclasses.replace(
             self,
             accounts=accounts.reset_index(drop=True),
@@ -305,28 +321,59 @@ def _month_end(months: pd.Series) -> pd.Series:
     return months + pd.offsets.MonthEnd(0)
 
 
-def _reopen(opps: pd.DataFrame, history: pd.DataFrame, cut: pd.Timestamp) -> pd.DataFrame:
-    closed_later = opps["is_closed"].fillna(False).astype(bool) & (opps["close_date"] > cut)
-    if not closed_later.any():
-        return opps
-    opps.loc[closed_later, "is_closed"] = False
-    opps.loc[closed_later, "is_won"] = False
-    opps.loc[closed_later, "stage"] = pd.NA
-    opps.loc[closed_later, "probability"] = np.nan
-    opps.loc[closed_later, "forecast_category"] = pd.NA
+def _history_order(history: pd.DataFrame) -> pd.DataFrame:
+    """Stage history in the order it happened: timestamp, then id; never file order."""
+    when = history["created_at"].fillna(history["created_date"]) if "created_at" in history else history["created_date"]
+    hid = history["history_id"].astype(object).fillna("") if "history_id" in history else pd.Series("", index=history.index)
+    keyed = history.assign(_when=when.to_numpy(), _hid=hid.to_numpy())
+    return keyed.sort_values(["opportunity_id", "_when", "_hid"], kind="mergesort").drop(columns=["_when", "_hid"])
+
+
+def _stage_outcomes(opps: pd.DataFrame) -> tuple[set, set]:
+    """Stages that close an opportunity, and those that win it, as the export's closed opportunities show."""
+    closed = opps[opps["is_closed"].fillna(False).astype(bool) & opps["stage"].notna()]
+    stages = closed.groupby(closed["stage"].astype(str))["is_won"].agg(lambda w: w.fillna(False).astype(bool).mean())
+    return set(stages.index), set(stages.index[stages > 0.5])
+
+
+def _rebuild(opps: pd.DataFrame, history: pd.DataFrame, cut: pd.Timestamp) -> pd.DataFrame:
+    """Each opportunity as it stood at the end of ``cut``.
+
+    An opportunity with stage history takes stage, probability, amount and
+    close date from its last change on or before the cut (in the order the
+    changes happened), and is open or closed as that stage says. One
+    without history that closed later is re-opened with its stage and
+    probability unknown, so the outcome does not leak.
+    """
+    opps = opps.copy()
+    closed_stages, won_stages = _stage_outcomes(opps)
     if len(history):
-        last = (
-            history.sort_values(["opportunity_id", "created_date"], kind="stable")
-            .groupby("opportunity_id", sort=False)
-            .tail(1)
-            .set_index("opportunity_id")
-        )
-        ids = opps.loc[closed_later, "opportunity_id"]
-        has = ids.isin(last.index)
-        idx = ids[has].index
-        src = last.loc[ids[has].to_numpy()]
-        opps.loc[idx, "stage"] = src["stage"].to_numpy()
-        opps.loc[idx, "probability"] = src["probability"].to_numpy()
-        close = src["close_date"].to_numpy()
-        opps.loc[idx, "close_date"] = np.where(pd.isna(close), opps.loc[idx, "close_date"], close)
+        last = _history_order(history).groupby("opportunity_id", sort=False).tail(1).set_index("opportunity_id")
+        ids = opps["opportunity_id"]
+        has = ids.isin(last.index).to_numpy()
+        if has.any():
+            src = last.loc[ids[has].to_numpy()]
+            idx = opps.index[has]
+            changed = src["stage"].astype(object).to_numpy() != opps.loc[idx, "stage"].astype(object).to_numpy()
+            opps.loc[idx, "stage"] = src["stage"].to_numpy()
+            opps.loc[idx, "probability"] = src["probability"].to_numpy()
+            for col in ("close_date", "amount"):
+                if col in src:
+                    value = src[col].to_numpy()
+                    opps.loc[idx, col] = np.where(pd.isna(value), opps.loc[idx, col].to_numpy(), value)
+            stage = src["stage"].astype(object)
+            opps.loc[idx, "is_closed"] = stage.isin(closed_stages).to_numpy()
+            opps.loc[idx, "is_won"] = stage.isin(won_stages).to_numpy()
+            # The forecast category at the time is only known when the stage has not moved since.
+            fc = opps.loc[idx, "forecast_category"].astype(object).to_numpy()
+            opps.loc[idx, "forecast_category"] = np.where(changed, None, fc)
+    else:
+        has = np.zeros(len(opps), dtype=bool)
+    closed_later = (opps["is_closed"].fillna(False).astype(bool) & (opps["close_date"] > cut)).to_numpy() & ~has
+    if closed_later.any():
+        opps.loc[closed_later, "is_closed"] = False
+        opps.loc[closed_later, "is_won"] = False
+        opps.loc[closed_later, "stage"] = pd.NA
+        opps.loc[closed_later, "probability"] = np.nan
+        opps.loc[closed_later, "forecast_category"] = pd.NA
     return opps

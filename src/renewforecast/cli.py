@@ -73,38 +73,57 @@ def demo_data(out: str, accounts: int, seed: int, end: str) -> None:
     click.echo(f"Demo org written to {org.path} (export date {org.as_of.date()}): {counts}.")
 
 
-def _problem_table(frame: pd.DataFrame, limit: int) -> str:
-    shown = frame.head(limit)
-    lines = [
-        f"  {r.file} line {'' if pd.isna(r.line) else int(r.line)}"
-        f"{f' [id {r.record_id}]' if r.record_id else ''}"
-        f"{f' column {r.column}' if r.column else ''}: {r.rule}: {r.message}"
-        for r in shown.itertuples(index=False)
-    ]
-    if len(frame) > limit:
-        lines.append(f"  ... and {len(frame) - limit} more")
-    return "\n".join(lines)
+def _problem_line(r) -> str:
+    where = r.file or "input"
+    if not pd.isna(r.line):
+        where += f" line {int(r.line)}"
+    if r.record_id:
+        where += f" [id {r.record_id}]"
+    if r.column:
+        where += f" column {r.column}"
+    return f"{where}: {r.message}"
+
+
+def _grouped(frame: pd.DataFrame, limit: int | None) -> str:
+    """Problems grouped by rule, most frequent first, with the first ``limit`` rows of each."""
+    out = []
+    counts = frame["rule"].value_counts(sort=False)
+    for rule in sorted(counts.index, key=lambda r: (-counts[r], r)):
+        rows = frame[frame["rule"] == rule]
+        out.append(f"  {rule} ({len(rows)}):")
+        shown = rows if limit is None else rows.head(limit)
+        out.extend(f"    {_problem_line(r)}" for r in shown.itertuples(index=False))
+        if len(rows) > len(shown):
+            out.append(f"    ... and {len(rows) - len(shown)} more (--all lists every row)")
+    return "\n".join(out)
 
 
 @main.command("validate")
 @click.argument("directory", type=click.Path(exists=True, file_okay=False))
 @data_options
-@click.option("--limit", default=50, show_default=True, help="Problems listed per kind.")
-def validate(directory: str, encoding, date_format, currency, limit: int) -> None:
+@click.option("--limit", default=5, show_default=True, help="Rows listed per rule.")
+@click.option("--all", "show_all", is_flag=True, help="List every row of every rule.")
+def validate(directory: str, encoding, date_format, currency, limit: int, show_all: bool) -> None:
     """Check a Salesforce export (or canonical folder) and print a data-quality report.
 
-    Exits 1 when the data has errors; warnings alone exit 0.
+    Every error and warning is listed, grouped by rule with its count (the
+    first rows of each; --all for every row). Exits 1 when the data has
+    errors; warnings alone exit 0.
 
     Example: renewforecast validate data/demo
     """
+    from renewforecast.exceptions import problems_frame
+
+    rows = None if show_all else limit
     try:
         book = _load(directory, encoding, date_format, currency)
     except BookValidationError as exc:
         click.echo(f"{directory}: INVALID: {len(exc.problems)} error(s), {len(exc.warnings)} warning(s)")
-        click.echo("Errors:")
-        from renewforecast.exceptions import problems_frame
-
-        click.echo(_problem_table(problems_frame(exc.problems), limit))
+        click.echo(f"Errors ({len(exc.problems)}):")
+        click.echo(_grouped(problems_frame(exc.problems), rows))
+        if exc.warnings:
+            click.echo(f"Warnings ({len(exc.warnings)}):")
+            click.echo(_grouped(problems_frame(exc.warnings), rows))
         sys.exit(EXIT_INVALID_DATA)
     click.echo(f"{directory}: valid ({book.currency}), fingerprint {book.fingerprint[:12]}")
     summary = book.summary()
@@ -114,9 +133,7 @@ def validate(directory: str, encoding, date_format, currency, limit: int) -> Non
     warnings = book.warnings
     if len(warnings):
         click.echo(f"Warnings ({len(warnings)}):")
-        for rule, n in warnings["rule"].value_counts().items():
-            click.echo(f"  {rule}: {n}")
-        click.echo(_problem_table(warnings, limit))
+        click.echo(_grouped(warnings, rows))
     else:
         click.echo("No warnings.")
 

@@ -42,7 +42,7 @@ import numpy as np
 import pandas as pd
 
 from renewforecast._atomic import atomic_write_text
-from renewforecast.io.salesforce import write_salesforce_export
+from renewforecast.io.salesforce import FORMULA_FIELDS, write_salesforce_export
 from renewforecast.schedules import expand_schedules
 from renewforecast.schemas import TABLES, conform
 
@@ -106,7 +106,7 @@ _WON = ("Closed Won", 100, "Closed")
 _LOST = ("Closed Lost", 0, "Omitted")
 
 _PREFIX = {"account": "001", "contract": "800", "subscription": "a1B", "product": "01t",
-           "opportunity": "006", "line": "00k", "schedule": "00o"}
+           "opportunity": "006", "line": "00k", "schedule": "00o", "history": "008"}
 _B62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 _SUFFIX = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
 
@@ -263,7 +263,7 @@ class _Sim:
         # Spread ids out so they look like a real org's, not 1, 2, 3.
         return {"account": 7_340_000, "contract": 1_210_000, "subscription": 9_800_000,
                 "product": 4_000, "opportunity": 5_550_000, "line": 2_200_000,
-                "schedule": 3_300_000}[kind]
+                "schedule": 3_300_000, "history": 4_400_000}[kind]
 
     def u(self, a: float = 0.0, b: float = 1.0) -> float:
         return a + (b - a) * float(self.rng.random())
@@ -313,11 +313,24 @@ class _Sim:
         if outcome == "open":
             elapsed = max((self.end - created).days, 0)
             dates = [created + pd.Timedelta(days=int(elapsed * i / max(n, 1))) for i in range(n)]
-        for (stage, prob, _cat), when in zip(path, dates, strict=True):
-            if when <= self.end:
-                self.rows["opportunity_history"].append({
-                    "opportunity_id": oid, "created_date": when, "stage": stage,
-                    "probability": prob / 100, "close_date": close})
+        history = self.rows["opportunity_history"]
+        for k, ((stage, prob, _cat), when) in enumerate(zip(path, dates, strict=True)):
+            if when > self.end:
+                continue
+            # Changes carry their time of day; the amount settles as the deal advances.
+            at = when + pd.Timedelta(seconds=int(self.rng.integers(8 * 3600, 18 * 3600)))
+            final = k == len(path) - 1
+            value = round(amount * (1.0 if final else self.u(0.85, 1.15)), 2)
+            if k and self.rng.random() < 0.15:
+                # Moved twice in one day: first to the stage before, then on.
+                before = path[k - 1]
+                history.append({"opportunity_id": oid, "created_date": when, "stage": before[0],
+                                "probability": before[1] / 100, "close_date": close, "amount": value,
+                                "created_at": at - pd.Timedelta(minutes=int(self.rng.integers(5, 120))),
+                                "history_id": self.new_id("history")})
+            history.append({"opportunity_id": oid, "created_date": when, "stage": stage,
+                            "probability": prob / 100, "close_date": close, "amount": value,
+                            "created_at": at, "history_id": self.new_id("history")})
         stage, prob, cat = path[-1]
         self.rows["opportunities"].append({
             "opportunity_id": oid, "account_id": account_id, "type": otype, "stage": stage,
@@ -960,6 +973,16 @@ def _second_currency(tables: dict[str, pd.DataFrame]) -> None:
         frame.drop(columns=["_currency"], inplace=True)
 
 
+def _encodable(frame: pd.DataFrame, encoding: str) -> pd.DataFrame:
+    """Text as a file in ``encoding`` can hold it: other characters become ``?``."""
+    out = frame.copy()
+    for col in out.columns:
+        if str(out[col].dtype) == "string":
+            out[col] = out[col].map(lambda v: v if pd.isna(v) else v.encode(encoding, "replace").decode(encoding),
+                                    na_action="ignore").astype("string")
+    return out
+
+
 def _with_record_currency(tables: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
     """Copies of the tables whose records say which currency they are in (``_currency``)."""
     t = {k: v.copy() for k, v in tables.items()}
@@ -1007,6 +1030,9 @@ def generate_demo_tables(
     for name, rows in sim.rows.items():
         if name != "schedules":
             tables[name] = pd.DataFrame(rows)
+    # Exports list stage history in no particular order.
+    history = tables["opportunity_history"]
+    tables["opportunity_history"] = history.iloc[sim.rng.permutation(len(history))].reset_index(drop=True)
     _hierarchies(sim, tables)
     tables["fx_rates"] = _dated_rates(sim)
     _second_currency(tables)
@@ -1024,7 +1050,8 @@ def generate_demo_tables(
 
 def write_demo_org(
     out: str | Path, *, accounts: int = 8000, seed: int = 7, start: str = "2021-01-01",
-    end: str = "2026-10-31", progress: bool = False,
+    end: str = "2026-10-31", progress: bool = False, encoding: str = "utf-8",
+    formula_fields: bool = True,
 ) -> DemoOrg:
     """Write a synthetic Salesforce CPQ export folder.
 
@@ -1040,6 +1067,14 @@ def write_demo_org(
         First acquisition date and the export date.
     progress : bool, default False
         Show a progress bar (on a terminal).
+    encoding : str, default "utf-8"
+        Text encoding of the files; ``"cp1252"`` or ``"latin-1"`` write them
+        as older Windows tools do (characters the encoding lacks become
+        ``?``, in the files and in the returned tables alike).
+    formula_fields : bool, default True
+        Write the formula fields Salesforce computes (``Contract.EndDate``,
+        ``SBQQ__StartDate__c``, ``SBQQ__EndDate__c``); backup tools often
+        leave them out.
 
     Returns
     -------
@@ -1055,7 +1090,10 @@ def write_demo_org(
     """
     out = Path(out)
     tables, truth = generate_demo_tables(accounts, seed, start=start, end=end, progress=progress)
-    write_salesforce_export(_with_record_currency(tables), out)
+    if encoding.replace("-", "").replace("_", "").lower() not in ("utf8", "utf8sig"):
+        tables = {name: _encodable(frame, encoding) for name, frame in tables.items()}
+    write_salesforce_export(_with_record_currency(tables), out, encoding=encoding,
+                            leave_out=None if formula_fields else FORMULA_FIELDS)
     t = truth.copy()
     for col in ("end_date", "lead_date"):
         t[col] = pd.to_datetime(t[col]).dt.strftime("%Y-%m-%d")  # typed even when no decision exists

@@ -231,6 +231,9 @@ def data_headline(book: Book, as_of: Any) -> Headline:
     >>> h.formatted("warnings")
     '0'
     """
+    # as_of means what was known at the end of that day, in every engine;
+    # the provenance names the data as loaded.
+    loaded, book = book, book.as_of(as_of)
     as_of = pd.Timestamp(as_of).normalize()
     warnings = book.warnings
     rules = warnings["rule"].nunique() if len(warnings) else 0
@@ -242,7 +245,7 @@ def data_headline(book: Book, as_of: Any) -> Headline:
         _figure("accounts", "Accounts", len(book.accounts), "count", secondary=True),
         _figure("contracts", "Contracts", book.contracts["contract_id"].nunique(), "count", secondary=True),
         _figure("subscriptions", "Subscription rows", len(book.subscriptions), "count", secondary=True),
-    ], provenance=_provenance(book, as_of))
+    ], provenance=_provenance(loaded, as_of))
 
 
 def kpi_headline(book: Book, as_of: Any) -> Headline:
@@ -261,6 +264,9 @@ def kpi_headline(book: Book, as_of: Any) -> Headline:
     >>> [f["key"] for f in h.figures]
     ['arr', 'mrr_bridge', 'nrr', 'grr', 'renewal_rate']
     """
+    # as_of means what was known at the end of that day, in every engine;
+    # the provenance names the data as loaded.
+    loaded, book = book, book.as_of(as_of)
     as_of = pd.Timestamp(as_of).normalize()
     month_end = last_month_end(as_of)
     start = month_end - pd.DateOffset(months=24)
@@ -276,7 +282,7 @@ def kpi_headline(book: Book, as_of: Any) -> Headline:
     bridge_values = {k: float(bridge[k]) if bridge is not None else 0.0 for k in steps}
     net = bridge_values["end_mrr"] - bridge_values["start_mrr"]
 
-    retention = retention_kpis(book, as_of=month_end)
+    retention = retention_kpis(book, as_of=as_of)
     nrr = float(retention["nrr"].iloc[0]) if len(retention) else None
     grr = float(retention["grr"].iloc[0]) if len(retention) else None
     renewals = renewal_kpis(book, start=month_end - pd.DateOffset(months=12) + pd.Timedelta(days=1),
@@ -306,7 +312,7 @@ def kpi_headline(book: Book, as_of: Any) -> Headline:
                 f"{int(r['open']):,} still open"),
     ], series={"arr": {"month": list(arr["month"]), "value": list(arr["arr"])},
                "bridge": bridge_values | {"month": month_end}},
-        provenance=_provenance(book, as_of))
+        provenance=_provenance(loaded, as_of))
 
 
 def risk_headline(book: Book, scores: pd.DataFrame, as_of: Any) -> Headline:
@@ -335,6 +341,9 @@ def risk_headline(book: Book, scores: pd.DataFrame, as_of: Any) -> Headline:
     >>> h.figure("arr_at_risk")["value"], h.series["quarters"]["quarter"]
     (1100.0, ['Q4 2026', 'Q1 2027'])
     """
+    # as_of means what was known at the end of that day, in every engine;
+    # the provenance names the data as loaded.
+    loaded, book = book, book.as_of(as_of)
     as_of = pd.Timestamp(as_of).normalize()
     first = (as_of + pd.Timedelta(days=1)).to_period("Q")
     quarters = [first, first + 1]
@@ -357,7 +366,7 @@ def risk_headline(book: Book, scores: pd.DataFrame, as_of: Any) -> Headline:
                 1 - at_risk / up if up else None, "percent",
                 f"of {format_value(up, 'money', cur)} ARR coming up for renewal", secondary=True),
     ], series={"quarters": {k: [r[k] for r in rows] for k in rows[0]}},
-        provenance=_provenance(book, as_of, ", ".join(versions) or None))
+        provenance=_provenance(loaded, as_of, ", ".join(versions) or None))
 
 
 def unit_economics_headline(book: Book, as_of: Any, *, method: str = "sbg", discount_rate: float = 0.10,
@@ -377,9 +386,12 @@ def unit_economics_headline(book: Book, as_of: Any, *, method: str = "sbg", disc
     >>> [f["key"] for f in h.figures]
     ['ltv_to_cac', 'payback_months']
     """
+    # as_of means what was known at the end of that day, in every engine;
+    # the provenance names the data as loaded.
+    loaded, book = book, book.as_of(as_of)
     as_of = pd.Timestamp(as_of).normalize()
     month_end = last_month_end(as_of)
-    row = ltv_cac(book, month_end, method=method, discount_rate=discount_rate, horizon_years=horizon_years,
+    row = ltv_cac(book, as_of, method=method, discount_rate=discount_rate, horizon_years=horizon_years,
                   spend_lag_months=spend_lag_months, n_boot=n_boot).iloc[0]
     cur = book.currency
     ratio = row.get(f"ltv_{method}_to_cac")
@@ -395,7 +407,7 @@ def unit_economics_headline(book: Book, as_of: Any, *, method: str = "sbg", disc
                 f"{format_value(row.get('payback_months'), 'months')}"),
         _figure("payback_months", "CAC payback", float(row.get("payback_months", np.nan)), "months",
                 str(row.get("payback_status", "")), secondary=True),
-    ], provenance=_provenance(book, as_of))
+    ], provenance=_provenance(loaded, as_of))
 
 
 def forecast_headline(book: Book, forecast: pd.DataFrame, history: pd.DataFrame | None = None, *,
@@ -447,4 +459,4 @@ def forecast_headline(book: Book, forecast: pd.DataFrame, history: pd.DataFrame 
         _figure("next_month", f"Forecast revenue, {first:%B %Y}", float(next_month["mean"]), "money",
                 f"P10-P90 {format_value(next_month['p10'], 'money', cur)} to "
                 f"{format_value(next_month['p90'], 'money', cur)}", secondary=True),
-    ], series=series, provenance=_provenance(book, as_of, model_version))
+    ], series=series, provenance=_provenance(loaded, as_of, model_version))

@@ -41,6 +41,8 @@ def customer_lifetimes(book: Book, as_of, *, covariates=("segment", "region", "a
     >>> rf.customer_lifetimes(rf.Book.empty(), "2024-12-31").empty
     True
     """
+    # as_of means what was known at the end of that day, in every engine.
+    book = book.as_of(as_of)
     table, end = _activity(book, as_of)
     cols = ["duration", "event", "start", "initial_mrr", "log_initial_mrr", *covariates]
     if table.empty:
@@ -80,6 +82,8 @@ def cohort_members(book: Book, as_of) -> pd.DataFrame:
         ``observed_until`` (the last anniversary every member of its cohort has
         reached by ``as_of``).
     """
+    # as_of means what was known at the end of that day, in every engine.
+    book = book.as_of(as_of)
     table, end = _activity(book, as_of)
     if table.empty:
         return pd.DataFrame(columns=["cohort", "alive_until", "observed_until"], index=pd.Index([], name="account_id"))
@@ -135,6 +139,8 @@ def annual_cohorts(book: Book, as_of, *, by: str | None = None) -> pd.DataFrame:
     >>> rf.annual_cohorts(rf.Book.empty(), "2024-12-31").empty
     True
     """
+    # as_of means what was known at the end of that day, in every engine.
+    book = book.as_of(as_of)
     members = cohort_members(book, as_of)
     if members.empty:
         return pd.DataFrame(columns=["cohort", "period", "alive"])

@@ -82,6 +82,8 @@ def retention_kpis(book: Book, as_of, by: str | list[str] | None = None, *, mont
     >>> rf.retention_kpis(rf.Book.empty(), as_of="2024-12-31").columns.tolist()[:2]
     ['month', 'base_month']
     """
+    # as_of means what was known at the end of that day, in every engine.
+    book = book.as_of(as_of)
     end = last_month_end(as_of)
     base = end - pd.offsets.MonthEnd(months)
     keys = [] if by is None else ([by] if isinstance(by, str) else list(by))
@@ -403,6 +405,9 @@ def cohort_retention(book: Book, as_of=None, *, freq: str = "Q") -> pd.DataFrame
     >>> rf.cohort_retention(rf.Book.empty(), "2024-12-31").empty
     True
     """
+    # as_of means what was known at the end of that day, in every engine.
+    if as_of is not None:
+        book = book.as_of(as_of)
     table = mrr_table(book, end=as_of, by=("account_id",))
     table = table[table["mrr"].abs() > _CENT]
     if table.empty:

@@ -10,6 +10,7 @@ Column kinds
 ``str``    free text
 ``cat``    text from a fixed set of values (``allowed``)
 ``date``   ``datetime64[ns]`` date, no time zone
+``datetime`` ``datetime64[ns]`` instant in UTC with its time of day (ordering events)
 ``float``  number (money is in the book's reporting currency)
 ``int``    whole number, nullable (``Int64``)
 ``bool``   True/False, nullable (``boolean``)
@@ -274,6 +275,9 @@ TABLES: dict[str, TableSpec] = {
                 Col("stage", "str", nullable=True),
                 Col("probability", "float", nullable=True, ge=0, le=1),
                 Col("close_date", "date", nullable=True),
+                Col("amount", "float", nullable=True),
+                Col("created_at", "datetime", nullable=True),
+                Col("history_id", "id", nullable=True),
             ],
             required=False,
             references=(("opportunity_id", "opportunities"),),
@@ -296,6 +300,7 @@ _DTYPES = {
     "str": "string",
     "cat": "string",
     "date": "datetime64[ns]",
+    "datetime": "datetime64[ns]",
     "float": "float64",
     "int": "Int64",
     "bool": "boolean",
@@ -376,7 +381,7 @@ def conform(frame: pd.DataFrame, name: str) -> pd.DataFrame:
     for c in spec.columns:
         if c.name in frame.columns:
             col = frame[c.name]
-            if c.kind == "date":
+            if c.kind in ("date", "datetime"):
                 col = pd.to_datetime(col)
             out[c.name] = col.astype(dtype_of(c.kind)).to_numpy()
         elif c.required:

@@ -48,6 +48,8 @@ def gross_margin(book: Book, as_of, by=None) -> pd.DataFrame:
     Products without a margin are left out of the weighting; a group with no
     margin at all gets a missing value and a note.
     """
+    # as_of means what was known at the end of that day, in every engine.
+    book = book.as_of(as_of)
     from renewforecast.revenue import arr_on
 
     arr = arr_on(book, as_of, by=("account_id", "product_id"))
@@ -79,7 +81,7 @@ def _new_customers(book: Book, as_of=None) -> pd.DataFrame:
 
 
 def cac(book: Book, freq: str = "Q", by=None, *, spend_lag_months: int = 0, paid_only: bool = False,
-        organic_channels=_ORGANIC, allocate: str = "new_mrr", as_of=None) -> pd.DataFrame:
+        organic_channels=_ORGANIC, allocate: str = "new_mrr", as_of=None, through=None) -> pd.DataFrame:
     """Customer acquisition cost: fully loaded sales and marketing spend over new customers.
 
     Parameters
@@ -98,6 +100,11 @@ def cac(book: Book, freq: str = "Q", by=None, *, spend_lag_months: int = 0, paid
     paid_only : bool, default False
         Leave out ``organic_channels`` and their spend (paid CAC).
     as_of : date-like, optional
+        Use only what was known at the end of this day (and count periods
+        through it unless ``through`` says otherwise).
+    through : date-like, optional
+        The last day counted (a month end, say), measured with what was
+        known at ``as_of``.
 
     Returns
     -------
@@ -118,14 +125,18 @@ def cac(book: Book, freq: str = "Q", by=None, *, spend_lag_months: int = 0, paid
     >>> rf.cac(rf.Book.empty()).empty
     True
     """
+    # as_of means what was known at the end of that day, in every engine.
+    if as_of is not None:
+        book = book.as_of(as_of)
     keys = _keys(by)
-    new = _new_customers(book, as_of)
+    through = through if through is not None else as_of
+    new = _new_customers(book, through)
     spend = book.spend.copy()
     spend["channel"] = spend["channel"].astype(object)
     if spend_lag_months:
         spend["month"] = spend["month"] + pd.DateOffset(months=int(spend_lag_months))
-    if as_of is not None:
-        spend = spend[spend["month"] <= pd.Timestamp(as_of)]
+    if through is not None:
+        spend = spend[spend["month"] <= pd.Timestamp(through)]
     if paid_only:
         new = new[~new["acquisition_channel"].isin(organic_channels)]
         spend = spend[~spend["channel"].isin(organic_channels)]
@@ -363,6 +374,8 @@ def ltv(book: Book, as_of, method: str = "simple", by=None, *, discount_rate: fl
     >>> rf.ltv(rf.Book.empty(), "2024-12-31", n_boot=0)["note"].iloc[0]
     'no customers'
     """
+    # as_of means what was known at the end of that day, in every engine.
+    book = book.as_of(as_of)
     if method not in _METHODS:
         raise ValueError(f"method must be one of {_METHODS}, not {method!r}")
     if discount_rate < 0:
@@ -474,6 +487,8 @@ def ltv_cac(book: Book, as_of, by=None, *, method: str = "sbg", discount_rate: f
         One row per group. The LTV columns carry the method in their names
         (``ltv_sbg``, ``ltv_sbg_low`` ...); ``attrs["ltv_method"]`` says it too.
     """
+    # as_of means what was known at the end of that day, in every engine.
+    book = book.as_of(as_of)
     from renewforecast.metrics import retention_kpis
 
     keys = _keys(by)
@@ -481,14 +496,14 @@ def ltv_cac(book: Book, as_of, by=None, *, method: str = "sbg", discount_rate: f
     start = end - pd.offsets.MonthEnd(12) + pd.Timedelta(days=1)
     values = ltv(book, as_of, method=method, by=by, discount_rate=discount_rate, horizon_years=horizon_years,
                  n_boot=n_boot, random_state=random_state)
-    costs = cac(book, freq="M", by=by, spend_lag_months=spend_lag_months, as_of=end)
+    costs = cac(book, freq="M", by=by, spend_lag_months=spend_lag_months, through=end)
     costs = costs[pd.PeriodIndex(costs["period"], freq="M").to_timestamp() >= start.replace(day=1)]
     agg = costs.groupby(keys).agg(spend=("spend", "sum"), new_customers=("new_customers", "sum"),
                                   new_mrr=("new_mrr", "sum")) if keys else pd.DataFrame(
         [{"spend": costs["spend"].sum(), "new_customers": costs["new_customers"].sum(),
           "new_mrr": costs["new_mrr"].sum()}])
     agg = agg.reset_index() if keys else agg
-    retention = retention_kpis(book, as_of=end, by=by)[[*keys, "quick_ratio"]]
+    retention = retention_kpis(book, as_of=as_of, by=by)[[*keys, "quick_ratio"]]
     out = values.merge(agg, on=keys, how="outer") if keys else pd.concat([values, agg], axis=1)
     out = out.merge(retention, on=keys, how="left") if keys else out.assign(quick_ratio=retention["quick_ratio"].iloc[0])
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -533,7 +548,7 @@ def _magic_number(book: Book, end: pd.Timestamp, keys: list[str], lag: int) -> p
     rev = table.groupby([*keys, "quarter"])["mrr"].sum().unstack("quarter") if keys else \
         table.groupby("quarter")["mrr"].sum().to_frame().T
     prior_start = (months[5] - pd.offsets.MonthBegin(1)).normalize()
-    prior_spend = cac(book, freq="M", by=keys[0] if keys else None, spend_lag_months=lag, as_of=months[3])
+    prior_spend = cac(book, freq="M", by=keys[0] if keys else None, spend_lag_months=lag, through=months[3])
     prior_spend = prior_spend[pd.PeriodIndex(prior_spend["period"], freq="M").to_timestamp() >= prior_start]
     spend = prior_spend.groupby(keys)["spend"].sum() if keys else pd.Series([prior_spend["spend"].sum()])
     rev = rev.reindex(columns=["last", "prior"]).fillna(0.0)

@@ -39,18 +39,36 @@ class RawTable:
         return list(self.frame.columns)
 
 
+_CANDIDATES = ("utf-8", "cp1252", "latin-1")
+
+
+def _readers(raw: bytes) -> list[str]:
+    """The common encodings that decode every byte of ``raw``."""
+    ok = []
+    for enc in _CANDIDATES:
+        try:
+            raw.decode(enc)
+        except UnicodeDecodeError:
+            continue
+        ok.append(enc)
+    return ok
+
+
 def _decode(raw: bytes, name: str, encoding: str | None) -> tuple[str | None, str, list[Problem], list[Problem]]:
     problems: list[Problem] = []
     warnings: list[Problem] = []
 
-    def decode_error(enc: str, err: UnicodeDecodeError) -> Problem:
+    def where(err: UnicodeDecodeError) -> tuple[int, str]:
         line = raw[: err.start].count(b"\n") + 1
-        bad = raw[err.start : err.end].hex(" ")
-        return Problem(
-            name, line, "", "", "encoding",
-            f"bytes {bad} at offset {err.start} are not valid {enc}; "
-            "pass encoding= with the file's real encoding (e.g. 'cp1252')",
-        )
+        return line, raw[err.start : err.end].hex(" ")
+
+    def decode_error(enc: str, err: UnicodeDecodeError) -> Problem:
+        line, bad = where(err)
+        readers = [e for e in _readers(raw) if e != enc]
+        advice = (f"encodings that read the whole file: {', '.join(repr(e) for e in readers)}" if readers
+                  else "no common encoding reads the whole file")
+        return Problem(name, line, "", "", "encoding",
+                       f"byte(s) {bad} at byte offset {err.start} (line {line}) are not valid {enc}; {advice}")
 
     if encoding not in (None, "auto"):
         enc = codecs.lookup(encoding).name
@@ -74,21 +92,21 @@ def _decode(raw: bytes, name: str, encoding: str | None) -> tuple[str | None, st
     except UnicodeDecodeError as utf8_err:
         # Salesforce Data Loader writes the platform encoding unless told to
         # write UTF-8; on Windows that is cp1252. cp1252 leaves five bytes
-        # undefined, so a file that fails both is reported, never guessed.
+        # undefined (0x81, 0x8D, 0x8F, 0x90, 0x9D), which real exports do
+        # contain; latin-1 reads every byte, so it is the last resort.
+        line, bad = where(utf8_err)
         try:
-            text = raw.decode("cp1252")
-        except UnicodeDecodeError:
-            return None, "utf-8", [decode_error("utf-8 or cp1252", utf8_err)], warnings
-        line = raw[: utf8_err.start].count(b"\n") + 1
-        warnings.append(
-            Problem(
-                name, line, "", "", "encoding_fallback",
-                "file is not valid UTF-8 and was read as cp1252 (Windows); "
-                "pass encoding= to make this explicit",
-                "warning",
-            )
-        )
-        return text, "cp1252", problems, warnings
+            text, enc = raw.decode("cp1252"), "cp1252"
+            why = ""
+        except UnicodeDecodeError as cp_err:
+            text, enc = raw.decode("latin-1"), "latin-1"
+            cp_line, cp_bad = where(cp_err)
+            why = f"; not cp1252 either (byte(s) {cp_bad} at byte offset {cp_err.start}, line {cp_line})"
+        warnings.append(Problem(
+            name, line, "", "", "encoding_fallback",
+            f"{name} is not valid UTF-8 (byte(s) {bad} at byte offset {utf8_err.start}){why}: read as {enc}; "
+            f"pass encoding={enc!r} to make this explicit", "warning"))
+        return text, enc, problems, warnings
 
 
 def _record_lines(text: str, n_records: int) -> np.ndarray:
@@ -120,7 +138,8 @@ def read_raw(path: str | Path, encoding: str | None = None) -> RawTable:
         ``.csv`` or ``.parquet`` file. The file is opened read-only.
     encoding : str, optional
         Declared text encoding. By default a byte-order mark decides (UTF-8
-        or UTF-16); without one UTF-8 is tried, then cp1252 with a warning.
+        or UTF-16); without one UTF-8 is tried, then cp1252, then latin-1
+        (which reads any byte), with a warning naming the encoding chosen.
 
     Returns
     -------
@@ -182,21 +201,21 @@ _TRUE = {"true", "t", "1", "yes", "y"}
 _FALSE = {"false", "f", "0", "no", "n"}
 
 
-def _parse_dates(values: pd.Series, date_format: str) -> tuple[pd.Series, np.ndarray]:
+def _parse_dates(values: pd.Series, date_format: str, keep_time: bool = False) -> tuple[pd.Series, np.ndarray]:
     out = pd.to_datetime(values, format=_ISO_DATE, errors="coerce")
     todo = values.notna() & out.isna()
     if todo.any():
         # Salesforce API / Data Loader datetimes: 2024-01-15T10:23:00.000Z or
         # +0000. They are UTC instants; the date is taken in UTC.
-        dt = pd.to_datetime(values[todo], format="ISO8601", utc=True, errors="coerce")
-        out.loc[todo] = dt.dt.tz_convert(None).dt.normalize()
+        dt = pd.to_datetime(values[todo], format="ISO8601", utc=True, errors="coerce").dt.tz_convert(None)
+        out.loc[todo] = dt if keep_time else dt.dt.normalize()
         todo = values.notna() & out.isna()
     if todo.any():
         # Report exports use the user's locale: one explicit format, never
         # a guess between 01/02 and 02/01.
         for fmt in (date_format, date_format + " %I:%M %p", date_format + " %H:%M"):
             parsed = pd.to_datetime(values[todo], format=fmt, errors="coerce")
-            out.loc[todo] = parsed.dt.normalize()
+            out.loc[todo] = parsed if keep_time else parsed.dt.normalize()
             todo = values.notna() & out.isna()
             if not todo.any():
                 break
@@ -230,7 +249,7 @@ def parse_column(values: pd.Series, kind: str, *, date_format: str = "%m/%d/%Y")
     values : Series
         Text cells (``None`` for blank), or an already typed column read from
         Parquet.
-    kind : {"id", "str", "cat", "date", "float", "int", "bool"}
+    kind : {"id", "str", "cat", "date", "datetime", "float", "int", "bool"}
         The canonical column kind.
     date_format : str, default "%m/%d/%Y"
         The one non-ISO date format accepted (Salesforce report exports use
@@ -265,11 +284,13 @@ def parse_column(values: pd.Series, kind: str, *, date_format: str = "%m/%d/%Y")
         if kind == "cat":
             out = out.str.strip().str.lower()
         return out, np.zeros(n, dtype=bool)
-    if kind == "date":
+    if kind in ("date", "datetime"):
+        keep_time = kind == "datetime"  # a timestamp keeps its time of day (UTC)
         if pd.api.types.is_datetime64_any_dtype(values):
             v = values.dt.tz_convert(None) if getattr(values.dt, "tz", None) is not None else values
-            return v.dt.normalize().astype("datetime64[ns]"), np.zeros(n, dtype=bool)
-        return _parse_dates(values.astype(object), date_format)
+            v = v if keep_time else v.dt.normalize()
+            return v.astype("datetime64[ns]"), np.zeros(n, dtype=bool)
+        return _parse_dates(values.astype(object), date_format, keep_time)
     if kind in ("float", "int"):
         if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
             out, bad = values.astype("float64"), np.zeros(n, dtype=bool)

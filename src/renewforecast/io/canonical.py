@@ -7,6 +7,7 @@ from pathlib import Path
 
 from renewforecast._atomic import atomic_write_bytes, atomic_write_text
 from renewforecast.book import Book
+from renewforecast.schemas import TABLES
 
 __all__ = ["write_canonical"]
 
@@ -46,6 +47,11 @@ def write_canonical(book: Book, out: str | Path, *, format: str = "parquet") -> 
             frame.to_parquet(buf, index=False)
             atomic_write_bytes(path, buf.getvalue())
         else:
+            # Timestamps keep their time of day; dates are written as dates.
+            frame = frame.copy()
+            for col in TABLES[name].columns:
+                if col.kind == "datetime" and col.name in frame:
+                    frame[col.name] = frame[col.name].dt.strftime("%Y-%m-%dT%H:%M:%S").astype(object)
             # The shortest text that reads back to the same float.
             atomic_write_text(path, frame.to_csv(index=False, date_format="%Y-%m-%d", lineterminator="\n",
                                                  float_format=lambda x: repr(float(x))))

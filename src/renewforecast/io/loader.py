@@ -26,9 +26,30 @@ from renewforecast.validate import validate_tables
 __all__ = ["load_book"]
 
 _CANONICAL_REQUIRED = (
-    "accounts", "products", "contracts", "subscriptions", "opportunities",
-    "opportunity_lines", "schedules", "spend",
+    "accounts", "products", "contracts", "subscriptions", "opportunities", "opportunity_lines",
 )
+
+#: What a missing optional file costs, said in the data-quality report.
+WHAT_IT_COSTS = {
+    "schedules": "no product schedules: pipeline revenue uses each product's default schedule, "
+                 "else one installment per line",
+    "spend": "no spend: CAC, LTV:CAC, CAC payback and the magic number cannot be computed",
+    "opportunity_history": "no stage history: past stages are unknown (an opportunity closed after an "
+                           "as-of date is re-opened with its stage missing) and win rates use the CRM's "
+                           "stage probabilities",
+    "signals": "no signals: the renewal model uses contract, revenue and pipeline features only",
+}
+
+#: Fields Salesforce computes, which backup tools leave out, and how they are derived.
+DERIVED = {
+    ("contracts", "end_date"): "computed as StartDate + ContractTerm months - 1 day, as Salesforce does",
+    ("subscriptions", "start_date"): "SBQQ__SubscriptionStartDate__c, else the contract's StartDate "
+                                     "(CPQ's own formula)",
+    ("subscriptions", "end_date"): "SBQQ__SubscriptionEndDate__c, else the contract's end date (CPQ's own formula)",
+    ("opportunities", "is_closed"): "a stage whose name starts with 'Closed' closes the opportunity",
+    ("opportunities", "is_won"): "a closed stage whose name says 'Won' wins it",
+    ("opportunity_lines", "total_price"): "computed as Quantity x UnitPrice",
+}
 _MONEY = {
     "subscriptions": ["net_price", "list_price"],
     "opportunities": ["amount"],
@@ -59,6 +80,7 @@ def _canonical_objects() -> dict[str, SfObject]:
 class _Read:
     frame: pd.DataFrame
     colmap: dict[str, str]
+    missing: tuple[str, ...] = ()
 
 
 def _closest(name: str, found: list[str]) -> str:
@@ -67,7 +89,7 @@ def _closest(name: str, found: list[str]) -> str:
     return f"; closest match: {lower[match[0]]!r}" if match else ""
 
 
-_RULE_BY_KIND = {"date": "unparseable_date", "float": "unparseable_number", "int": "unparseable_number",
+_RULE_BY_KIND = {"date": "unparseable_date", "datetime": "unparseable_date", "float": "unparseable_number", "int": "unparseable_number",
                  "bool": "unparseable_boolean"}
 
 
@@ -87,8 +109,11 @@ def _read_object(path: Path, obj: SfObject, *, encoding, date_format, overrides,
             path.name, 1, "", f.source, "missing_column",
             f"required column {f.source!r} is missing; columns found: {', '.join(found) or 'none'}"
             + _closest(f.source, found)))
-    if missing:
-        return None
+    for f in fields:
+        if not f.required and f.source not in found and (obj.table, f.column) in DERIVED:
+            warnings.append(Problem(path.name, None, "", f.source, "derived_field",
+                                    f"{f.source} is not in the file: {DERIVED[(obj.table, f.column)]}", "warning"))
+    # The other columns are still read: a missing column never hides their problems.
     if obj.table == "signals":
         known = {f.source for f in fields}
         fields += [SfField(c, c, "float") for c in found if c not in known]
@@ -98,13 +123,17 @@ def _read_object(path: Path, obj: SfObject, *, encoding, date_format, overrides,
            else np.full(n, None, dtype=object))
     out: dict[str, object] = {}
     colmap: dict[str, str] = {}
+    parsed_sources: set[str] = set()
     for f in fields:
-        colmap[f.column] = f.source
+        colmap.setdefault(f.column, f.source)
         if f.source not in found:
-            out[f.column] = pd.Series(pd.NA if f.kind not in ("float", "date") else None,
+            out[f.column] = pd.Series(pd.NA if f.kind not in ("float", "date", "datetime") else None,
                                       index=range(n), dtype=dtype_of(f.kind))
             continue
         values, bad = parse_column(frame[f.source], f.kind, date_format=date_format)
+        if f.source in parsed_sources:
+            bad = np.zeros(len(bad), dtype=bool)  # one field read twice is reported once
+        parsed_sources.add(f.source)
         if f.percent:
             values = values / 100.0
         out[f.column] = values
@@ -112,8 +141,8 @@ def _read_object(path: Path, obj: SfObject, *, encoding, date_format, overrides,
             problems.append(Problem(
                 path.name, int(raw.lines[i]), "" if ids[i] is None else str(ids[i]), f.source,
                 _RULE_BY_KIND.get(f.kind, "unparseable_value"),
-                f"cannot read {frame[f.source].iloc[i]!r} as a {'date' if f.kind == 'date' else f.kind}"
-                + (f" (ISO YYYY-MM-DD, an API datetime or {date_format})" if f.kind == "date" else "")))
+                f"cannot read {frame[f.source].iloc[i]!r} as a {'date' if f.kind in ('date', 'datetime') else f.kind}"
+                + (f" (ISO YYYY-MM-DD, an API datetime or {date_format})" if f.kind in ("date", "datetime") else "")))
     result = pd.DataFrame(out)
     result["_file"] = path.name
     result["_line"] = raw.lines[:n]
@@ -124,7 +153,7 @@ def _read_object(path: Path, obj: SfObject, *, encoding, date_format, overrides,
         # (a canonical subscription's currency is where its amount came from;
         # the amount itself is already in the reporting currency)
         result["_currency"] = frame["currency"].astype(object).to_numpy()
-    return _Read(result, colmap)
+    return _Read(result, colmap, tuple(f.column for f in missing))
 
 
 #: The date each table's amounts are converted at with dated rates: an
@@ -156,6 +185,13 @@ def _dated_rates(frame: pd.DataFrame, problems: list[Problem]) -> pd.DataFrame:
     start = day(frame["_start"], "StartDate").fillna(OPEN_START)
     return pd.DataFrame({"currency": frame["currency"].astype("string").to_numpy(),
                          "start_date": start.to_numpy(), "rate": frame["rate"].to_numpy(dtype="float64")})
+
+
+def _empty_read(obj: SfObject) -> _Read:
+    frame = pd.DataFrame({f.column: pd.Series(dtype=dtype_of(f.kind)) for f in obj.fields})
+    frame["_file"], frame["_line"], frame["_id"] = pd.Series(dtype=object), pd.Series(dtype="int64"), \
+        pd.Series(dtype=object)
+    return _Read(frame, {f.column: f.source for f in obj.fields})
 
 
 def _apply_fx(tables: dict[str, pd.DataFrame], fx: pd.DataFrame | None, dated: pd.DataFrame | None,
@@ -333,22 +369,26 @@ def load_book(
     for obj in objects.values():
         file_path = locate(obj)
         if file_path is None:
+            shown = obj.file if kind == "salesforce" else obj.file + ".csv"
             if obj.required_file:
-                shown = obj.file if kind == "salesforce" else obj.file + ".csv"
                 problems.append(Problem(shown, None, "", "", "missing_file",
                                         f"required file {shown} is missing; files found: "
                                         f"{', '.join(sorted(present)) or 'none'}"
                                         + _closest(shown, sorted(present))))
+            elif obj.table in WHAT_IT_COSTS:
+                warnings.append(Problem(shown, None, "", "", "missing_optional_file",
+                                        f"{shown} is not in the folder: {WHAT_IT_COSTS[obj.table]}", "warning"))
             continue
         read = _read_object(file_path, obj, encoding=encoding, date_format=date_format,
                             overrides=field_map.get(file_path.name, field_map.get(obj.table, {})),
                             problems=problems, warnings=warnings)
         if read is not None:
             reads[obj.table] = read
-
-    needed = [o.table for o in objects.values() if o.required_file]
-    if problems or any(t not in reads for t in needed):
-        raise BookValidationError(_sorted(problems), warnings)
+    # A missing or unreadable file is an empty table, so that every other
+    # file is still checked in the same pass.
+    for obj in objects.values():
+        if obj.table not in reads:
+            reads[obj.table] = _empty_read(obj)
 
     frames = {name: r.frame for name, r in reads.items()}
     colmap = {name: r.colmap for name, r in reads.items()}
@@ -371,7 +411,12 @@ def load_book(
         frames["subscriptions"]["currency"] = cur.where(cur.notna() & (cur != "") & (cur != reporting), None)
 
     errors, soft = validate_tables(frames, colmap)
-    problems.extend(errors)
+    # A cell that could not be read, or a column that is missing, is reported
+    # once: not again as a missing value or a broken rule on the blank left.
+    said = {(p.file, p.line, p.column) for p in problems}
+    absent = {(frames[name]["_file"].iloc[0] if len(frames[name]) else "", colmap[name].get(col, col))
+              for name, r in reads.items() for col in r.missing}
+    problems.extend(p for p in errors if (p.file, p.line, p.column) not in said and (p.file, p.column) not in absent)
     warnings.extend(soft)
     if problems:
         raise BookValidationError(_sorted(problems), warnings)

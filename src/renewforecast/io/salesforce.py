@@ -47,6 +47,7 @@ from renewforecast.currency import OPEN_START
 from renewforecast.exceptions import Problem
 
 __all__ = [
+    "FORMULA_FIELDS",
     "OPPORTUNITY_TYPES",
     "SALESFORCE_OBJECTS",
     "SfField",
@@ -113,7 +114,7 @@ SALESFORCE_OBJECTS: dict[str, SfObject] = {
             _f("Id", "contract_id", "id", True),
             _f("AccountId", "account_id", "id", True),
             _f("StartDate", "start_date", "date", True),
-            _f("EndDate", "end_date", "date", True),
+            _f("EndDate", "end_date", "date"),  # a formula: StartDate + ContractTerm
             _f("ContractTerm", "term_months", "float"),
             _f("Status", "status", "str"),
             _f("SBQQ__Evergreen__c", "evergreen", "bool"),
@@ -153,8 +154,8 @@ SALESFORCE_OBJECTS: dict[str, SfObject] = {
             _f("StageName", "stage", "str", True),
             _f("Probability", "probability", "float", percent=True),
             _f("CloseDate", "close_date", "date", True),
-            _f("IsClosed", "is_closed", "bool", True),
-            _f("IsWon", "is_won", "bool", True),
+            _f("IsClosed", "is_closed", "bool"),
+            _f("IsWon", "is_won", "bool"),
             _f("Amount", "amount", "float"),
             _f("SBQQ__Renewal__c", "_renewal", "bool"),
             _f("SBQQ__RenewedContract__c", "renewed_contract_id", "id"),
@@ -168,7 +169,7 @@ SALESFORCE_OBJECTS: dict[str, SfObject] = {
             _f("Product2Id", "product_id", "id", True),
             _f("Quantity", "quantity", "float", True),
             _f("UnitPrice", "unit_price", "float", True),
-            _f("TotalPrice", "total_price", "float", True),
+            _f("TotalPrice", "total_price", "float"),
             _f("ServiceDate", "service_date", "date"),
         )),
         SfObject("OpportunityLineItemSchedule.csv", "schedules", (
@@ -178,12 +179,16 @@ SALESFORCE_OBJECTS: dict[str, SfObject] = {
             _f("Type", "type", "cat", True),
             _f("Revenue", "revenue", "float"),
             _f("Quantity", "quantity", "float"),
-        )),
+        ), required_file=False),
         SfObject("OpportunityHistory.csv", "opportunity_history", (
+            _f("Id", "history_id", "id"),
             _f("OpportunityId", "opportunity_id", "id", True),
             _f("CreatedDate", "created_date", "date", True),
+            # the same field with its time of day: same-day changes are ordered by it
+            _f("CreatedDate", "created_at", "datetime"),
             _f("StageName", "stage", "str", True),
             _f("Probability", "probability", "float", percent=True),
+            _f("Amount", "amount", "float"),
             _f("CloseDate", "close_date", "date"),
         ), required_file=False),
         SfObject("spend.csv", "spend", (
@@ -191,7 +196,7 @@ SALESFORCE_OBJECTS: dict[str, SfObject] = {
             _f("channel", "channel", "str", True),
             _f("sales_spend", "sales_spend", "float", True),
             _f("marketing_spend", "marketing_spend", "float", True),
-        ), id_field=None),
+        ), required_file=False, id_field=None),
         SfObject("signals.csv", "signals", (
             _f("account_id", "account_id", "id", True),
             _f("month", "month", "date", True),
@@ -351,11 +356,11 @@ def from_salesforce(frames: dict[str, pd.DataFrame], *, type_map: dict[str, str]
         computed = _add_months(contracts.loc[missing_end, "start_date"],
                                contracts.loc[missing_end, "term_months"]) - pd.Timedelta(days=1)
         contracts.loc[missing_end, "end_date"] = computed
-    method = contracts["renewal_pricing_method"].copy()
+    method = contracts["renewal_pricing_method"].astype(object).copy()
     acct_method = accounts.set_index("account_id")["_renewal_pricing_method"]
     acct_method = acct_method[~acct_method.index.duplicated()]
-    method = method.fillna(contracts["account_id"].map(acct_method))
-    method = method.replace({"--none--": pd.NA}).fillna("same")
+    method = method.where(method.notna(), contracts["account_id"].map(acct_method).astype(object))
+    method = method.where(method.notna() & (method != "--none--"), "same")
     contracts["renewal_pricing_method"] = method.astype("string")
     won_renewal_of = opps.set_index("opportunity_id")["renewed_contract_id"]
     won_renewal_of = won_renewal_of[~won_renewal_of.index.duplicated()]
@@ -381,9 +386,16 @@ def from_salesforce(frames: dict[str, pd.DataFrame], *, type_map: dict[str, str]
     subs["total_priced"] = _total_priced(subs, products)
     out["subscriptions"] = subs
 
-    # Opportunities.
+    # Opportunities. IsClosed and IsWon follow the stage; without them the
+    # stage's name says it (Salesforce's default closed stages are named so).
+    stage = opps["stage"].astype(object).fillna("").str.strip().str.lower()
+    opps["is_closed"] = opps["is_closed"].astype("boolean").fillna(stage.str.startswith("closed"))
+    opps["is_won"] = opps["is_won"].astype("boolean").fillna(stage.str.startswith("closed") & stage.str.contains("won"))
     opps["type"] = _opportunity_types(opps, type_map, warnings)
     out["opportunities"] = opps
+    lines = frames["opportunity_lines"].copy()
+    lines["total_price"] = lines["total_price"].fillna(lines["quantity"] * lines["unit_price"])
+    out["opportunity_lines"] = lines
     return out
 
 
@@ -391,6 +403,8 @@ def from_salesforce(frames: dict[str, pd.DataFrame], *, type_map: dict[str, str]
 
 
 def _fmt(series: pd.Series, field: SfField, *, datetime_hour: int | None = None) -> pd.Series:
+    if field.kind == "datetime":
+        return pd.to_datetime(series).dt.strftime("%Y-%m-%dT%H:%M:%S.000Z").fillna("")
     if field.kind == "date":
         s = pd.to_datetime(series)
         if datetime_hour is not None:
@@ -447,8 +461,14 @@ def _rate_files(fx_rates: pd.DataFrame, reporting: str) -> dict[str, pd.DataFram
     return {"DatedConversionRate.csv": pd.DataFrame(rows), "CurrencyType.csv": pd.DataFrame(static)}
 
 
+#: Formula fields: Salesforce computes them, so backup tools often leave them out.
+FORMULA_FIELDS = {"Contract.csv": ("EndDate",),
+                  "SBQQ__Subscription__c.csv": ("SBQQ__StartDate__c", "SBQQ__EndDate__c")}
+
+
 def write_salesforce_export(tables: dict[str, pd.DataFrame], out: str | Path, *,
-                            currency: str = "USD") -> list[Path]:
+                            currency: str = "USD", encoding: str = "utf-8",
+                            leave_out: dict[str, tuple[str, ...]] | None = None) -> list[Path]:
     """Write canonical tables as a Salesforce export folder.
 
     The inverse of reading: every field of :data:`SALESFORCE_OBJECTS` whose
@@ -470,6 +490,11 @@ def write_salesforce_export(tables: dict[str, pd.DataFrame], out: str | Path, *,
         Folder to write into (created if needed).
     currency : str, default "USD"
         The corporate currency the canonical amounts are in.
+    encoding : str, default "utf-8"
+        Text encoding of the files (``cp1252`` or ``latin-1`` as older
+        Windows tools write them).
+    leave_out : dict, optional
+        Per file, fields not to write (for example :data:`FORMULA_FIELDS`).
 
     Returns
     -------
@@ -547,15 +572,20 @@ def write_salesforce_export(tables: dict[str, pd.DataFrame], out: str | Path, *,
         if obj.table == "signals":
             fields += [SfField(c, c, "float") for c in frame.columns if c not in ("account_id", "month")]
         for field in fields:
-            if field.column not in frame.columns:
+            if field.column not in frame.columns or field.source in (leave_out or {}).get(obj.file, ()):
                 continue
             hour = 9 if field.source == "CreatedDate" else None
+            if field.kind == "datetime" and field.source in cols:
+                # A timestamp, where known, is the more precise writing of the same field.
+                known = frame[field.column].notna().to_numpy()
+                cols[field.source] = np.where(known, _fmt(frame[field.column], field), cols[field.source])
+                continue
             cols[field.source] = _fmt(frame[field.column], field, datetime_hour=hour)
         if CURRENCY_FIELD in frame.columns:
             cols[CURRENCY_FIELD] = frame[CURRENCY_FIELD].astype(object)
         text = pd.DataFrame(cols).to_csv(index=False, lineterminator="\n")
         path = out / obj.file
-        atomic_write_text(path, text)
+        atomic_write_text(path, text, encoding=encoding)
         written.append(path)
     for name, frame in files.items():
         path = out / name
