@@ -141,3 +141,24 @@ def test_salesforce_id_checksum():
         assert ch == "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"[flags]
     assert list(sf_ids("account", 123456, 3)) == [sf_id("account", n) for n in (123456, 123457, 123458)]
     assert np.unique(sf_ids("schedule", 1, 5000)).size == 5000
+
+
+def test_demo_writes_history_as_real_exports_do_and_legacy_encodings_without_formula_fields(tmp_path):
+    org = rf.write_demo_org(tmp_path / "org", accounts=60, seed=11, encoding="cp1252", formula_fields=False)
+    raw = (org.path / "Contract.csv").read_bytes()
+    header = raw.split(b"\n", 1)[0].decode("cp1252").split(",")
+    assert "EndDate" not in header and "StartDate" in header
+    subs_header = (org.path / "SBQQ__Subscription__c.csv").read_bytes().split(b"\n", 1)[0].decode().split(",")
+    assert "SBQQ__StartDate__c" not in subs_header and "SBQQ__SubscriptionStartDate__c" in subs_header
+    book = rf.load_book(org.path)
+    rules = set(book.warnings["rule"])
+    assert "derived_field" in rules
+    # every end date is derived back exactly, and the whole org reads back into its own tables
+    for name, frame in org.tables.items():
+        pd.testing.assert_frame_equal(book.tables[name], frame, obj=name)
+    # stage history: not in time order in the file, with changes at several times of one day
+    history = pd.read_csv(org.path / "OpportunityHistory.csv", dtype=str, keep_default_na=False, encoding="cp1252")
+    stamps = pd.to_datetime(history["CreatedDate"], utc=True)
+    assert not stamps.is_monotonic_increasing
+    same_day = history.assign(day=stamps.dt.date).groupby(["OpportunityId", "day"]).size()
+    assert (same_day > 1).any() and (stamps.dt.hour != 9).any()

@@ -61,9 +61,10 @@ the other reports are only as good as the data they stand on.
 source = "../data/demo"  # folder with the Salesforce export (or canonical tables)
 as_of = None  # as-of date YYYY-MM-DD; None means the export date of the data
 encoding = None  # text encoding of the CSV files; None detects it
+on_error = "raise"  # "quarantine": set aside rows that break a rule (listed in the data-quality report)
 """, tags=["parameters"]),
     code(SETUP + """
-book = rf.load_book(source, encoding=encoding)
+book = rf.load_book(source, encoding=encoding, on_error=on_error)
 as_of_date = book.resolve_as_of(as_of)
 """),
     md("""
@@ -94,6 +95,17 @@ rf.plotting.bar_by_group(arr, group="segment", value="arr", currency=book.curren
                          title=f"ARR by segment on {as_of_date.date()}")
 plt.show()
 arr.set_index("segment").assign(share_pct=(100 * arr["arr"] / arr["arr"].sum()).round(1).to_numpy())
+"""),
+    md("## Rows set aside"),
+    md("""
+With `on_error="quarantine"` (`--on-error quarantine`), rows that break a rule are set aside with
+every record that depends on them instead of refusing the whole export; the other reports are
+built without them. Each row names the file, line, record id and rule to fix, and the ARR it carried
+on the export date. No rows here means nothing was set aside.
+"""),
+    code("""
+print(rf.set_aside_summary(book)["text"])
+rf.quarantine_report(book)
 """),
     md("## Validation warnings"),
     md("""
@@ -132,11 +144,12 @@ team must work on now.
 source = "../data/demo"  # folder with the Salesforce export (or canonical tables)
 as_of = None  # as-of date YYYY-MM-DD; None means the export date of the data
 encoding = None  # text encoding of the CSV files; None detects it
+on_error = "raise"  # "quarantine": set aside rows that break a rule (listed in the data-quality report)
 horizon_days = 180  # renewal worklist: contracts ending within this many days
 worklist_rows = 25  # rows of the worklist shown
 """, tags=["parameters"]),
     code(SETUP + """
-book = rf.load_book(source, encoding=encoding)
+book = rf.load_book(source, encoding=encoding, on_error=on_error)
 as_of_date = book.resolve_as_of(as_of)
 book = book.as_of(as_of_date)  # only what was known at the end of the as-of date
 month_end = rf.last_month_end(as_of_date)  # KPIs are measured at the last complete month end
@@ -249,12 +262,13 @@ ranked by the ARR at risk, with the reasons behind each score.
 source = "../data/demo"  # folder with the Salesforce export (or canonical tables)
 as_of = None  # as-of date YYYY-MM-DD; None means the export date of the data
 encoding = None  # text encoding of the CSV files; None detects it
+on_error = "raise"  # "quarantine": set aside rows that break a rule (listed in the data-quality report)
 model_path = "../models/renewal"  # saved renewal model used for the scores
 horizon_days = 180  # contracts ending within this many days are listed
 top_rows = 25  # rows of the at-risk list shown
 """, tags=["parameters"]),
     code(SETUP + """
-book = rf.load_book(source, encoding=encoding)
+book = rf.load_book(source, encoding=encoding, on_error=on_error)
 as_of_date = book.resolve_as_of(as_of)
 model = rf.load_model(model_path)
 scores = rf.score_contracts(book, model=model, as_of=as_of_date)
@@ -364,6 +378,7 @@ over 36 a concern). Every LTV names its method; intervals come from resampling c
 source = "../data/demo"  # folder with the Salesforce export (or canonical tables)
 as_of = None  # as-of date YYYY-MM-DD; None means the export date of the data
 encoding = None  # text encoding of the CSV files; None detects it
+on_error = "raise"  # "quarantine": set aside rows that break a rule (listed in the data-quality report)
 discount_rate = 0.10  # annual discount rate for LTV
 horizon_years = None  # cap on customer lifetime in years; None for no cap
 ltv_method = "sbg"  # LTV method for the LTV:CAC table: simple, survival or sbg
@@ -371,7 +386,7 @@ spend_lag_months = 0  # charge spend of this many months earlier to new customer
 bootstrap = 200  # bootstrap resamples for the LTV intervals
 """, tags=["parameters"]),
     code(SETUP + """
-book = rf.load_book(source, encoding=encoding)
+book = rf.load_book(source, encoding=encoding, on_error=on_error)
 as_of_date = book.resolve_as_of(as_of)
 book = book.as_of(as_of_date)  # only what was known at the end of the as-of date
 month_end = rf.last_month_end(as_of_date)
@@ -467,6 +482,7 @@ land eight times out of ten. The last section shows how well the same method did
 source = "../data/demo"  # folder with the Salesforce export (or canonical tables)
 as_of = None  # as-of date YYYY-MM-DD; None means the export date of the data
 encoding = None  # text encoding of the CSV files; None detects it
+on_error = "raise"  # "quarantine": set aside rows that break a rule (listed in the data-quality report)
 model_path = "../models/renewal"  # saved renewal model for renewal probabilities; None uses historical rates
 horizon_months = 12  # months forecast
 by = "segment"  # account column the forecast is broken down by
@@ -476,7 +492,7 @@ backtest_origins = 9  # past forecast dates (a quarter apart) in the backtest
 backtest_sims = 300  # simulations per backtest forecast
 """, tags=["parameters"]),
     code(SETUP + """
-book = rf.load_book(source, encoding=encoding)
+book = rf.load_book(source, encoding=encoding, on_error=on_error)
 as_of_date = book.resolve_as_of(as_of)
 model = rf.load_model(model_path) if model_path else None
 forecast = rf.revenue_forecast(book, as_of_date, horizon_months=horizon_months, model=model, n_sims=n_sims,

@@ -58,8 +58,10 @@ from renewforecast.revenue import (
     last_month_end,
     mrr_movements,
     mrr_table,
+    quarantine_report,
     recognized_revenue,
     row_amounts,
+    set_aside_summary,
     ultimate_parents,
 )
 from renewforecast.schedules import establish_schedule, expand_schedules, line_schedules, reconcile_schedules
@@ -125,8 +127,10 @@ __all__ = [
     "mrr_movements",
     "mrr_table",
     "reconcile_schedules",
+    "quarantine_report",
     "recognized_revenue",
     "row_amounts",
+    "set_aside_summary",
     "ultimate_parents",
     "renewal_decisions",
     "renewal_features",

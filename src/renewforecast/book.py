@@ -13,7 +13,7 @@ import pandas as pd
 
 from renewforecast.schemas import TABLES, empty_table
 
-__all__ = ["Book", "table_fingerprint"]
+__all__ = ["Book", "chain_root_positions", "table_fingerprint"]
 
 _TABLE_NAMES = tuple(TABLES)
 
@@ -25,6 +25,30 @@ def _to_timestamp(date: Any) -> pd.Timestamp:
     if ts.tzinfo is not None:
         ts = ts.tz_convert("UTC").tz_localize(None)
     return ts.normalize()
+
+
+def chain_root_positions(parent: np.ndarray) -> np.ndarray:
+    """Position of each row's chain root, given each row's parent position (-1: none).
+
+    Subscription chains (a row and the rows revising it) and account
+    hierarchies are both followed this way.
+
+    Examples
+    --------
+    >>> chain_root_positions(np.array([-1, 0, 1, -1])).tolist()
+    [0, 0, 0, 3]
+    """
+    root = np.arange(len(parent))
+    has = parent >= 0
+    root[has] = parent[has]
+    # Pointer jumping: each round halves the remaining depth of every chain.
+    for _ in range(64):
+        up = parent[root]
+        nxt = np.where(up >= 0, up, root)
+        if np.array_equal(nxt, root):
+            break
+        root = nxt
+    return root
 
 
 def _column_bytes(series: pd.Series) -> bytes:
@@ -91,6 +115,15 @@ opportunity_lines, schedules, spend, signals, opportunity_history : DataFrame
         rule, message, severity), shown by the data-quality report.
     known_as_of : Timestamp or None
         Set by :meth:`as_of`: the date the Book has been cut back to.
+    quarantine : DataFrame
+        Rows set aside by ``load_book(on_error="quarantine")``: file, line,
+        record_id, column, rule, message and the table (one row per record
+        set aside, those that only depended on a broken one included).
+    set_aside : dict of DataFrame
+        The canonical rows set aside, by table.
+    loaded_fingerprint : str or None
+        Set by :meth:`as_of`: the :attr:`fingerprint` of the Book as loaded,
+        which names the data in report provenance whatever the cut.
 
     Examples
     --------
@@ -119,6 +152,13 @@ opportunity_lines, schedules, spend, signals, opportunity_history : DataFrame
         )
     )
     known_as_of: pd.Timestamp | None = None
+    quarantine: pd.DataFrame = field(
+        default_factory=lambda: pd.DataFrame(
+            columns=["file", "line", "record_id", "column", "rule", "message", "table"]
+        )
+    )
+    set_aside: dict[str, pd.DataFrame] = field(default_factory=dict)
+    loaded_fingerprint: str | None = None
 
     @classmethod
     def empty(cls, currency: str = "USD") -> Book:
@@ -309,6 +349,7 @@ opportunity_lines, schedules, spend, signals, opportunity_history : DataFrame
             opportunity_history=history.reset_index(drop=True),
             fx_rates=fx_rates.reset_index(drop=True),
             known_as_of=cut,
+            loaded_fingerprint=self.loaded_fingerprint or self.fingerprint,
         )
 
     def __repr__(self) -> str:

@@ -18,7 +18,7 @@ from pathlib import Path
 import click
 import pandas as pd
 
-from renewforecast.exceptions import BookValidationError, RenewForecastError, ReportRunError
+from renewforecast.exceptions import EXIT_SET_ASIDE, BookValidationError, RenewForecastError, ReportRunError
 
 EXIT_INVALID_DATA = 1
 EXIT_MODEL_REFUSED = 3
@@ -30,10 +30,33 @@ def _fail(message: str, code: int) -> None:
     sys.exit(code)
 
 
-def _load(directory: str, encoding: str | None, date_format: str, currency: str | None):
+def _load(directory: str, encoding: str | None, date_format: str, currency: str | None, on_error: str = "raise"):
     from renewforecast.io.loader import load_book
 
-    return load_book(directory, encoding=encoding, date_format=date_format, currency=currency)
+    return load_book(directory, encoding=encoding, date_format=date_format, currency=currency, on_error=on_error)
+
+
+on_error_option = click.option(
+    "--on-error", "on_error", type=click.Choice(["raise", "quarantine"]), default="raise", show_default=True,
+    help="quarantine: set aside rows that break a rule (and what depends on them), carry on with the rest, "
+         "and exit 8 after the work is done.")
+
+
+def _notice_set_aside(book) -> bool:
+    """Tell stderr what was set aside; whether anything was."""
+    from renewforecast.revenue import quarantine_report, set_aside_summary
+
+    if not len(book.quarantine):
+        return False
+    click.echo(f"warning: {set_aside_summary(book)['text']}:", err=True)
+    q = quarantine_report(book)
+    for r in q.head(20).itertuples(index=False):
+        where = f"{r.file} line {r.line}" + (f" [id {r.record_id}]" if r.record_id else "")
+        click.echo(f"  {where}" + (f" column {r.column}" if r.column else "") + f": {r.rule}: {r.message}", err=True)
+    if len(q) > 20:
+        click.echo(f"  ... and {len(q) - 20} more (renewforecast validate --on-error quarantine lists every row)",
+                   err=True)
+    return True
 
 
 _data_options = [
@@ -103,12 +126,14 @@ def _grouped(frame: pd.DataFrame, limit: int | None) -> str:
 @data_options
 @click.option("--limit", default=5, show_default=True, help="Rows listed per rule.")
 @click.option("--all", "show_all", is_flag=True, help="List every row of every rule.")
-def validate(directory: str, encoding, date_format, currency, limit: int, show_all: bool) -> None:
+@on_error_option
+def validate(directory: str, encoding, date_format, currency, limit: int, show_all: bool, on_error: str) -> None:
     """Check a Salesforce export (or canonical folder) and print a data-quality report.
 
     Every error and warning is listed, grouped by rule with its count (the
     first rows of each; --all for every row). Exits 1 when the data has
-    errors; warnings alone exit 0.
+    errors; warnings alone exit 0; with --on-error quarantine, 8 when rows
+    were set aside (they are listed).
 
     Example: renewforecast validate data/demo
     """
@@ -116,7 +141,7 @@ def validate(directory: str, encoding, date_format, currency, limit: int, show_a
 
     rows = None if show_all else limit
     try:
-        book = _load(directory, encoding, date_format, currency)
+        book = _load(directory, encoding, date_format, currency, on_error)
     except BookValidationError as exc:
         click.echo(f"{directory}: INVALID: {len(exc.problems)} error(s), {len(exc.warnings)} warning(s)")
         click.echo(f"Errors ({len(exc.problems)}):")
@@ -136,6 +161,12 @@ def validate(directory: str, encoding, date_format, currency, limit: int, show_a
         click.echo(_grouped(warnings, rows))
     else:
         click.echo("No warnings.")
+    if len(book.quarantine):
+        from renewforecast.revenue import quarantine_report, set_aside_summary
+
+        click.echo(f"Set aside: {set_aside_summary(book)['text']}:")
+        click.echo(_grouped(quarantine_report(book), rows))
+        sys.exit(EXIT_SET_ASIDE)
 
 
 class _ReportCommand(click.Command):
@@ -240,8 +271,9 @@ def _check_params(pairs: tuple[str, ...], notebooks: tuple[str, ...], as_of: str
 @click.option("--model", "model_path", default="models/renewal", show_default=True,
               help="Saved renewal model the risk report scores with.")
 @data_options
+@on_error_option
 def report(directory, param_pairs, as_of, out, notebooks, timeout, keep, model_path, encoding, date_format,
-           currency) -> None:
+           currency, on_error) -> None:
     """Run the report notebooks on DIRECTORY and publish HTML to OUT/<run-id>/.
 
     The run is published only if every notebook succeeds; OUT/latest then
@@ -254,12 +286,13 @@ def report(directory, param_pairs, as_of, out, notebooks, timeout, keep, model_p
     Exit codes: 0 published; 1 invalid export or unexpected error;
     2 refused before any notebook ran (parameters, as-of date, notebooks);
     3 a cell raised; 4 a cell timed out; 5 the kernel died; 6 a notebook
-    stopped early; 7 the reports disagree on the data (export changed).
+    stopped early; 7 the reports disagree on the data (export changed);
+    8 published, with rows set aside (--on-error quarantine).
     """
     from renewforecast.reporting import run_reports
 
     try:
-        book = _load(directory, encoding, date_format, currency)
+        book = _load(directory, encoding, date_format, currency, on_error)
     except BookValidationError as exc:
         _fail(f"{directory} is not valid input, so no report was run. "
               f"Run 'renewforecast validate {directory}' for the full list.\n{exc}", EXIT_INVALID_DATA)
@@ -270,6 +303,8 @@ def report(directory, param_pairs, as_of, out, notebooks, timeout, keep, model_p
     params = {"model_path": str(Path(model_path).resolve()), **extra}
     if encoding:
         params["encoding"] = encoding
+    if on_error != "raise":
+        params["on_error"] = on_error
     try:
         published = run_reports(
             directory, as_of=as_of, out=out, notebooks=list(notebooks) or None,
@@ -283,11 +318,13 @@ def report(directory, param_pairs, as_of, out, notebooks, timeout, keep, model_p
         _fail(str(exc), 1)
     click.echo(f"Published {published} (as of {as_of}).")
     click.echo(f"Open {Path(published) / 'index.html'}")
+    if _notice_set_aside(book):
+        sys.exit(EXIT_SET_ASIDE)
 
 
-def _load_or_exit(directory, encoding, date_format, currency):
+def _load_or_exit(directory, encoding, date_format, currency, on_error="raise"):
     try:
-        return _load(directory, encoding, date_format, currency)
+        return _load(directory, encoding, date_format, currency, on_error)
     except BookValidationError as exc:
         _fail(f"{directory} is not valid input. Run 'renewforecast validate {directory}' for the full list.\n{exc}",
               EXIT_INVALID_DATA)
@@ -343,7 +380,8 @@ def train(directory, as_of, out, estimator, lead_days, seed, encoding, date_form
 @click.option("--crm", is_flag=True, help="Write a Salesforce upsert CSV (Id plus custom fields).")
 @click.option("--id-field", default="Id", show_default=True, help="With --crm: the field Salesforce matches on.")
 @data_options
-def score(directory, model_path, as_of, out, crm, id_field, encoding, date_format, currency) -> None:
+@on_error_option
+def score(directory, model_path, as_of, out, crm, id_field, encoding, date_format, currency, on_error) -> None:
     """Score every contract coming up for renewal and write the scores to OUT.
 
     Example: renewforecast score data/demo --model models/renewal --out scores.csv --crm
@@ -351,7 +389,7 @@ def score(directory, model_path, as_of, out, crm, id_field, encoding, date_forma
     from renewforecast.registry import ModelRefused, load_model
     from renewforecast.scoring import SCORE_COLUMNS, ScoringInputError, score_contracts, write_crm_upsert
 
-    book = _load_or_exit(directory, encoding, date_format, currency)
+    book = _load_or_exit(directory, encoding, date_format, currency, on_error)
     cut = book.resolve_as_of(as_of)
     try:
         model = load_model(model_path)
@@ -369,6 +407,8 @@ def score(directory, model_path, as_of, out, crm, id_field, encoding, date_forma
     at_risk = scores["arr_at_risk"].sum()
     click.echo(f"Scored {len(scores):,} contracts as of {cut.date()} with model {model.model_version_}; "
                f"ARR at risk {at_risk:,.0f}. Wrote {out}")
+    if _notice_set_aside(book):
+        sys.exit(EXIT_SET_ASIDE)
 
 
 @main.command("forecast")

@@ -13,11 +13,17 @@ from dataclasses import asdict, dataclass
 import pandas as pd
 
 __all__ = [
+    "EXIT_SET_ASIDE",
     "BookValidationError",
     "Problem",
     "RenewForecastError",
     "ReportRunError",
 ]
+
+
+#: Exit code of a command that did its work (scores written, run published)
+#: but set rows aside (``--on-error quarantine``): a scheduler alerts on it.
+EXIT_SET_ASIDE = 8
 
 
 class RenewForecastError(Exception):

@@ -24,7 +24,7 @@ import pandas as pd
 
 from renewforecast.book import Book
 from renewforecast.metrics import renewal_kpis, retention_kpis
-from renewforecast.revenue import last_month_end, mrr_movements, mrr_table
+from renewforecast.revenue import last_month_end, mrr_movements, mrr_table, set_aside_summary
 from renewforecast.unit_economics import ltv_cac
 
 __all__ = [
@@ -206,7 +206,9 @@ def _jsonable(value: Any) -> Any:
 
 
 def _provenance(book: Book, as_of: pd.Timestamp, model_version: str | None = None) -> dict[str, Any]:
-    out = {"as_of": pd.Timestamp(as_of).date().isoformat(), "data_fingerprint": book.fingerprint,
+    # The data as loaded, whatever as-of view of it a report works on.
+    out = {"as_of": pd.Timestamp(as_of).date().isoformat(),
+           "data_fingerprint": book.loaded_fingerprint or book.fingerprint,
            "currency": book.currency}
     if model_version:
         out["model_version"] = str(model_version)
@@ -228,16 +230,16 @@ def data_headline(book: Book, as_of: Any) -> Headline:
     --------
     >>> import renewforecast as rf
     >>> h = rf.data_headline(rf.Book.empty(), "2026-10-31")
-    >>> h.formatted("warnings")
-    '0'
+    >>> h.formatted("warnings"), h.figure("set_aside")["detail"]
+    ('0', 'nothing set aside')
     """
-    # as_of means what was known at the end of that day, in every engine;
-    # the provenance names the data as loaded.
-    loaded, book = book, book.as_of(as_of)
+    # The data-quality report describes the data as loaded, whatever the as-of date.
     as_of = pd.Timestamp(as_of).normalize()
     warnings = book.warnings
     rules = warnings["rule"].nunique() if len(warnings) else 0
+    aside = set_aside_summary(book)
     return Headline("data_quality", "Data quality", [
+        _figure("set_aside", "Rows set aside", aside["rows"], "count", aside["text"]),
         _figure("warnings", "Validation warnings", len(warnings), "count",
                 (f"{rules} rule(s); each names the file, line and record to fix" if len(warnings) else
                  "none found") + f"; {len(book.accounts):,} accounts, "
@@ -245,7 +247,7 @@ def data_headline(book: Book, as_of: Any) -> Headline:
         _figure("accounts", "Accounts", len(book.accounts), "count", secondary=True),
         _figure("contracts", "Contracts", book.contracts["contract_id"].nunique(), "count", secondary=True),
         _figure("subscriptions", "Subscription rows", len(book.subscriptions), "count", secondary=True),
-    ], provenance=_provenance(loaded, as_of))
+    ], provenance=_provenance(book, as_of))
 
 
 def kpi_headline(book: Book, as_of: Any) -> Headline:
@@ -264,9 +266,8 @@ def kpi_headline(book: Book, as_of: Any) -> Headline:
     >>> [f["key"] for f in h.figures]
     ['arr', 'mrr_bridge', 'nrr', 'grr', 'renewal_rate']
     """
-    # as_of means what was known at the end of that day, in every engine;
-    # the provenance names the data as loaded.
-    loaded, book = book, book.as_of(as_of)
+    # as_of means what was known at the end of that day, in every engine.
+    book = book.as_of(as_of)
     as_of = pd.Timestamp(as_of).normalize()
     month_end = last_month_end(as_of)
     start = month_end - pd.DateOffset(months=24)
@@ -312,7 +313,7 @@ def kpi_headline(book: Book, as_of: Any) -> Headline:
                 f"{int(r['open']):,} still open"),
     ], series={"arr": {"month": list(arr["month"]), "value": list(arr["arr"])},
                "bridge": bridge_values | {"month": month_end}},
-        provenance=_provenance(loaded, as_of))
+        provenance=_provenance(book, as_of))
 
 
 def risk_headline(book: Book, scores: pd.DataFrame, as_of: Any) -> Headline:
@@ -341,9 +342,8 @@ def risk_headline(book: Book, scores: pd.DataFrame, as_of: Any) -> Headline:
     >>> h.figure("arr_at_risk")["value"], h.series["quarters"]["quarter"]
     (1100.0, ['Q4 2026', 'Q1 2027'])
     """
-    # as_of means what was known at the end of that day, in every engine;
-    # the provenance names the data as loaded.
-    loaded, book = book, book.as_of(as_of)
+    # as_of means what was known at the end of that day, in every engine.
+    book = book.as_of(as_of)
     as_of = pd.Timestamp(as_of).normalize()
     first = (as_of + pd.Timedelta(days=1)).to_period("Q")
     quarters = [first, first + 1]
@@ -366,7 +366,7 @@ def risk_headline(book: Book, scores: pd.DataFrame, as_of: Any) -> Headline:
                 1 - at_risk / up if up else None, "percent",
                 f"of {format_value(up, 'money', cur)} ARR coming up for renewal", secondary=True),
     ], series={"quarters": {k: [r[k] for r in rows] for k in rows[0]}},
-        provenance=_provenance(loaded, as_of, ", ".join(versions) or None))
+        provenance=_provenance(book, as_of, ", ".join(versions) or None))
 
 
 def unit_economics_headline(book: Book, as_of: Any, *, method: str = "sbg", discount_rate: float = 0.10,
@@ -386,9 +386,8 @@ def unit_economics_headline(book: Book, as_of: Any, *, method: str = "sbg", disc
     >>> [f["key"] for f in h.figures]
     ['ltv_to_cac', 'payback_months']
     """
-    # as_of means what was known at the end of that day, in every engine;
-    # the provenance names the data as loaded.
-    loaded, book = book, book.as_of(as_of)
+    # as_of means what was known at the end of that day, in every engine.
+    book = book.as_of(as_of)
     as_of = pd.Timestamp(as_of).normalize()
     month_end = last_month_end(as_of)
     row = ltv_cac(book, as_of, method=method, discount_rate=discount_rate, horizon_years=horizon_years,
@@ -407,7 +406,7 @@ def unit_economics_headline(book: Book, as_of: Any, *, method: str = "sbg", disc
                 f"{format_value(row.get('payback_months'), 'months')}"),
         _figure("payback_months", "CAC payback", float(row.get("payback_months", np.nan)), "months",
                 str(row.get("payback_status", "")), secondary=True),
-    ], provenance=_provenance(loaded, as_of))
+    ], provenance=_provenance(book, as_of))
 
 
 def forecast_headline(book: Book, forecast: pd.DataFrame, history: pd.DataFrame | None = None, *,
@@ -459,4 +458,4 @@ def forecast_headline(book: Book, forecast: pd.DataFrame, history: pd.DataFrame 
         _figure("next_month", f"Forecast revenue, {first:%B %Y}", float(next_month["mean"]), "money",
                 f"P10-P90 {format_value(next_month['p10'], 'money', cur)} to "
                 f"{format_value(next_month['p90'], 'money', cur)}", secondary=True),
-    ], series=series, provenance=_provenance(loaded, as_of, model_version))
+    ], series=series, provenance=_provenance(book, as_of, model_version))

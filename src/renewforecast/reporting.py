@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from renewforecast._atomic import atomic_write_text
-from renewforecast.exceptions import ReportRunError
+from renewforecast.exceptions import EXIT_SET_ASIDE, ReportRunError
 from renewforecast.headline import HEADLINE_MIME, Headline
 from renewforecast.index_page import redact_parameters, render_index, run_banner
 
@@ -49,6 +49,7 @@ __all__ = [
     "EXIT_DEAD_KERNEL",
     "EXIT_EARLY_EXIT",
     "EXIT_INCONSISTENT",
+    "EXIT_SET_ASIDE",
     "EXIT_TIMEOUT",
     "EXIT_UNEXPECTED",
     "list_notebooks",

@@ -34,11 +34,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from renewforecast.book import Book
+from renewforecast.book import Book, chain_root_positions
 from renewforecast.currency import rates_on
 
 __all__ = ["CHARGE_TYPES", "MOVEMENTS", "arr_on", "last_month_end", "ledger", "mrr_movements", "mrr_table",
-           "recognized_revenue", "ultimate_parents"]
+           "quarantine_report", "recognized_revenue", "set_aside_summary", "ultimate_parents"]
 
 #: Charge types of ledger rows; only ``recurring`` is MRR.
 CHARGE_TYPES = ("recurring", "one_time", "usage")
@@ -64,24 +64,11 @@ def _parents(subs: pd.DataFrame) -> np.ndarray:
     return pc.fill_null(found, -1).to_numpy().astype(np.int64)
 
 
-def _root_positions(parent: np.ndarray) -> np.ndarray:
-    root = np.arange(len(parent))
-    has = parent >= 0
-    root[has] = parent[has]
-    # Pointer jumping: each round halves the remaining depth of every chain.
-    for _ in range(64):
-        up = parent[root]
-        nxt = np.where(up >= 0, up, root)
-        if np.array_equal(nxt, root):
-            break
-        root = nxt
-    return root
-
 
 def _chain_termination(subs: pd.DataFrame, root: np.ndarray) -> np.ndarray:
     """Per row, the earliest termination date of the chain it belongs to (NaT if none).
 
-    ``root`` is the row position of each row's chain root (:func:`_root_positions`).
+    ``root`` is the row position of each row's chain root (:func:`renewforecast.book.chain_root_positions`).
     """
     n = len(subs)
     term = subs["terminated_date"].to_numpy(dtype="datetime64[ns]")
@@ -203,15 +190,8 @@ def ultimate_parents(book: Book) -> pd.Series:
         return pd.Series(ids, index=ids, dtype=object)
     parent = pd.Index(ids).get_indexer(_objects(acc["parent_account_id"]))
     parent[acc["parent_account_id"].isna().to_numpy()] = -1
-    top = np.arange(len(ids))
-    # Loading refuses cycles, so every chain ends; len(ids) steps is a bound.
-    for _ in range(len(ids)):
-        up = parent[top]
-        nxt = np.where(up >= 0, up, top)
-        if np.array_equal(nxt, top):
-            break
-        top = nxt
-    return pd.Series(ids[top], index=ids, dtype=object)
+    # Loading refuses cycles, so every chain ends at its top.
+    return pd.Series(ids[chain_root_positions(parent)], index=ids, dtype=object)
 
 
 _CUSTOMERS = ("account", "ultimate_parent")
@@ -235,7 +215,7 @@ def _row_values(book: Book, *, need_root: bool = False) -> dict[str, np.ndarray 
     """
     subs = book.subscriptions
     terminated = subs["terminated_date"].notna().any()
-    root = _root_positions(_parents(subs)) if (need_root or terminated) and len(subs) else None
+    root = chain_root_positions(_parents(subs)) if (need_root or terminated) and len(subs) else None
     amounts = row_amounts(book)
     recurring = (amounts["charge_type"] == "recurring").to_numpy()
     seg_q = subs["segment_quantity"].to_numpy(dtype="float64")
@@ -955,3 +935,57 @@ def recognized_revenue(book: Book, start, end, by: str | list[str] | tuple[str, 
                 or str(book.accounts[k].dtype) == "string"):
             result[k] = result[k].astype("string")
     return result.sort_values(["month", *keys], kind="stable").reset_index(drop=True)
+
+
+# ------------------------------------------------------------ set-aside rows
+
+
+def quarantine_report(book: Book) -> pd.DataFrame:
+    """The rows ``load_book(on_error="quarantine")`` set aside, with the ARR each carried.
+
+    Returns
+    -------
+    DataFrame
+        :attr:`Book.quarantine` with ``arr``: a set-aside subscription row's
+        value per year on the Book's export date (0 when not active then, or
+        not a subscription row).
+
+    Examples
+    --------
+    >>> import renewforecast as rf
+    >>> rf.quarantine_report(rf.Book.empty()).columns.tolist()[-2:]
+    ['table', 'arr']
+    """
+    q = book.quarantine.copy()
+    q["arr"] = 0.0
+    aside = book.set_aside.get("subscriptions")
+    day = book.data_end
+    if aside is not None and len(aside) and day is not None:
+        led = ledger(book.replace(subscriptions=aside))
+        active = counts_on(led["from_date"], led["to_date"], led["chain_terminated"], day).to_numpy()
+        arr = pd.Series(np.where(active, led["quantity"] * led["annual_value"], 0.0),
+                        index=led["subscription_id"].astype(object).to_numpy())
+        rows = (q["table"] == "subscriptions").to_numpy()
+        q.loc[rows, "arr"] = q.loc[rows, "record_id"].map(arr).fillna(0.0).to_numpy()
+    return q
+
+
+def set_aside_summary(book: Book) -> dict:
+    """How much was set aside: rows, ARR and its share of all ARR, in a sentence.
+
+    Examples
+    --------
+    >>> import renewforecast as rf
+    >>> rf.set_aside_summary(rf.Book.empty())["text"]
+    'nothing set aside'
+    """
+    q = quarantine_report(book)
+    if not len(q):
+        return {"rows": 0, "arr": 0.0, "share_of_arr": 0.0, "text": "nothing set aside"}
+    arr = float(q["arr"].sum())
+    day = book.data_end
+    kept = arr_on(book, day) if day is not None else 0.0
+    share = arr / (kept + arr) if kept + arr > 0 else 0.0
+    return {"rows": len(q), "arr": round(arr, 2), "share_of_arr": share,
+            "text": f"{len(q):,} row{'s' if len(q) != 1 else ''}, {share:.1%} of ARR, set aside "
+                    f"({q['file'].nunique()} file{'s' if q['file'].nunique() != 1 else ''})"}

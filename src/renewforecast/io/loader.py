@@ -13,6 +13,7 @@ from renewforecast.book import Book
 from renewforecast.currency import OPEN_START, rates_on
 from renewforecast.exceptions import BookValidationError, Problem, problems_frame
 from renewforecast.io._raw import parse_column, read_raw
+from renewforecast.io.quarantine import set_aside
 from renewforecast.io.salesforce import (
     CURRENCY_FIELD,
     SALESFORCE_OBJECTS,
@@ -293,6 +294,7 @@ def load_book(
     currency: str | None = None,
     field_map: dict[str, dict[str, str]] | None = None,
     type_map: dict[str, str] | None = None,
+    on_error: str = "raise",
 ) -> Book:
     """Read a folder of Salesforce exports or canonical tables into a validated Book.
 
@@ -324,6 +326,12 @@ def load_book(
         ``renewal``, ``upsell``, ``downgrade``, ``amendment``), added to or
         overriding :data:`renewforecast.io.salesforce.OPPORTUNITY_TYPES`.
         CPQ's renewal and amendment flags decide first.
+    on_error : {"raise", "quarantine"}, default "raise"
+        What a row that breaks a rule does: refuse the whole export (one
+        error listing every problem), or go aside with every record that
+        depends on it, listed on ``book.quarantine`` (see
+        :mod:`renewforecast.io.quarantine`). Problems with a whole file are
+        refused either way.
 
     Returns
     -------
@@ -343,6 +351,8 @@ def load_book(
     >>> len(book.accounts) >= 30  # customers, and prospects who never bought
     True
     """
+    if on_error not in ("raise", "quarantine"):
+        raise ValueError(f"on_error must be 'raise' or 'quarantine', not {on_error!r}")
     path = Path(path)
     if not path.is_dir():
         raise BookValidationError([Problem(str(path), None, "", "", "missing_folder",
@@ -418,12 +428,25 @@ def load_book(
               for name, r in reads.items() for col in r.missing}
     problems.extend(p for p in errors if (p.file, p.line, p.column) not in said and (p.file, p.column) not in absent)
     warnings.extend(soft)
+    entries: list[dict] = []
+    removed: dict[str, pd.DataFrame] = {}
+    if problems and on_error == "quarantine":
+        aside = set_aside(frames, _sorted(problems))
+        if aside is not None:
+            frames, entries, removed = aside
+            # What is left must hold on its own.
+            again, _ = validate_tables(frames, colmap)
+            problems = list(again)
     if problems:
         raise BookValidationError(_sorted(problems), warnings)
 
     tables = {name: conform(frames[name], name) for name in TABLES}
+    quarantine = pd.DataFrame(entries, columns=["file", "line", "record_id", "column", "rule", "message", "table"])
+    quarantine = quarantine.sort_values(["file", "line"], kind="stable").reset_index(drop=True)
+    quarantine["line"] = quarantine["line"].astype("Int64")
     return Book(**tables, currency=reporting, source=str(path),
-                warnings=problems_frame(_sorted(warnings)))
+                warnings=problems_frame(_sorted(warnings)), quarantine=quarantine,
+                set_aside={name: conform(frame, name) for name, frame in removed.items() if name in TABLES})
 
 
 def _sorted(problems: list[Problem]) -> list[Problem]:
