@@ -239,7 +239,8 @@ def data_headline(book: Book, as_of: Any) -> Headline:
     rules = warnings["rule"].nunique() if len(warnings) else 0
     aside = set_aside_summary(book)
     return Headline("data_quality", "Data quality", [
-        _figure("set_aside", "Rows set aside", aside["rows"], "count", aside["text"]),
+        # A card only when something was set aside; otherwise a line in the table.
+        _figure("set_aside", "Rows set aside", aside["rows"], "count", aside["text"], secondary=not aside["rows"]),
         _figure("warnings", "Validation warnings", len(warnings), "count",
                 (f"{rules} rule(s); each names the file, line and record to fix" if len(warnings) else
                  "none found") + f"; {len(book.accounts):,} accounts, "

@@ -109,26 +109,6 @@ def _decode(raw: bytes, name: str, encoding: str | None) -> tuple[str | None, st
         return text, enc, problems, warnings
 
 
-def _record_lines(text: str, n_records: int) -> np.ndarray:
-    physical = text.split("\n")
-    if physical and physical[-1] in ("", "\r"):
-        physical = physical[:-1]
-    if len(physical) == n_records + 1:
-        # One record per physical line: the common case, no scan needed.
-        return np.arange(2, n_records + 2, dtype=np.int64)
-    # Quoted newlines or blank lines: ask the csv module where records start.
-    starts: list[int] = []
-    reader = csv.reader(io.StringIO(text, newline=""))
-    prev_end = 0
-    for i, row in enumerate(reader):
-        start = prev_end + 1
-        prev_end = reader.line_num
-        if i == 0 or not row or row == [""]:
-            continue
-        starts.append(start)
-    return np.asarray(starts[:n_records], dtype=np.int64)
-
-
 def read_raw(path: str | Path, encoding: str | None = None) -> RawTable:
     """Read one CSV or Parquet file as text cells with their line numbers.
 
@@ -172,25 +152,70 @@ def read_raw(path: str | Path, encoding: str | None = None) -> RawTable:
         problems.append(Problem(name, 1, "", "", "empty_file", "file has no header row"))
         return RawTable(name, pd.DataFrame(), np.empty(0, dtype=np.int64), enc, problems, warnings)
     seen: set[str] = set()
-    for col in header:
+    keep_cols: list[int] = []
+    for i, col in enumerate(header):
         if col in seen:
-            problems.append(Problem(name, 1, "", col, "duplicate_column", f"column {col!r} appears more than once"))
+            problems.append(Problem(name, 1, "", col, "duplicate_column",
+                                    f"column {col!r} appears more than once; only the first is read"))
+            continue
         seen.add(col)
-    try:
-        frame = pd.read_csv(
-            io.StringIO(text),
-            dtype=str,
-            keep_default_na=False,
-            na_filter=False,
-            skip_blank_lines=True,
-        )
-    except (pd.errors.ParserError, csv.Error) as err:
-        problems.append(Problem(name, None, "", "", "malformed_csv", str(err).strip()))
-        return RawTable(name, pd.DataFrame(columns=header), np.empty(0, dtype=np.int64), enc, problems, warnings)
-    frame.columns = [str(c).strip() for c in header][: len(frame.columns)] if len(header) == len(frame.columns) else frame.columns
+        keep_cols.append(i)
+    records, lines, shape_problems = _records(text, name, len(header))
+    problems.extend(shape_problems)
+    if not text.endswith("\n") and records:
+        warnings.append(Problem(
+            name, int(lines[-1]), "", "", "no_final_line_break",
+            "the file does not end with a line break: if it was cut short, this last record is incomplete "
+            "(compare it with the source)", "warning"))
+    width = len(header)
+    # Short records were reported; they are padded so that the rest can be checked.
+    if shape_problems:
+        records = [r[:width] + [""] * (width - len(r)) if len(r) != width else r for r in records]
+    columns = list(zip(*records)) if records else [()] * width
+    frame = pd.DataFrame({str(header[i]).strip(): pd.Series(columns[i], dtype=object) for i in keep_cols})
     frame = frame.apply(lambda s: s.str.strip()).replace("", None) if len(frame) else frame
-    lines = _record_lines(text, len(frame))
-    return RawTable(name, frame, lines, enc, problems, warnings)
+    for col in frame.columns if "\x00" in text else ():
+        has_nul = frame[col].str.contains("\x00", regex=False, na=False).to_numpy()
+        for r in np.flatnonzero(has_nul):
+            problems.append(Problem(name, int(lines[r]), "", col, "nul_byte",
+                                    "the cell holds a NUL byte (0x00): its value cannot be trusted "
+                                    "(a damaged export or a binary field)"))
+    return RawTable(name, frame, np.asarray(lines, dtype=np.int64), enc, problems, warnings)
+
+
+def _records(text: str, name: str, width: int) -> tuple[list[list[str]], list[int], list[Problem]]:
+    """Every record after the header with the physical line it starts on, and shape problems.
+
+    Read with Python's csv module, which counts quoted line breaks, so a
+    record's line is the line an editor shows; blank lines are skipped.
+    """
+    problems: list[Problem] = []
+    records: list[list[str]] = []
+    lines: list[int] = []
+    # A long text field (a description pasted into a CRM) is no error.
+    csv.field_size_limit(2**31 - 1)
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    prev_end = 0
+    try:
+        for i, row in enumerate(reader):
+            start = prev_end + 1
+            prev_end = reader.line_num
+            if i == 0 or not row or row == [""]:
+                continue
+            records.append(row)
+            lines.append(start)
+            if len(row) != width:
+                rule = "short_row" if len(row) < width else "long_row"
+                problems.append(Problem(
+                    name, start, "", "", rule,
+                    f"the record has {len(row)} field(s) but the header has {width}: "
+                    + ("a field is missing (values would land in the wrong columns)" if len(row) < width
+                       else "an unquoted comma or an extra field")))
+    except csv.Error as err:
+        problems.append(Problem(name, prev_end + 1, "", "", "malformed_csv",
+                                f"the CSV cannot be read from line {prev_end + 1} on: {err} "
+                                "(usually a quote that is never closed)"))
+    return records, lines, problems
 
 
 # ---------------------------------------------------------------- typed parsing
