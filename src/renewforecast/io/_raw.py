@@ -160,13 +160,19 @@ def read_raw(path: str | Path, encoding: str | None = None) -> RawTable:
             continue
         seen.add(col)
         keep_cols.append(i)
+    fast = _fast_frame(text, header)
+    if fast is not None:
+        frame, lines = fast
+        frame = frame.iloc[:, keep_cols]
+        frame.columns = [str(header[i]).strip() for i in keep_cols]
+        frame = frame.apply(lambda s: s.str.strip()).replace("", None) if len(frame) else frame
+        if not text.endswith("\n") and len(frame):
+            warnings.append(_no_final_break(name, int(lines[-1])))
+        return RawTable(name, frame, lines, enc, problems, warnings)
     records, lines, shape_problems = _records(text, name, len(header))
     problems.extend(shape_problems)
     if not text.endswith("\n") and records:
-        warnings.append(Problem(
-            name, int(lines[-1]), "", "", "no_final_line_break",
-            "the file does not end with a line break: if it was cut short, this last record is incomplete "
-            "(compare it with the source)", "warning"))
+        warnings.append(_no_final_break(name, int(lines[-1])))
     width = len(header)
     # Short records were reported; they are padded so that the rest can be checked.
     if shape_problems:
@@ -181,6 +187,47 @@ def read_raw(path: str | Path, encoding: str | None = None) -> RawTable:
                                     "the cell holds a NUL byte (0x00): its value cannot be trusted "
                                     "(a damaged export or a binary field)"))
     return RawTable(name, frame, np.asarray(lines, dtype=np.int64), enc, problems, warnings)
+
+
+def _no_final_break(name: str, line: int) -> Problem:
+    return Problem(name, line, "", "", "no_final_line_break",
+                   "the file does not end with a line break: if it was cut short, this last record is "
+                   "incomplete (compare it with the source)", "warning")
+
+
+_QUOTED = re.compile(r'"(?:[^"]|"")*"')
+
+
+def _fast_frame(text: str, header: list[str]) -> tuple[pd.DataFrame, np.ndarray] | None:
+    """The common, sound file read by pandas' C parser; ``None`` when anything needs a closer look.
+
+    Sound means: no NUL byte, one record per physical line (no quoted line
+    breaks, no blank lines) and every line with as many fields as the
+    header, counted outside quotes. Anything else goes to :func:`_records`,
+    which reads record by record and names each problem's line.
+    """
+    if "\x00" in text:
+        return None
+    body = text.split("\n")[1:]
+    if body and body[-1] in ("", "\r"):
+        body = body[:-1]
+    lines = pd.Series(body, dtype=object)
+    if len(lines) and ((lines == "") | (lines == "\r")).any():
+        return None
+    # Quoted segments may hold commas; a quote left open would swallow the rest.
+    if len(lines) and (lines.str.count('"') % 2 == 1).any():
+        return None
+    commas = lines.str.replace(_QUOTED, "", regex=True).str.count(",")
+    if len(lines) and (commas != len(header) - 1).any():
+        return None
+    try:
+        frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, na_filter=False,
+                            header=0, names=list(range(len(header))))
+    except (pd.errors.ParserError, csv.Error, ValueError):
+        return None
+    if len(frame) != len(lines):
+        return None
+    return frame, np.arange(2, len(frame) + 2, dtype=np.int64)
 
 
 def _records(text: str, name: str, width: int) -> tuple[list[list[str]], list[int], list[Problem]]:
