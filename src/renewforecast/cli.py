@@ -51,8 +51,7 @@ def _notice_set_aside(book) -> bool:
     click.echo(f"warning: {set_aside_summary(book)['text']}:", err=True)
     q = quarantine_report(book)
     for r in q.head(20).itertuples(index=False):
-        where = f"{r.file} line {r.line}" + (f" [id {r.record_id}]" if r.record_id else "")
-        click.echo(f"  {where}" + (f" column {r.column}" if r.column else "") + f": {r.rule}: {r.message}", err=True)
+        click.echo(f"  {_problem_line(r, rule=True)}", err=True)
     if len(q) > 20:
         click.echo(f"  ... and {len(q) - 20} more (renewforecast validate --on-error quarantine lists every row)",
                    err=True)
@@ -96,15 +95,10 @@ def demo_data(out: str, accounts: int, seed: int, end: str) -> None:
     click.echo(f"Demo org written to {org.path} (export date {org.as_of.date()}): {counts}.")
 
 
-def _problem_line(r) -> str:
-    where = r.file or "input"
-    if not pd.isna(r.line):
-        where += f" line {int(r.line)}"
-    if r.record_id:
-        where += f" [id {r.record_id}]"
-    if r.column:
-        where += f" column {r.column}"
-    return f"{where}: {r.message}"
+def _problem_line(r, *, rule: bool = False) -> str:
+    from renewforecast.exceptions import location
+
+    return f"{location(r.file, r.line, r.record_id, r.column)}: {f'{r.rule}: ' if rule else ''}{r.message}"
 
 
 def _grouped(frame: pd.DataFrame, limit: int | None) -> str:

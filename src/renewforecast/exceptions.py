@@ -18,6 +18,7 @@ __all__ = [
     "Problem",
     "RenewForecastError",
     "ReportRunError",
+    "location",
 ]
 
 
@@ -69,15 +70,30 @@ class Problem:
     message: str
     severity: str = "error"
 
+    def where(self) -> str:
+        """File, line, record id and column, leaving out what is unknown."""
+        return location(self.file, self.line, self.record_id, self.column)
+
     def __str__(self) -> str:
-        where = self.file or "input"
-        if self.line is not None:
-            where += f" line {self.line}"
-        if self.record_id:
-            where += f" [id {self.record_id}]"
-        if self.column:
-            where += f" column {self.column}"
-        return f"{where}: {self.rule}: {self.message}"
+        return f"{self.where()}: {self.rule}: {self.message}"
+
+
+def location(file: str, line, record_id: str, column: str) -> str:
+    """``Contract.csv line 7 [id 800A] column EndDate``, leaving out what is unknown.
+
+    Examples
+    --------
+    >>> location("spend.csv", None, "", "")
+    'spend.csv'
+    """
+    where = file or "input"
+    if line is not None and not pd.isna(line):
+        where += f" line {int(line)}"
+    if record_id:
+        where += f" [id {record_id}]"
+    if column:
+        where += f" column {column}"
+    return where
 
 
 def problems_frame(problems: Iterable[Problem]) -> pd.DataFrame:

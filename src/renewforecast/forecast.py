@@ -304,10 +304,9 @@ def _simulate_revenue(out: np.ndarray, thresholds: np.ndarray, rho: float, rng: 
 # --------------------------------------------------------------- components
 
 
-def _contracted(view: Book, cut: pd.Timestamp, lo: int, hi: int, groups: _Groups):
+def _contracted(view: Book, v: dict, lo: int, hi: int, groups: _Groups):
     """Fixed-term revenue (groups x months) and the evergreen contracts' monthly revenue."""
     subs = view.subscriptions
-    v = _row_values(view)
     last_day = _last_counted_day(v["to_date"], v["chain_terminated"])
     rate = v["quantity"] * v["annual_value"] / 12.0
     evergreen = np.isnat(last_day)
@@ -865,8 +864,9 @@ def revenue_forecast(
     groups = _Groups(view, by)
     n_groups, n_months = len(groups.labels), hi - lo + 1
 
-    fixed, ever, ever_rev = _contracted(view, cut, lo, hi, groups)
-    fees, usage = _fees_and_usage(_row_values(view), row_amounts(view),
+    values = _row_values(view)  # valued once, for the contracted, fee and usage parts
+    fixed, ever, ever_rev = _contracted(view, values, lo, hi, groups)
+    fees, usage = _fees_and_usage(values, row_amounts(view),
                                   groups.codes(view.subscriptions["account_id"].to_numpy(dtype=object)),
                                   n_groups, lo, hi)
     alive, ever_source = _evergreen_survival(view, ever, cut, lo, hi, evergreen_hazard)
