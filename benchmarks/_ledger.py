@@ -39,7 +39,8 @@ def ledger_book(n_rows: int = 1_000_000, months: int = 60, seed: int = 0) -> Boo
     life = np.where(evergreen, 400, life)
     d_start = r_start[d_parent] + (rng.random(n_delta) * life[d_parent]).astype("timedelta64[D]")
     d_qty = np.where(rng.random(n_delta) < 0.65, rng.integers(1, 40, n_delta), -rng.integers(1, 20, n_delta)).astype(float)
-    # terminations: negative rows carrying the termination date
+    # terminations: negative rows starting the day after the last day of
+    # service, which they carry as their termination date (CPQ's convention)
     t_parent = rng.choice(n_root, n_term, replace=False)
     t_start = r_start[t_parent] + (rng.random(n_term) * life[t_parent]).astype("timedelta64[D]")
     root_ids = _ids("s", n_root)
@@ -58,7 +59,8 @@ def ledger_book(n_rows: int = 1_000_000, months: int = 60, seed: int = 0) -> Boo
         "net_price": np.concatenate([np.round(r_price * r_prorate, 2), np.round(r_price[d_parent] * 0.5, 2),
                                      np.round(r_price[t_parent] * 0.5, 2)]),
         "prorate_multiplier": np.concatenate([r_prorate, np.full(n_delta, 0.5), np.full(n_term, 0.5)]),
-        "terminated_date": np.concatenate([np.full(n_root + n_delta, np.datetime64("NaT")), t_start]).astype("datetime64[ns]"),
+        "terminated_date": np.concatenate([np.full(n_root + n_delta, np.datetime64("NaT")),
+                                           t_start - np.timedelta64(1, "D")]).astype("datetime64[ns]"),
         "revised_subscription_id": np.concatenate([np.full(n_root, None, dtype=object), root_ids[d_parent], root_ids[t_parent]]),
         "created_date": np.concatenate([r_start, d_start, t_start]).astype("datetime64[ns]"),
     })

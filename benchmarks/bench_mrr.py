@@ -37,7 +37,7 @@ WITH s AS (
 ), spans AS (
     SELECT s.account_id, s.mrr_row, s.start_date AS from_date,
            CASE WHEN c.term IS NOT NULL AND (s.end_date IS NULL OR s.end_date >= c.term)
-                THEN c.term - INTERVAL 1 DAY ELSE s.end_date END AS to_date
+                THEN c.term ELSE s.end_date END AS to_date  -- the last day of service
     FROM s JOIN chains c USING (root)
 ), months AS (
     SELECT CAST(last_day(m) AS TIMESTAMP) AS month
