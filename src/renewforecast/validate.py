@@ -75,23 +75,101 @@ PLAUSIBLE_RATIO = 10.0
 PLAUSIBLE_MIN_ROWS = 5
 
 
+def on_cycle(ids, parents) -> np.ndarray:
+    """Rows whose chain of parents comes back to them.
+
+    Pointer doubling: after jumping at least ``len(ids)`` steps up, a row that
+    still has a parent stands on a cycle, and the rows reached that way are
+    exactly those on one. Linear in rows times log of rows, whatever the
+    depth of the chains.
+
+    Examples
+    --------
+    >>> on_cycle(["a", "b", "c", "d"], ["b", "a", "a", None]).tolist()
+    [True, True, False, False]
+    >>> on_cycle(["x"], ["x"]).tolist()
+    [True]
+    """
+    ids = np.asarray(ids, dtype=object)
+    parents = pd.Series(parents, dtype=object)
+    jump = pd.Index(ids).get_indexer(parents.to_numpy(dtype=object))
+    jump[parents.isna().to_numpy()] = -1
+    n = len(ids)
+    steps = 1
+    while steps < n:
+        has = jump >= 0
+        jump = np.where(has, jump[np.maximum(jump, 0)], -1)
+        steps *= 2
+    cycle = np.zeros(n, dtype=bool)
+    cycle[np.unique(jump[jump >= 0])] = True
+    if n and steps >= n:
+        # (the landing rows of one jump can miss some rows of a long cycle;
+        # walking once around from them marks the rest)
+        parent = pd.Index(ids).get_indexer(parents.to_numpy(dtype=object))
+        cur = np.flatnonzero(cycle)
+        while len(cur):
+            nxt = parent[cur]
+            nxt = nxt[(nxt >= 0) & ~cycle[np.maximum(nxt, 0)]]
+            cycle[nxt] = True
+            cur = nxt
+    return cycle
+
+
 def _hierarchy_cycles(accounts: pd.DataFrame) -> np.ndarray:
     """Rows whose ParentId chain loops back on itself."""
-    ids = accounts["account_id"].to_numpy(dtype=object)
-    parent = pd.Index(ids).get_indexer(accounts["parent_account_id"].to_numpy(dtype=object))
-    parent[accounts["parent_account_id"].isna().to_numpy()] = -1
-    n = len(ids)
-    # Walking n steps up from every row: a row still below an account then is
-    # on or under a cycle; it is on one when it can reach itself.
-    cur = parent.copy()
-    on_cycle = np.zeros(n, dtype=bool)
-    for _ in range(n):
-        has = cur >= 0
-        if not has.any():
-            break
-        on_cycle |= cur == np.arange(n)
-        cur = np.where(has, parent[np.maximum(cur, 0)], -1)
-    return on_cycle
+    return on_cycle(accounts["account_id"].to_numpy(dtype=object), accounts["parent_account_id"])
+
+
+#: Bounds no real value crosses. A price or amount beyond a trillion in any
+#: currency, a quantity beyond a billion units, or a term beyond a century is
+#: a damaged cell or a unit mistake: refused rather than valued.
+MAX_AMOUNT = 1e12
+MAX_QUANTITY = 1e9
+MAX_TERM_MONTHS = 1200
+_BOUNDS = {
+    "subscriptions": {"net_price": MAX_AMOUNT, "list_price": MAX_AMOUNT, "quantity": MAX_QUANTITY,
+                      "segment_quantity": MAX_QUANTITY, "prorate_multiplier": MAX_TERM_MONTHS},
+    "products": {"subscription_term_months": MAX_TERM_MONTHS},
+    "contracts": {"term_months": MAX_TERM_MONTHS},
+    "opportunities": {"amount": MAX_AMOUNT},
+    "opportunity_lines": {"unit_price": MAX_AMOUNT, "total_price": MAX_AMOUNT, "quantity": MAX_QUANTITY},
+    "schedules": {"revenue": MAX_AMOUNT, "quantity": MAX_QUANTITY},
+    "spend": {"sales_spend": MAX_AMOUNT, "marketing_spend": MAX_AMOUNT},
+}
+
+
+def _bounds(rep: _Reporter, tables: dict[str, pd.DataFrame]) -> None:
+    for name, limits in _BOUNDS.items():
+        frame = tables.get(name)
+        if frame is None or not len(frame):
+            continue
+        for column, limit in limits.items():
+            if column not in frame.columns:
+                continue
+            values = frame[column].astype("float64")
+            rep.rows(name, (values.abs() > limit).fillna(False).to_numpy(), column, "value_out_of_bounds",
+                     lambda x, column=column, limit=limit: [
+                         f"{v:.6g} is beyond any real {column.replace('_', ' ')} (at most {limit:,.0f} in size): "
+                         "a damaged cell or a unit mistake" for v in x[column]])
+
+
+def _revision_chains(rep: _Reporter, s: pd.DataFrame) -> None:
+    """Revision chains end at an original row, and originals are positive."""
+    if not len(s):
+        return
+    revised = s["revised_subscription_id"]
+    own = (revised == s["subscription_id"]).fillna(False).to_numpy(dtype=bool)
+    rep.rows("subscriptions", own, "revised_subscription_id", "self_revision",
+             lambda x: [f"the row names itself ({r}) as the subscription it revises" for r in x["subscription_id"]])
+    if revised.notna().any():
+        cycle = on_cycle(s["subscription_id"].to_numpy(dtype=object), revised) & ~own
+        rep.rows("subscriptions", cycle, "revised_subscription_id", "revision_cycle",
+                 lambda x: [f"following SBQQ__RevisedSubscription__c from {sid} comes back to it: a revision "
+                            "chain must end at the original row" for sid in x["subscription_id"]])
+    original = revised.isna().to_numpy() & (s["quantity"].astype("float64") < 0).fillna(False).to_numpy()
+    rep.rows("subscriptions", original, "quantity", "negative_original",
+             lambda x: [f"quantity {q:g} on a row that revises nothing: a decrease is a negative row naming the "
+                        "subscription it revises (SBQQ__RevisedSubscription__c)" for q in x["quantity"]])
 
 
 def _price_warnings(rep: _Reporter, tables: dict[str, pd.DataFrame]) -> None:
@@ -274,6 +352,10 @@ def validate_tables(
         rep.rows("accounts", in_cycle, "parent_account_id", "hierarchy_cycle",
                  lambda x: [f"following ParentId from {aid} comes back to it; an account hierarchy must end "
                             "at an account without a parent" for aid in x["account_id"]])
+
+    # 5c. Revision chains and plausible magnitudes.
+    _revision_chains(rep, s)
+    _bounds(rep, tables)
 
     # 6. Composite keys of keyless tables.
     for name, cols in (("spend", ["month", "channel"]), ("signals", ["account_id", "month"])):

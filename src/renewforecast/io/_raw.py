@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import datetime as dt
 import io
 import re
 from dataclasses import dataclass, field
@@ -20,7 +21,93 @@ import pandas as pd
 
 from renewforecast.exceptions import Problem
 
-__all__ = ["RawTable", "parse_column", "read_raw"]
+__all__ = ["MAX_ABS_NUMBER", "RawTable", "calendar_date", "parse_column", "read_raw", "shown", "unreadable"]
+
+#: How much of a cell or header name a message repeats: enough to find it in
+#: the file, never enough to leak a file's content (a secret, a whole line).
+SHOWN_CHARS = 40
+
+#: No number in an export reaches this: past it a float no longer holds every
+#: integer exactly, and no price, quantity, term or signal is that large; a
+#: value beyond it is a damaged or shifted cell.
+MAX_ABS_NUMBER = 1e15
+
+
+def shown(value: object, limit: int = SHOWN_CHARS) -> str:
+    """A cell or header as a message quotes it: repr'd and cut to ``limit`` characters.
+
+    Examples
+    --------
+    >>> shown("DB_PASSWORD=hunter2-and-a-long-secret-that-goes-on-and-on")
+    "'DB_PASSWORD=hunter2-and-a-long-secret-th...'"
+    >>> shown("2021")
+    "'2021'"
+    """
+    text = str(value)
+    return repr(text if len(text) <= limit else text[:limit] + "...")
+
+
+_FULL_ISO = re.compile(r"^(\d{4})-(\d{2})-(\d{2})(?:[T ]\d{2}:\d{2}.*)?$")
+
+
+def calendar_date(text: object, date_format: str = "%m/%d/%Y") -> dt.date | None:
+    """The calendar date a cell spells out in full, whatever its year; else None.
+
+    Used to tell a real date outside the range a Book can hold from text that
+    is not a date at all.
+
+    Examples
+    --------
+    >>> calendar_date("1500-03-01"), calendar_date("2021"), calendar_date("02/30/2024")
+    (datetime.date(1500, 3, 1), None, None)
+    """
+    if not isinstance(text, str):
+        return None
+    m = _FULL_ISO.match(text.strip())
+    try:
+        if m:
+            return dt.date(int(m[1]), int(m[2]), int(m[3]))
+        return dt.datetime.strptime(text.strip(), date_format).date()
+    except ValueError:
+        return None
+
+
+def unreadable(text: object, kind: str, date_format: str = "%m/%d/%Y") -> tuple[str, str]:
+    """Rule and message for a cell :func:`parse_column` could not read.
+
+    Examples
+    --------
+    >>> unreadable("1e308", "float")[0], unreadable("inf", "float")[0], unreadable("abc", "float")[0]
+    ('number_out_of_range', 'not_finite', 'unparseable_number')
+    >>> unreadable("3000-01-01", "date")[0], unreadable("2021", "date")[0]
+    ('date_out_of_range', 'unparseable_date')
+    """
+    if kind in ("date", "datetime"):
+        day = calendar_date(text, date_format)
+        if day is not None:
+            return "date_out_of_range", (
+                f"{shown(text)} is a date outside the range a Book can hold "
+                f"({pd.Timestamp.min:%Y-%m-%d} to {pd.Timestamp.max:%Y-%m-%d})")
+        return "unparseable_date", (f"cannot read {shown(text)} as a date: a full date is needed "
+                                    f"(ISO YYYY-MM-DD, an API datetime or {date_format}); nothing is guessed")
+    if kind in ("float", "int"):
+        try:
+            value = float(str(text).replace(",", "")) if isinstance(text, str) else float(text)
+        except (TypeError, ValueError):
+            value = None
+        if value is not None and np.isnan(value):
+            return "not_finite", f"{shown(text)} is not a number (NaN): a value or a blank is needed"
+        if value is not None and np.isinf(value) and isinstance(text, str) and "inf" in text.lower():
+            return "not_finite", f"{shown(text)} is infinite"
+        if value is not None and (np.isinf(value) or abs(value) >= MAX_ABS_NUMBER):
+            return "number_out_of_range", (f"{shown(text)} is beyond any real value (at most "
+                                           f"{MAX_ABS_NUMBER:.0e} in size): a damaged or shifted cell")
+        if value is not None and kind == "int":
+            return "unparseable_number", f"{shown(text)} is not a whole number"
+        return "unparseable_number", f"cannot read {shown(text)} as a number"
+    if kind == "bool":
+        return "unparseable_boolean", f"cannot read {shown(text)} as true or false"
+    return "unparseable_value", f"cannot read {shown(text)}"
 
 
 @dataclass
@@ -268,6 +355,7 @@ def _records(text: str, name: str, width: int) -> tuple[list[list[str]], list[in
 # ---------------------------------------------------------------- typed parsing
 
 _ISO_DATE = "%Y-%m-%d"
+_ISO_DATETIME = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}"
 _THOUSANDS = re.compile(r"^[+-]?\d{1,3}(,\d{3})+(\.\d+)?$")
 _TRUE = {"true", "t", "1", "yes", "y"}
 _FALSE = {"false", "f", "0", "no", "n"}
@@ -279,8 +367,11 @@ def _parse_dates(values: pd.Series, date_format: str, keep_time: bool = False) -
     if todo.any():
         # Salesforce API / Data Loader datetimes: 2024-01-15T10:23:00.000Z or
         # +0000. They are UTC instants; the date is taken in UTC.
-        dt = pd.to_datetime(values[todo], format="ISO8601", utc=True, errors="coerce").dt.tz_convert(None)
-        out.loc[todo] = dt if keep_time else dt.dt.normalize()
+        # Only a full date and time: ISO 8601 also reads "2021" and "2021-03",
+        # which would be guesses.
+        full = todo & values.astype("string").str.match(_ISO_DATETIME).fillna(False).astype(bool)
+        stamp = pd.to_datetime(values[full], format="ISO8601", utc=True, errors="coerce").dt.tz_convert(None)
+        out.loc[full] = stamp if keep_time else stamp.dt.normalize()
         todo = values.notna() & out.isna()
     if todo.any():
         # Report exports use the user's locale: one explicit format, never
@@ -308,7 +399,13 @@ def _parse_numbers(values: pd.Series) -> tuple[pd.Series, np.ndarray]:
     long = (text.str.len() > 15).fillna(False).to_numpy() & np.isfinite(out.to_numpy())
     if long.any():
         out[long] = [float(x) for x in text[long]]
-    bad = values.notna().to_numpy() & ~np.isfinite(out.to_numpy())
+    return _bounded(out, values.notna().to_numpy())
+
+
+def _bounded(out: pd.Series, present: np.ndarray) -> tuple[pd.Series, np.ndarray]:
+    with np.errstate(invalid="ignore"):
+        bad = present & ~(np.abs(out.to_numpy(dtype="float64")) < MAX_ABS_NUMBER)
+    out = out.copy()
     out[bad] = np.nan
     return out, bad
 
@@ -365,7 +462,8 @@ def parse_column(values: pd.Series, kind: str, *, date_format: str = "%m/%d/%Y")
         return _parse_dates(values.astype(object), date_format, keep_time)
     if kind in ("float", "int"):
         if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
-            out, bad = values.astype("float64"), np.zeros(n, dtype=bool)
+            # Typed columns (Parquet) meet the same bounds as text.
+            out, bad = _bounded(values.astype("float64"), values.notna().to_numpy())
         else:
             out, bad = _parse_numbers(values.astype(object))
         if kind == "int":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import difflib
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,7 +13,7 @@ import pandas as pd
 from renewforecast.book import Book
 from renewforecast.currency import OPEN_START, rates_on
 from renewforecast.exceptions import BookValidationError, Problem, problems_frame
-from renewforecast.io._raw import parse_column, read_raw
+from renewforecast.io._raw import parse_column, read_raw, shown, unreadable
 from renewforecast.io.quarantine import set_aside
 from renewforecast.io.salesforce import (
     CURRENCY_FIELD,
@@ -24,7 +25,46 @@ from renewforecast.io.salesforce import (
 from renewforecast.schemas import TABLES, conform, dtype_of
 from renewforecast.validate import validate_tables
 
-__all__ = ["load_book"]
+__all__ = ["DEFAULT_EARLIEST", "DEFAULT_YEARS_AHEAD", "date_window", "load_book"]
+
+#: No record of a subscription business is dated before this by default: an
+#: earlier date is a placeholder (1900-01-01, 0001-01-01) or a typo.
+DEFAULT_EARLIEST = dt.date(1990, 1, 1)
+#: ... nor more than this many years after the day the data is loaded.
+DEFAULT_YEARS_AHEAD = 50
+
+
+def date_window(earliest: object = None, latest: object = None,
+                today: dt.date | None = None) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """The first and last day a record's date may fall on.
+
+    Parameters
+    ----------
+    earliest, latest : date-like, optional
+        Bounds to use instead of the defaults: 1990-01-01, and
+        :data:`DEFAULT_YEARS_AHEAD` years after ``today``.
+    today : date, optional
+        The day the data is loaded (default: today).
+
+    Examples
+    --------
+    >>> import datetime as dt
+    >>> [str(d.date()) for d in date_window(today=dt.date(2026, 11, 30))]
+    ['1990-01-01', '2076-11-30']
+    >>> [str(d.date()) for d in date_window("1970-01-01", "2200-12-31")]
+    ['1970-01-01', '2200-12-31']
+    """
+    today = today or dt.date.today()
+    first = pd.Timestamp(earliest if earliest is not None else DEFAULT_EARLIEST)
+    if latest is not None:
+        last = pd.Timestamp(latest)
+    else:
+        # 29 February has no twin 50 years on.
+        last = pd.Timestamp(today) + pd.DateOffset(years=DEFAULT_YEARS_AHEAD)
+    if first > last:
+        raise ValueError(f"the date window starts ({first:%Y-%m-%d}) after it ends ({last:%Y-%m-%d})")
+    return first, last
+
 
 _CANONICAL_REQUIRED = (
     "accounts", "products", "contracts", "subscriptions", "opportunities", "opportunity_lines",
@@ -84,18 +124,23 @@ class _Read:
     missing: tuple[str, ...] = ()
 
 
+def _listing(names: list[str], limit: int = 30) -> str:
+    """Header cells as a message lists them: each cut short, at most ``limit``."""
+    if not names:
+        return "none"
+    text = ", ".join(shown(n)[1:-1] for n in names[:limit])
+    return text + (f", ... ({len(names) - limit} more)" if len(names) > limit else "")
+
+
 def _closest(name: str, found: list[str]) -> str:
     lower = {c.lower(): c for c in found}
     match = difflib.get_close_matches(name.lower(), list(lower), n=1, cutoff=0.6)
-    return f"; closest match: {lower[match[0]]!r}" if match else ""
-
-
-_RULE_BY_KIND = {"date": "unparseable_date", "datetime": "unparseable_date", "float": "unparseable_number", "int": "unparseable_number",
-                 "bool": "unparseable_boolean"}
+    return f"; closest match: {shown(lower[match[0]])}" if match else ""
 
 
 def _read_object(path: Path, obj: SfObject, *, encoding, date_format, overrides,
-                 problems: list[Problem], warnings: list[Problem]) -> _Read | None:
+                 problems: list[Problem], warnings: list[Problem],
+                 window: tuple[pd.Timestamp, pd.Timestamp]) -> _Read | None:
     raw = read_raw(path, encoding=encoding)
     problems.extend(raw.problems)
     warnings.extend(raw.warnings)
@@ -108,7 +153,7 @@ def _read_object(path: Path, obj: SfObject, *, encoding, date_format, overrides,
     for f in missing:
         problems.append(Problem(
             path.name, 1, "", f.source, "missing_column",
-            f"required column {f.source!r} is missing; columns found: {', '.join(found) or 'none'}"
+            f"required column {f.source!r} is missing; columns found: {_listing(found)}"
             + _closest(f.source, found)))
     for f in fields:
         if not f.required and f.source not in found and (obj.table, f.column) in DERIVED:
@@ -139,11 +184,21 @@ def _read_object(path: Path, obj: SfObject, *, encoding, date_format, overrides,
             values = values / 100.0
         out[f.column] = values
         for i in np.flatnonzero(bad):
-            problems.append(Problem(
-                path.name, int(raw.lines[i]), "" if ids[i] is None else str(ids[i]), f.source,
-                _RULE_BY_KIND.get(f.kind, "unparseable_value"),
-                f"cannot read {frame[f.source].iloc[i]!r} as a {'date' if f.kind in ('date', 'datetime') else f.kind}"
-                + (f" (ISO YYYY-MM-DD, an API datetime or {date_format})" if f.kind in ("date", "datetime") else "")))
+            rule, message = unreadable(frame[f.source].iloc[i], f.kind, date_format)
+            problems.append(Problem(path.name, int(raw.lines[i]), "" if ids[i] is None else str(ids[i]),
+                                    f.source, rule, message))
+        if f.kind in ("date", "datetime") and obj.table not in _RATE_TABLES:
+            first, last = window
+            outside = (values.notna() & ((values < first) | (values >= last + pd.Timedelta(days=1)))).to_numpy()
+            for i in np.flatnonzero(outside & ~bad):
+                problems.append(Problem(
+                    path.name, int(raw.lines[i]), "" if ids[i] is None else str(ids[i]), f.source,
+                    "date_out_of_window",
+                    f"{values.iloc[i]:%Y-%m-%d} is outside the dates records may carry ({first:%Y-%m-%d} to "
+                    f"{last:%Y-%m-%d}): a placeholder or a typo? (widen the window with date_window= or "
+                    f"--date-window if the data truly lies there)"))
+            values = values.where(~outside)
+            out[f.column] = values
     result = pd.DataFrame(out)
     result["_file"] = path.name
     result["_line"] = raw.lines[:n]
@@ -272,6 +327,38 @@ def _apply_fx(tables: dict[str, pd.DataFrame], fx: pd.DataFrame | None, dated: p
     return currency or "USD", None
 
 
+#: Exchange-rate periods open at 0001-01-01 and close at 9999-12-31 in
+#: Salesforce (and at OPEN_START in a canonical fx_rates table): no window.
+_RATE_TABLES = ("fx", "fx_dated", "fx_rates")
+
+#: Tables without which no number can be computed: a header-only file is refused.
+_MUST_HOLD_RECORDS = ("contracts", "subscriptions")
+
+
+def _window(earliest: object, latest: object) -> tuple[pd.Timestamp, pd.Timestamp]:
+    try:
+        return date_window(earliest, latest)
+    except (ValueError, TypeError) as exc:
+        raise BookValidationError([Problem("", None, "", "", "bad_date_window", f"date_window: {exc}")]) from None
+
+
+def _inside(folder: Path) -> tuple[dict[str, Path], list[str]]:
+    """The folder's files, and the names of links that lead out of it (never opened)."""
+    root = folder.resolve()
+    present: dict[str, Path] = {}
+    escaped: list[str] = []
+    for p in sorted(folder.iterdir()):
+        if p.is_symlink():
+            target = p.resolve()
+            if not target.is_relative_to(root):
+                escaped.append(p.name)
+                present[p.name] = p
+                continue
+        if p.is_file():
+            present[p.name] = p
+    return present, escaped
+
+
 def _detect(path: Path) -> str:
     names = {p.name for p in path.iterdir() if p.is_file()}
     if names & {"Contract.csv", "SBQQ__Subscription__c.csv", "Account.csv"}:
@@ -295,6 +382,7 @@ def load_book(
     field_map: dict[str, dict[str, str]] | None = None,
     type_map: dict[str, str] | None = None,
     on_error: str = "raise",
+    date_window: tuple[object, object] | None = None,
 ) -> Book:
     """Read a folder of Salesforce exports or canonical tables into a validated Book.
 
@@ -332,6 +420,11 @@ def load_book(
         depends on it, listed on ``book.quarantine`` (see
         :mod:`renewforecast.io.quarantine`). Problems with a whole file are
         refused either way.
+    date_window : (earliest, latest), optional
+        The first and last day any date in the files may fall on; either may
+        be None for its default (see :func:`date_window`: 1990-01-01 to 50
+        years after today). A date outside is an error (``date_out_of_window``):
+        placeholders such as 1900-01-01 move every number quietly.
 
     Returns
     -------
@@ -357,12 +450,17 @@ def load_book(
     if not path.is_dir():
         raise BookValidationError([Problem(str(path), None, "", "", "missing_folder",
                                            "not a folder (give the folder holding the export files)")])
+    window = _window(*(date_window or (None, None)))
     kind = _detect(path)
     field_map = field_map or {}
     problems: list[Problem] = []
     warnings: list[Problem] = []
     reads: dict[str, _Read] = {}
-    present = {p.name: p for p in path.iterdir() if p.is_file()}
+    present, escaped = _inside(path)
+    for name in escaped:
+        problems.append(Problem(name, None, "", "", "outside_export_folder",
+                                f"{name} is a link to a file outside the export folder; it was not read "
+                                "(copy the file into the folder if it belongs to the export)"))
 
     if kind == "salesforce":
         objects = SALESFORCE_OBJECTS
@@ -389,9 +487,15 @@ def load_book(
                 warnings.append(Problem(shown, None, "", "", "missing_optional_file",
                                         f"{shown} is not in the folder: {WHAT_IT_COSTS[obj.table]}", "warning"))
             continue
+        if file_path.name in escaped:
+            continue
         read = _read_object(file_path, obj, encoding=encoding, date_format=date_format,
                             overrides=field_map.get(file_path.name, field_map.get(obj.table, {})),
-                            problems=problems, warnings=warnings)
+                            problems=problems, warnings=warnings, window=window)
+        if obj.table in _MUST_HOLD_RECORDS and read is not None and read.frame.empty:
+            problems.append(Problem(file_path.name, None, "", "", "no_records",
+                                    f"{file_path.name} has a header but no records: there is nothing to value "
+                                    "(was the export cut short, or filtered to nothing?)"))
         if read is not None:
             reads[obj.table] = read
     # A missing or unreadable file is an empty table, so that every other
