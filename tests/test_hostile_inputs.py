@@ -11,7 +11,6 @@ from hypothesis import strategies as st
 
 import renewforecast as rf
 from _support import edit_sf, read_sf, write_sf
-from renewforecast.validate import on_cycle
 
 
 def problems_of(folder) -> list[rf.Problem]:
@@ -198,6 +197,8 @@ def test_a_negative_quantity_on_an_original_row_is_an_error(org_copy):
 @given(st.lists(st.integers(min_value=-1, max_value=11), min_size=1, max_size=12))
 @settings(max_examples=200, deadline=None)
 def test_on_cycle_matches_walking_each_chain(parents):
+    from renewforecast.validate import on_cycle
+
     ids = [f"r{i}" for i in range(len(parents))]
     links = [None if p < 0 or p >= len(parents) else f"r{p}" for p in parents]
     expected = []
