@@ -269,7 +269,7 @@ def test_crm_upsert_is_formula_safe(tmp_path):
         "contract_id": ["800A", "=HYPERLINK(\"x\")"], "renewal_probability": [0.5, 0.25],
         "risk_band": ["high", "+cmd"], "arr_at_risk": [-5.0, 10.0],
         "reason_1": ["@SUM(1)", "normal"], "reason_2": ["-2 seats", None], "reason_3": ["\tx", "ok"],
-        "scored_at": pd.to_datetime(["2026-11-01T10:00:00Z"] * 2)})
+        "model_version": ["v1", "v1"], "scored_at": pd.to_datetime(["2026-11-01T10:00:00Z"] * 2)})
     path = rf.write_crm_upsert(scores, tmp_path / "up.csv")
     back = pd.read_csv(path, dtype=str, keep_default_na=False)
     assert list(back.columns)[:3] == ["Id", "Renewal_Probability__c", "Renewal_Risk_Band__c"]

@@ -324,6 +324,23 @@ def _load_or_exit(directory, encoding, date_format, currency, on_error="raise"):
               EXIT_INVALID_DATA)
 
 
+def _load_model_or_exit(model_path):
+    """A saved model, or exit 3 with why it was refused; its warnings go to stderr as one line each."""
+    import warnings
+
+    from renewforecast.registry import ModelRefused, load_model
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            model = load_model(model_path)
+        except ModelRefused as exc:
+            _fail(f"the model was refused: {exc}", EXIT_MODEL_REFUSED)
+    for warning in caught:
+        click.echo(f"warning: {warning.message}", err=True)
+    return model
+
+
 @main.command("train")
 @click.argument("directory", type=click.Path(exists=True, file_okay=False))
 @click.option("--as-of", "as_of", default=None, help="Train on decisions known by this date (default: export date).")
@@ -340,12 +357,21 @@ def train(directory, as_of, out, estimator, lead_days, seed, encoding, date_form
     the model's manifest; the saved model is then trained on every decision.
 
     Example: renewforecast train data/demo --as-of 2026-10-31 --out models/renewal
+
+    \b
+    With RENEWFORECAST_MODEL_KEY set, the manifest is signed (HMAC-SHA256).
+    Exit codes: 0 saved; 1 invalid export; 3 RENEWFORECAST_MODEL_KEY is set
+    but empty or too short (checked before training; nothing saved).
     """
     from renewforecast.evaluation import evaluate_renewal_model
     from renewforecast.features import renewal_training_set
     from renewforecast.model import RenewalModel
-    from renewforecast.registry import save_model
+    from renewforecast.registry import ModelKeyError, check_model_key, save_model
 
+    try:
+        check_model_key()  # a key that failed to reach the environment stops before minutes of training
+    except ModelKeyError as exc:
+        _fail(f"the model was not trained: {exc}", EXIT_MODEL_REFUSED)
     book = _load_or_exit(directory, encoding, date_format, currency)
     cut = book.resolve_as_of(as_of)
     model = RenewalModel(estimator=estimator, random_state=seed)
@@ -379,16 +405,19 @@ def score(directory, model_path, as_of, out, crm, id_field, encoding, date_forma
     """Score every contract coming up for renewal and write the scores to OUT.
 
     Example: renewforecast score data/demo --model models/renewal --out scores.csv --crm
+
+    \b
+    Exit codes: 0 written; 1 invalid export; 3 the model was refused
+    (changed or malformed files, another model format, scikit-learn or
+    NumPy of another major.minor version, or with RENEWFORECAST_MODEL_KEY
+    set an unsigned or wrongly signed manifest; nothing written); 4 the
+    export lacks what the model needs; 8 written, with rows set aside.
     """
-    from renewforecast.registry import ModelRefused, load_model
     from renewforecast.scoring import SCORE_COLUMNS, ScoringInputError, score_contracts, write_crm_upsert
 
     book = _load_or_exit(directory, encoding, date_format, currency, on_error)
     cut = book.resolve_as_of(as_of)
-    try:
-        model = load_model(model_path)
-    except ModelRefused as exc:
-        _fail(f"the model was refused: {exc}", EXIT_MODEL_REFUSED)
+    model = _load_model_or_exit(model_path)
     try:
         scores = score_contracts(book, model=model, as_of=cut)
     except ScoringInputError as exc:
@@ -430,17 +459,11 @@ def forecast(directory, as_of, horizon, out, model_path, by, sims, seed, scenari
     """
     from renewforecast._atomic import atomic_write_text
     from renewforecast.forecast import Scenario, revenue_forecast
-    from renewforecast.registry import ModelRefused, load_model
     from renewforecast.scoring import _neutralise
 
     book = _load_or_exit(directory, encoding, date_format, currency)
     cut = book.resolve_as_of(as_of)
-    model = None
-    if model_path is not None:
-        try:
-            model = load_model(model_path)
-        except ModelRefused as exc:
-            _fail(f"the model was refused: {exc}", EXIT_MODEL_REFUSED)
+    model = None if model_path is None else _load_model_or_exit(model_path)
     try:
         scenario = Scenario(scenario_name, renewal_factor=renewal_factor, pipeline_slip_months=slip, uplift=uplift)
         fc = revenue_forecast(book, cut, horizon_months=horizon, model=model, n_sims=sims, by=by,

@@ -29,6 +29,9 @@ DEFAULT_CRM_FIELDS = {
     "reason_1": "Renewal_Reason_1__c",
     "reason_2": "Renewal_Reason_2__c",
     "reason_3": "Renewal_Reason_3__c",
+    # Which saved model produced the figures, so a stale or refused model is
+    # visible in the CRM next to the probabilities it left behind.
+    "model_version": "Renewal_Model_Version__c",
     "scored_at": "Renewal_Scored_At__c",
 }
 
@@ -104,7 +107,8 @@ def score_contracts(book_or_features: Book | pd.DataFrame, model="models/renewal
         meta = pd.DataFrame({c: features[c] for c in ("account_id", "end_date") if c in features.columns},
                             index=features.index)
     else:
-        raise ScoringInputError(f"score_contracts takes a Book or a feature DataFrame, not {type(book_or_features).__name__}")
+        raise ScoringInputError("score_contracts takes a Book or a feature DataFrame, "
+                                f"not {type(book_or_features).__name__}")
     needed = list(getattr(model, "feature_names_in_", []))
     missing = [c for c in needed if c not in features.columns]
     if missing:
@@ -174,17 +178,37 @@ def write_crm_upsert(scores: pd.DataFrame, path: str | os.PathLike[str], *, id_f
     -------
     Path
 
+    Raises
+    ------
+    RenewForecastError
+        When ``scores`` lacks ``key`` or a column named in ``fields`` (by
+        default every column of :data:`DEFAULT_CRM_FIELDS`, the model
+        version included).
+
     Notes
     -----
     UTF-8, comma separated, every text field quoted; a text cell that
     starts with ``= + - @`` or a tab or line break is prefixed with ``'`` so
     no spreadsheet runs it as a formula. Numbers are written as plain
-    numbers and never prefixed. Dates and times are ISO 8601.
+    numbers and never prefixed. Dates and times are ISO 8601. By default
+    the file carries the model's version in ``Renewal_Model_Version__c``.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> scores = pd.DataFrame({"contract_id": ["800A"], "renewal_probability": [0.25], "risk_band": ["high"],
+    ...     "arr_at_risk": [750.0], "reason_1": ["=seats fell"], "reason_2": [None], "reason_3": [None],
+    ...     "model_version": ["20261121T060000Z-1a2b3c"], "scored_at": [pd.Timestamp("2026-11-01", tz="UTC")]})
+    >>> path = write_crm_upsert(scores, tempfile.mkdtemp() + "/up.csv")
+    >>> print(path.read_text())
+    "Id","Renewal_Probability__c","Renewal_Risk_Band__c","ARR_At_Risk__c","Renewal_Reason_1__c",...
+    "800A",25.0,"high",750.0,"'=seats fell","","","20261121T060000Z-1a2b3c","2026-11-01T00:00:00+00:00"
     """
     fields = dict(DEFAULT_CRM_FIELDS if fields is None else fields)
     unknown = [c for c in [key, *fields] if c not in scores.columns]
     if unknown:
-        raise RenewForecastError(f"scores have no column(s) {unknown}")
+        raise RenewForecastError(f"scores have no column(s) {unknown}: write_crm_upsert takes the output of "
+                                 "score_contracts, or fields= naming the score columns to write")
     header = [id_field, *fields.values()]
     buf = io.StringIO()
     writer = csv.writer(buf, quoting=csv.QUOTE_NONNUMERIC, lineterminator="\n")
