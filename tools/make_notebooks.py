@@ -43,7 +43,6 @@ SETUP = """
 import matplotlib.pyplot as plt
 import pandas as pd
 import renewforecast as rf
-from IPython.display import Markdown, display
 
 pd.set_option("display.max_rows", 500)
 pd.set_option("display.max_colwidth", 200)
@@ -194,6 +193,8 @@ losses. The dashed line marks 100 %. A segment whose NRR is above 100 % grows wi
 low GRR with a high NRR means expansion is hiding churn.
 """),
     code("""
+from IPython.display import Markdown, display
+
 overall = rf.retention_kpis(book, as_of=as_of_date)
 retention = rf.retention_kpis(book, as_of=as_of_date, by="segment")
 # A segment table with no customer a year ago has no rate columns at all.
