@@ -280,6 +280,29 @@ def test_disk_full_at_the_start_is_a_clear_error_and_leaves_no_staging_folder(
     assert list(out.iterdir()) == []  # the staging folder did not survive
 
 
+@pytest.mark.slow
+def test_disk_full_during_the_run_is_exit_9_and_publishes_nothing(tmp_path, monkeypatch):
+    nbdir, out = tmp_path / "nbs", tmp_path / "reports"
+    make_notebook(nbdir, "01_a", ["print('fine')"])
+    real_write = reporting.atomic_write_text
+
+    def full_at_index(path, text, encoding="utf-8"):
+        if Path(path).name == "index.html":  # the notebooks ran; the disk fills up now
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return real_write(path, text, encoding)
+
+    monkeypatch.setattr(reporting, "atomic_write_text", full_at_index)
+    with pytest.raises(reporting.ReportRunError) as info:
+        reporting.run_reports("data", out=out, notebooks_dir=nbdir, run_id="full", timeout=60)
+
+    assert info.value.exit_code == EXIT_CANNOT_WRITE
+    message = str(info.value)
+    assert message.startswith(f"Cannot write the report run to {out}: no space left on the device")
+    assert f"partial output is in {out / 'failed' / 'full'}" in message
+    assert {p.name for p in out.iterdir()} == {"failed"}  # no run, no latest, no staging folder
+    assert (out / "failed" / "full" / "01_a.ipynb").exists()
+
+
 # --------------------------------------------------------------------------- #
 # Outputs that cannot be written, for every command that writes
 # --------------------------------------------------------------------------- #

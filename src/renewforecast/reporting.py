@@ -801,10 +801,10 @@ def _recover_interrupted(out: Path) -> list[Path]:
 
 
 def _cannot_write(path: Path, exc: OSError, failed: Path | None = None) -> ReportRunError:
-    """A report run that could not write under ``out``, as exit code 9."""
-    message = OutputPathError.from_os_error(exc.filename or path, exc, "the report run").args[0]
-    if failed is not None:
-        message += f" Nothing was published; partial output is in {failed}."
+    """A report run that could not write under ``path`` (its ``out``), as exit code 9."""
+    done = ("Nothing was published and the input data is unchanged" if failed is None else
+            f"Nothing was published (partial output is in {failed}) and the input data is unchanged")
+    message = OutputPathError.from_os_error(path, exc, "the report run", done).args[0]
     return ReportRunError(message, exit_code=EXIT_CANNOT_WRITE,
                           failed_dir=None if failed is None else str(failed))
 
@@ -1046,7 +1046,7 @@ def _make_staging(out: Path, run_id: str) -> Path:
         # next run, so it goes (the next run still recovers it if this fails).
         shutil.rmtree(staging, ignore_errors=True)
         if isinstance(exc, OSError) and is_write_error(exc):
-            raise _cannot_write(staging / _OWNER_FILE, exc) from exc
+            raise _cannot_write(out, exc) from exc
         raise
     return staging
 
@@ -1146,7 +1146,7 @@ def _run(
     except Exception as exc:
         failed = _quarantine(staging, out, run_id)
         if is_write_error(exc):  # a full disk or a permission changed under the run
-            raise _cannot_write(staging, exc, failed) from exc
+            raise _cannot_write(out, exc, failed) from exc
         raise ReportRunError(
             f"Report run {run_id} failed unexpectedly ({type(exc).__name__}: "
             f"{_one_line(str(exc))}). Nothing was published; partial output is in "
