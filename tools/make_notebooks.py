@@ -193,13 +193,29 @@ losses. The dashed line marks 100 %. A segment whose NRR is above 100 % grows wi
 low GRR with a high NRR means expansion is hiding churn.
 """),
     code("""
+from IPython.display import Markdown, display
+
+overall = rf.retention_kpis(book, as_of=as_of_date)
 retention = rf.retention_kpis(book, as_of=as_of_date, by="segment")
-rf.plotting.grouped_rates(retention, group="segment", rates=["nrr", "grr", "logo_retention"],
-                          reference=1.0, title="12-month retention by segment")
-plt.show()
-pd.concat([rf.retention_kpis(book, as_of=as_of_date).assign(segment="All"), retention]).set_index("segment")[
-    ["base_customers", "base_mrr", "current_mrr", "nrr", "grr", "nrr_period", "grr_period",
-     "logo_retention", "gross_revenue_churn", "net_revenue_churn", "quick_ratio"]]
+# A segment table with no customer a year ago has no rate columns at all.
+retention = retention.reindex(columns=list(dict.fromkeys([*retention.columns, *overall.columns])))
+retention_columns = ["base_customers", "base_mrr", "current_mrr", "nrr", "grr", "nrr_period", "grr_period",
+                     "logo_retention", "gross_revenue_churn", "net_revenue_churn", "quick_ratio"]
+if int(overall["base_customers"].iloc[0]) == 0:
+    paying = trend.loc[trend["mrr"] > 0, "month"]
+    first_base = (paying.min() + pd.offsets.MonthEnd(12)) if len(paying) else None
+    display(Markdown(
+        f"**Retention is not defined yet at {month_end:%B %Y}:** no customer was paying at "
+        f"{overall['base_month'].iloc[0]:%B %Y}, twelve months earlier, so NRR, GRR and logo retention "
+        "are shown as n/a."
+        + (f" The first month end with a twelve-month base is {first_base:%B %Y}." if first_base is not None
+           else "")))
+else:
+    rf.plotting.grouped_rates(retention, group="segment", rates=["nrr", "grr", "logo_retention"],
+                              reference=1.0, title="12-month retention by segment")
+    plt.show()
+table = pd.concat([overall.assign(segment="All"), retention]).set_index("segment")[retention_columns]
+table.astype(object).where(table.notna(), "n/a")
 """),
     md("## Cohort retention"),
     md("""
@@ -222,15 +238,21 @@ renewals carry uplift or expansion). Open decisions are counted, not guessed, so
 is incomplete until its resolution rate reaches 100 %.
 """),
     code("""
-renewals = rf.renewal_kpis(book, start=month_end - pd.DateOffset(years=2) + pd.Timedelta(days=1),
-                           end=month_end, freq="Q")
-rf.plotting.grouped_rates(renewals, group="period",
-                          rates=["resolution_rate", "close_rate", "conversion_rate", "renewal_rate_net_arr"],
-                          reference=1.0, title="Renewal rate decomposition by quarter of end date")
-plt.show()
-renewals.set_index("period")[["due", "decided", "renewed", "churned", "terminated", "open", "due_arr",
-                              "renewal_rate_count", "renewal_rate_gross_arr", "renewal_rate_net_arr",
-                              "resolution_rate", "close_rate", "conversion_rate"]]
+window_start = month_end - pd.DateOffset(years=2) + pd.Timedelta(days=1)
+if int(rf.renewal_kpis(book, start=window_start, end=month_end)["due"].iloc[0]) == 0:
+    renewals = None
+    display(Markdown(
+        f"**Renewal rates are not defined yet at {month_end:%B %Y}:** no contract came up for renewal "
+        f"between {window_start:%B %Y} and {month_end:%B %Y}, so there is nothing to show here."))
+else:
+    renewals = rf.renewal_kpis(book, start=window_start, end=month_end, freq="Q")
+    rf.plotting.grouped_rates(renewals, group="period",
+                              rates=["resolution_rate", "close_rate", "conversion_rate", "renewal_rate_net_arr"],
+                              reference=1.0, title="Renewal rate decomposition by quarter of end date")
+    plt.show()
+renewals if renewals is None else renewals.set_index("period")[
+    ["due", "decided", "renewed", "churned", "terminated", "open", "due_arr", "renewal_rate_count",
+     "renewal_rate_gross_arr", "renewal_rate_net_arr", "resolution_rate", "close_rate", "conversion_rate"]]
 """),
     md("## Renewal worklist"),
     md("""

@@ -1,7 +1,10 @@
 """Atomic file output: write to a temporary file beside the target, then rename.
 
 A reader never sees a half-written file, and a crash leaves either the old
-complete file or the new complete one.
+complete file or the new complete one. A destination that cannot be written
+(under a file, not writable, disk full) raises
+:class:`~renewforecast.exceptions.OutputPathError` naming the path and the
+cause; the previous file, if any, is left as it was.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
+
+from renewforecast.exceptions import OutputPathError, is_write_error
 
 
 def _umask() -> int:
@@ -45,8 +50,13 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w", **kwargs) -> Iter
     if mode not in ("w", "wb"):
         raise ValueError("mode must be 'w' or 'wb'")
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    except OSError as exc:
+        if is_write_error(exc):
+            raise OutputPathError.from_os_error(target, exc) from exc
+        raise
     try:
         # mkstemp creates 0600; give the file the mode a plain open() would,
         # so published reports and CSVs are readable by a web server or a peer.
@@ -56,9 +66,13 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w", **kwargs) -> Iter
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        # Only errors of writing this file become OutputPathError; anything
+        # the caller's block raised for its own reasons passes unchanged.
+        if is_write_error(exc) and not isinstance(exc, OutputPathError):
+            raise OutputPathError.from_os_error(target, exc) from exc
         raise
 
 

@@ -1,24 +1,41 @@
 """The ``renewforecast`` command line.
 
 Every command exits 0 on success and non-zero with a one-paragraph message
-on failure: 1 for invalid input data; ``train`` and ``score`` exit 3 when a
-saved model is refused and 4 when the data does not fit the model; report
-runs use the distinct codes of :mod:`renewforecast.reporting` (2 bad
-parameters, 3 a cell failed, 4 timeout, 5 the kernel died, 6 a notebook
-stopped early).
+on failure: 1 for invalid input data (or a Book with no contracts); ``train``
+and ``score`` exit 3 when a saved model is refused and 4 when the data does
+not fit the model; 9 when the output cannot be written (a path under a file,
+no permission, disk full); report runs use the distinct codes of
+:mod:`renewforecast.reporting` (2 bad parameters, 3 a cell failed, 4 timeout,
+5 the kernel died, 6 a notebook stopped early, 130 SIGINT, 143 SIGTERM).
 """
 
 from __future__ import annotations
 
 import ast
+import contextlib
 import datetime as dt
+import errno
+import logging
+import os
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
 import pandas as pd
 
-from renewforecast.exceptions import EXIT_SET_ASIDE, BookValidationError, RenewForecastError, ReportRunError
+from renewforecast.exceptions import (
+    EXIT_CANNOT_WRITE,
+    EXIT_SET_ASIDE,
+    EXIT_SIGINT,
+    BookValidationError,
+    EmptyBookError,
+    OutputPathError,
+    RenewForecastError,
+    ReportRunError,
+    is_write_error,
+)
 
 EXIT_INVALID_DATA = 1
 EXIT_MODEL_REFUSED = 3
@@ -28,6 +45,79 @@ EXIT_MODEL_MISMATCH = 4
 def _fail(message: str, code: int) -> None:
     click.echo(f"error: {message}", err=True)
     sys.exit(code)
+
+
+@contextlib.contextmanager
+def _writing(path: str, what: str) -> Iterator[None]:
+    """Turn an OSError that means "cannot write here" into :class:`OutputPathError`."""
+    try:
+        yield
+    except OSError as exc:
+        if isinstance(exc, OutputPathError) or not is_write_error(exc):
+            raise
+        raise OutputPathError.from_os_error(path, exc, what) from exc
+
+
+def _check_writable(path: str, what: str, *, folder: bool) -> None:
+    """Fail now, not after minutes of work, when ``path`` cannot be written (exit 9).
+
+    ``folder``: ``path`` is a folder to fill (else a file to create); its
+    folder is created if needed and a probe file is written and removed.
+    """
+    target = Path(path)
+    where = target if folder else target.parent
+    with _writing(path, what):
+        if not folder and target.is_dir():
+            raise IsADirectoryError(errno.EISDIR, "Is a directory", str(target))
+        where.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".renewforecast-write-check-", dir=where)
+        os.close(fd)
+        os.unlink(probe)
+
+
+def _refuse_empty(book, directory: str, task: str) -> None:
+    """Exit 1 when the Book holds no contracts: nothing to score, forecast or report."""
+    if len(book.contracts):
+        return
+    aside = len(book.quarantine)
+    why = (f"every contract was set aside ({aside} row(s); run 'renewforecast validate --on-error quarantine "
+           f"{directory}' to list them)" if aside else
+           "the export has no Contract records (is Contract.csv only a header?)")
+    _fail(str(EmptyBookError(f"{directory} holds no contracts: {why}, so there is nothing to {task}. "
+                             "Nothing was written.")), EXIT_INVALID_DATA)
+
+
+class _StderrLines(logging.Handler):
+    """The package's own warnings as ``warning: ...`` lines on stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        click.echo(f"warning: {record.getMessage()}", err=True)
+
+
+def _quiet_logs() -> None:
+    # The command prints its own one-paragraph errors; papermill, nbclient and
+    # jupyter_client would repeat them (or log a killed kernel as an error)
+    # through logging's last-resort handler, straight into a cron log.
+    for name in ("papermill", "nbclient", "nbconvert", "jupyter_client", "traitlets"):
+        logging.getLogger(name).setLevel(logging.CRITICAL + 1)
+    # With a handler of its own the package's records no longer reach
+    # logging's last-resort handler (bare text), yet still propagate to any
+    # logging the caller set up.
+    ours = logging.getLogger("renewforecast")
+    if not any(isinstance(h, _StderrLines) for h in ours.handlers):
+        ours.addHandler(_StderrLines(logging.WARNING))
+
+
+class _Main(click.Group):
+    """Errors every command shares: unwritable output (exit 9), Ctrl-C outside a report run (130)."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except OutputPathError as exc:
+            _fail(str(exc), EXIT_CANNOT_WRITE)
+        except KeyboardInterrupt:
+            _fail("interrupted (SIGINT); nothing was published.", EXIT_SIGINT)
 
 
 def _load(directory: str, encoding: str | None, date_format: str, currency: str | None, on_error: str = "raise"):
@@ -71,11 +161,18 @@ def data_options(func):
     return func
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="renewforecast")
 def main() -> None:
     """renewforecast: renewal probabilities, SaaS metrics and revenue forecasts
-    from Salesforce CPQ exports."""
+    from Salesforce CPQ exports.
+
+    \b
+    Exit codes shared by every command: 0 done; 1 invalid input data or a
+    Book with no contracts; 9 the output cannot be written (path under a
+    file, permission denied, disk full). See each command's --help.
+    """
+    _quiet_logs()
 
 
 @main.command("demo-data")
@@ -86,11 +183,16 @@ def main() -> None:
 def demo_data(out: str, accounts: int, seed: int, end: str) -> None:
     """Write a synthetic Salesforce CPQ export to OUT.
 
+    Exits 9 when OUT cannot be written (under a file, permission denied,
+    disk full).
+
     Example: renewforecast demo-data data/demo --accounts 8000 --seed 7
     """
     from renewforecast.demo import write_demo_org
 
-    org = write_demo_org(out, accounts=accounts, seed=seed, end=end, progress=True)
+    _check_writable(out, "the demo export", folder=True)
+    with _writing(out, "the demo export"):
+        org = write_demo_org(out, accounts=accounts, seed=seed, end=end, progress=True)
     counts = ", ".join(f"{len(v):,} {k}" for k, v in org.tables.items() if len(v))
     click.echo(f"Demo org written to {org.path} (export date {org.as_of.date()}): {counts}.")
 
@@ -200,8 +302,11 @@ def _same_kind(default, value) -> bool:
     return isinstance(value, allowed) and (isinstance(default, bool) or not isinstance(value, bool))
 
 
-def _check_params(pairs: tuple[str, ...], notebooks: tuple[str, ...], as_of: str | None, book) -> dict:
-    """Validate -p NAME=VALUE pairs and the as-of date before any kernel starts (exit 2)."""
+def _check_params(pairs: tuple[str, ...], notebooks: tuple[str, ...], as_of: str | None, book) -> tuple[dict, set]:
+    """Validate -p NAME=VALUE pairs and the as-of date before any kernel starts (exit 2).
+
+    Returns the checked values and the names the chosen notebooks declare.
+    """
     from renewforecast.reporting import EXIT_BAD_INPUT, list_notebooks, notebook_parameters
 
     try:
@@ -250,7 +355,7 @@ def _check_params(pairs: tuple[str, ...], notebooks: tuple[str, ...], as_of: str
                 problems.append(f"--as-of {as_of} is before the first subscription ({first.date()})")
     if problems:
         _fail("the report was not run:\n  " + "\n  ".join(problems), EXIT_BAD_INPUT)
-    return values
+    return values, set(declared)
 
 
 @main.command("report", cls=_ReportCommand)
@@ -277,11 +382,15 @@ def report(directory, param_pairs, as_of, out, notebooks, timeout, keep, model_p
     Example: renewforecast report data/demo --as-of 2026-10-31
 
     \b
-    Exit codes: 0 published; 1 invalid export or unexpected error;
-    2 refused before any notebook ran (parameters, as-of date, notebooks);
-    3 a cell raised; 4 a cell timed out; 5 the kernel died; 6 a notebook
-    stopped early; 7 the reports disagree on the data (export changed);
-    8 published, with rows set aside (--on-error quarantine).
+    Exit codes: 0 published; 1 invalid export, no contracts, or unexpected
+    error; 2 refused before any notebook ran (parameters, as-of date,
+    notebooks); 3 a cell raised; 4 a cell timed out; 5 the kernel died;
+    6 a notebook stopped early; 7 the reports disagree on the data (export
+    changed); 8 published, with rows set aside (--on-error quarantine);
+    9 OUT cannot be written (under a file, permission denied, disk full);
+    130 stopped by SIGINT (Ctrl-C), 143 stopped by SIGTERM: the kernel is
+    shut down, nothing is published, partial notebooks stay in
+    OUT/failed/<run-id>/.
     """
     from renewforecast.reporting import run_reports
 
@@ -290,11 +399,15 @@ def report(directory, param_pairs, as_of, out, notebooks, timeout, keep, model_p
     except BookValidationError as exc:
         _fail(f"{directory} is not valid input, so no report was run. "
               f"Run 'renewforecast validate {directory}' for the full list.\n{exc}", EXIT_INVALID_DATA)
-    extra = _check_params(param_pairs, notebooks, as_of, book)
+    _refuse_empty(book, directory, "report")
+    extra, declared = _check_params(param_pairs, notebooks, as_of, book)
     if as_of is None:
         end = book.data_end
         as_of = (end or pd.Timestamp(dt.date.today())).strftime("%Y-%m-%d")
-    params = {"model_path": str(Path(model_path).resolve()), **extra}
+    # Only when a chosen notebook takes it: the run warns about parameters
+    # nobody declares, and --notebook 00_data_quality has no model.
+    params = {"model_path": str(Path(model_path).resolve())} if "model_path" in declared else {}
+    params.update(extra)
     if encoding:
         params["encoding"] = encoding
     if on_error != "raise":
@@ -355,6 +468,8 @@ def train(directory, as_of, out, estimator, lead_days, seed, encoding, date_form
 
     The backtest (train before the median end date, test after) is recorded in
     the model's manifest; the saved model is then trained on every decision.
+    Exits 9 when OUT cannot be written (under a file, permission denied,
+    disk full).
 
     Example: renewforecast train data/demo --as-of 2026-10-31 --out models/renewal
 
@@ -373,6 +488,7 @@ def train(directory, as_of, out, estimator, lead_days, seed, encoding, date_form
     except ModelKeyError as exc:
         _fail(f"the model was not trained: {exc}", EXIT_MODEL_REFUSED)
     book = _load_or_exit(directory, encoding, date_format, currency)
+    _check_writable(out, "the model", folder=True)  # before minutes of training
     cut = book.resolve_as_of(as_of)
     model = RenewalModel(estimator=estimator, random_state=seed)
     try:
@@ -385,7 +501,8 @@ def train(directory, as_of, out, estimator, lead_days, seed, encoding, date_form
                for k in ("roc_auc", "pr_auc_churn", "brier", "log_loss", "ece")}
     metrics.update({"backtest_cutoff": str(evaluation.cutoff.date()), "backtest_train": evaluation.n_train,
                     "backtest_test": evaluation.n_test, "trained_on": len(X)})
-    folder = save_model(model, out, metrics=metrics, training_fingerprint=book.fingerprint, as_of=cut.date())
+    with _writing(out, "the model"):
+        folder = save_model(model, out, metrics=metrics, training_fingerprint=book.fingerprint, as_of=cut.date())
     click.echo(f"Trained on {len(X):,} renewal decisions known by {cut.date()}; saved {folder}")
     for _, row in evaluation.metrics.iterrows():
         click.echo(f"  backtest {row['scorer']:<6} AUC {row['roc_auc']:.3f}  Brier {row['brier']:.3f}  "
@@ -404,6 +521,9 @@ def train(directory, as_of, out, estimator, lead_days, seed, encoding, date_form
 def score(directory, model_path, as_of, out, crm, id_field, encoding, date_format, currency, on_error) -> None:
     """Score every contract coming up for renewal and write the scores to OUT.
 
+    Exits 1 when the data holds no contracts and 9 when OUT cannot be written
+    (under a file, permission denied, disk full).
+
     Example: renewforecast score data/demo --model models/renewal --out scores.csv --crm
 
     \b
@@ -416,17 +536,21 @@ def score(directory, model_path, as_of, out, crm, id_field, encoding, date_forma
     from renewforecast.scoring import SCORE_COLUMNS, ScoringInputError, score_contracts, write_crm_upsert
 
     book = _load_or_exit(directory, encoding, date_format, currency, on_error)
+    _refuse_empty(book, directory, "score")
+    _check_writable(out, "the scores", folder=False)
     cut = book.resolve_as_of(as_of)
     model = _load_model_or_exit(model_path)
     try:
         scores = score_contracts(book, model=model, as_of=cut)
     except ScoringInputError as exc:
         _fail(str(exc), EXIT_MODEL_MISMATCH)
-    if crm:
-        write_crm_upsert(scores, out, id_field=id_field)
-    else:
-        write_crm_upsert(scores, out, id_field="contract_id",
-                         fields={c: c for c in SCORE_COLUMNS if c != "contract_id"}, probability_as_percent=False)
+    with _writing(out, "the scores"):
+        if crm:
+            write_crm_upsert(scores, out, id_field=id_field)
+        else:
+            write_crm_upsert(scores, out, id_field="contract_id",
+                             fields={c: c for c in SCORE_COLUMNS if c != "contract_id"},
+                             probability_as_percent=False)
     at_risk = scores["arr_at_risk"].sum()
     click.echo(f"Scored {len(scores):,} contracts as of {cut.date()} with model {model.model_version_}; "
                f"ARR at risk {at_risk:,.0f}. Wrote {out}")
@@ -455,6 +579,9 @@ def forecast(directory, as_of, horizon, out, model_path, by, sims, seed, scenari
              uplift, encoding, date_format, currency) -> None:
     """Forecast monthly revenue by component, with P10/P50/P90, and write it to OUT.
 
+    Exits 1 when the data holds no contracts and 9 when OUT cannot be written
+    (under a file, permission denied, disk full).
+
     Example: renewforecast forecast data/demo --horizon 12 --by segment --out forecast.csv
     """
     from renewforecast._atomic import atomic_write_text
@@ -462,6 +589,8 @@ def forecast(directory, as_of, horizon, out, model_path, by, sims, seed, scenari
     from renewforecast.scoring import _neutralise
 
     book = _load_or_exit(directory, encoding, date_format, currency)
+    _refuse_empty(book, directory, "forecast")
+    _check_writable(out, "the forecast", folder=False)
     cut = book.resolve_as_of(as_of)
     model = None if model_path is None else _load_model_or_exit(model_path)
     try:
@@ -472,7 +601,8 @@ def forecast(directory, as_of, horizon, out, model_path, by, sims, seed, scenari
         _fail(str(exc), EXIT_INVALID_DATA)
     table = fc.assign(month=fc["month"].dt.strftime("%Y-%m-%d"),
                       group=fc["group"].map(_neutralise))  # group names come from the data
-    atomic_write_text(out, table.to_csv(index=False))
+    with _writing(out, "the forecast"):
+        atomic_write_text(out, table.to_csv(index=False))
     total = fc[(fc["component"] == "total") & (fc["group"] == "total")]
     last = total.iloc[-1]
     click.echo(f"Forecast {horizon} months from {cut.date()}: {total['mean'].sum():,.0f} expected in all; "

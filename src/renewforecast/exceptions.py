@@ -7,14 +7,21 @@ its message.
 
 from __future__ import annotations
 
+import errno
+import os
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 
 import pandas as pd
 
 __all__ = [
+    "EXIT_CANNOT_WRITE",
     "EXIT_SET_ASIDE",
+    "EXIT_SIGINT",
+    "EXIT_SIGTERM",
     "BookValidationError",
+    "EmptyBookError",
+    "OutputPathError",
     "Problem",
     "RenewForecastError",
     "ReportRunError",
@@ -25,6 +32,29 @@ __all__ = [
 #: Exit code of a command that did its work (scores written, run published)
 #: but set rows aside (``--on-error quarantine``): a scheduler alerts on it.
 EXIT_SET_ASIDE = 8
+#: Exit code of a command that could not write its output (the folder is
+#: under a file, not writable, or the disk is full); the input is untouched.
+EXIT_CANNOT_WRITE = 9
+#: Exit codes of a report run stopped by SIGINT (Ctrl-C) or SIGTERM, the
+#: shell's 128 + signal number, so a scheduler reads them as it would for a
+#: process the signal had killed.
+EXIT_SIGINT = 130
+EXIT_SIGTERM = 143
+
+# errno -> the cause in words; anything else uses the system's own text.
+_WRITE_CAUSES = {
+    errno.ENOTDIR: "a part of the path is a file, not a folder",
+    errno.EEXIST: "it exists and is not a folder",
+    errno.EISDIR: "it is a folder",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied",
+    errno.EROFS: "the file system is read-only",
+    errno.ENOSPC: "no space left on the device",
+    errno.EDQUOT: "the disk quota is exceeded",
+    errno.EFBIG: "the file is too large for the file system",
+}
+#: errno values that mean "this output cannot be written here".
+WRITE_ERRNOS = frozenset(_WRITE_CAUSES)
 
 
 class RenewForecastError(Exception):
@@ -155,3 +185,65 @@ class ReportRunError(RenewForecastError):
         super().__init__(message)
         self.exit_code = exit_code
         self.failed_dir = failed_dir
+
+
+class EmptyBookError(RenewForecastError):
+    """The Book holds no contracts, so there is nothing to score, forecast or report.
+
+    It happens with a header-only export, or when ``on_error="quarantine"``
+    set every contract aside.
+    """
+
+
+class OutputPathError(RenewForecastError, OSError):
+    """An output could not be written; nothing was changed in the input.
+
+    It is also an :class:`OSError` (with the original ``errno``), so code that
+    already catches ``OSError`` keeps working.
+
+    Attributes
+    ----------
+    path : str
+        The output path the command was asked to write.
+    cause : str
+        Why, in words ("permission denied", "no space left on the device").
+    exit_code : int
+        :data:`EXIT_CANNOT_WRITE`.
+
+    Examples
+    --------
+    >>> import errno
+    >>> err = OutputPathError.from_os_error("out/scores.csv", OSError(errno.ENOSPC, "No space left on device"))
+    >>> err.cause, err.exit_code
+    ('no space left on the device', 9)
+    """
+
+    exit_code = EXIT_CANNOT_WRITE
+
+    def __init__(self, message: str, *, path: str, cause: str, errno_: int | None = None):
+        super().__init__(message)
+        self.path = path
+        self.cause = cause
+        self.errno = errno_
+
+    @classmethod
+    def from_os_error(cls, path: str | os.PathLike[str], exc: OSError, what: str = "the output",
+                      done: str = "Nothing was written and the input data is unchanged") -> OutputPathError:
+        """Describe ``exc``, raised while writing ``path``, in one paragraph ending with ``done``."""
+        cause = _WRITE_CAUSES.get(exc.errno or 0) or (exc.strerror or str(exc)).lower()
+        culprit = f" ({exc.filename})" if exc.filename and str(exc.filename) != str(path) else ""
+        message = (f"Cannot write {what} to {path}: {cause}{culprit}. {done}; choose another location, "
+                   "or free space or fix the permissions, and run again.")
+        return cls(message, path=str(path), cause=cause, errno_=exc.errno)
+
+
+def is_write_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is an OSError meaning "this output cannot be written here".
+
+    Examples
+    --------
+    >>> import errno
+    >>> is_write_error(OSError(errno.ENOSPC, "full")), is_write_error(ValueError())
+    (True, False)
+    """
+    return isinstance(exc, OSError) and exc.errno in WRITE_ERRNOS

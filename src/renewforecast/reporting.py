@@ -8,7 +8,10 @@ built in a private staging folder and published with a single rename, then the
 sees either the previous complete run or the new complete run, never a mix.
 A run that fails publishes nothing: its staging folder is moved to
 ``reports/failed/<run_id>/`` for debugging and :class:`ReportRunError` carries
-an exit code that names the cause.
+an exit code that names the cause. SIGINT (Ctrl-C) and SIGTERM stop a run the
+same way: the kernel is killed, nothing is published, and the exit code is
+130 or 143. A staging folder left by a run that died anyway (SIGKILL, power
+loss, a full disk) is filed under ``failed/`` by the next run.
 
 Layout of ``out`` after two good runs and one failed run::
 
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import importlib.metadata
 import json
 import logging
@@ -31,25 +35,40 @@ import os
 import re
 import secrets
 import shutil
+import signal
 import socket
+import tempfile
+import threading
 import time
-from collections.abc import Iterable, Mapping
+import weakref
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from renewforecast._atomic import atomic_write_text
-from renewforecast.exceptions import EXIT_SET_ASIDE, ReportRunError
+from renewforecast.exceptions import (
+    EXIT_CANNOT_WRITE,
+    EXIT_SET_ASIDE,
+    EXIT_SIGINT,
+    EXIT_SIGTERM,
+    OutputPathError,
+    ReportRunError,
+    is_write_error,
+)
 from renewforecast.headline import HEADLINE_MIME, Headline
 from renewforecast.index_page import redact_parameters, render_index, run_banner
 
 __all__ = [
     "EXIT_BAD_INPUT",
+    "EXIT_CANNOT_WRITE",
     "EXIT_CELL_ERROR",
     "EXIT_DEAD_KERNEL",
     "EXIT_EARLY_EXIT",
     "EXIT_INCONSISTENT",
     "EXIT_SET_ASIDE",
+    "EXIT_SIGINT",
+    "EXIT_SIGTERM",
     "EXIT_TIMEOUT",
     "EXIT_UNEXPECTED",
     "list_notebooks",
@@ -309,6 +328,123 @@ def _select_notebooks(
 
 
 # --------------------------------------------------------------------------- #
+# Stopping a run on SIGINT / SIGTERM, and the kernels it starts
+# --------------------------------------------------------------------------- #
+
+_SIGNAL_EXIT = {signal.SIGINT: EXIT_SIGINT, signal.SIGTERM: EXIT_SIGTERM}
+_SIGNAL_NAME = {signal.SIGINT: "SIGINT (Ctrl-C)", signal.SIGTERM: "SIGTERM"}
+
+
+class _Interrupted(BaseException):
+    # A BaseException, like KeyboardInterrupt, so that no library's
+    # ``except Exception`` on the way up mistakes it for a cell failure.
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+class _Abort:
+    """What the signal handler knows: the signal received and the live kernels."""
+
+    signum: ClassVar[int | None] = None
+    managers: ClassVar[weakref.WeakSet[Any]] = weakref.WeakSet()
+
+
+def _kill_kernel(manager: Any) -> None:
+    # SIGKILL to the kernel's process group: it takes the processes a cell
+    # started with it, and the kernel gets no chance to print a traceback.
+    provisioner = getattr(manager, "provisioner", None)
+    process = getattr(provisioner, "process", None)
+    if process is None or process.poll() is not None:
+        return
+    pgid = getattr(provisioner, "pgid", None)
+    with contextlib.suppress(OSError):
+        if pgid and hasattr(os, "killpg"):
+            os.killpg(pgid, signal.SIGKILL)
+        else:
+            process.kill()
+
+
+def _on_signal(signum: int, frame: Any) -> None:
+    # Raising here could land in the middle of papermill saving a notebook;
+    # killing the kernel instead lets nbclient fail the running cell through
+    # its normal path (the partial notebook is saved), and the run stops at
+    # its next check.
+    if _Abort.signum is None:
+        _Abort.signum = signum
+    for manager in list(_Abort.managers):
+        _kill_kernel(manager)
+
+
+def _check_interrupted() -> None:
+    if _Abort.signum is not None:
+        raise _Interrupted(_Abort.signum)
+
+
+@contextlib.contextmanager
+def _stop_on_signals() -> Iterator[None]:
+    """Turn SIGINT and SIGTERM into a clean stop of the run while the block runs."""
+    _Abort.signum = None
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread may set handlers; the caller owns signals then
+        return
+    # Always installed, even where the shell started the run with SIGINT
+    # ignored (a background job): a report run asked to stop must stop.
+    previous = {sig: signal.signal(sig, _on_signal) for sig in _SIGNAL_EXIT}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            if handler is not None:
+                signal.signal(sig, handler)
+
+
+_IPC_PATH_LIMIT = 80  # Unix socket paths are limited to about 107 bytes
+
+
+@functools.cache
+def _kernel_manager_class() -> type:
+    from jupyter_client.manager import AsyncKernelManager
+
+    class ReportKernelManager(AsyncKernelManager):
+        """A kernel for one report: local sockets, killable on a signal, quiet at shutdown."""
+
+        def __init__(self, **kwargs: Any):
+            super().__init__(**kwargs)
+            _Abort.managers.add(self)
+            # IPC sockets in a private folder instead of TCP ports: no other
+            # local user can reach the kernel, two runs never race for a port,
+            # and the kernel has no reason to warn about unencrypted TCP.
+            self._socket_dir = tempfile.mkdtemp(prefix="rf-kernel-")
+            if len(self._socket_dir) < _IPC_PATH_LIMIT:
+                self.transport = "ipc"
+                self.ip = os.path.join(self._socket_dir, "k")
+
+        async def start_kernel(self, **kwargs: Any) -> None:
+            _check_interrupted()
+            await super().start_kernel(**kwargs)
+            if _Abort.signum is not None:  # the signal came while it started
+                _kill_kernel(self)
+
+        async def _async_interrupt_kernel(self) -> None:
+            # jupyter_client interrupts the kernel before every shutdown, in
+            # case a cell is still running. After a finished notebook the
+            # kernel is idle and logs "KeyboardInterrupt caught in kernel" to
+            # the run's stderr; a busy kernel is still stopped by the shutdown
+            # request or, after shutdown_wait_time, killed.
+            if self.shutting_down:
+                return
+            await super()._async_interrupt_kernel()
+
+        async def cleanup_resources(self, restart: bool = False) -> None:
+            await super().cleanup_resources(restart=restart)
+            if not restart:
+                shutil.rmtree(self._socket_dir, ignore_errors=True)
+
+    return ReportKernelManager
+
+
+# --------------------------------------------------------------------------- #
 # Execution of one notebook
 # --------------------------------------------------------------------------- #
 
@@ -423,6 +559,40 @@ def _unfinished(nb: Any) -> tuple[str, int | None] | None:
     return None
 
 
+def _describe_failure(
+    exc: BaseException, report: _Report, cell_index: int | None, timeout: float | None
+) -> BaseException | None:
+    """The run's own exception for what papermill raised; None to let it through."""
+    from nbclient.exceptions import CellTimeoutError, DeadKernelError
+    from papermill.exceptions import PapermillExecutionError
+
+    if _Abort.signum is not None:
+        # Whatever nbclient made of the killed kernel, the cause is the signal.
+        return _Interrupted(_Abort.signum)
+    if isinstance(exc, PapermillExecutionError):
+        return _NotebookFailed(
+            f"Report notebook {report.stem!r} failed in "
+            f"{report.template_cell(exc.cell_index)} (In [{exc.exec_count}]): "
+            f"{exc.ename}: {_one_line(exc.evalue)}.",
+            EXIT_CELL_ERROR,
+        )
+    if isinstance(exc, CellTimeoutError):
+        return _NotebookFailed(
+            f"Report notebook {report.stem!r} timed out in "
+            f"{report.template_cell(cell_index)}: no result after "
+            f"{timeout} s (CellTimeoutError).",
+            EXIT_TIMEOUT,
+        )
+    if isinstance(exc, DeadKernelError):
+        return _NotebookFailed(
+            f"Report notebook {report.stem!r}: the kernel died while running "
+            f"{report.template_cell(cell_index)} (DeadKernelError: "
+            f"{_one_line(str(exc))}); the code may call os._exit or run out of memory.",
+            EXIT_DEAD_KERNEL,
+        )
+    return None
+
+
 def _execute(
     report: _Report,
     staging: Path,
@@ -432,8 +602,6 @@ def _execute(
 ) -> Any:
     import nbformat
     import papermill
-    from nbclient.exceptions import CellTimeoutError, DeadKernelError
-    from papermill.exceptions import PapermillExecutionError
 
     final = staging / f"{report.stem}.ipynb"
     # papermill rewrites output_path after every cell; writing to a hidden
@@ -447,7 +615,7 @@ def _execute(
         # kernel, so remember ourselves which cell was running.
         current["index"] = cell_index
 
-    failure: _NotebookFailed | None = None
+    failure: BaseException | None = None
     nb = None
     started = time.monotonic()
     try:
@@ -464,30 +632,12 @@ def _execute(
             # such as "../data/demo" mean the same in both.
             cwd=str(report.template.parent),
             on_cell_execute=on_cell_execute,
+            kernel_manager_class=_kernel_manager_class(),
         )
-    except PapermillExecutionError as exc:
-        failure = _NotebookFailed(
-            f"Report notebook {report.stem!r} failed in "
-            f"{report.template_cell(exc.cell_index)} (In [{exc.exec_count}]): "
-            f"{exc.ename}: {_one_line(exc.evalue)}.",
-            EXIT_CELL_ERROR,
-        )
-        failure.__cause__ = exc
-    except CellTimeoutError as exc:
-        failure = _NotebookFailed(
-            f"Report notebook {report.stem!r} timed out in "
-            f"{report.template_cell(current.get('index'))}: no result after "
-            f"{timeout} s (CellTimeoutError).",
-            EXIT_TIMEOUT,
-        )
-        failure.__cause__ = exc
-    except DeadKernelError as exc:
-        failure = _NotebookFailed(
-            f"Report notebook {report.stem!r}: the kernel died while running "
-            f"{report.template_cell(current.get('index'))} (DeadKernelError: "
-            f"{_one_line(str(exc))}); the code may call os._exit or run out of memory.",
-            EXIT_DEAD_KERNEL,
-        )
+    except BaseException as exc:
+        failure = _describe_failure(exc, report, current.get("index"), timeout)
+        if failure is None:
+            raise
         failure.__cause__ = exc
     finally:
         report.seconds = time.monotonic() - started
@@ -496,6 +646,7 @@ def _execute(
 
     if failure is not None:
         raise failure
+    _check_interrupted()  # the signal came after the last cell
     if nb is None:  # pragma: no cover - papermill always returns the notebook
         nb = nbformat.read(final, as_version=4)
     problem = _unfinished(nb)
@@ -610,25 +761,52 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _recover_interrupted(out: Path) -> None:
-    """Move staging folders of killed runs on this host to ``failed/``.
+#: A staging folder without a readable owner this old is stale: a live run
+#: writes its owner right after creating the folder.
+STALE_STAGING_SECONDS = 600
 
-    A run killed outright (SIGKILL, power loss) cannot clean up after itself;
-    its hidden staging folder was never visible as a report, and the next run
-    files it under ``failed/<run_id>`` with the other failed runs.
+
+def _recover_interrupted(out: Path) -> list[Path]:
+    """Move staging folders of dead runs to ``failed/``; return where they went.
+
+    A run killed outright (SIGKILL, power loss) cannot clean up after itself,
+    nor can one that found the disk full before it wrote who owns its folder.
+    The hidden staging folder was never visible as a report; the next run
+    files it under ``failed/<run_id>`` with the other failed runs and says so.
+    A folder is left alone while its owner process lives on this host, when it
+    belongs to another host sharing ``out``, or when it has no owner yet and
+    is younger than :data:`STALE_STAGING_SECONDS`.
     """
     host = socket.gethostname()
-    for staging in out.glob(".staging-*"):
+    recovered = []
+    for staging in sorted(out.glob(".staging-*")):
         try:
             owner_host, pid = (staging / _OWNER_FILE).read_text(encoding="utf-8").split()
             if owner_host != host or _alive(int(pid)):
                 continue  # running, or on another machine sharing the folder
         except (OSError, ValueError):
-            continue  # just created by a run that has not written its owner yet
+            try:
+                age = time.time() - staging.stat().st_mtime
+            except OSError:
+                continue  # gone meanwhile
+            if age < STALE_STAGING_SECONDS:
+                continue  # just created by a run that has not written its owner yet
         run_id = staging.name.removeprefix(".staging-")
         target = _quarantine(staging, out, run_id)
         if target != staging:
-            logger.warning("Report run %s was interrupted; its partial output is in %s", run_id, target)
+            logger.warning("Report run %s did not finish (killed or out of disk space); its partial "
+                           "output was moved to %s", run_id, target)
+            recovered.append(target)
+    return recovered
+
+
+def _cannot_write(path: Path, exc: OSError, failed: Path | None = None) -> ReportRunError:
+    """A report run that could not write under ``path`` (its ``out``), as exit code 9."""
+    done = ("Nothing was published and the input data is unchanged" if failed is None else
+            f"Nothing was published (partial output is in {failed}) and the input data is unchanged")
+    message = OutputPathError.from_os_error(path, exc, "the report run", done).args[0]
+    return ReportRunError(message, exit_code=EXIT_CANNOT_WRITE,
+                          failed_dir=None if failed is None else str(failed))
 
 
 def _switch_latest(out: Path, run_id: str) -> None:
@@ -749,11 +927,17 @@ def run_reports(
     ReportRunError
         Nothing was published. ``exit_code`` tells why: 2 bad input, 3 cell
         error, 4 timeout, 5 dead kernel, 6 stopped early, 7 reports disagree
-        on the data or as-of date, 1 anything else;
+        on the data or as-of date, 9 ``out`` cannot be written (under a file,
+        no permission, disk full), 130 SIGINT, 143 SIGTERM, 1 anything else;
         ``failed_dir`` holds the partial notebooks when a kernel ran.
 
     Notes
     -----
+    While the run executes, SIGINT and SIGTERM (in the main thread) stop it:
+    the running kernel is killed, the partial notebooks go to ``failed/`` and
+    :class:`ReportRunError` carries exit code 130 or 143. The previous
+    handlers are restored afterwards.
+
     papermill changes the working directory of the *calling process* while a
     notebook runs, so do not call this from several threads at once.
 
@@ -827,7 +1011,23 @@ def run_reports(
             "published."
         )
 
-    out.mkdir(parents=True, exist_ok=True)
+    with _stop_on_signals():
+        try:
+            return _run(reports, out, run_id, started_at, started, source_text, as_of_text, merged,
+                        timeout=timeout, kernel_name=kernel_name, keep=keep)
+        except _Interrupted as exc:  # before the staging folder existed
+            raise ReportRunError(
+                f"Report run {run_id} was stopped by {_SIGNAL_NAME[exc.signum]} before any "
+                "notebook ran; nothing was published.",
+                exit_code=_SIGNAL_EXIT[exc.signum],
+            ) from None
+
+
+def _make_staging(out: Path, run_id: str) -> Path:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _cannot_write(out, exc) from exc
     _recover_interrupted(out)
     staging = out / f".staging-{run_id}"
     try:
@@ -836,13 +1036,46 @@ def run_reports(
         raise _bad_input(
             f"Run {run_id!r} is already in progress ({staging} exists)."
         ) from exc
-    # Who owns this folder, so a later run can tell a killed run from a live one.
-    (staging / _OWNER_FILE).write_text(f"{socket.gethostname()} {os.getpid()}\n", encoding="utf-8")
+    except OSError as exc:
+        raise _cannot_write(out, exc) from exc
+    try:
+        # Who owns this folder, so a later run can tell a killed run from a live one.
+        (staging / _OWNER_FILE).write_text(f"{socket.gethostname()} {os.getpid()}\n", encoding="utf-8")
+    except BaseException as exc:
+        # Nothing ran yet: a folder without an owner would only confuse the
+        # next run, so it goes (the next run still recovers it if this fails).
+        shutil.rmtree(staging, ignore_errors=True)
+        if isinstance(exc, OSError) and is_write_error(exc):
+            raise _cannot_write(out, exc) from exc
+        raise
+    return staging
+
+
+def _run(
+    reports: list[_Report],
+    out: Path,
+    run_id: str,
+    started_at: dt.datetime,
+    started: float,
+    source_text: str,
+    as_of_text: str | None,
+    merged: dict[str, Any],
+    *,
+    timeout: float | None,
+    kernel_name: str | None,
+    keep: int | None,
+) -> Path:
+    """Stage, execute, export and publish; the part of a run that signals can stop."""
+    final = out / run_id
+    latest = out / "latest"
+    _check_interrupted()
+    staging = _make_staging(out, run_id)
     logger.info("Report run %s: %d notebook(s) into %s", run_id, len(reports), staging)
 
     try:
         executed = []
         for report in reports:
+            _check_interrupted()
             logger.info("Running report notebook %s", report.stem)
             nb = _execute(report, staging, timeout=timeout, kernel_name=kernel_name)
             executed.append(nb)
@@ -886,6 +1119,7 @@ def run_reports(
         }
         exporter = _html_exporter()
         for report, nb in zip(reports, executed, strict=True):
+            _check_interrupted()
             banner = run_banner(meta, {"name": report.stem, "seconds": report.seconds,
                                        "parameters": report.parameters})
             _export_html(exporter, nb, report, staging, banner)
@@ -893,6 +1127,15 @@ def run_reports(
         atomic_write_text(
             staging / "run.json", json.dumps(meta, indent=2, ensure_ascii=False) + "\n"
         )
+        _check_interrupted()  # the last moment a signal can still stop the publish
+    except _Interrupted as exc:
+        failed = _quarantine(staging, out, run_id)
+        raise ReportRunError(
+            f"Report run {run_id} was stopped by {_SIGNAL_NAME[exc.signum]}; its kernel was "
+            f"shut down and nothing was published. Partial notebooks are in {failed}.",
+            exit_code=_SIGNAL_EXIT[exc.signum],
+            failed_dir=str(failed),
+        ) from None
     except _NotebookFailed as exc:
         failed = _quarantine(staging, out, run_id)
         raise ReportRunError(
@@ -902,6 +1145,8 @@ def run_reports(
         ) from exc.__cause__
     except Exception as exc:
         failed = _quarantine(staging, out, run_id)
+        if is_write_error(exc):  # a full disk or a permission changed under the run
+            raise _cannot_write(out, exc, failed) from exc
         raise ReportRunError(
             f"Report run {run_id} failed unexpectedly ({type(exc).__name__}: "
             f"{_one_line(str(exc))}). Nothing was published; partial output is in "
