@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -136,3 +137,20 @@ def test_worklist_deadlines_and_flags():
     assert before.loc["c2", "no_renewal_opportunity"]  # created on 1 October
     ent = rf.renewal_worklist(book, as_of="2024-11-01", horizon_days=150, outreach_days={"SMB": 100})
     assert ent.set_index("contract_id").loc["c2", "outreach_deadline"] == T("2025-01-31") - pd.Timedelta(days=100)
+
+
+def test_rates_before_there_is_a_base_year_keep_every_column(demo_book):
+    # Three months after the first record nobody was paying a year earlier and
+    # nothing has come up for renewal: the tables are empty but complete.
+    first = demo_book.subscriptions["start_date"].min()
+    early = (first + pd.offsets.MonthEnd(3)).normalize()
+    overall = rf.retention_kpis(demo_book, as_of=early)
+    by_segment = rf.retention_kpis(demo_book, as_of=early, by="segment")
+    assert int(overall["base_customers"].iloc[0]) == 0 and np.isnan(overall["nrr"].iloc[0])
+    assert set(overall.columns) <= set(by_segment.columns)
+    assert (by_segment["base_customers"] == 0).all() and by_segment["nrr"].isna().all()
+    before_all = rf.retention_kpis(demo_book, as_of=first - pd.Timedelta(days=1), by="segment")
+    assert len(before_all) == 0 and set(overall.columns) <= set(before_all.columns)
+    quarters = rf.renewal_kpis(demo_book, start=first, end=early, freq="Q")
+    assert len(quarters) == 0
+    assert {"period", "due", "renewal_rate_net_arr", "resolution_rate"} <= set(quarters.columns)

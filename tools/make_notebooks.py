@@ -197,19 +197,13 @@ from IPython.display import Markdown, display
 
 overall = rf.retention_kpis(book, as_of=as_of_date)
 retention = rf.retention_kpis(book, as_of=as_of_date, by="segment")
-# A segment table with no customer a year ago has no rate columns at all.
-retention = retention.reindex(columns=list(dict.fromkeys([*retention.columns, *overall.columns])))
 retention_columns = ["base_customers", "base_mrr", "current_mrr", "nrr", "grr", "nrr_period", "grr_period",
                      "logo_retention", "gross_revenue_churn", "net_revenue_churn", "quick_ratio"]
 if int(overall["base_customers"].iloc[0]) == 0:
-    paying = trend.loc[trend["mrr"] > 0, "month"]
-    first_base = (paying.min() + pd.offsets.MonthEnd(12)) if len(paying) else None
     display(Markdown(
         f"**Retention is not defined yet at {month_end:%B %Y}:** no customer was paying at "
         f"{overall['base_month'].iloc[0]:%B %Y}, twelve months earlier, so NRR, GRR and logo retention "
-        "are shown as n/a."
-        + (f" The first month end with a twelve-month base is {first_base:%B %Y}." if first_base is not None
-           else "")))
+        "are shown as n/a."))
 else:
     rf.plotting.grouped_rates(retention, group="segment", rates=["nrr", "grr", "logo_retention"],
                               reference=1.0, title="12-month retention by segment")

@@ -136,7 +136,11 @@ def retention_kpis(book: Book, as_of, by: str | list[str] | None = None, *, mont
     cols = ["month", "base_month", *keys]
     out = pd.DataFrame(rows)
     if out.empty:
-        out = pd.DataFrame(columns=[*cols, "nrr", "grr"])
+        # No customer a year before (an early as-of): the table keeps every
+        # column, so a report shows "not defined yet" rather than failing.
+        out = pd.DataFrame(columns=[*cols, "base_customers", "retained_customers", "base_mrr", "current_mrr",
+                                    "nrr", "grr", "nrr_period", "grr_period", "logo_retention",
+                                    "gross_revenue_churn", "net_revenue_churn", "quick_ratio"])
     return out[cols + [c for c in out.columns if c not in cols]]
 
 
@@ -311,7 +315,11 @@ def renewal_kpis(book: Book, start, end, by: str | list[str] | None = None, *, f
     if not keys:
         return pd.DataFrame([summarise(dec).to_dict()]).astype(
             {c: "int64" for c in ("due", "decided", "renewed", "churned", "terminated", "open")})
-    out = dec.groupby(keys, dropna=False, sort=True).apply(summarise, include_groups=False).reset_index()
+    if dec.empty:
+        # Nothing came up for renewal in the window: no rows, every column.
+        out = pd.DataFrame(columns=[*keys, *summarise(dec).index])
+    else:
+        out = dec.groupby(keys, dropna=False, sort=True).apply(summarise, include_groups=False).reset_index()
     return out.astype({c: "int64" for c in ("due", "decided", "renewed", "churned", "terminated", "open")})
 
 
