@@ -96,6 +96,10 @@ def test_report_parameters_are_checked_before_any_kernel_starts(demo_org, tmp_pa
         (["--as-of", "2099-01-31"], "in the future"),
         (["--as-of", "2019-01-31"], "before the first subscription"),
         (["--as-of", "31/01/2026"], "not a date"),
+        # The demo's first subscription starts 2021-04-16: two years on is April 2023.
+        (["--as-of", "2023-03-31"], "the earliest as-of it can report on is 2023-04-30"),
+        # Two years in, the 60-account org has decided too few renewals to backtest a model.
+        (["--as-of", "2023-04-30"], "renewal decisions are known by then and its backtest needs 20"),
     ]
     for args, message in cases:
         result = CliRunner().invoke(main, ["report", str(demo_org.path), "--out", str(out), *args])
@@ -125,3 +129,13 @@ def test_report_passes_checked_parameters_to_the_run(demo_org, tmp_path, monkeyp
     assert seen["as_of"] == "2026-06-30"
     assert {k: seen["parameters"][k] for k in ("horizon_months", "by", "discount_rate")} == {
         "horizon_months": 6, "by": "region", "discount_rate": 0.08}
+
+
+def test_date_window_widens_the_dates_validate_accepts(org_copy):
+    edit_sf(org_copy, "Opportunity.csv", 3, "CloseDate", "1985-06-30")
+    refused = CliRunner().invoke(main, ["validate", str(org_copy)])
+    assert refused.exit_code == 1 and "date_out_of_window" in refused.output
+    widened = CliRunner().invoke(main, ["validate", str(org_copy), "--date-window", "1980-01-01:"])
+    assert widened.exit_code == 0, widened.output
+    bad = CliRunner().invoke(main, ["validate", str(org_copy), "--date-window", "1980"])
+    assert bad.exit_code == 2 and "FIRST:LAST" in bad.output

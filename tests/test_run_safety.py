@@ -418,3 +418,21 @@ def test_an_early_as_of_reports_retention_and_renewal_rates_as_not_defined_yet(d
     meta = json.loads((out / "latest" / "run.json").read_text(encoding="utf-8"))
     nrr = next(f for f in meta["headlines"]["01_revenue_kpis"]["figures"] if f["key"] == "nrr")
     assert nrr["value"] is None or nrr["value"] != nrr["value"]  # not defined: no number
+
+
+@pytest.mark.slow
+def test_the_report_loads_the_export_as_its_command_line_says(org_copy, tmp_path):
+    # A real org's opportunity closed in 1985: outside the default window, so the
+    # run is told to widen it, and every notebook must load with the same window.
+    frame = read_sf(org_copy, "Opportunity.csv")
+    frame.loc[3, "CloseDate"] = "1985-06-30"
+    write_sf(org_copy, "Opportunity.csv", frame)
+    out = tmp_path / "reports"
+    args = [sys.executable, "-m", "renewforecast", "report", str(org_copy), "--out", str(out),
+            "--notebook", "00_data_quality"]
+    refused = subprocess.run(args, env=cli_env(), capture_output=True, text=True, timeout=600)
+    assert refused.returncode == 1 and "date_out_of_window" in refused.stderr
+    done = subprocess.run([*args, "--date-window", "1980-01-01:"], env=cli_env(), capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert (out / "latest" / "00_data_quality.html").exists()

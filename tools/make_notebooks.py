@@ -62,9 +62,13 @@ source = "../data/demo"  # folder with the Salesforce export (or canonical table
 as_of = None  # as-of date YYYY-MM-DD; None means the export date of the data
 encoding = None  # text encoding of the CSV files; None detects it
 on_error = "raise"  # "quarantine": set aside rows that break a rule (listed in the data-quality report)
+date_format = "%m/%d/%Y"  # the non-ISO date format of report-style exports
+currency = None  # reporting currency; None: the corporate currency, or the only one
+date_window = None  # [first, last] day a record may be dated; None: 1990-01-01 to 50 years ahead
 """, tags=["parameters"]),
     code(SETUP + """
-book = rf.load_book(source, encoding=encoding, on_error=on_error)
+book = rf.load_book(source, encoding=encoding, on_error=on_error, date_format=date_format,
+                    currency=currency, date_window=date_window)
 as_of_date = book.resolve_as_of(as_of)
 """),
     md("""
@@ -145,11 +149,15 @@ source = "../data/demo"  # folder with the Salesforce export (or canonical table
 as_of = None  # as-of date YYYY-MM-DD; None means the export date of the data
 encoding = None  # text encoding of the CSV files; None detects it
 on_error = "raise"  # "quarantine": set aside rows that break a rule (listed in the data-quality report)
+date_format = "%m/%d/%Y"  # the non-ISO date format of report-style exports
+currency = None  # reporting currency; None: the corporate currency, or the only one
+date_window = None  # [first, last] day a record may be dated; None: 1990-01-01 to 50 years ahead
 horizon_days = 180  # renewal worklist: contracts ending within this many days
 worklist_rows = 25  # rows of the worklist shown
 """, tags=["parameters"]),
     code(SETUP + """
-book = rf.load_book(source, encoding=encoding, on_error=on_error)
+book = rf.load_book(source, encoding=encoding, on_error=on_error, date_format=date_format,
+                    currency=currency, date_window=date_window)
 as_of_date = book.resolve_as_of(as_of)
 book = book.as_of(as_of_date)  # only what was known at the end of the as-of date
 month_end = rf.last_month_end(as_of_date)  # KPIs are measured at the last complete month end
@@ -279,12 +287,16 @@ source = "../data/demo"  # folder with the Salesforce export (or canonical table
 as_of = None  # as-of date YYYY-MM-DD; None means the export date of the data
 encoding = None  # text encoding of the CSV files; None detects it
 on_error = "raise"  # "quarantine": set aside rows that break a rule (listed in the data-quality report)
+date_format = "%m/%d/%Y"  # the non-ISO date format of report-style exports
+currency = None  # reporting currency; None: the corporate currency, or the only one
+date_window = None  # [first, last] day a record may be dated; None: 1990-01-01 to 50 years ahead
 model_path = "../models/renewal"  # saved renewal model used for the scores
 horizon_days = 180  # contracts ending within this many days are listed
 top_rows = 25  # rows of the at-risk list shown
 """, tags=["parameters"]),
     code(SETUP + """
-book = rf.load_book(source, encoding=encoding, on_error=on_error)
+book = rf.load_book(source, encoding=encoding, on_error=on_error, date_format=date_format,
+                    currency=currency, date_window=date_window)
 as_of_date = book.resolve_as_of(as_of)
 model = rf.load_model(model_path)
 scores = rf.score_contracts(book, model=model, as_of=as_of_date)
@@ -395,6 +407,9 @@ source = "../data/demo"  # folder with the Salesforce export (or canonical table
 as_of = None  # as-of date YYYY-MM-DD; None means the export date of the data
 encoding = None  # text encoding of the CSV files; None detects it
 on_error = "raise"  # "quarantine": set aside rows that break a rule (listed in the data-quality report)
+date_format = "%m/%d/%Y"  # the non-ISO date format of report-style exports
+currency = None  # reporting currency; None: the corporate currency, or the only one
+date_window = None  # [first, last] day a record may be dated; None: 1990-01-01 to 50 years ahead
 discount_rate = 0.10  # annual discount rate for LTV
 horizon_years = None  # cap on customer lifetime in years; None for no cap
 ltv_method = "sbg"  # LTV method for the LTV:CAC table: simple, survival or sbg
@@ -402,7 +417,8 @@ spend_lag_months = 0  # charge spend of this many months earlier to new customer
 bootstrap = 200  # bootstrap resamples for the LTV intervals
 """, tags=["parameters"]),
     code(SETUP + """
-book = rf.load_book(source, encoding=encoding, on_error=on_error)
+book = rf.load_book(source, encoding=encoding, on_error=on_error, date_format=date_format,
+                    currency=currency, date_window=date_window)
 as_of_date = book.resolve_as_of(as_of)
 book = book.as_of(as_of_date)  # only what was known at the end of the as-of date
 month_end = rf.last_month_end(as_of_date)
@@ -499,6 +515,9 @@ source = "../data/demo"  # folder with the Salesforce export (or canonical table
 as_of = None  # as-of date YYYY-MM-DD; None means the export date of the data
 encoding = None  # text encoding of the CSV files; None detects it
 on_error = "raise"  # "quarantine": set aside rows that break a rule (listed in the data-quality report)
+date_format = "%m/%d/%Y"  # the non-ISO date format of report-style exports
+currency = None  # reporting currency; None: the corporate currency, or the only one
+date_window = None  # [first, last] day a record may be dated; None: 1990-01-01 to 50 years ahead
 model_path = "../models/renewal"  # saved renewal model for renewal probabilities; None uses historical rates
 horizon_months = 12  # months forecast
 by = "segment"  # account column the forecast is broken down by
@@ -508,7 +527,8 @@ backtest_origins = 9  # past forecast dates (a quarter apart) in the backtest
 backtest_sims = 300  # simulations per backtest forecast
 """, tags=["parameters"]),
     code(SETUP + """
-book = rf.load_book(source, encoding=encoding, on_error=on_error)
+book = rf.load_book(source, encoding=encoding, on_error=on_error, date_format=date_format,
+                    currency=currency, date_window=date_window)
 as_of_date = book.resolve_as_of(as_of)
 model = rf.load_model(model_path) if model_path else None
 forecast = rf.revenue_forecast(book, as_of_date, horizon_months=horizon_months, model=model, n_sims=n_sims,

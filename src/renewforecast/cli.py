@@ -123,7 +123,31 @@ class _Main(click.Group):
 def _load(directory: str, encoding: str | None, date_format: str, currency: str | None, on_error: str = "raise"):
     from renewforecast.io.loader import load_book
 
-    return load_book(directory, encoding=encoding, date_format=date_format, currency=currency, on_error=on_error)
+    return load_book(directory, encoding=encoding, date_format=date_format, currency=currency, on_error=on_error,
+                     date_window=_date_window())
+
+
+def _date_window() -> tuple[str | None, str | None] | None:
+    """The --date-window of the command being run, as (first, last)."""
+    ctx = click.get_current_context(silent=True)
+    return ctx.meta.get("rf_date_window") if ctx is not None else None
+
+
+def _parse_window(ctx, param, value: str | None):
+    if value is None:
+        return None
+    first, sep, last = value.partition(":")
+    try:
+        if not sep:
+            raise ValueError("write FIRST:LAST")
+        window = (first.strip() or None, last.strip() or None)
+        for day in window:
+            if day is not None:
+                dt.date.fromisoformat(day)
+    except ValueError as exc:
+        raise click.BadParameter(f"{value!r}: {exc} (YYYY-MM-DD:YYYY-MM-DD, either side may be empty)") from None
+    ctx.meta["rf_date_window"] = window
+    return window
 
 
 on_error_option = click.option(
@@ -152,6 +176,10 @@ _data_options = [
     click.option("--encoding", default=None, help="Text encoding of the CSV files (default: detect BOM, UTF-8, then cp1252)."),
     click.option("--date-format", default="%m/%d/%Y", show_default=True, help="Non-ISO date format of report-style exports."),
     click.option("--currency", default=None, help="Reporting currency (default: the corporate currency, or the only one)."),
+    click.option("--date-window", "date_window", default=None, metavar="FIRST:LAST", expose_value=False,
+                 callback=_parse_window,
+                 help="First and last day a record may be dated (default 1990-01-01 to 50 years ahead); "
+                      "either side may be left empty, e.g. 1980-01-01: ."),
 ]
 
 
@@ -302,6 +330,48 @@ def _same_kind(default, value) -> bool:
     return isinstance(value, allowed) and (isinstance(default, bool) or not isinstance(value, bool))
 
 
+def _history_problems(templates, book, first, day, said: str) -> list[str]:
+    """Reports that cannot be computed yet at ``day`` (too little history), with the earliest date that works."""
+    from renewforecast.reporting import earliest_as_of
+
+    out = []
+    for path in templates:
+        earliest = earliest_as_of(first, path.stem)
+        if earliest is not None and day < earliest:
+            out.append(f"{said} is too early for {path.stem}: it needs two years of data and the first "
+                       f"subscription starts {first.date()}; the earliest as-of it can report on is "
+                       f"{earliest.date()} (reports 00 and 01 run from the first month: --notebook)")
+        elif path.stem == "02_renewal_risk" and book.data_end is not None:
+            out.extend(_decision_problems(book, day, said))
+    return out
+
+
+def _decision_problems(book, day, said: str) -> list[str]:
+    """The renewal report's backtest needs enough decided renewals by ``day``."""
+    from renewforecast.evaluation import MIN_DECISIONS
+    from renewforecast.features import renewal_training_set
+
+    def known(d) -> int:
+        return len(renewal_training_set(book, d)[0])
+
+    n = known(day)
+    if n >= MIN_DECISIONS:
+        return []
+    # Decisions only accumulate: the first month end with enough is found by bisection.
+    ends = pd.date_range(day, book.data_end, freq="ME")
+    lo, hi = 0, len(ends)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if known(ends[mid]) >= MIN_DECISIONS:
+            hi = mid
+        else:
+            lo = mid + 1
+    when = (f"the earliest as-of with enough is {ends[lo].date()}" if lo < len(ends)
+            else "the export does not hold enough yet")
+    return [f"{said} is too early for 02_renewal_risk: {n} renewal decisions are known by then and its "
+            f"backtest needs {MIN_DECISIONS}; {when} (the other reports can run: --notebook)"]
+
+
 def _check_params(pairs: tuple[str, ...], notebooks: tuple[str, ...], as_of: str | None, book) -> tuple[dict, set]:
     """Validate -p NAME=VALUE pairs and the as-of date before any kernel starts (exit 2).
 
@@ -353,6 +423,11 @@ def _check_params(pairs: tuple[str, ...], notebooks: tuple[str, ...], as_of: str
                 problems.append(f"--as-of {as_of} is after the data's export date {book.data_end.date()}")
             elif pd.notna(first) and day < first:
                 problems.append(f"--as-of {as_of} is before the first subscription ({first.date()})")
+            else:
+                problems.extend(_history_problems(templates, book, first, day, f"--as-of {as_of}"))
+    elif book.data_end is not None:
+        problems.extend(_history_problems(templates, book, book.subscriptions["start_date"].min(), book.data_end,
+                                          f"the export date {book.data_end.date()}"))
     if problems:
         _fail("the report was not run:\n  " + "\n  ".join(problems), EXIT_BAD_INPUT)
     return values, set(declared)
@@ -410,6 +485,13 @@ def report(directory, param_pairs, as_of, out, notebooks, timeout, keep, model_p
     params.update(extra)
     if encoding:
         params["encoding"] = encoding
+    # The notebooks load the export as this command did.
+    if date_format != "%m/%d/%Y":
+        params["date_format"] = date_format
+    if currency:
+        params["currency"] = currency
+    if _date_window() is not None:
+        params["date_window"] = list(_date_window())
     if on_error != "raise":
         params["on_error"] = on_error
     try:

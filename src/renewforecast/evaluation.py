@@ -167,6 +167,11 @@ def _read_truth(book: Book) -> pd.DataFrame | None:
     return pd.read_csv(path, usecols=["contract_id", "true_probability"], dtype={"contract_id": str})
 
 
+#: Decided renewals a backtest needs: fewer leave too few on each side of
+#: the cut-off for AUC and calibration to mean anything.
+MIN_DECISIONS = 20
+
+
 def evaluate_renewal_model(book: Book, model=None, *, cutoff=None, as_of=None, lead_days: int = 120,
                            truth: pd.DataFrame | None = None, n_bins: int = 10) -> RenewalEvaluation:
     """Temporal backtest: train on decisions before ``cutoff``, score those after.
@@ -198,8 +203,9 @@ def evaluate_renewal_model(book: Book, model=None, *, cutoff=None, as_of=None, l
     from renewforecast.model import RenewalModel
 
     X, y = renewal_training_set(book, as_of, lead_days)
-    if len(X) < 20:
-        raise ValueError(f"only {len(X)} past renewal decisions: too few to evaluate a model")
+    if len(X) < MIN_DECISIONS:
+        raise ValueError(f"only {len(X)} past renewal decisions: too few to evaluate a model "
+                         f"(at least {MIN_DECISIONS})")
     end = X.index.to_series().map(book.contracts.drop_duplicates("contract_id").set_index("contract_id")["end_date"])
     cut = pd.Timestamp(cutoff) if cutoff is not None else end.quantile(0.5).normalize()
     train, test = (end < cut).to_numpy(), (end >= cut).to_numpy()

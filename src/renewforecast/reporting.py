@@ -46,6 +46,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+import pandas as pd
+
 from renewforecast._atomic import atomic_write_text
 from renewforecast.exceptions import (
     EXIT_CANNOT_WRITE,
@@ -101,6 +103,29 @@ _RUN_ID_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
 _RESERVED_NAMES = frozenset({"latest", "failed"})
 _JSON_SCALARS = (str, int, float, bool, type(None))
 _HEADING_RE = re.compile(r"^ {0,3}#{1,6}[ \t]+(.+?)(?:[ \t]+#+)?[ \t]*$")
+
+
+#: Months of data before the as-of date each report needs: the renewal
+#: backtest needs decided renewals, the lifetime fit a cohort seen over two
+#: years, the forecast renewal rates from the last 24 months. Reports not
+#: listed work from the first month (rates not yet defined are said so).
+HISTORY_MONTHS = {"02_renewal_risk": 24, "03_ltv_cac": 24, "04_revenue_forecast": 24}
+
+
+def earliest_as_of(first_record, notebook: str) -> pd.Timestamp | None:
+    """The first as-of date ``notebook`` can report on, given the data's first day.
+
+    Examples
+    --------
+    >>> str(earliest_as_of("2021-04-16", "04_revenue_forecast").date())
+    '2023-04-30'
+    >>> earliest_as_of("2021-04-16", "01_revenue_kpis") is None
+    True
+    """
+    months = HISTORY_MONTHS.get(Path(notebook).stem)
+    if months is None or first_record is None or pd.isna(first_record):
+        return None
+    return (pd.Timestamp(first_record) + pd.DateOffset(months=months) + pd.offsets.MonthEnd(0)).normalize()
 
 
 # --------------------------------------------------------------------------- #
