@@ -8,7 +8,7 @@ monthly MRR of every account must equal the undamaged export's, except for accou
 record at or after a line a warning names in the damaged file. A traceback of any other kind, or
 a number that moved without a warning naming its row, fails the test.
 
-CI runs a fixed set of 40 examples; ``RF_FUZZ_EXAMPLES=2000`` runs that many fresh ones.
+CI runs a fixed set of 60 examples; ``RF_FUZZ_EXAMPLES=2000`` runs that many fresh ones.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from hypothesis import HealthCheck, given, note, settings
+from hypothesis import HealthCheck, given, note, seed, settings
 from hypothesis import strategies as st
 
 import renewforecast as rf
@@ -32,6 +32,8 @@ MONTHS = "Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split()
 FILES = ["Account.csv", "Contract.csv", "SBQQ__Subscription__c.csv", "Product2.csv", "Opportunity.csv",
          "OpportunityLineItem.csv", "OpportunityLineItemSchedule.csv", "OpportunityHistory.csv",
          "spend.csv", "signals.csv", "CurrencyType.csv"]
+#: The files MRR is made of are damaged more often: a quiet change there is what must never pass.
+WEIGHTED = FILES + ["SBQQ__Subscription__c.csv"] * 6 + ["Contract.csv"] * 2 + ["Account.csv", "Product2.csv"]
 #: Which column of each file says whose record it is (for the accounts a damaged line may move).
 ACCOUNT_OF = {"Account.csv": "Id", "Contract.csv": "AccountId", "SBQQ__Subscription__c.csv": "SBQQ__Account__c",
               "Opportunity.csv": "AccountId", "signals.csv": "AccountId"}
@@ -40,7 +42,11 @@ ACCOUNT_OF = {"Account.csv": "Id", "Contract.csv": "AccountId", "SBQQ__Subscript
 @pytest.fixture(scope="module")
 def baseline(demo_org):
     book = rf.load_book(demo_org.path)
-    return demo_org, _mrr(book)
+    return demo_org, _mrr(book), _said(book)
+
+
+def _said(book: rf.Book) -> set[tuple]:
+    return set(book.warnings[["file", "line", "rule"]].itertuples(index=False, name=None))
 
 
 def _mrr(book: rf.Book) -> pd.Series:
@@ -67,10 +73,18 @@ def _mutate(text: str, draw) -> tuple[str, int, str]:
         return text[:at], text[:at].count("\n") + 1, "cut"
     i = draw(st.sampled_from(body))
     cells = records[i]
-    j = draw(st.integers(0, len(cells) - 1))
+    # Mostly a cell that holds a number or a date: where damage changes a value.
+    valued = [k for k, c in enumerate(cells) if _valued(c)]
+    j = draw(st.sampled_from(valued)) if valued and draw(st.integers(0, 3)) else draw(st.integers(0, len(cells) - 1))
     if kind in ("nul", "quote"):
-        k = draw(st.integers(0, len(lines[i])))
-        lines[i] = lines[i][:k] + ("\x00" if kind == "nul" else '"') + lines[i][k:]
+        inside = draw(st.integers(0, len(cells[j])))
+        mark = "\x00" if kind == "nul" else '"'
+        if '"' in lines[i] or kind == "quote" and draw(st.booleans()):
+            k = draw(st.integers(0, len(lines[i])))  # anywhere on the line
+            lines[i] = lines[i][:k] + mark + lines[i][k:]
+            return "\n".join(lines), i + 1, kind
+        cells[j] = cells[j][:inside] + mark + cells[j][inside:]
+        lines[i] = ",".join(cells)
         return "\n".join(lines), i + 1, kind
     if kind == "drop":
         del cells[j]
@@ -100,22 +114,42 @@ def _mutate(text: str, draw) -> tuple[str, int, str]:
     return "\n".join(lines), i + 1, kind
 
 
-def _accounts_from(folder: Path, file: str, first_line: int) -> set[str]:
-    """Accounts owning a record of ``file`` at or after ``first_line`` (whole file for lookups)."""
+def _valued(cell: str) -> bool:
+    try:
+        float(cell)
+        return True
+    except ValueError:
+        return len(cell) >= 10 and cell[4:5] == "-" and cell[:4].isdigit()
+
+
+def _accounts_from(folder: Path, file: str, first_line: int, only_that_line: bool = False) -> set[str]:
+    """Accounts owning the record of ``file`` on ``first_line``, or any record from it on.
+
+    A product or an exchange rate may move anyone: every account.
+    """
     col = ACCOUNT_OF.get(file)
-    frame = pd.read_csv(folder / file, dtype=str, keep_default_na=False)
     if col is None:
-        return set(pd.read_csv(folder / "Account.csv", dtype=str)["Id"])  # a product or rate moves anyone
-    return set(frame[col].iloc[max(first_line - 2, 0):])
+        return set(pd.read_csv(folder / "Account.csv", dtype=str)["Id"])
+    frame = pd.read_csv(folder / file, dtype=str, keep_default_na=False)
+    start = max(first_line - 2, 0)
+    return set(frame[col].iloc[start:start + 1] if only_that_line else frame[col].iloc[start:])
 
 
+FIXED = "RF_FUZZ_EXAMPLES" not in os.environ
+
+
+def _fixed_seed(test):
+    # CI runs the same examples every time (a failure is reproducible from the log).
+    return seed(20261130)(test) if FIXED else test
+
+
+@_fixed_seed
 @given(data=st.data())
-@settings(max_examples=int(os.environ.get("RF_FUZZ_EXAMPLES", "40")), deadline=None,
-          derandomize=os.environ.get("RF_FUZZ_EXAMPLES") is None,
+@settings(max_examples=int(os.environ.get("RF_FUZZ_EXAMPLES", "60")), deadline=None, database=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 def test_damage_ends_in_a_clear_error_or_a_named_warning(baseline, tmp_path_factory, data):
-    org, before = baseline
-    file = data.draw(st.sampled_from(FILES), label="file")
+    org, before, said_before = baseline
+    file = data.draw(st.sampled_from(WEIGHTED), label="file")
     folder = tmp_path_factory.mktemp("fuzz") / "org"
     shutil.copytree(org.path, folder)
     text = (folder / file).read_text(encoding="utf-8")
@@ -133,7 +167,11 @@ def test_damage_ends_in_a_clear_error_or_a_named_warning(baseline, tmp_path_fact
              if before.get(a) != after.get(a)}
     if not moved:
         return
-    named = book.warnings[(book.warnings["file"] == file) & book.warnings["line"].notna()]
-    assert len(named), f"{kind} in {file} line {line} moved MRR of {sorted(moved)[:5]} without a warning"
-    first = int(named["line"].min())
-    assert moved <= _accounts_from(org.path, file, first), f"{kind} in {file} line {line} moved {sorted(moved)[:5]}"
+    # Only what the damage made the loader say counts (the export has warnings of its own).
+    new = [(f, ln) for f, ln, _ in _said(book) - said_before if f == file and pd.notna(ln)]
+    if kind != "cut":
+        new = [(f, ln) for f, ln in new if ln == line]
+    assert new, f"{kind} in {file} line {line} moved MRR of {sorted(moved)[:5]} without a warning naming the row"
+    first = int(min(ln for _, ln in new))
+    reach = _accounts_from(org.path, file, first, only_that_line=kind != "cut")
+    assert moved <= reach, f"{kind} in {file} line {line} moved {sorted(moved)[:5]}"
