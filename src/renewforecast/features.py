@@ -11,9 +11,8 @@ have when it scores.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 import warnings
+from collections.abc import Iterable
 
 import numpy as np
 import pandas as pd
