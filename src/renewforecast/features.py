@@ -215,19 +215,21 @@ def featurise_contracts(book: Book, contracts: pd.DataFrame, feature_dates: pd.S
     # Health signals: last value on the feature date, change over 3 months.
     sig = book.signals
     if len(sig):
-        sig = sig.assign(known=sig["month"] + pd.offsets.MonthEnd(0))
+        # Not assigned into ``sig``: that would copy every (possibly thousands of) signal column.
+        known = sig["month"] + pd.offsets.MonthEnd(0)
         names = _signal_names(sig, signals)
         left = c[["account_id"]].assign(t=c["fd"])
         # Every signal column at once: one lookup of each contract's latest
         # known month, then a forward fill per block of columns, so the cost
         # grows linearly with the number of signal columns.
-        now, before = _last_known(sig, names, c["account_id"], c["fd"], c["fd"] - pd.Timedelta(days=91))
+        now, before = _last_known(sig, known, names, c["account_id"], c["fd"], c["fd"] - pd.Timedelta(days=91))
         change = np.subtract(now, before, out=before)
         for j, name in enumerate(names):
             out[name] = pd.Series(now[:, j], index=c.index, copy=False)
             out[f"{name}_change_3m"] = pd.Series(change[:, j], index=c.index, copy=False)
         if "support_tickets" in names:
-            roll = sig.sort_values(["account_id", "month"]).assign(
+            roll = sig[["account_id", "month", "support_tickets"]].assign(known=known).sort_values(
+                ["account_id", "month"]).assign(
                 tickets_3m=lambda d: d.groupby("account_id")["support_tickets"].transform(
                     lambda s: s.rolling(3, min_periods=1).mean()))
             out["support_tickets_3m_mean"] = _asof(left, roll, on_left="t", on_right="known", by="account_id",
@@ -280,10 +282,11 @@ def _signal_names(sig: pd.DataFrame, signals) -> list[str]:
     return names
 
 
-def _last_known(sig: pd.DataFrame, names: list[str], account: pd.Series,
+def _last_known(sig: pd.DataFrame, known: pd.Series, names: list[str], account: pd.Series,
                 *dates: pd.Series) -> list[np.ndarray]:
     """Latest non-missing value of each signal column known on each date, per account.
 
+    ``known`` is the date each row of ``sig`` became known (its month end).
     For every date series (aligned with ``account``) returns an array of shape
     ``(len(account), len(names))``: the value from the last month whose end is
     on or before the date and where that column is filled, missing when there
@@ -295,7 +298,7 @@ def _last_known(sig: pd.DataFrame, names: list[str], account: pd.Series,
     if not n or not k or not len(sig):
         return results
     codes, uniques = pd.factorize(sig["account_id"].astype(object))
-    known = sig["known"].to_numpy(dtype="datetime64[ns]").view("int64")
+    known = known.to_numpy(dtype="datetime64[ns]").view("int64")
     nat = np.datetime64("NaT", "ns").view("int64")
     rows = np.flatnonzero((codes >= 0) & (known != nat))
     order = rows[np.lexsort((known[rows], codes[rows]))]  # lexsort is stable
