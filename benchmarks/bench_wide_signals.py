@@ -36,6 +36,7 @@ a workload the machine cannot hold is refused with the estimate.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import statistics
@@ -147,6 +148,7 @@ def main() -> None:
 
     def pipeline(folder: Path):
         parts = {}
+        gc.collect()  # the previous run's frames are freed here, not inside this run's timing
         t0 = time.perf_counter()
         book = rf.load_book(folder)
         t1 = time.perf_counter()
@@ -164,6 +166,7 @@ def main() -> None:
     results = {}
     for _ in range(args.repeat):
         for name, folder in (("narrow", narrow_dir), ("wide", wide_dir)):
+            results.pop(name, None)
             parts, features, scores, unused = pipeline(folder)
             runs[name].append(parts)
             results[name] = (features, scores, unused)
