@@ -127,6 +127,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
 
+    widest = max(args.width, args.before_width if args.before else 0)
+    if not args.data:
+        check_memory(17 * args.accounts, widest)  # a demo export has about 17 signal rows an account
     tmp = Path(tempfile.mkdtemp(prefix="bench_wide_"))
     if args.data:
         narrow_dir = args.data
@@ -136,7 +139,7 @@ def main() -> None:
         org = rf.write_demo_org(tmp / "narrow", accounts=args.accounts, seed=7)
         narrow_dir, as_of = Path(org.path), str(pd.Timestamp(org.as_of).date())
     rows = sum(1 for _ in (narrow_dir / "signals.csv").open()) - 1
-    check_memory(rows, max(args.width, args.before_width if args.before else 0))
+    check_memory(rows, widest)
 
     narrow = rf.load_book(narrow_dir)
     X, y = rf.renewal_training_set(narrow)
