@@ -11,6 +11,9 @@ have when it scores.
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Iterable
+
 import numpy as np
 import pandas as pd
 
@@ -18,13 +21,64 @@ from renewforecast.book import Book
 from renewforecast.metrics import renewal_decisions, renewal_opportunities
 from renewforecast.revenue import counts_on, ledger
 
-__all__ = ["BASE_SIGNALS", "featurise_contracts", "renewal_features", "renewal_training_set"]
+__all__ = ["BASE_SIGNALS", "UnusedSignalsWarning", "featurise_contracts", "model_signals", "renewal_features",
+           "renewal_training_set"]
 
 #: Signal columns with a known meaning; any other numeric signal column is
 #: picked up the same way (last value and 3-month change).
 BASE_SIGNALS = ("seat_utilization", "active_users", "support_tickets", "nps")
 
 _DAYS_PER_MONTH = 365.25 / 12
+
+
+class UnusedSignalsWarning(UserWarning):
+    """The Book's signals have numeric columns the scoring model was not trained on; they are ignored."""
+
+
+def model_signals(book: Book, feature_names: Iterable[str]) -> list[str]:
+    """The signal columns of ``book`` that a model trained on ``feature_names`` uses.
+
+    A signal column ``s`` is used when ``s`` or ``s_change_3m`` is one of the
+    model's features. Every other numeric signal column is ignored: one
+    :class:`UnusedSignalsWarning` says how many and names the first few, and
+    passing the result as ``signals=`` to :func:`renewal_features` skips
+    featurising them (so a wide ``signals.csv`` does not slow scoring).
+
+    Parameters
+    ----------
+    book : Book
+    feature_names : iterable of str
+        The model's ``feature_names_in_``.
+
+    Returns
+    -------
+    list of str
+        Used signal columns, in :func:`renewal_features` order.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> import pandas as pd, renewforecast as rf
+    >>> from renewforecast.schemas import TABLES, conform
+    >>> sig = conform(pd.DataFrame({"account_id": ["a"], "month": ["2024-01-01"], "nps": [40.0],
+    ...                             "logins": [3.0], "exports": [1.0]}), "signals")
+    >>> book = rf.Book(**{t: sig if t == "signals" else conform(pd.DataFrame(), t) for t in TABLES})
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     model_signals(book, ["nps", "logins_change_3m", "arr"])
+    ['nps', 'logins']
+    >>> str(caught[0].message)[:60]
+    '1 numeric signal column(s) the model was not trained on are '
+    """
+    wanted = set(feature_names)
+    names = _signal_names(book.signals, None)
+    used = [s for s in names if s in wanted or f"{s}_change_3m" in wanted]
+    unused = [s for s in names if s not in used]
+    if unused:
+        shown = ", ".join(unused[:5]) + (", ..." if len(unused) > 5 else "")
+        warnings.warn(f"{len(unused)} numeric signal column(s) the model was not trained on are ignored "
+                      f"({shown}); retrain the model to use them", UnusedSignalsWarning, stacklevel=2)
+    return used
 
 
 def _chain_depth(contracts: pd.DataFrame) -> pd.Series:
@@ -69,7 +123,8 @@ def _asof(left: pd.DataFrame, right: pd.DataFrame, *, on_left: str, on_right: st
     return out.set_index("index")[columns].reindex(left.index)
 
 
-def featurise_contracts(book: Book, contracts: pd.DataFrame, feature_dates: pd.Series) -> pd.DataFrame:
+def featurise_contracts(book: Book, contracts: pd.DataFrame, feature_dates: pd.Series, *,
+                        signals: Iterable[str] | None = None) -> pd.DataFrame:
     """Features of the given contracts, each as of its own feature date.
 
     Parameters
@@ -80,18 +135,31 @@ def featurise_contracts(book: Book, contracts: pd.DataFrame, feature_dates: pd.S
         Rows of ``book.contracts``.
     feature_dates : Series
         One date per row of ``contracts`` (same index).
+    signals : iterable of str, optional
+        Extra signal columns to featurise besides :data:`BASE_SIGNALS`
+        (which are always featurised when present). Default: every numeric
+        column of ``book.signals``. See :func:`renewal_features`.
 
     Returns
     -------
     DataFrame
         Indexed by ``contract_id``; numbers as floats, categories as
         strings, missing values where nothing was known.
+
+    Examples
+    --------
+    >>> import renewforecast as rf
+    >>> book = rf.Book.empty()
+    >>> featurise_contracts(book, book.contracts, pd.Series(dtype="datetime64[ns]")).shape[0]
+    0
     """
     c = contracts[["contract_id", "account_id", "start_date", "end_date", "term_months",
                    "renewal_pricing_method", "renewal_uplift_rate", "created_date"]].copy()
     c["fd"] = pd.to_datetime(feature_dates).astype("datetime64[ns]").to_numpy()
     accounts = book.accounts.drop_duplicates("account_id").set_index("account_id")
-    out = pd.DataFrame(index=c.index)
+    # Columns are collected in a dict and framed once at the end: inserting
+    # them one by one into a DataFrame is quadratic in the number of columns.
+    out: dict[str, pd.Series] = {}
     for col in ("segment", "industry", "region", "acquisition_channel"):
         out[col] = c["account_id"].map(accounts[col]).astype(object)
     out["is_government"] = c["account_id"].map(accounts["is_government"]).astype(object)
@@ -147,20 +215,21 @@ def featurise_contracts(book: Book, contracts: pd.DataFrame, feature_dates: pd.S
     # Health signals: last value on the feature date, change over 3 months.
     sig = book.signals
     if len(sig):
-        sig = sig.assign(known=sig["month"] + pd.offsets.MonthEnd(0))
-        extra = [col for col in sig.columns if col not in ("account_id", "month", "known")
-                 and pd.api.types.is_numeric_dtype(sig[col])]
-        names = [s for s in BASE_SIGNALS if s in extra] + [s for s in extra if s not in BASE_SIGNALS]
+        # Not assigned into ``sig``: that would copy every (possibly thousands of) signal column.
+        known = sig["month"] + pd.offsets.MonthEnd(0)
+        names = _signal_names(sig, signals)
         left = c[["account_id"]].assign(t=c["fd"])
-        left_3m = c[["account_id"]].assign(t=c["fd"] - pd.Timedelta(days=91))
-        for name in names:
-            rows_ = sig[sig[name].notna()][["account_id", "known", name]]
-            now = _asof(left, rows_, on_left="t", on_right="known", by="account_id", columns=[name])[name]
-            before = _asof(left_3m, rows_, on_left="t", on_right="known", by="account_id", columns=[name])[name]
-            out[name] = now.astype(float)
-            out[f"{name}_change_3m"] = (now - before).astype(float)
+        # Every signal column at once: one lookup of each contract's latest
+        # known month, then a forward fill per block of columns, so the cost
+        # grows linearly with the number of signal columns.
+        now, before = _last_known(sig, known, names, c["account_id"], c["fd"], c["fd"] - pd.Timedelta(days=91))
+        change = np.subtract(now, before, out=before)
+        for j, name in enumerate(names):
+            out[name] = pd.Series(now[:, j], index=c.index, copy=False)
+            out[f"{name}_change_3m"] = pd.Series(change[:, j], index=c.index, copy=False)
         if "support_tickets" in names:
-            roll = sig.sort_values(["account_id", "month"]).assign(
+            roll = sig[["account_id", "month", "support_tickets"]].assign(known=known).sort_values(
+                ["account_id", "month"]).assign(
                 tickets_3m=lambda d: d.groupby("account_id")["support_tickets"].transform(
                     lambda s: s.rolling(3, min_periods=1).mean()))
             out["support_tickets_3m_mean"] = _asof(left, roll, on_left="t", on_right="known", by="account_id",
@@ -187,15 +256,85 @@ def featurise_contracts(book: Book, contracts: pd.DataFrame, feature_dates: pd.S
     else:
         # Without stage history only the existence of the opportunity is known
         # on a past date; its current stage could be the outcome itself.
-        out["renewal_stage"] = np.where(exists, "unknown", None)
-        out["renewal_stage_probability"] = np.nan
+        out["renewal_stage"] = pd.Series(np.where(exists, "unknown", None), index=c.index, dtype=object)
+        out["renewal_stage_probability"] = pd.Series(np.nan, index=c.index)
     out["renewal_stage"] = out["renewal_stage"].where(exists, "none")
 
-    out.index = pd.Index(c["contract_id"].to_numpy(), name="contract_id")
-    for col in out.columns:
-        if out[col].dtype == object:
-            out[col] = out[col].astype(object).where(out[col].notna(), None)
-    return out
+    columns = {}
+    for name, col in out.items():
+        if not col.index.equals(c.index):
+            col = col.reindex(c.index)
+        if col.dtype == object:
+            col = col.where(col.notna(), None)
+        columns[name] = col.to_numpy()
+    return pd.DataFrame(columns, index=pd.Index(c["contract_id"].to_numpy(), name="contract_id"))
+
+
+def _signal_names(sig: pd.DataFrame, signals) -> list[str]:
+    """The numeric signal columns to featurise: the known ones first, then the rest in file order."""
+    dtypes = sig.dtypes
+    extra = [col for col in sig.columns if col not in ("account_id", "month", "known")
+             and pd.api.types.is_numeric_dtype(dtypes[col])]
+    names = [s for s in BASE_SIGNALS if s in extra] + [s for s in extra if s not in BASE_SIGNALS]
+    if signals is not None:
+        keep = set(signals)
+        names = [s for s in names if s in BASE_SIGNALS or s in keep]
+    return names
+
+
+def _last_known(sig: pd.DataFrame, known: pd.Series, names: list[str], account: pd.Series,
+                *dates: pd.Series) -> list[np.ndarray]:
+    """Latest non-missing value of each signal column known on each date, per account.
+
+    ``known`` is the date each row of ``sig`` became known (its month end).
+    For every date series (aligned with ``account``) returns an array of shape
+    ``(len(account), len(names))``: the value from the last month whose end is
+    on or before the date and where that column is filled, missing when there
+    is none. Months with the same end keep their file order (the last wins),
+    as ``merge_asof`` would.
+    """
+    n, k = len(account), len(names)
+    results = [np.full((n, k), np.nan, order="F") for _ in dates]
+    if not n or not k or not len(sig):
+        return results
+    codes, uniques = pd.factorize(sig["account_id"].astype(object))
+    known = known.to_numpy(dtype="datetime64[ns]").view("int64")
+    nat = np.datetime64("NaT", "ns").view("int64")
+    rows = np.flatnonzero((codes >= 0) & (known != nat))
+    order = rows[np.lexsort((known[rows], codes[rows]))]  # lexsort is stable
+    if not len(order):
+        return results
+    sc, sk = codes[order], known[order]
+    first = np.r_[True, sc[1:] != sc[:-1]]
+    group_start = np.maximum.accumulate(np.where(first, np.arange(len(order)), 0))
+    # One integer key per (account, time) so a single searchsorted finds, for
+    # every contract, the last signal row known by its date.
+    left_codes = pd.Index(uniques).get_indexer(account.astype(object).to_numpy())
+    left_times = [pd.to_datetime(d).to_numpy(dtype="datetime64[ns]").view("int64") for d in dates]
+    times = np.unique(np.concatenate([sk, *left_times]))
+    width = len(times) + 1
+    key = sc * width + np.searchsorted(times, sk)
+    lookups = []
+    for t in left_times:
+        p = np.searchsorted(key, left_codes * width + np.searchsorted(times, t), side="right") - 1
+        p = np.maximum(p, 0)
+        hit = (left_codes >= 0) & (t != nat) & (sc[p] == left_codes) & (sk[p] <= t)
+        lookups.append((p, hit))
+    # Forward fill by position, a block of columns at a time (bounded memory):
+    # the last filled row at or before p, if it belongs to p's account.
+    step = max(1, (1 << 22) // len(order))
+    ramp = np.arange(len(order))[:, None]
+    for lo in range(0, k, step):
+        cols = names[lo:lo + step]
+        block = sig[cols].to_numpy(dtype="float64", na_value=np.nan)[order]
+        last = np.where(np.isnan(block), -1, ramp)
+        np.maximum.accumulate(last, axis=0, out=last)
+        col_idx = np.arange(len(cols))[None, :]
+        for res, (p, hit) in zip(results, lookups, strict=True):
+            at = last[p]
+            ok = hit[:, None] & (at >= group_start[p][:, None])
+            res[:, lo:lo + len(cols)] = np.where(ok, block[np.maximum(at, 0), col_idx], np.nan)
+    return results
 
 
 def _ratio_change(now: pd.Series, before: pd.Series) -> pd.Series:
@@ -215,11 +354,21 @@ def _price_vs_peers(book: Book, led: pd.DataFrame, c: pd.DataFrame) -> pd.Series
     return c["contract_id"].map(rel).astype("float64").set_axis(c.index)
 
 
-def renewal_features(book: Book, as_of, lead_days: int = 120) -> pd.DataFrame:
+def renewal_features(book: Book, as_of, lead_days: int = 120, *,
+                     signals: Iterable[str] | None = None) -> pd.DataFrame:
     """Features of the contracts still to be renewed, as of ``as_of``.
 
     Contracts (not evergreen) ending after ``as_of`` and not yet renewed,
     featurised with what is known on ``as_of``.
+
+    Every numeric column of ``book.signals`` (``signals.csv``), the known
+    :data:`BASE_SIGNALS` and any extra column alike, becomes two features:
+    ``<column>`` (the last filled value of a month that had ended) and
+    ``<column>_change_3m`` (that value minus the one known 91 days
+    earlier). A model trained on these features uses the extra columns like
+    any other; :func:`renewforecast.score_contracts` featurises only the
+    extra columns its model was trained on and warns once about the others.
+    The cost grows linearly with the number of signal columns.
 
     Parameters
     ----------
@@ -228,6 +377,10 @@ def renewal_features(book: Book, as_of, lead_days: int = 120) -> pd.DataFrame:
     lead_days : int, default 120
         Kept for symmetry with :func:`renewal_training_set`; scoring uses
         ``as_of`` itself as the feature date.
+    signals : iterable of str, optional
+        Extra signal columns to featurise; the :data:`BASE_SIGNALS` present
+        are always featurised, names absent from the Book are skipped.
+        Default: every numeric signal column.
 
     Returns
     -------
@@ -247,10 +400,11 @@ def renewal_features(book: Book, as_of, lead_days: int = 120) -> pd.DataFrame:
     con = con[~con["evergreen"].fillna(False).astype(bool) & (con["end_date"] > cut) & ~con["contract_id"].isin(renewed)]
     if con.empty:
         return pd.DataFrame(index=pd.Index([], name="contract_id"))
-    return featurise_contracts(view, con, pd.Series(cut, index=con.index))
+    return featurise_contracts(view, con, pd.Series(cut, index=con.index), signals=signals)
 
 
-def renewal_training_set(book: Book, as_of=None, lead_days: int = 120) -> tuple[pd.DataFrame, pd.Series]:
+def renewal_training_set(book: Book, as_of=None, lead_days: int = 120, *,
+                         signals: Iterable[str] | None = None) -> tuple[pd.DataFrame, pd.Series]:
     """Past renewal decisions with their features, each as of ``lead_days`` before the end.
 
     Parameters
@@ -261,6 +415,9 @@ def renewal_training_set(book: Book, as_of=None, lead_days: int = 120) -> tuple[
         data end).
     lead_days : int, default 120
         How long before the end date each decision is featurised.
+    signals : iterable of str, optional
+        Extra signal columns to featurise (default: every numeric signal
+        column; see :func:`renewal_features`).
 
     Returns
     -------
@@ -292,6 +449,6 @@ def renewal_training_set(book: Book, as_of=None, lead_days: int = 120) -> tuple[
     term = subs[subs["terminated_date"].notna()].groupby("contract_id")["created_date"].min()
     gone = dec["contract_id"].map(term) <= dec["fd"]
     dec, con = dec[~gone], con[~gone]
-    X = featurise_contracts(view, con, dec["fd"])
+    X = featurise_contracts(view, con, dec["fd"], signals=signals)
     y = pd.Series((dec["outcome"] == "renewed").astype("int64").to_numpy(), index=X.index, name="renewed")
     return X, y

@@ -74,6 +74,15 @@ class RenewalModel(ClassifierMixin, BaseEstimator):
     cross-validation; ``estimator="logistic"`` is a regularised logistic
     regression on scaled numbers and one-hot categories.
 
+    Every column given to ``fit`` is a feature, so a model trained on
+    :func:`renewforecast.renewal_features` of a Book whose ``signals.csv``
+    has extra numeric columns uses them (each as its last value and its
+    3-month change). At prediction a DataFrame's columns are matched by
+    name: columns the model was not fitted on are ignored, and a missing one
+    raises ``ValueError``. :func:`renewforecast.score_contracts` given a
+    Book does not even featurise the signal columns its model was not
+    trained on, and warns once how many it ignored.
+
     Parameters
     ----------
     estimator : {"gbt", "logistic"}, default "gbt"

@@ -391,8 +391,12 @@ def conform(frame: pd.DataFrame, name: str) -> pd.DataFrame:
     for c in spec.columns:
         if c.name in result.columns:
             result[c.name] = result[c.name].astype(dtype_of(c.kind))
+    result = result.reset_index(drop=True)
     if spec.extra_numeric:
-        for extra in frame.columns:
-            if extra not in result.columns and not str(extra).startswith("_"):
-                result[extra] = pd.to_numeric(frame[extra], errors="coerce").astype("float64")
-    return result.reset_index(drop=True)
+        # Added in one concat: inserting thousands of signal columns one by
+        # one is quadratic (and warns PerformanceWarning).
+        extras = {extra: pd.to_numeric(frame[extra], errors="coerce").astype("float64").to_numpy()
+                  for extra in frame.columns if extra not in result.columns and not str(extra).startswith("_")}
+        if extras:
+            result = pd.concat([result, pd.DataFrame(extras, index=result.index)], axis=1)
+    return result

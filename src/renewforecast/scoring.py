@@ -87,6 +87,12 @@ def score_contracts(book_or_features: Book | pd.DataFrame, model="models/renewal
         When feature columns the model needs are missing (new categories are
         fine: they are treated as unknown).
 
+    Warns
+    -----
+    UnusedSignalsWarning
+        With a Book whose signals have numeric columns the model was not
+        trained on: they are ignored, and not featurised.
+
     Notes
     -----
     Never prints or logs data: batch jobs decide what to log.
@@ -95,10 +101,13 @@ def score_contracts(book_or_features: Book | pd.DataFrame, model="models/renewal
     if isinstance(book_or_features, Book):
         if as_of is None:
             raise ScoringInputError("score_contracts needs as_of when given a Book")
-        from renewforecast.features import renewal_features
+        from renewforecast.features import model_signals, renewal_features
 
         cut = pd.Timestamp(as_of).normalize()
-        features = renewal_features(book_or_features, cut)
+        # Signal columns the model was not trained on are not featurised (one warning says how many).
+        trained = list(getattr(model, "feature_names_in_", []))
+        signals = model_signals(book_or_features, trained) if trained else None
+        features = renewal_features(book_or_features, cut, signals=signals)
         con = book_or_features.contracts.drop_duplicates("contract_id").set_index("contract_id")
         meta = pd.DataFrame({"account_id": features.index.map(con["account_id"]),
                              "end_date": features.index.map(con["end_date"])}, index=features.index)
