@@ -124,6 +124,18 @@ class _Read:
     missing: tuple[str, ...] = ()
 
 
+def _numbers_at_once(frame: pd.DataFrame, sources: list[str], date_format: str) -> dict[str, tuple]:
+    """Many number columns read in one pass (a signals file may have thousands)."""
+    if len(sources) < 2:
+        return {}
+    n = len(frame)
+    stacked = pd.Series(frame[list(dict.fromkeys(sources))].to_numpy(dtype=object).ravel(order="F"))
+    values, bad = parse_column(stacked, "float", date_format=date_format)
+    values = values.to_numpy(dtype="float64")
+    return {src: (pd.Series(values[k * n:(k + 1) * n], copy=False), bad[k * n:(k + 1) * n])
+            for k, src in enumerate(dict.fromkeys(sources))}
+
+
 def _listing(names: list[str], limit: int = 30) -> str:
     """Header cells as a message lists them: each cut short, at most ``limit``."""
     if not names:
@@ -170,13 +182,18 @@ def _read_object(path: Path, obj: SfObject, *, encoding, date_format, overrides,
     out: dict[str, object] = {}
     colmap: dict[str, str] = {}
     parsed_sources: set[str] = set()
+    block = _numbers_at_once(frame, [f.source for f in fields if f.kind == "float" and not f.percent
+                                     and f.source in found], date_format) if obj.table == "signals" else {}
     for f in fields:
         colmap.setdefault(f.column, f.source)
         if f.source not in found:
             out[f.column] = pd.Series(pd.NA if f.kind not in ("float", "date", "datetime") else None,
                                       index=range(n), dtype=dtype_of(f.kind))
             continue
-        values, bad = parse_column(frame[f.source], f.kind, date_format=date_format)
+        if f.source in block and f.source not in parsed_sources:
+            values, bad = block[f.source]
+        else:
+            values, bad = parse_column(frame[f.source], f.kind, date_format=date_format)
         if f.source in parsed_sources:
             bad = np.zeros(len(bad), dtype=bool)  # one field read twice is reported once
         parsed_sources.add(f.source)
