@@ -39,6 +39,7 @@ import argparse
 import gc
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -78,11 +79,14 @@ print(json.dumps({"load": t1 - t0, "features": t2 - t1, "score": t3 - t2,
 
 
 def widen(source: Path, dest: Path, width: int, seed: int = 0) -> Path:
-    """``dest``: links to every file of ``source`` but a signals.csv with ``width`` extra columns."""
+    """``dest``: a copy of every file of ``source`` but a signals.csv with ``width`` extra columns.
+
+    Copies, not links: the loader refuses an export file that links out of its folder.
+    """
     dest.mkdir(parents=True, exist_ok=True)
     for p in source.iterdir():
-        if p.name != "signals.csv":
-            (dest / p.name).symlink_to(p.resolve())
+        if p.is_file() and p.name != "signals.csv":
+            shutil.copy2(p, dest / p.name)
     sig = pd.read_csv(source / "signals.csv", dtype=str, keep_default_na=False)
     rng = np.random.default_rng(seed)
     values = np.round(rng.random((len(sig), width)) * 100, 1)

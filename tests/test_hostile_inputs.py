@@ -246,3 +246,10 @@ def test_messages_quote_header_cells_cut_short(org_copy):
     path.write_text(text.replace("StartDate", long_name, 1), encoding="utf-8")
     p = only(problems_of(org_copy), "missing_column")
     assert "X" * 41 not in p.message and "X" * 40 + "..." in p.message
+
+
+def test_a_link_out_of_the_folder_that_is_not_an_export_file_is_left_alone(org_copy, tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not part of the export\n", encoding="utf-8")
+    (org_copy / "NOTES.txt").symlink_to(notes)
+    assert len(rf.load_book(org_copy).contracts) > 0

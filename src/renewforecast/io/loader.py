@@ -474,10 +474,6 @@ def load_book(
     warnings: list[Problem] = []
     reads: dict[str, _Read] = {}
     present, escaped = _inside(path)
-    for name in escaped:
-        problems.append(Problem(name, None, "", "", "outside_export_folder",
-                                f"{name} is a link to a file outside the export folder; it was not read "
-                                "(copy the file into the folder if it belongs to the export)"))
 
     if kind == "salesforce":
         objects = SALESFORCE_OBJECTS
@@ -505,6 +501,10 @@ def load_book(
                                         f"{shown} is not in the folder: {WHAT_IT_COSTS[obj.table]}", "warning"))
             continue
         if file_path.name in escaped:
+            # Only the files an export is read from: other links are never opened.
+            problems.append(Problem(file_path.name, None, "", "", "outside_export_folder",
+                                    f"{file_path.name} is a link to a file outside the export folder; it was not "
+                                    "read (copy the file into the folder if it belongs to the export)"))
             continue
         read = _read_object(file_path, obj, encoding=encoding, date_format=date_format,
                             overrides=field_map.get(file_path.name, field_map.get(obj.table, {})),
