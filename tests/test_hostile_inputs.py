@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import renewforecast as rf
@@ -253,3 +253,28 @@ def test_a_link_out_of_the_folder_that_is_not_an_export_file_is_left_alone(org_c
     notes.write_text("not part of the export\n", encoding="utf-8")
     (org_copy / "NOTES.txt").symlink_to(notes)
     assert len(rf.load_book(org_copy).contracts) > 0
+
+
+@given(rows=st.lists(st.lists(st.text(alphabet=st.sampled_from("ab1. \t\xa0\u3000"), max_size=5), min_size=2,
+                              max_size=2), min_size=1, max_size=5))
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_cells_read_stripped_and_blank_as_none_as_python_would(rows, tmp_path_factory):
+    from renewforecast.io._raw import read_raw
+
+    path = tmp_path_factory.mktemp("pad") / "t.csv"
+    body = "".join(",".join('"' + c + '"' for c in r) + "\n" for r in rows)
+    path.write_text("x,y\n" + body, encoding="utf-8")
+    got = read_raw(path).frame.to_numpy().tolist()
+    assert got == [[c.strip() or None for c in r] for r in rows]
+
+
+@given(st.lists(st.floats(allow_nan=False, allow_infinity=False, width=64), min_size=1, max_size=30))
+@settings(max_examples=150, deadline=None)
+def test_numbers_read_exactly_as_python_reads_them(values):
+    from renewforecast.io._raw import parse_column
+
+    text = pd.Series([repr(v) for v in values], dtype=object)
+    out, bad = parse_column(text, "float")
+    keep = np.abs(values) < 1e15
+    assert out[keep].tolist() == [v for v, k in zip(values, keep, strict=True) if k]
+    assert bad.tolist() == (~keep).tolist()

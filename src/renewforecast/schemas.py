@@ -395,8 +395,13 @@ def conform(frame: pd.DataFrame, name: str) -> pd.DataFrame:
     if spec.extra_numeric:
         # Added in one concat: inserting thousands of signal columns one by
         # one is quadratic (and warns PerformanceWarning).
-        extras = {extra: pd.to_numeric(frame[extra], errors="coerce").astype("float64").to_numpy()
-                  for extra in frame.columns if extra not in result.columns and not str(extra).startswith("_")}
-        if extras:
-            result = pd.concat([result, pd.DataFrame(extras, index=result.index)], axis=1)
+        names = [extra for extra in frame.columns if extra not in result.columns and not str(extra).startswith("_")]
+        floats = [extra for extra in names if pd.api.types.is_float_dtype(frame[extra])]
+        others = {extra: pd.to_numeric(frame[extra], errors="coerce").astype("float64").to_numpy()
+                  for extra in names if extra not in set(floats)}
+        if names:
+            # Columns already read as numbers move as one block.
+            block = pd.DataFrame(frame[floats].to_numpy(dtype="float64"), columns=floats, index=result.index)
+            extras = pd.concat([block, pd.DataFrame(others, index=result.index)], axis=1)[names]
+            result = pd.concat([result, extras], axis=1)
     return result

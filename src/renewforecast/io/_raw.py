@@ -252,7 +252,7 @@ def read_raw(path: str | Path, encoding: str | None = None) -> RawTable:
         frame, lines = fast
         frame = frame.iloc[:, keep_cols]
         frame.columns = [str(header[i]).strip() for i in keep_cols]
-        frame = _tidy(frame, _PADDED.search(text) is not None) if len(frame) else frame
+        frame = _tidy(frame, _padded(text)) if len(frame) else frame
         if not text.endswith("\n") and len(frame):
             warnings.append(_no_final_break(name, int(lines[-1])))
         return RawTable(name, frame, lines, enc, problems, warnings)
@@ -279,7 +279,14 @@ def read_raw(path: str | Path, encoding: str | None = None) -> RawTable:
 #: Whitespace at the start or end of some cell (quoted or not). Without it
 #: no cell needs stripping, which on a file thousands of columns wide is
 #: most of the reading time.
-_PADDED = re.compile(r'[^\S\r\n](?=[,"\r\n]|$)|(?:^|[,"\n])[^\S\r\n]')
+_RARE_SPACE = re.compile("[\t\x0b\x0c\x1c-\x1f\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]")
+_SPACE_AT_EDGE = (" ,", ", ", " \n", "\n ", " \r", ' "', '" ')
+
+
+def _padded(text: str) -> bool:
+    """Whether some cell may start or end with whitespace (substring scans: files may be wide)."""
+    return (text[:1] == " " or text[-1:] == " " or any(s in text for s in _SPACE_AT_EDGE)
+            or _RARE_SPACE.search(text) is not None)
 
 
 def _tidy(frame: pd.DataFrame, strip: bool) -> pd.DataFrame:
@@ -317,7 +324,10 @@ def _fast_frame(text: str, header: list[str]) -> tuple[pd.DataFrame, np.ndarray]
     # Quoted segments may hold commas; a quote left open would swallow the rest.
     if len(lines) and (lines.str.count('"') % 2 == 1).any():
         return None
-    commas = lines.str.replace(_QUOTED, "", regex=True).str.count(",")
+    commas = lines.str.count(",")
+    quoted = lines.str.contains('"', regex=False).to_numpy()
+    if quoted.any():  # (the regex only where a line has quotes: lines may be very long)
+        commas[quoted] = lines[quoted].str.replace(_QUOTED, "", regex=True).str.count(",")
     if len(lines) and (commas != len(header) - 1).any():
         return None
     try:
