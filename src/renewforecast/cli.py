@@ -330,54 +330,12 @@ def _same_kind(default, value) -> bool:
     return isinstance(value, allowed) and (isinstance(default, bool) or not isinstance(value, bool))
 
 
-def _history_problems(templates, book, first, day, said: str) -> list[str]:
-    """Reports that cannot be computed yet at ``day`` (too little history), with the earliest date that works."""
-    from renewforecast.reporting import earliest_as_of
-
-    out = []
-    for path in templates:
-        earliest = earliest_as_of(first, path.stem)
-        if earliest is not None and day < earliest:
-            out.append(f"{said} is too early for {path.stem}: it needs two years of data and the first "
-                       f"subscription starts {first.date()}; the earliest as-of it can report on is "
-                       f"{earliest.date()} (reports 00 and 01 run from the first month: --notebook)")
-        elif path.stem == "02_renewal_risk" and book.data_end is not None:
-            out.extend(_decision_problems(book, day, said))
-    return out
-
-
-def _decision_problems(book, day, said: str) -> list[str]:
-    """The renewal report's backtest needs enough decided renewals by ``day``."""
-    from renewforecast.evaluation import MIN_DECISIONS
-    from renewforecast.features import renewal_training_set
-
-    def known(d) -> int:
-        return len(renewal_training_set(book, d)[0])
-
-    n = known(day)
-    if n >= MIN_DECISIONS:
-        return []
-    # Decisions only accumulate: the first month end with enough is found by bisection.
-    ends = pd.date_range(day, book.data_end, freq="ME")
-    lo, hi = 0, len(ends)
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if known(ends[mid]) >= MIN_DECISIONS:
-            hi = mid
-        else:
-            lo = mid + 1
-    when = (f"the earliest as-of with enough is {ends[lo].date()}" if lo < len(ends)
-            else "the export does not hold enough yet")
-    return [f"{said} is too early for 02_renewal_risk: {n} renewal decisions are known by then and its "
-            f"backtest needs {MIN_DECISIONS}; {when} (the other reports can run: --notebook)"]
-
-
 def _check_params(pairs: tuple[str, ...], notebooks: tuple[str, ...], as_of: str | None, book) -> tuple[dict, set]:
     """Validate -p NAME=VALUE pairs and the as-of date before any kernel starts (exit 2).
 
     Returns the checked values and the names the chosen notebooks declare.
     """
-    from renewforecast.reporting import EXIT_BAD_INPUT, list_notebooks, notebook_parameters
+    from renewforecast.reporting import EXIT_BAD_INPUT, history_problems, list_notebooks, notebook_parameters
 
     try:
         templates = [p for p in list_notebooks() if not notebooks or p.stem in notebooks or p.name in notebooks]
@@ -424,10 +382,10 @@ def _check_params(pairs: tuple[str, ...], notebooks: tuple[str, ...], as_of: str
             elif pd.notna(first) and day < first:
                 problems.append(f"--as-of {as_of} is before the first subscription ({first.date()})")
             else:
-                problems.extend(_history_problems(templates, book, first, day, f"--as-of {as_of}"))
+                problems.extend(history_problems(book, day, [p.stem for p in templates], f"--as-of {as_of}"))
     elif book.data_end is not None:
-        problems.extend(_history_problems(templates, book, book.subscriptions["start_date"].min(), book.data_end,
-                                          f"the export date {book.data_end.date()}"))
+        problems.extend(history_problems(book, book.data_end, [p.stem for p in templates],
+                                         f"the export date {book.data_end.date()}"))
     if problems:
         _fail("the report was not run:\n  " + "\n  ".join(problems), EXIT_BAD_INPUT)
     return values, set(declared)

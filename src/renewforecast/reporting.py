@@ -128,6 +128,64 @@ def earliest_as_of(first_record, notebook: str) -> pd.Timestamp | None:
     return (pd.Timestamp(first_record) + pd.DateOffset(months=months) + pd.offsets.MonthEnd(0)).normalize()
 
 
+def history_problems(book, day, notebooks: Iterable[str], said: str) -> list[str]:
+    """Why each of ``notebooks`` cannot report yet at ``day``, with the earliest date that works.
+
+    Parameters
+    ----------
+    book : Book
+    day : Timestamp
+        The as-of date asked for.
+    notebooks : iterable of str
+        Report names (``02_renewal_risk``, ...).
+    said : str
+        How the date is named in the messages (``"--as-of 2023-03-31"``).
+
+    Examples
+    --------
+    >>> import pandas as pd, renewforecast as rf
+    >>> history_problems(rf.Book.empty(), pd.Timestamp("2024-01-31"), ["01_revenue_kpis"], "--as-of 2024-01-31")
+    []
+    """
+    first = book.subscriptions["start_date"].min()
+    out = []
+    for name in notebooks:
+        earliest = earliest_as_of(first, name)
+        if earliest is not None and day < earliest:
+            out.append(f"{said} is too early for {name}: it needs {HISTORY_MONTHS[name] // 12} years of data and "
+                       f"the first subscription starts {first.date()}; the earliest as-of it can report on is "
+                       f"{earliest.date()} (reports 00 and 01 run from the first month: --notebook)")
+        elif name == "02_renewal_risk" and book.data_end is not None:
+            out.extend(_decision_problems(book, day, said))
+    return out
+
+
+def _decision_problems(book, day, said: str) -> list[str]:
+    """The renewal report's backtest needs enough decided renewals by ``day``."""
+    from renewforecast.evaluation import MIN_DECISIONS
+    from renewforecast.features import renewal_training_set
+
+    def known(d) -> int:
+        return len(renewal_training_set(book, d)[0])
+
+    n = known(day)
+    if n >= MIN_DECISIONS:
+        return []
+    # Decisions only accumulate: the first month end with enough is found by bisection.
+    ends = pd.date_range(day, book.data_end, freq="ME")
+    lo, hi = 0, len(ends)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if known(ends[mid]) >= MIN_DECISIONS:
+            hi = mid
+        else:
+            lo = mid + 1
+    when = (f"the earliest as-of with enough is {ends[lo].date()}" if lo < len(ends)
+            else "the export does not hold enough yet")
+    return [f"{said} is too early for 02_renewal_risk: {n} renewal decisions are known by then and its "
+            f"backtest needs {MIN_DECISIONS}; {when} (the other reports can run: --notebook)"]
+
+
 # --------------------------------------------------------------------------- #
 # Discovery
 # --------------------------------------------------------------------------- #

@@ -92,8 +92,9 @@ def on_cycle(ids, parents) -> np.ndarray:
     """
     ids = np.asarray(ids, dtype=object)
     parents = pd.Series(parents, dtype=object)
-    jump = pd.Index(ids).get_indexer(parents.to_numpy(dtype=object))
-    jump[parents.isna().to_numpy()] = -1
+    parent = pd.Index(ids).get_indexer(parents.to_numpy(dtype=object))
+    parent[parents.isna().to_numpy()] = -1
+    jump = parent
     n = len(ids)
     steps = 1
     while steps < n:
@@ -105,7 +106,6 @@ def on_cycle(ids, parents) -> np.ndarray:
     if n and steps >= n:
         # (the landing rows of one jump can miss some rows of a long cycle;
         # walking once around from them marks the rest)
-        parent = pd.Index(ids).get_indexer(parents.to_numpy(dtype=object))
         cur = np.flatnonzero(cycle)
         while len(cur):
             nxt = parent[cur]

@@ -129,11 +129,12 @@ def _numbers_at_once(frame: pd.DataFrame, sources: list[str], date_format: str) 
     if len(sources) < 2:
         return {}
     n = len(frame)
-    stacked = pd.Series(frame[list(dict.fromkeys(sources))].to_numpy(dtype=object).ravel(order="F"))
+    sources = list(dict.fromkeys(sources))
+    stacked = pd.Series(frame[sources].to_numpy(dtype=object).ravel(order="F"))
     values, bad = parse_column(stacked, "float", date_format=date_format)
     values = values.to_numpy(dtype="float64")
     return {src: (pd.Series(values[k * n:(k + 1) * n], copy=False), bad[k * n:(k + 1) * n])
-            for k, src in enumerate(dict.fromkeys(sources))}
+            for k, src in enumerate(sources)}
 
 
 def _listing(names: list[str], limit: int = 30) -> str:
