@@ -402,6 +402,10 @@ class _Sim:
         # Acquisitions run past the export date: deals that close after it are
         # the open new-business pipeline (the rest of the pipeline is prospects).
         acq_days = np.log1p(u * (math.exp(growth * (days + _FUTURE_DAYS)) - 1)) / growth
+        if len(acq_days) and acq_days.min() > days:
+            # A tiny org whose every deal lands after the export would have
+            # nothing to value: its first customer buys on the export date.
+            acq_days[acq_days.argmin()] = days
         days_sorted = np.sort(acq_days)
         if self.progress:
             from tqdm.auto import tqdm
