@@ -47,7 +47,7 @@ import pandas as pd
 
 import renewforecast as rf
 from renewforecast import forecast as fc_mod
-from renewforecast.schedules import _add_months  # the schedules' month rule
+from renewforecast.ledger.schedules import _add_months  # the schedules' month rule
 from renewforecast.schemas import TABLES, conform
 
 AS_OF = "2025-12-31"

@@ -52,7 +52,7 @@ import numpy as np
 import pandas as pd
 
 import renewforecast as rf
-from renewforecast.features import UnusedSignalsWarning
+from renewforecast.models.features import UnusedSignalsWarning
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -60,7 +60,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PIPELINE = r"""
 import json, sys, time, warnings
 import renewforecast as rf
-from renewforecast.registry import load_model
+from renewforecast.models.registry import load_model
 folder, model_dir, as_of = sys.argv[1:4]
 model = load_model(model_dir)
 t0 = time.perf_counter()

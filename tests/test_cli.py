@@ -113,7 +113,7 @@ def test_report_parameters_are_checked_before_any_kernel_starts(demo_org, tmp_pa
 
 
 def test_report_passes_checked_parameters_to_the_run(demo_org, tmp_path, monkeypatch):
-    import renewforecast.reporting as reporting
+    import renewforecast.reports.runner as reporting
 
     seen = {}
 

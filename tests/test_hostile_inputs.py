@@ -197,7 +197,7 @@ def test_a_negative_quantity_on_an_original_row_is_an_error(org_copy):
 @given(st.lists(st.integers(min_value=-1, max_value=11), min_size=1, max_size=12))
 @settings(max_examples=200, deadline=None)
 def test_on_cycle_matches_walking_each_chain(parents):
-    from renewforecast.validate import on_cycle
+    from renewforecast.io.validate import on_cycle
 
     ids = [f"r{i}" for i in range(len(parents))]
     links = [None if p < 0 or p >= len(parents) else f"r{p}" for p in parents]

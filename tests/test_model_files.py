@@ -21,7 +21,7 @@ from click.testing import CliRunner
 
 import renewforecast as rf
 from renewforecast.cli import main
-from renewforecast.registry import KEY_ENV, ModelKeyError, ModelRefused, ModelWarning
+from renewforecast.models.registry import KEY_ENV, ModelKeyError, ModelRefused, ModelWarning
 
 KEY = "k3y-for-tests-0123456789abcdef-not-a-real-secret"
 

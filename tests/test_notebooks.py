@@ -8,7 +8,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from renewforecast.reporting import list_notebooks
+from renewforecast.reports.runner import list_notebooks
 
 NOTEBOOKS = list_notebooks()
 
@@ -131,7 +131,7 @@ def test_defaults_point_at_what_make_builds_when_opened_from_the_notebooks_folde
     # are relative to notebooks/ and must land on the demo org and the model.
     import ast
 
-    from renewforecast.reporting import notebook_parameters
+    from renewforecast.reports.runner import notebook_parameters
 
     root = Path(__file__).parents[1]
     params = notebook_parameters(path)
@@ -157,7 +157,7 @@ def test_a_notebook_runs_as_it_is_from_the_notebooks_folder(demo_org, tmp_path):
                                           progress_bar=False, kernel_name="python3")
     assert all(c.execution_count for c in executed.cells if c.cell_type == "code" and c.source.strip())
     import renewforecast as rf
-    from renewforecast.headline import HEADLINE_MIME
+    from renewforecast.reports.headline import HEADLINE_MIME
 
     headlines = [o["data"][HEADLINE_MIME] for c in executed.cells if c.cell_type == "code"
                  for o in c.outputs if HEADLINE_MIME in o.get("data", {})]

@@ -13,7 +13,7 @@ import pytest
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import renewforecast as rf
-from renewforecast.registry import ALLOWED_TYPES, ModelRefused
+from renewforecast.models.registry import ALLOWED_TYPES, ModelRefused
 
 
 # ------------------------------------------------------------- features
@@ -33,7 +33,7 @@ def test_training_rows_use_only_what_was_known(demo_book, training):
     # featurising from a Book cut back to the feature date gives the same features
     cid = X.index[len(X) // 2]
     fd = dec.loc[cid, "end_date"] - pd.Timedelta(days=120)
-    from renewforecast.features import featurise_contracts
+    from renewforecast.models.features import featurise_contracts
 
     view = demo_book.as_of(fd)
     row = view.contracts[view.contracts["contract_id"] == cid]
@@ -116,7 +116,7 @@ def test_probabilities_are_calibrated_on_held_out_data():
     y = (rng.random(n) < true_p).astype(int)
     model = rf.RenewalModel(random_state=0).fit(X[:8000], y[:8000])
     p = model.predict_proba(X[8000:])[:, 1]
-    from renewforecast.evaluation import expected_calibration_error
+    from renewforecast.models.evaluation import expected_calibration_error
 
     assert expected_calibration_error(y[8000:], p) < 0.03
     assert np.corrcoef(p, true_p[8000:])[0, 1] > 0.95
@@ -238,7 +238,7 @@ def test_allow_list_matches_what_models_need(training, tmp_path):
 def test_score_contracts_columns_and_identities(demo_book, saved):
     model, folder, _ = saved
     scores = rf.score_contracts(demo_book, model=folder.parent, as_of="2026-06-30")
-    from renewforecast.scoring import SCORE_COLUMNS
+    from renewforecast.analyses.scoring import SCORE_COLUMNS
 
     assert list(scores.columns) == SCORE_COLUMNS
     assert len(scores) == len(rf.renewal_features(demo_book, "2026-06-30"))
@@ -258,7 +258,7 @@ def test_score_contracts_from_a_feature_frame_checks_columns(demo_book, saved):
     features = rf.renewal_features(demo_book, "2026-06-30")
     direct = rf.score_contracts(features, model=model)
     assert np.allclose(direct["renewal_probability"], model.predict_proba(features[X.columns])[:, 1])
-    from renewforecast.scoring import ScoringInputError
+    from renewforecast.analyses.scoring import ScoringInputError
 
     with pytest.raises(ScoringInputError, match="seat_utilization"):
         rf.score_contracts(features.drop(columns=["seat_utilization"]), model=model)

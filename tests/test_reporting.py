@@ -1,4 +1,4 @@
-"""Tests for renewforecast.reporting: running, exporting and publishing reports.
+"""Tests for renewforecast.reports.runner: running, exporting and publishing reports.
 
 Fixture notebooks are built with nbformat inside each test's tmp_path. Tests
 that start a Jupyter kernel are marked ``slow``.
@@ -22,7 +22,7 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from renewforecast import reporting
 from renewforecast.exceptions import RenewForecastError, ReportRunError
-from renewforecast.reporting import (
+from renewforecast.reports.runner import (
     EXIT_BAD_INPUT,
     EXIT_CELL_ERROR,
     EXIT_DEAD_KERNEL,
@@ -423,7 +423,7 @@ def _headline_cell(report: str, value: float, fingerprint: str, model: str | Non
     if model:
         provenance["model_version"] = model
     return (
-        "from renewforecast.headline import Headline\n"
+        "from renewforecast.reports.headline import Headline\n"
         f"Headline({report!r}, 'Figures', [{{'key': 'arr', 'label': 'ARR <i>', 'value': {value}, "
         f"'kind': 'money', 'detail': 'at month end'}}], series={{'arr': {{'month': ['2026-05-31', "
         f"'2026-06-30'], 'value': [1.0e6, {value}]}}}}, provenance={provenance!r})"
@@ -469,7 +469,7 @@ def test_reports_that_disagree_on_the_data_publish_nothing(nbdir, out):
 
 _RUNNER = """
 import sys
-from renewforecast.reporting import run_reports
+from renewforecast.reports.runner import run_reports
 run_reports("data", out=sys.argv[1], notebooks_dir=sys.argv[2], run_id=sys.argv[3],
             parameters={"title_param": sys.argv[3]}, timeout=120)
 """

@@ -179,7 +179,7 @@ def test_a_stale_staging_folder_without_owner_is_recovered_by_the_next_run(tmp_p
     (elsewhere / ".owner").write_text("some-other-host 1\n")
     os.utime(elsewhere, (hour_ago, hour_ago))
 
-    with caplog.at_level("WARNING", logger="renewforecast.reporting"):
+    with caplog.at_level("WARNING", logger="renewforecast.reports.runner"):
         reporting.run_reports("data", out=out, notebooks_dir=nbdir, run_id="next", timeout=60)
 
     assert not dead.exists()

@@ -1,4 +1,4 @@
-"""Tests for the shifted-beta-geometric retention model (renewforecast.sbg).
+"""Tests for the shifted-beta-geometric retention model (renewforecast.models.sbg).
 
 Reference numbers are typed in as constants, never computed by the code under
 test. Sources (see /work/shared/reference/statistical_anchors.md, sections 1-2):
@@ -27,7 +27,7 @@ from scipy.special import hyp2f1
 from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
 
-from renewforecast.sbg import ShiftedBetaGeometric
+from renewforecast.models.sbg import ShiftedBetaGeometric
 
 # --- FH2007 Appendix B: customers alive of 1,000, years 0..7 (the fit window) ---
 REGULAR = [1000, 631, 468, 382, 326, 289, 262, 241]

@@ -1,4 +1,4 @@
-"""Tests for renewforecast.survival.SurvivalModel.
+"""Tests for renewforecast.models.survival.SurvivalModel.
 
 Reference values come from /work/shared/reference/statistical_anchors.md,
 section 3 ("lifelines: Rossi recidivism anchors"), which cites R's
@@ -21,9 +21,9 @@ from lifelines.datasets import load_rossi
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
-import renewforecast.survival as survival_module
+import renewforecast.models.survival as survival_module
 from renewforecast.exceptions import RenewForecastError
-from renewforecast.survival import (
+from renewforecast.models.survival import (
     ExtrapolationWarning,
     SurvivalDataError,
     SurvivalModel,

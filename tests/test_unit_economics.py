@@ -8,7 +8,7 @@ import pytest
 
 import renewforecast as rf
 from _support import make_book
-from renewforecast.unit_economics import cac, ltv, ltv_cac
+from renewforecast.analyses.unit_economics import cac, ltv, ltv_cac
 
 T = pd.Timestamp
 END = T("2026-12-31")

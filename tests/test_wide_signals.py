@@ -14,9 +14,9 @@ import pandas as pd
 import pytest
 
 import renewforecast as rf
-from renewforecast.features import BASE_SIGNALS, UnusedSignalsWarning, model_signals
+from renewforecast.models.features import BASE_SIGNALS, UnusedSignalsWarning, model_signals
 from renewforecast.schemas import conform
-from renewforecast.scoring import ScoringInputError
+from renewforecast.analyses.scoring import ScoringInputError
 
 
 def _widen(book: rf.Book, n: int, seed: int = 0) -> rf.Book:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 from importlib.metadata import PackageNotFoundError, version
 
+from renewforecast import _moved
 from renewforecast.book import Book
 from renewforecast.demo import DemoOrg, write_demo_org
 from renewforecast.exceptions import (
@@ -24,11 +25,11 @@ from renewforecast.exceptions import (
     RenewForecastError,
     ReportRunError,
 )
-from renewforecast.evaluation import RenewalEvaluation, evaluate_renewal_model
-from renewforecast.backtest import ForecastBacktest, backtest_forecast, backtest_origins
-from renewforecast.features import renewal_features, renewal_training_set
-from renewforecast.forecast import COMPONENTS, Scenario, forecast_scenario_table, revenue_forecast
-from renewforecast.headline import (
+from renewforecast.models.evaluation import RenewalEvaluation, evaluate_renewal_model
+from renewforecast.analyses.backtest import ForecastBacktest, backtest_forecast, backtest_origins
+from renewforecast.models.features import renewal_features, renewal_training_set
+from renewforecast.analyses.forecast import COMPONENTS, Scenario, forecast_scenario_table, revenue_forecast
+from renewforecast.reports.headline import (
     Headline,
     data_headline,
     forecast_headline,
@@ -38,22 +39,22 @@ from renewforecast.headline import (
     unit_economics_headline,
 )
 from renewforecast.io.canonical import write_canonical
-from renewforecast.lifetimes import annual_cohorts, customer_lifetimes
+from renewforecast.analyses.cohorts import annual_cohorts, customer_lifetimes
 from renewforecast.io.loader import load_book
-from renewforecast.metrics import (
+from renewforecast.analyses.saas_metrics import (
     cohort_retention,
     renewal_decisions,
     renewal_kpis,
     renewal_worklist,
     retention_kpis,
 )
-from renewforecast.model import RenewalModel
-from renewforecast.registry import ModelRefused, load_model, save_model
-from renewforecast.sbg import ShiftedBetaGeometric
-from renewforecast.scoring import score_contracts, write_crm_upsert
-from renewforecast.survival import ExtrapolationWarning, SurvivalDataError, SurvivalModel
-from renewforecast.unit_economics import cac, gross_margin, ltv, ltv_cac
-from renewforecast.revenue import (
+from renewforecast.models.renewal import RenewalModel
+from renewforecast.models.registry import ModelRefused, load_model, save_model
+from renewforecast.models.sbg import ShiftedBetaGeometric
+from renewforecast.analyses.scoring import score_contracts, write_crm_upsert
+from renewforecast.models.survival import ExtrapolationWarning, SurvivalDataError, SurvivalModel
+from renewforecast.analyses.unit_economics import cac, gross_margin, ltv, ltv_cac
+from renewforecast.ledger.revenue import (
     arr_on,
     last_month_end,
     mrr_movements,
@@ -64,7 +65,7 @@ from renewforecast.revenue import (
     set_aside_summary,
     ultimate_parents,
 )
-from renewforecast.schedules import establish_schedule, expand_schedules, line_schedules, reconcile_schedules
+from renewforecast.ledger.schedules import establish_schedule, expand_schedules, line_schedules, reconcile_schedules
 
 try:
     __version__ = version("renewforecast")
@@ -72,6 +73,7 @@ except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0+unknown"
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
+_moved.install()
 
 
 def __getattr__(name: str):
@@ -80,7 +82,7 @@ def __getattr__(name: str):
     if name == "plotting":
         import importlib
 
-        return importlib.import_module("renewforecast.plotting")
+        return importlib.import_module("renewforecast.reports.plotting")
     raise AttributeError(f"module 'renewforecast' has no attribute {name!r}")
 
 __all__ = [

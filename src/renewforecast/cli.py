@@ -5,7 +5,7 @@ on failure: 1 for invalid input data (or a Book with no contracts); ``train``
 and ``score`` exit 3 when a saved model is refused and 4 when the data does
 not fit the model; 9 when the output cannot be written (a path under a file,
 no permission, disk full); report runs use the distinct codes of
-:mod:`renewforecast.reporting` (2 bad parameters, 3 a cell failed, 4 timeout,
+:mod:`renewforecast.reports.runner` (2 bad parameters, 3 a cell failed, 4 timeout,
 5 the kernel died, 6 a notebook stopped early, 130 SIGINT, 143 SIGTERM).
 """
 
@@ -158,7 +158,7 @@ on_error_option = click.option(
 
 def _notice_set_aside(book) -> bool:
     """Tell stderr what was set aside; whether anything was."""
-    from renewforecast.revenue import quarantine_report, set_aside_summary
+    from renewforecast.ledger.revenue import quarantine_report, set_aside_summary
 
     if not len(book.quarantine):
         return False
@@ -286,7 +286,7 @@ def validate(directory: str, encoding, date_format, currency, limit: int, show_a
     else:
         click.echo("No warnings.")
     if len(book.quarantine):
-        from renewforecast.revenue import quarantine_report, set_aside_summary
+        from renewforecast.ledger.revenue import quarantine_report, set_aside_summary
 
         click.echo(f"Set aside: {set_aside_summary(book)['text']}:")
         click.echo(_grouped(quarantine_report(book), rows))
@@ -298,7 +298,7 @@ class _ReportCommand(click.Command):
 
     def format_epilog(self, ctx, formatter) -> None:
         super().format_epilog(ctx, formatter)
-        from renewforecast.reporting import list_notebooks, notebook_parameters
+        from renewforecast.reports.runner import list_notebooks, notebook_parameters
 
         try:
             books = [(p.stem, notebook_parameters(p)) for p in list_notebooks()]
@@ -335,7 +335,7 @@ def _check_params(pairs: tuple[str, ...], notebooks: tuple[str, ...], as_of: str
 
     Returns the checked values and the names the chosen notebooks declare.
     """
-    from renewforecast.reporting import EXIT_BAD_INPUT, history_problems, list_notebooks, notebook_parameters
+    from renewforecast.reports.runner import EXIT_BAD_INPUT, history_problems, list_notebooks, notebook_parameters
 
     try:
         templates = [p for p in list_notebooks() if not notebooks or p.stem in notebooks or p.name in notebooks]
@@ -425,7 +425,7 @@ def report(directory, param_pairs, as_of, out, notebooks, timeout, keep, model_p
     shut down, nothing is published, partial notebooks stay in
     OUT/failed/<run-id>/.
     """
-    from renewforecast.reporting import run_reports
+    from renewforecast.reports.runner import run_reports
 
     try:
         book = _load(directory, encoding, date_format, currency, on_error)
@@ -481,7 +481,7 @@ def _load_model_or_exit(model_path):
     """A saved model, or exit 3 with why it was refused; its warnings go to stderr as one line each."""
     import warnings
 
-    from renewforecast.registry import ModelRefused, load_model
+    from renewforecast.models.registry import ModelRefused, load_model
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -518,10 +518,10 @@ def train(directory, as_of, out, estimator, lead_days, seed, encoding, date_form
     Exit codes: 0 saved; 1 invalid export; 3 RENEWFORECAST_MODEL_KEY is set
     but empty or too short (checked before training; nothing saved).
     """
-    from renewforecast.evaluation import evaluate_renewal_model
-    from renewforecast.features import renewal_training_set
-    from renewforecast.model import RenewalModel
-    from renewforecast.registry import ModelKeyError, check_model_key, save_model
+    from renewforecast.models.evaluation import evaluate_renewal_model
+    from renewforecast.models.features import renewal_training_set
+    from renewforecast.models.renewal import RenewalModel
+    from renewforecast.models.registry import ModelKeyError, check_model_key, save_model
 
     try:
         check_model_key()  # a key that failed to reach the environment stops before minutes of training
@@ -573,7 +573,7 @@ def score(directory, model_path, as_of, out, crm, id_field, encoding, date_forma
     set an unsigned or wrongly signed manifest; nothing written); 4 the
     export lacks what the model needs; 8 written, with rows set aside.
     """
-    from renewforecast.scoring import SCORE_COLUMNS, ScoringInputError, score_contracts, write_crm_upsert
+    from renewforecast.analyses.scoring import SCORE_COLUMNS, ScoringInputError, score_contracts, write_crm_upsert
 
     book = _load_or_exit(directory, encoding, date_format, currency, on_error)
     _refuse_empty(book, directory, "score")
@@ -624,9 +624,9 @@ def forecast(directory, as_of, horizon, out, model_path, by, sims, seed, scenari
 
     Example: renewforecast forecast data/demo --horizon 12 --by segment --out forecast.csv
     """
-    from renewforecast._atomic import atomic_write_text
-    from renewforecast.forecast import Scenario, revenue_forecast
-    from renewforecast.scoring import _neutralise
+    from renewforecast.atomic import atomic_write_text
+    from renewforecast.analyses.forecast import Scenario, revenue_forecast
+    from renewforecast.analyses.scoring import _neutralise
 
     book = _load_or_exit(directory, encoding, date_format, currency)
     _refuse_empty(book, directory, "forecast")

@@ -41,9 +41,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from renewforecast._atomic import atomic_write_text
+from renewforecast.atomic import atomic_write_text
 from renewforecast.io.salesforce import FORMULA_FIELDS, write_salesforce_export
-from renewforecast.schedules import expand_schedules
+from renewforecast.ledger.schedules import expand_schedules
 from renewforecast.schemas import TABLES, conform
 
 __all__ = ["DemoOrg", "generate_demo_tables", "write_demo_org"]

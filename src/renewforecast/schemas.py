@@ -331,7 +331,7 @@ def pandera_schema(name: str) -> pa.DataFrameSchema:
 
     The schema checks dtypes, nullability, allowed values, numeric bounds and
     key uniqueness. Cross-table rules (references, dates against contracts)
-    live in :mod:`renewforecast.validate`.
+    live in :mod:`renewforecast.io.validate`.
 
     Examples
     --------

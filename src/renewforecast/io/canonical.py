@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from renewforecast._atomic import atomic_write_bytes, atomic_write_text
+from renewforecast.atomic import atomic_write_bytes, atomic_write_text
 from renewforecast.book import Book
 from renewforecast.schemas import TABLES
 

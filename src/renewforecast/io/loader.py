@@ -23,7 +23,7 @@ from renewforecast.io.salesforce import (
     from_salesforce,
 )
 from renewforecast.schemas import TABLES, conform, dtype_of
-from renewforecast.validate import validate_tables
+from renewforecast.io.validate import validate_tables
 
 __all__ = ["DEFAULT_EARLIEST", "DEFAULT_YEARS_AHEAD", "date_window", "load_book"]
 

@@ -42,7 +42,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from renewforecast._atomic import atomic_write_text
+from renewforecast.atomic import atomic_write_text
 from renewforecast.currency import OPEN_START
 from renewforecast.exceptions import Problem
 

@@ -1,6 +1,6 @@
 """The pages a report run publishes around the notebooks: the executive index and the run banner.
 
-:func:`render_index` turns the run's provenance and the :class:`~renewforecast.headline.Headline`
+:func:`render_index` turns the run's provenance and the :class:`~renewforecast.reports.headline.Headline`
 of each report into ``index.html``: the headline figures as cards with small
 charts, each linking to its full report, then the list of reports and the run's
 provenance. :func:`run_banner` is the strip at the top of every report page with
@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote
 
-from renewforecast.headline import Headline
+from renewforecast.reports.headline import Headline
 
 __all__ = ["format_duration", "redact_parameters", "render_index", "run_banner"]
 
@@ -249,7 +249,7 @@ def render_index(meta: dict[str, Any], headlines: dict[str, Headline]) -> str:
         ``title`` and ``html`` file of each report, in order) and
         ``durations`` (seconds by report name).
     headlines : dict
-        Report name -> :class:`~renewforecast.headline.Headline` of the
+        Report name -> :class:`~renewforecast.reports.headline.Headline` of the
         reports that published one.
 
     Returns
@@ -258,7 +258,7 @@ def render_index(meta: dict[str, Any], headlines: dict[str, Headline]) -> str:
 
     Examples
     --------
-    >>> from renewforecast.headline import Headline
+    >>> from renewforecast.reports.headline import Headline
     >>> h = Headline("revenue_kpis", "KPIs", [{"key": "nrr", "label": "NRR", "value": 1.04,
     ...              "kind": "percent"}], provenance={"currency": "USD"})
     >>> meta = {"run_id": "r1", "notebooks": [{"name": "01_kpis", "title": "KPIs <b>",

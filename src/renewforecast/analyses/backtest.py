@@ -22,8 +22,8 @@ import pandas as pd
 
 from renewforecast.book import Book
 from renewforecast.exceptions import RenewForecastError
-from renewforecast.forecast import revenue_forecast
-from renewforecast.revenue import last_month_end, recognized_revenue
+from renewforecast.analyses.forecast import revenue_forecast
+from renewforecast.ledger.revenue import last_month_end, recognized_revenue
 
 __all__ = ["ForecastBacktest", "backtest_forecast", "backtest_origins"]
 

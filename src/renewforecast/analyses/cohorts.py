@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from renewforecast.book import Book
-from renewforecast.revenue import last_month_end, mrr_table
+from renewforecast.ledger.revenue import last_month_end, mrr_table
 
 __all__ = ["annual_cohorts", "cohort_counts", "cohort_members", "customer_lifetimes"]
 

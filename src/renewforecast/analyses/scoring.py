@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from renewforecast._atomic import atomic_write_text
+from renewforecast.atomic import atomic_write_text
 from renewforecast.book import Book
 from renewforecast.exceptions import RenewForecastError
 
@@ -44,7 +44,7 @@ class ScoringInputError(RenewForecastError):
 
 
 def _resolve_model(model) -> tuple[Any, str]:
-    from renewforecast.registry import load_model
+    from renewforecast.models.registry import load_model
 
     if isinstance(model, (str, os.PathLike)):
         model = load_model(model)
@@ -101,7 +101,7 @@ def score_contracts(book_or_features: Book | pd.DataFrame, model="models/renewal
     if isinstance(book_or_features, Book):
         if as_of is None:
             raise ScoringInputError("score_contracts needs as_of when given a Book")
-        from renewforecast.features import model_signals, renewal_features
+        from renewforecast.models.features import model_signals, renewal_features
 
         cut = pd.Timestamp(as_of).normalize()
         # Signal columns the model was not trained on are not featurised (one warning says how many).

@@ -21,7 +21,7 @@ Two design choices matter for correctness:
 Examples
 --------
 >>> from lifelines.datasets import load_rossi
->>> from renewforecast.survival import SurvivalModel
+>>> from renewforecast.models.survival import SurvivalModel
 >>> rossi = load_rossi()
 >>> model = SurvivalModel(duration_col="week", event_col="arrest").fit(rossi)
 >>> round(model.concordance_index_, 4)

@@ -23,9 +23,9 @@ import numpy as np
 import pandas as pd
 
 from renewforecast.book import Book
-from renewforecast.metrics import renewal_kpis, retention_kpis
-from renewforecast.revenue import last_month_end, mrr_movements, mrr_table, set_aside_summary
-from renewforecast.unit_economics import ltv_cac
+from renewforecast.analyses.saas_metrics import renewal_kpis, retention_kpis
+from renewforecast.ledger.revenue import last_month_end, mrr_movements, mrr_table, set_aside_summary
+from renewforecast.analyses.unit_economics import ltv_cac
 
 __all__ = [
     "HEADLINE_MIME",
@@ -39,7 +39,7 @@ __all__ = [
 ]
 
 #: MIME type of the machine-readable headline inside a notebook output.
-HEADLINE_MIME = "application/vnd.renewforecast.headline+json"
+HEADLINE_MIME = "application/vnd.renewforecast.reports.headline+json"
 
 _SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "JPY": "¥", "AUD": "A$", "CAD": "C$"}
 _KINDS = ("money", "percent", "ratio", "count", "months", "text")
@@ -127,7 +127,7 @@ class Headline:
     >>> h.formatted("arr")
     '$1.2M'
     >>> sorted(h._repr_mimebundle_())
-    ['application/vnd.renewforecast.headline+json', 'text/html', 'text/plain']
+    ['application/vnd.renewforecast.reports.headline+json', 'text/html', 'text/plain']
     """
 
     report: str

@@ -18,8 +18,8 @@ import numpy as np
 import pandas as pd
 
 from renewforecast.book import Book
-from renewforecast.metrics import renewal_decisions, renewal_opportunities
-from renewforecast.revenue import counts_on, ledger
+from renewforecast.analyses.saas_metrics import renewal_decisions, renewal_opportunities
+from renewforecast.ledger.revenue import counts_on, ledger
 
 __all__ = ["BASE_SIGNALS", "UnusedSignalsWarning", "featurise_contracts", "model_signals", "renewal_features",
            "renewal_training_set"]

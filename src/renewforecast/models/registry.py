@@ -48,7 +48,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from renewforecast._atomic import atomic_write_bytes, atomic_write_text
+from renewforecast.atomic import atomic_write_bytes, atomic_write_text
 from renewforecast.exceptions import RenewForecastError
 
 __all__ = ["ALLOWED_TYPES", "FORMAT_VERSION", "KEY_ENV", "MANIFEST_SCHEMA", "SAME_MINOR_PACKAGES", "ModelKeyError",
@@ -74,7 +74,7 @@ SAME_MINOR_PACKAGES: tuple[str, ...] = ("scikit-learn", "numpy")
 ALLOWED_TYPES: tuple[str, ...] = (
     "functools.partial",
     "numpy.dtype",
-    "renewforecast.model.RenewalModel",
+    "renewforecast.models.renewal.RenewalModel",
     "sklearn.calibration._CalibratedClassifier",
     "sklearn.calibration._SigmoidCalibration",
     "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
@@ -334,7 +334,7 @@ def _sha256(path: Path) -> str:
 
 
 def _kind(model: Any) -> str:
-    from renewforecast.model import RenewalModel
+    from renewforecast.models.renewal import RenewalModel
 
     if isinstance(model, RenewalModel):
         return "renewal_model"
@@ -528,7 +528,7 @@ def load_manifest(path: str | os.PathLike[str]) -> dict:
     Examples
     --------
     >>> import tempfile, renewforecast as rf
-    >>> from renewforecast.registry import load_manifest
+    >>> from renewforecast.models.registry import load_manifest
     >>> folder = rf.save_model(rf.ShiftedBetaGeometric().fit([100, 70, 55]), tempfile.mkdtemp())
     >>> load_manifest(folder)["kind"]
     'sbg_model'
@@ -632,7 +632,7 @@ def load_model(path: str | os.PathLike[str] = "models/renewal") -> Any:
     if manifest["kind"] == "renewal_model":
         import skops.io as sio
 
-        from renewforecast.model import RenewalModel
+        from renewforecast.models.renewal import RenewalModel
 
         data = (folder / "model.skops").read_bytes()
         try:
@@ -651,9 +651,9 @@ def load_model(path: str | os.PathLike[str] = "models/renewal") -> Any:
             raise ModelRefused(f"{folder / 'model.skops'} holds a {type(model).__name__}, not a RenewalModel")
     else:
         if manifest["kind"] == "survival_model":
-            from renewforecast.survival import SurvivalModel as cls
+            from renewforecast.models.survival import SurvivalModel as cls
         else:
-            from renewforecast.sbg import ShiftedBetaGeometric as cls
+            from renewforecast.models.sbg import ShiftedBetaGeometric as cls
         try:
             model = cls.from_params(json.loads((folder / "params.json").read_text(encoding="utf-8")))
         except (OSError, ValueError, TypeError, KeyError, RecursionError) as exc:

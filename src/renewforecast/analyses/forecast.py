@@ -62,7 +62,7 @@ from scipy import optimize, special, stats
 
 from renewforecast.book import Book
 from renewforecast.exceptions import RenewForecastError
-from renewforecast.revenue import (
+from renewforecast.ledger.revenue import (
     _fees_and_usage,
     _last_counted_day,
     _month_end,
@@ -75,7 +75,7 @@ from renewforecast.revenue import (
     mrr_movements,
     row_amounts,
 )
-from renewforecast.schedules import _add_months
+from renewforecast.ledger.schedules import _add_months
 
 __all__ = ["COMPONENTS", "Scenario", "forecast_scenario_table", "revenue_forecast"]
 
@@ -353,7 +353,7 @@ def _evergreen_survival(view: Book, ever: pd.DataFrame, cut: pd.Timestamp, lo: i
     events, exposure = int(life["event"].sum()), float(life["duration"].sum())
     tenure0 = ((cut - pd.to_datetime(ever["start_date"])).dt.days / 30.4375).clip(lower=0).to_numpy()
     if events >= 20:
-        from renewforecast.survival import SurvivalModel
+        from renewforecast.models.survival import SurvivalModel
 
         # One covariate so that the lifelines design is not empty; MRR size
         # is the only thing every evergreen contract has.
@@ -379,7 +379,7 @@ def _evergreen_survival(view: Book, ever: pd.DataFrame, cut: pd.Timestamp, lo: i
 
 def _renewal_decisions(view: Book, cut: pd.Timestamp) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Every contract's renewal decision, and those decided in the 24 months before ``cut``."""
-    from renewforecast.metrics import renewal_decisions
+    from renewforecast.analyses.saas_metrics import renewal_decisions
 
     # A view already cut back to the as-of date is not cut again (the costliest step).
     dec = renewal_decisions(view) if view.known_as_of == cut else renewal_decisions(view, cut)
@@ -391,7 +391,7 @@ def _renewal_decisions(view: Book, cut: pd.Timestamp) -> tuple[pd.DataFrame, pd.
 def _renewals(view: Book, cut: pd.Timestamp, lo: int, hi: int, groups: _Groups, model, scn: Scenario,
               renewal_rate: float | None = None):
     """Stage rows of renewals inside the horizon, their probabilities and revenue."""
-    from renewforecast.metrics import renewal_opportunities
+    from renewforecast.analyses.saas_metrics import renewal_opportunities
 
     dec, recent = _renewal_decisions(view, cut)
     horizon_end = (np.datetime64(hi + 1, "M").astype("datetime64[D]") - 1)
@@ -416,7 +416,7 @@ def _renewals(view: Book, cut: pd.Timestamp, lo: int, hi: int, groups: _Groups, 
         p = np.full(len(open_), float(renewal_rate))
         source = f"a fixed renewal probability of {renewal_rate:.1%} (given)"
     elif model is not None:
-        from renewforecast.scoring import score_contracts
+        from renewforecast.analyses.scoring import score_contracts
 
         scores = score_contracts(view, model, as_of=cut).set_index("contract_id")["renewal_probability"]
         p = open_["contract_id"].map(scores).to_numpy(dtype="float64")
@@ -537,7 +537,7 @@ def _win_rates(view: Book, closed: pd.DataFrame) -> tuple[dict, dict, float]:
 
 def _pipeline(view: Book, cut: pd.Timestamp, lo: int, hi: int, groups: _Groups, win_probability: str,
               scn: Scenario):
-    from renewforecast.schedules import line_schedules
+    from renewforecast.ledger.schedules import line_schedules
 
     opps = view.opportunities
     open_ = opps[~opps["is_closed"].fillna(False).astype(bool) & opps["type"].isin(_PIPELINE_TYPES)].copy()

@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 
 from renewforecast.book import Book
-from renewforecast.lifetimes import customer_lifetimes
-from renewforecast.revenue import last_month_end, mrr_movements, mrr_table
+from renewforecast.analyses.cohorts import customer_lifetimes
+from renewforecast.ledger.revenue import last_month_end, mrr_movements, mrr_table
 
 __all__ = ["BENCHMARKS", "cac", "gross_margin", "ltv", "ltv_cac"]
 
@@ -50,7 +50,7 @@ def gross_margin(book: Book, as_of, by=None) -> pd.DataFrame:
     """
     # as_of means what was known at the end of that day, in every engine.
     book = book.as_of(as_of)
-    from renewforecast.revenue import arr_on
+    from renewforecast.ledger.revenue import arr_on
 
     arr = arr_on(book, as_of, by=("account_id", "product_id"))
     margin = book.products.drop_duplicates("product_id").set_index("product_id")["gross_margin"]
@@ -286,8 +286,8 @@ def _survival_value(data: pd.DataFrame, arpa: float, margin: float, d_m: float, 
 
 
 def _sbg_value(members: pd.DataFrame, arpa: float, margin: float, d: float, horizon_y, renewals: int) -> dict:
-    from renewforecast.lifetimes import cohort_counts
-    from renewforecast.sbg import ShiftedBetaGeometric
+    from renewforecast.analyses.cohorts import cohort_counts
+    from renewforecast.models.sbg import ShiftedBetaGeometric
 
     counts = cohort_counts(members)
     usable = counts.groupby("cohort")["period"].max() >= 1
@@ -387,7 +387,7 @@ def ltv(book: Book, as_of, method: str = "simple", by=None, *, discount_rate: fl
     simple = _simple_data(book, as_of)
     lifetimes = customer_lifetimes(book, as_of) if method == "survival" else None
     if method == "sbg":
-        from renewforecast.lifetimes import cohort_members
+        from renewforecast.analyses.cohorts import cohort_members
 
         members = cohort_members(book, as_of)
         tenure_years = customer_lifetimes(book, as_of)
@@ -489,7 +489,7 @@ def ltv_cac(book: Book, as_of, by=None, *, method: str = "sbg", discount_rate: f
     """
     # as_of means what was known at the end of that day, in every engine.
     book = book.as_of(as_of)
-    from renewforecast.metrics import retention_kpis
+    from renewforecast.analyses.saas_metrics import retention_kpis
 
     keys = _keys(by)
     end = last_month_end(as_of)

@@ -11,7 +11,7 @@ from sklearn.base import clone
 from sklearn.metrics import average_precision_score, brier_score_loss, log_loss, roc_auc_score
 
 from renewforecast.book import Book
-from renewforecast.features import renewal_training_set
+from renewforecast.models.features import renewal_training_set
 
 __all__ = ["RenewalEvaluation", "calibration_table", "classification_metrics", "evaluate_renewal_model",
            "expected_calibration_error", "lift_table"]
@@ -200,7 +200,7 @@ def evaluate_renewal_model(book: Book, model=None, *, cutoff=None, as_of=None, l
     -------
     RenewalEvaluation
     """
-    from renewforecast.model import RenewalModel
+    from renewforecast.models.renewal import RenewalModel
 
     X, y = renewal_training_set(book, as_of, lead_days)
     if len(X) < MIN_DECISIONS:

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from renewforecast.book import Book
-from renewforecast.revenue import MOVEMENTS, last_month_end, mrr_movements, mrr_table
+from renewforecast.ledger.revenue import MOVEMENTS, last_month_end, mrr_movements, mrr_table
 
 __all__ = [
     "cohort_retention",
@@ -163,7 +163,7 @@ def renewal_opportunities(book: Book) -> pd.DataFrame:
 
 def _contract_arr(book: Book, contract_ids: pd.Series, dates: pd.Series) -> np.ndarray:
     """ARR of each contract on its own date (vectorised over contracts)."""
-    from renewforecast.revenue import counts_on, ledger
+    from renewforecast.ledger.revenue import counts_on, ledger
 
     led = ledger(book)
     led = led[led["contract_id"].isin(set(contract_ids))]

@@ -386,7 +386,7 @@ class ShiftedBetaGeometric(BaseEstimator):
 
     Examples
     --------
-    >>> from renewforecast.sbg import ShiftedBetaGeometric
+    >>> from renewforecast.models.sbg import ShiftedBetaGeometric
     >>> alive = [1000, 869, 743, 653, 593, 551, 517, 491]  # FH 2007 "High End"
     >>> model = ShiftedBetaGeometric().fit(alive)
     >>> round(model.alpha_, 4), round(model.beta_, 4)
@@ -450,7 +450,7 @@ class ShiftedBetaGeometric(BaseEstimator):
 
         Examples
         --------
-        >>> from renewforecast.sbg import ShiftedBetaGeometric
+        >>> from renewforecast.models.sbg import ShiftedBetaGeometric
         >>> cohorts = [[10000, 8000, 6480, 5307, 4391], [10000, 8000, 6480, 5307],
         ...            [10000, 8000, 6480], [10000, 8000], [10000]]
         >>> m = ShiftedBetaGeometric().fit(cohorts)
@@ -557,7 +557,7 @@ class ShiftedBetaGeometric(BaseEstimator):
 
         Examples
         --------
-        >>> from renewforecast.sbg import ShiftedBetaGeometric
+        >>> from renewforecast.models.sbg import ShiftedBetaGeometric
         >>> m = ShiftedBetaGeometric.from_params({"alpha": 1.0, "beta": 1.0})
         >>> m.survival([0, 1, 3]).round(12).tolist()  # 1/(t + 1) when alpha = beta = 1
         [1.0, 0.5, 0.25]
@@ -584,7 +584,7 @@ class ShiftedBetaGeometric(BaseEstimator):
 
         Examples
         --------
-        >>> from renewforecast.sbg import ShiftedBetaGeometric
+        >>> from renewforecast.models.sbg import ShiftedBetaGeometric
         >>> m = ShiftedBetaGeometric.from_params({"alpha": 1.0, "beta": 3.0})
         >>> m.retention([1, 2]).tolist()
         [0.75, 0.8]
@@ -609,7 +609,7 @@ class ShiftedBetaGeometric(BaseEstimator):
 
         Examples
         --------
-        >>> from renewforecast.sbg import ShiftedBetaGeometric
+        >>> from renewforecast.models.sbg import ShiftedBetaGeometric
         >>> m = ShiftedBetaGeometric.from_params({"alpha": 1.0, "beta": 1.0})
         >>> m.churn_probability([1, 2]).round(6).tolist()  # 1 / (t (t + 1))
         [0.5, 0.166667]
@@ -632,7 +632,7 @@ class ShiftedBetaGeometric(BaseEstimator):
 
         Examples
         --------
-        >>> from renewforecast.sbg import ShiftedBetaGeometric
+        >>> from renewforecast.models.sbg import ShiftedBetaGeometric
         >>> m = ShiftedBetaGeometric.from_params({"alpha": 3.0, "beta": 4.0})
         >>> m.expected_lifetime()
         3.0
@@ -665,7 +665,7 @@ class ShiftedBetaGeometric(BaseEstimator):
 
         Examples
         --------
-        >>> from renewforecast.sbg import ShiftedBetaGeometric
+        >>> from renewforecast.models.sbg import ShiftedBetaGeometric
         >>> m = ShiftedBetaGeometric.from_params({"alpha": 0.6681, "beta": 3.8061})
         >>> round(m.discounted_expected_lifetime(0.10), 4)
         5.9222
@@ -704,7 +704,7 @@ class ShiftedBetaGeometric(BaseEstimator):
 
         Examples
         --------
-        >>> from renewforecast.sbg import ShiftedBetaGeometric
+        >>> from renewforecast.models.sbg import ShiftedBetaGeometric
         >>> m = ShiftedBetaGeometric.from_params({"alpha": 0.6681, "beta": 3.8061})
         >>> round(m.discounted_expected_residual_lifetime(0.10, renewals=7), 4)
         7.5296
@@ -767,7 +767,7 @@ class ShiftedBetaGeometric(BaseEstimator):
 
         Examples
         --------
-        >>> from renewforecast.sbg import ShiftedBetaGeometric
+        >>> from renewforecast.models.sbg import ShiftedBetaGeometric
         >>> m = ShiftedBetaGeometric().fit([1000, 631, 468, 382, 326, 289, 262, 241])
         >>> round(float(m.summary.loc["alpha", "estimate"]), 4)
         0.7041
@@ -826,7 +826,7 @@ class ShiftedBetaGeometric(BaseEstimator):
         Examples
         --------
         >>> import json
-        >>> from renewforecast.sbg import ShiftedBetaGeometric
+        >>> from renewforecast.models.sbg import ShiftedBetaGeometric
         >>> m = ShiftedBetaGeometric().fit([1000, 869, 743, 653, 593, 551, 517, 491])
         >>> m2 = ShiftedBetaGeometric.from_params(json.loads(json.dumps(m.to_params())))
         >>> m2.survival(12) == m.survival(12)
@@ -879,7 +879,7 @@ class ShiftedBetaGeometric(BaseEstimator):
 
         Examples
         --------
-        >>> from renewforecast.sbg import ShiftedBetaGeometric
+        >>> from renewforecast.models.sbg import ShiftedBetaGeometric
         >>> m = ShiftedBetaGeometric.from_params({"alpha": 0.7041, "beta": 1.1820})
         >>> round(m.retention(1), 3)
         0.627

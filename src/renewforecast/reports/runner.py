@@ -48,7 +48,7 @@ from typing import Any, ClassVar
 
 import pandas as pd
 
-from renewforecast._atomic import atomic_write_text
+from renewforecast.atomic import atomic_write_text
 from renewforecast.exceptions import (
     EXIT_CANNOT_WRITE,
     EXIT_SET_ASIDE,
@@ -58,8 +58,8 @@ from renewforecast.exceptions import (
     ReportRunError,
     is_write_error,
 )
-from renewforecast.headline import HEADLINE_MIME, Headline
-from renewforecast.index_page import redact_parameters, render_index, run_banner
+from renewforecast.reports.headline import HEADLINE_MIME, Headline
+from renewforecast.reports.index_page import redact_parameters, render_index, run_banner
 
 __all__ = [
     "EXIT_BAD_INPUT",
@@ -162,8 +162,8 @@ def history_problems(book, day, notebooks: Iterable[str], said: str) -> list[str
 
 def _decision_problems(book, day, said: str) -> list[str]:
     """The renewal report's backtest needs enough decided renewals by ``day``."""
-    from renewforecast.evaluation import MIN_DECISIONS
-    from renewforecast.features import renewal_training_set
+    from renewforecast.models.evaluation import MIN_DECISIONS
+    from renewforecast.models.features import renewal_training_set
 
     def known(d) -> int:
         return len(renewal_training_set(book, d)[0])
@@ -194,7 +194,7 @@ def _decision_problems(book, day, said: str) -> list[str]:
 def _default_notebooks_dir() -> Path:
     # src/renewforecast/reporting.py -> repository root; only meaningful for a
     # source checkout or an editable install, hence the environment override.
-    return Path(__file__).resolve().parents[2] / "notebooks"
+    return Path(__file__).resolve().parent / "notebooks"
 
 
 def list_notebooks(notebooks_dir: str | os.PathLike[str] | None = None) -> list[Path]:
