@@ -1,7 +1,8 @@
 # renewforecast: two commands on a fresh machine.
 #   make report   build .venv, generate the demo org, train, run every report, print where the HTML is
-#   make test     build .venv and run the test suite
+#   make test     build .venv, run ruff (lint and format check), then the test suite
 #   make lab      JupyterLab on the notebooks, with the project's kernel
+# .venv is built from requirements-dev.lock (exact versions, with hashes); `make lock` regenerates it.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -13,20 +14,29 @@ SEED ?= 7
 REPORTS ?= reports
 PYTEST_ARGS ?=
 LAB_ARGS ?=
+LOCK := requirements-dev.lock
+LOCK_ARGS ?=
+RUFF := $(VENV)/bin/ruff
 
-.PHONY: all install demo train report test lab kernel clean-reports help
+.PHONY: all install demo train report test lint format lock lab kernel clean-reports help
 
 help:
 	@echo "make report   build the environment, generate the demo org, publish every report"
-	@echo "make test     build the environment and run the tests"
+	@echo "make test     build the environment, check lint and formatting, run the tests"
+	@echo "make lint     ruff check and ruff format --check"
+	@echo "make format   apply ruff's safe fixes and format the code"
+	@echo "make lock     regenerate $(LOCK) after a change to the dependencies in pyproject.toml"
 	@echo "make demo     (re)generate the demo org in $(DATA)"
 	@echo "make lab      open the notebooks in JupyterLab with the project's kernel"
 
-# The environment is rebuilt when pyproject.toml changes.
-$(VENV)/.installed: pyproject.toml
+# The environment holds exactly the versions in the lock file (pip checks their hashes), then
+# the project itself without dependencies; it is brought up to date when the lock or
+# pyproject.toml changes.
+$(VENV)/.installed: $(LOCK) pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet -r $(LOCK)
+	$(PY) -m pip install --quiet --no-deps -e .
 	@touch $@
 
 install: $(VENV)/.installed
@@ -47,8 +57,26 @@ report: $(MODELS)/renewal/latest
 	$(RF) report $(DATA) --out $(REPORTS) --model $(MODELS)/renewal
 	@echo "Reports: $(abspath $(REPORTS))/latest/index.html"
 
-test: $(VENV)/.installed
+# Lint first: a finding fails in a second, before a test run of minutes.
+test: lint
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(VENV)/.installed
+	$(RUFF) check .
+	$(RUFF) format --check .
+
+format: $(VENV)/.installed
+	$(RUFF) check --fix .
+	$(RUFF) format .
+
+# Exact versions for CI's machine (CPython 3.11.7, Linux x86_64), resolved from the ranges in
+# pyproject.toml; versions already in the lock are kept unless a range no longer allows them.
+# Move everything to the newest allowed: make lock LOCK_ARGS=--upgrade
+# Move one package:                      make lock LOCK_ARGS="--upgrade-package pandas"
+lock: $(VENV)/.installed
+	$(VENV)/bin/uv pip compile pyproject.toml --extra dev --python-version 3.11.7 \
+		--python-platform x86_64-manylinux_2_28 --generate-hashes \
+		--custom-compile-command "make lock" --quiet -o $(LOCK) $(LOCK_ARGS)
 
 # The project's Python registered as the "python3" kernel the notebooks name,
 # inside .venv; JUPYTER_PATH puts it ahead of any python3 kernel of the user's.
