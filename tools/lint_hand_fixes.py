@@ -65,7 +65,7 @@ def _file_count(path: Path) -> bool:
     if at < 0 or ret < 0:
         return False
     text = text.replace(old, "f\"({files} file{'s' if files != 1 else ''})\",", 1)
-    text = text[:ret] + "\n    files = q[\"file\"].nunique()" + text[ret:]
+    text = text[:ret] + '\n    files = q["file"].nunique()' + text[ret:]
     path.write_text(text, encoding="utf-8")
     return True
 
