@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from renewforecast.analyses.saas_metrics import renewal_decisions, renewal_opportunities
+from renewforecast.analyses.saas_metrics import renewal_decisions, renewal_kpis, renewal_opportunities
 from renewforecast.analyses.scoring import score_contracts
 from renewforecast.book import Book
 from renewforecast.exceptions import RenewForecastError
@@ -36,11 +36,14 @@ _HISTORY_MONTHS = 24  # renewal decisions this far back set the rates, ratios an
 
 @dataclass(frozen=True)
 class HistoricalRenewalRate:
-    """The renewal rate of the contracts decided in the months before the forecast date.
+    """The renewal rate of the contracts decided in the 24 months before the forecast date.
 
-    Contracts without a probability of their own (no model, or not scored)
-    renew with their segment's rate when the segment has enough decisions,
-    else with ``overall``.
+    It is the KPI report's renewal rate by count (renewed / decided, the
+    close rate of :func:`renewforecast.renewal_kpis` over contracts whose
+    end date falls in the window), computed by that function. Contracts
+    without a probability of their own (no model, or not scored) renew with
+    their segment's rate when the segment has at least 30 decisions, else
+    with ``overall``.
 
     Attributes
     ----------
@@ -161,17 +164,37 @@ def _renewal_decisions(view: Book, cut: pd.Timestamp) -> tuple[pd.DataFrame, pd.
     return dec, recent
 
 
-def _historical_rate(recent: pd.DataFrame, cut: pd.Timestamp) -> HistoricalRenewalRate:
-    renewed = recent["outcome"] == "renewed"
-    overall = (float(recent.loc[renewed, "prior_arr"].sum() / recent["prior_arr"].sum())
-               if len(recent) else float("nan"))
+#: The renewal rate of the KPI report (a column of :func:`renewforecast.renewal_kpis`) that contracts
+#: without a probability of their own renew with: renewed / decided, the probability that a contract
+#: coming up for renewal renews. The ARR rates would count price changes at renewal a second time
+#: (the renewal price carries them), and the count keeps the copula's binomial chance variance exact.
+_RATE_KPI = "renewal_rate_count"
+_RATE_DEFINITION = "renewal rate by count (renewed / decided, the close rate)"
+
+
+def _history_window(cut: pd.Timestamp) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """End dates of the decisions the rates learn from: the 24 months up to the forecast date."""
+    return cut - pd.DateOffset(months=_HISTORY_MONTHS) + pd.Timedelta(days=1), cut
+
+
+def _kpis(view: Book, decisions: pd.DataFrame, cut: pd.Timestamp, **options) -> pd.DataFrame:
+    """The KPI report's renewal rates over the window, from the decisions the forecast already has."""
+    start, end = _history_window(cut)
+    return renewal_kpis(view, start, end, decisions=decisions, **options)
+
+
+def _historical_rate(view: Book, decisions: pd.DataFrame, cut: pd.Timestamp) -> HistoricalRenewalRate:
+    """The KPI report's renewal rate over the window, overall and by segment (segments with enough decisions)."""
+    overall = _kpis(view, decisions, cut).iloc[0]
     by_seg = {}
-    for seg, g in recent.groupby("segment"):
-        if len(g) >= _MIN_DECISIONS:
-            by_seg[seg] = float(g.loc[g["outcome"] == "renewed", "prior_arr"].sum() / g["prior_arr"].sum())
-    return HistoricalRenewalRate(overall=overall, by_segment=by_seg, decisions=len(recent),
-                                 start=cut - pd.DateOffset(months=_HISTORY_MONTHS) + pd.Timedelta(days=1), end=cut,
-                                 definition="ARR renewal rate")
+    if "segment" in view.accounts.columns:
+        for _, row in _kpis(view, decisions, cut, by="segment").iterrows():
+            if row["decided"] >= _MIN_DECISIONS and np.isfinite(row[_RATE_KPI]) and pd.notna(row["segment"]):
+                by_seg[row["segment"]] = float(row[_RATE_KPI])
+    start, end = _history_window(cut)
+    return HistoricalRenewalRate(overall=float(overall[_RATE_KPI]), by_segment=by_seg,
+                                 decisions=int(overall["decided"]), start=start, end=end,
+                                 definition=_RATE_DEFINITION)
 
 
 def renewal_stages(view: Book, horizon: Horizon, groups: Groups, scn: Scenario, *, model=None,
@@ -190,7 +213,7 @@ def renewal_stages(view: Book, horizon: Horizon, groups: Groups, scn: Scenario, 
     # Probability: the one given, the model's, or the recent renewal rate of the segment.
     recent["segment"] = recent["account_id"].map(seg_of).astype(object)
     renewed = recent["outcome"] == "renewed"
-    hist = _historical_rate(recent, cut)
+    hist = _historical_rate(view, dec, cut)
     open_["segment"] = open_["account_id"].map(seg_of).astype(object)
     hist_p = open_["segment"].map(hist.by_segment).fillna(hist.overall).to_numpy(dtype="float64")
     if model is not None and probabilities is None and renewal_rate is None:
@@ -206,14 +229,14 @@ def renewal_stages(view: Book, horizon: Horizon, groups: Groups, scn: Scenario, 
         p = np.where(np.isfinite(p), p, hist_p)
         source = (f"renewal model ({probabilities_version})" if probabilities_version
                   else f"renewal probabilities given ({int(probabilities.notna().sum()):,} contracts)")
-    elif len(open_) and not len(recent):
+    elif len(open_) and not np.isfinite(hist.overall):
         raise RenewForecastError(
             f"no renewal decisions in the 24 months before {cut.date()} to estimate renewal rates from: "
             "pass a renewal model, renewal_probabilities or a renewal_rate")
     else:
         p = hist_p
-        source = (f"historical ARR renewal rate over the last 24 months ({hist.overall:.1%} overall"
-                  + (", by segment" if hist.by_segment else "") + f"; {len(recent)} decisions)")
+        source = (f"historical {hist.definition} over the last 24 months ({hist.overall:.1%} overall"
+                  + (", by segment" if hist.by_segment else "") + f"; {hist.decisions} decisions)")
     base_p = pd.Series(p, index=open_["contract_id"].to_numpy(), name="renewal_probability", dtype="float64")
     base_p.index.name = "contract_id"
     p = np.clip(p * scn.renewal_factor, 0.0, 1.0)
@@ -280,17 +303,14 @@ def renewal_stages(view: Book, horizon: Horizon, groups: Groups, scn: Scenario, 
     details = open_.assign(probability=p, renewal_arr=arr)[
         ["contract_id", "account_id", "end_date", "prior_arr", "renewal_arr", "probability"]]
     return RenewalStages(probability=p[c], chain_start=chain_start, revenue=revenue, codes=codes,
-                         correlation=_correlation(recent, hist) if renewal_rate is None else 0.0,
+                         correlation=_correlation(view, dec, hist) if renewal_rate is None else 0.0,
                          source=source, contracts=details, probabilities=base_p, historical_rate=hist)
 
 
-def _correlation(recent: pd.DataFrame, hist: HistoricalRenewalRate) -> float:
-    """Correlation of outcomes from the monthly spread of past renewal rates."""
-    if not len(recent):
+def _correlation(view: Book, decisions: pd.DataFrame, hist: HistoricalRenewalRate) -> float:
+    """Correlation of outcomes from how much the monthly renewal rate varied beyond chance."""
+    if not hist.decisions:
         return 0.0
-    m = recent.assign(m=recent["end_date"].dt.to_period("M"),
-                      won=np.where(recent["outcome"] == "renewed", recent["prior_arr"], 0.0))
-    agg = m.groupby("m").agg(won=("won", "sum"), arr=("prior_arr", "sum"), n=("contract_id", "size"),
-                             arr2=("prior_arr", lambda x: float((x ** 2).sum())))
-    n_eff = (agg["arr"] ** 2 / agg["arr2"]).to_numpy()
-    return copula_rho((agg["won"] / agg["arr"]).to_numpy(), n_eff, hist.overall)
+    monthly = _kpis(view, decisions, hist.end, freq="M")
+    return copula_rho(monthly[_RATE_KPI].to_numpy(dtype="float64"), monthly["decided"].to_numpy(dtype="float64"),
+                      hist.overall)

@@ -63,7 +63,7 @@ def copula_rho(rates: np.ndarray, counts: np.ndarray, p: float) -> float:
     >>> copula_rho(np.full(12, 0.8), np.full(12, 50.0), 0.8)  # no variation beyond chance
     0.0
     >>> round(copula_rho(np.array([0.6, 0.95] * 6), np.full(12, 50.0), 0.775), 2)
-    0.17
+    0.3
     """
     ok = counts > 0
     rates, counts = rates[ok], counts[ok]
