@@ -222,3 +222,45 @@ def test_a_young_book_does_not_get_a_runaway_new_business_forecast(demo_book):
     assert fc.horizon_total.mean > arr * 0.5  # and it is not cut to nothing either
     nb = fc.new_business
     assert nb.past_log_error_mean_last_month > np.log(2)  # the case the cap is for
+
+
+def test_renewal_probabilities_given_are_used_instead_of_scoring():
+    kw = dict(horizon_months=6, n_sims=50, win_probability="stage", new_business=False, evergreen_hazard=0.0,
+              random_state=1)
+    fc = rf.revenue_forecast(hand_book(1.0), AS_OF, renewal_probabilities=pd.Series({"c1": 1.0, "c3": 1.0}), **kw)
+    assert list(component(fc, "renewal").values()) == [0, 500, 1050 + 500, 1050 + 500, 1050 + 500, 1050 + 500]
+    assert fc.renewal.probabilities.to_dict() == {"c1": 1.0, "c3": 1.0}
+    assert fc.model_version is None and "given" in fc.renewal.source
+    # score_contracts output: its model version is recorded as the forecast's
+    scores = pd.DataFrame({"contract_id": ["c1", "c3"], "renewal_probability": [0.0, 1.0],
+                           "model_version": "20261121T060000Z-1a2b3c"})
+    scored = rf.revenue_forecast(hand_book(1.0), AS_OF, renewal_probabilities=scores, **kw)
+    assert list(component(scored, "renewal").values()) == [0, 500, 500, 500, 500, 500]
+    assert scored.model_version == "20261121T060000Z-1a2b3c"
+    assert scored.renewal.source == "renewal model (20261121T060000Z-1a2b3c)"
+    with pytest.raises(rf.RenewForecastError, match="not both"):
+        rf.revenue_forecast(hand_book(), AS_OF, model="models/renewal", renewal_probabilities=scores, **kw)
+    with pytest.raises(rf.RenewForecastError, match="from 0 to 1"):
+        rf.revenue_forecast(hand_book(), AS_OF, renewal_probabilities=pd.Series({"c1": 1.5}), **kw)
+    with pytest.raises(rf.RenewForecastError, match="no renewal probability"):
+        rf.revenue_forecast(hand_book(), AS_OF, renewal_probabilities=pd.Series({"c1": 0.5}), **kw)
+    with pytest.raises(TypeError, match=r"\.frame"):
+        fc["component"]
+
+
+def test_the_historical_renewal_rate_is_the_kpi_reports(demo_book):
+    # One definition: the rate a contract without a probability of its own renews with is the
+    # renewal rate by count that renewal_kpis reports over the 24 months before the forecast date.
+    as_of = pd.Timestamp("2026-04-30")
+    fc = rf.revenue_forecast(demo_book, as_of, horizon_months=3, n_sims=20, random_state=0, new_business=False)
+    rate = fc.renewal.historical_rate
+    kpi = rf.renewal_kpis(demo_book, "2024-05-01", as_of, as_of=as_of)
+    assert (rate.start, rate.end) == (T("2024-05-01"), as_of)
+    assert rate.overall == kpi["renewal_rate_count"].iloc[0] and rate.decisions == kpi["decided"].iloc[0]
+    by_segment = rf.renewal_kpis(demo_book, "2024-05-01", as_of, by="segment", as_of=as_of).set_index("segment")
+    for segment, value in rate.by_segment.items():
+        assert value == by_segment.loc[segment, "renewal_rate_count"] and by_segment.loc[segment, "decided"] >= 30
+    open_ = fc.renewal.contracts
+    expected = open_["account_id"].map(demo_book.accounts.set_index("account_id")["segment"]).map(
+        rate.by_segment).fillna(rate.overall)
+    np.testing.assert_array_equal(open_["probability"].to_numpy(), expected.to_numpy())

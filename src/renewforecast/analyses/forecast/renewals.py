@@ -156,7 +156,7 @@ def as_probabilities(probabilities: pd.Series | pd.DataFrame) -> tuple[pd.Series
 
 
 def _renewal_decisions(view: Book, cut: pd.Timestamp) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Every contract's renewal decision, and those decided in the 24 months before ``cut``."""
+    """Every contract's renewal decision, and those renewed or lost in the 24 months before ``cut`` (for prices)."""
     # A view already cut back to the as-of date is not cut again (the costliest step).
     dec = renewal_decisions(view) if view.known_as_of == cut else renewal_decisions(view, cut)
     recent = dec[dec["outcome"].isin(["renewed", "churned"]) & (dec["end_date"] <= cut)
@@ -211,7 +211,6 @@ def renewal_stages(view: Book, horizon: Horizon, groups: Groups, scn: Scenario, 
     seg_of = accounts["segment"] if "segment" in accounts else pd.Series(dtype=object)
 
     # Probability: the one given, the model's, or the recent renewal rate of the segment.
-    recent["segment"] = recent["account_id"].map(seg_of).astype(object)
     renewed = recent["outcome"] == "renewed"
     hist = _historical_rate(view, dec, cut)
     open_["segment"] = open_["account_id"].map(seg_of).astype(object)
@@ -227,6 +226,10 @@ def renewal_stages(view: Book, horizon: Horizon, groups: Groups, scn: Scenario, 
         p = open_["contract_id"].map(probabilities).to_numpy(dtype="float64")
         # Contracts past their end with the decision still open are not scored: the base rate.
         p = np.where(np.isfinite(p), p, hist_p)
+        if not np.isfinite(p).all():
+            raise RenewForecastError(
+                f"{int((~np.isfinite(p)).sum())} contract(s) up for renewal have no renewal probability and there "
+                f"are no renewal decisions in the 24 months before {cut.date()} to estimate a rate from")
         source = (f"renewal model ({probabilities_version})" if probabilities_version
                   else f"renewal probabilities given ({int(probabilities.notna().sum()):,} contracts)")
     elif len(open_) and not np.isfinite(hist.overall):
@@ -271,7 +274,8 @@ def renewal_stages(view: Book, horizon: Horizon, groups: Groups, scn: Scenario, 
     end = open_["end_date"].to_numpy(dtype="datetime64[D]")
     start = open_["start_date"].to_numpy(dtype="datetime64[D]")
     term = open_["term_months"].to_numpy(dtype="float64")
-    months_between = ((end + 1).astype("datetime64[M]").astype(np.int64) - start.astype("datetime64[M]").astype(np.int64))
+    months_between = ((end + 1).astype("datetime64[M]").astype(np.int64)
+                      - start.astype("datetime64[M]").astype(np.int64))
     term = np.where(np.isfinite(term) & (term >= 1), term, np.maximum(months_between, 1)).astype(np.int64)
     rows_c, rows_s, rows_e, rows_j = [], [], [], []
     s = end + 1

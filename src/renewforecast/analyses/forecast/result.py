@@ -12,7 +12,8 @@ from renewforecast.analyses.forecast.new_business import NewBusinessModel
 from renewforecast.analyses.forecast.renewals import HistoricalRenewalRate
 from renewforecast.analyses.forecast.scenarios import Scenario
 
-__all__ = ["COMPONENTS", "HorizonTotal", "PipelineComponent", "RenewalComponent", "RevenueForecast", "forecast_scenario_table"]
+__all__ = ["COMPONENTS", "HorizonTotal", "PipelineComponent", "RenewalComponent", "RevenueForecast",
+           "forecast_scenario_table"]
 
 COMPONENTS = ("contracted", "one_time", "usage", "renewal", "pipeline", "new_business")
 
