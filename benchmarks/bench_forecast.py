@@ -46,7 +46,7 @@ import numpy as np
 import pandas as pd
 
 import renewforecast as rf
-from renewforecast import forecast as fc_mod
+from renewforecast.analyses.forecast import assembly as fc_mod  # where the forecast looks its stages up
 from renewforecast.ledger.schedules import _add_months  # the schedules' month rule
 from renewforecast.schemas import TABLES, conform
 
@@ -327,11 +327,11 @@ def _month_frac(first: np.ndarray, last: np.ndarray, months: pd.DatetimeIndex) -
     return out
 
 
-def component(fc: pd.DataFrame, name: str) -> pd.DataFrame:
-    return fc[(fc["component"] == name) & (fc["group"] == "total")].set_index("month")
+def component(fc: rf.RevenueForecast, name: str) -> pd.DataFrame:
+    return fc.rows(name).set_index("month")
 
 
-def check(book: rf.Book, fc: pd.DataFrame) -> list[str]:
+def check(book: rf.Book, fc: rf.RevenueForecast) -> list[str]:
     """Failures of the answer checks (empty when all pass)."""
     failures = []
     view = book.as_of(AS_OF)
@@ -355,7 +355,7 @@ def check(book: rf.Book, fc: pd.DataFrame) -> list[str]:
     if not (np.all(c >= lo_ref - 0.0101) and np.all(c <= ref.to_numpy() + 0.0101)):
         failures.append("contracted of the timed run is outside [fixed-term revenue, all booked revenue]")
     # 3. First 12 months: first renewals only; the mean against a naive expectation.
-    det = fc.attrs["renewals"]
+    det = fc.renewal.contracts
     end_d = det["end_date"].to_numpy(dtype="datetime64[D]")
     con = view.contracts.set_index("contract_id")
     term = det["contract_id"].map(con["term_months"]).to_numpy(dtype=np.int64)
@@ -364,7 +364,7 @@ def check(book: rf.Book, fc: pd.DataFrame) -> list[str]:
     frac = _month_frac(r_first, r_last, months[:12])
     expected = (det["probability"].to_numpy() * det["renewal_arr"].to_numpy() / 12.0) @ frac
     ren = component(fc, "renewal").iloc[:12]
-    se = (ren["p90"] - ren["p10"]).to_numpy() / (2 * 1.2816) / np.sqrt(fc.attrs["n_sims"])
+    se = (ren["p90"] - ren["p10"]).to_numpy() / (2 * 1.2816) / np.sqrt(fc.n_sims)
     gap = np.abs(ren["mean"].to_numpy() - expected)
     print(f"check first-year renewal mean vs naive expectation: largest gap {gap.max():,.2f} "
           f"({(gap / np.maximum(se, 1e-9)).max():.2f} standard errors)")
@@ -373,8 +373,8 @@ def check(book: rf.Book, fc: pd.DataFrame) -> list[str]:
     return failures
 
 
-PARTS = ("_contracted", "_evergreen_survival", "_renewals", "_pipeline", "_simulate_revenue", "_new_business",
-         "_summarise")
+PARTS = ("booked_revenue", "renewal_stages", "pipeline_deals", "simulate_evergreen", "simulate_revenue",
+         "new_business_revenue", "_summarise")
 
 
 def main() -> None:
@@ -429,9 +429,9 @@ def main() -> None:
     live = con[con["evergreen"].fillna(False).astype(bool) | (con["end_date"] >= pd.Timestamp(AS_OF))]
     pipe_opps = view.opportunities[~view.opportunities["is_closed"].astype(bool)
                                    & view.opportunities["type"].isin(["new_business", "upsell"])]
-    ren, pip = returned.get("_renewals"), returned.get("_pipeline")
-    stage_rows = f"{len(ren['p']):,}" if isinstance(ren, dict) else "?"
-    deals = f"{len(pip['p']):,}" if isinstance(pip, dict) else "?"
+    ren, pip = returned.get("renewal_stages"), returned.get("pipeline_deals")
+    stage_rows = f"{len(ren.probability):,}" if ren is not None else "?"
+    deals = f"{len(pip.probability):,}" if pip is not None else "?"
     print(f"book: {len(book.accounts):,} accounts; {len(book.contracts):,} contracts "
           f"({int(con['evergreen'].sum()):,} evergreen, {len(live):,} live at {AS_OF}); "
           f"{len(book.subscriptions):,} subscription rows; {len(book.opportunities):,} opportunities "
@@ -439,11 +439,11 @@ def main() -> None:
           f"{len(book.schedules):,} schedule rows); {len(book.opportunity_history):,} stage-history rows; "
           f"built in {built:.1f} s")
     print(f"forecast: {len(fc_mod.COMPONENTS)} components x {HORIZON} months x {args.sims} simulations; "
-          f"{len(fc.attrs['renewals']):,} contracts to renew, {stage_rows} renewal stage rows, "
+          f"{len(fc.renewal.contracts):,} contracts to renew, {stage_rows} renewal stage rows, "
           f"{deals} open deals with recurring schedules; "
-          f"renewal correlation {fc.attrs['renewal_correlation']:.3f}, pipeline {fc.attrs['pipeline_correlation']:.3f}")
-    print(f"evergreen: {fc.attrs['evergreen']}")
-    print(f"renewal probability: {fc.attrs['renewal_probability']}")
+          f"renewal correlation {fc.renewal.correlation:.3f}, pipeline {fc.pipeline.correlation:.3f}")
+    print(f"evergreen: {fc.evergreen}")
+    print(f"renewal probability: {fc.renewal.source}")
     total = component(fc, "total")
     print(f"total revenue, month 1: mean {total['mean'].iloc[0]:,.2f}; month {HORIZON}: mean "
           f"{total['mean'].iloc[-1]:,.2f} (P10 {total['p10'].iloc[-1]:,.2f}, P90 {total['p90'].iloc[-1]:,.2f})")

@@ -127,7 +127,7 @@ def test_usage_is_usage_revenue_over_its_dates_never_mrr():
     usage = rev[rev["charge_type"] == "usage"]["revenue"]
     assert usage.tolist() == [1_000.0] * 12
     fc = rf.revenue_forecast(b, "2024-03-31", horizon_months=3, n_sims=10, random_state=0, new_business=False)
-    comp = fc[fc["group"] == "total"].pivot(index="month", columns="component", values="mean")
+    comp = fc.frame[fc.frame["group"] == "total"].pivot(index="month", columns="component", values="mean")
     assert comp["usage"].tolist() == [1_000.0] * 3 and comp["contracted"].tolist() == [0.0] * 3
 
 
@@ -431,7 +431,7 @@ def test_future_new_customers_bring_fees_in_proportion_to_their_new_mrr():
                                                                         T("2025-05-15")]})
     b = book_of(rows, contracts=contracts)
     fc = rf.revenue_forecast(b, "2025-12-31", horizon_months=3, n_sims=50, random_state=0, renewal_rate=0.8)
-    assert fc.attrs["new_business_model"]["one_time_fees_per_new_mrr"] == pytest.approx(900 / 300)
+    assert fc.new_business.one_time_fees_per_new_mrr == pytest.approx(900 / 300)
 
 
 def test_a_segment_of_parent_accounts_that_never_paid_has_no_ltv_rather_than_an_error():

@@ -62,7 +62,7 @@ def hand_book(pipeline_probability=1.0):
 
 
 def component(fc, name, group="total"):
-    rows = fc[(fc["component"] == name) & (fc["group"] == group)]
+    rows = fc.frame[(fc.frame["component"] == name) & (fc.frame["group"] == group)]
     return dict(zip(rows["month"].dt.strftime("%Y-%m"), rows["mean"]))
 
 
@@ -80,7 +80,7 @@ def test_with_every_probability_one_the_forecast_is_contracted_plus_full_renewal
     assert list(component(fc, "renewal").values()) == renewal
     assert list(component(fc, "pipeline").values()) == pipeline
     assert list(component(fc, "new_business").values()) == [0.0] * 6
-    total = fc[fc["component"] == "total"]
+    total = fc.frame[fc.frame["component"] == "total"]
     assert total["mean"].tolist() == [c + r + p for c, r, p in zip(contracted, renewal, pipeline, strict=True)]
     # nothing is uncertain: every simulation is the same
     assert (total["p10"] == total["mean"]).all() and (total["p90"] == total["mean"]).all()
@@ -112,7 +112,7 @@ def test_scenarios_slip_the_pipeline_and_override_the_uplift():
     slipped = rf.revenue_forecast(hand_book(1.0), AS_OF, scenario={"name": "late", "pipeline_slip_months": 2},
                                   **base)
     assert list(component(slipped, "pipeline").values()) == [0, 0, 0, 1200, 1200, 0]
-    assert set(slipped["scenario"]) == {"late"}
+    assert set(slipped.frame["scenario"]) == {"late"}
     flat = rf.revenue_forecast(hand_book(1.0), AS_OF, scenario=rf.Scenario("flat", uplift=0.10), **base)
     # every renewal at its ARR today plus 10 %: c1 1,100 a month, c3 550
     assert list(component(flat, "renewal").values()) == [0, 550, 1650, 1650, 1650, 1650]
@@ -155,7 +155,7 @@ def test_simulation_mean_is_within_sampling_error_of_the_expectation():
     got = np.array(list(component(fc, "renewal").values()))
     assert np.all(np.abs(got - expected) <= 4 * sd / np.sqrt(n_sims) + 0.01)
     # the interval is about the binomial spread: P90 - P10 = 2 x 1.2816 sd, within 15 %
-    rows = fc[(fc["component"] == "renewal") & (fc["group"] == "total")]
+    rows = fc.frame[(fc.frame["component"] == "renewal") & (fc.frame["group"] == "total")]
     width = (rows["p90"] - rows["p10"]).to_numpy()[2:]
     np.testing.assert_allclose(width, 2 * 1.2816 * sd[2:], rtol=0.15)
 
@@ -164,11 +164,11 @@ def test_groups_add_up_to_the_total_and_same_seed_same_answer():
     book = many_renewals(60)
     kw = dict(horizon_months=8, n_sims=300, renewal_rate=0.6, new_business=False, random_state=11)
     fc = rf.revenue_forecast(book, AS_OF, by="segment", **kw)
-    assert set(fc["group"]) == {"Enterprise", "SMB", "total"}
-    mean = fc.pivot_table(index=["component", "month"], columns="group", values="mean")
+    assert set(fc.frame["group"]) == {"Enterprise", "SMB", "total"}
+    mean = fc.frame.pivot_table(index=["component", "month"], columns="group", values="mean")
     np.testing.assert_allclose(mean["Enterprise"] + mean["SMB"], mean["total"], atol=0.02)
     again = rf.revenue_forecast(book, AS_OF, by="segment", **kw)
-    pd.testing.assert_frame_equal(fc, again)
+    pd.testing.assert_frame_equal(fc.frame, again.frame)
     with pytest.raises(rf.RenewForecastError, match="not an account column"):
         rf.revenue_forecast(book, AS_OF, by="colour", **kw)
 
@@ -186,14 +186,14 @@ def test_bad_arguments_are_refused_clearly():
 def test_demo_forecast_and_backtest(demo_book):
     as_of = "2026-04-30"
     fc = rf.revenue_forecast(demo_book, as_of, horizon_months=12, n_sims=200, random_state=0)
-    total = fc[(fc["component"] == "total") & (fc["group"] == "total")]
+    total = fc.frame[(fc.frame["component"] == "total") & (fc.frame["group"] == "total")]
     assert len(total) == 12 and (total["p10"] <= total["p50"]).all() and (total["p50"] <= total["p90"]).all()
-    parts = fc[(fc["component"] != "total") & (fc["group"] == "total")].groupby("month")["mean"].sum()
+    parts = fc.frame[(fc.frame["component"] != "total") & (fc.frame["group"] == "total")].groupby("month")["mean"].sum()
     np.testing.assert_allclose(parts.to_numpy(), total["mean"].to_numpy(), atol=0.05)
     # contracted revenue is what the booked subscriptions recognise in those months (no evergreen churn
     # beyond the hazard): never more than the recognised revenue of the book as known then
     known = rf.recognized_revenue(demo_book.as_of(as_of), "2026-05-01", "2027-04-30")["revenue"].to_numpy()
-    contracted = fc[(fc["component"] == "contracted") & (fc["group"] == "total")]["mean"].to_numpy()
+    contracted = fc.frame[(fc.frame["component"] == "contracted") & (fc.frame["group"] == "total")]["mean"].to_numpy()
     assert np.all(contracted <= known + 0.05)
     bt = rf.backtest_forecast(demo_book, ["2025-04-30", "2025-07-31"], horizon_months=6, n_sims=100)
     detail = bt.detail
@@ -217,8 +217,50 @@ def test_a_young_book_does_not_get_a_runaway_new_business_forecast(demo_book):
     # three times its ARR; its median may not, and a runaway (x100) is far above both bounds.
     arr = rf.arr_on(demo_book, "2026-06-30")
     fc = rf.revenue_forecast(demo_book, "2026-06-30", horizon_months=12, n_sims=300, random_state=0)
-    assert fc.attrs["horizon_total"]["p50"] < 3 * arr
-    assert fc.attrs["horizon_total"]["p90"] < 4 * arr
-    assert fc.attrs["horizon_total"]["mean"] > arr * 0.5  # and it is not cut to nothing either
-    nb = fc.attrs["new_business_model"]
-    assert nb["past_log_error_mean_last_month"] > np.log(2)  # the case the cap is for
+    assert fc.horizon_total.p50 < 3 * arr
+    assert fc.horizon_total.p90 < 4 * arr
+    assert fc.horizon_total.mean > arr * 0.5  # and it is not cut to nothing either
+    nb = fc.new_business
+    assert nb.past_log_error_mean_last_month > np.log(2)  # the case the cap is for
+
+
+def test_renewal_probabilities_given_are_used_instead_of_scoring():
+    kw = dict(horizon_months=6, n_sims=50, win_probability="stage", new_business=False, evergreen_hazard=0.0,
+              random_state=1)
+    fc = rf.revenue_forecast(hand_book(1.0), AS_OF, renewal_probabilities=pd.Series({"c1": 1.0, "c3": 1.0}), **kw)
+    assert list(component(fc, "renewal").values()) == [0, 500, 1050 + 500, 1050 + 500, 1050 + 500, 1050 + 500]
+    assert fc.renewal.probabilities.to_dict() == {"c1": 1.0, "c3": 1.0}
+    assert fc.model_version is None and "given" in fc.renewal.source
+    # score_contracts output: its model version is recorded as the forecast's
+    scores = pd.DataFrame({"contract_id": ["c1", "c3"], "renewal_probability": [0.0, 1.0],
+                           "model_version": "20261121T060000Z-1a2b3c"})
+    scored = rf.revenue_forecast(hand_book(1.0), AS_OF, renewal_probabilities=scores, **kw)
+    assert list(component(scored, "renewal").values()) == [0, 500, 500, 500, 500, 500]
+    assert scored.model_version == "20261121T060000Z-1a2b3c"
+    assert scored.renewal.source == "renewal model (20261121T060000Z-1a2b3c)"
+    with pytest.raises(rf.RenewForecastError, match="not both"):
+        rf.revenue_forecast(hand_book(), AS_OF, model="models/renewal", renewal_probabilities=scores, **kw)
+    with pytest.raises(rf.RenewForecastError, match="from 0 to 1"):
+        rf.revenue_forecast(hand_book(), AS_OF, renewal_probabilities=pd.Series({"c1": 1.5}), **kw)
+    with pytest.raises(rf.RenewForecastError, match="no renewal probability"):
+        rf.revenue_forecast(hand_book(), AS_OF, renewal_probabilities=pd.Series({"c1": 0.5}), **kw)
+    with pytest.raises(TypeError, match=r"\.frame"):
+        fc["component"]
+
+
+def test_the_historical_renewal_rate_is_the_kpi_reports(demo_book):
+    # One definition: the rate a contract without a probability of its own renews with is the
+    # renewal rate by count that renewal_kpis reports over the 24 months before the forecast date.
+    as_of = pd.Timestamp("2026-04-30")
+    fc = rf.revenue_forecast(demo_book, as_of, horizon_months=3, n_sims=20, random_state=0, new_business=False)
+    rate = fc.renewal.historical_rate
+    kpi = rf.renewal_kpis(demo_book, "2024-05-01", as_of, as_of=as_of)
+    assert (rate.start, rate.end) == (T("2024-05-01"), as_of)
+    assert rate.overall == kpi["renewal_rate_count"].iloc[0] and rate.decisions == kpi["decided"].iloc[0]
+    by_segment = rf.renewal_kpis(demo_book, "2024-05-01", as_of, by="segment", as_of=as_of).set_index("segment")
+    for segment, value in rate.by_segment.items():
+        assert value == by_segment.loc[segment, "renewal_rate_count"] and by_segment.loc[segment, "decided"] >= 30
+    open_ = fc.renewal.contracts
+    expected = open_["account_id"].map(demo_book.accounts.set_index("account_id")["segment"]).map(
+        rate.by_segment).fillna(rate.overall)
+    np.testing.assert_array_equal(open_["probability"].to_numpy(), expected.to_numpy())

@@ -33,7 +33,7 @@ ENGINES = {
     "annual_cohorts": lambda b: rf.annual_cohorts(b, D),
     "renewal_features": lambda b: rf.renewal_features(b, D),
     "revenue_forecast": lambda b: rf.revenue_forecast(b, D, horizon_months=3, n_sims=50, random_state=0,
-                                                      renewal_rate=0.8),
+                                                      renewal_rate=0.8).frame,
     "kpi_headline": lambda b: rf.kpi_headline(b, D).to_dict()["figures"],
 }
 

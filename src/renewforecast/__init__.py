@@ -28,7 +28,13 @@ from renewforecast.exceptions import (
 from renewforecast.models.evaluation import RenewalEvaluation, evaluate_renewal_model
 from renewforecast.analyses.backtest import ForecastBacktest, backtest_forecast, backtest_origins
 from renewforecast.models.features import renewal_features, renewal_training_set
-from renewforecast.analyses.forecast import COMPONENTS, Scenario, forecast_scenario_table, revenue_forecast
+from renewforecast.analyses.forecast import (
+    COMPONENTS,
+    RevenueForecast,
+    Scenario,
+    forecast_scenario_table,
+    revenue_forecast,
+)
 from renewforecast.reports.headline import (
     Headline,
     data_headline,
@@ -97,6 +103,7 @@ __all__ = [
     "COMPONENTS",
     "ForecastBacktest",
     "Headline",
+    "RevenueForecast",
     "Scenario",
     "DemoOrg",
     "ExtrapolationWarning",

@@ -639,15 +639,15 @@ def forecast(directory, as_of, horizon, out, model_path, by, sims, seed, scenari
                               scenario=scenario, random_state=seed)
     except RenewForecastError as exc:
         _fail(str(exc), EXIT_INVALID_DATA)
-    table = fc.assign(month=fc["month"].dt.strftime("%Y-%m-%d"),
-                      group=fc["group"].map(_neutralise))  # group names come from the data
+    table = fc.frame.assign(month=fc.frame["month"].dt.strftime("%Y-%m-%d"),
+                            group=fc.frame["group"].map(_neutralise))  # group names come from the data
     with _writing(out, "the forecast"):
         atomic_write_text(out, table.to_csv(index=False))
-    total = fc[(fc["component"] == "total") & (fc["group"] == "total")]
+    total = fc.rows("total")
     last = total.iloc[-1]
     click.echo(f"Forecast {horizon} months from {cut.date()}: {total['mean'].sum():,.0f} expected in all; "
                f"{last['month']:%B %Y} {last['mean']:,.0f} (P10 {last['p10']:,.0f}, P90 {last['p90']:,.0f}). "
-               f"Renewals: {fc.attrs['renewal_probability']}. Wrote {out}")
+               f"Renewals: {fc.renewal.source}. Wrote {out}")
 
 
 if __name__ == "__main__":

@@ -183,7 +183,7 @@ def backtest_forecast(book: Book, origins, horizon_months: int = 12, *, n_sims: 
             raise RenewForecastError(f"origin {origin.date()}: needs at least 13 months of revenue before it")
         fc = revenue_forecast(book, origin, horizon_months=horizon_months, n_sims=n_sims,
                               random_state=random_state + i, **forecast_options)
-        tot = fc[(fc["component"] == "total") & (fc["group"] == "total")].set_index("month")
+        tot = fc.rows("total").set_index("month")
         mean, p10, p90 = _top_down(history, horizon_months, n_sims, random_state + i)
         naive = np.array([history.get(m - pd.DateOffset(years=1) + pd.offsets.MonthEnd(0), np.nan)
                           for m in months])

@@ -234,7 +234,7 @@ def renewal_decisions(book: Book, as_of=None) -> pd.DataFrame:
 
 
 def renewal_kpis(book: Book, start, end, by: str | list[str] | None = None, *, freq: str | None = None,
-                 as_of=None) -> pd.DataFrame:
+                 as_of=None, decisions: pd.DataFrame | None = None) -> pd.DataFrame:
     """Renewal rates over the contracts available to renew in a window.
 
     A contract is *available to renew* when its end date falls in
@@ -252,6 +252,10 @@ def renewal_kpis(book: Book, start, end, by: str | list[str] | None = None, *, f
         Also split the window by the period of the end date.
     as_of : date-like, optional
         What was known when (default: everything in the Book).
+    decisions : DataFrame, optional
+        :func:`renewal_decisions` of this Book as of ``as_of``, when the
+        caller already has them (they are the costly part); they are not
+        checked against the Book.
 
     Returns
     -------
@@ -279,7 +283,7 @@ def renewal_kpis(book: Book, start, end, by: str | list[str] | None = None, *, f
     """
     if as_of is None and book.data_end is None:
         as_of = end  # an empty Book: nothing is known, nothing is due
-    dec = renewal_decisions(book, as_of)
+    dec = renewal_decisions(book, as_of) if decisions is None else decisions
     lo, hi = pd.Timestamp(start).normalize(), pd.Timestamp(end).normalize()
     dec = dec[(dec["end_date"] >= lo) & (dec["end_date"] <= hi)].copy()
     keys = [] if by is None else ([by] if isinstance(by, str) else list(by))

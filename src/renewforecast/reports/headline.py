@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from renewforecast.book import Book
+from renewforecast.analyses.forecast import RevenueForecast
 from renewforecast.analyses.saas_metrics import renewal_kpis, retention_kpis
 from renewforecast.ledger.revenue import last_month_end, mrr_movements, mrr_table, set_aside_summary
 from renewforecast.analyses.unit_economics import ltv_cac
@@ -410,15 +411,17 @@ def unit_economics_headline(book: Book, as_of: Any, *, method: str = "sbg", disc
     ], provenance=_provenance(book, as_of))
 
 
-def forecast_headline(book: Book, forecast: pd.DataFrame, history: pd.DataFrame | None = None, *,
+def forecast_headline(book: Book, forecast: RevenueForecast, history: pd.DataFrame | None = None, *,
                       model_version: str | None = None) -> Headline:
     """Key figures of the revenue forecast: the horizon's revenue with its range.
 
     Parameters
     ----------
     book : Book
-    forecast : DataFrame
-        :func:`renewforecast.revenue_forecast` output (one scenario).
+    forecast : RevenueForecast
+        :func:`renewforecast.revenue_forecast` result (one scenario); its
+        ``horizon_total`` gives the horizon's range and its ``as_of`` and
+        ``model_version`` the provenance.
     history : DataFrame, optional
         :func:`renewforecast.recognized_revenue` output (``month``,
         ``revenue``) drawn before the forecast on the index page.
@@ -433,29 +436,26 @@ def forecast_headline(book: Book, forecast: pd.DataFrame, history: pd.DataFrame 
     >>> book = rf.load_book(folder)
     >>> fc = rf.revenue_forecast(book, "2026-10-31", horizon_months=6, n_sims=100, random_state=0)
     >>> h = rf.forecast_headline(book, fc)
-    >>> h.figure("horizon_revenue")["value"] == round(fc.attrs["horizon_total"]["mean"], 2)
+    >>> h.figure("horizon_revenue")["value"] == round(fc.horizon_total.mean, 2)
     True
     """
-    groups = forecast["group"].unique()
-    group = "total" if "total" in groups else groups[0]
-    total = forecast[(forecast["group"] == group) & (forecast["component"] == "total")].sort_values("month")
-    span = forecast.attrs.get("horizon_total", {})
+    groups = forecast.frame["group"].unique()
+    total = forecast.rows("total", "total" if "total" in groups else groups[0])
+    span = forecast.horizon_total
     months = len(total)
     cur = book.currency
     first, last = total["month"].iloc[0], total["month"].iloc[-1]
-    p10, p90 = span.get("p10"), span.get("p90")
-    detail = f"{first:%b %Y} to {last:%b %Y}"
-    if p10 is not None and p90 is not None:
-        detail += f", P10-P90 {format_value(p10, 'money', cur)} to {format_value(p90, 'money', cur)}"
+    detail = (f"{first:%b %Y} to {last:%b %Y}, P10-P90 {format_value(span.p10, 'money', cur)} to "
+              f"{format_value(span.p90, 'money', cur)}")
     next_month = total.iloc[0]
     series: dict[str, Any] = {"forecast": {k: list(total[k]) for k in ("month", "mean", "p10", "p90")}}
     if history is not None and len(history):
         series["history"] = {"month": list(history["month"]), "value": list(history["revenue"])}
-    as_of = forecast.attrs.get("as_of", first - pd.offsets.MonthEnd(1))
-    model_version = model_version or forecast.attrs.get("model_version")
+    as_of = forecast.as_of
+    model_version = model_version or forecast.model_version
     return Headline("revenue_forecast", "Revenue forecast", [
         _figure("horizon_revenue", f"Forecast revenue, next {months} months",
-                round(float(span.get("mean", total["mean"].sum())), 2), "money", detail),
+                round(float(span.mean), 2), "money", detail),
         _figure("next_month", f"Forecast revenue, {first:%B %Y}", float(next_month["mean"]), "money",
                 f"P10-P90 {format_value(next_month['p10'], 'money', cur)} to "
                 f"{format_value(next_month['p90'], 'money', cur)}", secondary=True),
