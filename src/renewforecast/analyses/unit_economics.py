@@ -510,10 +510,12 @@ def ltv_cac(book: Book, as_of, by=None, *, method: str = "sbg", discount_rate: f
 
     Examples
     --------
-    >>> import renewforecast as rf
-    >>> table = rf.ltv_cac(rf.Book.empty(), "2024-12-31", method="simple", n_boot=0)
-    >>> table.columns.tolist()[:5], table.attrs["ci"]
-    (['ltv_simple', 'ltv_simple_low', 'ltv_simple_high', 'cac', 'ltv_simple_to_cac'], 0.9)
+    >>> import tempfile, renewforecast as rf
+    >>> folder = tempfile.mkdtemp()
+    >>> _ = rf.write_demo_org(folder, accounts=200, seed=3)
+    >>> table = rf.ltv_cac(rf.load_book(folder), "2026-10-31", method="simple", n_boot=20)
+    >>> table.columns.tolist()[3:7], table.attrs["ci"]
+    (['cac', 'ltv_simple_to_cac', 'ltv_simple_to_cac_low', 'ltv_simple_to_cac_high'], 0.9)
     """
     # as_of means what was known at the end of that day, in every engine.
     book = book.as_of(as_of)
