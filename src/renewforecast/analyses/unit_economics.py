@@ -565,8 +565,9 @@ def ltv_cac(book: Book, as_of, by=None, *, method: str = "sbg", discount_rate: f
               for c in ("ltv", "ltv_low", "ltv_high", "ltv_to_cac", "ltv_to_cac_low", "ltv_to_cac_high")}
     out = out.rename(columns=rename)
     cols = [*keys, f"ltv_{method}", f"ltv_{method}_low", f"ltv_{method}_high", "cac", f"ltv_{method}_to_cac",
-            f"ltv_{method}_to_cac_low", f"ltv_{method}_to_cac_high", "ltv_to_cac_status", "payback_months", "payback_status", "quick_ratio", "magic_number",
-            "gross_margin", "arpa", "new_customer_mrr", "new_customers", "spend", "customers", "note"]
+            f"ltv_{method}_to_cac_low", f"ltv_{method}_to_cac_high", "ltv_to_cac_status", "payback_months",
+            "payback_status", "quick_ratio", "magic_number", "gross_margin", "arpa", "new_customer_mrr",
+            "new_customers", "spend", "customers", "note"]
     result = out[[c for c in cols if c in out.columns]].reset_index(drop=True)
     result.attrs["ltv_method"] = method
     result.attrs["window"] = f"{start.date()} to {end.date()}"
