@@ -253,9 +253,9 @@ def renewal_kpis(book: Book, start, end, by: str | list[str] | None = None, *, f
     as_of : date-like, optional
         What was known when (default: everything in the Book).
     decisions : DataFrame, optional
-        :func:`renewal_decisions` of this Book as of ``as_of``, when the
-        caller already has them (they are the costly part); they are not
-        checked against the Book.
+        :func:`renewal_decisions` of ``book`` as of ``as_of``, when already
+        computed: a report that shows renewal rates over several windows
+        decides each contract once and counts it in each.
 
     Returns
     -------
@@ -281,9 +281,11 @@ def renewal_kpis(book: Book, start, end, by: str | list[str] | None = None, *, f
     >>> rf.renewal_kpis(rf.Book.empty(), "2024-01-01", "2024-12-31")["due"].tolist()
     [0]
     """
-    if as_of is None and book.data_end is None:
-        as_of = end  # an empty Book: nothing is known, nothing is due
-    dec = renewal_decisions(book, as_of) if decisions is None else decisions
+    if decisions is None:
+        if as_of is None and book.data_end is None:
+            as_of = end  # an empty Book: nothing is known, nothing is due
+        decisions = renewal_decisions(book, as_of)
+    dec = decisions
     lo, hi = pd.Timestamp(start).normalize(), pd.Timestamp(end).normalize()
     dec = dec[(dec["end_date"] >= lo) & (dec["end_date"] <= hi)].copy()
     keys = [] if by is None else ([by] if isinstance(by, str) else list(by))

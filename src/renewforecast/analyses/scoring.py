@@ -15,7 +15,8 @@ from renewforecast.atomic import atomic_write_text
 from renewforecast.book import Book
 from renewforecast.exceptions import RenewForecastError
 
-__all__ = ["DEFAULT_CRM_FIELDS", "SCORE_COLUMNS", "score_contracts", "write_crm_upsert"]
+__all__ = ["DEFAULT_CRM_FIELDS", "SCORE_COLUMNS", "arr_at_risk_by_quarter", "expected_renewal_rate",
+           "score_contracts", "write_crm_upsert"]
 
 SCORE_COLUMNS = ["contract_id", "account_id", "end_date", "arr", "renewal_probability", "risk_band",
                  "expected_renewal_arr", "arr_at_risk", "reason_1", "reason_2", "reason_3",
@@ -152,6 +153,71 @@ def score_contracts(book_or_features: Book | pd.DataFrame, model="models/renewal
     })
     return out[SCORE_COLUMNS].reset_index(drop=True)
 
+
+
+def expected_renewal_rate(arr: float, arr_at_risk: float) -> float:
+    """Share of the ARR coming up for renewal that is expected to renew: 1 - ARR at risk / ARR.
+
+    Parameters
+    ----------
+    arr, arr_at_risk : float
+        Summed over the same contracts (:func:`score_contracts` columns).
+
+    Returns
+    -------
+    float
+        NaN when there is no ARR.
+
+    Examples
+    --------
+    >>> expected_renewal_rate(1000.0, 100.0), expected_renewal_rate(0.0, 0.0)
+    (0.9, nan)
+    """
+    return 1 - arr_at_risk / arr if arr else float("nan")
+
+
+def arr_at_risk_by_quarter(scores: pd.DataFrame, as_of: Any, quarters: int = 2) -> pd.DataFrame:
+    """ARR coming up for renewal in the calendar quarters after ``as_of``, and how much of it is at risk.
+
+    Parameters
+    ----------
+    scores : DataFrame
+        :func:`score_contracts` output as of ``as_of``.
+    as_of : date-like
+    quarters : int, default 2
+        The rest of the quarter after ``as_of``, and the ones after it.
+
+    Returns
+    -------
+    DataFrame
+        One row per quarter, also when no contract ends in it: ``quarter``
+        (``"Q4 2026"``), ``contracts``, ``arr``, ``arr_at_risk`` (ARR x (1 -
+        renewal probability), summed) and ``expected_renewal_rate``
+        (:func:`expected_renewal_rate`).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> scores = pd.DataFrame({"end_date": pd.to_datetime(["2026-11-30", "2027-02-28", "2027-06-30"]),
+    ...                        "arr": [1000.0, 2000.0, 4000.0], "arr_at_risk": [100.0, 1000.0, 3600.0]})
+    >>> arr_at_risk_by_quarter(scores, "2026-10-31")[["quarter", "arr_at_risk", "expected_renewal_rate"]]
+       quarter  arr_at_risk  expected_renewal_rate
+    0  Q4 2026        100.0                    0.9
+    1  Q1 2027       1000.0                    0.5
+    """
+    as_of = pd.Timestamp(as_of).normalize()
+    first = (as_of + pd.Timedelta(days=1)).to_period("Q")
+    ends = pd.to_datetime(scores["end_date"])
+    rows = []
+    for q in (first + k for k in range(quarters)):
+        inside = (ends > as_of) & (ends >= q.start_time) & (ends <= q.end_time)
+        part = scores[inside.to_numpy()]
+        rows.append({"quarter": f"Q{q.quarter} {q.year}", "contracts": len(part), "arr": float(part["arr"].sum()),
+                     "arr_at_risk": float(part["arr_at_risk"].sum())})
+    out = pd.DataFrame(rows, columns=["quarter", "contracts", "arr", "arr_at_risk"])
+    out["expected_renewal_rate"] = [expected_renewal_rate(a, r) for a, r in zip(out["arr"], out["arr_at_risk"],
+                                                                                strict=True)]
+    return out
 
 _TRIGGERS = ("=", "+", "-", "@", "\t", "\r", "\n")
 

@@ -367,6 +367,7 @@ def ltv(book: Book, as_of, method: str = "simple", by=None, *, discount_rate: fl
         ``monthly_churn``, ``customers``, ``discount_rate``, ``horizon_years``,
         ``note`` (and ``alpha``, ``beta``, ``residual_ltv_existing`` for sbg).
         An unbounded lifetime gives an infinite LTV with a note.
+        ``attrs["ci"]`` is the width of the interval.
 
     Examples
     --------
@@ -458,11 +459,14 @@ def ltv(book: Book, as_of, method: str = "simple", by=None, *, discount_rate: fl
         row["ltv_high"] = float(np.quantile(boots, hi_q)) if len(boots) else np.nan
         rows.append(row)
     if not rows or (not keys and rows[0]["customers"] == 0):
-        return pd.DataFrame([{"method": method, "ltv": np.nan, "ltv_low": np.nan, "ltv_high": np.nan,
-                              "note": "no customers"}])
-    out = pd.DataFrame(rows)
-    first = [*keys, "method", "ltv", "ltv_low", "ltv_high"]
-    return out[first + [c for c in out.columns if c not in first]]
+        out = pd.DataFrame([{"method": method, "ltv": np.nan, "ltv_low": np.nan, "ltv_high": np.nan,
+                             "note": "no customers"}])
+    else:
+        out = pd.DataFrame(rows)
+        first = [*keys, "method", "ltv", "ltv_low", "ltv_high"]
+        out = out[first + [c for c in out.columns if c not in first]]
+    out.attrs["ci"] = ci
+    return out
 
 
 # ---------------------------------------------------------------- LTV:CAC
@@ -470,7 +474,7 @@ def ltv(book: Book, as_of, method: str = "simple", by=None, *, discount_rate: fl
 
 def ltv_cac(book: Book, as_of, by=None, *, method: str = "sbg", discount_rate: float = 0.10,
             horizon_years: float | None = None, spend_lag_months: int = 0, n_boot: int = 200,
-            random_state: int | None = 0) -> pd.DataFrame:
+            random_state: int | None = 0, ltv_values: pd.DataFrame | None = None) -> pd.DataFrame:
     """The unit-economics table: LTV, CAC, LTV:CAC, CAC payback, quick ratio, magic number.
 
     Over the trailing 12 months to the last month end before ``as_of``:
@@ -481,11 +485,37 @@ def ltv_cac(book: Book, as_of, by=None, *, method: str = "sbg", discount_rate: f
     Statuses compare with :data:`BENCHMARKS` (LTV:CAC at least 3; payback under
     12 months, over 36 a concern).
 
+    Parameters
+    ----------
+    book : Book
+    as_of : date-like
+    by : str or list, optional
+        Account columns to group by.
+    method, discount_rate, horizon_years, n_boot, random_state
+        Passed to :func:`ltv`.
+    spend_lag_months : int, default 0
+        Passed to :func:`cac`.
+    ltv_values : DataFrame, optional
+        :func:`ltv` output for the same ``method``, ``by``, ``discount_rate``
+        and ``horizon_years``, when already computed (a report showing LTV
+        and LTV:CAC by segment resamples its customers once).
+
     Returns
     -------
     DataFrame
         One row per group. The LTV columns carry the method in their names
-        (``ltv_sbg``, ``ltv_sbg_low`` ...); ``attrs["ltv_method"]`` says it too.
+        (``ltv_sbg``, ``ltv_sbg_low`` ...); ``ltv_sbg_to_cac_low`` and
+        ``_high`` are the LTV interval over CAC. ``attrs["ltv_method"]`` says
+        the method, ``attrs["ci"]`` the width of the interval.
+
+    Examples
+    --------
+    >>> import tempfile, renewforecast as rf
+    >>> folder = tempfile.mkdtemp()
+    >>> _ = rf.write_demo_org(folder, accounts=200, seed=3)
+    >>> table = rf.ltv_cac(rf.load_book(folder), "2026-10-31", method="simple", n_boot=20)
+    >>> table.columns.tolist()[3:7], table.attrs["ci"]
+    (['cac', 'ltv_simple_to_cac', 'ltv_simple_to_cac_low', 'ltv_simple_to_cac_high'], 0.9)
     """
     # as_of means what was known at the end of that day, in every engine.
     book = book.as_of(as_of)
@@ -494,8 +524,11 @@ def ltv_cac(book: Book, as_of, by=None, *, method: str = "sbg", discount_rate: f
     keys = _keys(by)
     end = last_month_end(as_of)
     start = end - pd.offsets.MonthEnd(12) + pd.Timedelta(days=1)
-    values = ltv(book, as_of, method=method, by=by, discount_rate=discount_rate, horizon_years=horizon_years,
-                 n_boot=n_boot, random_state=random_state)
+    if ltv_values is None:
+        values = ltv(book, as_of, method=method, by=by, discount_rate=discount_rate, horizon_years=horizon_years,
+                     n_boot=n_boot, random_state=random_state)
+    else:
+        values = _matching_ltv(ltv_values, keys, method, discount_rate, horizon_years)
     costs = cac(book, freq="M", by=by, spend_lag_months=spend_lag_months, through=end)
     costs = costs[pd.PeriodIndex(costs["period"], freq="M").to_timestamp() >= start.replace(day=1)]
     agg = costs.groupby(keys).agg(spend=("spend", "sum"), new_customers=("new_customers", "sum"),
@@ -511,6 +544,8 @@ def ltv_cac(book: Book, as_of, by=None, *, method: str = "sbg", discount_rate: f
                               np.where(out["spend"] > 0, np.inf, np.nan))
         out["new_customer_mrr"] = out["new_mrr"] / out["new_customers"].where(out["new_customers"] > 0)
         out["ltv_to_cac"] = out["ltv"] / out["cac"]
+        out["ltv_to_cac_low"] = out["ltv_low"] / out["cac"]
+        out["ltv_to_cac_high"] = out["ltv_high"] / out["cac"]
         out["payback_months"] = out["cac"] / (out["new_customer_mrr"] * out["gross_margin"])
     out["magic_number"] = _magic_number(book, end, keys, spend_lag_months)["magic_number"].to_numpy() \
         if not keys else out[keys].merge(_magic_number(book, end, keys, spend_lag_months), on=keys, how="left")[
@@ -526,15 +561,39 @@ def ltv_cac(book: Book, as_of, by=None, *, method: str = "sbg", discount_rate: f
         unassigned = out[k] == "(unallocated)"
         out.loc[unassigned, "note"] = ("spend of months in which a channel won no customer cannot be "
                                        f"shared among {k} groups")
-    rename = {c: c.replace("ltv", f"ltv_{method}", 1) for c in ("ltv", "ltv_low", "ltv_high", "ltv_to_cac")}
+    rename = {c: c.replace("ltv", f"ltv_{method}", 1)
+              for c in ("ltv", "ltv_low", "ltv_high", "ltv_to_cac", "ltv_to_cac_low", "ltv_to_cac_high")}
     out = out.rename(columns=rename)
     cols = [*keys, f"ltv_{method}", f"ltv_{method}_low", f"ltv_{method}_high", "cac", f"ltv_{method}_to_cac",
-            "ltv_to_cac_status", "payback_months", "payback_status", "quick_ratio", "magic_number",
-            "gross_margin", "arpa", "new_customer_mrr", "new_customers", "spend", "customers", "note"]
+            f"ltv_{method}_to_cac_low", f"ltv_{method}_to_cac_high", "ltv_to_cac_status", "payback_months",
+            "payback_status", "quick_ratio", "magic_number", "gross_margin", "arpa", "new_customer_mrr",
+            "new_customers", "spend", "customers", "note"]
     result = out[[c for c in cols if c in out.columns]].reset_index(drop=True)
     result.attrs["ltv_method"] = method
     result.attrs["window"] = f"{start.date()} to {end.date()}"
+    result.attrs["ci"] = values.attrs.get("ci")
     return result
+
+
+def _matching_ltv(values: pd.DataFrame, keys: list[str], method: str, discount_rate: float,
+                  horizon_years: float | None) -> pd.DataFrame:
+    """``values`` (an :func:`ltv` table) checked against the arguments of the LTV:CAC table it goes into."""
+    # A table of another method, grouping or discount rate would be merged without complaint.
+    problems = [k for k in keys if k not in values.columns]
+    if "method" not in values.columns or set(values["method"]) != {method}:
+        problems.append(f"method {method!r}")
+    if "discount_rate" in values.columns and not np.allclose(values["discount_rate"].astype(float), discount_rate):
+        problems.append(f"discount_rate {discount_rate}")
+    if "horizon_years" in values.columns:
+        given = {None if pd.isna(v) else float(v) for v in values["horizon_years"]}
+        if given != {None if horizon_years is None else float(horizon_years)}:
+            problems.append(f"horizon_years {horizon_years}")
+    if problems:
+        raise ValueError("ltv_values must be the ltv() table of the same arguments; it does not match "
+                         + ", ".join(problems))
+    out = values.reset_index(drop=True)
+    out.attrs = dict(values.attrs)
+    return out
 
 
 def _magic_number(book: Book, end: pd.Timestamp, keys: list[str], lag: int) -> pd.DataFrame:

@@ -25,6 +25,7 @@ import pandas as pd
 from renewforecast.book import Book
 from renewforecast.analyses.forecast import RevenueForecast
 from renewforecast.analyses.saas_metrics import renewal_kpis, retention_kpis
+from renewforecast.analyses.scoring import arr_at_risk_by_quarter, expected_renewal_rate
 from renewforecast.ledger.revenue import last_month_end, mrr_movements, mrr_table, set_aside_summary
 from renewforecast.analyses.unit_economics import ltv_cac
 
@@ -224,8 +225,16 @@ def _figure(key: str, label: str, value: Any, kind: str, detail: str = "", *,
     return out
 
 
-def data_headline(book: Book, as_of: Any) -> Headline:
+def data_headline(book: Book, as_of: Any, *, set_aside: dict[str, Any] | None = None) -> Headline:
     """Key figures of the data-quality report: what was loaded and how many warnings.
+
+    Parameters
+    ----------
+    book : Book
+    as_of : date-like
+    set_aside : dict, optional
+        :func:`renewforecast.set_aside_summary` of ``book``, when the report
+        already computed it (computed here otherwise).
 
     Examples
     --------
@@ -238,7 +247,7 @@ def data_headline(book: Book, as_of: Any) -> Headline:
     as_of = pd.Timestamp(as_of).normalize()
     warnings = book.warnings
     rules = warnings["rule"].nunique() if len(warnings) else 0
-    aside = set_aside_summary(book)
+    aside = set_aside_summary(book) if set_aside is None else set_aside
     return Headline("data_quality", "Data quality", [
         # A card only when something was set aside; otherwise a line in the table.
         _figure("set_aside", "Rows set aside", aside["rows"], "count", aside["text"], secondary=not aside["rows"]),
@@ -252,12 +261,41 @@ def data_headline(book: Book, as_of: Any) -> Headline:
     ], provenance=_provenance(book, as_of))
 
 
-def kpi_headline(book: Book, as_of: Any) -> Headline:
+def _one_row(frame: pd.DataFrame, name: str, engine: str) -> pd.Series | None:
+    """The single whole-book row of an engine's table (None when it has none)."""
+    # A table grouped by segment would otherwise give the first segment's figure.
+    if len(frame) > 1:
+        raise ValueError(f"{name} must be the whole-book {engine} table (one row), not {len(frame)} rows")
+    return frame.iloc[0] if len(frame) else None
+
+
+def kpi_headline(book: Book, as_of: Any, *, trend: pd.DataFrame | None = None,
+                 movements: pd.DataFrame | None = None, retention: pd.DataFrame | None = None,
+                 decisions: pd.DataFrame | None = None) -> Headline:
     """Key figures of the revenue and renewal KPI report.
 
     ARR and its change over 12 months, last complete month's MRR bridge,
     12-month NRR and GRR, and the ARR renewal rate of contracts that ended in
     the last 12 months, all at the last month end on or before ``as_of``.
+
+    Parameters
+    ----------
+    book : Book
+    as_of : date-like
+    trend : DataFrame, optional
+        ``mrr_table(book, end=month_end, by=())``: the whole book's MRR at
+        each month end; the headline shows its last 25 months to the last
+        month end on or before ``as_of``.
+    movements : DataFrame, optional
+        ``mrr_movements(book, end=month_end, by=())``: the whole book's bridge.
+    retention : DataFrame, optional
+        ``retention_kpis(book, as_of)`` of the whole book (one row).
+    decisions : DataFrame, optional
+        ``renewal_decisions(book, as_of)``; the renewal rate counts those
+        ending in the 12 months to the month end (:func:`renewal_kpis`).
+
+    Each table not given is computed here by the same function, so a report
+    passes what it already computed and every figure has one code path.
 
     Examples
     --------
@@ -273,24 +311,32 @@ def kpi_headline(book: Book, as_of: Any) -> Headline:
     as_of = pd.Timestamp(as_of).normalize()
     month_end = last_month_end(as_of)
     start = month_end - pd.DateOffset(months=24)
-    trend = mrr_table(book, start=start, end=month_end, by=())
-    arr = trend.assign(arr=trend["mrr"] * 12)[["month", "arr"]]
-    arr_now = float(arr["arr"].iloc[-1]) if len(arr) else 0.0
+    if trend is None:
+        trend = mrr_table(book, start=start, end=month_end, by=())
+    # MRR x 12, the ARR of every report.
+    arr = trend.loc[(trend["month"] >= start) & (trend["month"] <= month_end), ["month"]].assign(
+        arr=trend["mrr"] * 12)
+    # No row at the month end: nothing was paying then.
+    now = arr.loc[arr["month"] == month_end, "arr"]
+    arr_now = float(now.iloc[0]) if len(now) else 0.0
     year_ago = arr.loc[arr["month"] == last_month_end(month_end - pd.DateOffset(months=12)), "arr"]
     change = arr_now / float(year_ago.iloc[0]) - 1 if len(year_ago) and float(year_ago.iloc[0]) else None
 
-    moves = mrr_movements(book, end=month_end, by=())
-    bridge = moves.iloc[-1] if len(moves) else None
+    if movements is None:
+        movements = mrr_movements(book, end=month_end, by=())
+    bridge = _one_row(movements[movements["month"] == month_end], "movements", "mrr_movements(by=())")
     steps = ["start_mrr", "new", "expansion", "reactivation", "contraction", "churn", "end_mrr"]
     bridge_values = {k: float(bridge[k]) if bridge is not None else 0.0 for k in steps}
     net = bridge_values["end_mrr"] - bridge_values["start_mrr"]
 
-    retention = retention_kpis(book, as_of=as_of)
-    nrr = float(retention["nrr"].iloc[0]) if len(retention) else None
-    grr = float(retention["grr"].iloc[0]) if len(retention) else None
+    if retention is None:
+        retention = retention_kpis(book, as_of=as_of)
+    kept = _one_row(retention, "retention", "retention_kpis")
+    nrr = None if kept is None else float(kept["nrr"])
+    grr = None if kept is None else float(kept["grr"])
     renewals = renewal_kpis(book, start=month_end - pd.DateOffset(months=12) + pd.Timedelta(days=1),
-                            end=month_end)
-    r = renewals.iloc[0] if len(renewals) else None
+                            end=month_end, decisions=decisions)
+    r = _one_row(renewals, "renewals", "renewal_kpis")
     cur = book.currency
     month_name = f"{month_end:%B %Y}"
     return Headline("revenue_kpis", "Revenue and renewal KPIs", [
@@ -324,15 +370,19 @@ def risk_headline(book: Book, scores: pd.DataFrame, as_of: Any) -> Headline:
     Parameters
     ----------
     book : Book
+        Only its currency and fingerprint are read.
     scores : DataFrame
-        :func:`renewforecast.score_contracts` output as of ``as_of``.
+        :func:`renewforecast.score_contracts` output as of ``as_of``, as the
+        report computed it.
     as_of : date-like
 
     Notes
     -----
     The quarters are calendar quarters: the rest of the quarter after
-    ``as_of``, and the one after it. ARR at risk is ARR x (1 - renewal
-    probability), summed over the contracts ending in each.
+    ``as_of``, and the one after it
+    (:func:`renewforecast.analyses.scoring.arr_at_risk_by_quarter`). ARR at
+    risk is ARR x (1 - renewal probability), summed over the contracts ending
+    in each.
 
     Examples
     --------
@@ -344,18 +394,10 @@ def risk_headline(book: Book, scores: pd.DataFrame, as_of: Any) -> Headline:
     >>> h.figure("arr_at_risk")["value"], h.series["quarters"]["quarter"]
     (1100.0, ['Q4 2026', 'Q1 2027'])
     """
-    # as_of means what was known at the end of that day, in every engine.
-    book = book.as_of(as_of)
+    # Only the scores are read: no need to cut the book as of the date.
     as_of = pd.Timestamp(as_of).normalize()
-    first = (as_of + pd.Timedelta(days=1)).to_period("Q")
-    quarters = [first, first + 1]
-    ends = pd.to_datetime(scores["end_date"])
-    rows = []
-    for q in quarters:
-        inside = (ends > as_of) & (ends >= q.start_time) & (ends <= q.end_time)
-        part = scores[inside.to_numpy()]
-        rows.append({"quarter": f"Q{q.quarter} {q.year}", "contracts": len(part), "arr": float(part["arr"].sum()),
-                     "arr_at_risk": float(part["arr_at_risk"].sum())})
+    quarters = arr_at_risk_by_quarter(scores, as_of, quarters=2)
+    rows = quarters[["quarter", "contracts", "arr", "arr_at_risk"]].to_dict("records")
     at_risk = sum(r["arr_at_risk"] for r in rows)
     up = sum(r["arr"] for r in rows)
     versions = sorted({str(v) for v in scores.get("model_version", pd.Series(dtype=object)).dropna()})
@@ -365,19 +407,30 @@ def risk_headline(book: Book, scores: pd.DataFrame, as_of: Any) -> Headline:
     return Headline("renewal_risk", "Renewal risk", [
         _figure("arr_at_risk", "ARR at risk, next two quarters", at_risk, "money", detail),
         _figure("expected_renewal", "Expected renewal rate, next two quarters",
-                1 - at_risk / up if up else None, "percent",
+                expected_renewal_rate(up, at_risk), "percent",
                 f"of {format_value(up, 'money', cur)} ARR coming up for renewal", secondary=True),
     ], series={"quarters": {k: [r[k] for r in rows] for k in rows[0]}},
         provenance=_provenance(book, as_of, ", ".join(versions) or None))
 
 
-def unit_economics_headline(book: Book, as_of: Any, *, method: str = "sbg", discount_rate: float = 0.10,
+def unit_economics_headline(book: Book, as_of: Any, *, method: str | None = None, discount_rate: float = 0.10,
                             horizon_years: float | None = None, spend_lag_months: int = 0,
-                            n_boot: int = 200) -> Headline:
+                            n_boot: int = 200, table: pd.DataFrame | None = None) -> Headline:
     """Key figures of the unit-economics report: LTV:CAC and CAC payback for the whole book.
 
-    Measured at the last month end on or before ``as_of``, with the same
-    arguments as :func:`renewforecast.ltv_cac`.
+    Measured at the last month end on or before ``as_of``.
+
+    Parameters
+    ----------
+    book : Book
+    as_of : date-like
+    method : {"simple", "survival", "sbg"}, optional
+        The LTV method: the table's, or ``"sbg"`` when no table is given.
+    discount_rate, horizon_years, spend_lag_months, n_boot
+        Passed to :func:`renewforecast.ltv_cac` when no table is given.
+    table : DataFrame, optional
+        The whole book's :func:`renewforecast.ltv_cac` table (one row), as
+        the report computed it; computed here otherwise.
 
     Examples
     --------
@@ -391,16 +444,23 @@ def unit_economics_headline(book: Book, as_of: Any, *, method: str = "sbg", disc
     # as_of means what was known at the end of that day, in every engine.
     book = book.as_of(as_of)
     as_of = pd.Timestamp(as_of).normalize()
-    month_end = last_month_end(as_of)
-    row = ltv_cac(book, as_of, method=method, discount_rate=discount_rate, horizon_years=horizon_years,
-                  spend_lag_months=spend_lag_months, n_boot=n_boot).iloc[0]
+    if table is None:
+        method = method or "sbg"
+        table = ltv_cac(book, as_of, method=method, discount_rate=discount_rate, horizon_years=horizon_years,
+                        spend_lag_months=spend_lag_months, n_boot=n_boot)
+    elif method is not None and table.attrs.get("ltv_method", method) != method:
+        raise ValueError(f"table holds LTV by {table.attrs['ltv_method']!r}, not {method!r}")
+    method = table.attrs.get("ltv_method", method or "sbg")
+    row = _one_row(table, "table", "ltv_cac")
     cur = book.currency
     ratio = row.get(f"ltv_{method}_to_cac")
-    low, high = row.get(f"ltv_{method}_low"), row.get(f"ltv_{method}_high")
+    low, high = row.get(f"ltv_{method}_to_cac_low"), row.get(f"ltv_{method}_to_cac_high")
     cac = row.get("cac")
     band = ""
     if all(isinstance(v, int | float) and math.isfinite(v) for v in (low, high, cac)) and cac:
-        band = f", {format_value(low / cac, 'ratio')} to {format_value(high / cac, 'ratio')} (bootstrap 80%)"
+        ci = table.attrs.get("ci")
+        band = (f", {format_value(low, 'ratio')} to {format_value(high, 'ratio')} "
+                f"(bootstrap{f' {ci:.0%}' if ci else ''})")
     return Headline("unit_economics", "Unit economics", [
         _figure("ltv_to_cac", f"LTV:CAC ({method})", None if ratio is None else float(ratio), "ratio",
                 f"LTV {format_value(row.get(f'ltv_{method}'), 'money', cur)}, CAC "
