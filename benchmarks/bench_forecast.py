@@ -47,7 +47,7 @@ import pandas as pd
 
 import renewforecast as rf
 from renewforecast.analyses.forecast import assembly as fc_mod  # where the forecast looks its stages up
-from renewforecast.ledger.schedules import _add_months  # the schedules' month rule
+from renewforecast.dates import add_months  # the schedules' month rule
 from renewforecast.schemas import TABLES, conform
 
 AS_OF = "2025-12-31"
@@ -100,20 +100,20 @@ def build_book(n_contracts: int = 100_000, n_accounts: int = 30_000, n_open: int
     cur_acct = np.concatenate([np.arange(n_live), rng.integers(0, n_live, max(0, n_cur - n_live))])[:n_cur]
     cur_term = rng.choice([12, 24, 36], n_cur, p=[0.6, 0.25, 0.15])
     cur_start = cut - _days((rng.random(n_cur) * (cur_term * 30 - 1)).astype(np.int64))
-    cur_end = _add_months(cur_start, cur_term) - _days(1)
+    cur_end = add_months(cur_start, cur_term) - _days(1)
 
     # Renewals already booked for the contracts ending soonest.
     booked_of = np.argsort(cur_end, kind="stable")[:n_booked]
     bk_acct, bk_term = cur_acct[booked_of], cur_term[booked_of]
     bk_start = cur_end[booked_of] + _days(1)
-    bk_end = _add_months(bk_start, bk_term) - _days(1)
+    bk_end = add_months(bk_start, bk_term) - _days(1)
 
     # Predecessors of current contracts (renewed by them), more often for larger segments.
     w = np.array([0.8, 1.0, 1.3])[seg_code[cur_acct]]
     pred_of = np.sort(rng.choice(n_cur, n_pred, replace=False, p=w / w.sum()))
     pr_acct, pr_term = cur_acct[pred_of], cur_term[pred_of]
     pr_end = cur_start[pred_of] - _days(1)
-    pr_start = _add_months(pr_end + _days(1), -pr_term)
+    pr_start = add_months(pr_end + _days(1), -pr_term)
 
     # Churned contracts: ended in the 24 months before the as-of date; lost renewal opportunity.
     wc = np.array([1.6, 1.0, 0.6])[seg_code[:n_live + n_lost]]
@@ -121,7 +121,7 @@ def build_book(n_contracts: int = 100_000, n_accounts: int = 30_000, n_open: int
                        rng.choice(n_live + n_lost, n_churn, p=wc / wc.sum()))
     ch_term = rng.choice([12, 24, 36], n_churn, p=[0.6, 0.25, 0.15])
     ch_end = cut - _days(rng.integers(1, 730, n_churn))
-    ch_start = _add_months(ch_end + _days(1), -ch_term)
+    ch_start = add_months(ch_end + _days(1), -ch_term)
 
     # Evergreen contracts on the monthly product; a fifth terminated in the past.
     ev_acct = rng.integers(0, n_live, n_ever)
@@ -282,7 +282,7 @@ def build_book(n_contracts: int = 100_000, n_accounts: int = 30_000, n_open: int
     inst = np.tile(np.arange(12), len(line_ids))
     sched_rev = np.where(inst == 11, np.repeat(cents - 11 * each, 12), np.repeat(each, 12)) / 100.0
     schedules = pd.DataFrame({"schedule_id": _ids("X", 12 * len(line_ids)), "line_id": np.repeat(line_ids, 12),
-                              "schedule_date": _add_months(np.repeat(l_service, 12), inst),
+                              "schedule_date": add_months(np.repeat(l_service, 12), inst),
                               "type": "revenue", "revenue": sched_rev})
 
     # Stage history: one row per stage reached (closed deals end with their closing stage).
@@ -360,7 +360,7 @@ def check(book: rf.Book, fc: rf.RevenueForecast) -> list[str]:
     con = view.contracts.set_index("contract_id")
     term = det["contract_id"].map(con["term_months"]).to_numpy(dtype=np.int64)
     r_first = end_d + np.timedelta64(1, "D")
-    r_last = _add_months(r_first, term) - np.timedelta64(1, "D")
+    r_last = add_months(r_first, term) - np.timedelta64(1, "D")
     frac = _month_frac(r_first, r_last, months[:12])
     expected = (det["probability"].to_numpy() * det["renewal_arr"].to_numpy() / 12.0) @ frac
     ren = component(fc, "renewal").iloc[:12]

@@ -39,17 +39,16 @@ from renewforecast.reports.headline import (
     Headline,
     data_headline,
     forecast_headline,
-    format_value,
     kpi_headline,
     risk_headline,
     unit_economics_headline,
 )
 from renewforecast.io.canonical import write_canonical
+from renewforecast.reports.formatting import format_value
 from renewforecast.analyses.cohorts import annual_cohorts, customer_lifetimes
 from renewforecast.io.loader import load_book
 from renewforecast.analyses.saas_metrics import (
     cohort_retention,
-    renewal_decisions,
     renewal_kpis,
     renewal_worklist,
     retention_kpis,
@@ -60,17 +59,13 @@ from renewforecast.models.sbg import ShiftedBetaGeometric
 from renewforecast.analyses.scoring import score_contracts, write_crm_upsert
 from renewforecast.models.survival import ExtrapolationWarning, SurvivalDataError, SurvivalModel
 from renewforecast.analyses.unit_economics import cac, gross_margin, ltv, ltv_cac
-from renewforecast.ledger.revenue import (
-    arr_on,
-    last_month_end,
-    mrr_movements,
-    mrr_table,
-    quarantine_report,
-    recognized_revenue,
-    row_amounts,
-    set_aside_summary,
-    ultimate_parents,
-)
+from renewforecast.dates import last_month_end
+from renewforecast.ledger.hierarchy import ultimate_parents
+from renewforecast.ledger.mrr import mrr_movements, mrr_table
+from renewforecast.ledger.recognition import recognized_revenue
+from renewforecast.ledger.renewals import renewal_decisions
+from renewforecast.ledger.set_aside import quarantine_report, set_aside_summary
+from renewforecast.ledger.valuation import arr_on, row_amounts
 from renewforecast.ledger.schedules import establish_schedule, expand_schedules, line_schedules, reconcile_schedules
 
 try:

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from renewforecast.dates import month_end
 from renewforecast.schemas import TABLES, empty_table
 
 __all__ = ["Book", "chain_root_positions", "table_fingerprint"]
@@ -325,9 +326,9 @@ opportunity_lines, schedules, spend, signals, opportunity_history : DataFrame
         lines = self.opportunity_lines[self.opportunity_lines["opportunity_id"].isin(kept_opps)]
         schedules = self.schedules[self.schedules["line_id"].isin(set(lines["line_id"]))]
         # A month of spend or signals is known once the month is over.
-        spend = self.spend[_month_end(self.spend["month"]) <= cut]
+        spend = self.spend[month_end(self.spend["month"]) <= cut]
         signals = self.signals[
-            (_month_end(self.signals["month"]) <= cut)
+            (month_end(self.signals["month"]) <= cut)
             & ~self.signals["account_id"].isin(gone_accounts)
         ]
         # A dated rate is known from the day it starts.
@@ -356,10 +357,6 @@ opportunity_lines, schedules, spend, signals, opportunity_history : DataFrame
         counts = ", ".join(f"{k}={len(v)}" for k, v in self.tables.items() if len(v))
         cut = f", as_of={self.known_as_of.date()}" if self.known_as_of is not None else ""
         return f"Book({counts}, currency={self.currency!r}{cut})"
-
-
-def _month_end(months: pd.Series) -> pd.Series:
-    return months + pd.offsets.MonthEnd(0)
 
 
 def _history_order(history: pd.DataFrame) -> pd.DataFrame:

@@ -36,6 +36,7 @@ from renewforecast.exceptions import (
     ReportRunError,
     is_write_error,
 )
+from renewforecast.reports.formatting import format_money
 
 EXIT_INVALID_DATA = 1
 EXIT_MODEL_REFUSED = 3
@@ -158,7 +159,7 @@ on_error_option = click.option(
 
 def _notice_set_aside(book) -> bool:
     """Tell stderr what was set aside; whether anything was."""
-    from renewforecast.ledger.revenue import quarantine_report, set_aside_summary
+    from renewforecast.ledger.set_aside import quarantine_report, set_aside_summary
 
     if not len(book.quarantine):
         return False
@@ -286,7 +287,7 @@ def validate(directory: str, encoding, date_format, currency, limit: int, show_a
     else:
         click.echo("No warnings.")
     if len(book.quarantine):
-        from renewforecast.ledger.revenue import quarantine_report, set_aside_summary
+        from renewforecast.ledger.set_aside import quarantine_report, set_aside_summary
 
         click.echo(f"Set aside: {set_aside_summary(book)['text']}:")
         click.echo(_grouped(quarantine_report(book), rows))
@@ -591,9 +592,9 @@ def score(directory, model_path, as_of, out, crm, id_field, encoding, date_forma
             write_crm_upsert(scores, out, id_field="contract_id",
                              fields={c: c for c in SCORE_COLUMNS if c != "contract_id"},
                              probability_as_percent=False)
-    at_risk = scores["arr_at_risk"].sum()
+    at_risk = format_money(scores["arr_at_risk"].sum(), book.currency, compact=False)
     click.echo(f"Scored {len(scores):,} contracts as of {cut.date()} with model {model.model_version_}; "
-               f"ARR at risk {at_risk:,.0f}. Wrote {out}")
+               f"ARR at risk {at_risk}. Wrote {out}")
     if _notice_set_aside(book):
         sys.exit(EXIT_SET_ASIDE)
 
@@ -626,7 +627,7 @@ def forecast(directory, as_of, horizon, out, model_path, by, sims, seed, scenari
     """
     from renewforecast.atomic import atomic_write_text
     from renewforecast.analyses.forecast import Scenario, revenue_forecast
-    from renewforecast.analyses.scoring import _neutralise
+    from renewforecast.analyses.scoring import neutralise_formula
 
     book = _load_or_exit(directory, encoding, date_format, currency)
     _refuse_empty(book, directory, "forecast")
@@ -640,13 +641,16 @@ def forecast(directory, as_of, horizon, out, model_path, by, sims, seed, scenari
     except RenewForecastError as exc:
         _fail(str(exc), EXIT_INVALID_DATA)
     table = fc.frame.assign(month=fc.frame["month"].dt.strftime("%Y-%m-%d"),
-                            group=fc.frame["group"].map(_neutralise))  # group names come from the data
+                            group=fc.frame["group"].map(neutralise_formula))  # group names come from the data
     with _writing(out, "the forecast"):
         atomic_write_text(out, table.to_csv(index=False))
     total = fc.rows("total")
     last = total.iloc[-1]
-    click.echo(f"Forecast {horizon} months from {cut.date()}: {total['mean'].sum():,.0f} expected in all; "
-               f"{last['month']:%B %Y} {last['mean']:,.0f} (P10 {last['p10']:,.0f}, P90 {last['p90']:,.0f}). "
+    def money(amount: float) -> str:
+        return format_money(amount, book.currency, compact=False)
+
+    click.echo(f"Forecast {horizon} months from {cut.date()}: {money(total['mean'].sum())} expected in all; "
+               f"{last['month']:%B %Y} {money(last['mean'])} (P10 {money(last['p10'])}, P90 {money(last['p90'])}). "
                f"Renewals: {fc.renewal.source}. Wrote {out}")
 
 

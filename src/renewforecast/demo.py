@@ -33,7 +33,6 @@ measured against the best achievable.
 
 from __future__ import annotations
 
-import calendar
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +41,8 @@ import numpy as np
 import pandas as pd
 
 from renewforecast.atomic import atomic_write_text
+from renewforecast.currency import OPEN_START, rates_on
+from renewforecast.dates import add_months, month_end
 from renewforecast.io.salesforce import FORMULA_FIELDS, write_salesforce_export
 from renewforecast.ledger.schedules import expand_schedules
 from renewforecast.schemas import TABLES, conform
@@ -140,18 +141,8 @@ def _sigmoid(z: float) -> float:
     return 1.0 / (1.0 + math.exp(-z))
 
 
-def _add_months(d: pd.Timestamp, months: int) -> pd.Timestamp:
-    y, m = divmod(d.month - 1 + months, 12)
-    year, month = d.year + y, m + 1
-    return pd.Timestamp(year, month, min(d.day, calendar.monthrange(year, month)[1]))
-
-
 def _month_start(d: pd.Timestamp) -> pd.Timestamp:
     return pd.Timestamp(d.year, d.month, 1)
-
-
-def _month_end(d: pd.Timestamp) -> pd.Timestamp:
-    return pd.Timestamp(d.year, d.month, calendar.monthrange(d.year, d.month)[1])
 
 
 def sf_ids(kind: str, first: int, count: int) -> np.ndarray:
@@ -195,10 +186,10 @@ def _line_total(product: str, qty: float, unit: float) -> float:
 def _months_between(a: pd.Timestamp, b: pd.Timestamp) -> float:
     """Months from a to b (b exclusive), whole months plus days / (365/12)."""
     months = (b.year - a.year) * 12 + (b.month - a.month)
-    anchor = _add_months(a, months)
+    anchor = add_months(a, months)
     if anchor > b:
         months -= 1
-        anchor = _add_months(a, months)
+        anchor = add_months(a, months)
     return months + (b - anchor).days / (365.0 / 12.0)
 
 
@@ -460,10 +451,10 @@ class _Sim:
         if state.get("next_signal") is not None and state["next_signal"] > m:
             m = state["next_signal"]
         while m <= min(stop, self.end):
-            if _month_end(m) > self.end:
+            if month_end(m) > self.end:
                 break
             if self.rng.random() < 0.03:  # a missed month in the usage feed
-                m = _add_months(m, 1)
+                m = add_months(m, 1)
                 continue
             hv = self.health_at(state, m)
             util = min(1.0, max(0.0, _sigmoid(0.45 + 1.1 * hv + 0.25 * self.rng.normal())))
@@ -476,12 +467,12 @@ class _Sim:
                    "nps": nps}
             self.rows["signals"].append(row)
             state["signals"].append(row)
-            m = _add_months(m, 1)
+            m = add_months(m, 1)
         state["next_signal"] = m
 
     def observed(self, state, lead: pd.Timestamp) -> tuple[float, float, float]:
         """What the signals said as of ``lead``: utilisation, last NPS, tickets (3-month mean)."""
-        known = [r for r in state["signals"] if _month_end(r["month"]) <= lead]
+        known = [r for r in state["signals"] if month_end(r["month"]) <= lead]
         if not known:
             return 0.6, 20.0, 1.0
         util = known[-1]["seat_utilization"]
@@ -545,7 +536,7 @@ class _Sim:
 
     def open_contract(self, state, start, term, created, renewed_from=None) -> dict:
         cid = self.new_id("contract")
-        end = _add_months(start, term) - pd.Timedelta(days=1)
+        end = add_months(start, term) - pd.Timedelta(days=1)
         row = {"contract_id": cid, "account_id": state["aid"], "start_date": start, "end_date": end,
                "term_months": float(term), "status": "Activated", "evergreen": False,
                "renewal_pricing_method": state["method"], "renewal_uplift_rate": state["uplift"],
@@ -595,8 +586,8 @@ class _Sim:
                     qtys = [float(round(q * (1 + 0.3 * i))) for i in range(years)]
                     prev_q = 0.0
                     for i, sq in enumerate(qtys):
-                        s0 = _add_months(start, 12 * i)
-                        s1 = _add_months(start, 12 * (i + 1)) - pd.Timedelta(days=1)
+                        s0 = add_months(start, 12 * i)
+                        s1 = add_months(start, 12 * (i + 1)) - pd.Timedelta(days=1)
                         sid = self.sub_row(contract, p, sq - prev_q, unit, s0, contract["end"], created,
                                            segment=(i + 1, s0, s1, sq))
                         prev_q = sq
@@ -698,11 +689,11 @@ class _Sim:
         m = _month_start(contract["start"])
         stop = min(contract["end"] - pd.Timedelta(days=45), self.end)
         while True:
-            m = _add_months(m, 1)
+            m = add_months(m, 1)
             if m > stop:
                 return None
             hv = self.health_at(state, m)
-            when = self.day(m, min(_month_end(m), stop))
+            when = self.day(m, min(month_end(m), stop))
             r = self.rng.random()
             lines = {p: line for p, line in contract["lines"].items() if line["qty"] > 0}
             seat_lines = [p for p in lines if p in ("core", "starter", "analytics") and not lines[p]["mdq"]]
@@ -826,13 +817,13 @@ class _Sim:
         state["seats"] = qty * 10
         m = _month_start(start)
         while True:
-            m = _add_months(m, 1)
+            m = add_months(m, 1)
             if m > self.end:
                 self.emit_signals(state, start, self.end, state["seats"])
                 return
             hazard = 0.022 * math.exp(-0.8 * self.health_at(state, m))
             if self.rng.random() < hazard:
-                when = self.day(m, min(_month_end(m), self.end))
+                when = self.day(m, min(month_end(m), self.end))
                 self.rows["subscriptions"].append({
                     "subscription_id": self.new_id("subscription"), "contract_id": cid,
                     "account_id": state["aid"], "product_id": self.product_ids["api"], "start_date": when,
@@ -891,9 +882,9 @@ class _Sim:
         cost = acq.groupby(["month", "channel"])["cost"].sum()
         rows = []
         for m in self.months:
-            if _month_end(m) > self.end:
+            if month_end(m) > self.end:
                 break
-            nxt = _add_months(m, 1)
+            nxt = add_months(m, 1)
             for ch in CHANNELS:
                 total = float(cost.get((nxt, ch), 0.0)) * float(self.rng.lognormal(0, 0.15))
                 total += 2_000.0 * _CHANNEL_COST[ch]  # fixed programme cost
@@ -925,7 +916,6 @@ def _hierarchies(sim: _Sim, tables: dict[str, pd.DataFrame]) -> None:
 
 def _dated_rates(sim: _Sim) -> pd.DataFrame:
     """Monthly dated EUR rates (units per US dollar), the first range open-ended, as admins enter them."""
-    from renewforecast.currency import OPEN_START
 
     months = pd.date_range(_month_start(sim.start), sim.end, freq="MS")
     steps = sim.rng.normal(0.0, 0.02, len(months))
@@ -942,7 +932,6 @@ def _second_currency(tables: dict[str, pd.DataFrame]) -> None:
     and schedules too), then divided by that rate again: exactly what loading
     the written export gives.
     """
-    from renewforecast.currency import rates_on
 
     fx = tables["fx_rates"]
     subs = tables["subscriptions"]

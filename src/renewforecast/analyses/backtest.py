@@ -23,7 +23,8 @@ import pandas as pd
 from renewforecast.book import Book
 from renewforecast.exceptions import RenewForecastError
 from renewforecast.analyses.forecast import revenue_forecast
-from renewforecast.ledger.revenue import last_month_end, recognized_revenue
+from renewforecast.dates import last_month_end
+from renewforecast.ledger.recognition import recognized_revenue
 
 __all__ = ["ForecastBacktest", "backtest_forecast", "backtest_origins"]
 

@@ -6,17 +6,16 @@ import numpy as np
 import pandas as pd
 
 from renewforecast.book import Book
-from renewforecast.ledger.revenue import last_month_end, mrr_table
+from renewforecast.dates import CENT, last_month_end
+from renewforecast.ledger.mrr import mrr_table
 
 __all__ = ["annual_cohorts", "cohort_counts", "cohort_members", "customer_lifetimes"]
-
-_CENT = 0.005
 
 
 def _activity(book: Book, as_of) -> tuple[pd.DataFrame, pd.Timestamp]:
     end = last_month_end(as_of)
     table = mrr_table(book, end=end, by=("account_id",))
-    table = table[table["mrr"] > _CENT]
+    table = table[table["mrr"] > CENT]
     return table, end
 
 

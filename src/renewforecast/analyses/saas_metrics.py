@@ -11,17 +11,18 @@ import numpy as np
 import pandas as pd
 
 from renewforecast.book import Book
-from renewforecast.ledger.revenue import MOVEMENTS, last_month_end, mrr_movements, mrr_table
+from renewforecast.dates import CENT, last_month_end
+from renewforecast.ledger.mrr import MOVEMENTS, mrr_movements, mrr_table
+# Which contract renewed is a fact of the ledger; the KPIs below count it.
+from renewforecast.ledger.renewals import renewal_decisions, renewal_opportunities
+from renewforecast.ledger.valuation import contract_arr_on
 
 __all__ = [
     "cohort_retention",
-    "renewal_decisions",
     "renewal_kpis",
     "renewal_worklist",
     "retention_kpis",
 ]
-
-_CENT = 0.005
 
 
 def _account_attr(book: Book, ids: pd.Series, column: str) -> pd.Series:
@@ -30,7 +31,7 @@ def _account_attr(book: Book, ids: pd.Series, column: str) -> pd.Series:
 
 
 def _safe_ratio(num: float, den: float) -> float:
-    return float(num / den) if den > _CENT else float("nan")
+    return float(num / den) if den > CENT else float("nan")
 
 
 def retention_kpis(book: Book, as_of, by: str | list[str] | None = None, *, months: int = 12,
@@ -90,11 +91,11 @@ def retention_kpis(book: Book, as_of, by: str | list[str] | None = None, *, mont
     table = mrr_table(book, start=base, end=end, by=("account_id",), customer=customer)
     now = table[table["month"] == end].set_index("account_id")["mrr"]
     then = table[table["month"] == base].set_index("account_id")["mrr"]
-    then = then[then.abs() > _CENT]
-    now = now[now.abs() > _CENT]
+    then = then[then.abs() > CENT]
+    now = now[now.abs() > CENT]
     cohort = pd.DataFrame({"base": then}).join(now.rename("current"), how="left").fillna({"current": 0.0})
     cohort["floor"] = np.minimum(cohort["base"], cohort["current"])
-    cohort["kept"] = cohort["current"] > _CENT
+    cohort["kept"] = cohort["current"] > CENT
     moves = mrr_movements(book, start=base + pd.offsets.MonthEnd(1), end=end, customer=customer)
     moves = moves[(moves["month"] > base) & (moves["month"] <= end)]
     for k in keys:
@@ -111,7 +112,7 @@ def retention_kpis(book: Book, as_of, by: str | list[str] | None = None, *, mont
     for name, c, mv in groups:
         monthly = mv.groupby("month")[["start_mrr", *MOVEMENTS, "end_mrr"]].sum()
         sums = monthly.sum()
-        start_m = monthly["start_mrr"].where(monthly["start_mrr"] > _CENT)
+        start_m = monthly["start_mrr"].where(monthly["start_mrr"] > CENT)
         nrr_m = (monthly["start_mrr"] + monthly["expansion"] - monthly["contraction"] - monthly["churn"]) / start_m
         grr_m = (monthly["start_mrr"] - monthly["contraction"] - monthly["churn"]) / start_m
         base_mrr = float(c["base"].sum())
@@ -130,7 +131,7 @@ def retention_kpis(book: Book, as_of, by: str | list[str] | None = None, *, mont
             "logo_retention": _safe_ratio(c["kept"].sum(), len(c)),
             "gross_revenue_churn": _safe_ratio(lost, base_mrr),
             "net_revenue_churn": _safe_ratio(lost - sums.get("expansion", 0.0) - sums.get("reactivation", 0.0), base_mrr),
-            "quick_ratio": (gained / lost) if lost > _CENT else (float("inf") if gained > _CENT else float("nan")),
+            "quick_ratio": (gained / lost) if lost > CENT else (float("inf") if gained > CENT else float("nan")),
         })
         rows.append(row)
     cols = ["month", "base_month", *keys]
@@ -145,92 +146,6 @@ def retention_kpis(book: Book, as_of, by: str | list[str] | None = None, *, mont
 
 
 # ------------------------------------------------------------------ renewals
-
-
-def renewal_opportunities(book: Book) -> pd.DataFrame:
-    """The renewal opportunity of each contract: the latest created one that renews it.
-
-    Returns
-    -------
-    DataFrame
-        Rows of ``book.opportunities`` indexed by ``renewed_contract_id``.
-    """
-    opps = book.opportunities
-    opps = opps[(opps["type"] == "renewal") & opps["renewed_contract_id"].notna()]
-    opps = opps.sort_values("created_date", kind="stable").drop_duplicates("renewed_contract_id", keep="last")
-    return opps.set_index("renewed_contract_id")
-
-
-def _contract_arr(book: Book, contract_ids: pd.Series, dates: pd.Series) -> np.ndarray:
-    """ARR of each contract on its own date (vectorised over contracts)."""
-    from renewforecast.ledger.revenue import counts_on, ledger
-
-    led = ledger(book)
-    led = led[led["contract_id"].isin(set(contract_ids))]
-    on = led["contract_id"].map(pd.Series(dates.to_numpy(), index=contract_ids.to_numpy()))
-    active = counts_on(led["from_date"], led["to_date"], led["chain_terminated"], on)
-    value = (led["quantity"] * led["annual_value"]).where(active, 0.0)
-    arr = value.groupby(led["contract_id"]).sum()
-    return contract_ids.map(arr).fillna(0.0).to_numpy()
-
-
-def renewal_decisions(book: Book, as_of=None) -> pd.DataFrame:
-    """Every non-evergreen contract's renewal decision as known on ``as_of``.
-
-    Returns
-    -------
-    DataFrame
-        One row per contract: ``contract_id``, ``account_id``, ``end_date``,
-        ``prior_arr`` (ARR on its last day, or the day before an early
-        termination), ``outcome`` (``renewed``, ``churned``, ``terminated``
-        early, or ``open``), ``renewal_contract_id`` and ``renewed_arr`` (ARR
-        of the renewing contract on its first day), ``renewal_opportunity_id``.
-
-    Notes
-    -----
-    A contract is renewed when a later contract renews it. It churned when
-    its renewal opportunity was lost, or when it ended before ``as_of`` with
-    no renewal and no open renewal opportunity. It is open while it has not
-    ended or its renewal opportunity is still open (late renewals are not
-    guessed).
-    """
-    view = book if as_of is None else book.as_of(as_of)
-    cut = view.resolve_as_of(as_of)
-    con = view.contracts[~view.contracts["evergreen"].fillna(False).astype(bool) & view.contracts["end_date"].notna()]
-    con = con[["contract_id", "account_id", "start_date", "end_date", "term_months"]].copy()
-    renewing = view.contracts[view.contracts["renewed_contract_id"].notna()]
-    renewing = renewing.sort_values("start_date").drop_duplicates("renewed_contract_id")
-    renew_map = renewing.set_index("renewed_contract_id")
-    con["renewal_contract_id"] = con["contract_id"].map(renew_map["contract_id"])
-    opps = renewal_opportunities(view)
-    con["renewal_opportunity_id"] = con["contract_id"].map(opps["opportunity_id"])
-    opp_closed = con["contract_id"].map(opps["is_closed"]).astype("boolean").fillna(False).astype(bool)
-    opp_won = con["contract_id"].map(opps["is_won"]).astype("boolean").fillna(False).astype(bool)
-    opp_open = con["renewal_opportunity_id"].notna() & ~opp_closed
-    # Early termination: every chain of the contract terminated before its end.
-    subs = view.subscriptions
-    term = subs.loc[subs["terminated_date"].notna()].groupby("contract_id")["terminated_date"].min()
-    con["terminated_date"] = con["contract_id"].map(term)
-    terminated = con["terminated_date"].notna() & (con["terminated_date"] < con["end_date"])
-    ended = con["end_date"] < cut
-    outcome = np.select(
-        [con["renewal_contract_id"].notna(),
-         terminated,
-         opp_closed & ~opp_won,
-         opp_open | ~ended],
-        ["renewed", "terminated", "churned", "open"],
-        "churned",
-    )
-    con["outcome"] = outcome
-    # TerminatedDate is the last day of service.
-    last_day = con["end_date"].where(~terminated, con["terminated_date"])
-    con["prior_arr"] = _contract_arr(view, con["contract_id"], last_day)
-    first_day = con["renewal_contract_id"].map(renewing.set_index("contract_id")["start_date"])
-    has = con["renewal_contract_id"].notna()
-    con["renewed_arr"] = 0.0
-    if has.any():
-        con.loc[has, "renewed_arr"] = _contract_arr(view, con.loc[has, "renewal_contract_id"], first_day[has])
-    return con.drop(columns=["terminated_date"]).reset_index(drop=True)
 
 
 def renewal_kpis(book: Book, start, end, by: str | list[str] | None = None, *, freq: str | None = None,
@@ -376,13 +291,13 @@ def renewal_worklist(book: Book, as_of, horizon_days: int = 180, *,
     out["segment"] = _account_attr(view, out["account_id"], "segment").to_numpy()
     gov = _account_attr(view, out["account_id"], "is_government").fillna(False).astype(bool).to_numpy()
     out["days_to_end"] = (out["end_date"] - cut).dt.days
-    out["arr"] = _contract_arr(view, out["contract_id"], pd.Series(cut, index=out.index)) if len(out) else []
+    out["arr"] = contract_arr_on(view, out["contract_id"], pd.Series(cut, index=out.index)) if len(out) else []
     lead = out["segment"].map(rules).fillna(rules["default"])
     lead = np.where(gov, np.maximum(lead, rules.get("Government", rules["default"])), lead)
     out["outreach_deadline"] = out["end_date"] - pd.to_timedelta(lead, unit="D")
     # A contract terminated before today has nothing left to renew.
     gone_ids = set(view.subscriptions.loc[view.subscriptions["terminated_date"] <= cut, "contract_id"])
-    out = out[~(out["contract_id"].isin(gone_ids) & (out["arr"].abs() <= _CENT))]
+    out = out[~(out["contract_id"].isin(gone_ids) & (out["arr"].abs() <= CENT))]
     opps = renewal_opportunities(view)
     out["renewal_opportunity_id"] = out["contract_id"].map(opps["opportunity_id"])
     out["stage"] = out["contract_id"].map(opps["stage"])
@@ -423,7 +338,7 @@ def cohort_retention(book: Book, as_of=None, *, freq: str = "Q") -> pd.DataFrame
     if as_of is not None:
         book = book.as_of(as_of)
     table = mrr_table(book, end=as_of, by=("account_id",))
-    table = table[table["mrr"].abs() > _CENT]
+    table = table[table["mrr"].abs() > CENT]
     if table.empty:
         return pd.DataFrame(columns=["cohort", "period", "customers", "mrr", "retention"])
     table["p"] = table["month"].dt.to_period(freq)

@@ -14,9 +14,11 @@ import pandas as pd
 from renewforecast.atomic import atomic_write_text
 from renewforecast.book import Book
 from renewforecast.exceptions import RenewForecastError
+from renewforecast.models.features import model_signals, renewal_features
+from renewforecast.models.registry import load_model
 
 __all__ = ["DEFAULT_CRM_FIELDS", "SCORE_COLUMNS", "arr_at_risk_by_quarter", "expected_renewal_rate",
-           "score_contracts", "write_crm_upsert"]
+           "neutralise_formula", "score_contracts", "write_crm_upsert"]
 
 SCORE_COLUMNS = ["contract_id", "account_id", "end_date", "arr", "renewal_probability", "risk_band",
                  "expected_renewal_arr", "arr_at_risk", "reason_1", "reason_2", "reason_3",
@@ -45,8 +47,6 @@ class ScoringInputError(RenewForecastError):
 
 
 def _resolve_model(model) -> tuple[Any, str]:
-    from renewforecast.models.registry import load_model
-
     if isinstance(model, (str, os.PathLike)):
         model = load_model(model)
     version = getattr(model, "model_version_", None) or "unsaved"
@@ -102,7 +102,6 @@ def score_contracts(book_or_features: Book | pd.DataFrame, model="models/renewal
     if isinstance(book_or_features, Book):
         if as_of is None:
             raise ScoringInputError("score_contracts needs as_of when given a Book")
-        from renewforecast.models.features import model_signals, renewal_features
 
         cut = pd.Timestamp(as_of).normalize()
         # Signal columns the model was not trained on are not featurised (one warning says how many).
@@ -222,9 +221,16 @@ def arr_at_risk_by_quarter(scores: pd.DataFrame, as_of: Any, quarters: int = 2) 
 _TRIGGERS = ("=", "+", "-", "@", "\t", "\r", "\n")
 
 
-def _neutralise(value: object) -> object:
-    # OWASP CSV injection: a text cell that a spreadsheet would read as a
-    # formula gets a leading apostrophe. Numbers are never touched.
+def neutralise_formula(value: object) -> object:
+    """A text cell that a spreadsheet would read as a formula, with a leading apostrophe (OWASP CSV injection).
+
+    Numbers and other text are returned unchanged.
+
+    Examples
+    --------
+    >>> neutralise_formula("=HYPERLINK(1)"), neutralise_formula("Acme"), neutralise_formula(-3)
+    ("'=HYPERLINK(1)", 'Acme', -3)
+    """
     if isinstance(value, str) and value.startswith(_TRIGGERS):
         return "'" + value
     return value
@@ -301,7 +307,7 @@ def write_crm_upsert(scores: pd.DataFrame, path: str | os.PathLike[str], *, id_f
         if pd.api.types.is_numeric_dtype(col):
             prepared.append([None if pd.isna(v) else float(v) for v in col])
         else:
-            prepared.append(["" if v is None or (not isinstance(v, str) and pd.isna(v)) else _neutralise(str(v))
+            prepared.append(["" if v is None or (not isinstance(v, str) and pd.isna(v)) else neutralise_formula(str(v))
                              for v in col])
     for row in zip(*prepared, strict=True):
         writer.writerow(["" if v is None else v for v in row])

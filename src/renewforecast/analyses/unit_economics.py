@@ -14,15 +14,18 @@ import numpy as np
 import pandas as pd
 
 from renewforecast.book import Book
-from renewforecast.analyses.cohorts import customer_lifetimes
-from renewforecast.ledger.revenue import last_month_end, mrr_movements, mrr_table
+from renewforecast.analyses.cohorts import cohort_counts, cohort_members, customer_lifetimes
+from renewforecast.analyses.saas_metrics import retention_kpis
+from renewforecast.dates import CENT, last_month_end
+from renewforecast.ledger.mrr import mrr_movements, mrr_table
+from renewforecast.ledger.valuation import arr_on
+from renewforecast.models.sbg import ShiftedBetaGeometric
 
 __all__ = ["BENCHMARKS", "cac", "gross_margin", "ltv", "ltv_cac"]
 
 #: Industry bars the status columns compare against.
 BENCHMARKS = {"ltv_to_cac": 3.0, "payback_months": 12.0, "payback_concern_months": 36.0}
 
-_CENT = 0.005
 _ORGANIC = ("organic",)
 
 
@@ -50,8 +53,6 @@ def gross_margin(book: Book, as_of, by=None) -> pd.DataFrame:
     """
     # as_of means what was known at the end of that day, in every engine.
     book = book.as_of(as_of)
-    from renewforecast.ledger.revenue import arr_on
-
     arr = arr_on(book, as_of, by=("account_id", "product_id"))
     margin = book.products.drop_duplicates("product_id").set_index("product_id")["gross_margin"]
     arr["margin"] = arr["product_id"].map(margin).astype(float)
@@ -75,7 +76,7 @@ def gross_margin(book: Book, as_of, by=None) -> pd.DataFrame:
 
 def _new_customers(book: Book, as_of=None) -> pd.DataFrame:
     moves = mrr_movements(book, end=as_of)
-    new = moves[moves["new"] > _CENT][["month", "account_id", "new"]].copy()
+    new = moves[moves["new"] > CENT][["month", "account_id", "new"]].copy()
     new["acquisition_channel"] = _attr(book, new["account_id"], "acquisition_channel").fillna("(none)").to_numpy()
     return new
 
@@ -216,8 +217,8 @@ def _simple_data(book: Book, as_of) -> pd.DataFrame:
     moves = mrr_movements(book, start=end - pd.offsets.MonthEnd(11), end=end)
     moves = moves[(moves["month"] > end - pd.offsets.MonthEnd(12)) & (moves["month"] <= end)]
     per = moves.groupby("account_id").agg(
-        at_risk=("start_mrr", lambda s: int((s > _CENT).sum())),
-        churns=("churn", lambda s: int((s > _CENT).sum())))
+        at_risk=("start_mrr", lambda s: int((s > CENT).sum())),
+        churns=("churn", lambda s: int((s > CENT).sum())))
     now = moves[moves["month"] == end].set_index("account_id")["end_mrr"]
     per["mrr_now"] = now.reindex(per.index).fillna(0.0)
     return per
@@ -226,7 +227,7 @@ def _simple_data(book: Book, as_of) -> pd.DataFrame:
 def _simple_value(data: pd.DataFrame, margin: float, d_m: float, horizon_m) -> dict:
     at_risk = data["at_risk"].sum()
     churn = data["churns"].sum() / at_risk if at_risk else np.nan
-    active = data["mrr_now"] > _CENT
+    active = data["mrr_now"] > CENT
     arpa = data.loc[active, "mrr_now"].mean() if active.any() else np.nan
     life = _geometric_lifetime(churn, d_m, horizon_m) if churn == churn else np.nan
     return {"arpa": arpa, "monthly_churn": churn, "lifetime_months": life, "ltv": arpa * margin * life,
@@ -286,9 +287,6 @@ def _survival_value(data: pd.DataFrame, arpa: float, margin: float, d_m: float, 
 
 
 def _sbg_value(members: pd.DataFrame, arpa: float, margin: float, d: float, horizon_y, renewals: int) -> dict:
-    from renewforecast.analyses.cohorts import cohort_counts
-    from renewforecast.models.sbg import ShiftedBetaGeometric
-
     counts = cohort_counts(members)
     usable = counts.groupby("cohort")["period"].max() >= 1
     if not usable.any():
@@ -388,8 +386,6 @@ def ltv(book: Book, as_of, method: str = "simple", by=None, *, discount_rate: fl
     simple = _simple_data(book, as_of)
     lifetimes = customer_lifetimes(book, as_of) if method == "survival" else None
     if method == "sbg":
-        from renewforecast.analyses.cohorts import cohort_members
-
         members = cohort_members(book, as_of)
         tenure_years = customer_lifetimes(book, as_of)
     margins = gross_margin(book, as_of, by=by or None)
@@ -519,7 +515,6 @@ def ltv_cac(book: Book, as_of, by=None, *, method: str = "sbg", discount_rate: f
     """
     # as_of means what was known at the end of that day, in every engine.
     book = book.as_of(as_of)
-    from renewforecast.analyses.saas_metrics import retention_kpis
 
     keys = _keys(by)
     end = last_month_end(as_of)

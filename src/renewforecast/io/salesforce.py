@@ -43,8 +43,10 @@ import numpy as np
 import pandas as pd
 
 from renewforecast.atomic import atomic_write_text
-from renewforecast.currency import OPEN_START
+from renewforecast.currency import OPEN_START, rates_on
+from renewforecast.dates import add_months
 from renewforecast.exceptions import Problem
+from renewforecast.schemas import ALLOWED
 
 __all__ = [
     "FORMULA_FIELDS",
@@ -258,7 +260,6 @@ def _fold(value: str) -> str:
 def _opportunity_types(opps: pd.DataFrame, type_map: dict[str, str] | None,
                        warnings: list[Problem]) -> pd.Series:
     """Canonical opportunity type from CPQ's flags, else from ``Type``."""
-    from renewforecast.schemas import ALLOWED
 
     mapping = dict(OPPORTUNITY_TYPES)
     for key, value in (type_map or {}).items():
@@ -312,18 +313,6 @@ def _total_priced(subs: pd.DataFrame, products: pd.DataFrame) -> pd.Series:
     return (slab | (method == "block")).astype("boolean")
 
 
-def _add_months(dates: pd.Series, months: pd.Series) -> pd.Series:
-    out = pd.Series(pd.NaT, index=dates.index, dtype="datetime64[ns]")
-    ok = dates.notna() & months.notna()
-    if ok.any():
-        periods = dates[ok].dt.to_period("M") + months[ok].round().astype(int).to_numpy()
-        day = np.minimum(dates[ok].dt.day.to_numpy(), periods.dt.days_in_month.to_numpy())
-        out[ok] = pd.to_datetime(
-            {"year": periods.dt.year.to_numpy(), "month": periods.dt.month.to_numpy(), "day": day}
-        ).to_numpy()
-    return out
-
-
 def from_salesforce(frames: dict[str, pd.DataFrame], *, type_map: dict[str, str] | None = None,
                     warnings: list[Problem] | None = None) -> dict[str, pd.DataFrame]:
     """Turn typed Salesforce object frames (canonical column names) into canonical tables.
@@ -353,7 +342,7 @@ def from_salesforce(frames: dict[str, pd.DataFrame], *, type_map: dict[str, str]
     missing_end = contracts["end_date"].isna() & ~evergreen.astype(bool)
     if missing_end.any():
         # Salesforce computes EndDate as StartDate + ContractTerm months - 1 day.
-        computed = _add_months(contracts.loc[missing_end, "start_date"],
+        computed = add_months(contracts.loc[missing_end, "start_date"],
                                contracts.loc[missing_end, "term_months"]) - pd.Timedelta(days=1)
         contracts.loc[missing_end, "end_date"] = computed
     method = contracts["renewal_pricing_method"].astype(object).copy()
@@ -501,7 +490,6 @@ def write_salesforce_export(tables: dict[str, pd.DataFrame], out: str | Path, *,
     list of Path
         The files written.
     """
-    from renewforecast.currency import rates_on
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

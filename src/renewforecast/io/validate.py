@@ -17,13 +17,12 @@ import numpy as np
 import pandas as pd
 import pandera.errors
 
+from renewforecast.dates import CENT
 from renewforecast.exceptions import Problem
 from renewforecast.schemas import TABLES, pandera_schema
 
 __all__ = ["validate_tables"]
 
-# Tolerance for money sums: half a cent.
-CENT = 0.005
 
 _PRICE_COLUMNS = {"net_price", "unit_price"}
 

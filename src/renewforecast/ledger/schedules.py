@@ -23,6 +23,7 @@ from decimal import ROUND_DOWN, Decimal
 import numpy as np
 import pandas as pd
 
+from renewforecast.dates import CENT, add_months
 from renewforecast.exceptions import RenewForecastError
 from renewforecast.schemas import ALLOWED, MAX_INSTALLMENTS
 
@@ -65,7 +66,8 @@ def installment_dates(start, period: str, installments: int) -> pd.DatetimeIndex
     if p in _DAYS:
         return pd.DatetimeIndex([start + pd.Timedelta(days=_DAYS[p] * k) for k in range(n)])
     step = _MONTHS[p]
-    return pd.DatetimeIndex([start + pd.DateOffset(months=step * k) for k in range(n)])
+    dates = add_months(np.repeat(start.to_datetime64(), n), step * np.arange(n))
+    return pd.DatetimeIndex(dates.astype("datetime64[ns]"))
 
 
 def establish_schedule(
@@ -119,21 +121,6 @@ def establish_schedule(
     )
 
 
-def _add_months(dates, months) -> np.ndarray:
-    """Dates (datetime64[D]) plus whole months, rolling to the last day of shorter months.
-
-    The month rule of every schedule: 31 January plus one month is
-    29 February 2024, plus two is 31 March.
-    """
-    d = np.asarray(dates, dtype="datetime64[D]")
-    m0 = d.astype("datetime64[M]")
-    day = (d - m0.astype("datetime64[D]")).astype(np.int64)
-    target = m0 + np.asarray(months, dtype=np.int64).astype("timedelta64[M]")
-    first = target.astype("datetime64[D]")
-    dim = ((target + 1).astype("datetime64[D]") - first).astype(np.int64)
-    return first + np.minimum(day, dim - 1).astype("timedelta64[D]")
-
-
 def _shift(
     start: np.ndarray,
     months: np.ndarray,
@@ -173,7 +160,7 @@ def _shift(
     if m_size + d_size > 5_000_000:
         # Dates too far apart for a table: the calendar arithmetic per row.
         k = installment - 1
-        out = _add_months(np.repeat(start, n), k * np.repeat(months, n))
+        out = add_months(np.repeat(start, n), k * np.repeat(months, n))
         out += (k * np.repeat(days, n)).astype("timedelta64[D]")
         return out.astype("datetime64[ns]")
     parts = [np.array(["NaT"], dtype="datetime64[D]")]
@@ -333,7 +320,7 @@ def reconcile_schedules(book) -> pd.DataFrame:
     out["scheduled_revenue"] = out["scheduled_revenue"].round(2)
     out["difference"] = (out["scheduled_revenue"] - out["total_price"]).round(2)
     out["status"] = np.select(
-        [out["installments"] == 0, out["difference"].abs() <= 0.005],
+        [out["installments"] == 0, out["difference"].abs() <= CENT],
         ["no_schedule", "matches"],
         "differs",
     )

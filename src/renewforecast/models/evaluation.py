@@ -12,6 +12,7 @@ from sklearn.metrics import average_precision_score, brier_score_loss, log_loss,
 
 from renewforecast.book import Book
 from renewforecast.models.features import renewal_training_set
+from renewforecast.models.renewal import RenewalModel
 
 __all__ = ["RenewalEvaluation", "calibration_table", "classification_metrics", "evaluate_renewal_model",
            "expected_calibration_error", "lift_table"]
@@ -121,44 +122,6 @@ class RenewalEvaluation:
             out[col] = table[col].map("{:.3f}".format)
         return out
 
-    def plot_calibration(self, ax=None):
-        """Reliability diagram: predicted against observed renewal rate per bin."""
-        import matplotlib.pyplot as plt
-
-        if ax is None:
-            _, ax = plt.subplots(figsize=(5, 5))
-        ax.plot([0, 1], [0, 1], linestyle="--", color="#a0aec0", linewidth=1, label="perfect")
-        c = self.calibration
-        ax.plot(c["predicted"], c["observed"], marker="o", color="#2b6cb0", label="model")
-        if self.oracle_calibration is not None:
-            o = self.oracle_calibration
-            ax.plot(o["predicted"], o["observed"], marker=".", color="#718096", alpha=0.7, label="true probability")
-        ax.set_xlabel("predicted renewal probability")
-        ax.set_ylabel("observed renewal rate")
-        ax.set_xlim(0, 1)
-        ax.set_ylim(0, 1)
-        ax.legend(frameon=False)
-        ax.spines[["top", "right"]].set_visible(False)
-        return ax
-
-    def plot_lift(self, ax=None):
-        """Churn rate by risk decile (1 = least likely to renew), with the overall rate."""
-        import matplotlib.pyplot as plt
-
-        if ax is None:
-            _, ax = plt.subplots(figsize=(7, 3.5))
-        lift = self.lift
-        ax.bar(lift["decile"], lift["churn_rate"] * 100, color="#c53030")
-        overall = 1 - self.predictions["renewed"].mean()
-        ax.axhline(overall * 100, color="#4a5568", linestyle="--", linewidth=1)
-        for d, r, lf in zip(lift["decile"], lift["churn_rate"], lift["lift"], strict=True):
-            ax.text(d, r * 100, f"{lf:.1f}x", ha="center", va="bottom", fontsize=8)
-        ax.set_xticks(lift["decile"])
-        ax.set_xlabel("risk decile (1 = least likely to renew)")
-        ax.set_ylabel("churn rate (%)")
-        ax.spines[["top", "right"]].set_visible(False)
-        return ax
-
 
 def _read_truth(book: Book) -> pd.DataFrame | None:
     path = Path(book.source) / "truth" / "renewal_truth.csv" if book.source else None
@@ -200,8 +163,6 @@ def evaluate_renewal_model(book: Book, model=None, *, cutoff=None, as_of=None, l
     -------
     RenewalEvaluation
     """
-    from renewforecast.models.renewal import RenewalModel
-
     X, y = renewal_training_set(book, as_of, lead_days)
     if len(X) < MIN_DECISIONS:
         raise ValueError(f"only {len(X)} past renewal decisions: too few to evaluate a model "

@@ -18,8 +18,9 @@ import numpy as np
 import pandas as pd
 
 from renewforecast.book import Book
-from renewforecast.analyses.saas_metrics import renewal_decisions, renewal_opportunities
-from renewforecast.ledger.revenue import counts_on, ledger
+from renewforecast.dates import CENT, month_end
+from renewforecast.ledger.renewals import renewal_decisions, renewal_opportunities
+from renewforecast.ledger.valuation import counts_on, ledger
 
 __all__ = ["BASE_SIGNALS", "UnusedSignalsWarning", "featurise_contracts", "model_signals", "renewal_features",
            "renewal_training_set"]
@@ -200,7 +201,8 @@ def featurise_contracts(book: Book, contracts: pd.DataFrame, feature_dates: pd.S
         .reindex(c.index, fill_value=0).astype(float)
     out["termination_booked"] = later[later["terminated_date"].notna()].groupby("index").size() \
         .reindex(c.index, fill_value=0).gt(0).astype(float)
-    active_now = known[(known["start_date"] <= known["fd"]) & (known["end_date"].isna() | (known["end_date"] >= known["fd"]))]
+    # Units as booked on the contract's own dates: a booked termination is its own feature above.
+    active_now = known[counts_on(known["start_date"], known["end_date"], None, known["fd"])]
     qty = active_now.groupby(["index", "product_id"])["quantity"].sum()
     out["products"] = qty[qty > 0].groupby(level=0).size().reindex(c.index, fill_value=0).astype(float)
     out["units"] = qty.clip(lower=0).groupby(level=0).sum().reindex(c.index, fill_value=0.0)
@@ -216,7 +218,7 @@ def featurise_contracts(book: Book, contracts: pd.DataFrame, feature_dates: pd.S
     sig = book.signals
     if len(sig):
         # Not assigned into ``sig``: that would copy every (possibly thousands of) signal column.
-        known = sig["month"] + pd.offsets.MonthEnd(0)
+        known = month_end(sig["month"])
         names = _signal_names(sig, signals)
         left = c[["account_id"]].assign(t=c["fd"])
         # Every signal column at once: one lookup of each contract's latest
@@ -338,7 +340,7 @@ def _last_known(sig: pd.DataFrame, known: pd.Series, names: list[str], account: 
 
 
 def _ratio_change(now: pd.Series, before: pd.Series) -> pd.Series:
-    return ((now - before) / before.where(before.abs() > 0.005)).astype("float64")
+    return ((now - before) / before.where(before.abs() > CENT)).astype("float64")
 
 
 def _price_vs_peers(book: Book, led: pd.DataFrame, c: pd.DataFrame) -> pd.Series:

@@ -50,6 +50,9 @@ from typing import Any
 
 from renewforecast.atomic import atomic_write_bytes, atomic_write_text
 from renewforecast.exceptions import RenewForecastError
+from renewforecast.models.renewal import RenewalModel
+from renewforecast.models.sbg import ShiftedBetaGeometric
+from renewforecast.models.survival import SurvivalModel
 
 __all__ = ["ALLOWED_TYPES", "FORMAT_VERSION", "KEY_ENV", "MANIFEST_SCHEMA", "SAME_MINOR_PACKAGES", "ModelKeyError",
            "ModelRefused", "ModelWarning", "check_model_key", "load_manifest", "load_model", "save_model",
@@ -334,8 +337,6 @@ def _sha256(path: Path) -> str:
 
 
 def _kind(model: Any) -> str:
-    from renewforecast.models.renewal import RenewalModel
-
     if isinstance(model, RenewalModel):
         return "renewal_model"
     name = type(model).__name__
@@ -632,8 +633,6 @@ def load_model(path: str | os.PathLike[str] = "models/renewal") -> Any:
     if manifest["kind"] == "renewal_model":
         import skops.io as sio
 
-        from renewforecast.models.renewal import RenewalModel
-
         data = (folder / "model.skops").read_bytes()
         try:
             untrusted = sio.get_untrusted_types(data=data)
@@ -650,10 +649,7 @@ def load_model(path: str | os.PathLike[str] = "models/renewal") -> Any:
         if not isinstance(model, RenewalModel):
             raise ModelRefused(f"{folder / 'model.skops'} holds a {type(model).__name__}, not a RenewalModel")
     else:
-        if manifest["kind"] == "survival_model":
-            from renewforecast.models.survival import SurvivalModel as cls
-        else:
-            from renewforecast.models.sbg import ShiftedBetaGeometric as cls
+        cls = SurvivalModel if manifest["kind"] == "survival_model" else ShiftedBetaGeometric
         try:
             model = cls.from_params(json.loads((folder / "params.json").read_text(encoding="utf-8")))
         except (OSError, ValueError, TypeError, KeyError, RecursionError) as exc:

@@ -8,8 +8,10 @@ and carries the same figures as JSON under the MIME type
 from the executed notebooks to build ``index.html``, so the index shows
 exactly the numbers of the report it links to, computed once.
 
-Numbers are formatted for people by :func:`format_value`: currency with a
-compact unit (``$1.25M``), thousands separators, percentages with one decimal.
+Numbers are formatted for people by
+:func:`renewforecast.reports.formatting.format_value` (re-exported here):
+currency with a compact unit (``$1.25M``), thousands separators, percentages
+with one decimal.
 """
 
 from __future__ import annotations
@@ -26,8 +28,11 @@ from renewforecast.book import Book
 from renewforecast.analyses.forecast import RevenueForecast
 from renewforecast.analyses.saas_metrics import renewal_kpis, retention_kpis
 from renewforecast.analyses.scoring import arr_at_risk_by_quarter, expected_renewal_rate
-from renewforecast.ledger.revenue import last_month_end, mrr_movements, mrr_table, set_aside_summary
+from renewforecast.dates import last_month_end
+from renewforecast.ledger.mrr import mrr_movements, mrr_table
+from renewforecast.ledger.set_aside import set_aside_summary
 from renewforecast.analyses.unit_economics import ltv_cac
+from renewforecast.reports.formatting import format_value
 
 __all__ = [
     "HEADLINE_MIME",
@@ -42,65 +47,6 @@ __all__ = [
 
 #: MIME type of the machine-readable headline inside a notebook output.
 HEADLINE_MIME = "application/vnd.renewforecast.reports.headline+json"
-
-_SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "JPY": "¥", "AUD": "A$", "CAD": "C$"}
-_KINDS = ("money", "percent", "ratio", "count", "months", "text")
-
-
-def format_value(value: Any, kind: str, currency: str = "USD") -> str:
-    """Format a figure for people.
-
-    Parameters
-    ----------
-    value : float, int, str or None
-    kind : {"money", "percent", "ratio", "count", "months", "text"}
-        ``percent`` takes a fraction (0.964 is 96.4%).
-    currency : str, default "USD"
-        ISO code; common ones get their symbol, others follow the number.
-
-    Returns
-    -------
-    str
-        ``"n/a"`` for a missing or non-finite value.
-
-    Examples
-    --------
-    >>> format_value(651_557_737.35, "money")
-    '$651.6M'
-    >>> format_value(-1_250.0, "money", "EUR"), format_value(-0.2, "money")
-    ('-€1,250', '$0')
-    >>> format_value(12_345.6, "money", "CHF")
-    '12.3K CHF'
-    >>> format_value(0.96459, "percent"), format_value(3.9288, "ratio")
-    ('96.5%', '3.9x')
-    >>> format_value(4900, "count"), format_value(13.49, "months"), format_value(None, "money")
-    ('4,900', '13.5 months', 'n/a')
-    """
-    if kind not in _KINDS:
-        raise ValueError(f"kind must be one of {_KINDS}, not {kind!r}")
-    if kind == "text":
-        return "n/a" if value is None else str(value)
-    if value is None or not isinstance(value, int | float | np.number) or not math.isfinite(value):
-        return "n/a"
-    value = float(value)
-    if kind == "percent":
-        return f"{100 * value:,.1f}%"
-    if kind == "ratio":
-        return f"{value:,.1f}x"
-    if kind == "count":
-        return f"{value:,.0f}"
-    if kind == "months":
-        return f"{value:,.1f} months"
-    sign = "-" if value <= -0.5 else ""  # no "-$0"
-    amount = abs(value)
-    for unit, size in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
-        if amount >= 10 * size if unit == "K" else amount >= size:
-            number = f"{amount / size:,.1f}{unit}"
-            break
-    else:
-        number = f"{amount:,.0f}"
-    symbol = _SYMBOLS.get(currency.upper())
-    return f"{sign}{symbol}{number}" if symbol else f"{sign}{number} {currency}"
 
 
 @dataclass

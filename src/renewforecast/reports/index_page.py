@@ -14,17 +14,15 @@ no script.
 
 from __future__ import annotations
 
-import base64
-import datetime as dt
 import html
-import io
 import json
 import re
-from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote
 
+from renewforecast.reports.formatting import format_duration
 from renewforecast.reports.headline import Headline
+from renewforecast.reports.plotting import card_chart
 
 __all__ = ["format_duration", "redact_parameters", "render_index", "run_banner"]
 
@@ -34,7 +32,6 @@ REDACTED = "(hidden)"
 
 # Cards are shown in this order of reports; reports not listed follow.
 _CARD_ORDER = ("revenue_kpis", "renewal_risk", "revenue_forecast", "unit_economics", "data_quality")
-_BLUE, _GREY, _GREEN, _RED = "#1f5fa8", "#8a949e", "#2e8540", "#b8322a"
 
 _CSS = """
 :root{--ink:#1d2329;--muted:#55606b;--line:#dde1e5;--link:#0b5cad}
@@ -73,143 +70,6 @@ def redact_parameters(parameters: dict[str, Any]) -> dict[str, Any]:
     return {k: REDACTED if _SECRET_NAME.search(str(k)) else v for k, v in parameters.items()}
 
 
-def format_duration(seconds: float) -> str:
-    """Format a duration for people.
-
-    Examples
-    --------
-    >>> format_duration(4.26), format_duration(95.0), format_duration(3725)
-    ('4.3 s', '1 min 35 s', '1 h 2 min')
-    """
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    minutes, secs = divmod(round(seconds), 60)
-    if minutes < 60:
-        return f"{minutes} min {secs} s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes} min"
-
-
-# --------------------------------------------------------------------------- #
-# Charts: small matplotlib figures turned into self-contained SVG images
-# --------------------------------------------------------------------------- #
-
-
-def _image(fig: Any, alt: str) -> str:
-    import matplotlib
-
-    buffer = io.BytesIO()
-    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "renewforecast"}):
-        fig.savefig(buffer, format="svg", bbox_inches="tight", pad_inches=0.02, metadata={"Date": None})
-    data = base64.b64encode(buffer.getvalue()).decode("ascii")
-    return f'<img src="data:image/svg+xml;base64,{data}" alt="{html.escape(alt)}">'
-
-
-def _small_figure() -> tuple[Any, Any]:
-    # matplotlib.figure.Figure keeps pyplot's global state (and any GUI
-    # backend) out of a library call.
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(3.4, 1.15), dpi=100)
-    ax = fig.add_subplot()
-    for side in ("top", "right", "left"):
-        ax.spines[side].set_visible(False)
-    ax.spines["bottom"].set_color("#c7cdd3")
-    ax.tick_params(labelsize=7, colors="#55606b", length=0)
-    ax.set_yticks([])
-    return fig, ax
-
-
-def _month_axis(ax: Any, months: Sequence[str]) -> None:
-    if not months:
-        return
-    ticks = [0, len(months) - 1]
-    ax.set_xticks(ticks, [_month_label(months[i]) for i in ticks])
-
-
-def _month_label(iso: str) -> str:
-    try:
-        return dt.date.fromisoformat(str(iso)[:10]).strftime("%b %Y")
-    except ValueError:
-        return str(iso)
-
-
-def _arr_chart(series: dict[str, Any]) -> str | None:
-    values = [v for v in series.get("value", []) if v is not None]
-    if len(values) < 2:
-        return None
-    fig, ax = _small_figure()
-    ax.plot(range(len(values)), values, color=_BLUE, lw=1.8)
-    ax.fill_between(range(len(values)), min(values), values, color=_BLUE, alpha=0.08, lw=0)
-    _month_axis(ax, series.get("month", []))
-    return _image(fig, "ARR at each month end over the last two years")
-
-
-def _bridge_chart(bridge: dict[str, Any]) -> str | None:
-    steps = [("new", 1), ("expansion", 1), ("reactivation", 1), ("contraction", -1), ("churn", -1)]
-    values = [sign * float(bridge.get(name) or 0.0) for name, sign in steps]
-    if not any(values):
-        return None
-    fig, ax = _small_figure()
-    colors = [_GREEN if v >= 0 else _RED for v in values]
-    ax.bar(range(len(values)), values, color=colors, width=0.65)
-    ax.axhline(0, color="#c7cdd3", lw=0.8)
-    ax.set_xticks(range(len(values)), ["new", "expansion", "reactiv.", "contraction", "churn"])
-    ax.spines["bottom"].set_visible(False)
-    return _image(fig, "MRR added and lost last month by movement")
-
-
-def _quarters_chart(quarters: dict[str, Any]) -> str | None:
-    names = quarters.get("quarter", [])
-    if not names:
-        return None
-    fig, ax = _small_figure()
-    x = range(len(names))
-    ax.barh(list(x), quarters.get("arr", []), color="#d5dde6", height=0.6, label="up for renewal")
-    ax.barh(list(x), quarters.get("arr_at_risk", []), color=_RED, height=0.6, label="at risk")
-    ax.set_yticks(list(x), names)
-    ax.invert_yaxis()
-    ax.set_xticks([])
-    ax.spines["bottom"].set_visible(False)
-    ax.legend(fontsize=7, frameon=False, loc="lower right", ncol=2, bbox_to_anchor=(1, -0.45))
-    return _image(fig, "ARR up for renewal and ARR at risk in the next two quarters")
-
-
-def _fan_chart(series: dict[str, Any]) -> str | None:
-    fc = series.get("forecast", {})
-    months = list(fc.get("month", []))
-    if not months:
-        return None
-    hist = series.get("history", {})
-    h_months = list(hist.get("month", []))[-12:]
-    h_values = list(hist.get("value", []))[-12:]
-    fig, ax = _small_figure()
-    n = len(h_months)
-    if n:
-        ax.plot(range(n), h_values, color=_GREY, lw=1.5)
-    x = list(range(n, n + len(months)))
-    ax.fill_between(x, fc["p10"], fc["p90"], color=_BLUE, alpha=0.18, lw=0)
-    ax.plot(x, fc["mean"], color=_BLUE, lw=1.8)
-    _month_axis(ax, h_months + months)
-    return _image(fig, "Monthly revenue: recognised, then forecast mean with P10 to P90 band")
-
-
-def _chart_for(key: str, headline: Headline) -> str | None:
-    series = headline.series
-    try:
-        if key == "arr" and "arr" in series:
-            return _arr_chart(series["arr"])
-        if key == "mrr_bridge" and "bridge" in series:
-            return _bridge_chart(series["bridge"])
-        if key == "arr_at_risk" and "quarters" in series:
-            return _quarters_chart(series["quarters"])
-        if key == "horizon_revenue" and "forecast" in series:
-            return _fan_chart(series)
-    except (TypeError, ValueError, KeyError):
-        return None  # a malformed series costs the chart, never the page
-    return None
-
-
 # --------------------------------------------------------------------------- #
 # Pages
 # --------------------------------------------------------------------------- #
@@ -218,7 +78,7 @@ def _chart_for(key: str, headline: Headline) -> str | None:
 def _card(figure: dict[str, Any], headline: Headline, link: str, link_title: str) -> str:
     e = html.escape
     value = headline.format_figure(figure)
-    chart = _chart_for(figure.get("key", ""), headline) or ""
+    chart = card_chart(figure.get("key", ""), headline.series) or ""
     detail = figure.get("detail") or ""
     return (
         '<div class="card">'

@@ -1,26 +1,49 @@
-"""Charts for the reports. Every function takes ``ax=None`` and returns the Axes."""
+"""Every chart renewforecast draws: the report charts, the model evaluation charts and the index page's card charts.
+
+Report and evaluation charts take ``ax=None`` and return the Axes. The
+index page's small card charts (:func:`card_chart`) come back as
+self-contained SVG images. Amounts on labels and axes are written by
+:mod:`renewforecast.reports.formatting`, as everywhere else.
+"""
 
 from __future__ import annotations
 
+import base64
+import datetime as dt
+import html
+import io
+from collections.abc import Sequence
+from typing import Any
+
+import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
-__all__ = ["backtest_accuracy", "bar_by_group", "cohort_heatmap", "forecast_components", "forecast_fan", "grouped_rates", "line_over_time", "money_formatter", "mrr_bridge",
-           "against_benchmark", "lines_by_group", "ltv_by_method", "sbg_fit", "survival_by_group"]
+from renewforecast.reports.formatting import format_money, format_percent
+
+__all__ = ["against_benchmark", "backtest_accuracy", "bar_by_group", "calibration_curve", "card_chart",
+           "cohort_heatmap", "forecast_components", "forecast_fan", "grouped_rates", "lift_by_decile",
+           "line_over_time", "lines_by_group", "ltv_by_method", "money_formatter", "mrr_bridge", "sbg_fit",
+           "survival_by_group"]
 
 
 def _money(x: float, _pos=None) -> str:
-    for unit, div in (("bn", 1e9), ("m", 1e6), ("k", 1e3)):
-        if abs(x) >= div:
-            return f"{x / div:,.1f}{unit}"
-    return f"{x:,.0f}"
+    # Axis ticks and bar labels: the number alone, the axis label names the currency.
+    return format_money(x, "")
 
 
 def money_formatter() -> FuncFormatter:
-    """Axis formatter: 1,250,000 -> 1.2m."""
+    """Axis formatter for amounts: 1,250,000 -> 1.2M (as :func:`~renewforecast.reports.formatting.format_money`).
+
+    Examples
+    --------
+    >>> money_formatter()(1_250_000), money_formatter()(-45_000)
+    ('1.2M', '-45.0K')
+    """
     return FuncFormatter(_money)
 
 
@@ -120,7 +143,7 @@ def grouped_rates(frame: pd.DataFrame, *, group: str, rates: list[str], title: s
                       color=colors[i % len(colors)])
         for bar, v in zip(bars, vals, strict=True):
             if v == v:
-                ax.text(bar.get_x() + bar.get_width() / 2, bar.get_height(), f"{v:.0%}", ha="center",
+                ax.text(bar.get_x() + bar.get_width() / 2, bar.get_height(), format_percent(v, 0), ha="center",
                         va="bottom", fontsize=8)
     if reference is not None:
         ax.axhline(reference * 100, color="#4a5568", linestyle="--", linewidth=1)
@@ -146,7 +169,7 @@ def cohort_heatmap(cohorts: pd.DataFrame, *, title: str = "", max_periods: int =
     for i in range(values.shape[0]):
         for j in range(values.shape[1]):
             if values[i, j] == values[i, j]:
-                ax.text(j, i, f"{values[i, j]:.0%}", ha="center", va="center", fontsize=7)
+                ax.text(j, i, format_percent(values[i, j], 0), ha="center", va="center", fontsize=7)
     ax.figure.colorbar(im, ax=ax, fraction=0.025, pad=0.01)
     ax.set_title(title)
     return ax
@@ -362,3 +385,207 @@ def backtest_accuracy(by_horizon: pd.DataFrame, *, title: str = "", ax: Axes | N
     ax.legend(frameon=False)
     ax.spines[["top", "right"]].set_visible(False)
     return ax
+
+
+# --------------------------------------------------------------------------- #
+# Model evaluation: calibration and lift of a renewal model's backtest
+# --------------------------------------------------------------------------- #
+
+
+def calibration_curve(evaluation, *, ax: Axes | None = None) -> Axes:
+    """Reliability diagram of a :class:`renewforecast.RenewalEvaluation`: predicted against observed renewal rate.
+
+    Examples
+    --------
+    >>> import pandas as pd, matplotlib
+    >>> from types import SimpleNamespace
+    >>> matplotlib.use("Agg")
+    >>> ev = SimpleNamespace(calibration=pd.DataFrame({"predicted": [0.2, 0.8], "observed": [0.25, 0.7]}),
+    ...                      oracle_calibration=None)
+    >>> len(calibration_curve(ev).get_lines())
+    2
+    """
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5, 5))
+    ax.plot([0, 1], [0, 1], linestyle="--", color="#a0aec0", linewidth=1, label="perfect")
+    c = evaluation.calibration
+    ax.plot(c["predicted"], c["observed"], marker="o", color="#2b6cb0", label="model")
+    if evaluation.oracle_calibration is not None:
+        o = evaluation.oracle_calibration
+        ax.plot(o["predicted"], o["observed"], marker=".", color="#718096", alpha=0.7, label="true probability")
+    ax.set_xlabel("predicted renewal probability")
+    ax.set_ylabel("observed renewal rate")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.legend(frameon=False)
+    ax.spines[["top", "right"]].set_visible(False)
+    return ax
+
+
+def lift_by_decile(evaluation, *, ax: Axes | None = None) -> Axes:
+    """Churn rate by risk decile (1 = least likely to renew) of a :class:`renewforecast.RenewalEvaluation`.
+
+    Examples
+    --------
+    >>> import pandas as pd, matplotlib
+    >>> from types import SimpleNamespace
+    >>> matplotlib.use("Agg")
+    >>> ev = SimpleNamespace(lift=pd.DataFrame({"decile": [1, 2], "churn_rate": [0.4, 0.1], "lift": [1.6, 0.4]}),
+    ...                      predictions=pd.DataFrame({"renewed": [1, 0, 1, 1]}))
+    >>> [t.get_text() for t in lift_by_decile(ev).texts]
+    ['1.6x', '0.4x']
+    """
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 3.5))
+    lift = evaluation.lift
+    ax.bar(lift["decile"], lift["churn_rate"] * 100, color="#c53030")
+    overall = 1 - evaluation.predictions["renewed"].mean()
+    ax.axhline(overall * 100, color="#4a5568", linestyle="--", linewidth=1)
+    for d, r, lf in zip(lift["decile"], lift["churn_rate"], lift["lift"], strict=True):
+        ax.text(d, r * 100, f"{lf:.1f}x", ha="center", va="bottom", fontsize=8)
+    ax.set_xticks(lift["decile"])
+    ax.set_xlabel("risk decile (1 = least likely to renew)")
+    ax.set_ylabel("churn rate (%)")
+    ax.spines[["top", "right"]].set_visible(False)
+    return ax
+
+
+# --------------------------------------------------------------------------- #
+# Index page cards: small figures turned into self-contained SVG images
+# --------------------------------------------------------------------------- #
+
+_BLUE, _GREY, _GREEN, _RED = "#1f5fa8", "#8a949e", "#2e8540", "#b8322a"
+
+
+def _image(fig: Any, alt: str) -> str:
+    buffer = io.BytesIO()
+    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "renewforecast"}):
+        fig.savefig(buffer, format="svg", bbox_inches="tight", pad_inches=0.02, metadata={"Date": None})
+    data = base64.b64encode(buffer.getvalue()).decode("ascii")
+    return f'<img src="data:image/svg+xml;base64,{data}" alt="{html.escape(alt)}">'
+
+
+def _small_figure() -> tuple[Any, Any]:
+    # matplotlib.figure.Figure keeps pyplot's global state (and any GUI
+    # backend) out of a library call.
+    fig = Figure(figsize=(3.4, 1.15), dpi=100)
+    ax = fig.add_subplot()
+    for side in ("top", "right", "left"):
+        ax.spines[side].set_visible(False)
+    ax.spines["bottom"].set_color("#c7cdd3")
+    ax.tick_params(labelsize=7, colors="#55606b", length=0)
+    ax.set_yticks([])
+    return fig, ax
+
+
+def _month_axis(ax: Any, months: Sequence[str]) -> None:
+    if not months:
+        return
+    ticks = [0, len(months) - 1]
+    ax.set_xticks(ticks, [_month_label(months[i]) for i in ticks])
+
+
+def _month_label(iso: str) -> str:
+    try:
+        return dt.date.fromisoformat(str(iso)[:10]).strftime("%b %Y")
+    except ValueError:
+        return str(iso)
+
+
+def _arr_chart(series: dict[str, Any]) -> str | None:
+    values = [v for v in series.get("value", []) if v is not None]
+    if len(values) < 2:
+        return None
+    fig, ax = _small_figure()
+    ax.plot(range(len(values)), values, color=_BLUE, lw=1.8)
+    ax.fill_between(range(len(values)), min(values), values, color=_BLUE, alpha=0.08, lw=0)
+    _month_axis(ax, series.get("month", []))
+    return _image(fig, "ARR at each month end over the last two years")
+
+
+def _bridge_chart(bridge: dict[str, Any]) -> str | None:
+    steps = [("new", 1), ("expansion", 1), ("reactivation", 1), ("contraction", -1), ("churn", -1)]
+    values = [sign * float(bridge.get(name) or 0.0) for name, sign in steps]
+    if not any(values):
+        return None
+    fig, ax = _small_figure()
+    colors = [_GREEN if v >= 0 else _RED for v in values]
+    ax.bar(range(len(values)), values, color=colors, width=0.65)
+    ax.axhline(0, color="#c7cdd3", lw=0.8)
+    ax.set_xticks(range(len(values)), ["new", "expansion", "reactiv.", "contraction", "churn"])
+    ax.spines["bottom"].set_visible(False)
+    return _image(fig, "MRR added and lost last month by movement")
+
+
+def _quarters_chart(quarters: dict[str, Any]) -> str | None:
+    names = quarters.get("quarter", [])
+    if not names:
+        return None
+    fig, ax = _small_figure()
+    x = range(len(names))
+    ax.barh(list(x), quarters.get("arr", []), color="#d5dde6", height=0.6, label="up for renewal")
+    ax.barh(list(x), quarters.get("arr_at_risk", []), color=_RED, height=0.6, label="at risk")
+    ax.set_yticks(list(x), names)
+    ax.invert_yaxis()
+    ax.set_xticks([])
+    ax.spines["bottom"].set_visible(False)
+    ax.legend(fontsize=7, frameon=False, loc="lower right", ncol=2, bbox_to_anchor=(1, -0.45))
+    return _image(fig, "ARR up for renewal and ARR at risk in the next two quarters")
+
+
+def _fan_chart(series: dict[str, Any]) -> str | None:
+    fc = series.get("forecast", {})
+    months = list(fc.get("month", []))
+    if not months:
+        return None
+    hist = series.get("history", {})
+    h_months = list(hist.get("month", []))[-12:]
+    h_values = list(hist.get("value", []))[-12:]
+    fig, ax = _small_figure()
+    n = len(h_months)
+    if n:
+        ax.plot(range(n), h_values, color=_GREY, lw=1.5)
+    x = list(range(n, n + len(months)))
+    ax.fill_between(x, fc["p10"], fc["p90"], color=_BLUE, alpha=0.18, lw=0)
+    ax.plot(x, fc["mean"], color=_BLUE, lw=1.8)
+    _month_axis(ax, h_months + months)
+    return _image(fig, "Monthly revenue: recognised, then forecast mean with P10 to P90 band")
+
+
+def card_chart(key: str, series: dict[str, Any]) -> str | None:
+    """The small chart of a headline card, as an ``<img>`` with an SVG ``data:`` URI, or None.
+
+    Parameters
+    ----------
+    key : str
+        The figure's key: ``arr`` (ARR over time), ``mrr_bridge`` (last
+        month's movements), ``arr_at_risk`` (ARR up for renewal and at risk by
+        quarter) or ``horizon_revenue`` (recognised revenue, then the forecast
+        fan). Other figures have no chart.
+    series : dict
+        The headline's ``series``, as its builder recorded them.
+
+    Returns
+    -------
+    str or None
+        None when the figure has no chart or its series is missing or
+        malformed: a bad series costs the chart, never the page.
+
+    Examples
+    --------
+    >>> img = card_chart("arr", {"arr": {"month": ["2024-01-31", "2024-02-29"], "value": [100.0, 120.0]}})
+    >>> img.startswith('<img src="data:image/svg+xml;base64,'), card_chart("nrr", {})
+    (True, None)
+    """
+    try:
+        if key == "arr" and "arr" in series:
+            return _arr_chart(series["arr"])
+        if key == "mrr_bridge" and "bridge" in series:
+            return _bridge_chart(series["bridge"])
+        if key == "arr_at_risk" and "quarters" in series:
+            return _quarters_chart(series["quarters"])
+        if key == "horizon_revenue" and "forecast" in series:
+            return _fan_chart(series)
+    except (TypeError, ValueError, KeyError):
+        return None  # a malformed series costs the chart, never the page
+    return None

@@ -49,6 +49,7 @@ from typing import Any, ClassVar
 import pandas as pd
 
 from renewforecast.atomic import atomic_write_text
+from renewforecast.dates import add_months, month_end
 from renewforecast.exceptions import (
     EXIT_CANNOT_WRITE,
     EXIT_SET_ASIDE,
@@ -58,6 +59,8 @@ from renewforecast.exceptions import (
     ReportRunError,
     is_write_error,
 )
+from renewforecast.models.evaluation import MIN_DECISIONS
+from renewforecast.models.features import renewal_training_set
 from renewforecast.reports.headline import HEADLINE_MIME, Headline
 from renewforecast.reports.index_page import redact_parameters, render_index, run_banner
 
@@ -125,7 +128,7 @@ def earliest_as_of(first_record, notebook: str) -> pd.Timestamp | None:
     months = HISTORY_MONTHS.get(Path(notebook).stem)
     if months is None or first_record is None or pd.isna(first_record):
         return None
-    return (pd.Timestamp(first_record) + pd.DateOffset(months=months) + pd.offsets.MonthEnd(0)).normalize()
+    return month_end(add_months(pd.Timestamp(first_record).normalize(), months))
 
 
 def history_problems(book, day, notebooks: Iterable[str], said: str) -> list[str]:
@@ -162,8 +165,6 @@ def history_problems(book, day, notebooks: Iterable[str], said: str) -> list[str
 
 def _decision_problems(book, day, said: str) -> list[str]:
     """The renewal report's backtest needs enough decided renewals by ``day``."""
-    from renewforecast.models.evaluation import MIN_DECISIONS
-    from renewforecast.models.features import renewal_training_set
 
     def known(d) -> int:
         return len(renewal_training_set(book, d)[0])

@@ -18,15 +18,8 @@ import numpy as np
 import pandas as pd
 
 from renewforecast.book import Book
-from renewforecast.ledger.revenue import (
-    _fees_and_usage,
-    _last_counted_day,
-    _month_fractions,
-    _objects,
-    _row_values,
-    _spread,
-    row_amounts,
-)
+from renewforecast.ledger.recognition import fees_and_usage, month_fractions, spread_over_months
+from renewforecast.ledger.valuation import last_counted_day, object_values, row_amounts, row_values
 from renewforecast.models.survival import SurvivalModel
 
 from renewforecast.analyses.forecast.groups import Groups, Horizon, month_no
@@ -83,9 +76,9 @@ class BookedRevenue:
 def booked_revenue(view: Book, horizon: Horizon, groups: Groups, evergreen_hazard: float | None) -> BookedRevenue:
     """Revenue of what the point-in-time ``view`` had booked, over the horizon (see the module docstring)."""
     lo, hi = horizon.first, horizon.last
-    values = _row_values(view)  # valued once, for the contracted, fee and usage parts
+    values = row_values(view)  # valued once, for the contracted, fee and usage parts
     fixed, ever, ever_rev = _contracted(view, values, lo, hi, groups)
-    fees, usage = _fees_and_usage(values, row_amounts(view),
+    fees, usage = fees_and_usage(values, row_amounts(view),
                                   groups.codes(view.subscriptions["account_id"].to_numpy(dtype=object)),
                                   len(groups.labels), lo, hi)
     alive, source = _evergreen_survival(view, ever, horizon, evergreen_hazard)
@@ -96,22 +89,22 @@ def booked_revenue(view: Book, horizon: Horizon, groups: Groups, evergreen_hazar
 def _contracted(view: Book, v: dict, lo: int, hi: int, groups: Groups):
     """Fixed-term revenue (groups x months) and the evergreen contracts' monthly revenue."""
     subs = view.subscriptions
-    last_day = _last_counted_day(v["to_date"], v["chain_terminated"])
+    last_day = last_counted_day(v["to_date"], v["chain_terminated"])
     rate = v["quantity"] * v["annual_value"] / 12.0
     evergreen = np.isnat(last_day)
     n_groups, n_months = len(groups.labels), hi - lo + 1
     fixed = np.zeros((n_groups, n_months))
     if (~evergreen).any():
-        keep, mf, ml, ff, fl = _month_fractions(v["from_date"][~evergreen], last_day[~evergreen], lo, hi)
-        codes = groups.codes(_objects(subs["account_id"])[~evergreen][keep])
-        fixed = _spread(codes, mf, ml, ff, fl, rate[~evergreen][keep], n_groups, lo, hi)
+        keep, mf, ml, ff, fl = month_fractions(v["from_date"][~evergreen], last_day[~evergreen], lo, hi)
+        codes = groups.codes(object_values(subs["account_id"])[~evergreen][keep])
+        fixed = spread_over_months(codes, mf, ml, ff, fl, rate[~evergreen][keep], n_groups, lo, hi)
     ever = pd.DataFrame(columns=["contract_id", "account_id"])
     ever_rev = np.zeros((0, n_months))
     if evergreen.any():
-        keep, mf, ml, ff, fl = _month_fractions(v["from_date"][evergreen], last_day[evergreen], lo, hi)
-        cids = _objects(subs["contract_id"])[evergreen][keep]
+        keep, mf, ml, ff, fl = month_fractions(v["from_date"][evergreen], last_day[evergreen], lo, hi)
+        cids = object_values(subs["contract_id"])[evergreen][keep]
         codes, uniques = pd.factorize(cids)
-        ever_rev = _spread(codes.astype(np.int64), mf, ml, ff, fl, rate[evergreen][keep], len(uniques), lo, hi)
+        ever_rev = spread_over_months(codes.astype(np.int64), mf, ml, ff, fl, rate[evergreen][keep], len(uniques), lo, hi)
         con = view.contracts.drop_duplicates("contract_id").set_index("contract_id")
         ever = pd.DataFrame({"contract_id": uniques, "account_id": con["account_id"].reindex(uniques).to_numpy(),
                              "start_date": con["start_date"].reindex(uniques).to_numpy()})

@@ -9,7 +9,7 @@ import pandas as pd
 
 from renewforecast.book import Book
 from renewforecast.exceptions import RenewForecastError
-from renewforecast.ledger.revenue import _month_end, _month_number, last_month_end
+from renewforecast.dates import last_month_end, month_end_of, month_number
 
 __all__ = ["Groups", "Horizon", "month_no"]
 
@@ -22,7 +22,7 @@ def month_no(ts) -> int:
     >>> month_no("1970-02-15"), month_no("2025-10-31")
     (1, 669)
     """
-    return int(_month_number([pd.Timestamp(ts).to_datetime64()])[0])
+    return int(month_number([pd.Timestamp(ts).to_datetime64()])[0])
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,7 @@ class Horizon:
     @property
     def month_ends(self) -> pd.DatetimeIndex:
         """Month end of every forecast month."""
-        return pd.DatetimeIndex(_month_end(np.arange(self.first, self.last + 1)))
+        return pd.DatetimeIndex(month_end_of(np.arange(self.first, self.last + 1)))
 
 
 class Groups:

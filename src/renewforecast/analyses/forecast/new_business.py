@@ -17,7 +17,9 @@ import numpy as np
 import pandas as pd
 
 from renewforecast.book import Book
-from renewforecast.ledger.revenue import last_month_end, mrr_movements, row_amounts
+from renewforecast.dates import last_month_end
+from renewforecast.ledger.mrr import mrr_movements
+from renewforecast.ledger.valuation import row_amounts
 
 from renewforecast.analyses.forecast.groups import Groups, Horizon, month_no
 from renewforecast.analyses.forecast.simulation import one_blas_thread

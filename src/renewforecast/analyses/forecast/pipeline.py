@@ -16,7 +16,8 @@ import pandas as pd
 
 from renewforecast.book import Book
 from renewforecast.exceptions import RenewForecastError
-from renewforecast.ledger.schedules import _add_months, line_schedules
+from renewforecast.dates import add_months
+from renewforecast.ledger.schedules import line_schedules
 
 from renewforecast.analyses.forecast.groups import Groups, Horizon
 from renewforecast.analyses.forecast.scenarios import Scenario
@@ -133,7 +134,7 @@ def pipeline_deals(view: Book, horizon: Horizon, groups: Groups, win_probability
     sched = sched.sort_values(["line_id", "schedule_date"], kind="stable")
     date = sched["schedule_date"].to_numpy(dtype="datetime64[D]")
     if scn.pipeline_slip_months:
-        date = _add_months(date, scn.pipeline_slip_months)
+        date = add_months(date, scn.pipeline_slip_months)
     # Each installment is earned evenly until the next one; the last (or only)
     # one over the line's usual gap, or the product's term for a single one.
     line = sched["line_id"].to_numpy(dtype=object)
@@ -147,7 +148,7 @@ def pipeline_deals(view: Book, horizon: Horizon, groups: Groups, win_probability
     term = np.where(np.isfinite(term) & (term > 0), term, 12.0)
     last = np.where(same_next, nxt - 1,
                     np.where(np.isfinite(gap_s), date + np.nan_to_num(gap_s, nan=1).astype(np.int64) - 1,
-                             _add_months(date, term.astype(np.int64)) - 1))
+                             add_months(date, term.astype(np.int64)) - 1))
     days = _overlap_days(date, last, lo, hi)
     span = (last - date).astype(np.int64) + 1
     per_row = days * (sched["revenue"].to_numpy(dtype="float64") / np.maximum(span, 1))[:, None]

@@ -17,12 +17,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from renewforecast.analyses.saas_metrics import renewal_decisions, renewal_kpis, renewal_opportunities
+from renewforecast.analyses.saas_metrics import renewal_kpis
+from renewforecast.dates import add_months
+from renewforecast.ledger.recognition import month_fractions, spread_over_months
+from renewforecast.ledger.renewals import renewal_decisions, renewal_opportunities
 from renewforecast.analyses.scoring import score_contracts
 from renewforecast.book import Book
 from renewforecast.exceptions import RenewForecastError
-from renewforecast.ledger.revenue import _month_fractions, _spread
-from renewforecast.ledger.schedules import _add_months
 
 from renewforecast.analyses.forecast.groups import Groups, Horizon
 from renewforecast.analyses.forecast.scenarios import Scenario
@@ -282,7 +283,7 @@ def renewal_stages(view: Book, horizon: Horizon, groups: Groups, scn: Scenario, 
     idx = np.arange(len(open_))
     j = 0
     while len(idx):
-        e = _add_months(s, term[idx]) - 1
+        e = add_months(s, term[idx]) - 1
         rows_c.append(idx)
         rows_s.append(s)
         rows_e.append(e)
@@ -297,11 +298,11 @@ def renewal_stages(view: Book, horizon: Horizon, groups: Groups, scn: Scenario, 
     e_all = (np.concatenate(rows_e) if rows_e else np.zeros(0, dtype="datetime64[D]"))[order]
     chain_start = np.searchsorted(c, c, side="left")
     s_clip = np.maximum(s_all, forecast_start)
-    keep, mf, ml, ff, fl = _month_fractions(s_clip, e_all, lo, hi)
+    keep, mf, ml, ff, fl = month_fractions(s_clip, e_all, lo, hi)
     revenue = np.zeros((len(c), hi - lo + 1))
     if keep.any():
         n_keep = int(keep.sum())
-        part = _spread(np.arange(n_keep), mf, ml, ff, fl, (arr / 12.0)[c][keep], n_keep, lo, hi)
+        part = spread_over_months(np.arange(n_keep), mf, ml, ff, fl, (arr / 12.0)[c][keep], n_keep, lo, hi)
         revenue[keep] = part
     codes = groups.codes(open_["account_id"].to_numpy(dtype=object)[c])
     details = open_.assign(probability=p, renewal_arr=arr)[
