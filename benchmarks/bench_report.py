@@ -1,7 +1,7 @@
 """Time ``renewforecast report`` on the 8,000-account demo against the code before the load-once runner.
 
 The demo org is generated once (``renewforecast demo-data DIR --accounts 8000
---seed 7``) and a model trained on it; then the whole report run is timed with
+--seed 7``) and a model trained on it by each version; then the whole report run is timed with
 this checkout's code and with commit ``ea763c7`` (every notebook loaded the
 export itself), extracted with ``git archive`` into a temporary folder and run
 with ``PYTHONPATH`` pointing at its ``src`` and its own ``notebooks/``. Both
@@ -81,12 +81,16 @@ def main() -> None:
         archive = subprocess.run(["git", "-C", str(ROOT), "archive", args.before], capture_output=True, check=True)
         subprocess.run(["tar", "-x", "-C", str(before)], input=archive.stdout, check=True)
 
-    demo, model = work / "demo", work / "models"
+    demo = work / "demo"
     if not (demo / "Contract.csv").exists():
         _run([py, "-m", "renewforecast", "demo-data", str(demo), "--accounts", str(args.accounts), "--seed", "7"],
              pythonpath=ours_src, cwd=work)
-    if not (model / "latest").exists():
-        _run([py, "-m", "renewforecast", "train", str(demo), "--out", str(model)], pythonpath=ours_src, cwd=work)
+    # Each version trains its own model: a saved model names its classes by
+    # module, and the modules moved in between.
+    models = {"before": work / "models-before", "ours": work / "models"}
+    for label, src in (("before", before / "src"), ("ours", ours_src)):
+        if not (models[label] / "latest").exists():
+            _run([py, "-m", "renewforecast", "train", str(demo), "--out", str(models[label])], pythonpath=src, cwd=work)
 
     times: dict[str, list[float]] = {"before": [], "ours": []}
     notebooks: dict[str, list[dict[str, float]]] = {"before": [], "ours": []}
@@ -96,7 +100,7 @@ def main() -> None:
             out = work / f"reports-{label}"
             env = {"RENEWFORECAST_NOTEBOOKS": str(before / "notebooks")} if label == "before" else {}
             seconds, stderr = _run([py, "-m", "renewforecast", "report", str(demo), "--out", str(out),
-                                    "--model", str(model)], pythonpath=src, cwd=work, env_extra=env)
+                                    "--model", str(models[label])], pythonpath=src, cwd=work, env_extra=env)
             run = (out / "latest").resolve()
             runs[label] = run
             times[label].append(seconds)
