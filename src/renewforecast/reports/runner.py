@@ -1,8 +1,12 @@
 """Run the report notebooks and publish them as one atomic, browsable folder.
 
-A run executes every report template (``notebooks/NN_*.ipynb``) with
-papermill, exports each executed notebook to HTML with the code hidden, and
-writes an ``index.html`` and a ``run.json`` describing the run. Everything is
+A run executes every report template (``NN_*.ipynb``: the package's own in
+``reports/notebooks/``, or a team's copies) with papermill, exports each
+executed notebook to HTML with the code hidden, and writes an ``index.html``
+and a ``run.json`` describing the run. The export is read and validated once
+per run: the notebooks read a Parquet snapshot of that one Book (see
+:mod:`renewforecast.io.snapshot`) at one as-of date, so they cannot disagree
+on the data. Everything is
 built in a private staging folder and published with a single rename, then the
 ``latest`` symlink is switched atomically, so a reader of ``reports/latest``
 sees either the previous complete run or the new complete run, never a mix.
