@@ -1,7 +1,7 @@
 # renewforecast: two commands on a fresh machine.
 #   make report   build .venv, generate the demo org, train, run every report, print where the HTML is
 #   make test     build .venv, run ruff (lint and format check), then the test suite
-#   make lab      JupyterLab on the notebooks, with the project's kernel
+#   make lab      JupyterLab on the report notebooks (the package's templates), with the project's kernel
 # .venv is built from requirements-dev.lock (exact versions, with hashes); `make lock` regenerates it.
 PYTHON ?= python3
 VENV ?= .venv
@@ -18,7 +18,7 @@ LOCK := requirements-dev.lock
 LOCK_ARGS ?=
 RUFF := $(VENV)/bin/ruff
 
-.PHONY: all install demo train report test lint format lock lab kernel clean-reports help
+.PHONY: all install demo train report test lint format lock lab kernel clean-reports clean-notebooks help
 
 help:
 	@echo "make report   build the environment, generate the demo org, publish every report"
@@ -27,7 +27,8 @@ help:
 	@echo "make format   apply ruff's safe fixes and format the code"
 	@echo "make lock     regenerate $(LOCK) after a change to the dependencies in pyproject.toml"
 	@echo "make demo     (re)generate the demo org in $(DATA)"
-	@echo "make lab      open the notebooks in JupyterLab with the project's kernel"
+	@echo "make lab      open the report notebooks in JupyterLab with the project's kernel"
+	@echo "make clean-notebooks  clear the notebooks' outputs before a commit"
 
 # The environment holds exactly the versions in the lock file (pip checks their hashes), then
 # the project itself without dependencies; it is brought up to date when the lock or
@@ -86,11 +87,19 @@ $(JUPYTER_DATA)/kernels/python3/kernel.json: $(VENV)/.installed
 
 kernel: $(JUPYTER_DATA)/kernels/python3/kernel.json
 
-# Notebooks open from notebooks/, so their defaults ../data/demo and
-# ../models/renewal find the demo org and the trained model.
+# JupyterLab on the report templates themselves (the package's
+# src/renewforecast/reports/notebooks/, the one source of each report): their
+# relative defaults data/demo and models/renewal are looked for from the
+# notebook's folder upward, so they find the demo org and the trained model
+# at the root of the checkout. Commit them clean (no outputs): make test checks.
+NOTEBOOKS := src/renewforecast/reports/notebooks
 lab: kernel $(MODELS)/renewal/latest
-	JUPYTER_PATH=$(JUPYTER_DATA) $(VENV)/bin/jupyter lab --notebook-dir=notebooks \
+	JUPYTER_PATH=$(JUPYTER_DATA) $(VENV)/bin/jupyter lab --notebook-dir=$(NOTEBOOKS) \
 		$(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
+
+# Clear outputs and execution counts of the templates before a commit.
+clean-notebooks: $(VENV)/.installed
+	$(VENV)/bin/jupyter nbconvert --clear-output --inplace $(NOTEBOOKS)/*.ipynb
 
 clean-reports:
 	rm -rf $(REPORTS)/[0-9]* $(REPORTS)/latest $(REPORTS)/failed

@@ -10,6 +10,7 @@ import pandas as pd
 from click.testing import CliRunner
 
 from _support import edit_sf
+import renewforecast as rf
 from renewforecast.cli import main
 
 
@@ -129,6 +130,40 @@ def test_report_passes_checked_parameters_to_the_run(demo_org, tmp_path, monkeyp
     assert seen["as_of"] == "2026-06-30"
     assert {k: seen["parameters"][k] for k in ("horizon_months", "by", "discount_rate")} == {
         "horizon_months": 6, "by": "region", "discount_rate": 0.08}
+    # The Book the command read for its checks is the run's: the export is read once.
+    assert seen["book"].fingerprint == rf.load_book(demo_org.path).fingerprint
+    assert seen["notebooks_dir"] is None
+    # Without --as-of the date is resolved once, here, from the export.
+    seen.clear()
+    result = CliRunner().invoke(main, ["report", str(demo_org.path), "--out", str(tmp_path / "r")])
+    assert result.exit_code == 0, result.output
+    assert seen["as_of"] == str(rf.load_book(demo_org.path).data_end.date())
+
+
+def test_notebooks_copy_gives_a_team_its_own_reports(demo_org, tmp_path, monkeypatch):
+    import renewforecast.reports.runner as reporting
+
+    dest = tmp_path / "team"
+    copied = CliRunner().invoke(main, ["notebooks", "copy", str(dest)])
+    assert copied.exit_code == 0, copied.output
+    templates = reporting.list_notebooks()
+    assert [p.name for p in reporting.list_notebooks(dest)] == [p.name for p in templates]
+    assert all((dest / p.name).read_bytes() == p.read_bytes() for p in templates)
+    (dest / templates[0].name).write_text("{}")  # the team's edit
+    again = CliRunner().invoke(main, ["notebooks", "copy", str(dest)])
+    assert again.exit_code == 2 and "--force" in again.output
+    assert (dest / templates[0].name).read_text() == "{}"  # nothing overwritten
+    forced = CliRunner().invoke(main, ["notebooks", "copy", str(dest), "--force"])
+    assert forced.exit_code == 0 and (dest / templates[0].name).read_bytes() == templates[0].read_bytes()
+
+    seen = {}
+    monkeypatch.setattr(reporting, "run_reports", lambda directory, **kw: seen.update(kw) or tmp_path / "run")
+    result = CliRunner().invoke(main, ["report", str(demo_org.path), "--out", str(tmp_path / "r"),
+                                       "--notebooks", str(dest), "--notebook", templates[1].stem])
+    assert result.exit_code == 0, result.output
+    assert seen["notebooks_dir"] == str(dest) and seen["notebooks"] == [templates[1].stem]
+    refused = CliRunner().invoke(main, ["report", str(demo_org.path), "-p", "snapshot=/tmp/x"])
+    assert refused.exit_code == 2 and "the run sets it" in refused.output
 
 
 def test_date_window_widens_the_dates_validate_accepts(org_copy):

@@ -8,9 +8,25 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from renewforecast.reports.runner import list_notebooks
+from renewforecast.reports.catalogue import REPORTS
+from renewforecast.reports.runner import default_notebooks_dir, list_notebooks
 
 NOTEBOOKS = list_notebooks()
+COMMITTED = sorted(default_notebooks_dir().glob("*.ipynb"))
+
+
+@pytest.mark.parametrize("path", COMMITTED, ids=lambda p: p.name)
+def test_committed_notebook_is_clean(path: Path):
+    # The notebooks are the reports' source, edited in JupyterLab: run them
+    # there, then `make clean-notebooks` before committing.
+    nb = nbformat.read(path, as_version=4)
+    nbformat.validate(nb)
+    dirty = [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and (c.outputs or c.execution_count is not None)]
+    assert not dirty, f"{path.name}: cells {dirty} carry outputs or execution counts (make clean-notebooks)"
+    tags = [c.metadata.get("tags", []) for c in nb.cells]
+    assert sum("parameters" in t for t in tags) == 1, f"{path.name}: needs exactly one cell tagged parameters"
+    assert not any("injected-parameters" in t for t in tags), f"{path.name}: holds a papermill-injected cell"
+    assert "papermill" not in nb.metadata and not any("papermill" in c.metadata for c in nb.cells), path.name
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
@@ -31,8 +47,28 @@ def test_template_is_clean_and_parameterised(path: Path):
 
 
 def test_templates_cover_the_reports():
+    # One notebook and one catalogue line per report, nothing unlisted either way.
+    assert [p.stem for p in NOTEBOOKS] == [r.name for r in REPORTS]
     assert [p.stem for p in NOTEBOOKS][:5] == ["00_data_quality", "01_revenue_kpis", "02_renewal_risk", "03_ltv_cac",
                                                "04_revenue_forecast"]
+
+
+def test_only_the_catalogue_names_the_reports():
+    src = Path(__file__).parents[1] / "src" / "renewforecast"
+    allowed = {src / "reports" / "catalogue.py"}
+    for path in src.rglob("*.py"):
+        if path in allowed:
+            continue
+        text = path.read_text(encoding="utf-8")
+        named = [r.name for r in REPORTS[1:] if r.name in text]  # 00_data_quality may be a --help example
+        assert not named, f"{path.relative_to(src)} names {named}: add a field to the catalogue instead"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_every_report_reads_the_runs_snapshot(path: Path):
+    from renewforecast.reports.runner import SNAPSHOT_PARAMETER, notebook_parameters
+
+    assert SNAPSHOT_PARAMETER in notebook_parameters(path)
 
 
 @pytest.mark.slow
@@ -126,33 +162,46 @@ def _makefile_default(name: str) -> str:
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_defaults_point_at_what_make_builds_when_opened_from_the_notebooks_folder(path: Path):
-    # JupyterLab (make lab) runs a notebook in its own folder, so the defaults
-    # are relative to notebooks/ and must land on the demo org and the model.
+def test_defaults_point_at_what_make_builds_when_opened_from_the_notebooks_folder(path: Path, tmp_path,
+                                                                                    monkeypatch):
+    # JupyterLab (make lab) runs a notebook in its own folder, the package's
+    # src/renewforecast/reports/notebooks/; its relative defaults are looked
+    # for from there upward and must land on the demo org and the model.
     import ast
 
+    from renewforecast import report_path
     from renewforecast.reports.runner import notebook_parameters
 
     root = Path(__file__).parents[1]
     params = notebook_parameters(path)
+    # A copy of the checkout's layout: the notebook's folder as deep below it as in the checkout.
+    mirror = tmp_path / "checkout"
+    here = mirror / path.parent.relative_to(root)
+    here.mkdir(parents=True)
+    (mirror / _makefile_default("DATA")).mkdir(parents=True)
+    (mirror / _makefile_default("MODELS") / "renewal").mkdir(parents=True)
+    monkeypatch.chdir(here)
     source = ast.literal_eval(params["source"]["default"])
-    assert (path.parent / source).resolve() == (root / _makefile_default("DATA")).resolve()
+    assert Path(report_path(source)) == (mirror / _makefile_default("DATA")).resolve()
     if "model_path" in params:
         model = ast.literal_eval(params["model_path"]["default"])
-        assert (path.parent / model).resolve() == (root / _makefile_default("MODELS") / "renewal").resolve()
+        assert Path(report_path(model)) == (mirror / _makefile_default("MODELS") / "renewal").resolve()
+    assert "src/renewforecast/reports/notebooks" in (root / "Makefile").read_text(encoding="utf-8")
 
 
 @pytest.mark.slow
 def test_a_notebook_runs_as_it_is_from_the_notebooks_folder(demo_org, tmp_path):
-    # The layout of a checkout after `make demo`: notebooks/ beside data/demo.
+    # The layout of a checkout after `make demo`: the package's notebooks
+    # three folders below the root that holds data/demo.
     import shutil
 
     import papermill
 
-    (tmp_path / "notebooks").mkdir()
-    shutil.copy(NOTEBOOKS[0], tmp_path / "notebooks")
+    folder = tmp_path / "src" / "renewforecast" / "reports" / "notebooks"
+    folder.mkdir(parents=True)
+    shutil.copy(NOTEBOOKS[0], folder)
     shutil.copytree(demo_org.path, tmp_path / "data" / "demo")
-    target = tmp_path / "notebooks" / NOTEBOOKS[0].name
+    target = folder / NOTEBOOKS[0].name
     executed = papermill.execute_notebook(str(target), str(tmp_path / "out.ipynb"), cwd=str(target.parent),
                                           progress_bar=False, kernel_name="python3")
     assert all(c.execution_count for c in executed.cells if c.cell_type == "code" and c.source.strip())
@@ -162,4 +211,4 @@ def test_a_notebook_runs_as_it_is_from_the_notebooks_folder(demo_org, tmp_path):
     headlines = [o["data"][HEADLINE_MIME] for c in executed.cells if c.cell_type == "code"
                  for o in c.outputs if HEADLINE_MIME in o.get("data", {})]
     accounts = {f["key"]: f["value"] for f in headlines[0]["figures"]}["accounts"]
-    assert accounts == len(rf.load_book(demo_org.path).accounts)  # it read ../data/demo
+    assert accounts == len(rf.load_book(demo_org.path).accounts)  # it found and read data/demo

@@ -454,13 +454,69 @@ def test_index_shows_headline_figures_and_every_page_its_provenance(nbdir, out):
 
 @pytest.mark.slow
 def test_reports_that_disagree_on_the_data_publish_nothing(nbdir, out):
+    # Every report reads the run's one snapshot, so a disagreement is a bug
+    # (here: notebooks that load data their own way), not a user error.
     make_notebook(nbdir, "01_kpis", [_headline_cell("revenue_kpis", 1.0, "a" * 64)])
     make_notebook(nbdir, "02_risk", [_headline_cell("renewal_risk", 1.0, "b" * 64)])
     with pytest.raises(ReportRunError) as info:
         run_reports("data", out=out, notebooks_dir=nbdir, run_id="r1", timeout=60)
-    assert info.value.exit_code == reporting.EXIT_INCONSISTENT
+    assert info.value.exit_code == EXIT_UNEXPECTED
+    assert "internal error" in str(info.value)
     assert "data fingerprint" in str(info.value) and "01_kpis" in str(info.value)
     assert entries(out) == {"failed"}
+
+
+SNAPSHOT_PARAMS = 'source = "data/demo"\nsnapshot = None\nas_of = None\n'
+
+
+@pytest.mark.slow
+def test_every_report_reads_the_one_snapshot_and_the_one_as_of_date(nbdir, out, demo_book, tmp_path):
+    cells = ["import renewforecast as rf\nbook = rf.report_book(source, snapshot)",
+             "print('FP=' + book.fingerprint, 'ASOF=' + as_of, 'WARN=' + str(len(book.warnings)))"]
+    make_notebook(nbdir, "01_a", cells, params=SNAPSHOT_PARAMS)
+    make_notebook(nbdir, "02_b", cells + ["import os; print('SNAP=' + snapshot, os.path.isdir(snapshot))"],
+                  params=SNAPSHOT_PARAMS)
+    # The source is never read again: a folder that is not an export would fail the notebooks.
+    (tmp_path / "export").mkdir()
+    folder = run_reports(tmp_path / "export", out=out, notebooks_dir=nbdir, run_id="r1", timeout=120,
+                         book=demo_book)
+    for stem in ("01_a", "02_b"):
+        page = (folder / f"{stem}.html").read_text(encoding="utf-8")
+        assert f"FP={demo_book.fingerprint}" in page
+        assert f"ASOF={demo_book.resolve_as_of().date()}" in page  # resolved once, from the Book
+        assert f"WARN={len(demo_book.warnings)}" in page
+    assert "True" in (folder / "02_b.html").read_text(encoding="utf-8")  # the snapshot existed while it ran
+    # The snapshot is the whole input: it is not published, and its path is not shown.
+    assert entries(folder) == {"01_a.ipynb", "01_a.html", "02_b.ipynb", "02_b.html", "index.html", "run.json"}
+    assert not any(p.name.startswith(".") for p in folder.rglob("*"))
+    assert ".book-snapshot" not in (folder / "01_a.html").read_text(encoding="utf-8")  # nor in the banner
+    meta = json.loads((folder / "run.json").read_text(encoding="utf-8"))
+    assert meta["data_fingerprint"] == demo_book.fingerprint
+    assert meta["as_of"] == str(demo_book.resolve_as_of().date())
+
+
+@pytest.mark.slow
+def test_without_a_book_the_run_reads_the_source_once_itself(nbdir, out, demo_org, demo_book):
+    cells = ["import renewforecast as rf\nprint('FP=' + rf.report_book(source, snapshot).fingerprint)"]
+    make_notebook(nbdir, "01_a", cells, params=SNAPSHOT_PARAMS)
+    folder = run_reports(demo_org.path, as_of="2026-06-30", out=out, notebooks_dir=nbdir, run_id="r1",
+                         timeout=120)
+    assert f"FP={demo_book.fingerprint}" in (folder / "01_a.html").read_text(encoding="utf-8")
+    assert json.loads((folder / "run.json").read_text(encoding="utf-8"))["as_of"] == "2026-06-30"
+
+
+def test_a_snapshot_that_reads_back_differently_is_an_internal_error(nbdir, out, no_kernel, demo_book,
+                                                                     monkeypatch):
+    from renewforecast.io import snapshot as snapshots
+
+    make_notebook(nbdir, "01_a", ["1"], params=SNAPSHOT_PARAMS)
+    monkeypatch.setattr(snapshots, "read_snapshot", lambda folder: demo_book.as_of("2024-01-31").replace(
+        loaded_fingerprint=None))
+    with pytest.raises(ReportRunError, match="internal error: the run's Book snapshot") as info:
+        run_reports("data", out=out, notebooks_dir=nbdir, run_id="r1", book=demo_book)
+    assert info.value.exit_code == EXIT_UNEXPECTED
+    assert entries(out) == {"failed"}
+    assert not (out / "failed" / "r1" / ".book-snapshot").exists()  # the input is not kept with a failure
 
 
 # --------------------------------------------------------------------------- #

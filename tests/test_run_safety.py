@@ -154,6 +154,42 @@ def test_a_successful_run_writes_nothing_to_stderr(demo_org, tmp_path):
     assert done.stdout.startswith("Published ")
 
 
+def test_kernel_sockets_find_a_short_folder_when_tmpdir_is_long(tmp_path, monkeypatch):
+    import tempfile
+
+    from renewforecast.reports import runner
+
+    long = tmp_path / ("x" * 90)
+    long.mkdir()
+    monkeypatch.setenv("TMPDIR", str(long))
+    monkeypatch.setattr(tempfile, "tempdir", None)  # tempfile caches the folder it found first
+    folder = runner._socket_dir()
+    try:
+        assert folder is not None and len(folder) < runner._IPC_PATH_LIMIT
+        assert not folder.startswith(str(long))
+    finally:
+        if folder:
+            os.rmdir(folder)
+
+
+_TCP_RUN = """
+import sys
+from renewforecast.reports import runner
+runner._socket_dir = lambda: None  # as where no folder has a short enough path
+runner.run_reports("data", out=sys.argv[1], notebooks_dir=sys.argv[2], timeout=60)
+"""
+
+
+@pytest.mark.slow
+def test_a_kernel_on_tcp_is_encrypted_and_does_not_warn(tmp_path):
+    nbdir = tmp_path / "nbs"
+    make_notebook(nbdir, "01_a", ["print('fine')"])
+    done = subprocess.run([sys.executable, "-c", _TCP_RUN, str(tmp_path / "reports"), str(nbdir)], env=cli_env(),
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "TCP" not in done.stderr and "WARNING" not in done.stderr, done.stderr
+
+
 # --------------------------------------------------------------------------- #
 # Staging folders left behind
 # --------------------------------------------------------------------------- #

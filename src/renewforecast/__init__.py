@@ -45,6 +45,7 @@ from renewforecast.reports.headline import (
 )
 from renewforecast.io.canonical import write_canonical
 from renewforecast.reports.formatting import format_value
+from renewforecast.reports.inputs import report_book, report_path
 from renewforecast.analyses.cohorts import annual_cohorts, customer_lifetimes
 from renewforecast.io.loader import load_book
 from renewforecast.analyses.saas_metrics import (
@@ -133,6 +134,8 @@ __all__ = [
     "reconcile_schedules",
     "quarantine_report",
     "recognized_revenue",
+    "report_book",
+    "report_path",
     "row_amounts",
     "set_aside_summary",
     "ultimate_parents",

@@ -6,7 +6,8 @@ and ``score`` exit 3 when a saved model is refused and 4 when the data does
 not fit the model; 9 when the output cannot be written (a path under a file,
 no permission, disk full); report runs use the distinct codes of
 :mod:`renewforecast.reports.runner` (2 bad parameters, 3 a cell failed, 4 timeout,
-5 the kernel died, 6 a notebook stopped early, 130 SIGINT, 143 SIGTERM).
+5 the kernel died, 6 a notebook stopped early, 130 SIGINT, 143 SIGTERM);
+``notebooks copy`` exits 2 when it would overwrite a notebook.
 """
 
 from __future__ import annotations
@@ -310,7 +311,11 @@ class _ReportCommand(click.Command):
         for stem, params in books:
             with formatter.section(f"Notebook {stem} (-p NAME=VALUE)"):
                 formatter.write_dl([(name, f"{info['help']} [default {info['default']}]")
-                                    for name, info in params.items()])
+                                    for name, info in params.items() if name not in _RUN_SETS])
+
+
+# Parameters the run sets itself: the data folder, the as-of date, and the run's Book snapshot.
+_RUN_SETS = ("source", "as_of", "snapshot")
 
 
 def _notebook_value(raw: str):
@@ -331,15 +336,18 @@ def _same_kind(default, value) -> bool:
     return isinstance(value, allowed) and (isinstance(default, bool) or not isinstance(value, bool))
 
 
-def _check_params(pairs: tuple[str, ...], notebooks: tuple[str, ...], as_of: str | None, book) -> tuple[dict, set]:
+def _check_params(pairs: tuple[str, ...], notebooks: tuple[str, ...], as_of: str | None, book,
+                  notebooks_dir: str | None = None) -> tuple[dict, set]:
     """Validate -p NAME=VALUE pairs and the as-of date before any kernel starts (exit 2).
 
     Returns the checked values and the names the chosen notebooks declare.
     """
-    from renewforecast.reports.runner import EXIT_BAD_INPUT, history_problems, list_notebooks, notebook_parameters
+    from renewforecast.reports.catalogue import history_problems
+    from renewforecast.reports.runner import EXIT_BAD_INPUT, list_notebooks, notebook_parameters
 
     try:
-        templates = [p for p in list_notebooks() if not notebooks or p.stem in notebooks or p.name in notebooks]
+        templates = [p for p in list_notebooks(notebooks_dir)
+                     if not notebooks or p.stem in notebooks or p.name in notebooks]
         declared: dict[str, dict] = {}
         for path in templates:
             for name, info in notebook_parameters(path).items():
@@ -353,8 +361,9 @@ def _check_params(pairs: tuple[str, ...], notebooks: tuple[str, ...], as_of: str
         if not sep or not name:
             problems.append(f"-p {pair!r}: write NAME=VALUE")
             continue
-        if name in ("source", "as_of"):
-            problems.append(f"-p {name}: give the data folder as the argument and the date with --as-of")
+        if name in _RUN_SETS:
+            problems.append(f"-p {name}: the run sets it (give the data folder as the argument and the date "
+                            "with --as-of)")
             continue
         if name not in declared:
             problems.append(f"-p {name}: no report notebook takes it (known: {', '.join(sorted(declared))})")
@@ -399,19 +408,25 @@ def _check_params(pairs: tuple[str, ...], notebooks: tuple[str, ...], as_of: str
 @click.option("--as-of", "as_of", default=None, help="As-of date, YYYY-MM-DD (default: the data's export date).")
 @click.option("--out", default="reports", show_default=True, type=click.Path(file_okay=False), help="Where runs are published.")
 @click.option("--notebook", "notebooks", multiple=True, help="Run only this report (repeatable), e.g. 00_data_quality.")
+@click.option("--notebooks", "notebooks_dir", default=None, type=click.Path(exists=True, file_okay=False),
+              help="Run the NN_*.ipynb reports in this folder (a team's own copies: 'renewforecast notebooks "
+                   "copy DIR') instead of the package's.")
 @click.option("--timeout", default=900, show_default=True, type=click.IntRange(min=1), help="Seconds a notebook cell may run.")
 @click.option("--keep", default=None, type=click.IntRange(min=1), help="Keep only the newest N published runs.")
 @click.option("--model", "model_path", default="models/renewal", show_default=True,
               help="Saved renewal model the risk report scores with.")
 @data_options
 @on_error_option
-def report(directory, param_pairs, as_of, out, notebooks, timeout, keep, model_path, encoding, date_format,
-           currency, on_error) -> None:
+def report(directory, param_pairs, as_of, out, notebooks, notebooks_dir, timeout, keep, model_path, encoding,
+           date_format, currency, on_error) -> None:
     """Run the report notebooks on DIRECTORY and publish HTML to OUT/<run-id>/.
 
-    The run is published only if every notebook succeeds; OUT/latest then
-    points at it. A failed run publishes nothing, keeps its partial notebooks
-    in OUT/failed/<run-id>/ and exits non-zero.
+    The export is read and validated once; every notebook reads that one
+    Book (a Parquet snapshot in the run's staging folder, deleted before
+    publishing) at the one as-of date. The run is published only if every
+    notebook succeeds; OUT/latest then points at it. A failed run publishes
+    nothing, keeps its partial notebooks in OUT/failed/<run-id>/ and exits
+    non-zero.
 
     Example: renewforecast report data/demo --as-of 2026-10-31
 
@@ -419,9 +434,9 @@ def report(directory, param_pairs, as_of, out, notebooks, timeout, keep, model_p
     Exit codes: 0 published; 1 invalid export, no contracts, or unexpected
     error; 2 refused before any notebook ran (parameters, as-of date,
     notebooks); 3 a cell raised; 4 a cell timed out; 5 the kernel died;
-    6 a notebook stopped early; 7 the reports disagree on the data (export
-    changed); 8 published, with rows set aside (--on-error quarantine);
-    9 OUT cannot be written (under a file, permission denied, disk full);
+    6 a notebook stopped early; 8 published, with rows set aside
+    (--on-error quarantine); 9 OUT cannot be written (under a file,
+    permission denied, disk full);
     130 stopped by SIGINT (Ctrl-C), 143 stopped by SIGTERM: the kernel is
     shut down, nothing is published, partial notebooks stay in
     OUT/failed/<run-id>/.
@@ -434,17 +449,18 @@ def report(directory, param_pairs, as_of, out, notebooks, timeout, keep, model_p
         _fail(f"{directory} is not valid input, so no report was run. "
               f"Run 'renewforecast validate {directory}' for the full list.\n{exc}", EXIT_INVALID_DATA)
     _refuse_empty(book, directory, "report")
-    extra, declared = _check_params(param_pairs, notebooks, as_of, book)
-    if as_of is None:
-        end = book.data_end
-        as_of = (end or pd.Timestamp(dt.date.today())).strftime("%Y-%m-%d")
+    extra, declared = _check_params(param_pairs, notebooks, as_of, book, notebooks_dir)
+    # Resolved once, here: every notebook receives this ISO date.
+    day = book.resolve_as_of(as_of) if as_of or book.data_end is not None else pd.Timestamp(dt.date.today())
+    as_of = day.date().isoformat()
     # Only when a chosen notebook takes it: the run warns about parameters
-    # nobody declares, and --notebook 00_data_quality has no model.
+    # nobody declares, and not every report uses a model.
     params = {"model_path": str(Path(model_path).resolve())} if "model_path" in declared else {}
     params.update(extra)
     if encoding:
         params["encoding"] = encoding
-    # The notebooks load the export as this command did.
+    # How the export was read, recorded with each report (and used by a
+    # notebook that reads the export itself rather than the run's snapshot).
     if date_format != "%m/%d/%Y":
         params["date_format"] = date_format
     if currency:
@@ -455,8 +471,8 @@ def report(directory, param_pairs, as_of, out, notebooks, timeout, keep, model_p
         params["on_error"] = on_error
     try:
         published = run_reports(
-            directory, as_of=as_of, out=out, notebooks=list(notebooks) or None,
-            parameters=params or None, timeout=timeout, keep=keep,
+            directory, as_of=as_of, out=out, notebooks=list(notebooks) or None, notebooks_dir=notebooks_dir,
+            parameters=params or None, timeout=timeout, keep=keep, book=book,
         )
     except ReportRunError as exc:
         where = (f" Partial notebooks kept in {exc.failed_dir}."
@@ -468,6 +484,41 @@ def report(directory, param_pairs, as_of, out, notebooks, timeout, keep, model_p
     click.echo(f"Open {Path(published) / 'index.html'}")
     if _notice_set_aside(book):
         sys.exit(EXIT_SET_ASIDE)
+
+
+@main.group("notebooks")
+def notebooks_group() -> None:
+    """The report notebooks: copy the package's templates to make your own."""
+
+
+@notebooks_group.command("copy")
+@click.argument("dest", type=click.Path(file_okay=False))
+@click.option("--force", is_flag=True, help="Overwrite notebooks already in DEST.")
+def notebooks_copy(dest: str, force: bool) -> None:
+    """Copy the report notebook templates into DEST, a starting point for your own reports.
+
+    Edit the copies in JupyterLab (a relative source such as data/demo is
+    looked for from DEST upward), then run them with
+    'renewforecast report DATA --notebooks DEST'. Files are written
+    atomically; other files in DEST are left alone.
+
+    Example: renewforecast notebooks copy my-reports
+
+    \b
+    Exit codes: 0 copied; 2 a notebook of the same name is already in DEST
+    (nothing copied; --force overwrites); 9 DEST cannot be written.
+    """
+    from renewforecast.reports.runner import EXIT_BAD_INPUT, copy_templates
+
+    try:
+        with _writing(dest, "the notebooks"):
+            written = copy_templates(dest, force=force)
+    except FileExistsError as exc:
+        _fail(str(exc).replace("force overwrites", "--force overwrites"), EXIT_BAD_INPUT)
+    except ReportRunError as exc:
+        _fail(str(exc), exc.exit_code)
+    click.echo(f"Copied {len(written)} report notebooks to {dest}: {', '.join(p.name for p in written)}.")
+    click.echo(f"Run them with: renewforecast report DATA --notebooks {dest}")
 
 
 def _load_or_exit(directory, encoding, date_format, currency, on_error="raise"):

@@ -1,8 +1,12 @@
 """Run the report notebooks and publish them as one atomic, browsable folder.
 
-A run executes every report template (``notebooks/NN_*.ipynb``) with
-papermill, exports each executed notebook to HTML with the code hidden, and
-writes an ``index.html`` and a ``run.json`` describing the run. Everything is
+A run executes every report template (``NN_*.ipynb``: the package's own in
+``reports/notebooks/``, or a team's copies) with papermill, exports each
+executed notebook to HTML with the code hidden, and writes an ``index.html``
+and a ``run.json`` describing the run. The export is read and validated once
+per run: the notebooks read a Parquet snapshot of that one Book (see
+:mod:`renewforecast.io.snapshot`) at one as-of date, so they cannot disagree
+on the data. Everything is
 built in a private staging folder and published with a single rename, then the
 ``latest`` symlink is switched atomically, so a reader of ``reports/latest``
 sees either the previous complete run or the new complete run, never a mix.
@@ -46,10 +50,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-import pandas as pd
-
-from renewforecast.atomic import atomic_write_text
-from renewforecast.dates import add_months, month_end
+from renewforecast.atomic import atomic_write_bytes, atomic_write_text
+from renewforecast.book import Book
 from renewforecast.exceptions import (
     EXIT_CANNOT_WRITE,
     EXIT_SET_ASIDE,
@@ -59,8 +61,7 @@ from renewforecast.exceptions import (
     ReportRunError,
     is_write_error,
 )
-from renewforecast.models.evaluation import MIN_DECISIONS
-from renewforecast.models.features import renewal_training_set
+from renewforecast.reports.catalogue import earliest_as_of, history_problems  # noqa: F401 (their old home)
 from renewforecast.reports.headline import HEADLINE_MIME, Headline
 from renewforecast.reports.index_page import redact_parameters, render_index, run_banner
 
@@ -70,12 +71,14 @@ __all__ = [
     "EXIT_CELL_ERROR",
     "EXIT_DEAD_KERNEL",
     "EXIT_EARLY_EXIT",
-    "EXIT_INCONSISTENT",
     "EXIT_SET_ASIDE",
     "EXIT_SIGINT",
     "EXIT_SIGTERM",
     "EXIT_TIMEOUT",
     "EXIT_UNEXPECTED",
+    "SNAPSHOT_PARAMETER",
+    "copy_templates",
+    "default_notebooks_dir",
     "list_notebooks",
     "notebook_parameters",
     "run_reports",
@@ -95,11 +98,17 @@ EXIT_TIMEOUT = 4
 EXIT_DEAD_KERNEL = 5
 #: The notebook stopped early (``sys.exit(0)``) and left cells unexecuted.
 EXIT_EARLY_EXIT = 6
-#: The reports disagree on the data or the as-of date (the export changed
-#: while the run read it); publishing them together would mislead.
-EXIT_INCONSISTENT = 7
 
 NOTEBOOKS_ENV = "RENEWFORECAST_NOTEBOOKS"
+#: The parameter through which a notebook receives the run's Book snapshot
+#: (see :mod:`renewforecast.io.snapshot`). A notebook that declares it reads
+#: the snapshot instead of the export, so every report of a run stands on
+#: the same data, read and validated once.
+SNAPSHOT_PARAMETER = "snapshot"
+# The snapshot's folder inside the staging folder; hidden, and removed before publishing.
+_SNAPSHOT_DIR = ".book-snapshot"
+# Parameters of run_reports that are load_book's options when the runner reads the export itself.
+_LOAD_OPTIONS = ("encoding", "date_format", "currency", "on_error", "date_window")
 _NOTEBOOK_GLOB = "[0-9][0-9]_*.ipynb"
 _RUN_ID_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
 # Names that live next to the run folders inside ``out``.
@@ -108,93 +117,19 @@ _JSON_SCALARS = (str, int, float, bool, type(None))
 _HEADING_RE = re.compile(r"^ {0,3}#{1,6}[ \t]+(.+?)(?:[ \t]+#+)?[ \t]*$")
 
 
-#: Months of data before the as-of date each report needs: the renewal
-#: backtest needs decided renewals, the lifetime fit a cohort seen over two
-#: years, the forecast renewal rates from the last 24 months. Reports not
-#: listed work from the first month (rates not yet defined are said so).
-HISTORY_MONTHS = {"02_renewal_risk": 24, "03_ltv_cac": 24, "04_revenue_forecast": 24}
-
-
-def earliest_as_of(first_record, notebook: str) -> pd.Timestamp | None:
-    """The first as-of date ``notebook`` can report on, given the data's first day.
-
-    Examples
-    --------
-    >>> str(earliest_as_of("2021-04-16", "04_revenue_forecast").date())
-    '2023-04-30'
-    >>> earliest_as_of("2021-04-16", "01_revenue_kpis") is None
-    True
-    """
-    months = HISTORY_MONTHS.get(Path(notebook).stem)
-    if months is None or first_record is None or pd.isna(first_record):
-        return None
-    return month_end(add_months(pd.Timestamp(first_record).normalize(), months))
-
-
-def history_problems(book, day, notebooks: Iterable[str], said: str) -> list[str]:
-    """Why each of ``notebooks`` cannot report yet at ``day``, with the earliest date that works.
-
-    Parameters
-    ----------
-    book : Book
-    day : Timestamp
-        The as-of date asked for.
-    notebooks : iterable of str
-        Report names (``02_renewal_risk``, ...).
-    said : str
-        How the date is named in the messages (``"--as-of 2023-03-31"``).
-
-    Examples
-    --------
-    >>> import pandas as pd, renewforecast as rf
-    >>> history_problems(rf.Book.empty(), pd.Timestamp("2024-01-31"), ["01_revenue_kpis"], "--as-of 2024-01-31")
-    []
-    """
-    first = book.subscriptions["start_date"].min()
-    out = []
-    for name in notebooks:
-        earliest = earliest_as_of(first, name)
-        if earliest is not None and day < earliest:
-            out.append(f"{said} is too early for {name}: it needs {HISTORY_MONTHS[name] // 12} years of data and "
-                       f"the first subscription starts {first.date()}; the earliest as-of it can report on is "
-                       f"{earliest.date()} (reports 00 and 01 run from the first month: --notebook)")
-        elif name == "02_renewal_risk" and book.data_end is not None:
-            out.extend(_decision_problems(book, day, said))
-    return out
-
-
-def _decision_problems(book, day, said: str) -> list[str]:
-    """The renewal report's backtest needs enough decided renewals by ``day``."""
-
-    def known(d) -> int:
-        return len(renewal_training_set(book, d)[0])
-
-    n = known(day)
-    if n >= MIN_DECISIONS:
-        return []
-    # Decisions only accumulate: the first month end with enough is found by bisection.
-    ends = pd.date_range(day, book.data_end, freq="ME")
-    lo, hi = 0, len(ends)
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if known(ends[mid]) >= MIN_DECISIONS:
-            hi = mid
-        else:
-            lo = mid + 1
-    when = (f"the earliest as-of with enough is {ends[lo].date()}" if lo < len(ends)
-            else "the export does not hold enough yet")
-    return [f"{said} is too early for 02_renewal_risk: {n} renewal decisions are known by then and its "
-            f"backtest needs {MIN_DECISIONS}; {when} (the other reports can run: --notebook)"]
-
-
 # --------------------------------------------------------------------------- #
 # Discovery
 # --------------------------------------------------------------------------- #
 
 
-def _default_notebooks_dir() -> Path:
-    # src/renewforecast/reporting.py -> repository root; only meaningful for a
-    # source checkout or an editable install, hence the environment override.
+def default_notebooks_dir() -> Path:
+    """The report templates shipped inside the package (``renewforecast/reports/notebooks``).
+
+    Examples
+    --------
+    >>> (default_notebooks_dir() / "00_data_quality.ipynb").is_file()
+    True
+    """
     return Path(__file__).resolve().parent / "notebooks"
 
 
@@ -205,8 +140,8 @@ def list_notebooks(notebooks_dir: str | os.PathLike[str] | None = None) -> list[
     ----------
     notebooks_dir : path-like, optional
         Folder holding the templates. Defaults to the environment variable
-        ``RENEWFORECAST_NOTEBOOKS`` when set, else the repository's
-        ``notebooks/`` folder.
+        ``RENEWFORECAST_NOTEBOOKS`` when set, else the templates shipped in
+        the package (:func:`default_notebooks_dir`).
 
     Returns
     -------
@@ -232,7 +167,7 @@ def list_notebooks(notebooks_dir: str | os.PathLike[str] | None = None) -> list[
     elif os.environ.get(NOTEBOOKS_ENV):
         folder, origin = Path(os.environ[NOTEBOOKS_ENV]), f"${NOTEBOOKS_ENV}"
     else:
-        folder, origin = _default_notebooks_dir(), "default location"
+        folder, origin = default_notebooks_dir(), "the package's templates"
     if not folder.is_dir():
         raise _bad_input(
             f"Report notebooks folder {folder} ({origin}) does not exist; pass "
@@ -240,6 +175,60 @@ def list_notebooks(notebooks_dir: str | os.PathLike[str] | None = None) -> list[
             "NN_*.ipynb report templates.",
         )
     return sorted(p.resolve() for p in folder.glob(_NOTEBOOK_GLOB) if p.is_file())
+
+
+def copy_templates(dest: str | os.PathLike[str], *, force: bool = False,
+                   notebooks_dir: str | os.PathLike[str] | None = None) -> list[Path]:
+    """Copy the report templates into ``dest``: a team's own starting point for ``--notebooks``.
+
+    Parameters
+    ----------
+    dest : path-like
+        Folder to copy into (created if needed). Each file is written
+        atomically.
+    force : bool, default False
+        Overwrite templates already in ``dest``. Without it, nothing is
+        copied when any of them exists.
+    notebooks_dir : path-like, optional
+        Where the templates come from; see :func:`list_notebooks` (default:
+        the package's).
+
+    Returns
+    -------
+    list of Path
+        The files written, in name order.
+
+    Raises
+    ------
+    FileExistsError
+        When a template is already in ``dest`` and ``force`` is False;
+        nothing was written.
+
+    Examples
+    --------
+    >>> import pathlib, tempfile
+    >>> dest = pathlib.Path(tempfile.mkdtemp()) / "notebooks"
+    >>> [p.name for p in copy_templates(dest)] == [p.name for p in list_notebooks()]
+    True
+    >>> copy_templates(dest)
+    Traceback (most recent call last):
+    ...
+    FileExistsError: ...
+    """
+    templates = list_notebooks(notebooks_dir)
+    dest = Path(dest)
+    taken = [dest / t.name for t in templates if (dest / t.name).exists() or (dest / t.name).is_symlink()]
+    if taken and not force:
+        raise FileExistsError(
+            f"{len(taken)} report notebook(s) already in {dest} ({', '.join(p.name for p in taken)}); "
+            "nothing was copied (force overwrites them)."
+        )
+    dest.mkdir(parents=True, exist_ok=True)
+    written = []
+    for template in templates:
+        atomic_write_bytes(dest / template.name, template.read_bytes())
+        written.append(dest / template.name)
+    return written
 
 
 def _papermill_path(path: str | os.PathLike[str]) -> str:
@@ -486,6 +475,33 @@ def _stop_on_signals() -> Iterator[None]:
 _IPC_PATH_LIMIT = 80  # Unix socket paths are limited to about 107 bytes
 
 
+def _socket_dir() -> str | None:
+    """A new private folder for a kernel's sockets whose path is short enough, or None.
+
+    The temporary folder comes first; a long ``TMPDIR`` (some CI runners,
+    macOS user folders) falls back to ``/tmp`` and ``$XDG_RUNTIME_DIR``.
+    """
+    if os.name == "nt":
+        return None  # no Unix domain sockets for zmq's ipc transport
+    for base in (None, "/tmp", os.environ.get("XDG_RUNTIME_DIR")):
+        if base is not None and not os.path.isdir(base):
+            continue
+        try:
+            folder = tempfile.mkdtemp(prefix="rf-kernel-", dir=base)
+        except OSError:
+            continue
+        if len(folder) < _IPC_PATH_LIMIT:
+            return folder
+        os.rmdir(folder)
+    return None
+
+
+def _has_curve() -> bool:
+    import zmq
+
+    return bool(zmq.has("curve"))
+
+
 @functools.cache
 def _kernel_manager_class() -> type:
     from jupyter_client.manager import AsyncKernelManager
@@ -499,10 +515,15 @@ def _kernel_manager_class() -> type:
             # IPC sockets in a private folder instead of TCP ports: no other
             # local user can reach the kernel, two runs never race for a port,
             # and the kernel has no reason to warn about unencrypted TCP.
-            self._socket_dir = tempfile.mkdtemp(prefix="rf-kernel-")
-            if len(self._socket_dir) < _IPC_PATH_LIMIT:
+            self._socket_dir = _socket_dir()
+            if self._socket_dir is not None:
                 self.transport = "ipc"
                 self.ip = os.path.join(self._socket_dir, "k")
+            elif self.has_trait("transport_encryption") and _has_curve():
+                # No folder with a short enough path: TCP on localhost, but
+                # encrypted (CurveZMQ keys from the manager) when the kernel
+                # supports it, so nothing travels, or is warned about, in plain text.
+                self.transport_encryption = "auto"
 
         async def start_kernel(self, **kwargs: Any) -> None:
             _check_interrupted()
@@ -522,7 +543,7 @@ def _kernel_manager_class() -> type:
 
         async def cleanup_resources(self, restart: bool = False) -> None:
             await super().cleanup_resources(restart=restart)
-            if not restart:
+            if not restart and self._socket_dir is not None:
                 shutil.rmtree(self._socket_dir, ignore_errors=True)
 
     return ReportKernelManager
@@ -541,6 +562,7 @@ class _Report:
     params_cell: int  # index of the "parameters" cell in the template, -1 if none
     had_injected_cell: bool  # the template already carries an injected cell
     parameters: dict[str, Any] = field(default_factory=dict)
+    declared: set[str] = field(default_factory=set)  # names its parameters cell declares
     seconds: float = 0.0
 
     @property
@@ -791,18 +813,39 @@ def _headline(nb: Any, report: _Report) -> Headline | None:
         ) from exc
 
 
-def _agreed(headlines: dict[str, Headline], key: str) -> str | None:
-    """The value every report records for ``key``; fails the run if two differ."""
+def _agreed(headlines: dict[str, Headline], key: str, expected: str | None = None) -> str | None:
+    """The value every report records for ``key`` (``expected`` when the run knows it).
+
+    Every report reads the run's one snapshot and the one as-of date, so two
+    that differ are a bug, not a changed export: an internal error (exit 1).
+    """
     seen = {name: h.provenance[key] for name, h in headlines.items() if h.provenance.get(key)}
-    values = sorted(set(seen.values()))
+    values = set(seen.values()) | ({expected} if expected else set())
     if len(values) > 1:
         listing = "; ".join(f"{name}: {value}" for name, value in seen.items())
-        raise _NotebookFailed(
-            f"The reports disagree on {key.replace('_', ' ')} ({listing}); the data "
-            "probably changed while the run read it. Run again once the export is complete.",
-            EXIT_INCONSISTENT,
+        raise AssertionError(
+            f"internal error: the reports disagree on {key.replace('_', ' ')} ({listing}"
+            + (f"; the run's: {expected}" if expected else "") + "), though each should read the run's "
+            "one snapshot of the data; a report that loads the export itself must take the "
+            f"{SNAPSHOT_PARAMETER!r} parameter",
         )
-    return values[0] if values else None
+    return min(values) if values else None
+
+
+def _write_snapshot(book: Book, folder: Path) -> Path:
+    """Write the run's Book snapshot and check that it reads back as the same Book."""
+    from renewforecast.io.snapshot import read_snapshot, write_snapshot
+
+    started = time.monotonic()
+    write_snapshot(book, folder)
+    again = read_snapshot(folder)
+    if again.fingerprint != book.fingerprint:  # not an assert: it must hold under python -O too
+        raise AssertionError(
+            f"internal error: the run's Book snapshot reads back with fingerprint {again.fingerprint[:12]}, "
+            f"not {book.fingerprint[:12]}",
+        )
+    logger.info("Book snapshot written to %s in %.1f s", folder, time.monotonic() - started)
+    return folder
 
 
 # --------------------------------------------------------------------------- #
@@ -819,6 +862,9 @@ def _package_version() -> str:
 
 def _quarantine(staging: Path, out: Path, run_id: str) -> Path:
     """Move a failed staging folder to ``out/failed/<run_id>`` (best effort)."""
+    # The partial notebooks are the record of a failure; a copy of the whole
+    # input is not, and failed/ is only ever cleaned by hand.
+    shutil.rmtree(staging / _SNAPSHOT_DIR, ignore_errors=True)
     target = out / "failed" / run_id
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -966,8 +1012,16 @@ def run_reports(
     run_id: str | None = None,
     kernel_name: str | None = None,
     keep: int | None = None,
+    book: Book | None = None,
 ) -> Path:
     """Execute the report notebooks and publish them as ``out/<run_id>/``.
+
+    When a chosen notebook declares a ``snapshot`` parameter (the shipped
+    reports do), the export is read and validated once: the run writes the
+    Book as a Parquet snapshot into its staging folder, every such notebook
+    reads that snapshot, and the snapshot is deleted before the run is
+    published (it is the whole input; ``run.json`` names it by its
+    fingerprint). The as-of date is then resolved once, from the Book.
 
     Parameters
     ----------
@@ -976,8 +1030,9 @@ def run_reports(
         existing local path is made absolute first, because notebooks run
         with their template folder as working directory.
     as_of : str or datetime.date, optional
-        Reporting date, passed as an ISO string ``as_of``; omitted when None
-        so the notebooks' own default applies.
+        Reporting date, passed as an ISO string ``as_of``. When None, the
+        Book's export date when the run reads a Book, else omitted so the
+        notebooks' own default applies.
     out : path-like, default "reports"
         Folder that receives run folders, ``latest`` and ``failed/``.
     notebooks : iterable of str or path-like, optional
@@ -999,6 +1054,12 @@ def run_reports(
     keep : int, optional
         After publishing, delete older published runs beyond the newest
         ``keep`` (by run id name order). Never touches ``latest`` or ``failed/``.
+    book : Book, optional
+        ``source`` as already read and validated by the caller (the command
+        line reads it for its own checks), so the run does not read it again.
+        Without it, the run reads ``source`` with :func:`renewforecast.load_book`,
+        using the ``encoding``, ``date_format``, ``currency``, ``on_error``
+        and ``date_window`` of ``parameters``, when a notebook takes a snapshot.
 
     Returns
     -------
@@ -1010,10 +1071,13 @@ def run_reports(
     ------
     ReportRunError
         Nothing was published. ``exit_code`` tells why: 2 bad input, 3 cell
-        error, 4 timeout, 5 dead kernel, 6 stopped early, 7 reports disagree
-        on the data or as-of date, 9 ``out`` cannot be written (under a file,
-        no permission, disk full), 130 SIGINT, 143 SIGTERM, 1 anything else;
-        ``failed_dir`` holds the partial notebooks when a kernel ran.
+        error, 4 timeout, 5 dead kernel, 6 stopped early, 9 ``out`` cannot be
+        written (under a file, no permission, disk full), 130 SIGINT, 143
+        SIGTERM, 1 anything else (reports that disagree on the data or the
+        as-of date are an internal error, 1); ``failed_dir`` holds the
+        partial notebooks when a kernel ran.
+    BookValidationError
+        When the run reads ``source`` itself and it is not valid input.
 
     Notes
     -----
@@ -1074,10 +1138,25 @@ def run_reports(
     reports = []
     for template in templates:
         report = _load_report(template)
-        declared = notebook_parameters(template)
-        report.parameters = {k: v for k, v in merged.items() if k in declared}
+        report.declared = set(notebook_parameters(template))
         reports.append(report)
     _check_kernels(reports, kernel_name)
+    snapshot_wanted = any(SNAPSHOT_PARAMETER in r.declared for r in reports)
+    if snapshot_wanted and book is None:
+        from renewforecast.io.loader import load_book
+
+        options = {k: merged[k] for k in _LOAD_OPTIONS if k in merged}
+        if "date_window" in options and options["date_window"] is not None:
+            options["date_window"] = tuple(options["date_window"])
+        book = load_book(source_text, **options)
+    if book is not None:
+        # One resolution for every report: the ISO date each one receives.
+        try:
+            merged["as_of"] = book.resolve_as_of(as_of_text).date().isoformat()
+        except ValueError as exc:  # an empty Book and no date
+            raise _bad_input(f"No as-of date: {exc}.") from exc
+    for report in reports:
+        report.parameters = {k: v for k, v in merged.items() if k in report.declared}
     unused = sorted(
         set(parameters or {}) - {k for r in reports for k in r.parameters}
     )
@@ -1098,7 +1177,8 @@ def run_reports(
     with _stop_on_signals():
         try:
             return _run(reports, out, run_id, started_at, started, source_text, as_of_text, merged,
-                        timeout=timeout, kernel_name=kernel_name, keep=keep)
+                        timeout=timeout, kernel_name=kernel_name, keep=keep,
+                        book=book if snapshot_wanted else None)
         except _Interrupted as exc:  # before the staging folder existed
             raise ReportRunError(
                 f"Report run {run_id} was stopped by {_SIGNAL_NAME[exc.signum]} before any "
@@ -1148,6 +1228,7 @@ def _run(
     timeout: float | None,
     kernel_name: str | None,
     keep: int | None,
+    book: Book | None,
 ) -> Path:
     """Stage, execute, export and publish; the part of a run that signals can stop."""
     final = out / run_id
@@ -1157,19 +1238,31 @@ def _run(
     logger.info("Report run %s: %d notebook(s) into %s", run_id, len(reports), staging)
 
     try:
+        snapshot = None
+        if book is not None:
+            snapshot = _write_snapshot(book, staging / _SNAPSHOT_DIR)
+            for report in reports:
+                if SNAPSHOT_PARAMETER in report.declared:
+                    report.parameters[SNAPSHOT_PARAMETER] = str(snapshot)
         executed = []
         for report in reports:
             _check_interrupted()
             logger.info("Running report notebook %s", report.stem)
             nb = _execute(report, staging, timeout=timeout, kernel_name=kernel_name)
             executed.append(nb)
+        if snapshot is not None:
+            # The whole input does not belong in a published (shareable) folder.
+            shutil.rmtree(snapshot)
         headlines = {}
         for report, nb in zip(reports, executed, strict=True):
             found = _headline(nb, report)
             if found is not None:
                 headlines[report.stem] = found
-        resolved_as_of = _agreed(headlines, "as_of") or as_of_text
-        fingerprint = _agreed(headlines, "data_fingerprint")
+        # With a snapshot the run knows both; the reports must say the same.
+        run_as_of = merged.get("as_of") if book is not None else None
+        run_data = None if book is None else book.loaded_fingerprint or book.fingerprint
+        resolved_as_of = _agreed(headlines, "as_of", run_as_of) or as_of_text
+        fingerprint = _agreed(headlines, "data_fingerprint", run_data)
         models = sorted({h.provenance["model_version"] for h in headlines.values()
                          if h.provenance.get("model_version")})
 
@@ -1194,7 +1287,7 @@ def _run(
                     "template": str(r.template),
                     "notebook": f"{r.stem}.ipynb",
                     "html": f"{r.stem}.html",
-                    "parameters": sorted(r.parameters),
+                    "parameters": sorted(r.parameters),  # names only: the snapshot's path is gone
                 }
                 for r in reports
             ],
@@ -1204,8 +1297,8 @@ def _run(
         exporter = _html_exporter()
         for report, nb in zip(reports, executed, strict=True):
             _check_interrupted()
-            banner = run_banner(meta, {"name": report.stem, "seconds": report.seconds,
-                                       "parameters": report.parameters})
+            shown = {k: v for k, v in report.parameters.items() if k != SNAPSHOT_PARAMETER}
+            banner = run_banner(meta, {"name": report.stem, "seconds": report.seconds, "parameters": shown})
             _export_html(exporter, nb, report, staging, banner)
         atomic_write_text(staging / "index.html", render_index(meta, headlines))
         atomic_write_text(
