@@ -83,7 +83,7 @@ def test_every_code_block_of_the_guide_runs(guide, demo_org, trained, tmp_path, 
 
 
 def test_the_scheduler_guide_explains_every_exit_code_a_run_can_end_with():
-    from renewforecast import reporting
+    from renewforecast.reports import runner as reporting
 
     codes = {getattr(reporting, name) for name in reporting.__all__ if name.startswith("EXIT_")} | {0}
     text = (DOCS / "guide_scheduler.md").read_text(encoding="utf-8")

@@ -20,7 +20,7 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from renewforecast import reporting
+from renewforecast.reports import runner
 from renewforecast.exceptions import RenewForecastError, ReportRunError
 from renewforecast.reports.runner import (
     EXIT_BAD_INPUT,
@@ -150,7 +150,7 @@ def test_notebook_parameters_missing_file(tmp_path):
 
 def test_default_run_ids_are_unique_within_one_second():
     now = dt.datetime(2026, 11, 21, 5, 30, tzinfo=dt.UTC)
-    ids = {reporting._new_run_id(now) for _ in range(50)}
+    ids = {runner._new_run_id(now) for _ in range(50)}
     assert len(ids) == 50
     assert all(re.fullmatch(r"20261121T053000Z-[0-9a-f]{6}", i) for i in ids)
 
@@ -231,8 +231,8 @@ def test_unexpected_error_publishes_nothing(nbdir, out, monkeypatch):
     def broken_export(*args, **kwargs):
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(reporting, "_execute", fake_execute)
-    monkeypatch.setattr(reporting, "_export_html", broken_export)
+    monkeypatch.setattr(runner, "_execute", fake_execute)
+    monkeypatch.setattr(runner, "_export_html", broken_export)
     with pytest.raises(ReportRunError, match="disk on fire") as info:
         run_reports("data", out=out, notebooks_dir=nbdir, run_id="r1")
     assert info.value.exit_code == EXIT_UNEXPECTED
@@ -507,10 +507,8 @@ def test_without_a_book_the_run_reads_the_source_once_itself(nbdir, out, demo_or
 
 def test_a_snapshot_that_reads_back_differently_is_an_internal_error(nbdir, out, no_kernel, demo_book,
                                                                      monkeypatch):
-    from renewforecast.io import snapshot as snapshots
-
     make_notebook(nbdir, "01_a", ["1"], params=SNAPSHOT_PARAMS)
-    monkeypatch.setattr(snapshots, "read_snapshot", lambda folder: demo_book.as_of("2024-01-31").replace(
+    monkeypatch.setattr(runner, "read_snapshot", lambda folder: demo_book.as_of("2024-01-31").replace(
         loaded_fingerprint=None))
     with pytest.raises(ReportRunError, match="internal error: the run's Book snapshot") as info:
         run_reports("data", out=out, notebooks_dir=nbdir, run_id="r1", book=demo_book)

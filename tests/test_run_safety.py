@@ -27,7 +27,7 @@ from click.testing import CliRunner
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from _support import folder_digest, read_sf, write_sf
-from renewforecast import reporting
+from renewforecast.reports import runner as reporting
 from renewforecast.cli import main
 from renewforecast.exceptions import EXIT_CANNOT_WRITE, EXIT_SIGINT, EXIT_SIGTERM
 

@@ -52,6 +52,8 @@ from typing import Any, ClassVar
 
 from renewforecast.atomic import atomic_write_bytes, atomic_write_text
 from renewforecast.book import Book
+from renewforecast.io.loader import load_book
+from renewforecast.io.snapshot import read_snapshot, write_snapshot
 from renewforecast.exceptions import (
     EXIT_CANNOT_WRITE,
     EXIT_SET_ASIDE,
@@ -834,8 +836,6 @@ def _agreed(headlines: dict[str, Headline], key: str, expected: str | None = Non
 
 def _write_snapshot(book: Book, folder: Path) -> Path:
     """Write the run's Book snapshot and check that it reads back as the same Book."""
-    from renewforecast.io.snapshot import read_snapshot, write_snapshot
-
     started = time.monotonic()
     write_snapshot(book, folder)
     again = read_snapshot(folder)
@@ -1143,8 +1143,6 @@ def run_reports(
     _check_kernels(reports, kernel_name)
     snapshot_wanted = any(SNAPSHOT_PARAMETER in r.declared for r in reports)
     if snapshot_wanted and book is None:
-        from renewforecast.io.loader import load_book
-
         options = {k: merged[k] for k in _LOAD_OPTIONS if k in merged}
         if "date_window" in options and options["date_window"] is not None:
             options["date_window"] = tuple(options["date_window"])
