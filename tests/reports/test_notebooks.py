@@ -54,7 +54,7 @@ def test_templates_cover_the_reports():
 
 
 def test_only_the_catalogue_names_the_reports():
-    src = Path(__file__).parents[1] / "src" / "renewforecast"
+    src = Path(__file__).parents[2] / "src" / "renewforecast"
     allowed = {src / "reports" / "catalogue.py"}
     for path in src.rglob("*.py"):
         if path in allowed:
@@ -146,7 +146,7 @@ def test_data_model_doc_lists_every_mapped_field():
     from renewforecast.io.salesforce import SALESFORCE_OBJECTS
     from renewforecast.schemas import TABLES
 
-    doc = (Path(__file__).parents[1] / "docs" / "data_model.md").read_text(encoding="utf-8")
+    doc = (Path(__file__).parents[2] / "docs" / "data_model.md").read_text(encoding="utf-8")
     for obj in SALESFORCE_OBJECTS.values():
         assert obj.file in doc
         for field in obj.fields:
@@ -157,7 +157,7 @@ def test_data_model_doc_lists_every_mapped_field():
 
 
 def _makefile_default(name: str) -> str:
-    text = (Path(__file__).parents[1] / "Makefile").read_text(encoding="utf-8")
+    text = (Path(__file__).parents[2] / "Makefile").read_text(encoding="utf-8")
     return next(line.split("?=")[1].strip() for line in text.splitlines() if line.startswith(f"{name} ?="))
 
 
@@ -172,7 +172,7 @@ def test_defaults_point_at_what_make_builds_when_opened_from_the_notebooks_folde
     from renewforecast import report_path
     from renewforecast.reports.runner import notebook_parameters
 
-    root = Path(__file__).parents[1]
+    root = Path(__file__).parents[2]
     params = notebook_parameters(path)
     # A copy of the checkout's layout: the notebook's folder as deep below it as in the checkout.
     mirror = tmp_path / "checkout"

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 INSTALL_HINT = ("install one with `apt-get install -y chromium` (Debian/Ubuntu) or point "
                 "RENEWFORECAST_CHROMIUM at a Chromium or Chrome executable")
 # As the machine's own checks start it: no sandbox (CI runs as root) and no

@@ -32,7 +32,7 @@ from renewforecast.cli import main
 from renewforecast.exceptions import EXIT_CANNOT_WRITE, EXIT_SIGINT, EXIT_SIGTERM
 
 KERNELSPEC = {"name": "python3", "display_name": "Python 3", "language": "python"}
-SRC = str(Path(__file__).resolve().parents[1] / "src")
+SRC = str(Path(__file__).resolve().parents[2] / "src")
 
 
 def make_notebook(folder: Path, name: str, cells: list[str]) -> Path:
