@@ -53,8 +53,13 @@ from renewforecast.schemas import TABLES, conform
 AS_OF = "2025-12-31"
 HORIZON = 36
 TARGET = 20.0
-STAGES = (("Prospecting", 0.1), ("Qualification", 0.2), ("Needs Analysis", 0.3), ("Proposal", 0.5),
-          ("Negotiation/Review", 0.75))
+STAGES = (
+    ("Prospecting", 0.1),
+    ("Qualification", 0.2),
+    ("Needs Analysis", 0.3),
+    ("Proposal", 0.5),
+    ("Negotiation/Review", 0.75),
+)
 
 
 def make_book(**tables: pd.DataFrame) -> rf.Book:
@@ -71,8 +76,7 @@ def _days(n) -> np.ndarray:
     return np.asarray(n, dtype=np.int64).astype("timedelta64[D]")
 
 
-def build_book(n_contracts: int = 100_000, n_accounts: int = 30_000, n_open: int = 5_000,
-               seed: int = 0) -> rf.Book:
+def build_book(n_contracts: int = 100_000, n_accounts: int = 30_000, n_open: int = 5_000, seed: int = 0) -> rf.Book:
     rng = np.random.default_rng(seed)
     cut = np.datetime64(AS_OF)
 
@@ -82,12 +86,15 @@ def build_book(n_contracts: int = 100_000, n_accounts: int = 30_000, n_open: int
     acc_ids = _ids("A", n_accounts)
     segment = rng.choice(np.array(["SMB", "Mid-Market", "Enterprise"], dtype=object), n_accounts, p=[0.6, 0.3, 0.1])
     seg_code = np.select([segment == "SMB", segment == "Mid-Market"], [0, 1], 2)
-    accounts = pd.DataFrame({
-        "account_id": acc_ids, "name": np.char.add("Account ", np.arange(n_accounts).astype(str)).astype(object),
-        "segment": segment,
-        "region": rng.choice(np.array(["NA", "EMEA", "APAC"], dtype=object), n_accounts, p=[0.5, 0.35, 0.15]),
-        "created_date": (np.datetime64("2018-01-01") + _days(rng.integers(0, 365, n_accounts))),
-    })
+    accounts = pd.DataFrame(
+        {
+            "account_id": acc_ids,
+            "name": np.char.add("Account ", np.arange(n_accounts).astype(str)).astype(object),
+            "segment": segment,
+            "region": rng.choice(np.array(["NA", "EMEA", "APAC"], dtype=object), n_accounts, p=[0.5, 0.35, 0.15]),
+            "created_date": (np.datetime64("2018-01-01") + _days(rng.integers(0, 365, n_accounts))),
+        }
+    )
 
     # Contract counts.
     n_ever = round(n_contracts * 0.03)
@@ -116,9 +123,12 @@ def build_book(n_contracts: int = 100_000, n_accounts: int = 30_000, n_open: int
     pr_start = add_months(pr_end + _days(1), -pr_term)
 
     # Churned contracts: ended in the 24 months before the as-of date; lost renewal opportunity.
-    wc = np.array([1.6, 1.0, 0.6])[seg_code[:n_live + n_lost]]
-    ch_acct = np.where(rng.random(n_churn) < 0.4, n_live + rng.integers(0, max(n_lost, 1), n_churn),
-                       rng.choice(n_live + n_lost, n_churn, p=wc / wc.sum()))
+    wc = np.array([1.6, 1.0, 0.6])[seg_code[: n_live + n_lost]]
+    ch_acct = np.where(
+        rng.random(n_churn) < 0.4,
+        n_live + rng.integers(0, max(n_lost, 1), n_churn),
+        rng.choice(n_live + n_lost, n_churn, p=wc / wc.sum()),
+    )
     ch_term = rng.choice([12, 24, 36], n_churn, p=[0.6, 0.25, 0.15])
     ch_end = cut - _days(rng.integers(1, 730, n_churn))
     ch_start = add_months(ch_end + _days(1), -ch_term)
@@ -127,12 +137,17 @@ def build_book(n_contracts: int = 100_000, n_accounts: int = 30_000, n_open: int
     ev_acct = rng.integers(0, n_live, n_ever)
     ev_start = cut - _days(rng.integers(30, 4 * 365, n_ever))
     ev_life = rng.exponential(20 * 30.4, n_ever).astype(np.int64) + 15
-    ev_term = np.where((rng.random(n_ever) < 0.2) & (ev_start + _days(ev_life) < cut), ev_start + _days(ev_life),
-                       np.datetime64("NaT"))
+    ev_term = np.where(
+        (rng.random(n_ever) < 0.2) & (ev_start + _days(ev_life) < cut), ev_start + _days(ev_life), np.datetime64("NaT")
+    )
 
     # Contract table, fixed-term parts in this order: current, booked, predecessors, churned.
-    kinds = [("cur", cur_acct, cur_term, cur_start, cur_end), ("bk", bk_acct, bk_term, bk_start, bk_end),
-             ("pr", pr_acct, pr_term, pr_start, pr_end), ("ch", ch_acct, ch_term, ch_start, ch_end)]
+    kinds = [
+        ("cur", cur_acct, cur_term, cur_start, cur_end),
+        ("bk", bk_acct, bk_term, bk_start, bk_end),
+        ("pr", pr_acct, pr_term, pr_start, pr_end),
+        ("ch", ch_acct, ch_term, ch_start, ch_end),
+    ]
     c_acct = np.concatenate([k[1] for k in kinds] + [ev_acct])
     c_term = np.concatenate([k[2] for k in kinds]).astype("float64")
     c_start = np.concatenate([k[3] for k in kinds] + [ev_start])
@@ -142,21 +157,27 @@ def build_book(n_contracts: int = 100_000, n_accounts: int = 30_000, n_open: int
     off = np.cumsum([0] + [len(k[1]) for k in kinds])  # offsets of each kind
     con_ids = _ids("C", n_all)
     renewed_id = np.full(n_all, None, dtype=object)
-    renewed_id[off[0] + pred_of] = con_ids[off[2]:off[3]]        # current renews its predecessor
-    renewed_id[off[1]:off[2]] = con_ids[off[0] + booked_of]      # booked renews current
+    renewed_id[off[0] + pred_of] = con_ids[off[2] : off[3]]  # current renews its predecessor
+    renewed_id[off[1] : off[2]] = con_ids[off[0] + booked_of]  # booked renews current
     method = rng.choice(np.array(["same", "list", "uplift"], dtype=object), n_fixed, p=[0.4, 0.3, 0.3])
     uplift = np.where(method == "uplift", rng.choice([0.03, 0.05, 0.07], n_fixed), np.nan)
     created = c_start - _days(rng.integers(5, 40, n_all))
-    created[off[1]:off[2]] = np.minimum(created[off[1]:off[2]], cut - _days(rng.integers(0, 20, n_booked)))
-    contracts = pd.DataFrame({
-        "contract_id": con_ids, "account_id": acc_ids[c_acct], "start_date": c_start,
-        "end_date": np.concatenate([c_end, np.full(n_ever, np.datetime64("NaT"), dtype="datetime64[D]")]),
-        "term_months": np.concatenate([c_term, np.full(n_ever, np.nan)]), "status": "Activated",
-        "evergreen": np.r_[np.zeros(n_fixed, bool), np.ones(n_ever, bool)],
-        "renewal_pricing_method": np.concatenate([method, np.full(n_ever, None, dtype=object)]),
-        "renewal_uplift_rate": np.concatenate([uplift, np.full(n_ever, np.nan)]),
-        "renewed_contract_id": renewed_id, "created_date": created,
-    })
+    created[off[1] : off[2]] = np.minimum(created[off[1] : off[2]], cut - _days(rng.integers(0, 20, n_booked)))
+    contracts = pd.DataFrame(
+        {
+            "contract_id": con_ids,
+            "account_id": acc_ids[c_acct],
+            "start_date": c_start,
+            "end_date": np.concatenate([c_end, np.full(n_ever, np.datetime64("NaT"), dtype="datetime64[D]")]),
+            "term_months": np.concatenate([c_term, np.full(n_ever, np.nan)]),
+            "status": "Activated",
+            "evergreen": np.r_[np.zeros(n_fixed, bool), np.ones(n_ever, bool)],
+            "renewal_pricing_method": np.concatenate([method, np.full(n_ever, None, dtype=object)]),
+            "renewal_uplift_rate": np.concatenate([uplift, np.full(n_ever, np.nan)]),
+            "renewed_contract_id": renewed_id,
+            "created_date": created,
+        }
+    )
 
     # Subscription rows: 1-3 per fixed-term contract (core, add-on, support; 12-month products).
     n_rows = rng.choice([1, 2, 3], n_fixed, p=[0.5, 0.3, 0.2])
@@ -166,8 +187,9 @@ def build_book(n_contracts: int = 100_000, n_accounts: int = 30_000, n_open: int
     # A renewal keeps its predecessor's lines at the predecessor's price times the method's factor.
     pred_rows = off[2] + np.arange(n_pred)
     cur_rows = off[0] + pred_of
-    factor = np.select([method[pred_rows] == "uplift", method[pred_rows] == "list"],
-                       [1 + np.nan_to_num(uplift[pred_rows]), 1.03], 1.0) * rng.normal(1.0, 0.01, n_pred)
+    factor = np.select(
+        [method[pred_rows] == "uplift", method[pred_rows] == "list"], [1 + np.nan_to_num(uplift[pred_rows]), 1.03], 1.0
+    ) * rng.normal(1.0, 0.01, n_pred)
     n_rows[pred_rows] = n_rows[cur_rows]
     qty0[pred_rows] = qty0[cur_rows]
     core_price[pred_rows] = np.round(core_price[cur_rows] / factor, 2)
@@ -179,58 +201,76 @@ def build_book(n_contracts: int = 100_000, n_accounts: int = 30_000, n_open: int
     con_of_row = np.repeat(np.arange(n_fixed), n_rows)
     k_in = np.arange(len(con_of_row)) - np.repeat(np.cumsum(n_rows) - n_rows, n_rows)
     product = np.array(["P-CORE", "P-ADDON", "P-SUPPORT"], dtype=object)[k_in]
-    unit = np.where(k_in == 0, core_price[con_of_row],
-                    np.where(k_in == 1, np.round(core_price[con_of_row] * 0.25, 2),
-                             np.round(core_price[con_of_row] * 0.15, 2)))
+    unit = np.where(
+        k_in == 0,
+        core_price[con_of_row],
+        np.where(k_in == 1, np.round(core_price[con_of_row] * 0.25, 2), np.round(core_price[con_of_row] * 0.15, 2)),
+    )
     qty = np.where(k_in == 2, 1.0, np.maximum(1.0, qty0[con_of_row] * np.where(k_in == 1, 0.5, 1.0)).round())
     prorate = c_term[con_of_row] / 12.0
     n_ev_rows = n_ever
     ev_qty = rng.integers(1, 30, n_ever).astype(float)
     ev_price = np.round(rng.uniform(10, 150, n_ever), 2)
-    subs = pd.DataFrame({
-        "subscription_id": _ids("S", len(con_of_row) + n_ev_rows),
-        "contract_id": np.concatenate([con_ids[con_of_row], con_ids[n_fixed:]]),
-        "account_id": np.concatenate([acc_ids[c_acct[con_of_row]], acc_ids[ev_acct]]),
-        "product_id": np.concatenate([product, np.full(n_ever, "P-MONTHLY", dtype=object)]),
-        "start_date": np.concatenate([c_start[con_of_row], ev_start]),
-        "end_date": np.concatenate([c_end[con_of_row], np.full(n_ever, np.datetime64("NaT"), dtype="datetime64[D]")]),
-        "quantity": np.concatenate([qty, ev_qty]),
-        "net_price": np.concatenate([np.round(unit * prorate, 2), ev_price]),
-        "prorate_multiplier": np.concatenate([prorate, np.ones(n_ever)]),
-        "terminated_date": np.concatenate([np.full(len(con_of_row), np.datetime64("NaT"), dtype="datetime64[D]"),
-                                           ev_term]),
-        "created_date": np.concatenate([created[con_of_row], created[n_fixed:]]),
-    })
-    products = pd.DataFrame({
-        "product_id": ["P-CORE", "P-ADDON", "P-SUPPORT", "P-MONTHLY"],
-        "name": ["Core platform", "Add-on", "Premium support", "Monthly plan"],
-        "family": ["Platform", "Platform", "Services", "Platform"],
-        "subscription_term_months": [12.0, 12.0, 12.0, 1.0],
-    })
+    subs = pd.DataFrame(
+        {
+            "subscription_id": _ids("S", len(con_of_row) + n_ev_rows),
+            "contract_id": np.concatenate([con_ids[con_of_row], con_ids[n_fixed:]]),
+            "account_id": np.concatenate([acc_ids[c_acct[con_of_row]], acc_ids[ev_acct]]),
+            "product_id": np.concatenate([product, np.full(n_ever, "P-MONTHLY", dtype=object)]),
+            "start_date": np.concatenate([c_start[con_of_row], ev_start]),
+            "end_date": np.concatenate(
+                [c_end[con_of_row], np.full(n_ever, np.datetime64("NaT"), dtype="datetime64[D]")]
+            ),
+            "quantity": np.concatenate([qty, ev_qty]),
+            "net_price": np.concatenate([np.round(unit * prorate, 2), ev_price]),
+            "prorate_multiplier": np.concatenate([prorate, np.ones(n_ever)]),
+            "terminated_date": np.concatenate(
+                [np.full(len(con_of_row), np.datetime64("NaT"), dtype="datetime64[D]"), ev_term]
+            ),
+            "created_date": np.concatenate([created[con_of_row], created[n_fixed:]]),
+        }
+    )
+    products = pd.DataFrame(
+        {
+            "product_id": ["P-CORE", "P-ADDON", "P-SUPPORT", "P-MONTHLY"],
+            "name": ["Core platform", "Add-on", "Premium support", "Monthly plan"],
+            "family": ["Platform", "Platform", "Services", "Platform"],
+            "subscription_term_months": [12.0, 12.0, 12.0, 1.0],
+        }
+    )
 
     # Renewal opportunities: lost for churned contracts; open quotes for some contracts ending soon.
     arr_fixed = np.bincount(con_of_row, weights=qty * unit, minlength=n_fixed)
-    ch_ids = con_ids[off[3]:off[4]]
+    ch_ids = con_ids[off[3] : off[4]]
     soon = np.setdiff1d(np.nonzero(cur_end <= cut + _days(120))[0], booked_of)
     soon = soon[rng.random(len(soon)) < 0.5]
     n_ren_lost, n_ren_open = len(ch_ids), len(soon)
     q_term = cur_term[soon]
-    ren = pd.DataFrame({
-        "opportunity_id": _ids("R", n_ren_lost + n_ren_open),
-        "account_id": acc_ids[np.concatenate([ch_acct, cur_acct[soon]])],
-        "type": "renewal",
-        "stage": np.concatenate([np.full(n_ren_lost, "Closed Lost", dtype=object),
-                                 np.full(n_ren_open, "Proposal", dtype=object)]),
-        "probability": np.r_[np.zeros(n_ren_lost), np.full(n_ren_open, 0.6)],
-        "close_date": np.concatenate([ch_end - _days(rng.integers(0, 30, n_ren_lost)), cur_end[soon]]),
-        "is_closed": np.r_[np.ones(n_ren_lost, bool), np.zeros(n_ren_open, bool)],
-        "is_won": False,
-        "amount": np.r_[arr_fixed[off[3]:off[4]] * ch_term / 12.0,
-                        np.round(arr_fixed[soon] * rng.uniform(0.95, 1.08, n_ren_open) * q_term / 12.0, 2)],
-        "renewed_contract_id": np.concatenate([ch_ids, con_ids[soon]]),
-        "created_date": np.concatenate([ch_end - _days(rng.integers(60, 120, n_ren_lost)),
-                                        np.minimum(cur_end[soon] - _days(90), cut - _days(1))]),
-    })
+    ren = pd.DataFrame(
+        {
+            "opportunity_id": _ids("R", n_ren_lost + n_ren_open),
+            "account_id": acc_ids[np.concatenate([ch_acct, cur_acct[soon]])],
+            "type": "renewal",
+            "stage": np.concatenate(
+                [np.full(n_ren_lost, "Closed Lost", dtype=object), np.full(n_ren_open, "Proposal", dtype=object)]
+            ),
+            "probability": np.r_[np.zeros(n_ren_lost), np.full(n_ren_open, 0.6)],
+            "close_date": np.concatenate([ch_end - _days(rng.integers(0, 30, n_ren_lost)), cur_end[soon]]),
+            "is_closed": np.r_[np.ones(n_ren_lost, bool), np.zeros(n_ren_open, bool)],
+            "is_won": False,
+            "amount": np.r_[
+                arr_fixed[off[3] : off[4]] * ch_term / 12.0,
+                np.round(arr_fixed[soon] * rng.uniform(0.95, 1.08, n_ren_open) * q_term / 12.0, 2),
+            ],
+            "renewed_contract_id": np.concatenate([ch_ids, con_ids[soon]]),
+            "created_date": np.concatenate(
+                [
+                    ch_end - _days(rng.integers(60, 120, n_ren_lost)),
+                    np.minimum(cur_end[soon] - _days(90), cut - _days(1)),
+                ]
+            ),
+        }
+    )
 
     # Closed new-business / upsell deals of the last 24 months, with stage history.
     n_closed = 6_000
@@ -240,13 +280,20 @@ def build_book(n_contracts: int = 100_000, n_accounts: int = 30_000, n_open: int
     won = rng.random(n_closed) < np.array([0.02, 0.08, 0.2, 0.45, 0.7])[reached]
     cl_close = cut - _days(rng.integers(0, 729, n_closed))
     cl_created = cl_close - _days(rng.integers(30, 200, n_closed))
-    closed = pd.DataFrame({
-        "opportunity_id": _ids("W", n_closed), "account_id": acc_ids[cl_acct],
-        "type": np.where(cl_nb, "new_business", "upsell").astype(object),
-        "stage": np.where(won, "Closed Won", "Closed Lost").astype(object),
-        "probability": won.astype(float), "close_date": cl_close, "is_closed": True, "is_won": won,
-        "amount": np.round(rng.uniform(2_000, 60_000, n_closed), 2), "created_date": cl_created,
-    })
+    closed = pd.DataFrame(
+        {
+            "opportunity_id": _ids("W", n_closed),
+            "account_id": acc_ids[cl_acct],
+            "type": np.where(cl_nb, "new_business", "upsell").astype(object),
+            "stage": np.where(won, "Closed Won", "Closed Lost").astype(object),
+            "probability": won.astype(float),
+            "close_date": cl_close,
+            "is_closed": True,
+            "is_won": won,
+            "amount": np.round(rng.uniform(2_000, 60_000, n_closed), 2),
+            "created_date": cl_created,
+        }
+    )
 
     # Open pipeline: stages, CRM probabilities, lines for subscription products, 12 monthly installments.
     op_nb = rng.random(n_open) < 0.5
@@ -259,31 +306,52 @@ def build_book(n_contracts: int = 100_000, n_accounts: int = 30_000, n_open: int
     line_opp = np.repeat(np.arange(n_open), n_lines)
     line_k = np.arange(len(line_opp)) - np.repeat(np.cumsum(n_lines) - n_lines, n_lines)
     l_qty = np.maximum(1.0, np.round(rng.gamma(2.0, 5.0, len(line_opp))))
-    l_unit = np.round(np.where(line_k == 0, rng.uniform(200, 1500, len(line_opp)),
-                               rng.uniform(50, 400, len(line_opp))), 2)
+    l_unit = np.round(
+        np.where(line_k == 0, rng.uniform(200, 1500, len(line_opp)), rng.uniform(50, 400, len(line_opp))), 2
+    )
     l_total = np.round(l_qty * l_unit, 2)
     l_service = op_close[line_opp] + _days(rng.integers(0, 31, len(line_opp)))
     line_ids = _ids("L", len(line_opp))
     amount = np.bincount(line_opp, weights=l_total, minlength=n_open)
-    pipe = pd.DataFrame({
-        "opportunity_id": op_ids, "account_id": acc_ids[op_acct],
-        "type": np.where(op_nb, "new_business", "upsell").astype(object),
-        "stage": np.array([s for s, _ in STAGES], dtype=object)[op_stage],
-        "probability": np.array([p for _, p in STAGES])[op_stage], "close_date": op_close,
-        "is_closed": False, "is_won": False, "amount": amount, "created_date": op_created,
-    })
-    lines = pd.DataFrame({"line_id": line_ids, "opportunity_id": op_ids[line_opp],
-                          "product_id": np.where(line_k == 0, "P-CORE", "P-ADDON").astype(object),
-                          "quantity": l_qty, "unit_price": l_unit, "total_price": l_total,
-                          "service_date": l_service})
+    pipe = pd.DataFrame(
+        {
+            "opportunity_id": op_ids,
+            "account_id": acc_ids[op_acct],
+            "type": np.where(op_nb, "new_business", "upsell").astype(object),
+            "stage": np.array([s for s, _ in STAGES], dtype=object)[op_stage],
+            "probability": np.array([p for _, p in STAGES])[op_stage],
+            "close_date": op_close,
+            "is_closed": False,
+            "is_won": False,
+            "amount": amount,
+            "created_date": op_created,
+        }
+    )
+    lines = pd.DataFrame(
+        {
+            "line_id": line_ids,
+            "opportunity_id": op_ids[line_opp],
+            "product_id": np.where(line_k == 0, "P-CORE", "P-ADDON").astype(object),
+            "quantity": l_qty,
+            "unit_price": l_unit,
+            "total_price": l_total,
+            "service_date": l_service,
+        }
+    )
     # Divide, monthly, 12 installments: 11 x the total / 12 truncated to the cent, the last the remainder.
     cents = np.round(l_total * 100).astype(np.int64)
     each = cents // 12
     inst = np.tile(np.arange(12), len(line_ids))
     sched_rev = np.where(inst == 11, np.repeat(cents - 11 * each, 12), np.repeat(each, 12)) / 100.0
-    schedules = pd.DataFrame({"schedule_id": _ids("X", 12 * len(line_ids)), "line_id": np.repeat(line_ids, 12),
-                              "schedule_date": add_months(np.repeat(l_service, 12), inst),
-                              "type": "revenue", "revenue": sched_rev})
+    schedules = pd.DataFrame(
+        {
+            "schedule_id": _ids("X", 12 * len(line_ids)),
+            "line_id": np.repeat(line_ids, 12),
+            "schedule_date": add_months(np.repeat(l_service, 12), inst),
+            "type": "revenue",
+            "revenue": sched_rev,
+        }
+    )
 
     # Stage history: one row per stage reached (closed deals end with their closing stage).
     def history(ids, created, last, reached_stage, closing_stage=None):
@@ -292,26 +360,59 @@ def build_book(n_contracts: int = 100_000, n_accounts: int = 30_000, n_open: int
         k = np.arange(len(rows)) - np.repeat(np.cumsum(n_h) - n_h, n_h)
         span = np.maximum((last - created).astype(np.int64), 1)
         when = created[rows] + _days((span[rows] * k / (n_h[rows] + 1)).astype(np.int64))
-        h = pd.DataFrame({"opportunity_id": ids[rows], "created_date": when,
-                          "stage": np.array([s for s, _ in STAGES], dtype=object)[k],
-                          "probability": np.array([p for _, p in STAGES])[k], "close_date": last[rows]})
+        h = pd.DataFrame(
+            {
+                "opportunity_id": ids[rows],
+                "created_date": when,
+                "stage": np.array([s for s, _ in STAGES], dtype=object)[k],
+                "probability": np.array([p for _, p in STAGES])[k],
+                "close_date": last[rows],
+            }
+        )
         if closing_stage is not None:
-            h = pd.concat([h, pd.DataFrame({"opportunity_id": ids, "created_date": last, "stage": closing_stage,
-                                            "probability": closing_stage == "Closed Won", "close_date": last})],
-                          ignore_index=True)
+            h = pd.concat(
+                [
+                    h,
+                    pd.DataFrame(
+                        {
+                            "opportunity_id": ids,
+                            "created_date": last,
+                            "stage": closing_stage,
+                            "probability": closing_stage == "Closed Won",
+                            "close_date": last,
+                        }
+                    ),
+                ],
+                ignore_index=True,
+            )
         return h
 
-    hist = pd.concat([
-        history(closed["opportunity_id"].to_numpy(), cl_created, cl_close, reached,
-                np.where(won, "Closed Won", "Closed Lost").astype(object)),
-        history(op_ids, op_created, np.minimum(op_close, cut), op_stage),
-    ], ignore_index=True)
+    hist = pd.concat(
+        [
+            history(
+                closed["opportunity_id"].to_numpy(),
+                cl_created,
+                cl_close,
+                reached,
+                np.where(won, "Closed Won", "Closed Lost").astype(object),
+            ),
+            history(op_ids, op_created, np.minimum(op_close, cut), op_stage),
+        ],
+        ignore_index=True,
+    )
     hist["probability"] = hist["probability"].astype(float)
 
     opps = pd.concat([ren, closed, pipe], ignore_index=True)
-    return make_book(accounts=accounts, products=products, contracts=contracts, subscriptions=subs,
-                     opportunities=opps, opportunity_lines=lines, schedules=schedules,
-                     opportunity_history=hist)
+    return make_book(
+        accounts=accounts,
+        products=products,
+        contracts=contracts,
+        subscriptions=subs,
+        opportunities=opps,
+        opportunity_lines=lines,
+        schedules=schedules,
+        opportunity_history=hist,
+    )
 
 
 def _month_frac(first: np.ndarray, last: np.ndarray, months: pd.DatetimeIndex) -> np.ndarray:
@@ -338,13 +439,16 @@ def check(book: rf.Book, fc: rf.RevenueForecast) -> list[str]:
     months = component(fc, "contracted").index
     start, end = months[0], months[-1]
     # 1. No evergreen churn: contracted == recognised revenue of everything booked, to the cent.
-    flat = rf.revenue_forecast(book, AS_OF, horizon_months=HORIZON, n_sims=20, random_state=1,
-                               evergreen_hazard=0.0, new_business=False)
+    flat = rf.revenue_forecast(
+        book, AS_OF, horizon_months=HORIZON, n_sims=20, random_state=1, evergreen_hazard=0.0, new_business=False
+    )
     ref = rf.recognized_revenue(view, start, end).set_index("month")["revenue"]
     got = component(flat, "contracted")["mean"]
     worst = float(np.max(np.abs(got.to_numpy() - ref.reindex(got.index).to_numpy())))
-    print(f"check contracted (no evergreen churn) vs recognized_revenue: {len(got)} months, "
-          f"largest difference {worst:.4f}")
+    print(
+        f"check contracted (no evergreen churn) vs recognized_revenue: {len(got)} months, "
+        f"largest difference {worst:.4f}"
+    )
     if not worst <= 0.0101:
         failures.append(f"contracted differs from recognized_revenue by {worst:.4f}")
     # 2. Timed run: between the reference without evergreen contracts and with them.
@@ -366,15 +470,24 @@ def check(book: rf.Book, fc: rf.RevenueForecast) -> list[str]:
     ren = component(fc, "renewal").iloc[:12]
     se = (ren["p90"] - ren["p10"]).to_numpy() / (2 * 1.2816) / np.sqrt(fc.n_sims)
     gap = np.abs(ren["mean"].to_numpy() - expected)
-    print(f"check first-year renewal mean vs naive expectation: largest gap {gap.max():,.2f} "
-          f"({(gap / np.maximum(se, 1e-9)).max():.2f} standard errors)")
+    print(
+        f"check first-year renewal mean vs naive expectation: largest gap {gap.max():,.2f} "
+        f"({(gap / np.maximum(se, 1e-9)).max():.2f} standard errors)"
+    )
     if not np.all(gap <= 4 * se + 0.01):
         failures.append("renewal mean is more than 4 standard errors from the naive expectation")
     return failures
 
 
-PARTS = ("booked_revenue", "renewal_stages", "pipeline_deals", "simulate_evergreen", "simulate_revenue",
-         "new_business_revenue", "_summarise")
+PARTS = (
+    "booked_revenue",
+    "renewal_stages",
+    "pipeline_deals",
+    "simulate_evergreen",
+    "simulate_revenue",
+    "new_business_revenue",
+    "_summarise",
+)
 
 
 def main() -> None:
@@ -403,6 +516,7 @@ def main() -> None:
                 return returned[name]
             finally:
                 spent[name] += time.perf_counter() - s
+
         return wrapper
 
     rss_built = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -427,26 +541,33 @@ def main() -> None:
     view = book.as_of(AS_OF)
     con = view.contracts
     live = con[con["evergreen"].fillna(False).astype(bool) | (con["end_date"] >= pd.Timestamp(AS_OF))]
-    pipe_opps = view.opportunities[~view.opportunities["is_closed"].astype(bool)
-                                   & view.opportunities["type"].isin(["new_business", "upsell"])]
+    pipe_opps = view.opportunities[
+        ~view.opportunities["is_closed"].astype(bool) & view.opportunities["type"].isin(["new_business", "upsell"])
+    ]
     ren, pip = returned.get("renewal_stages"), returned.get("pipeline_deals")
     stage_rows = f"{len(ren.probability):,}" if ren is not None else "?"
     deals = f"{len(pip.probability):,}" if pip is not None else "?"
-    print(f"book: {len(book.accounts):,} accounts; {len(book.contracts):,} contracts "
-          f"({int(con['evergreen'].sum()):,} evergreen, {len(live):,} live at {AS_OF}); "
-          f"{len(book.subscriptions):,} subscription rows; {len(book.opportunities):,} opportunities "
-          f"({len(pipe_opps):,} open deals, {len(book.opportunity_lines):,} lines, "
-          f"{len(book.schedules):,} schedule rows); {len(book.opportunity_history):,} stage-history rows; "
-          f"built in {built:.1f} s")
-    print(f"forecast: {len(fc_mod.COMPONENTS)} components x {HORIZON} months x {args.sims} simulations; "
-          f"{len(fc.renewal.contracts):,} contracts to renew, {stage_rows} renewal stage rows, "
-          f"{deals} open deals with recurring schedules; "
-          f"renewal correlation {fc.renewal.correlation:.3f}, pipeline {fc.pipeline.correlation:.3f}")
+    print(
+        f"book: {len(book.accounts):,} accounts; {len(book.contracts):,} contracts "
+        f"({int(con['evergreen'].sum()):,} evergreen, {len(live):,} live at {AS_OF}); "
+        f"{len(book.subscriptions):,} subscription rows; {len(book.opportunities):,} opportunities "
+        f"({len(pipe_opps):,} open deals, {len(book.opportunity_lines):,} lines, "
+        f"{len(book.schedules):,} schedule rows); {len(book.opportunity_history):,} stage-history rows; "
+        f"built in {built:.1f} s"
+    )
+    print(
+        f"forecast: {len(fc_mod.COMPONENTS)} components x {HORIZON} months x {args.sims} simulations; "
+        f"{len(fc.renewal.contracts):,} contracts to renew, {stage_rows} renewal stage rows, "
+        f"{deals} open deals with recurring schedules; "
+        f"renewal correlation {fc.renewal.correlation:.3f}, pipeline {fc.pipeline.correlation:.3f}"
+    )
     print(f"evergreen: {fc.evergreen}")
     print(f"renewal probability: {fc.renewal.source}")
     total = component(fc, "total")
-    print(f"total revenue, month 1: mean {total['mean'].iloc[0]:,.2f}; month {HORIZON}: mean "
-          f"{total['mean'].iloc[-1]:,.2f} (P10 {total['p10'].iloc[-1]:,.2f}, P90 {total['p90'].iloc[-1]:,.2f})")
+    print(
+        f"total revenue, month 1: mean {total['mean'].iloc[0]:,.2f}; month {HORIZON}: mean "
+        f"{total['mean'].iloc[-1]:,.2f} (P10 {total['p10'].iloc[-1]:,.2f}, P90 {total['p90'].iloc[-1]:,.2f})"
+    )
     for name, ts in parts.items():
         print(f"  {name:<36} median {statistics.median(ts):7.2f} s")
     print(f"runs: {', '.join(f'{t:.2f}' for t in runs)}")

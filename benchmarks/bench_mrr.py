@@ -24,7 +24,7 @@ import pandas as pd
 import renewforecast as rf
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _ledger import ledger_book  # noqa: E402
+from _ledger import ledger_book
 
 SQL = """
 WITH s AS (
@@ -61,8 +61,9 @@ def main() -> None:
     con = duckdb.connect()
     con.execute("SET threads TO 2")
     # DuckDB gets its own tables, loaded before timing, as it would hold them.
-    subs = book.subscriptions.astype({c: object for c in ("subscription_id", "account_id", "product_id",
-                                                           "revised_subscription_id")})
+    subs = book.subscriptions.astype(
+        dict.fromkeys(("subscription_id", "account_id", "product_id", "revised_subscription_id"), object)
+    )
     con.register("subs_df", subs)
     con.execute("CREATE TABLE subs AS SELECT * FROM subs_df")
     products_df = book.products[["product_id", "subscription_term_months"]].astype({"product_id": object})
@@ -88,8 +89,10 @@ def main() -> None:
     worst = float(np.max(np.abs(a.to_numpy() - b.to_numpy())))
     assert worst < 0.005, f"MRR differs by {worst}"
     med_ours, med_duck = statistics.median(ours_t), statistics.median(duck_t)
-    print(f"ledger rows: {len(book.subscriptions):,}; result rows: {len(a):,}; total MRR last month "
-          f"{a.xs(pd.Timestamp(end)).sum():,.2f}; largest difference {worst:.2e}")
+    print(
+        f"ledger rows: {len(book.subscriptions):,}; result rows: {len(a):,}; total MRR last month "
+        f"{a.xs(pd.Timestamp(end)).sum():,.2f}; largest difference {worst:.2e}"
+    )
     print(f"renewforecast median {med_ours:.3f} s  (runs: {', '.join(f'{t:.3f}' for t in ours_t)})")
     print(f"duckdb        median {med_duck:.3f} s  (runs: {', '.join(f'{t:.3f}' for t in duck_t)})")
     print(f"mrr_vs_duckdb {med_ours / med_duck:.3f}")

@@ -48,8 +48,11 @@ def _same(a: dict, b: dict) -> list[str]:
     for name in sorted(set(a) | set(b)):
         for key in sorted(set(a.get(name, {})) | set(b.get(name, {}))):
             x, y = a.get(name, {}).get(key), b.get(name, {}).get(key)
-            same = (x == y) or (isinstance(x, float) and isinstance(y, float)
-                                and (math.isclose(x, y, rel_tol=1e-9, abs_tol=1e-9) or (math.isnan(x) and math.isnan(y))))
+            same = (x == y) or (
+                isinstance(x, float)
+                and isinstance(y, float)
+                and (math.isclose(x, y, rel_tol=1e-9, abs_tol=1e-9) or (math.isnan(x) and math.isnan(y)))
+            )
             if not same:
                 diffs.append(f"{name}.{key}: {y} before, {x} now")
     return diffs
@@ -83,8 +86,11 @@ def main() -> None:
 
     demo = work / "demo"
     if not (demo / "Contract.csv").exists():
-        _run([py, "-m", "renewforecast", "demo-data", str(demo), "--accounts", str(args.accounts), "--seed", "7"],
-             pythonpath=ours_src, cwd=work)
+        _run(
+            [py, "-m", "renewforecast", "demo-data", str(demo), "--accounts", str(args.accounts), "--seed", "7"],
+            pythonpath=ours_src,
+            cwd=work,
+        )
     # Each version trains its own model: a saved model names its classes by
     # module, and the modules moved in between.
     models = {"before": work / "models-before", "ours": work / "models"}
@@ -99,23 +105,31 @@ def main() -> None:
         for label, src in (("before", before / "src"), ("ours", ours_src)):
             out = work / f"reports-{label}"
             env = {"RENEWFORECAST_NOTEBOOKS": str(before / "notebooks")} if label == "before" else {}
-            seconds, stderr = _run([py, "-m", "renewforecast", "report", str(demo), "--out", str(out),
-                                    "--model", str(models[label])], pythonpath=src, cwd=work, env_extra=env)
+            seconds, stderr = _run(
+                [py, "-m", "renewforecast", "report", str(demo), "--out", str(out), "--model", str(models[label])],
+                pythonpath=src,
+                cwd=work,
+                env_extra=env,
+            )
             run = (out / "latest").resolve()
             runs[label] = run
             times[label].append(seconds)
             notebooks[label].append(json.loads((run / "run.json").read_text(encoding="utf-8"))["durations"])
             noise = [line for line in stderr.splitlines() if line.strip()]
-            print(f"run {i + 1} {label:<6} {seconds:7.1f} s; stderr lines: {len(noise)}"
-                  + (f" (first: {noise[0][:100]})" if noise else ""))
+            print(
+                f"run {i + 1} {label:<6} {seconds:7.1f} s; stderr lines: {len(noise)}"
+                + (f" (first: {noise[0][:100]})" if noise else "")
+            )
 
     diffs = _same(_figures(runs["ours"]), _figures(runs["before"]))
     if diffs:
         sys.exit("the headline figures differ:\n  " + "\n  ".join(diffs))
     if _index_text_figures(runs["ours"]) != _index_text_figures(runs["before"]):
         sys.exit("the index pages show different figures")
-    print(f"headline figures identical ({sum(len(v) for v in _figures(runs['ours']).values())} figures, "
-          "run.json and index.html)")
+    print(
+        f"headline figures identical ({sum(len(v) for v in _figures(runs['ours']).values())} figures, "
+        "run.json and index.html)"
+    )
 
     print(f"{'notebook':<22}{'before s':>10}{'ours s':>10}")
     for name in notebooks["ours"][0]:

@@ -71,16 +71,17 @@ def make_lines(n: int, seed: int = 20240131) -> pd.DataFrame:
     day = np.where(rng.random(n) < 1 / 3, month_end, rng.integers(1, dim + 1))
     start = first + (day - 1).astype("timedelta64[D]")
     types = np.array(["Divide", "Repeat", "divide", "repeat"], dtype=object)
-    periods = np.array(["Daily", "Weekly", "Monthly", "Quarterly", "Yearly", "monthly"],
-                       dtype=object)
-    return pd.DataFrame({
-        "line_id": np.array([f"L{i:07d}" for i in range(1, n + 1)], dtype=object),
-        "amount": cents / 100.0,
-        "start_date": start.astype("datetime64[ns]"),
-        "schedule_type": types[rng.choice(4, n, p=[0.55, 0.35, 0.05, 0.05])],
-        "period": periods[rng.choice(6, n, p=[0.1, 0.15, 0.4, 0.2, 0.1, 0.05])],
-        "installments": rng.integers(1, 37, n),
-    })
+    periods = np.array(["Daily", "Weekly", "Monthly", "Quarterly", "Yearly", "monthly"], dtype=object)
+    return pd.DataFrame(
+        {
+            "line_id": np.array([f"L{i:07d}" for i in range(1, n + 1)], dtype=object),
+            "amount": cents / 100.0,
+            "start_date": start.astype("datetime64[ns]"),
+            "schedule_type": types[rng.choice(4, n, p=[0.55, 0.35, 0.05, 0.05])],
+            "period": periods[rng.choice(6, n, p=[0.1, 0.15, 0.4, 0.2, 0.1, 0.05])],
+            "installments": rng.integers(1, 37, n),
+        }
+    )
 
 
 def _cents(revenue: pd.Series) -> np.ndarray:
@@ -106,13 +107,15 @@ def check_agree(lines: pd.DataFrame, ours: pd.DataFrame, duck: pd.DataFrame) -> 
     b_day = duck["schedule_date"].to_numpy().astype("datetime64[D]")[b]
     if not np.array_equal(a_day, b_day):
         i = int(np.flatnonzero(a_day != b_day)[0])
-        raise AssertionError(f"dates differ: line {a_line[a][i]}, installment "
-                             f"{a_inst[i]}: ours {a_day[i]}, DuckDB {b_day[i]}")
+        raise AssertionError(
+            f"dates differ: line {a_line[a][i]}, installment {a_inst[i]}: ours {a_day[i]}, DuckDB {b_day[i]}"
+        )
     a_c, b_c = _cents(ours["revenue"])[a], _cents(duck["revenue"])[b]
     if not np.array_equal(a_c, b_c):
         i = int(np.flatnonzero(a_c != b_c)[0])
-        raise AssertionError(f"revenue differs: line {a_line[a][i]}, installment "
-                             f"{a_inst[i]}: ours {a_c[i]} c, DuckDB {b_c[i]} c")
+        raise AssertionError(
+            f"revenue differs: line {a_line[a][i]}, installment {a_inst[i]}: ours {a_c[i]} c, DuckDB {b_c[i]} c"
+        )
 
 
 def main() -> None:
@@ -156,12 +159,14 @@ def main() -> None:
     med_ours, med_duck = statistics.median(ours_t), statistics.median(duck_t)
     runs_ours = ", ".join(f"{t:.3f}" for t in ours_t)
     runs_duck = ", ".join(f"{t:.3f}" for t in duck_t)
-    print(f"lines: {len(lines):,}; installments: {len(ours):,}; "  # noqa: T201
-          f"total revenue {total:,.2f}; DuckDB threads {threads}; "
-          f"peak RSS {peak:,.0f} MiB")
-    print(f"renewforecast median {med_ours:.3f} s  (runs: {runs_ours})")  # noqa: T201
-    print(f"duckdb        median {med_duck:.3f} s  (runs: {runs_duck})")  # noqa: T201
-    print(f"schedules_vs_duckdb {med_ours / med_duck:.3f}")  # noqa: T201
+    print(
+        f"lines: {len(lines):,}; installments: {len(ours):,}; "
+        f"total revenue {total:,.2f}; DuckDB threads {threads}; "
+        f"peak RSS {peak:,.0f} MiB"
+    )
+    print(f"renewforecast median {med_ours:.3f} s  (runs: {runs_ours})")
+    print(f"duckdb        median {med_duck:.3f} s  (runs: {runs_duck})")
+    print(f"schedules_vs_duckdb {med_ours / med_duck:.3f}")
 
 
 if __name__ == "__main__":

@@ -55,8 +55,7 @@ def main() -> None:
     assert np.array_equal(scores["renewal_probability"].to_numpy(), bare), "probabilities differ"
     assert scores["reason_3"].notna().all()
     med_ours, med_bare = statistics.median(ours_t), statistics.median(bare_t)
-    print(f"contracts: {len(features):,}; features: {len(model.feature_names_in_)}; "
-          f"trained on {len(X):,} decisions")
+    print(f"contracts: {len(features):,}; features: {len(model.feature_names_in_)}; trained on {len(X):,} decisions")
     print(f"score_contracts median {med_ours:.2f} s  (runs: {', '.join(f'{t:.2f}' for t in ours_t)})")
     print(f"bare predict_proba median {med_bare:.2f} s  (runs: {', '.join(f'{t:.2f}' for t in bare_t)})")
     print(f"scoring_overhead {med_ours / med_bare:.3f}")

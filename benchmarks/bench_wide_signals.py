@@ -101,14 +101,21 @@ def check_memory(rows: int, width: int) -> None:
     need = rows * width * 70
     avail = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     if need > 0.6 * avail:
-        sys.exit(f"refused: {rows:,} signal rows x {width:,} columns needs about {need / 2**30:.0f} GiB "
-                 f"while loading; {avail / 2**30:.0f} GiB is free. Use fewer --accounts or a smaller --width.")
+        sys.exit(
+            f"refused: {rows:,} signal rows x {width:,} columns needs about {need / 2**30:.0f} GiB "
+            f"while loading; {avail / 2**30:.0f} GiB is free. Use fewer --accounts or a smaller --width."
+        )
 
 
 def run_pipeline(folder: Path, model_dir: Path, as_of: str, src: Path | None = None) -> dict:
     env = dict(os.environ, PYTHONPATH=str(src or ROOT / "src"))
-    out = subprocess.run([sys.executable, "-c", PIPELINE, str(folder), str(model_dir), as_of],
-                         env=env, capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", PIPELINE, str(folder), str(model_dir), as_of],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -137,8 +144,11 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bench_wide_"))
     if args.data:
         narrow_dir = args.data
-        as_of = next(line.split("export_date=")[1].split()[0]
-                     for line in (narrow_dir / "README.txt").read_text().splitlines() if "export_date=" in line)
+        as_of = next(
+            line.split("export_date=")[1].split()[0]
+            for line in (narrow_dir / "README.txt").read_text().splitlines()
+            if "export_date=" in line
+        )
     else:
         org = rf.write_demo_org(tmp / "narrow", accounts=args.accounts, seed=7)
         narrow_dir, as_of = Path(org.path), str(pd.Timestamp(org.as_of).date())
@@ -166,8 +176,7 @@ def main() -> None:
             scores = rf.score_contracts(book, model=model, as_of=as_of, scored_at="2026-01-01T00:00:00Z")
         t3 = time.perf_counter()
         parts.update(load=t1 - t0, features=t2 - t1, score=t3 - t2)
-        return parts, features, scores, [str(w.message) for w in caught
-                                         if w.category is UnusedSignalsWarning]
+        return parts, features, scores, [str(w.message) for w in caught if w.category is UnusedSignalsWarning]
 
     runs = {"narrow": [], "wide": []}
     results = {}
@@ -198,32 +207,44 @@ def main() -> None:
     def total(name):
         return statistics.median(sum(r.values()) for r in runs[name])
 
-    print(f"export: {narrow_dir} ({rows:,} signal rows, {len(f_narrow):,} contracts scored as of {as_of}); "
-          f"model trained on {len(X):,} decisions with {len(model.feature_names_in_)} features")
+    print(
+        f"export: {narrow_dir} ({rows:,} signal rows, {len(f_narrow):,} contracts scored as of {as_of}); "
+        f"model trained on {len(X):,} decisions with {len(model.feature_names_in_)} features"
+    )
     print(f"width: {args.width:,} extra signal columns; wide features {f_wide.shape[1]:,} columns")
     for name in ("narrow", "wide"):
-        print(f"{name:>6}: load {med(name, 'load'):.2f} s, features {med(name, 'features'):.2f} s, "
-              f"score {med(name, 'score'):.2f} s; total median {total(name):.2f} s "
-              f"(runs: {', '.join(f'{sum(r.values()):.2f}' for r in runs[name])})")
+        print(
+            f"{name:>6}: load {med(name, 'load'):.2f} s, features {med(name, 'features'):.2f} s, "
+            f"score {med(name, 'score'):.2f} s; total median {total(name):.2f} s "
+            f"(runs: {', '.join(f'{sum(r.values()):.2f}' for r in runs[name])})"
+        )
     print("answer checks: " + ("passed" if ok else "FAILED"))
 
     if args.before:
         old_src = tmp / "before"
         old_src.mkdir()
-        archive = subprocess.run(["git", "-C", str(ROOT), "archive", args.before, "src"],
-                                 capture_output=True, check=True).stdout
+        archive = subprocess.run(
+            ["git", "-C", str(ROOT), "archive", args.before, "src"], capture_output=True, check=True
+        ).stdout
         subprocess.run(["tar", "-x", "-C", str(old_src)], input=archive, check=True)
-        before_dir = wide_dir if args.before_width == args.width else widen(narrow_dir, tmp / "wide_before",
-                                                                             args.before_width)
+        before_dir = (
+            wide_dir if args.before_width == args.width else widen(narrow_dir, tmp / "wide_before", args.before_width)
+        )
         old = run_pipeline(before_dir, model_dir, as_of, old_src / "src")
         new = run_pipeline(before_dir, model_dir, as_of)
         old_t, new_t = old["load"] + old["features"] + old["score"], new["load"] + new["features"] + new["score"]
-        print(f"before ({args.before}) at {args.before_width:,} columns: load {old['load']:.2f} s, features "
-              f"{old['features']:.2f} s, score {old['score']:.2f} s, total {old_t:.2f} s; warnings {old['warnings']}")
-        print(f"after at {args.before_width:,} columns: load {new['load']:.2f} s, features {new['features']:.2f} s, "
-              f"score {new['score']:.2f} s, total {new_t:.2f} s; warnings {new['warnings']}")
-        print(f"speedup_at_{args.before_width}_columns {old_t / new_t:.2f} (features alone "
-              f"{old['features'] / new['features']:.1f}x, score alone {old['score'] / new['score']:.1f}x)")
+        print(
+            f"before ({args.before}) at {args.before_width:,} columns: load {old['load']:.2f} s, features "
+            f"{old['features']:.2f} s, score {old['score']:.2f} s, total {old_t:.2f} s; warnings {old['warnings']}"
+        )
+        print(
+            f"after at {args.before_width:,} columns: load {new['load']:.2f} s, features {new['features']:.2f} s, "
+            f"score {new['score']:.2f} s, total {new_t:.2f} s; warnings {new['warnings']}"
+        )
+        print(
+            f"speedup_at_{args.before_width}_columns {old_t / new_t:.2f} (features alone "
+            f"{old['features'] / new['features']:.1f}x, score alone {old['score'] / new['score']:.1f}x)"
+        )
 
     wide_total = total("wide")
     print(f"wide_over_narrow {wide_total / total('narrow'):.2f}")

@@ -66,8 +66,12 @@ def make_book(**tables: pd.DataFrame) -> rf.Book:
     return rf.Book(**full)
 
 
-PAYLOADS = ("<script>alert('rf-xss')</script>", "<img src=x onerror=alert('rf-xss')>",
-            "javascript:alert('rf-xss')", "\"><svg onload=alert('rf-xss')>")
+PAYLOADS = (
+    "<script>alert('rf-xss')</script>",
+    "<img src=x onerror=alert('rf-xss')>",
+    "javascript:alert('rf-xss')",
+    "\"><svg onload=alert('rf-xss')>",
+)
 
 
 def poison(folder: Path) -> None:
@@ -105,7 +109,8 @@ def hostile_report(demo_org, tmp_path_factory) -> Path:
     trained = CliRunner().invoke(main, ["train", str(org), "--out", str(models), "--as-of", "2026-06-30"])
     assert trained.exit_code == 0, trained.output
     out = base / "reports"
-    result = CliRunner().invoke(main, ["report", str(org), "--out", str(out), "--as-of", "2026-06-30",
-                                       "--model", str(models)])
+    result = CliRunner().invoke(
+        main, ["report", str(org), "--out", str(out), "--as-of", "2026-06-30", "--model", str(models)]
+    )
     assert result.exit_code == 0, result.output
     return (out / "latest").resolve()

@@ -61,11 +61,21 @@ def test_as_of_reopens_opportunities_closed_later(demo_book):
 
 
 def test_as_of_without_history_hides_the_outcome():
-    opps = pd.DataFrame({
-        "opportunity_id": ["o1"], "account_id": ["a1"], "type": ["renewal"], "stage": ["Closed Won"],
-        "probability": [1.0], "close_date": [pd.Timestamp("2024-05-01")], "is_closed": [True],
-        "is_won": [True], "amount": [100.0], "forecast_category": ["Closed"],
-        "created_date": [pd.Timestamp("2024-01-01")]})
+    opps = pd.DataFrame(
+        {
+            "opportunity_id": ["o1"],
+            "account_id": ["a1"],
+            "type": ["renewal"],
+            "stage": ["Closed Won"],
+            "probability": [1.0],
+            "close_date": [pd.Timestamp("2024-05-01")],
+            "is_closed": [True],
+            "is_won": [True],
+            "amount": [100.0],
+            "forecast_category": ["Closed"],
+            "created_date": [pd.Timestamp("2024-01-01")],
+        }
+    )
     accounts = pd.DataFrame({"account_id": ["a1"], "created_date": [pd.Timestamp("2023-01-01")]})
     from _support import make_book
 
@@ -77,7 +87,9 @@ def test_as_of_without_history_hides_the_outcome():
 def test_resolve_as_of_defaults_to_the_export_date(demo_org, demo_book):
     end = demo_book.resolve_as_of(None)
     assert end <= demo_org.as_of
-    assert end == max(demo_book.tables[t]["created_date"].max()
-                      for t in ("accounts", "contracts", "subscriptions", "opportunities", "opportunity_history"))
+    assert end == max(
+        demo_book.tables[t]["created_date"].max()
+        for t in ("accounts", "contracts", "subscriptions", "opportunities", "opportunity_history")
+    )
     assert demo_book.resolve_as_of("2025-01-31") == pd.Timestamp("2025-01-31")
     assert rf.Book.empty().as_of("2024-01-01").resolve_as_of(None) == pd.Timestamp("2024-01-01")

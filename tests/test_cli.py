@@ -6,11 +6,10 @@ import subprocess
 import sys
 
 import pandas as pd
-
 from click.testing import CliRunner
 
-from _support import edit_sf
 import renewforecast as rf
+from _support import edit_sf
 from renewforecast.cli import main
 
 
@@ -64,14 +63,37 @@ def test_python_dash_m_works():
 
 def test_forecast_writes_a_tidy_csv_and_refuses_bad_options(demo_org, tmp_path):
     out = tmp_path / "forecast.csv"
-    result = CliRunner().invoke(main, ["forecast", str(demo_org.path), "--as-of", "2026-06-30", "--horizon", "6",
-                                       "--by", "segment", "--sims", "50", "--out", str(out)])
+    result = CliRunner().invoke(
+        main,
+        [
+            "forecast",
+            str(demo_org.path),
+            "--as-of",
+            "2026-06-30",
+            "--horizon",
+            "6",
+            "--by",
+            "segment",
+            "--sims",
+            "50",
+            "--out",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output
     table = pd.read_csv(out)
     assert table.columns.tolist() == ["scenario", "month", "group", "component", "mean", "p10", "p50", "p90"]
-    assert sorted(table["month"].unique()) == ["2026-07-31", "2026-08-31", "2026-09-30", "2026-10-31",
-                                               "2026-11-30", "2026-12-31"]
-    assert {"total", "contracted", "one_time", "usage", "renewal", "pipeline", "new_business"} == set(table["component"])
+    assert sorted(table["month"].unique()) == [
+        "2026-07-31",
+        "2026-08-31",
+        "2026-09-30",
+        "2026-10-31",
+        "2026-11-30",
+        "2026-12-31",
+    ]
+    assert {"total", "contracted", "one_time", "usage", "renewal", "pipeline", "new_business"} == set(
+        table["component"]
+    )
     assert "Wrote" in result.output
     before = out.read_bytes()
     bad = CliRunner().invoke(main, ["forecast", str(demo_org.path), "--by", "colour", "--out", str(out)])
@@ -107,8 +129,9 @@ def test_report_parameters_are_checked_before_any_kernel_starts(demo_org, tmp_pa
         assert result.exit_code == 2, (args, result.output)
         assert message in result.output, (args, result.output)
     # every problem at once
-    both = CliRunner().invoke(main, ["report", str(demo_org.path), "--out", str(out), "-p", "colour=1",
-                                     "-p", "n_sims=1.5"])
+    both = CliRunner().invoke(
+        main, ["report", str(demo_org.path), "--out", str(out), "-p", "colour=1", "-p", "n_sims=1.5"]
+    )
     assert both.exit_code == 2 and "colour" in both.output and "n_sims" in both.output
     assert not out.exists()  # nothing was run, nothing published
 
@@ -123,13 +146,30 @@ def test_report_passes_checked_parameters_to_the_run(demo_org, tmp_path, monkeyp
         return tmp_path / "run"
 
     monkeypatch.setattr(reporting, "run_reports", fake_run)
-    result = CliRunner().invoke(main, ["report", str(demo_org.path), "--out", str(tmp_path / "r"), "--as-of",
-                                       "2026-06-30", "-p", "horizon_months=6", "-p", "by=region",
-                                       "-p", "discount_rate=0.08"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "report",
+            str(demo_org.path),
+            "--out",
+            str(tmp_path / "r"),
+            "--as-of",
+            "2026-06-30",
+            "-p",
+            "horizon_months=6",
+            "-p",
+            "by=region",
+            "-p",
+            "discount_rate=0.08",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert seen["as_of"] == "2026-06-30"
     assert {k: seen["parameters"][k] for k in ("horizon_months", "by", "discount_rate")} == {
-        "horizon_months": 6, "by": "region", "discount_rate": 0.08}
+        "horizon_months": 6,
+        "by": "region",
+        "discount_rate": 0.08,
+    }
     # The Book the command read for its checks is the run's: the export is read once.
     assert seen["book"].fingerprint == rf.load_book(demo_org.path).fingerprint
     assert seen["notebooks_dir"] is None
@@ -158,8 +198,19 @@ def test_notebooks_copy_gives_a_team_its_own_reports(demo_org, tmp_path, monkeyp
 
     seen = {}
     monkeypatch.setattr(reporting, "run_reports", lambda directory, **kw: seen.update(kw) or tmp_path / "run")
-    result = CliRunner().invoke(main, ["report", str(demo_org.path), "--out", str(tmp_path / "r"),
-                                       "--notebooks", str(dest), "--notebook", templates[1].stem])
+    result = CliRunner().invoke(
+        main,
+        [
+            "report",
+            str(demo_org.path),
+            "--out",
+            str(tmp_path / "r"),
+            "--notebooks",
+            str(dest),
+            "--notebook",
+            templates[1].stem,
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert seen["notebooks_dir"] == str(dest) and seen["notebooks"] == [templates[1].stem]
     refused = CliRunner().invoke(main, ["report", str(demo_org.path), "-p", "snapshot=/tmp/x"])

@@ -42,7 +42,7 @@ def big(tmp_path_factory):
 
 
 def test_demo_covers_the_cpq_cases(big):
-    org, book = big
+    _org, book = big
     subs, con, opps = book.subscriptions, book.contracts, book.opportunities
     assert set(book.accounts["segment"].dropna()) == {"SMB", "Mid-Market", "Enterprise", "Government"}
     assert {12.0, 24.0, 36.0} <= set(con["term_months"])
@@ -64,8 +64,11 @@ def test_demo_covers_the_cpq_cases(big):
     assert len(pair) > 0
     # add product co-terminated with its contract
     ends = subs["contract_id"].map(con.set_index("contract_id")["end_date"])
-    added = subs[(subs["start_date"] > subs["contract_id"].map(con.set_index("contract_id")["start_date"]))
-                 & subs["revised_subscription_id"].isna() & (subs["quantity"] > 0)]
+    added = subs[
+        (subs["start_date"] > subs["contract_id"].map(con.set_index("contract_id")["start_date"]))
+        & subs["revised_subscription_id"].isna()
+        & (subs["quantity"] > 0)
+    ]
     assert len(added) and (added["end_date"] == ends[added.index]).all()
     # MDQ ramps: one row per segment, growing segment quantity
     mdq = subs[subs["segment_index"].notna()].sort_values(["contract_id", "segment_index"])
@@ -88,10 +91,14 @@ def test_demo_covers_the_cpq_cases(big):
 def test_demo_schedules_use_divide_and_repeat(big):
     _, book = big
     rows = book.schedules.merge(book.opportunity_lines, on="line_id", suffixes=("", "_line"))
-    per_line = rows.groupby("line_id").agg(n=("revenue", "size"), total=("revenue", "sum"),
-                                           first=("revenue", "first"), last=("revenue", "last"),
-                                           line_total=("total_price", "first"),
-                                           dates=("schedule_date", lambda d: d.diff().dt.days.median() if len(d) > 1 else np.nan))
+    per_line = rows.groupby("line_id").agg(
+        n=("revenue", "size"),
+        total=("revenue", "sum"),
+        first=("revenue", "first"),
+        last=("revenue", "last"),
+        line_total=("total_price", "first"),
+        dates=("schedule_date", lambda d: d.diff().dt.days.median() if len(d) > 1 else np.nan),
+    )
     ok = (per_line["total"] - per_line["line_total"]).abs() < 0.005
     per_line = per_line[ok]
     assert (per_line["n"] > 1).any() and (per_line["n"] == 1).any()
@@ -117,15 +124,19 @@ def test_truth_file_matches_outcomes_and_is_not_read(big, tmp_path):
     lo = decided[decided["true_probability"] <= decided["true_probability"].median()]["renewed"].mean()
     assert hi > lo
     assert (org.path / "truth" / "renewal_truth.csv").exists()
-    (org.path / "truth" / "renewal_truth.csv").write_text("garbage,\n\"unterminated")
+    (org.path / "truth" / "renewal_truth.csv").write_text('garbage,\n"unterminated')
     assert rf.load_book(org.path).fingerprint == book.fingerprint
 
 
 def test_ids_are_valid_salesforce_ids(big):
     _, book = big
     pattern = r"^[a-zA-Z0-9]{15}[A-Z0-5]{3}$"
-    for name, key in (("accounts", "account_id"), ("contracts", "contract_id"),
-                      ("subscriptions", "subscription_id"), ("schedules", "schedule_id")):
+    for name, key in (
+        ("accounts", "account_id"),
+        ("contracts", "contract_id"),
+        ("subscriptions", "subscription_id"),
+        ("schedules", "schedule_id"),
+    ):
         assert book.tables[name][key].str.match(pattern).all(), name
 
 
@@ -136,7 +147,7 @@ def test_salesforce_id_checksum():
     ident = sf_id("account", 123456)
     body = ident[:15]
     for i, ch in enumerate(ident[15:]):
-        chunk = body[i * 5:(i + 1) * 5]
+        chunk = body[i * 5 : (i + 1) * 5]
         flags = sum(1 << j for j, c in enumerate(chunk) if c.isupper())
         assert ch == "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"[flags]
     assert list(sf_ids("account", 123456, 3)) == [sf_id("account", n) for n in (123456, 123457, 123458)]

@@ -10,8 +10,11 @@ import pytest
 
 import renewforecast
 
-MODULES = sorted(m.name for m in pkgutil.walk_packages(renewforecast.__path__, "renewforecast.")
-                 if m.name not in ("renewforecast.__main__",))
+MODULES = sorted(
+    m.name
+    for m in pkgutil.walk_packages(renewforecast.__path__, "renewforecast.")
+    if m.name not in ("renewforecast.__main__",)
+)
 
 
 @pytest.mark.parametrize("name", MODULES)

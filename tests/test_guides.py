@@ -58,8 +58,12 @@ def test_every_code_block_of_the_guide_runs(guide, demo_org, trained, tmp_path, 
     shutil.copytree(demo_org.path, checkout / "data" / "demo")
     shutil.copytree(trained, checkout / "models" / "renewal", symlinks=True)
     (checkout / ".venv").symlink_to(Path(sys.executable).parents[1], target_is_directory=True)
-    env = {**os.environ, "HOME": str(home), "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "MPLBACKEND": "Agg"}
+    env = {
+        **os.environ,
+        "HOME": str(home),
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "MPLBACKEND": "Agg",
+    }
     monkeypatch.chdir(checkout)
     namespace: dict = {"__name__": "guide"}
     for number, (lang, info, code) in enumerate(blocks(guide), start=1):
@@ -69,7 +73,7 @@ def test_every_code_block_of_the_guide_runs(guide, demo_org, trained, tmp_path, 
             if title:
                 (checkout / title.group(1)).write_text(code, encoding="utf-8")
                 continue
-            exec(compile(code, where, "exec"), namespace)  # noqa: S102 - the guide's own code
+            exec(compile(code, where, "exec"), namespace)
         elif lang in ("bash", "cron"):
             if lang == "cron":
                 lines = [ln for ln in code.splitlines() if ln.strip() and not ln.startswith("#")]
@@ -77,8 +81,14 @@ def test_every_code_block_of_the_guide_runs(guide, demo_org, trained, tmp_path, 
             else:
                 commands = [code]
             for command in commands:
-                done = subprocess.run(["bash", "-euo", "pipefail", "-c", command], cwd=checkout, env=env,
-                                      capture_output=True, text=True, timeout=900)
+                done = subprocess.run(
+                    ["bash", "-euo", "pipefail", "-c", command],
+                    cwd=checkout,
+                    env=env,
+                    capture_output=True,
+                    text=True,
+                    timeout=900,
+                )
                 assert done.returncode == 0, f"{where} exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
 
 

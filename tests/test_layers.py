@@ -33,7 +33,7 @@ PRIVATE_IMPORTS_ALLOWED: dict[tuple[str, str], set[str]] = {}
 #: Modules whose functions may import renewforecast, and why.
 FUNCTION_IMPORTS_ALLOWED = {
     "renewforecast.cli": "each command imports the engines it runs when it runs, so `renewforecast --help` "
-                         "and a failing argument check answer at once, and only `report` loads papermill",
+    "and a failing argument check answer at once, and only `report` loads papermill",
 }
 
 
@@ -123,8 +123,14 @@ def _problems(path: Path, src: Path = SRC) -> list[str]:
     for imported, names, line, in_function in _imports(path, src):
         # (a) private names and private modules of others
         if imported != importer:
-            allowed = next((v for (who, whom), v in PRIVATE_IMPORTS_ALLOWED.items()
-                            if (importer == who or importer.startswith(who + ".")) and imported == whom), set())
+            allowed = next(
+                (
+                    v
+                    for (who, whom), v in PRIVATE_IMPORTS_ALLOWED.items()
+                    if (importer == who or importer.startswith(who + ".")) and imported == whom
+                ),
+                set(),
+            )
             for name in names:
                 if name.startswith("_") and name not in allowed:
                     found.append(f"{where}:{line}: imports the private name {name} of {imported}")

@@ -17,17 +17,8 @@ import logging
 from importlib.metadata import PackageNotFoundError, version
 
 from renewforecast import _moved
-from renewforecast.book import Book
-from renewforecast.demo import DemoOrg, write_demo_org
-from renewforecast.exceptions import (
-    BookValidationError,
-    Problem,
-    RenewForecastError,
-    ReportRunError,
-)
-from renewforecast.models.evaluation import RenewalEvaluation, evaluate_renewal_model
 from renewforecast.analyses.backtest import ForecastBacktest, backtest_forecast, backtest_origins
-from renewforecast.models.features import renewal_features, renewal_training_set
+from renewforecast.analyses.cohorts import annual_cohorts, customer_lifetimes
 from renewforecast.analyses.forecast import (
     COMPONENTS,
     RevenueForecast,
@@ -35,6 +26,39 @@ from renewforecast.analyses.forecast import (
     forecast_scenario_table,
     revenue_forecast,
 )
+from renewforecast.analyses.saas_metrics import (
+    cohort_retention,
+    renewal_kpis,
+    renewal_worklist,
+    retention_kpis,
+)
+from renewforecast.analyses.scoring import score_contracts, write_crm_upsert
+from renewforecast.analyses.unit_economics import cac, gross_margin, ltv, ltv_cac
+from renewforecast.book import Book
+from renewforecast.dates import last_month_end
+from renewforecast.demo import DemoOrg, write_demo_org
+from renewforecast.exceptions import (
+    BookValidationError,
+    Problem,
+    RenewForecastError,
+    ReportRunError,
+)
+from renewforecast.io.canonical import write_canonical
+from renewforecast.io.loader import load_book
+from renewforecast.ledger.hierarchy import ultimate_parents
+from renewforecast.ledger.mrr import mrr_movements, mrr_table
+from renewforecast.ledger.recognition import recognized_revenue
+from renewforecast.ledger.renewals import renewal_decisions
+from renewforecast.ledger.schedules import establish_schedule, expand_schedules, line_schedules, reconcile_schedules
+from renewforecast.ledger.set_aside import quarantine_report, set_aside_summary
+from renewforecast.ledger.valuation import arr_on, row_amounts
+from renewforecast.models.evaluation import RenewalEvaluation, evaluate_renewal_model
+from renewforecast.models.features import renewal_features, renewal_training_set
+from renewforecast.models.registry import ModelRefused, load_model, save_model
+from renewforecast.models.renewal import RenewalModel
+from renewforecast.models.sbg import ShiftedBetaGeometric
+from renewforecast.models.survival import ExtrapolationWarning, SurvivalDataError, SurvivalModel
+from renewforecast.reports.formatting import format_value
 from renewforecast.reports.headline import (
     Headline,
     data_headline,
@@ -43,31 +67,7 @@ from renewforecast.reports.headline import (
     risk_headline,
     unit_economics_headline,
 )
-from renewforecast.io.canonical import write_canonical
-from renewforecast.reports.formatting import format_value
 from renewforecast.reports.inputs import report_book, report_path
-from renewforecast.analyses.cohorts import annual_cohorts, customer_lifetimes
-from renewforecast.io.loader import load_book
-from renewforecast.analyses.saas_metrics import (
-    cohort_retention,
-    renewal_kpis,
-    renewal_worklist,
-    retention_kpis,
-)
-from renewforecast.models.renewal import RenewalModel
-from renewforecast.models.registry import ModelRefused, load_model, save_model
-from renewforecast.models.sbg import ShiftedBetaGeometric
-from renewforecast.analyses.scoring import score_contracts, write_crm_upsert
-from renewforecast.models.survival import ExtrapolationWarning, SurvivalDataError, SurvivalModel
-from renewforecast.analyses.unit_economics import cac, gross_margin, ltv, ltv_cac
-from renewforecast.dates import last_month_end
-from renewforecast.ledger.hierarchy import ultimate_parents
-from renewforecast.ledger.mrr import mrr_movements, mrr_table
-from renewforecast.ledger.recognition import recognized_revenue
-from renewforecast.ledger.renewals import renewal_decisions
-from renewforecast.ledger.set_aside import quarantine_report, set_aside_summary
-from renewforecast.ledger.valuation import arr_on, row_amounts
-from renewforecast.ledger.schedules import establish_schedule, expand_schedules, line_schedules, reconcile_schedules
 
 try:
     __version__ = version("renewforecast")
@@ -87,25 +87,26 @@ def __getattr__(name: str):
         return importlib.import_module("renewforecast.reports.plotting")
     raise AttributeError(f"module 'renewforecast' has no attribute {name!r}")
 
+
 __all__ = [
+    "COMPONENTS",
     "Book",
+    "BookValidationError",
+    "DemoOrg",
+    "ExtrapolationWarning",
+    "ForecastBacktest",
+    "Headline",
     "ModelRefused",
+    "Problem",
+    "RenewForecastError",
     "RenewalEvaluation",
     "RenewalModel",
+    "ReportRunError",
+    "RevenueForecast",
+    "Scenario",
     "ShiftedBetaGeometric",
     "SurvivalDataError",
     "SurvivalModel",
-    "BookValidationError",
-    "COMPONENTS",
-    "ForecastBacktest",
-    "Headline",
-    "RevenueForecast",
-    "Scenario",
-    "DemoOrg",
-    "ExtrapolationWarning",
-    "Problem",
-    "RenewForecastError",
-    "ReportRunError",
     "__version__",
     "annual_cohorts",
     "arr_on",
@@ -131,24 +132,24 @@ __all__ = [
     "ltv_cac",
     "mrr_movements",
     "mrr_table",
-    "reconcile_schedules",
     "quarantine_report",
     "recognized_revenue",
-    "report_book",
-    "report_path",
-    "row_amounts",
-    "set_aside_summary",
-    "ultimate_parents",
+    "reconcile_schedules",
     "renewal_decisions",
     "renewal_features",
     "renewal_kpis",
     "renewal_training_set",
     "renewal_worklist",
+    "report_book",
+    "report_path",
     "retention_kpis",
     "revenue_forecast",
     "risk_headline",
+    "row_amounts",
     "save_model",
     "score_contracts",
+    "set_aside_summary",
+    "ultimate_parents",
     "unit_economics_headline",
     "write_canonical",
     "write_crm_upsert",

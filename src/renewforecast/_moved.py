@@ -56,8 +56,11 @@ class _MovedFinder(importlib.abc.MetaPathFinder):
         new = MOVED.get(fullname)
         if new is None:
             return None
-        warnings.warn(f"{fullname} has moved to {new}; import it from there "
-                      "(or use the public name on renewforecast).", DeprecationWarning, stacklevel=2)
+        warnings.warn(
+            f"{fullname} has moved to {new}; import it from there (or use the public name on renewforecast).",
+            DeprecationWarning,
+            stacklevel=2,
+        )
         return importlib.util.spec_from_loader(fullname, _Alias(new))
 
 

@@ -193,8 +193,13 @@ opportunity_lines, schedules, spend, signals, opportunity_history : DataFrame
         """
         dates = [
             frame["created_date"].max()
-            for frame in (self.accounts, self.contracts, self.subscriptions,
-                          self.opportunities, self.opportunity_history)
+            for frame in (
+                self.accounts,
+                self.contracts,
+                self.subscriptions,
+                self.opportunities,
+                self.opportunity_history,
+            )
             if len(frame)
         ]
         dates = [d for d in dates if pd.notna(d)]
@@ -235,8 +240,7 @@ opportunity_lines, schedules, spend, signals, opportunity_history : DataFrame
             col = date_cols.get(name)
             first = frame[col].min() if col and len(frame) else pd.NaT
             last = frame[col].max() if col and len(frame) else pd.NaT
-            rows.append({"table": name, "rows": len(frame), "first": first, "last": last,
-                         "dated_by": col or ""})
+            rows.append({"table": name, "rows": len(frame), "first": first, "last": last, "dated_by": col or ""})
         return pd.DataFrame(rows)
 
     def replace(self, **changes: Any) -> Book:
@@ -287,8 +291,7 @@ opportunity_lines, schedules, spend, signals, opportunity_history : DataFrame
         gone_accounts = set(self.accounts["account_id"]) - kept_accounts
 
         contracts = self.contracts[
-            (self.contracts["created_date"] <= cut)
-            & ~self.contracts["account_id"].isin(gone_accounts)
+            (self.contracts["created_date"] <= cut) & ~self.contracts["account_id"].isin(gone_accounts)
         ].copy()
         kept_contracts = set(contracts["contract_id"])
         gone_contracts = set(self.contracts["contract_id"]) - kept_contracts
@@ -297,8 +300,7 @@ opportunity_lines, schedules, spend, signals, opportunity_history : DataFrame
         contracts.loc[link.notna() & link.isin(gone_contracts), "renewed_contract_id"] = pd.NA
 
         subs = self.subscriptions[
-            (self.subscriptions["created_date"] <= cut)
-            & ~self.subscriptions["contract_id"].isin(gone_contracts)
+            (self.subscriptions["created_date"] <= cut) & ~self.subscriptions["contract_id"].isin(gone_contracts)
         ].copy()
         # A termination booked by the cut is known, whenever its last day of
         # service falls: its negative rows carry the date. A later date on an
@@ -312,8 +314,7 @@ opportunity_lines, schedules, spend, signals, opportunity_history : DataFrame
         subs.loc[rev.notna() & rev.isin(gone_subs), "revised_subscription_id"] = pd.NA
 
         opps = self.opportunities[
-            (self.opportunities["created_date"] <= cut)
-            & ~self.opportunities["account_id"].isin(gone_accounts)
+            (self.opportunities["created_date"] <= cut) & ~self.opportunities["account_id"].isin(gone_accounts)
         ].copy()
         for col in ("renewed_contract_id", "amended_contract_id"):
             ref = opps[col]
@@ -328,8 +329,7 @@ opportunity_lines, schedules, spend, signals, opportunity_history : DataFrame
         # A month of spend or signals is known once the month is over.
         spend = self.spend[month_end(self.spend["month"]) <= cut]
         signals = self.signals[
-            (month_end(self.signals["month"]) <= cut)
-            & ~self.signals["account_id"].isin(gone_accounts)
+            (month_end(self.signals["month"]) <= cut) & ~self.signals["account_id"].isin(gone_accounts)
         ]
         # A dated rate is known from the day it starts.
         fx_rates = self.fx_rates[self.fx_rates["start_date"] <= cut]
@@ -362,7 +362,11 @@ opportunity_lines, schedules, spend, signals, opportunity_history : DataFrame
 def _history_order(history: pd.DataFrame) -> pd.DataFrame:
     """Stage history in the order it happened: timestamp, then id; never file order."""
     when = history["created_at"].fillna(history["created_date"]) if "created_at" in history else history["created_date"]
-    hid = history["history_id"].astype(object).fillna("") if "history_id" in history else pd.Series("", index=history.index)
+    hid = (
+        history["history_id"].astype(object).fillna("")
+        if "history_id" in history
+        else pd.Series("", index=history.index)
+    )
     keyed = history.assign(_when=when.to_numpy(), _hid=hid.to_numpy())
     return keyed.sort_values(["opportunity_id", "_when", "_hid"], kind="mergesort").drop(columns=["_when", "_hid"])
 

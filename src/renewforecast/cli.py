@@ -82,11 +82,20 @@ def _refuse_empty(book, directory: str, task: str) -> None:
     if len(book.contracts):
         return
     aside = len(book.quarantine)
-    why = (f"every contract was set aside ({aside} row(s); run 'renewforecast validate --on-error quarantine "
-           f"{directory}' to list them)" if aside else
-           "the export has no Contract records (is Contract.csv only a header?)")
-    _fail(str(EmptyBookError(f"{directory} holds no contracts: {why}, so there is nothing to {task}. "
-                             "Nothing was written.")), EXIT_INVALID_DATA)
+    why = (
+        f"every contract was set aside ({aside} row(s); run 'renewforecast validate --on-error quarantine "
+        f"{directory}' to list them)"
+        if aside
+        else "the export has no Contract records (is Contract.csv only a header?)"
+    )
+    _fail(
+        str(
+            EmptyBookError(
+                f"{directory} holds no contracts: {why}, so there is nothing to {task}. Nothing was written."
+            )
+        ),
+        EXIT_INVALID_DATA,
+    )
 
 
 class _StderrLines(logging.Handler):
@@ -125,8 +134,14 @@ class _Main(click.Group):
 def _load(directory: str, encoding: str | None, date_format: str, currency: str | None, on_error: str = "raise"):
     from renewforecast.io.loader import load_book
 
-    return load_book(directory, encoding=encoding, date_format=date_format, currency=currency, on_error=on_error,
-                     date_window=_date_window())
+    return load_book(
+        directory,
+        encoding=encoding,
+        date_format=date_format,
+        currency=currency,
+        on_error=on_error,
+        date_window=_date_window(),
+    )
 
 
 def _date_window() -> tuple[str | None, str | None] | None:
@@ -153,9 +168,14 @@ def _parse_window(ctx, param, value: str | None):
 
 
 on_error_option = click.option(
-    "--on-error", "on_error", type=click.Choice(["raise", "quarantine"]), default="raise", show_default=True,
+    "--on-error",
+    "on_error",
+    type=click.Choice(["raise", "quarantine"]),
+    default="raise",
+    show_default=True,
     help="quarantine: set aside rows that break a rule (and what depends on them), carry on with the rest, "
-         "and exit 8 after the work is done.")
+    "and exit 8 after the work is done.",
+)
 
 
 def _notice_set_aside(book) -> bool:
@@ -169,19 +189,32 @@ def _notice_set_aside(book) -> bool:
     for r in q.head(20).itertuples(index=False):
         click.echo(f"  {_problem_line(r, rule=True)}", err=True)
     if len(q) > 20:
-        click.echo(f"  ... and {len(q) - 20} more (renewforecast validate --on-error quarantine lists every row)",
-                   err=True)
+        click.echo(
+            f"  ... and {len(q) - 20} more (renewforecast validate --on-error quarantine lists every row)", err=True
+        )
     return True
 
 
 _data_options = [
-    click.option("--encoding", default=None, help="Text encoding of the CSV files (default: detect BOM, UTF-8, then cp1252)."),
-    click.option("--date-format", default="%m/%d/%Y", show_default=True, help="Non-ISO date format of report-style exports."),
-    click.option("--currency", default=None, help="Reporting currency (default: the corporate currency, or the only one)."),
-    click.option("--date-window", "date_window", default=None, metavar="FIRST:LAST", expose_value=False,
-                 callback=_parse_window,
-                 help="First and last day a record may be dated (default 1990-01-01 to 50 years ahead); "
-                      "either side may be left empty, e.g. 1980-01-01: ."),
+    click.option(
+        "--encoding", default=None, help="Text encoding of the CSV files (default: detect BOM, UTF-8, then cp1252)."
+    ),
+    click.option(
+        "--date-format", default="%m/%d/%Y", show_default=True, help="Non-ISO date format of report-style exports."
+    ),
+    click.option(
+        "--currency", default=None, help="Reporting currency (default: the corporate currency, or the only one)."
+    ),
+    click.option(
+        "--date-window",
+        "date_window",
+        default=None,
+        metavar="FIRST:LAST",
+        expose_value=False,
+        callback=_parse_window,
+        help="First and last day a record may be dated (default 1990-01-01 to 50 years ahead); "
+        "either side may be left empty, e.g. 1980-01-01: .",
+    ),
 ]
 
 
@@ -310,8 +343,13 @@ class _ReportCommand(click.Command):
             return
         for stem, params in books:
             with formatter.section(f"Notebook {stem} (-p NAME=VALUE)"):
-                formatter.write_dl([(name, f"{info['help']} [default {info['default']}]")
-                                    for name, info in params.items() if name not in _RUN_SETS])
+                formatter.write_dl(
+                    [
+                        (name, f"{info['help']} [default {info['default']}]")
+                        for name, info in params.items()
+                        if name not in _RUN_SETS
+                    ]
+                )
 
 
 # Parameters the run sets itself: the data folder, the as-of date, and the run's Book snapshot.
@@ -336,8 +374,9 @@ def _same_kind(default, value) -> bool:
     return isinstance(value, allowed) and (isinstance(default, bool) or not isinstance(value, bool))
 
 
-def _check_params(pairs: tuple[str, ...], notebooks: tuple[str, ...], as_of: str | None, book,
-                  notebooks_dir: str | None = None) -> tuple[dict, set]:
+def _check_params(
+    pairs: tuple[str, ...], notebooks: tuple[str, ...], as_of: str | None, book, notebooks_dir: str | None = None
+) -> tuple[dict, set]:
     """Validate -p NAME=VALUE pairs and the as-of date before any kernel starts (exit 2).
 
     Returns the checked values and the names the chosen notebooks declare.
@@ -346,8 +385,9 @@ def _check_params(pairs: tuple[str, ...], notebooks: tuple[str, ...], as_of: str
     from renewforecast.reports.runner import EXIT_BAD_INPUT, list_notebooks, notebook_parameters
 
     try:
-        templates = [p for p in list_notebooks(notebooks_dir)
-                     if not notebooks or p.stem in notebooks or p.name in notebooks]
+        templates = [
+            p for p in list_notebooks(notebooks_dir) if not notebooks or p.stem in notebooks or p.name in notebooks
+        ]
         declared: dict[str, dict] = {}
         for path in templates:
             for name, info in notebook_parameters(path).items():
@@ -362,8 +402,9 @@ def _check_params(pairs: tuple[str, ...], notebooks: tuple[str, ...], as_of: str
             problems.append(f"-p {pair!r}: write NAME=VALUE")
             continue
         if name in _RUN_SETS:
-            problems.append(f"-p {name}: the run sets it (give the data folder as the argument and the date "
-                            "with --as-of)")
+            problems.append(
+                f"-p {name}: the run sets it (give the data folder as the argument and the date with --as-of)"
+            )
             continue
         if name not in declared:
             problems.append(f"-p {name}: no report notebook takes it (known: {', '.join(sorted(declared))})")
@@ -374,8 +415,9 @@ def _check_params(pairs: tuple[str, ...], notebooks: tuple[str, ...], as_of: str
         except (ValueError, SyntaxError):
             default = None  # not a literal: any value is accepted
         if not _same_kind(default, value):
-            problems.append(f"-p {name}={raw}: expected {type(default).__name__} like its default "
-                            f"{declared[name]['default']}")
+            problems.append(
+                f"-p {name}={raw}: expected {type(default).__name__} like its default {declared[name]['default']}"
+            )
             continue
         values[name] = value
     if as_of is not None:
@@ -394,8 +436,11 @@ def _check_params(pairs: tuple[str, ...], notebooks: tuple[str, ...], as_of: str
             else:
                 problems.extend(history_problems(book, day, [p.stem for p in templates], f"--as-of {as_of}"))
     elif book.data_end is not None:
-        problems.extend(history_problems(book, book.data_end, [p.stem for p in templates],
-                                         f"the export date {book.data_end.date()}"))
+        problems.extend(
+            history_problems(
+                book, book.data_end, [p.stem for p in templates], f"the export date {book.data_end.date()}"
+            )
+        )
     if problems:
         _fail("the report was not run:\n  " + "\n  ".join(problems), EXIT_BAD_INPUT)
     return values, set(declared)
@@ -403,22 +448,55 @@ def _check_params(pairs: tuple[str, ...], notebooks: tuple[str, ...], as_of: str
 
 @main.command("report", cls=_ReportCommand)
 @click.argument("directory", type=click.Path(exists=True, file_okay=False))
-@click.option("-p", "--param", "param_pairs", multiple=True, metavar="NAME=VALUE",
-              help="Set a notebook parameter (repeatable); the parameters are listed below.")
+@click.option(
+    "-p",
+    "--param",
+    "param_pairs",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="Set a notebook parameter (repeatable); the parameters are listed below.",
+)
 @click.option("--as-of", "as_of", default=None, help="As-of date, YYYY-MM-DD (default: the data's export date).")
-@click.option("--out", default="reports", show_default=True, type=click.Path(file_okay=False), help="Where runs are published.")
+@click.option(
+    "--out", default="reports", show_default=True, type=click.Path(file_okay=False), help="Where runs are published."
+)
 @click.option("--notebook", "notebooks", multiple=True, help="Run only this report (repeatable), e.g. 00_data_quality.")
-@click.option("--notebooks", "notebooks_dir", default=None, type=click.Path(exists=True, file_okay=False),
-              help="Run the NN_*.ipynb reports in this folder (a team's own copies: 'renewforecast notebooks "
-                   "copy DIR') instead of the package's.")
-@click.option("--timeout", default=900, show_default=True, type=click.IntRange(min=1), help="Seconds a notebook cell may run.")
+@click.option(
+    "--notebooks",
+    "notebooks_dir",
+    default=None,
+    type=click.Path(exists=True, file_okay=False),
+    help="Run the NN_*.ipynb reports in this folder (a team's own copies: 'renewforecast notebooks "
+    "copy DIR') instead of the package's.",
+)
+@click.option(
+    "--timeout", default=900, show_default=True, type=click.IntRange(min=1), help="Seconds a notebook cell may run."
+)
 @click.option("--keep", default=None, type=click.IntRange(min=1), help="Keep only the newest N published runs.")
-@click.option("--model", "model_path", default="models/renewal", show_default=True,
-              help="Saved renewal model the risk report scores with.")
+@click.option(
+    "--model",
+    "model_path",
+    default="models/renewal",
+    show_default=True,
+    help="Saved renewal model the risk report scores with.",
+)
 @data_options
 @on_error_option
-def report(directory, param_pairs, as_of, out, notebooks, notebooks_dir, timeout, keep, model_path, encoding,
-           date_format, currency, on_error) -> None:
+def report(
+    directory,
+    param_pairs,
+    as_of,
+    out,
+    notebooks,
+    notebooks_dir,
+    timeout,
+    keep,
+    model_path,
+    encoding,
+    date_format,
+    currency,
+    on_error,
+) -> None:
     """Run the report notebooks on DIRECTORY and publish HTML to OUT/<run-id>/.
 
     The export is read and validated once; every notebook reads that one
@@ -446,8 +524,11 @@ def report(directory, param_pairs, as_of, out, notebooks, notebooks_dir, timeout
     try:
         book = _load(directory, encoding, date_format, currency, on_error)
     except BookValidationError as exc:
-        _fail(f"{directory} is not valid input, so no report was run. "
-              f"Run 'renewforecast validate {directory}' for the full list.\n{exc}", EXIT_INVALID_DATA)
+        _fail(
+            f"{directory} is not valid input, so no report was run. "
+            f"Run 'renewforecast validate {directory}' for the full list.\n{exc}",
+            EXIT_INVALID_DATA,
+        )
     _refuse_empty(book, directory, "report")
     extra, declared = _check_params(param_pairs, notebooks, as_of, book, notebooks_dir)
     # Resolved once, here: every notebook receives this ISO date.
@@ -471,12 +552,22 @@ def report(directory, param_pairs, as_of, out, notebooks, notebooks_dir, timeout
         params["on_error"] = on_error
     try:
         published = run_reports(
-            directory, as_of=as_of, out=out, notebooks=list(notebooks) or None, notebooks_dir=notebooks_dir,
-            parameters=params or None, timeout=timeout, keep=keep, book=book,
+            directory,
+            as_of=as_of,
+            out=out,
+            notebooks=list(notebooks) or None,
+            notebooks_dir=notebooks_dir,
+            parameters=params or None,
+            timeout=timeout,
+            keep=keep,
+            book=book,
         )
     except ReportRunError as exc:
-        where = (f" Partial notebooks kept in {exc.failed_dir}."
-                 if exc.failed_dir and str(exc.failed_dir) not in str(exc) else "")
+        where = (
+            f" Partial notebooks kept in {exc.failed_dir}."
+            if exc.failed_dir and str(exc.failed_dir) not in str(exc)
+            else ""
+        )
         _fail(f"{exc}{where}", exc.exit_code)
     except RenewForecastError as exc:
         _fail(str(exc), 1)
@@ -525,8 +616,10 @@ def _load_or_exit(directory, encoding, date_format, currency, on_error="raise"):
     try:
         return _load(directory, encoding, date_format, currency, on_error)
     except BookValidationError as exc:
-        _fail(f"{directory} is not valid input. Run 'renewforecast validate {directory}' for the full list.\n{exc}",
-              EXIT_INVALID_DATA)
+        _fail(
+            f"{directory} is not valid input. Run 'renewforecast validate {directory}' for the full list.\n{exc}",
+            EXIT_INVALID_DATA,
+        )
 
 
 def _load_model_or_exit(model_path):
@@ -551,8 +644,13 @@ def _load_model_or_exit(model_path):
 @click.option("--as-of", "as_of", default=None, help="Train on decisions known by this date (default: export date).")
 @click.option("--out", default="models/renewal", show_default=True, help="Model folder; a new version is added.")
 @click.option("--estimator", type=click.Choice(["gbt", "logistic"]), default="gbt", show_default=True)
-@click.option("--lead-days", default=120, show_default=True, type=click.IntRange(min=1),
-              help="Decisions are featurised this many days before the contract end.")
+@click.option(
+    "--lead-days",
+    default=120,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Decisions are featurised this many days before the contract end.",
+)
 @click.option("--seed", default=0, show_default=True, type=int, help="Random state.")
 @data_options
 def train(directory, as_of, out, estimator, lead_days, seed, encoding, date_format, currency) -> None:
@@ -572,8 +670,8 @@ def train(directory, as_of, out, estimator, lead_days, seed, encoding, date_form
     """
     from renewforecast.models.evaluation import evaluate_renewal_model
     from renewforecast.models.features import renewal_training_set
-    from renewforecast.models.renewal import RenewalModel
     from renewforecast.models.registry import ModelKeyError, check_model_key, save_model
+    from renewforecast.models.renewal import RenewalModel
 
     try:
         check_model_key()  # a key that failed to reach the environment stops before minutes of training
@@ -589,16 +687,27 @@ def train(directory, as_of, out, estimator, lead_days, seed, encoding, date_form
         _fail(str(exc), EXIT_INVALID_DATA)
     X, y = renewal_training_set(book, cut, lead_days)
     model.fit(X, y)
-    metrics = {f"{row['scorer']}_{k}": float(row[k]) for _, row in evaluation.metrics.iterrows()
-               for k in ("roc_auc", "pr_auc_churn", "brier", "log_loss", "ece")}
-    metrics.update({"backtest_cutoff": str(evaluation.cutoff.date()), "backtest_train": evaluation.n_train,
-                    "backtest_test": evaluation.n_test, "trained_on": len(X)})
+    metrics = {
+        f"{row['scorer']}_{k}": float(row[k])
+        for _, row in evaluation.metrics.iterrows()
+        for k in ("roc_auc", "pr_auc_churn", "brier", "log_loss", "ece")
+    }
+    metrics.update(
+        {
+            "backtest_cutoff": str(evaluation.cutoff.date()),
+            "backtest_train": evaluation.n_train,
+            "backtest_test": evaluation.n_test,
+            "trained_on": len(X),
+        }
+    )
     with _writing(out, "the model"):
         folder = save_model(model, out, metrics=metrics, training_fingerprint=book.fingerprint, as_of=cut.date())
     click.echo(f"Trained on {len(X):,} renewal decisions known by {cut.date()}; saved {folder}")
     for _, row in evaluation.metrics.iterrows():
-        click.echo(f"  backtest {row['scorer']:<6} AUC {row['roc_auc']:.3f}  Brier {row['brier']:.3f}  "
-                   f"ECE {row['ece']:.3f}  ({int(row['contracts']):,} test decisions)")
+        click.echo(
+            f"  backtest {row['scorer']:<6} AUC {row['roc_auc']:.3f}  Brier {row['brier']:.3f}  "
+            f"ECE {row['ece']:.3f}  ({int(row['contracts']):,} test decisions)"
+        )
 
 
 @main.command("score")
@@ -640,12 +749,18 @@ def score(directory, model_path, as_of, out, crm, id_field, encoding, date_forma
         if crm:
             write_crm_upsert(scores, out, id_field=id_field)
         else:
-            write_crm_upsert(scores, out, id_field="contract_id",
-                             fields={c: c for c in SCORE_COLUMNS if c != "contract_id"},
-                             probability_as_percent=False)
+            write_crm_upsert(
+                scores,
+                out,
+                id_field="contract_id",
+                fields={c: c for c in SCORE_COLUMNS if c != "contract_id"},
+                probability_as_percent=False,
+            )
     at_risk = format_money(scores["arr_at_risk"].sum(), book.currency, compact=False)
-    click.echo(f"Scored {len(scores):,} contracts as of {cut.date()} with model {model.model_version_}; "
-               f"ARR at risk {at_risk}. Wrote {out}")
+    click.echo(
+        f"Scored {len(scores):,} contracts as of {cut.date()} with model {model.model_version_}; "
+        f"ARR at risk {at_risk}. Wrote {out}"
+    )
     if _notice_set_aside(book):
         sys.exit(EXIT_SET_ASIDE)
 
@@ -655,20 +770,43 @@ def score(directory, model_path, as_of, out, crm, id_field, encoding, date_forma
 @click.option("--as-of", "as_of", default=None, help="Forecast date, YYYY-MM-DD (default: the data's export date).")
 @click.option("--horizon", default=12, show_default=True, type=click.IntRange(1, 120), help="Months forecast.")
 @click.option("--out", required=True, help="CSV to write (atomically): month, group, component, mean, p10, p50, p90.")
-@click.option("--model", "model_path", default=None,
-              help="Saved renewal model folder for renewal probabilities (default: historical renewal rates).")
+@click.option(
+    "--model",
+    "model_path",
+    default=None,
+    help="Saved renewal model folder for renewal probabilities (default: historical renewal rates).",
+)
 @click.option("--by", default=None, help="Account column to forecast by, e.g. segment.")
 @click.option("--sims", default=1000, show_default=True, type=click.IntRange(min=1), help="Monte Carlo simulations.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Random seed (same seed, same intervals).")
 @click.option("--scenario", "scenario_name", default="base", show_default=True, help="Name of the scenario.")
-@click.option("--renewal-factor", default=1.0, show_default=True, type=click.FloatRange(min=0),
-              help="Multiply every renewal probability.")
-@click.option("--slip", default=0, show_default=True, type=click.IntRange(min=0),
-              help="Months every open deal slips.")
+@click.option(
+    "--renewal-factor",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="Multiply every renewal probability.",
+)
+@click.option("--slip", default=0, show_default=True, type=click.IntRange(min=0), help="Months every open deal slips.")
 @click.option("--uplift", default=None, type=float, help="Price every renewal at ARR x (1 + UPLIFT).")
 @data_options
-def forecast(directory, as_of, horizon, out, model_path, by, sims, seed, scenario_name, renewal_factor, slip,
-             uplift, encoding, date_format, currency) -> None:
+def forecast(
+    directory,
+    as_of,
+    horizon,
+    out,
+    model_path,
+    by,
+    sims,
+    seed,
+    scenario_name,
+    renewal_factor,
+    slip,
+    uplift,
+    encoding,
+    date_format,
+    currency,
+) -> None:
     """Forecast monthly revenue by component, with P10/P50/P90, and write it to OUT.
 
     Exits 1 when the data holds no contracts and 9 when OUT cannot be written
@@ -676,9 +814,9 @@ def forecast(directory, as_of, horizon, out, model_path, by, sims, seed, scenari
 
     Example: renewforecast forecast data/demo --horizon 12 --by segment --out forecast.csv
     """
-    from renewforecast.atomic import atomic_write_text
     from renewforecast.analyses.forecast import Scenario, revenue_forecast
     from renewforecast.analyses.scoring import neutralise_formula
+    from renewforecast.atomic import atomic_write_text
 
     book = _load_or_exit(directory, encoding, date_format, currency)
     _refuse_empty(book, directory, "forecast")
@@ -687,22 +825,27 @@ def forecast(directory, as_of, horizon, out, model_path, by, sims, seed, scenari
     model = None if model_path is None else _load_model_or_exit(model_path)
     try:
         scenario = Scenario(scenario_name, renewal_factor=renewal_factor, pipeline_slip_months=slip, uplift=uplift)
-        fc = revenue_forecast(book, cut, horizon_months=horizon, model=model, n_sims=sims, by=by,
-                              scenario=scenario, random_state=seed)
+        fc = revenue_forecast(
+            book, cut, horizon_months=horizon, model=model, n_sims=sims, by=by, scenario=scenario, random_state=seed
+        )
     except RenewForecastError as exc:
         _fail(str(exc), EXIT_INVALID_DATA)
-    table = fc.frame.assign(month=fc.frame["month"].dt.strftime("%Y-%m-%d"),
-                            group=fc.frame["group"].map(neutralise_formula))  # group names come from the data
+    table = fc.frame.assign(
+        month=fc.frame["month"].dt.strftime("%Y-%m-%d"), group=fc.frame["group"].map(neutralise_formula)
+    )  # group names come from the data
     with _writing(out, "the forecast"):
         atomic_write_text(out, table.to_csv(index=False))
     total = fc.rows("total")
     last = total.iloc[-1]
+
     def money(amount: float) -> str:
         return format_money(amount, book.currency, compact=False)
 
-    click.echo(f"Forecast {horizon} months from {cut.date()}: {money(total['mean'].sum())} expected in all; "
-               f"{last['month']:%B %Y} {money(last['mean'])} (P10 {money(last['p10'])}, P90 {money(last['p90'])}). "
-               f"Renewals: {fc.renewal.source}. Wrote {out}")
+    click.echo(
+        f"Forecast {horizon} months from {cut.date()}: {money(total['mean'].sum())} expected in all; "
+        f"{last['month']:%B %Y} {money(last['mean'])} (P10 {money(last['p10'])}, P90 {money(last['p90'])}). "
+        f"Renewals: {fc.renewal.source}. Wrote {out}"
+    )
 
 
 if __name__ == "__main__":

@@ -24,8 +24,7 @@ import calendar
 import numpy as np
 import pandas as pd
 
-__all__ = ["CENT", "add_months", "days_in_month", "last_month_end", "month_end", "month_end_of",
-           "month_number"]
+__all__ = ["CENT", "add_months", "days_in_month", "last_month_end", "month_end", "month_end_of", "month_number"]
 
 #: Half a cent: amounts at most this far apart are equal, and an amount at
 #: most this large is zero (money is rounded to the cent when it is shown).
@@ -70,8 +69,10 @@ def add_months(dates, months):
             steps = pd.Series(np.broadcast_to(np.asarray(months, dtype="float64"), len(dates)), index=dates.index)
         ok = dates.notna() & steps.notna()
         if ok.any():
-            moved = _add_months_array(dates[ok].to_numpy(dtype="datetime64[D]"),
-                                      np.round(steps[ok].to_numpy(dtype="float64")).astype(np.int64))
+            moved = _add_months_array(
+                dates[ok].to_numpy(dtype="datetime64[D]"),
+                np.round(steps[ok].to_numpy(dtype="float64")).astype(np.int64),
+            )
             out[ok] = moved.astype("datetime64[ns]")
         return out
     if np.ndim(dates) == 0:

@@ -68,8 +68,16 @@ _CAC = {"SMB": 14_000.0, "Mid-Market": 85_000.0, "Enterprise": 520_000.0, "Gover
 CHANNELS = ("paid_search", "events", "outbound", "partner", "organic")
 _CHANNEL_P = (0.30, 0.15, 0.25, 0.15, 0.15)
 _CHANNEL_COST = {"paid_search": 1.0, "events": 1.3, "outbound": 1.1, "partner": 0.8, "organic": 0.25}
-_INDUSTRIES = ("Software", "Financial Services", "Healthcare", "Manufacturing", "Retail",
-               "Education", "Media", "Logistics")
+_INDUSTRIES = (
+    "Software",
+    "Financial Services",
+    "Healthcare",
+    "Manufacturing",
+    "Retail",
+    "Education",
+    "Media",
+    "Logistics",
+)
 _REGIONS = ("North America", "EMEA", "APAC", "LATAM")
 _REGION_P = (0.5, 0.3, 0.15, 0.05)
 
@@ -101,13 +109,25 @@ _FUTURE_DAYS = 120  # acquisitions are simulated this far past the export date
 _LIST_GROWTH = 0.05  # list prices rise 5 % every 1 January
 
 # Salesforce default stages and probabilities (percent).
-_OPEN_STAGES = (("Qualification", 10, "Pipeline"), ("Needs Analysis", 20, "Pipeline"),
-                ("Proposal/Price Quote", 75, "Best Case"), ("Negotiation/Review", 90, "Commit"))
+_OPEN_STAGES = (
+    ("Qualification", 10, "Pipeline"),
+    ("Needs Analysis", 20, "Pipeline"),
+    ("Proposal/Price Quote", 75, "Best Case"),
+    ("Negotiation/Review", 90, "Commit"),
+)
 _WON = ("Closed Won", 100, "Closed")
 _LOST = ("Closed Lost", 0, "Omitted")
 
-_PREFIX = {"account": "001", "contract": "800", "subscription": "a1B", "product": "01t",
-           "opportunity": "006", "line": "00k", "schedule": "00o", "history": "008"}
+_PREFIX = {
+    "account": "001",
+    "contract": "800",
+    "subscription": "a1B",
+    "product": "01t",
+    "opportunity": "006",
+    "line": "00k",
+    "schedule": "00o",
+    "history": "008",
+}
 _B62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 _SUFFIX = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
 
@@ -159,7 +179,7 @@ def sf_ids(kind: str, first: int, count: int) -> np.ndarray:
     upper = (chars >= ord("A")) & (chars <= ord("Z"))
     weights = 1 << np.arange(5)
     suffix_alpha = np.frombuffer(_SUFFIX.encode(), dtype=np.uint8)
-    suffix = np.stack([suffix_alpha[(upper[:, i * 5:(i + 1) * 5] * weights).sum(axis=1)] for i in range(3)], axis=1)
+    suffix = np.stack([suffix_alpha[(upper[:, i * 5 : (i + 1) * 5] * weights).sum(axis=1)] for i in range(3)], axis=1)
     full = np.concatenate([chars, suffix], axis=1)
     return full.view("S18").ravel().astype(str)
 
@@ -193,12 +213,52 @@ def _months_between(a: pd.Timestamp, b: pd.Timestamp) -> float:
     return months + (b - anchor).days / (365.0 / 12.0)
 
 
-_NAME_A = ("Acme", "Globex", "Initech", "Umbrella", "Stark", "Wayne", "Hooli", "Vandelay", "Soylent",
-           "Tyrell", "Wonka", "Cyberdyne", "Aperture", "Massive", "Nakatomi", "Oscorp", "Pied Piper",
-           "Gringotts", "Monarch", "Dunder", "Blue Sun", "Zenith", "Nordlicht", "Café Müller",
-           "São Paulo Dados", "Øresund", "Ångström", "Kōbō")
-_NAME_B = ("Analytics", "Systems", "Logistics", "Health", "Capital", "Labs", "Foods", "Energy",
-           "Media", "Robotics", "Retail", "Partners", "Software", "Holdings")
+_NAME_A = (
+    "Acme",
+    "Globex",
+    "Initech",
+    "Umbrella",
+    "Stark",
+    "Wayne",
+    "Hooli",
+    "Vandelay",
+    "Soylent",
+    "Tyrell",
+    "Wonka",
+    "Cyberdyne",
+    "Aperture",
+    "Massive",
+    "Nakatomi",
+    "Oscorp",
+    "Pied Piper",
+    "Gringotts",
+    "Monarch",
+    "Dunder",
+    "Blue Sun",
+    "Zenith",
+    "Nordlicht",
+    "Café Müller",
+    "São Paulo Dados",
+    "Øresund",
+    "Ångström",
+    "Kōbō",
+)
+_NAME_B = (
+    "Analytics",
+    "Systems",
+    "Logistics",
+    "Health",
+    "Capital",
+    "Labs",
+    "Foods",
+    "Energy",
+    "Media",
+    "Robotics",
+    "Retail",
+    "Partners",
+    "Software",
+    "Holdings",
+)
 _NAME_C = ("Inc.", "LLC", "GmbH", "Ltd", "S.A.", "B.V.", "Co.", "AG", "Pty Ltd", "S.r.l.")
 
 
@@ -226,18 +286,26 @@ class DemoOrg:
 
 
 class _Sim:
-    def __init__(self, n_accounts: int, seed: int, start: pd.Timestamp, end: pd.Timestamp,
-                 progress: bool = False):
+    def __init__(self, n_accounts: int, seed: int, start: pd.Timestamp, end: pd.Timestamp, progress: bool = False):
         self.progress = progress
         self.rng = np.random.default_rng(seed)
         self.n_accounts = n_accounts
         self.start = start
         self.end = end
         self.counters = dict.fromkeys(_PREFIX, 0)
-        self.rows: dict[str, list[dict]] = {k: [] for k in
-                                             ("accounts", "contracts", "subscriptions", "opportunities",
-                                              "opportunity_lines", "schedules", "signals",
-                                              "opportunity_history")}
+        self.rows: dict[str, list[dict]] = {
+            k: []
+            for k in (
+                "accounts",
+                "contracts",
+                "subscriptions",
+                "opportunities",
+                "opportunity_lines",
+                "schedules",
+                "signals",
+                "opportunity_history",
+            )
+        }
         self.truth: list[dict] = []
         self.schedule_specs: list[tuple] = []
         self.acquisitions: list[tuple[pd.Timestamp, str, str]] = []
@@ -252,9 +320,16 @@ class _Sim:
 
     def rng_offset(self, kind: str) -> int:
         # Spread ids out so they look like a real org's, not 1, 2, 3.
-        return {"account": 7_340_000, "contract": 1_210_000, "subscription": 9_800_000,
-                "product": 4_000, "opportunity": 5_550_000, "line": 2_200_000,
-                "schedule": 3_300_000, "history": 4_400_000}[kind]
+        return {
+            "account": 7_340_000,
+            "contract": 1_210_000,
+            "subscription": 9_800_000,
+            "product": 4_000,
+            "opportunity": 5_550_000,
+            "line": 2_200_000,
+            "schedule": 3_300_000,
+            "history": 4_400_000,
+        }[kind]
 
     def u(self, a: float = 0.0, b: float = 1.0) -> float:
         return a + (b - a) * float(self.rng.random())
@@ -271,20 +346,26 @@ class _Sim:
     def products(self) -> pd.DataFrame:
         rows = []
         for key, (name, family, term, _price, margin, sched) in _PRODUCTS.items():
-            rows.append({
-                "product_id": self.product_ids[key], "name": name, "family": family,
-                "subscription_term_months": float(term), "gross_margin": margin,
-                "revenue_schedule_type": sched[0].lower() if sched else None,
-                "revenue_installment_period": sched[1].lower() if sched else None,
-                "revenue_installments": (sched[2] or 12) if sched else None,
-                "charge_type": _CHARGE.get(key, "recurring"),
-                "pricing_method": _PRICING.get(key, "list"),
-            })
+            rows.append(
+                {
+                    "product_id": self.product_ids[key],
+                    "name": name,
+                    "family": family,
+                    "subscription_term_months": float(term),
+                    "gross_margin": margin,
+                    "revenue_schedule_type": sched[0].lower() if sched else None,
+                    "revenue_installment_period": sched[1].lower() if sched else None,
+                    "revenue_installments": (sched[2] or 12) if sched else None,
+                    "charge_type": _CHARGE.get(key, "recurring"),
+                    "pricing_method": _PRICING.get(key, "list"),
+                }
+            )
         return pd.DataFrame(rows)
 
     # -- opportunities ---------------------------------------------------
-    def opportunity(self, account_id, otype, created, close, outcome, amount, *, renewed=None,
-                    amended=None, health=0.0) -> str:
+    def opportunity(
+        self, account_id, otype, created, close, outcome, amount, *, renewed=None, amended=None, health=0.0
+    ) -> str:
         """outcome: 'won', 'lost' or 'open'. Writes stage history up to the export date."""
         oid = self.new_id("opportunity")
         close = max(close, created)
@@ -315,35 +396,73 @@ class _Sim:
             if k and self.rng.random() < 0.15:
                 # Moved twice in one day: first to the stage before, then on.
                 before = path[k - 1]
-                history.append({"opportunity_id": oid, "created_date": when, "stage": before[0],
-                                "probability": before[1] / 100, "close_date": close, "amount": value,
-                                "created_at": at - pd.Timedelta(minutes=int(self.rng.integers(5, 120))),
-                                "history_id": self.new_id("history")})
-            history.append({"opportunity_id": oid, "created_date": when, "stage": stage,
-                            "probability": prob / 100, "close_date": close, "amount": value,
-                            "created_at": at, "history_id": self.new_id("history")})
+                history.append(
+                    {
+                        "opportunity_id": oid,
+                        "created_date": when,
+                        "stage": before[0],
+                        "probability": before[1] / 100,
+                        "close_date": close,
+                        "amount": value,
+                        "created_at": at - pd.Timedelta(minutes=int(self.rng.integers(5, 120))),
+                        "history_id": self.new_id("history"),
+                    }
+                )
+            history.append(
+                {
+                    "opportunity_id": oid,
+                    "created_date": when,
+                    "stage": stage,
+                    "probability": prob / 100,
+                    "close_date": close,
+                    "amount": value,
+                    "created_at": at,
+                    "history_id": self.new_id("history"),
+                }
+            )
         stage, prob, cat = path[-1]
-        self.rows["opportunities"].append({
-            "opportunity_id": oid, "account_id": account_id, "type": otype, "stage": stage,
-            "probability": prob / 100, "close_date": close, "is_closed": outcome != "open",
-            "is_won": outcome == "won", "amount": round(amount, 2), "renewed_contract_id": renewed,
-            "amended_contract_id": amended, "forecast_category": cat, "created_date": created})
+        self.rows["opportunities"].append(
+            {
+                "opportunity_id": oid,
+                "account_id": account_id,
+                "type": otype,
+                "stage": stage,
+                "probability": prob / 100,
+                "close_date": close,
+                "is_closed": outcome != "open",
+                "is_won": outcome == "won",
+                "amount": round(amount, 2),
+                "renewed_contract_id": renewed,
+                "amended_contract_id": amended,
+                "forecast_category": cat,
+                "created_date": created,
+            }
+        )
         return oid
 
     def line(self, opp_id, product, quantity, unit_price, service_date, term_months) -> None:
         lid = self.new_id("line")
         sched = _PRODUCTS[product][5]
         total = round(quantity * unit_price, 2)
-        row = {"line_id": lid, "opportunity_id": opp_id, "product_id": self.product_ids[product],
-               "quantity": float(quantity), "unit_price": round(unit_price, 2), "total_price": total,
-               "service_date": service_date}
+        row = {
+            "line_id": lid,
+            "opportunity_id": opp_id,
+            "product_id": self.product_ids[product],
+            "quantity": float(quantity),
+            "unit_price": round(unit_price, 2),
+            "total_price": total,
+            "service_date": service_date,
+        }
         self.rows["opportunity_lines"].append(row)
         if sched is None or quantity <= 0 or total <= 0:
             return
         stype, period, n = sched
         if n is None:
-            n = {"Monthly": int(term_months), "Quarterly": max(1, int(term_months) // 3),
-                 "Yearly": max(1, int(term_months) // 12)}[period]
+            n = {
+                "Monthly": int(term_months),
+                "Quarterly": max(1, int(term_months) // 3),
+                "Yearly": max(1, int(term_months) // 12),
+            }[period]
         n = max(1, min(int(n), 150))
         both = product == "training"
         if stype == "Repeat":
@@ -354,16 +473,19 @@ class _Sim:
             amount, qty = per, (quantity / n if both else None)
         else:
             amount, qty = total, (quantity if both else None)
-        self.schedule_specs.append((lid, amount, service_date, stype, period, n, qty,
-                                    "both" if both else "revenue"))
+        self.schedule_specs.append((lid, amount, service_date, stype, period, n, qty, "both" if both else "revenue"))
 
     def schedules(self) -> pd.DataFrame:
-        specs = pd.DataFrame(self.schedule_specs, columns=["line_id", "amount", "start_date", "schedule_type",
-                                                           "period", "installments", "quantity", "type"])
+        specs = pd.DataFrame(
+            self.schedule_specs,
+            columns=["line_id", "amount", "start_date", "schedule_type", "period", "installments", "quantity", "type"],
+        )
         specs["quantity"] = specs["quantity"].astype("float64")
         rows = expand_schedules(specs)
         rows["type"] = np.repeat(specs["type"].to_numpy(), specs["installments"].to_numpy())
-        rows.loc[np.repeat(specs["type"].to_numpy() == "revenue", specs["installments"].to_numpy()), "quantity"] = np.nan
+        rows.loc[np.repeat(specs["type"].to_numpy() == "revenue", specs["installments"].to_numpy()), "quantity"] = (
+            np.nan
+        )
         # A few stale schedules, as real orgs have: the line was edited after
         # the schedule was established.
         stale = specs["line_id"][self.rng.random(len(specs)) < 0.004]
@@ -374,14 +496,21 @@ class _Sim:
 
     # -- accounts --------------------------------------------------------
     def account(self, created, segment, channel, is_customer=True) -> dict:
-        name = (f"{_NAME_A[int(self.rng.integers(len(_NAME_A)))]} "
-                f"{_NAME_B[int(self.rng.integers(len(_NAME_B)))]} "
-                f"{_NAME_C[int(self.rng.integers(len(_NAME_C)))]}")
-        row = {"account_id": self.new_id("account"), "name": name, "segment": segment,
-               "industry": _INDUSTRIES[int(self.rng.integers(len(_INDUSTRIES)))],
-               "region": _REGIONS[int(self.rng.choice(len(_REGIONS), p=_REGION_P))],
-               "is_government": segment == "Government", "created_date": created,
-               "acquisition_channel": channel if is_customer else None}
+        name = (
+            f"{_NAME_A[int(self.rng.integers(len(_NAME_A)))]} "
+            f"{_NAME_B[int(self.rng.integers(len(_NAME_B)))]} "
+            f"{_NAME_C[int(self.rng.integers(len(_NAME_C)))]}"
+        )
+        row = {
+            "account_id": self.new_id("account"),
+            "name": name,
+            "segment": segment,
+            "industry": _INDUSTRIES[int(self.rng.integers(len(_INDUSTRIES)))],
+            "region": _REGIONS[int(self.rng.choice(len(_REGIONS), p=_REGION_P))],
+            "is_government": segment == "Government",
+            "created_date": created,
+            "acquisition_channel": channel if is_customer else None,
+        }
         self.rows["accounts"].append(row)
         return row
 
@@ -401,8 +530,9 @@ class _Sim:
         if self.progress:
             from tqdm.auto import tqdm
 
-            days_sorted = tqdm(days_sorted, desc="simulating accounts", unit="account", leave=False,
-                               disable=None)  # quiet when not on a terminal
+            days_sorted = tqdm(
+                days_sorted, desc="simulating accounts", unit="account", leave=False, disable=None
+            )  # quiet when not on a terminal
         for d in days_sorted:
             self.customer(self.start + pd.Timedelta(days=int(d)))
         self.prospects()
@@ -432,9 +562,19 @@ class _Sim:
         h[0] = _HEALTH_MEAN[seg] + 0.8 * eps[0]
         for i in range(1, n_months):
             h[i] = _HEALTH_MEAN[seg] * 0.08 + 0.92 * h[i - 1] + 0.33 * eps[i]
-        state = {"aid": aid, "seg": seg, "method": method, "uplift": uplift, "h": h, "m0": m0,
-                 "acq": acq, "renewals": 0, "seats": 0.0, "signals": [],
-                 "currency": _SECOND_CURRENCY if acct["region"] == "EMEA" and self.rng.random() < 0.5 else None}
+        state = {
+            "aid": aid,
+            "seg": seg,
+            "method": method,
+            "uplift": uplift,
+            "h": h,
+            "m0": m0,
+            "acq": acq,
+            "renewals": 0,
+            "seats": 0.0,
+            "signals": [],
+            "currency": _SECOND_CURRENCY if acct["region"] == "EMEA" and self.rng.random() < 0.5 else None,
+        }
         evergreen = seg == "SMB" and self.rng.random() < 0.07
         if evergreen:
             self.evergreen_customer(state, opp_created)
@@ -458,13 +598,18 @@ class _Sim:
                 continue
             hv = self.health_at(state, m)
             util = min(1.0, max(0.0, _sigmoid(0.45 + 1.1 * hv + 0.25 * self.rng.normal())))
-            tickets = int(self.rng.poisson(max(0.1, (seats ** 0.35) * math.exp(-0.45 * hv) * 0.6)))
+            tickets = int(self.rng.poisson(max(0.1, (seats**0.35) * math.exp(-0.45 * hv) * 0.6)))
             nps = None
             if m.month in (3, 6, 9, 12):
                 nps = float(int(min(100, max(-100, round(22 + 26 * hv + self.rng.normal(0, 12))))))
-            row = {"account_id": state["aid"], "month": m, "seat_utilization": round(util, 3),
-                   "active_users": float(round(seats * util)), "support_tickets": float(tickets),
-                   "nps": nps}
+            row = {
+                "account_id": state["aid"],
+                "month": m,
+                "seat_utilization": round(util, 3),
+                "active_users": float(round(seats * util)),
+                "support_tickets": float(tickets),
+                "nps": nps,
+            }
             self.rows["signals"].append(row)
             state["signals"].append(row)
             m = add_months(m, 1)
@@ -484,21 +629,36 @@ class _Sim:
     def true_probability(self, state, contract, lead) -> float:
         util, nps, tix = self.observed(state, lead)
         seats = max(state["seats"], 1.0)
-        z = (_BASE_LOGIT[state["seg"]]
-             + 3.2 * (util - 0.6)
-             + 0.018 * (nps - 20)
-             - 0.35 * (tix / (seats ** 0.35) - 0.6)
-             + 0.30 * min(state["renewals"], 3)
-             - 0.70 * contract["decreased"]
-             + 0.45 * contract["upsold"]
-             - (6.0 * state["uplift"] if state["method"] == "uplift" else 0.0)
-             - (0.35 if state["method"] == "list" else 0.0)
-             - 0.15 * (contract["term"] > 12))
+        z = (
+            _BASE_LOGIT[state["seg"]]
+            + 3.2 * (util - 0.6)
+            + 0.018 * (nps - 20)
+            - 0.35 * (tix / (seats**0.35) - 0.6)
+            + 0.30 * min(state["renewals"], 3)
+            - 0.70 * contract["decreased"]
+            + 0.45 * contract["upsold"]
+            - (6.0 * state["uplift"] if state["method"] == "uplift" else 0.0)
+            - (0.35 if state["method"] == "list" else 0.0)
+            - 0.15 * (contract["term"] > 12)
+        )
         return _sigmoid(z)
 
     # -- subscriptions ---------------------------------------------------
-    def sub_row(self, contract, product, qty, unit, start, end, created, *, revised=None,
-                terminated=None, segment=None, prev_qty=0.0) -> str:
+    def sub_row(
+        self,
+        contract,
+        product,
+        qty,
+        unit,
+        start,
+        end,
+        created,
+        *,
+        revised=None,
+        terminated=None,
+        segment=None,
+        prev_qty=0.0,
+    ) -> str:
         term_default = _PRODUCTS[product][2]
         if segment is not None:
             seg_index, seg_start, seg_end, seg_qty = segment
@@ -516,16 +676,30 @@ class _Sim:
             net = (_line_total(product, prev_qty + qty, unit) - _line_total(product, prev_qty, unit)) * prorate
         else:
             net = unit * prorate
-        self.rows["subscriptions"].append({
-            "subscription_id": sid, "contract_id": contract["id"], "account_id": contract["aid"],
-            "product_id": self.product_ids[product], "start_date": start, "end_date": end,
-            "quantity": float(qty), "net_price": round(net, 2), "prorate_multiplier": prorate,
-            "terminated_date": terminated, "revised_subscription_id": revised,
-            "segment_index": seg_index, "segment_start_date": seg_start, "segment_end_date": seg_end,
-            "segment_quantity": None if seg_qty is None else float(seg_qty), "created_date": created,
-            "charge_type": _CHARGE.get(product, "recurring"), "total_priced": total_priced,
-            "list_price": round(self.list_price(product, start) * prorate, 2) if product != "credit" else None,
-            "currency": contract.get("currency")})
+        self.rows["subscriptions"].append(
+            {
+                "subscription_id": sid,
+                "contract_id": contract["id"],
+                "account_id": contract["aid"],
+                "product_id": self.product_ids[product],
+                "start_date": start,
+                "end_date": end,
+                "quantity": float(qty),
+                "net_price": round(net, 2),
+                "prorate_multiplier": prorate,
+                "terminated_date": terminated,
+                "revised_subscription_id": revised,
+                "segment_index": seg_index,
+                "segment_start_date": seg_start,
+                "segment_end_date": seg_end,
+                "segment_quantity": None if seg_qty is None else float(seg_qty),
+                "created_date": created,
+                "charge_type": _CHARGE.get(product, "recurring"),
+                "total_priced": total_priced,
+                "list_price": round(self.list_price(product, start) * prorate, 2) if product != "credit" else None,
+                "currency": contract.get("currency"),
+            }
+        )
         return sid
 
     def avg_unit(self, product: str, qty: float, unit: float) -> float:
@@ -537,13 +711,33 @@ class _Sim:
     def open_contract(self, state, start, term, created, renewed_from=None) -> dict:
         cid = self.new_id("contract")
         end = add_months(start, term) - pd.Timedelta(days=1)
-        row = {"contract_id": cid, "account_id": state["aid"], "start_date": start, "end_date": end,
-               "term_months": float(term), "status": "Activated", "evergreen": False,
-               "renewal_pricing_method": state["method"], "renewal_uplift_rate": state["uplift"],
-               "renewed_contract_id": renewed_from, "created_date": created}
+        row = {
+            "contract_id": cid,
+            "account_id": state["aid"],
+            "start_date": start,
+            "end_date": end,
+            "term_months": float(term),
+            "status": "Activated",
+            "evergreen": False,
+            "renewal_pricing_method": state["method"],
+            "renewal_uplift_rate": state["uplift"],
+            "renewed_contract_id": renewed_from,
+            "created_date": created,
+        }
         self.rows["contracts"].append(row)
-        return {"id": cid, "aid": state["aid"], "row": row, "start": start, "end": end, "term": term,
-                "lines": {}, "decreased": 0, "upsold": 0, "mdq": False, "currency": state.get("currency")}
+        return {
+            "id": cid,
+            "aid": state["aid"],
+            "row": row,
+            "start": start,
+            "end": end,
+            "term": term,
+            "lines": {},
+            "decreased": 0,
+            "upsold": 0,
+            "mdq": False,
+            "currency": state.get("currency"),
+        }
 
     def contract_chain(self, state, start, opp_created, new_business) -> None:
         seg = state["seg"]
@@ -570,8 +764,15 @@ class _Sim:
             if prev is None:
                 amount = sum(q * prices[p] * term / _PRODUCTS[p][2] for p, q in products.items())
                 otype = "new_business"
-                opp = self.opportunity(state["aid"], otype, opp_created, start - pd.Timedelta(days=1), "won",
-                                       amount, health=self.health_at(state, start))
+                opp = self.opportunity(
+                    state["aid"],
+                    otype,
+                    opp_created,
+                    start - pd.Timedelta(days=1),
+                    "won",
+                    amount,
+                    health=self.health_at(state, start),
+                )
                 created = start - pd.Timedelta(days=1)
             else:
                 opp, created = prev["renewal_opp"], prev["renewal_close"]
@@ -588,8 +789,9 @@ class _Sim:
                     for i, sq in enumerate(qtys):
                         s0 = add_months(start, 12 * i)
                         s1 = add_months(start, 12 * (i + 1)) - pd.Timedelta(days=1)
-                        sid = self.sub_row(contract, p, sq - prev_q, unit, s0, contract["end"], created,
-                                           segment=(i + 1, s0, s1, sq))
+                        sid = self.sub_row(
+                            contract, p, sq - prev_q, unit, s0, contract["end"], created, segment=(i + 1, s0, s1, sq)
+                        )
                         prev_q = sq
                     contract["lines"][p] = {"qty": qtys[-1], "unit": unit, "root": sid, "mdq": True}
                 else:
@@ -600,8 +802,9 @@ class _Sim:
             if prev is None and seg != "SMB" and self.rng.random() < 0.7:
                 self.line(opp, "implementation", 1, self.list_price("implementation", start) * (1 - disc), start, 3)
             if seg in ("Mid-Market", "Enterprise") and self.rng.random() < 0.2:
-                self.line(opp, "training", 4 * int(self.rng.integers(1, 4)), self.list_price("training", start) / 4,
-                          start, 12)
+                self.line(
+                    opp, "training", 4 * int(self.rng.integers(1, 4)), self.list_price("training", start) / 4, start, 12
+                )
 
             terminated = self.amendments(state, contract)
             stop = terminated or contract["end"]
@@ -617,9 +820,16 @@ class _Sim:
             p_true = self.true_probability(state, contract, min(lead, self.end))
             decided = end <= self.end
             renewed = bool(self.rng.random() < p_true) if decided else None
-            self.truth.append({"contract_id": contract["id"], "account_id": state["aid"], "end_date": end,
-                               "lead_date": lead, "true_probability": round(p_true, 6),
-                               "renewed": None if renewed is None else int(renewed)})
+            self.truth.append(
+                {
+                    "contract_id": contract["id"],
+                    "account_id": state["aid"],
+                    "end_date": end,
+                    "lead_date": lead,
+                    "true_probability": round(p_true, 6),
+                    "renewed": None if renewed is None else int(renewed),
+                }
+            )
             hv = self.health_at(state, end)
             new_products = {}
             for p, line in contract["lines"].items():
@@ -643,17 +853,33 @@ class _Sim:
                 contract["row"]["status"] = "Activated"
                 return  # the renewal opportunity does not exist yet
             if not decided:
-                opp_id = self.opportunity(state["aid"], "renewal", opp_created_r, end, "open", renewal_amount,
-                                          renewed=contract["id"], health=hv)
+                opp_id = self.opportunity(
+                    state["aid"],
+                    "renewal",
+                    opp_created_r,
+                    end,
+                    "open",
+                    renewal_amount,
+                    renewed=contract["id"],
+                    health=hv,
+                )
                 for p, q in new_products.items():
-                    self.line(opp_id, p, q, self.avg_unit(p, q, new_prices[p]) * term / _PRODUCTS[p][2],
-                              next_start, term)
+                    self.line(
+                        opp_id, p, q, self.avg_unit(p, q, new_prices[p]) * term / _PRODUCTS[p][2], next_start, term
+                    )
                 return
             contract["row"]["status"] = "Expired"
             close = end - pd.Timedelta(days=int(self.u(0, 30 if renewed else 45)))
-            opp_id = self.opportunity(state["aid"], "renewal", opp_created_r, close,
-                                      "won" if renewed else "lost", renewal_amount if renewed else 0.0,
-                                      renewed=contract["id"], health=hv)
+            opp_id = self.opportunity(
+                state["aid"],
+                "renewal",
+                opp_created_r,
+                close,
+                "won" if renewed else "lost",
+                renewal_amount if renewed else 0.0,
+                renewed=contract["id"],
+                health=hv,
+            )
             if not renewed:
                 self.maybe_win_back(state, end)
                 return
@@ -667,16 +893,25 @@ class _Sim:
         """One-time setup fees, usage lines and loyalty credits, as real orgs book them."""
         seg, start = state["seg"], contract["start"]
         if first and seg != "SMB" and self.rng.random() < 0.5:
-            fee = round(self.list_price("setup", start) * {"Mid-Market": 1.0, "Enterprise": 3.0,
-                                                            "Government": 2.0}[seg] * self.u(0.8, 1.2), -2)
+            fee = round(
+                self.list_price("setup", start)
+                * {"Mid-Market": 1.0, "Enterprise": 3.0, "Government": 2.0}[seg]
+                * self.u(0.8, 1.2),
+                -2,
+            )
             self.sub_row(contract, "setup", 1.0, fee, start, contract["end"], created)
             self.line(opp, "setup", 1.0, fee, start, 1)
         if first and self.rng.random() < 0.12:
             calls = float(int(self.rng.integers(2_000, 40_000)))  # thousands of calls a year, booked
-            sid = self.sub_row(contract, "usage", calls, self.list_price("usage", start), start, contract["end"],
-                               created)
-            contract["lines"]["usage"] = {"qty": calls, "unit": self.list_price("usage", start), "root": sid,
-                                          "mdq": False}
+            sid = self.sub_row(
+                contract, "usage", calls, self.list_price("usage", start), start, contract["end"], created
+            )
+            contract["lines"]["usage"] = {
+                "qty": calls,
+                "unit": self.list_price("usage", start),
+                "root": sid,
+                "mdq": False,
+            }
         main = "core" if "core" in products else ("starter" if "starter" in products else None)
         if not first and main and state["renewals"] >= 2 and self.rng.random() < 0.15:
             # A recurring credit: a negative per-unit price on its own line.
@@ -704,14 +939,31 @@ class _Sim:
             p_add = 0.005
             p_cr = 0.0025
             if r < p_term:
-                opp = self.opportunity(state["aid"], "amendment", when - pd.Timedelta(days=int(self.u(5, 30))),
-                                       when, "won", 0.0, amended=contract["id"], health=hv)
+                opp = self.opportunity(
+                    state["aid"],
+                    "amendment",
+                    when - pd.Timedelta(days=int(self.u(5, 30))),
+                    when,
+                    "won",
+                    0.0,
+                    amended=contract["id"],
+                    health=hv,
+                )
                 # TerminatedDate is the last day of service; the negative rows
                 # start the day after, as CPQ writes them.
                 for p, line in lines.items():
-                    self.sub_row(contract, p, -line["qty"], line["unit"], when, contract["end"], when,
-                                 revised=line["root"], terminated=when - pd.Timedelta(days=1),
-                                 prev_qty=line["qty"])
+                    self.sub_row(
+                        contract,
+                        p,
+                        -line["qty"],
+                        line["unit"],
+                        when,
+                        contract["end"],
+                        when,
+                        revised=line["root"],
+                        terminated=when - pd.Timedelta(days=1),
+                        prev_qty=line["qty"],
+                    )
                     if p != "credit":
                         self.line(opp, p, -line["qty"], self.avg_unit(p, line["qty"], line["unit"]), when, 1)
                     line["qty"] = 0.0
@@ -742,10 +994,20 @@ class _Sim:
                         continue
                     contract["decreased"] = 1
                 amount = delta * line["unit"] * remaining / _PRODUCTS[p][2]
-                opp = self.opportunity(state["aid"], "amendment", opp_created, when, "won", amount,
-                                       amended=contract["id"], health=hv)
-                self.sub_row(contract, p, delta, line["unit"], when, contract["end"], when, revised=line["root"],
-                             prev_qty=line["qty"])
+                opp = self.opportunity(
+                    state["aid"], "amendment", opp_created, when, "won", amount, amended=contract["id"], health=hv
+                )
+                self.sub_row(
+                    contract,
+                    p,
+                    delta,
+                    line["unit"],
+                    when,
+                    contract["end"],
+                    when,
+                    revised=line["root"],
+                    prev_qty=line["qty"],
+                )
                 self.line(opp, p, delta, line["unit"] * remaining / _PRODUCTS[p][2], when, max(1, round(remaining)))
                 line["qty"] += delta
                 if p in ("core", "starter"):
@@ -755,12 +1017,18 @@ class _Sim:
                 if not options:
                     continue
                 p = options[int(self.rng.integers(len(options)))]
-                q = 1.0 if p == "support" else float(max(1, round(state["seats"] * self.u(0.2, 0.6)))) \
-                    if p == "analytics" else float(self.rng.integers(1, 4))
+                q = (
+                    1.0
+                    if p == "support"
+                    else float(max(1, round(state["seats"] * self.u(0.2, 0.6))))
+                    if p == "analytics"
+                    else float(self.rng.integers(1, 4))
+                )
                 unit = self.list_price(p, when) * (1 - self.u(0, 0.15))
                 amount = q * unit * remaining / _PRODUCTS[p][2]
-                opp = self.opportunity(state["aid"], "amendment", opp_created, when, "won", amount,
-                                       amended=contract["id"], health=hv)
+                opp = self.opportunity(
+                    state["aid"], "amendment", opp_created, when, "won", amount, amended=contract["id"], health=hv
+                )
                 # Co-terminated: the new line ends with the contract.
                 sid = self.sub_row(contract, p, q, unit, when, contract["end"], when)
                 self.line(opp, p, q, unit * remaining / _PRODUCTS[p][2], when, max(1, round(remaining)))
@@ -770,11 +1038,27 @@ class _Sim:
                 p = seat_lines[int(self.rng.integers(len(seat_lines)))]
                 line = lines[p]
                 new_unit = line["unit"] * self.u(0.9, 1.12)
-                opp = self.opportunity(state["aid"], "amendment", opp_created, when, "won",
-                                       line["qty"] * (new_unit - line["unit"]) * remaining / _PRODUCTS[p][2],
-                                       amended=contract["id"], health=hv)
-                self.sub_row(contract, p, -line["qty"], line["unit"], when, contract["end"], when,
-                             revised=line["root"], prev_qty=line["qty"])
+                opp = self.opportunity(
+                    state["aid"],
+                    "amendment",
+                    opp_created,
+                    when,
+                    "won",
+                    line["qty"] * (new_unit - line["unit"]) * remaining / _PRODUCTS[p][2],
+                    amended=contract["id"],
+                    health=hv,
+                )
+                self.sub_row(
+                    contract,
+                    p,
+                    -line["qty"],
+                    line["unit"],
+                    when,
+                    contract["end"],
+                    when,
+                    revised=line["root"],
+                    prev_qty=line["qty"],
+                )
                 sid = self.sub_row(contract, p, line["qty"], new_unit, when, contract["end"], when)
                 self.line(opp, p, line["qty"], new_unit * remaining / _PRODUCTS[p][2], when, max(1, round(remaining)))
                 contract["lines"][p] = {"qty": line["qty"], "unit": new_unit, "root": sid, "mdq": False}
@@ -794,26 +1078,58 @@ class _Sim:
     def evergreen_customer(self, state, opp_created) -> None:
         start = state["acq"]
         cid = self.new_id("contract")
-        row = {"contract_id": cid, "account_id": state["aid"], "start_date": start, "end_date": None,
-               "term_months": 1.0, "status": "Activated", "evergreen": True,
-               "renewal_pricing_method": state["method"], "renewal_uplift_rate": state["uplift"],
-               "renewed_contract_id": None, "created_date": start - pd.Timedelta(days=1)}
+        row = {
+            "contract_id": cid,
+            "account_id": state["aid"],
+            "start_date": start,
+            "end_date": None,
+            "term_months": 1.0,
+            "status": "Activated",
+            "evergreen": True,
+            "renewal_pricing_method": state["method"],
+            "renewal_uplift_rate": state["uplift"],
+            "renewed_contract_id": None,
+            "created_date": start - pd.Timedelta(days=1),
+        }
         self.rows["contracts"].append(row)
         qty = float(self.rng.integers(1, 6))
         unit = self.list_price("api", start) * (1 - self.u(0, 0.1))
-        opp = self.opportunity(state["aid"], "new_business", opp_created, start - pd.Timedelta(days=1), "won",
-                               qty * unit, health=self.health_at(state, start))
+        opp = self.opportunity(
+            state["aid"],
+            "new_business",
+            opp_created,
+            start - pd.Timedelta(days=1),
+            "won",
+            qty * unit,
+            health=self.health_at(state, start),
+        )
         self.line(opp, "api", qty, unit, start, 1)
         # Evergreen: one-period term, no end date; the price is monthly.
         sid = self.new_id("subscription")
-        self.rows["subscriptions"].append({
-            "subscription_id": sid, "contract_id": cid, "account_id": state["aid"],
-            "product_id": self.product_ids["api"], "start_date": start, "end_date": None, "quantity": qty,
-            "net_price": round(unit, 2), "prorate_multiplier": 1.0, "terminated_date": None,
-            "revised_subscription_id": None, "segment_index": None, "segment_start_date": None,
-            "segment_end_date": None, "segment_quantity": None, "created_date": start - pd.Timedelta(days=1),
-            "charge_type": "recurring", "total_priced": False,
-            "list_price": self.list_price("api", start), "currency": state.get("currency")})
+        self.rows["subscriptions"].append(
+            {
+                "subscription_id": sid,
+                "contract_id": cid,
+                "account_id": state["aid"],
+                "product_id": self.product_ids["api"],
+                "start_date": start,
+                "end_date": None,
+                "quantity": qty,
+                "net_price": round(unit, 2),
+                "prorate_multiplier": 1.0,
+                "terminated_date": None,
+                "revised_subscription_id": None,
+                "segment_index": None,
+                "segment_start_date": None,
+                "segment_end_date": None,
+                "segment_quantity": None,
+                "created_date": start - pd.Timedelta(days=1),
+                "charge_type": "recurring",
+                "total_priced": False,
+                "list_price": self.list_price("api", start),
+                "currency": state.get("currency"),
+            }
+        )
         state["seats"] = qty * 10
         m = _month_start(start)
         while True:
@@ -824,17 +1140,40 @@ class _Sim:
             hazard = 0.022 * math.exp(-0.8 * self.health_at(state, m))
             if self.rng.random() < hazard:
                 when = self.day(m, min(month_end(m), self.end))
-                self.rows["subscriptions"].append({
-                    "subscription_id": self.new_id("subscription"), "contract_id": cid,
-                    "account_id": state["aid"], "product_id": self.product_ids["api"], "start_date": when,
-                    "end_date": None, "quantity": -qty, "net_price": round(unit, 2), "prorate_multiplier": 1.0,
-                    "terminated_date": when - pd.Timedelta(days=1), "revised_subscription_id": sid,
-                    "segment_index": None, "segment_start_date": None, "segment_end_date": None,
-                    "segment_quantity": None, "created_date": when, "charge_type": "recurring",
-                    "total_priced": False, "list_price": self.list_price("api", when),
-                    "currency": state.get("currency")})
-                self.opportunity(state["aid"], "amendment", when - pd.Timedelta(days=3), when, "won", 0.0,
-                                 amended=cid, health=self.health_at(state, when))
+                self.rows["subscriptions"].append(
+                    {
+                        "subscription_id": self.new_id("subscription"),
+                        "contract_id": cid,
+                        "account_id": state["aid"],
+                        "product_id": self.product_ids["api"],
+                        "start_date": when,
+                        "end_date": None,
+                        "quantity": -qty,
+                        "net_price": round(unit, 2),
+                        "prorate_multiplier": 1.0,
+                        "terminated_date": when - pd.Timedelta(days=1),
+                        "revised_subscription_id": sid,
+                        "segment_index": None,
+                        "segment_start_date": None,
+                        "segment_end_date": None,
+                        "segment_quantity": None,
+                        "created_date": when,
+                        "charge_type": "recurring",
+                        "total_priced": False,
+                        "list_price": self.list_price("api", when),
+                        "currency": state.get("currency"),
+                    }
+                )
+                self.opportunity(
+                    state["aid"],
+                    "amendment",
+                    when - pd.Timedelta(days=3),
+                    when,
+                    "won",
+                    0.0,
+                    amended=cid,
+                    health=self.health_at(state, when),
+                )
                 self.emit_signals(state, start, when, state["seats"])
                 return
 
@@ -843,8 +1182,15 @@ class _Sim:
         term = int(self.rng.choice(_TERMS[seg][0], p=_TERMS[seg][1]))
         seats = float(int(math.exp(self.u(math.log(_SEATS[seg][0]), math.log(_SEATS[seg][1])))))
         unit = self.list_price("core", acq) * (1 - self.u(*_DISCOUNT[seg])) * term / 12
-        opp = self.opportunity(aid, "new_business", opp_created, acq - pd.Timedelta(days=1), "open",
-                               seats * unit, health=_HEALTH_MEAN[seg] + 0.8 * float(self.rng.normal()))
+        opp = self.opportunity(
+            aid,
+            "new_business",
+            opp_created,
+            acq - pd.Timedelta(days=1),
+            "open",
+            seats * unit,
+            health=_HEALTH_MEAN[seg] + 0.8 * float(self.rng.normal()),
+        )
         self.line(opp, "core", seats, unit, acq, term)
 
     def prospects(self) -> None:
@@ -866,8 +1212,15 @@ class _Sim:
             term = int(self.rng.choice(_TERMS[seg][0], p=_TERMS[seg][1]))
             seats = float(int(math.exp(self.u(math.log(_SEATS[seg][0]), math.log(_SEATS[seg][1])))))
             unit = self.list_price("core", close) * (1 - self.u(*_DISCOUNT[seg])) * term / 12
-            opp = self.opportunity(acct["account_id"], "new_business", created, close, outcome, seats * unit,
-                                   health=float(self.rng.normal()))
+            opp = self.opportunity(
+                acct["account_id"],
+                "new_business",
+                created,
+                close,
+                outcome,
+                seats * unit,
+                health=float(self.rng.normal()),
+            )
             service = close + pd.Timedelta(days=1)
             self.line(opp, "core", seats, unit, service, term)
             if seg != "SMB" and self.rng.random() < 0.6:
@@ -889,8 +1242,14 @@ class _Sim:
                 total = float(cost.get((nxt, ch), 0.0)) * float(self.rng.lognormal(0, 0.15))
                 total += 2_000.0 * _CHANNEL_COST[ch]  # fixed programme cost
                 sales_share = {"partner": 0.6, "outbound": 0.75, "organic": 0.1}.get(ch, 0.4)
-                rows.append({"month": m, "channel": ch, "sales_spend": round(total * sales_share, 2),
-                             "marketing_spend": round(total * (1 - sales_share), 2)})
+                rows.append(
+                    {
+                        "month": m,
+                        "channel": ch,
+                        "sales_spend": round(total * sales_share, 2),
+                        "marketing_spend": round(total * (1 - sales_share), 2),
+                    }
+                )
         return pd.DataFrame(rows)
 
 
@@ -902,14 +1261,22 @@ def _hierarchies(sim: _Sim, tables: dict[str, pd.DataFrame]) -> None:
     chosen = customers.sample(frac=0.08, random_state=int(sim.rng.integers(1 << 31)))
     parents = []
     for start in range(0, len(chosen) - 1, 3):
-        family = chosen.iloc[start:start + int(sim.rng.integers(2, 4))]
+        family = chosen.iloc[start : start + int(sim.rng.integers(2, 4))]
         pid = sim.new_id("account")
         head = family.iloc[0]
-        parents.append({"account_id": pid, "name": f"{head['name'].split()[0]} Group Holdings",
-                        "segment": head["segment"], "industry": head["industry"], "region": head["region"],
-                        "is_government": bool(head["is_government"]),
-                        "created_date": family["created_date"].min() - pd.Timedelta(days=1),
-                        "acquisition_channel": None, "parent_account_id": None})
+        parents.append(
+            {
+                "account_id": pid,
+                "name": f"{head['name'].split()[0]} Group Holdings",
+                "segment": head["segment"],
+                "industry": head["industry"],
+                "region": head["region"],
+                "is_government": bool(head["is_government"]),
+                "created_date": family["created_date"].min() - pd.Timedelta(days=1),
+                "acquisition_channel": None,
+                "parent_account_id": None,
+            }
+        )
         acc.loc[family.index, "parent_account_id"] = pid
     tables["accounts"] = pd.concat([acc, pd.DataFrame(parents)], ignore_index=True)
 
@@ -952,8 +1319,9 @@ def _second_currency(tables: dict[str, pd.DataFrame]) -> None:
     eur_o, r_o = native(opps, ["amount"], opps["close_date"])
     line_close = lines["opportunity_id"].map(close)
     eur_l, r_l = native(lines, ["unit_price", "total_price"], line_close)
-    eur_sc, r_sc = native(sched, ["revenue"], sched["line_id"].map(lines.set_index("line_id")["opportunity_id"])
-                          .map(close))
+    eur_sc, r_sc = native(
+        sched, ["revenue"], sched["line_id"].map(lines.set_index("line_id")["opportunity_id"]).map(close)
+    )
     # A scheduled line's total is the roll-up of its installments (in its currency).
     rolled = eur_sc["revenue"].groupby(sched["line_id"]).sum()
     mine = lines["_currency"].notna() & lines["line_id"].isin(rolled.index)
@@ -963,7 +1331,7 @@ def _second_currency(tables: dict[str, pd.DataFrame]) -> None:
         other = frame["_currency"].notna().to_numpy()
         for col, v in values.items():
             frame[col] = np.where(other, v / rate, frame[col])
-        frame.drop(columns=["_currency"], inplace=True)
+        del frame["_currency"]
 
 
 def _encodable(frame: pd.DataFrame, encoding: str) -> pd.DataFrame:
@@ -971,8 +1339,11 @@ def _encodable(frame: pd.DataFrame, encoding: str) -> pd.DataFrame:
     out = frame.copy()
     for col in out.columns:
         if str(out[col].dtype) == "string":
-            out[col] = out[col].map(lambda v: v if pd.isna(v) else v.encode(encoding, "replace").decode(encoding),
-                                    na_action="ignore").astype("string")
+            out[col] = (
+                out[col]
+                .map(lambda v: v if pd.isna(v) else v.encode(encoding, "replace").decode(encoding), na_action="ignore")
+                .astype("string")
+            )
     return out
 
 
@@ -991,7 +1362,11 @@ def _with_record_currency(tables: dict[str, pd.DataFrame]) -> dict[str, pd.DataF
 
 
 def generate_demo_tables(
-    accounts: int = 8000, seed: int = 7, *, start: str = "2021-01-01", end: str = "2026-10-31",
+    accounts: int = 8000,
+    seed: int = 7,
+    *,
+    start: str = "2021-01-01",
+    end: str = "2026-10-31",
     progress: bool = False,
 ) -> tuple[dict[str, pd.DataFrame], pd.DataFrame]:
     """Simulate the demo org and return its canonical tables and renewal truth.
@@ -1035,15 +1410,22 @@ def generate_demo_tables(
         if name == "accounts":
             frame = frame.sort_values("created_date", kind="stable")
         out[name] = conform(frame, name)
-    truth = pd.DataFrame(sim.truth, columns=["contract_id", "account_id", "end_date", "lead_date",
-                                             "true_probability", "renewed"])
+    truth = pd.DataFrame(
+        sim.truth, columns=["contract_id", "account_id", "end_date", "lead_date", "true_probability", "renewed"]
+    )
     truth["renewed"] = truth["renewed"].astype("Int64")
     return out, truth
 
 
 def write_demo_org(
-    out: str | Path, *, accounts: int = 8000, seed: int = 7, start: str = "2021-01-01",
-    end: str = "2026-10-31", progress: bool = False, encoding: str = "utf-8",
+    out: str | Path,
+    *,
+    accounts: int = 8000,
+    seed: int = 7,
+    start: str = "2021-01-01",
+    end: str = "2026-10-31",
+    progress: bool = False,
+    encoding: str = "utf-8",
     formula_fields: bool = True,
 ) -> DemoOrg:
     """Write a synthetic Salesforce CPQ export folder.
@@ -1085,8 +1467,9 @@ def write_demo_org(
     tables, truth = generate_demo_tables(accounts, seed, start=start, end=end, progress=progress)
     if encoding.replace("-", "").replace("_", "").lower() not in ("utf8", "utf8sig"):
         tables = {name: _encodable(frame, encoding) for name, frame in tables.items()}
-    write_salesforce_export(_with_record_currency(tables), out, encoding=encoding,
-                            leave_out=None if formula_fields else FORMULA_FIELDS)
+    write_salesforce_export(
+        _with_record_currency(tables), out, encoding=encoding, leave_out=None if formula_fields else FORMULA_FIELDS
+    )
     t = truth.copy()
     for col in ("end_date", "lead_date"):
         t[col] = pd.to_datetime(t[col]).dt.strftime("%Y-%m-%d")  # typed even when no decision exists

@@ -227,13 +227,20 @@ class OutputPathError(RenewForecastError, OSError):
         self.errno = errno_
 
     @classmethod
-    def from_os_error(cls, path: str | os.PathLike[str], exc: OSError, what: str = "the output",
-                      done: str = "Nothing was written and the input data is unchanged") -> OutputPathError:
+    def from_os_error(
+        cls,
+        path: str | os.PathLike[str],
+        exc: OSError,
+        what: str = "the output",
+        done: str = "Nothing was written and the input data is unchanged",
+    ) -> OutputPathError:
         """Describe ``exc``, raised while writing ``path``, in one paragraph ending with ``done``."""
         cause = _WRITE_CAUSES.get(exc.errno or 0) or (exc.strerror or str(exc)).lower()
         culprit = f" ({exc.filename})" if exc.filename and str(exc.filename) != str(path) else ""
-        message = (f"Cannot write {what} to {path}: {cause}{culprit}. {done}; choose another location, "
-                   "or free space or fix the permissions, and run again.")
+        message = (
+            f"Cannot write {what} to {path}: {cause}{culprit}. {done}; choose another location, "
+            "or free space or fix the permissions, and run again."
+        )
         return cls(message, path=str(path), cause=cause, errno_=exc.errno)
 
 

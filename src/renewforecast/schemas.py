@@ -29,8 +29,8 @@ import pandera.pandas as pa
 
 __all__ = [
     "ALLOWED",
-    "Col",
     "TABLES",
+    "Col",
     "TableSpec",
     "empty_table",
     "pandera_schema",
@@ -321,9 +321,7 @@ def empty_table(name: str) -> pd.DataFrame:
     {'month': 'datetime64[ns]', 'channel': 'string', 'sales_spend': 'float64', 'marketing_spend': 'float64'}
     """
     spec = TABLES[name]
-    return pd.DataFrame(
-        {c.name: pd.Series(dtype=dtype_of(c.kind)) for c in spec.columns if c.required}
-    )
+    return pd.DataFrame({c.name: pd.Series(dtype=dtype_of(c.kind)) for c in spec.columns if c.required})
 
 
 def pandera_schema(name: str) -> pa.DataFrameSchema:
@@ -385,8 +383,9 @@ def conform(frame: pd.DataFrame, name: str) -> pd.DataFrame:
                 col = pd.to_datetime(col)
             out[c.name] = col.astype(dtype_of(c.kind)).to_numpy()
         elif c.required:
-            out[c.name] = pd.Series(pd.NA if c.kind not in ("float", "date") else None,
-                                    index=frame.index, dtype=dtype_of(c.kind)).to_numpy()
+            out[c.name] = pd.Series(
+                pd.NA if c.kind not in ("float", "date") else None, index=frame.index, dtype=dtype_of(c.kind)
+            ).to_numpy()
     result = pd.DataFrame(out, index=frame.index)
     for c in spec.columns:
         if c.name in result.columns:
@@ -397,8 +396,11 @@ def conform(frame: pd.DataFrame, name: str) -> pd.DataFrame:
         # one is quadratic (and warns PerformanceWarning).
         names = [extra for extra in frame.columns if extra not in result.columns and not str(extra).startswith("_")]
         floats = [extra for extra in names if pd.api.types.is_float_dtype(frame[extra])]
-        others = {extra: pd.to_numeric(frame[extra], errors="coerce").astype("float64").to_numpy()
-                  for extra in names if extra not in set(floats)}
+        others = {
+            extra: pd.to_numeric(frame[extra], errors="coerce").astype("float64").to_numpy()
+            for extra in names
+            if extra not in set(floats)
+        }
         if names:
             # Columns already read as numbers move as one block.
             block = pd.DataFrame(frame[floats].to_numpy(dtype="float64"), columns=floats, index=result.index)

@@ -14,22 +14,42 @@ PRODUCTS = pd.DataFrame({"product_id": ["p"], "subscription_term_months": [12.0]
 
 
 def sub(acct, contract, start, end, qty, price=1200.0, **extra):
-    return {"subscription_id": f"s-{contract}-{start}-{qty}", "account_id": acct, "contract_id": contract,
-            "product_id": "p", "start_date": T(start), "end_date": T(end), "quantity": float(qty),
-            "net_price": price, "prorate_multiplier": 1.0, "created_date": T(start) - pd.Timedelta(days=1), **extra}
+    return {
+        "subscription_id": f"s-{contract}-{start}-{qty}",
+        "account_id": acct,
+        "contract_id": contract,
+        "product_id": "p",
+        "start_date": T(start),
+        "end_date": T(end),
+        "quantity": float(qty),
+        "net_price": price,
+        "prorate_multiplier": 1.0,
+        "created_date": T(start) - pd.Timedelta(days=1),
+        **extra,
+    }
 
 
 def accounts(*ids, segment="SMB"):
-    return pd.DataFrame({"account_id": list(ids), "name": [f"Name {i}" for i in ids],
-                         "segment": [segment] * len(ids), "created_date": [T("2022-01-01")] * len(ids)})
+    return pd.DataFrame(
+        {
+            "account_id": list(ids),
+            "name": [f"Name {i}" for i in ids],
+            "segment": [segment] * len(ids),
+            "created_date": [T("2022-01-01")] * len(ids),
+        }
+    )
 
 
 def test_cohort_nrr_grr_and_logos_by_hand():
     # MRR a month: A 100 -> 150, B 100 -> 50, C 100 -> 0, D new (80) is not in the cohort
-    rows = [sub("A", "a", "2023-01-01", "2025-12-31", 1), sub("A", "a2", "2024-03-01", "2025-12-31", 0.5),
-            sub("B", "b", "2023-01-01", "2025-12-31", 1), sub("B", "b", "2024-05-01", "2025-12-31", -0.5,
-                                                              revised_subscription_id="s-b-2023-01-01-1"),
-            sub("C", "c", "2023-01-01", "2024-06-30", 1), sub("D", "d", "2024-02-01", "2025-12-31", 0.8)]
+    rows = [
+        sub("A", "a", "2023-01-01", "2025-12-31", 1),
+        sub("A", "a2", "2024-03-01", "2025-12-31", 0.5),
+        sub("B", "b", "2023-01-01", "2025-12-31", 1),
+        sub("B", "b", "2024-05-01", "2025-12-31", -0.5, revised_subscription_id="s-b-2023-01-01-1"),
+        sub("C", "c", "2023-01-01", "2024-06-30", 1),
+        sub("D", "d", "2024-02-01", "2025-12-31", 0.8),
+    ]
     book = make_book(accounts=accounts("A", "B", "C", "D"), subscriptions=pd.DataFrame(rows), products=PRODUCTS)
     k = rf.retention_kpis(book, as_of="2024-12-31").iloc[0]
     assert k["base_month"] == T("2023-12-31")
@@ -66,32 +86,79 @@ def test_grr_never_exceeds_one_or_nrr(demo_book):
 
 
 def renewal_book():
-    contracts = pd.DataFrame({
-        "contract_id": ["c1", "c1r", "c2", "c3", "c4", "c5"],
-        "account_id": ["A", "A", "B", "C", "D", "E"],
-        "start_date": [T("2024-01-01"), T("2025-01-01"), T("2024-02-01"), T("2024-03-01"), T("2023-06-01"), T("2024-01-01")],
-        "end_date": [T("2024-12-31"), T("2025-12-31"), T("2025-01-31"), T("2025-02-28"), T("2026-05-31"), T("2024-12-31")],
-        "evergreen": [False] * 6, "renewed_contract_id": [None, "c1", None, None, None, None],
-        "created_date": [T("2023-12-01"), T("2024-12-20"), T("2024-01-15"), T("2024-02-15"), T("2023-05-15"), T("2023-12-01")],
-    })
-    subs = pd.DataFrame([
-        sub("A", "c1", "2024-01-01", "2024-12-31", 1),            # ARR 1,200, renewed at 1,320
-        sub("A", "c1r", "2025-01-01", "2025-12-31", 1.1),
-        sub("B", "c2", "2024-02-01", "2025-01-31", 0.5),          # ARR 600, renewal lost
-        sub("C", "c3", "2024-03-01", "2025-02-28", 0.25),         # ARR 300, renewal still open
-        sub("D", "c4", "2023-06-01", "2026-05-31", 2),            # three-year: mid-term, not due
-        sub("E", "c5", "2024-01-01", "2024-12-31", 1),            # terminated in October
-        sub("E", "c5", "2024-10-01", "2024-12-31", -1, revised_subscription_id="s-c5-2024-01-01-1",
-            terminated_date=T("2024-09-30"), created_date=T("2024-09-01")),  # last day of service
-    ])
-    opps = pd.DataFrame({
-        "opportunity_id": ["o1", "o2", "o3"], "account_id": ["A", "B", "C"], "type": ["renewal"] * 3,
-        "stage": ["Closed Won", "Closed Lost", "Negotiation/Review"], "probability": [1.0, 0.0, 0.9],
-        "close_date": [T("2024-12-20"), T("2025-01-10"), T("2025-02-20")], "is_closed": [True, True, False],
-        "is_won": [True, False, False], "renewed_contract_id": ["c1", "c2", "c3"],
-        "created_date": [T("2024-09-01"), T("2024-10-01"), T("2024-11-01")]})
-    return make_book(accounts=accounts("A", "B", "C", "D", "E"), contracts=contracts, subscriptions=subs,
-                     opportunities=opps, products=PRODUCTS)
+    contracts = pd.DataFrame(
+        {
+            "contract_id": ["c1", "c1r", "c2", "c3", "c4", "c5"],
+            "account_id": ["A", "A", "B", "C", "D", "E"],
+            "start_date": [
+                T("2024-01-01"),
+                T("2025-01-01"),
+                T("2024-02-01"),
+                T("2024-03-01"),
+                T("2023-06-01"),
+                T("2024-01-01"),
+            ],
+            "end_date": [
+                T("2024-12-31"),
+                T("2025-12-31"),
+                T("2025-01-31"),
+                T("2025-02-28"),
+                T("2026-05-31"),
+                T("2024-12-31"),
+            ],
+            "evergreen": [False] * 6,
+            "renewed_contract_id": [None, "c1", None, None, None, None],
+            "created_date": [
+                T("2023-12-01"),
+                T("2024-12-20"),
+                T("2024-01-15"),
+                T("2024-02-15"),
+                T("2023-05-15"),
+                T("2023-12-01"),
+            ],
+        }
+    )
+    subs = pd.DataFrame(
+        [
+            sub("A", "c1", "2024-01-01", "2024-12-31", 1),  # ARR 1,200, renewed at 1,320
+            sub("A", "c1r", "2025-01-01", "2025-12-31", 1.1),
+            sub("B", "c2", "2024-02-01", "2025-01-31", 0.5),  # ARR 600, renewal lost
+            sub("C", "c3", "2024-03-01", "2025-02-28", 0.25),  # ARR 300, renewal still open
+            sub("D", "c4", "2023-06-01", "2026-05-31", 2),  # three-year: mid-term, not due
+            sub("E", "c5", "2024-01-01", "2024-12-31", 1),  # terminated in October
+            sub(
+                "E",
+                "c5",
+                "2024-10-01",
+                "2024-12-31",
+                -1,
+                revised_subscription_id="s-c5-2024-01-01-1",
+                terminated_date=T("2024-09-30"),
+                created_date=T("2024-09-01"),
+            ),  # last day of service
+        ]
+    )
+    opps = pd.DataFrame(
+        {
+            "opportunity_id": ["o1", "o2", "o3"],
+            "account_id": ["A", "B", "C"],
+            "type": ["renewal"] * 3,
+            "stage": ["Closed Won", "Closed Lost", "Negotiation/Review"],
+            "probability": [1.0, 0.0, 0.9],
+            "close_date": [T("2024-12-20"), T("2025-01-10"), T("2025-02-20")],
+            "is_closed": [True, True, False],
+            "is_won": [True, False, False],
+            "renewed_contract_id": ["c1", "c2", "c3"],
+            "created_date": [T("2024-09-01"), T("2024-10-01"), T("2024-11-01")],
+        }
+    )
+    return make_book(
+        accounts=accounts("A", "B", "C", "D", "E"),
+        contracts=contracts,
+        subscriptions=subs,
+        opportunities=opps,
+        products=PRODUCTS,
+    )
 
 
 def test_renewal_rates_and_decomposition_by_hand():

@@ -14,8 +14,9 @@ T = pd.Timestamp
 END = T("2026-12-31")
 
 
-def annual_book(n: int = 3000, renew: float = 0.8, seed: int = 3, mrr: float = 100.0, churn: bool = True,
-                margin: float = 0.8):
+def annual_book(
+    n: int = 3000, renew: float = 0.8, seed: int = 3, mrr: float = 100.0, churn: bool = True, margin: float = 0.8
+):
     """Customers on annual contracts who renew with the same probability every year.
 
     Everyone pays ``mrr`` a month; acquisitions are spread over five years;
@@ -26,26 +27,48 @@ def annual_book(n: int = 3000, renew: float = 0.8, seed: int = 3, mrr: float = 1
     for i in range(n):
         start = T("2021-01-01") + pd.DateOffset(months=int(rng.integers(0, 60)))
         aid = f"a{i}"
-        accounts.append({"account_id": aid, "segment": "SMB" if i % 2 else "Enterprise",
-                         "acquisition_channel": "paid" if i % 3 else "organic", "created_date": start})
+        accounts.append(
+            {
+                "account_id": aid,
+                "segment": "SMB" if i % 2 else "Enterprise",
+                "acquisition_channel": "paid" if i % 3 else "organic",
+                "created_date": start,
+            }
+        )
         year = 0
         while True:
             s = start + pd.DateOffset(years=year)
             if s > END:
                 break
             e = s + pd.DateOffset(years=1) - pd.Timedelta(days=1)
-            subs.append({"subscription_id": f"s{i}-{year}", "contract_id": f"c{i}-{year}", "account_id": aid,
-                         "product_id": "p", "start_date": s, "end_date": e, "quantity": 1.0,
-                         "net_price": mrr * 12, "prorate_multiplier": 1.0, "created_date": s})
+            subs.append(
+                {
+                    "subscription_id": f"s{i}-{year}",
+                    "contract_id": f"c{i}-{year}",
+                    "account_id": aid,
+                    "product_id": "p",
+                    "start_date": s,
+                    "end_date": e,
+                    "quantity": 1.0,
+                    "net_price": mrr * 12,
+                    "prorate_multiplier": 1.0,
+                    "created_date": s,
+                }
+            )
             year += 1
             if churn and rng.random() > renew:
                 break
     months = pd.date_range("2021-01-01", "2026-12-01", freq="MS")
-    spend = pd.DataFrame({"month": np.repeat(months, 2), "channel": ["paid", "organic"] * len(months),
-                          "sales_spend": [600.0, 0.0] * len(months), "marketing_spend": [400.0, 50.0] * len(months)})
+    spend = pd.DataFrame(
+        {
+            "month": np.repeat(months, 2),
+            "channel": ["paid", "organic"] * len(months),
+            "sales_spend": [600.0, 0.0] * len(months),
+            "marketing_spend": [400.0, 50.0] * len(months),
+        }
+    )
     products = pd.DataFrame({"product_id": ["p"], "subscription_term_months": [12.0], "gross_margin": [margin]})
-    return make_book(accounts=pd.DataFrame(accounts), subscriptions=pd.DataFrame(subs), products=products,
-                     spend=spend)
+    return make_book(accounts=pd.DataFrame(accounts), subscriptions=pd.DataFrame(subs), products=products, spend=spend)
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +81,9 @@ def test_the_three_methods_agree_on_a_constant_churn_cohort(homogeneous):
     # The simple method spreads annual churn evenly over months, which puts it a few
     # months short on annual contracts (1 / (1 - 0.8 ** (1/12)) = 54.8); Kaplan-Meier and
     # sBG follow the anniversaries.
-    values = {m: ltv(homogeneous, END, method=m, discount_rate=0.0, n_boot=0).iloc[0] for m in ("simple", "survival", "sbg")}
+    values = {
+        m: ltv(homogeneous, END, method=m, discount_rate=0.0, n_boot=0).iloc[0] for m in ("simple", "survival", "sbg")
+    }
     for m, row in values.items():
         assert row["lifetime_months"] == pytest.approx(60.0, rel=0.12), m
         assert row["arpa"] == pytest.approx(100.0) and row["gross_margin"] == pytest.approx(0.8)
@@ -126,8 +151,11 @@ def test_cac_by_hand_and_doubling_spend(homogeneous):
     assert row["new_customers"] == q1
     assert row["spend"] == pytest.approx(3 * 1050.0)  # paid 1,000 + organic 50 a month
     assert row["cac"] == pytest.approx(3 * 1050.0 / q1)
-    doubled = homogeneous.replace(spend=homogeneous.spend.assign(
-        sales_spend=homogeneous.spend["sales_spend"] * 2, marketing_spend=homogeneous.spend["marketing_spend"] * 2))
+    doubled = homogeneous.replace(
+        spend=homogeneous.spend.assign(
+            sales_spend=homogeneous.spend["sales_spend"] * 2, marketing_spend=homogeneous.spend["marketing_spend"] * 2
+        )
+    )
     assert cac(doubled).set_index("period").loc["2023Q1", "cac"] == pytest.approx(2 * row["cac"])
     paid = cac(homogeneous, freq="Q", paid_only=True).set_index("period").loc["2023Q1"]
     assert paid["spend"] == pytest.approx(3000.0) and paid["new_customers"] < q1
@@ -158,8 +186,15 @@ def test_bad_periods_are_labelled():
 def test_ltv_cac_table(homogeneous):
     table = ltv_cac(homogeneous, END, by="segment", method="simple", n_boot=0)
     assert table.attrs["ltv_method"] == "simple"
-    assert {"ltv_simple", "ltv_simple_to_cac", "payback_months", "ltv_to_cac_status", "payback_status",
-            "quick_ratio", "magic_number"} <= set(table.columns)
+    assert {
+        "ltv_simple",
+        "ltv_simple_to_cac",
+        "payback_months",
+        "ltv_to_cac_status",
+        "payback_status",
+        "quick_ratio",
+        "magic_number",
+    } <= set(table.columns)
     for _, row in table.iterrows():
         if not np.isfinite(row["cac"]) or np.isnan(row["ltv_simple"]):
             assert row["ltv_to_cac_status"] == "undefined" or row["ltv_simple_to_cac"] == 0

@@ -28,15 +28,30 @@ import renewforecast as rf
 
 HUGE = ["1e308", "-1e308", "1e309", "inf", "-inf", "NaN", "99999999999999999999", "1e16"]
 LAYOUTS = ["{y}", "{y}-{m}", "{d}.{m}.{y}", "{y}{m}{d}", "{y}/{m}/{d}", "{m}-{d}-{y}-", "{d} {mon} {y}"]
-MONTHS = "Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split()
-FILES = ["Account.csv", "Contract.csv", "SBQQ__Subscription__c.csv", "Product2.csv", "Opportunity.csv",
-         "OpportunityLineItem.csv", "OpportunityLineItemSchedule.csv", "OpportunityHistory.csv",
-         "spend.csv", "signals.csv", "CurrencyType.csv"]
+MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+FILES = [
+    "Account.csv",
+    "Contract.csv",
+    "SBQQ__Subscription__c.csv",
+    "Product2.csv",
+    "Opportunity.csv",
+    "OpportunityLineItem.csv",
+    "OpportunityLineItemSchedule.csv",
+    "OpportunityHistory.csv",
+    "spend.csv",
+    "signals.csv",
+    "CurrencyType.csv",
+]
 #: The files MRR is made of are damaged more often: a quiet change there is what must never pass.
 WEIGHTED = FILES + ["SBQQ__Subscription__c.csv"] * 6 + ["Contract.csv"] * 2 + ["Account.csv", "Product2.csv"]
 #: Which column of each file says whose record it is (for the accounts a damaged line may move).
-ACCOUNT_OF = {"Account.csv": "Id", "Contract.csv": "AccountId", "SBQQ__Subscription__c.csv": "SBQQ__Account__c",
-              "Opportunity.csv": "AccountId", "signals.csv": "AccountId"}
+ACCOUNT_OF = {
+    "Account.csv": "Id",
+    "Contract.csv": "AccountId",
+    "SBQQ__Subscription__c.csv": "SBQQ__Account__c",
+    "Opportunity.csv": "AccountId",
+    "signals.csv": "AccountId",
+}
 
 
 @pytest.fixture(scope="module")
@@ -51,8 +66,11 @@ def _said(book: rf.Book) -> set[tuple]:
 
 def _mrr(book: rf.Book) -> pd.Series:
     table = rf.mrr_table(book, by=("account_id",))
-    return table.set_index(["account_id", "month"])["mrr"].groupby(level=0).apply(
-        lambda s: tuple(round(float(v), 2) for v in s.to_numpy()))
+    return (
+        table.set_index(["account_id", "month"])["mrr"]
+        .groupby(level=0)
+        .apply(lambda s: tuple(round(float(v), 2) for v in s.to_numpy()))
+    )
 
 
 def _records(text: str) -> tuple[list[str], list[list[str]]]:
@@ -79,7 +97,7 @@ def _mutate(text: str, draw) -> tuple[str, int, str]:
     if kind in ("nul", "quote"):
         inside = draw(st.integers(0, len(cells[j])))
         mark = "\x00" if kind == "nul" else '"'
-        if '"' in lines[i] or kind == "quote" and draw(st.booleans()):
+        if '"' in lines[i] or (kind == "quote" and draw(st.booleans())):
             k = draw(st.integers(0, len(lines[i])))  # anywhere on the line
             lines[i] = lines[i][:k] + mark + lines[i][k:]
             return "\n".join(lines), i + 1, kind
@@ -100,10 +118,15 @@ def _mutate(text: str, draw) -> tuple[str, int, str]:
         y, m, d = cells[k][:10].split("-")
         cells[k] = draw(st.sampled_from(LAYOUTS)).format(y=y, m=m, d=d, mon=MONTHS[int(m) - 1])
     elif kind == "swap":
-        pairs = [(a, b) for a, b in (("StartDate", "EndDate"), ("SBQQ__SubscriptionStartDate__c",
-                                                                   "SBQQ__SubscriptionEndDate__c"))
-                 if a in header and b in header and cells[header.index(a)] and cells[header.index(b)]
-                 and cells[header.index(a)] != cells[header.index(b)]]
+        pairs = [
+            (a, b)
+            for a, b in (("StartDate", "EndDate"), ("SBQQ__SubscriptionStartDate__c", "SBQQ__SubscriptionEndDate__c"))
+            if a in header
+            and b in header
+            and cells[header.index(a)]
+            and cells[header.index(b)]
+            and cells[header.index(a)] != cells[header.index(b)]
+        ]
         if not pairs:
             return text, 0, "none"
         a, b = (header.index(x) for x in pairs[0])
@@ -132,7 +155,7 @@ def _accounts_from(folder: Path, file: str, first_line: int, only_that_line: boo
         return set(pd.read_csv(folder / "Account.csv", dtype=str)["Id"])
     frame = pd.read_csv(folder / file, dtype=str, keep_default_na=False)
     start = max(first_line - 2, 0)
-    return set(frame[col].iloc[start:start + 1] if only_that_line else frame[col].iloc[start:])
+    return set(frame[col].iloc[start : start + 1] if only_that_line else frame[col].iloc[start:])
 
 
 FIXED = "RF_FUZZ_EXAMPLES" not in os.environ
@@ -145,8 +168,12 @@ def _fixed_seed(test):
 
 @_fixed_seed
 @given(data=st.data())
-@settings(max_examples=int(os.environ.get("RF_FUZZ_EXAMPLES", "60")), deadline=None, database=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=int(os.environ.get("RF_FUZZ_EXAMPLES", "60")),
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 def test_damage_ends_in_a_clear_error_or_a_named_warning(baseline, tmp_path_factory, data):
     org, before, said_before = baseline
     file = data.draw(st.sampled_from(WEIGHTED), label="file")
@@ -163,8 +190,7 @@ def test_damage_ends_in_a_clear_error_or_a_named_warning(baseline, tmp_path_fact
         assert all(p.rule and p.file for p in exc.problems), [str(p) for p in exc.problems]
         return
     after = _mrr(book)
-    moved = {a for a in before.index.union(after.index)
-             if before.get(a) != after.get(a)}
+    moved = {a for a in before.index.union(after.index) if before.get(a) != after.get(a)}
     if not moved:
         return
     # Only what the damage made the loader say counts (the export has warnings of its own).

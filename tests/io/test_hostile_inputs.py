@@ -91,13 +91,17 @@ def test_a_file_without_its_final_line_break_warns_on_its_last_record(org_copy):
 
 # --- absurd values: refused, not valued -----------------------------------------------------
 
-@pytest.mark.parametrize(("value", "rule"), [
-    ("1e308", "number_out_of_range"),      # finite, but ARR would overflow to inf
-    ("1e309", "number_out_of_range"),      # overflows a float on reading
-    ("inf", "not_finite"),
-    ("NaN", "not_finite"),
-    ("5000000000000", "value_out_of_bounds"),  # 5e12: beyond any real price
-])
+
+@pytest.mark.parametrize(
+    ("value", "rule"),
+    [
+        ("1e308", "number_out_of_range"),  # finite, but ARR would overflow to inf
+        ("1e309", "number_out_of_range"),  # overflows a float on reading
+        ("inf", "not_finite"),
+        ("NaN", "not_finite"),
+        ("5000000000000", "value_out_of_bounds"),  # 5e12: beyond any real price
+    ],
+)
 def test_an_absurd_price_is_an_error_naming_the_row(org_copy, value, rule):
     line, rid = edit_sf(org_copy, "SBQQ__Subscription__c.csv", 4, "SBQQ__NetPrice__c", value)
     p = only(problems_of(org_copy), rule)
@@ -122,6 +126,7 @@ def test_an_infinite_amount_in_a_canonical_parquet_file_is_an_error(demo_book, t
 
 
 # --- dates: full, inside a window, and out of range said as such ----------------------------
+
 
 def test_a_placeholder_start_date_is_outside_the_window(org_copy):
     line, rid = edit_sf(org_copy, "Contract.csv", 3, "StartDate", "1900-01-01")
@@ -160,6 +165,7 @@ def test_a_date_a_book_cannot_hold_is_out_of_range_not_unreadable(org_copy, valu
 
 # --- revision chains ------------------------------------------------------------------------
 
+
 def _revising_rows(folder):
     subs = read_sf(folder, "SBQQ__Subscription__c.csv")
     revising = subs.index[subs["SBQQ__RevisedSubscription__c"] != ""]
@@ -169,8 +175,7 @@ def _revising_rows(folder):
 
 def test_a_row_that_revises_itself_is_an_error(org_copy):
     subs, _ = _revising_rows(org_copy)
-    line, rid = edit_sf(org_copy, "SBQQ__Subscription__c.csv", 7, "SBQQ__RevisedSubscription__c",
-                        subs.loc[7, "Id"])
+    line, rid = edit_sf(org_copy, "SBQQ__Subscription__c.csv", 7, "SBQQ__RevisedSubscription__c", subs.loc[7, "Id"])
     p = only(problems_of(org_copy), "self_revision")
     assert (p.line, p.record_id, p.column) == (line, rid, "SBQQ__RevisedSubscription__c")
 
@@ -188,8 +193,9 @@ def test_a_revision_cycle_is_an_error_on_each_row_of_it(org_copy):
 def test_a_negative_quantity_on_an_original_row_is_an_error(org_copy):
     subs = read_sf(org_copy, "SBQQ__Subscription__c.csv")
     row = subs.index[(subs["SBQQ__RevisedSubscription__c"] == "") & (subs["SBQQ__Quantity__c"].astype(float) > 0)][0]
-    line, rid = edit_sf(org_copy, "SBQQ__Subscription__c.csv", row, "SBQQ__Quantity__c",
-                        "-" + subs.loc[row, "SBQQ__Quantity__c"])
+    line, rid = edit_sf(
+        org_copy, "SBQQ__Subscription__c.csv", row, "SBQQ__Quantity__c", "-" + subs.loc[row, "SBQQ__Quantity__c"]
+    )
     p = only(problems_of(org_copy), "negative_original")
     assert (p.line, p.record_id, p.column) == (line, rid, "SBQQ__Quantity__c")
 
@@ -212,6 +218,7 @@ def test_on_cycle_matches_walking_each_chain(parents):
 
 
 # --- empty exports, links out of the folder, and what messages repeat -----------------------
+
 
 def test_a_header_only_export_is_refused_naming_the_files(org_copy):
     for path in org_copy.glob("*.csv"):
@@ -255,8 +262,13 @@ def test_a_link_out_of_the_folder_that_is_not_an_export_file_is_left_alone(org_c
     assert len(rf.load_book(org_copy).contracts) > 0
 
 
-@given(rows=st.lists(st.lists(st.text(alphabet=st.sampled_from("ab1. \t\xa0\u3000"), max_size=5), min_size=2,
-                              max_size=2), min_size=1, max_size=5))
+@given(
+    rows=st.lists(
+        st.lists(st.text(alphabet=st.sampled_from("ab1. \t\xa0\u3000"), max_size=5), min_size=2, max_size=2),
+        min_size=1,
+        max_size=5,
+    )
+)
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 def test_cells_read_stripped_and_blank_as_none_as_python_would(rows, tmp_path_factory):
     from renewforecast.io._raw import read_raw

@@ -27,8 +27,13 @@ def broken(org_copy):
     c_row = int(np.flatnonzero(~contracts["Id"].isin(set(subs.loc[delta:delta, "SBQQ__Contract__c"])))[0])
     c_line, c_id = edit_sf(org_copy, "Contract.csv", c_row, "StartDate", "31/31/2024")
     s_line, s_id = edit_sf(org_copy, "SBQQ__Subscription__c.csv", delta, "SBQQ__Quantity__c", "lots")
-    return {"folder": org_copy, "contract": (c_line, c_id), "delta": (s_line, s_id),
-            "chain": chain_rows(subs, root), "contract_subs": set(subs.loc[subs["SBQQ__Contract__c"] == c_id, "Id"])}
+    return {
+        "folder": org_copy,
+        "contract": (c_line, c_id),
+        "delta": (s_line, s_id),
+        "chain": chain_rows(subs, root),
+        "contract_subs": set(subs.loc[subs["SBQQ__Contract__c"] == c_id, "Id"]),
+    }
 
 
 def test_raise_is_the_default(broken):
@@ -42,7 +47,8 @@ def test_broken_rows_go_aside_with_what_depends_on_them(broken, demo_book):
     direct = q[q["rule"] != "depends_on_set_aside"]
     assert set(zip(direct["file"], direct["line"], direct["record_id"], direct["rule"], strict=True)) == {
         ("Contract.csv", broken["contract"][0], broken["contract"][1], "unparseable_date"),
-        ("SBQQ__Subscription__c.csv", broken["delta"][0], broken["delta"][1], "unparseable_number")}
+        ("SBQQ__Subscription__c.csv", broken["delta"][0], broken["delta"][1], "unparseable_number"),
+    }
     aside = set(q.loc[q["table"] == "subscriptions", "record_id"])
     # the broken delta's whole chain, and every subscription of the broken contract
     assert aside == broken["chain"] | broken["contract_subs"]
@@ -80,8 +86,9 @@ def test_cli_validate_and_score_set_aside_and_exit_8(broken, tmp_path):
     X, y = rf.renewal_training_set(book)
     rf.save_model(rf.RenewalModel(random_state=0, max_iter=30, cv=2).fit(X, y), model_dir)
     out = tmp_path / "scores.csv"
-    result = runner.invoke(main, ["score", str(broken["folder"]), "--model", str(model_dir), "--out", str(out),
-                                  "--on-error", "quarantine"])
+    result = runner.invoke(
+        main, ["score", str(broken["folder"]), "--model", str(model_dir), "--out", str(out), "--on-error", "quarantine"]
+    )
     assert result.exit_code == 8, result.output
     assert out.exists() and "rows, " in result.stderr and broken["delta"][1] in result.stderr
     scored = set(pd.read_csv(out)["contract_id"])
@@ -91,8 +98,19 @@ def test_cli_validate_and_score_set_aside_and_exit_8(broken, tmp_path):
 @pytest.mark.slow
 def test_report_with_rows_set_aside_publishes_says_so_and_exits_8(broken, tmp_path):
     out = tmp_path / "reports"
-    result = CliRunner().invoke(main, ["report", str(broken["folder"]), "--out", str(out), "--notebook",
-                                       "00_data_quality", "--on-error", "quarantine"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "report",
+            str(broken["folder"]),
+            "--out",
+            str(out),
+            "--notebook",
+            "00_data_quality",
+            "--on-error",
+            "quarantine",
+        ],
+    )
     assert result.exit_code == 8, result.output
     index = (out / "latest" / "index.html").read_text(encoding="utf-8")
     assert "set aside" in index

@@ -20,8 +20,12 @@ def _same_book(a: rf.Book, b: rf.Book) -> None:
     assert a.set_aside.keys() == b.set_aside.keys()
     for name, frame in a.set_aside.items():
         pd.testing.assert_frame_equal(frame, b.set_aside[name])
-    assert (a.currency, a.source, a.known_as_of, a.loaded_fingerprint) == \
-        (b.currency, b.source, b.known_as_of, b.loaded_fingerprint)
+    assert (a.currency, a.source, a.known_as_of, a.loaded_fingerprint) == (
+        b.currency,
+        b.source,
+        b.known_as_of,
+        b.loaded_fingerprint,
+    )
 
 
 def test_a_snapshot_reads_back_as_the_same_book(demo_book, tmp_path):

@@ -147,8 +147,9 @@ def test_fx_table_converts_to_the_corporate_currency(org_copy):
     row = int(frame.index[frame["Amount"].astype(float) > 0][0])
     frame.loc[row, "CurrencyIsoCode"] = "EUR"
     write_sf(org_copy, "Opportunity.csv", frame)
-    pd.DataFrame({"IsoCode": ["USD", "EUR"], "ConversionRate": ["1", "0.8"],
-                  "IsCorporate": ["true", "false"]}).to_csv(org_copy / "CurrencyType.csv", index=False)
+    pd.DataFrame({"IsoCode": ["USD", "EUR"], "ConversionRate": ["1", "0.8"], "IsCorporate": ["true", "false"]}).to_csv(
+        org_copy / "CurrencyType.csv", index=False
+    )
     book = rf.load_book(org_copy)
     assert book.currency == "USD"
     amount = book.opportunities.set_index("opportunity_id").loc[frame.loc[row, "Id"], "amount"]
@@ -176,8 +177,9 @@ def test_soft_problems_are_warnings_on_the_book(org_copy):
     book = rf.load_book(org_copy)
     w = book.warnings
     hit = w[w["rule"] == "subscription_outside_contract"]
-    assert hit[["file", "line", "record_id"]].values.tolist() == [
-        ["SBQQ__Subscription__c.csv", 2, subs.loc[0, "Id"]]]
+    assert hit[["file", "line", "record_id"]].to_numpy().tolist() == [
+        ["SBQQ__Subscription__c.csv", 2, subs.loc[0, "Id"]]
+    ]
 
 
 def test_schedule_mismatch_is_a_warning(org_copy):
@@ -186,8 +188,7 @@ def test_schedule_mismatch_is_a_warning(org_copy):
     sched.loc[0, "Revenue"] = str(round(float(sched.loc[0, "Revenue"]) + 10, 2))
     write_sf(org_copy, "OpportunityLineItemSchedule.csv", sched)
     book = rf.load_book(org_copy)
-    hit = book.warnings[(book.warnings["rule"] == "schedule_total_mismatch")
-                        & (book.warnings["record_id"] == line_id)]
+    hit = book.warnings[(book.warnings["rule"] == "schedule_total_mismatch") & (book.warnings["record_id"] == line_id)]
     assert len(hit) == 1 and hit["file"].iloc[0] == "OpportunityLineItem.csv"
 
 
@@ -341,9 +342,9 @@ def test_an_export_without_end_dates_schedules_or_spend_loads_and_says_what_is_l
 def test_a_missing_column_never_hides_the_other_problems(org_copy):
     contracts = read_sf(org_copy, "Contract.csv")
     write_sf(org_copy, "Contract.csv", contracts.drop(columns=["AccountId"]))
-    line_d, rid_d = edit_sf(org_copy, "Contract.csv", 2, "StartDate", "31/31/2024")   # same file, other column
-    line_s, rid_s = edit_sf(org_copy, "SBQQ__Subscription__c.csv", 4, "SBQQ__Quantity__c", "many")  # other file
-    (org_copy / "Product2.csv").unlink()                                               # a missing file
+    line_d, _rid_d = edit_sf(org_copy, "Contract.csv", 2, "StartDate", "31/31/2024")  # same file, other column
+    line_s, _rid_s = edit_sf(org_copy, "SBQQ__Subscription__c.csv", 4, "SBQQ__Quantity__c", "many")  # other file
+    (org_copy / "Product2.csv").unlink()  # a missing file
     problems = problems_of(org_copy)
     rules = {(p.file, p.rule, p.column, p.line) for p in problems}
     assert ("Contract.csv", "missing_column", "AccountId", 1) in rules

@@ -12,10 +12,11 @@ T = pd.Timestamp
 
 
 def book_of(rows, products=None):
-    products = products or [{"product_id": "p12", "subscription_term_months": 12.0},
-                            {"product_id": "p1", "subscription_term_months": 1.0}]
-    base = {"contract_id": "c1", "account_id": "a1", "prorate_multiplier": 1.0,
-            "created_date": T("2024-01-01")}
+    products = products or [
+        {"product_id": "p12", "subscription_term_months": 12.0},
+        {"product_id": "p1", "subscription_term_months": 1.0},
+    ]
+    base = {"contract_id": "c1", "account_id": "a1", "prorate_multiplier": 1.0, "created_date": T("2024-01-01")}
     subs = pd.DataFrame([{**base, **r} for r in rows])
     subs["subscription_id"] = subs.get("subscription_id", pd.Series([f"s{i}" for i in range(len(subs))]))
     accounts = pd.DataFrame({"account_id": ["a1"], "segment": ["SMB"], "created_date": [T("2024-01-01")]})
@@ -24,8 +25,17 @@ def book_of(rows, products=None):
 
 def test_annual_line():
     # 10 seats at 1,200 a year each
-    b = book_of([{"product_id": "p12", "start_date": T("2024-01-01"), "end_date": T("2024-12-31"),
-                  "quantity": 10, "net_price": 1200.0}])
+    b = book_of(
+        [
+            {
+                "product_id": "p12",
+                "start_date": T("2024-01-01"),
+                "end_date": T("2024-12-31"),
+                "quantity": 10,
+                "net_price": 1200.0,
+            }
+        ]
+    )
     assert rf.arr_on(b, "2024-06-30") == 12_000.0
     assert rf.arr_on(b, "2025-01-01") == 0.0
     assert rf.arr_on(b, "2023-12-31") == 0.0
@@ -33,30 +43,61 @@ def test_annual_line():
 
 def test_prorated_multi_year_price_is_per_default_term():
     # a 24-month line: full-term price 2,400 with prorate multiplier 2 is 1,200 a year
-    b = book_of([{"product_id": "p12", "start_date": T("2024-01-01"), "end_date": T("2025-12-31"),
-                  "quantity": 3, "net_price": 2400.0, "prorate_multiplier": 2.0}])
+    b = book_of(
+        [
+            {
+                "product_id": "p12",
+                "start_date": T("2024-01-01"),
+                "end_date": T("2025-12-31"),
+                "quantity": 3,
+                "net_price": 2400.0,
+                "prorate_multiplier": 2.0,
+            }
+        ]
+    )
     assert rf.arr_on(b, "2025-03-01") == 3 * 1200.0
 
 
 def test_monthly_product_and_evergreen():
     # default term 1 month: net price 100 per month, 2 units, no end date
-    b = book_of([{"product_id": "p1", "start_date": T("2024-01-01"), "end_date": pd.NaT,
-                  "quantity": 2, "net_price": 100.0}])
+    b = book_of(
+        [{"product_id": "p1", "start_date": T("2024-01-01"), "end_date": pd.NaT, "quantity": 2, "net_price": 100.0}]
+    )
     assert rf.arr_on(b, "2030-01-01") == 2 * 100.0 * 12
 
 
 def test_mid_term_upsell_and_decrease():
     rows = [
-        {"subscription_id": "s0", "product_id": "p12", "start_date": T("2024-01-01"),
-         "end_date": T("2024-12-31"), "quantity": 10, "net_price": 1200.0},
+        {
+            "subscription_id": "s0",
+            "product_id": "p12",
+            "start_date": T("2024-01-01"),
+            "end_date": T("2024-12-31"),
+            "quantity": 10,
+            "net_price": 1200.0,
+        },
         # +5 seats from 15 April, co-terminated; prorated full-term price 1200 * 0.7167
-        {"subscription_id": "s1", "product_id": "p12", "start_date": T("2024-04-15"),
-         "end_date": T("2024-12-31"), "quantity": 5, "net_price": 860.0, "prorate_multiplier": 0.7167,
-         "revised_subscription_id": "s0"},
+        {
+            "subscription_id": "s1",
+            "product_id": "p12",
+            "start_date": T("2024-04-15"),
+            "end_date": T("2024-12-31"),
+            "quantity": 5,
+            "net_price": 860.0,
+            "prorate_multiplier": 0.7167,
+            "revised_subscription_id": "s0",
+        },
         # -3 seats from 1 September
-        {"subscription_id": "s2", "product_id": "p12", "start_date": T("2024-09-01"),
-         "end_date": T("2024-12-31"), "quantity": -3, "net_price": 400.0, "prorate_multiplier": 1 / 3,
-         "revised_subscription_id": "s0"},
+        {
+            "subscription_id": "s2",
+            "product_id": "p12",
+            "start_date": T("2024-09-01"),
+            "end_date": T("2024-12-31"),
+            "quantity": -3,
+            "net_price": 400.0,
+            "prorate_multiplier": 1 / 3,
+            "revised_subscription_id": "s0",
+        },
     ]
     b = book_of(rows)
     assert rf.arr_on(b, "2024-04-14") == 12_000.0
@@ -68,15 +109,32 @@ def test_mid_term_upsell_and_decrease():
 def test_early_termination_counts_once_whatever_the_export_convention(convention):
     # CPQ's convention, as real records show it: TerminatedDate is the last day
     # of service (14 June) and the negative delta row starts the day after.
-    rows = [{"subscription_id": "s0", "product_id": "p12", "start_date": T("2024-01-01"),
-             "end_date": T("2024-12-31"), "quantity": 10, "net_price": 1200.0}]
+    rows = [
+        {
+            "subscription_id": "s0",
+            "product_id": "p12",
+            "start_date": T("2024-01-01"),
+            "end_date": T("2024-12-31"),
+            "quantity": 10,
+            "net_price": 1200.0,
+        }
+    ]
     if convention in ("original_row", "both"):
         rows[0]["terminated_date"] = T("2024-06-14")
     if convention in ("negative_rows", "both"):
-        rows.append({"subscription_id": "s1", "product_id": "p12", "start_date": T("2024-06-15"),
-                     "end_date": T("2024-12-31"), "quantity": -10, "net_price": 1200.0 * 0.55,
-                     "prorate_multiplier": 0.55, "revised_subscription_id": "s0",
-                     "terminated_date": T("2024-06-14")})
+        rows.append(
+            {
+                "subscription_id": "s1",
+                "product_id": "p12",
+                "start_date": T("2024-06-15"),
+                "end_date": T("2024-12-31"),
+                "quantity": -10,
+                "net_price": 1200.0 * 0.55,
+                "prorate_multiplier": 0.55,
+                "revised_subscription_id": "s0",
+                "terminated_date": T("2024-06-14"),
+            }
+        )
     b = book_of(rows)
     assert rf.arr_on(b, "2024-06-14") == 12_000.0  # served that day
     assert rf.arr_on(b, "2024-06-15") == 0.0
@@ -84,11 +142,26 @@ def test_early_termination_counts_once_whatever_the_export_convention(convention
 
 
 def test_negative_row_alone_starts_on_the_first_day_without_service():
-    rows = [{"subscription_id": "s0", "product_id": "p12", "start_date": T("2024-01-01"),
-             "end_date": T("2024-12-31"), "quantity": 10, "net_price": 1200.0},
-            {"subscription_id": "s1", "product_id": "p12", "start_date": T("2024-06-15"),
-             "end_date": T("2024-12-31"), "quantity": -10, "net_price": 660.0, "prorate_multiplier": 0.55,
-             "revised_subscription_id": "s0"}]
+    rows = [
+        {
+            "subscription_id": "s0",
+            "product_id": "p12",
+            "start_date": T("2024-01-01"),
+            "end_date": T("2024-12-31"),
+            "quantity": 10,
+            "net_price": 1200.0,
+        },
+        {
+            "subscription_id": "s1",
+            "product_id": "p12",
+            "start_date": T("2024-06-15"),
+            "end_date": T("2024-12-31"),
+            "quantity": -10,
+            "net_price": 660.0,
+            "prorate_multiplier": 0.55,
+            "revised_subscription_id": "s0",
+        },
+    ]
     b = book_of(rows)
     assert rf.arr_on(b, "2024-06-14") == 12_000.0
     assert rf.arr_on(b, "2024-06-15") == 0.0
@@ -96,13 +169,33 @@ def test_negative_row_alone_starts_on_the_first_day_without_service():
 
 def test_cancel_and_replace_on_one_date():
     rows = [
-        {"subscription_id": "s0", "product_id": "p12", "start_date": T("2024-01-01"),
-         "end_date": T("2024-12-31"), "quantity": 10, "net_price": 1200.0},
-        {"subscription_id": "s1", "product_id": "p12", "start_date": T("2024-07-01"),
-         "end_date": T("2024-12-31"), "quantity": -10, "net_price": 600.0, "prorate_multiplier": 0.5,
-         "revised_subscription_id": "s0"},
-        {"subscription_id": "s2", "product_id": "p12", "start_date": T("2024-07-01"),
-         "end_date": T("2024-12-31"), "quantity": 10, "net_price": 660.0, "prorate_multiplier": 0.5},
+        {
+            "subscription_id": "s0",
+            "product_id": "p12",
+            "start_date": T("2024-01-01"),
+            "end_date": T("2024-12-31"),
+            "quantity": 10,
+            "net_price": 1200.0,
+        },
+        {
+            "subscription_id": "s1",
+            "product_id": "p12",
+            "start_date": T("2024-07-01"),
+            "end_date": T("2024-12-31"),
+            "quantity": -10,
+            "net_price": 600.0,
+            "prorate_multiplier": 0.5,
+            "revised_subscription_id": "s0",
+        },
+        {
+            "subscription_id": "s2",
+            "product_id": "p12",
+            "start_date": T("2024-07-01"),
+            "end_date": T("2024-12-31"),
+            "quantity": 10,
+            "net_price": 660.0,
+            "prorate_multiplier": 0.5,
+        },
     ]
     b = book_of(rows)
     assert rf.arr_on(b, "2024-06-30") == 12_000.0
@@ -111,13 +204,29 @@ def test_cancel_and_replace_on_one_date():
 
 def test_mdq_segments_count_their_segment_quantity():
     rows = [
-        {"product_id": "p12", "start_date": T("2024-01-01"), "end_date": T("2025-12-31"),
-         "quantity": 100, "net_price": 1200.0, "segment_index": 1, "segment_start_date": T("2024-01-01"),
-         "segment_end_date": T("2024-12-31"), "segment_quantity": 100},
+        {
+            "product_id": "p12",
+            "start_date": T("2024-01-01"),
+            "end_date": T("2025-12-31"),
+            "quantity": 100,
+            "net_price": 1200.0,
+            "segment_index": 1,
+            "segment_start_date": T("2024-01-01"),
+            "segment_end_date": T("2024-12-31"),
+            "segment_quantity": 100,
+        },
         # CPQ's Quantity on the second segment is the delta (30); the segment quantity is 130
-        {"product_id": "p12", "start_date": T("2025-01-01"), "end_date": T("2025-12-31"),
-         "quantity": 30, "net_price": 1200.0, "segment_index": 2, "segment_start_date": T("2025-01-01"),
-         "segment_end_date": T("2025-12-31"), "segment_quantity": 130},
+        {
+            "product_id": "p12",
+            "start_date": T("2025-01-01"),
+            "end_date": T("2025-12-31"),
+            "quantity": 30,
+            "net_price": 1200.0,
+            "segment_index": 2,
+            "segment_start_date": T("2025-01-01"),
+            "segment_end_date": T("2025-12-31"),
+            "segment_quantity": 130,
+        },
     ]
     b = book_of(rows)
     assert rf.arr_on(b, "2024-06-30") == 100 * 1200.0

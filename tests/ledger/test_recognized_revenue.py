@@ -17,20 +17,27 @@ T = pd.Timestamp
 
 
 def book_of(rows):
-    products = pd.DataFrame([{"product_id": "p12", "subscription_term_months": 12.0},
-                             {"product_id": "p1", "subscription_term_months": 1.0}])
-    base = {"contract_id": "c1", "account_id": "a1", "prorate_multiplier": 1.0, "product_id": "p12",
-            "created_date": T("2020-01-01")}
+    products = pd.DataFrame(
+        [{"product_id": "p12", "subscription_term_months": 12.0}, {"product_id": "p1", "subscription_term_months": 1.0}]
+    )
+    base = {
+        "contract_id": "c1",
+        "account_id": "a1",
+        "prorate_multiplier": 1.0,
+        "product_id": "p12",
+        "created_date": T("2020-01-01"),
+    }
     subs = pd.DataFrame([{**base, **r} for r in rows])
     if "subscription_id" not in subs:
         subs["subscription_id"] = [f"s{i}" for i in range(len(subs))]
-    accounts = pd.DataFrame({"account_id": sorted(set(subs["account_id"])), "segment": "SMB",
-                             "created_date": T("2020-01-01")})
+    accounts = pd.DataFrame(
+        {"account_id": sorted(set(subs["account_id"])), "segment": "SMB", "created_date": T("2020-01-01")}
+    )
     return make_book(accounts=accounts, subscriptions=subs, products=products)
 
 
 def by_month(frame):
-    return dict(zip(frame["month"].dt.strftime("%Y-%m"), frame["revenue"]))
+    return dict(zip(frame["month"].dt.strftime("%Y-%m"), frame["revenue"], strict=False))
 
 
 def test_mid_month_start_earns_its_share_of_the_first_and_last_month():
@@ -48,8 +55,17 @@ def test_mid_month_start_earns_its_share_of_the_first_and_last_month():
 def test_leap_february_and_termination_mid_month():
     # 3 seats at 3,600 a year = 900 a month; the last day of service is 10 February 2024
     # (leap year): it counts 1-10 February, 10 of 29 days.
-    b = book_of([{"start_date": T("2024-01-01"), "end_date": T("2024-12-31"), "quantity": 3,
-                  "net_price": 3600.0, "terminated_date": T("2024-02-10")}])
+    b = book_of(
+        [
+            {
+                "start_date": T("2024-01-01"),
+                "end_date": T("2024-12-31"),
+                "quantity": 3,
+                "net_price": 3600.0,
+                "terminated_date": T("2024-02-10"),
+            }
+        ]
+    )
     out = by_month(rf.recognized_revenue(b, "2024-01-01", "2024-03-31"))
     assert out == {"2024-01": 900.0, "2024-02": round(900 * 10 / 29, 2), "2024-03": 0.0}
 
@@ -57,11 +73,23 @@ def test_leap_february_and_termination_mid_month():
 def test_evergreen_monthly_product_and_amendment_delta():
     rows = [
         # evergreen, monthly price 50 x 2
-        {"subscription_id": "e", "product_id": "p1", "start_date": T("2024-03-10"), "end_date": pd.NaT,
-         "quantity": 2, "net_price": 50.0},
+        {
+            "subscription_id": "e",
+            "product_id": "p1",
+            "start_date": T("2024-03-10"),
+            "end_date": pd.NaT,
+            "quantity": 2,
+            "net_price": 50.0,
+        },
         # +1 seat of a 1,200-a-year line from 1 April
-        {"subscription_id": "a", "start_date": T("2024-04-01"), "end_date": T("2024-12-31"),
-         "quantity": 1, "net_price": 900.0, "prorate_multiplier": 0.75},
+        {
+            "subscription_id": "a",
+            "start_date": T("2024-04-01"),
+            "end_date": T("2024-12-31"),
+            "quantity": 1,
+            "net_price": 900.0,
+            "prorate_multiplier": 0.75,
+        },
     ]
     out = by_month(rf.recognized_revenue(book_of(rows), "2024-03-01", "2024-05-31"))
     assert out["2024-03"] == round(100 * 22 / 31, 2)
@@ -71,10 +99,21 @@ def test_evergreen_monthly_product_and_amendment_delta():
 
 def test_groups_and_every_month_present():
     rows = [
-        {"account_id": "a1", "start_date": T("2024-01-01"), "end_date": T("2024-01-31"), "quantity": 1,
-         "net_price": 1200.0},
-        {"account_id": "a2", "contract_id": "c2", "start_date": T("2024-03-01"), "end_date": T("2024-03-31"),
-         "quantity": 2, "net_price": 1200.0},
+        {
+            "account_id": "a1",
+            "start_date": T("2024-01-01"),
+            "end_date": T("2024-01-31"),
+            "quantity": 1,
+            "net_price": 1200.0,
+        },
+        {
+            "account_id": "a2",
+            "contract_id": "c2",
+            "start_date": T("2024-03-01"),
+            "end_date": T("2024-03-31"),
+            "quantity": 2,
+            "net_price": 1200.0,
+        },
     ]
     out = rf.recognized_revenue(book_of(rows), "2024-01-01", "2024-03-31", by="account_id")
     assert len(out) == 6  # 2 accounts x 3 months, zeros included
@@ -106,9 +145,15 @@ def test_matches_a_day_by_day_loop(spans):
     rows = []
     for i, (start, length, qty, open_ended) in enumerate(spans):
         s = T(start)
-        rows.append({"subscription_id": f"s{i}", "start_date": s,
-                     "end_date": pd.NaT if open_ended else s + pd.Timedelta(days=length),
-                     "quantity": float(qty), "net_price": 1000.0 + 7 * i})
+        rows.append(
+            {
+                "subscription_id": f"s{i}",
+                "start_date": s,
+                "end_date": pd.NaT if open_ended else s + pd.Timedelta(days=length),
+                "quantity": float(qty),
+                "net_price": 1000.0 + 7 * i,
+            }
+        )
     lo, hi = T("2024-01-01"), T("2024-12-31")
     got = by_month(rf.recognized_revenue(book_of(rows), lo, hi))
     want = _naive(rows, lo, hi)
@@ -124,9 +169,17 @@ def test_month_aligned_rows_recognise_their_month_end_mrr(spans):
     rows = []
     for i, (offset, months, qty) in enumerate(spans):
         s = T("2023-01-01") + pd.DateOffset(months=offset)
-        rows.append({"subscription_id": f"s{i}", "account_id": f"a{i % 2}", "contract_id": f"c{i}",
-                     "start_date": s, "end_date": s + pd.DateOffset(months=months) - pd.Timedelta(days=1),
-                     "quantity": float(qty), "net_price": 1200.0 + 12 * i})
+        rows.append(
+            {
+                "subscription_id": f"s{i}",
+                "account_id": f"a{i % 2}",
+                "contract_id": f"c{i}",
+                "start_date": s,
+                "end_date": s + pd.DateOffset(months=months) - pd.Timedelta(days=1),
+                "quantity": float(qty),
+                "net_price": 1200.0 + 12 * i,
+            }
+        )
     b = book_of(rows)
     rec = rf.recognized_revenue(b, "2023-01-01", "2026-12-31").set_index("month")["revenue"]
     mrr = rf.mrr_table(b, start="2023-01-01", end="2026-12-31", by=()).set_index("month")["mrr"]

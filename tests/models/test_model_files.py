@@ -85,33 +85,53 @@ def _canonical_hmac(manifest: dict, key: str) -> str:
 
 MALFORMED = {
     "a list": (lambda m: [1, 2], "the manifest must be an object (rule 'type'), found a list"),
-    "kind missing": (lambda m: {k: v for k, v in m.items() if k != "kind"},
-                     "the manifest lacks the required key 'kind' (rule 'required')"),
+    "kind missing": (
+        lambda m: {k: v for k, v in m.items() if k != "kind"},
+        "the manifest lacks the required key 'kind' (rule 'required')",
+    ),
     "version a number": (lambda m: {**m, "version": 5}, "field 'version' must be a string (rule 'type'), found 5"),
     "version a formula": (lambda m: {**m, "version": "=HYPERLINK(1)"}, "field 'version' must match"),
     "metrics a list": (lambda m: {**m, "metrics": [0.8]}, "field 'metrics' must be an object (rule 'type')"),
-    "a metric an object": (lambda m: {**m, "metrics": {"auc": {"v": 1}}},
-                           "field 'metrics.auc' must be a number or a string or true or false or null (rule 'type')"),
-    "hash not hex": (lambda m: {**m, "files": {"params.json": "z" * 64}},
-                     "field 'files.params.json' must match ^[0-9a-f]{64}$ (rule 'pattern')"),
+    "a metric an object": (
+        lambda m: {**m, "metrics": {"auc": {"v": 1}}},
+        "field 'metrics.auc' must be a number or a string or true or false or null (rule 'type')",
+    ),
+    "hash not hex": (
+        lambda m: {**m, "files": {"params.json": "z" * 64}},
+        "field 'files.params.json' must match ^[0-9a-f]{64}$ (rule 'pattern')",
+    ),
     "no files": (lambda m: {**m, "files": {}}, "field 'files' must have at least 1 entry (rule 'minProperties')"),
     "packages a list": (lambda m: {**m, "packages": ["numpy"]}, "field 'packages' must be an object (rule 'type')"),
-    "numpy a number": (lambda m: {**m, "packages": {**m["packages"], "numpy": 2.4}},
-                       "field 'packages.numpy' must be a string (rule 'type'), found 2.4"),
-    "scipy missing": (lambda m: {**m, "packages": {k: v for k, v in m["packages"].items() if k != "scipy"}},
-                      "field 'packages' lacks the required key 'scipy' (rule 'required')"),
+    "numpy a number": (
+        lambda m: {**m, "packages": {**m["packages"], "numpy": 2.4}},
+        "field 'packages.numpy' must be a string (rule 'type'), found 2.4",
+    ),
+    "scipy missing": (
+        lambda m: {**m, "packages": {k: v for k, v in m["packages"].items() if k != "scipy"}},
+        "field 'packages' lacks the required key 'scipy' (rule 'required')",
+    ),
     "unknown kind": (lambda m: {**m, "kind": "pickle_model"}, "field 'kind' must be one of"),
-    "format_version text": (lambda m: {**m, "format_version": "1"},
-                            "field 'format_version' must be an integer (rule 'type'), found \"1\""),
-    "format_version true": (lambda m: {**m, "format_version": True},
-                            "field 'format_version' must be an integer (rule 'type'), found true"),
-    "an extra field": (lambda m: {**m, "loader": "pickle"},
-                       "field 'loader' is not part of a model manifest (rule 'additionalProperties')"),
-    "feature of no type": (lambda m: {**m, "features": [{"name": "x"}]},
-                           "field 'features[0]' lacks the required key 'type' (rule 'required')"),
+    "format_version text": (
+        lambda m: {**m, "format_version": "1"},
+        "field 'format_version' must be an integer (rule 'type'), found \"1\"",
+    ),
+    "format_version true": (
+        lambda m: {**m, "format_version": True},
+        "field 'format_version' must be an integer (rule 'type'), found true",
+    ),
+    "an extra field": (
+        lambda m: {**m, "loader": "pickle"},
+        "field 'loader' is not part of a model manifest (rule 'additionalProperties')",
+    ),
+    "feature of no type": (
+        lambda m: {**m, "features": [{"name": "x"}]},
+        "field 'features[0]' lacks the required key 'type' (rule 'required')",
+    ),
     "as_of not a date": (lambda m: {**m, "as_of": "yesterday"}, "field 'as_of' must match"),
-    "odd signature": (lambda m: {**m, "signature": {"algorithm": "MD5", "digest": "0" * 64}},
-                      "field 'signature.algorithm' must be one of ['HMAC-SHA256'] (rule 'enum')"),
+    "odd signature": (
+        lambda m: {**m, "signature": {"algorithm": "MD5", "digest": "0" * 64}},
+        "field 'signature.algorithm' must be one of ['HMAC-SHA256'] (rule 'enum')",
+    ),
 }
 
 
@@ -125,8 +145,9 @@ def test_a_malformed_manifest_is_refused_naming_the_field_and_rule(case, sbg_fol
     assert "is malformed: " in str(caught.value) and rule in str(caught.value)
 
 
-@pytest.mark.parametrize("case", ["a list", "kind missing", "version a number", "metrics a list", "hash not hex",
-                                  "packages a list"])
+@pytest.mark.parametrize(
+    "case", ["a list", "kind missing", "version a number", "metrics a list", "hash not hex", "packages a list"]
+)
 def test_the_cli_refuses_a_malformed_manifest_with_exit_3(case, sbg_folder, demo_org, tmp_path):
     edit, rule = MALFORMED[case]
     copy = _copy(sbg_folder, tmp_path)
@@ -186,8 +207,7 @@ def test_every_package_that_moves_the_numbers_is_recorded(sbg_folder):
 
 
 @pytest.mark.parametrize("pkg", ["numpy", "scikit-learn"])
-def test_another_minor_version_of_numpy_or_scikit_learn_is_refused_for_every_kind(pkg, sbg_folder, demo_org,
-                                                                                   tmp_path):
+def test_another_minor_version_of_numpy_or_scikit_learn_is_refused_for_every_kind(pkg, sbg_folder, demo_org, tmp_path):
     # A statistical model (plain JSON) falls under the same rule as a skops one.
     copy = _copy(sbg_folder, tmp_path)
     manifest = _manifest(sbg_folder)
@@ -333,12 +353,29 @@ def test_the_key_appears_in_no_file_or_output(demo_org, tmp_path, monkeypatch):
     refused = _score(demo_org.path, edited, tmp_path / "out" / "x.csv")
     assert refused.exit_code == 3
     # The risk report loads the signed model in its notebook kernel, which inherits the key.
-    report = runner.invoke(main, ["report", str(demo_org.path), "--out", str(tmp_path / "reports"),
-                                  "--notebook", "02_renewal_risk", "--model", str(models)])
+    report = runner.invoke(
+        main,
+        [
+            "report",
+            str(demo_org.path),
+            "--out",
+            str(tmp_path / "reports"),
+            "--notebook",
+            "02_renewal_risk",
+            "--model",
+            str(models),
+        ],
+    )
     assert report.exit_code == 0, report.output
     written = [p for p in tmp_path.rglob("*") if p.is_file()]
-    assert {p.name for p in written} >= {"manifest.json", "model.skops", "scores.csv", "run.json",
-                                         "02_renewal_risk.html", "02_renewal_risk.ipynb"}
+    assert {p.name for p in written} >= {
+        "manifest.json",
+        "model.skops",
+        "scores.csv",
+        "run.json",
+        "02_renewal_risk.html",
+        "02_renewal_risk.ipynb",
+    }
     for path in written:
         assert KEY.encode() not in path.read_bytes(), path
     for result in (trained, scored, refused, report):
@@ -359,10 +396,19 @@ def test_the_crm_upload_file_carries_the_model_version(renewal, demo_org, tmp_pa
 
 
 def test_the_model_version_cell_is_formula_safe_and_required(tmp_path):
-    scores = pd.DataFrame({"contract_id": ["800A"], "renewal_probability": [0.5], "risk_band": ["high"],
-                           "arr_at_risk": [5.0], "reason_1": ["a"], "reason_2": ["b"], "reason_3": ["c"],
-                           "model_version": ["=cmd|' /C calc'!A0"],
-                           "scored_at": pd.to_datetime(["2026-11-01T10:00:00Z"])})
+    scores = pd.DataFrame(
+        {
+            "contract_id": ["800A"],
+            "renewal_probability": [0.5],
+            "risk_band": ["high"],
+            "arr_at_risk": [5.0],
+            "reason_1": ["a"],
+            "reason_2": ["b"],
+            "reason_3": ["c"],
+            "model_version": ["=cmd|' /C calc'!A0"],
+            "scored_at": pd.to_datetime(["2026-11-01T10:00:00Z"]),
+        }
+    )
     back = pd.read_csv(rf.write_crm_upsert(scores, tmp_path / "up.csv"), dtype=str, keep_default_na=False)
     assert back.loc[0, "Renewal_Model_Version__c"] == "'=cmd|' /C calc'!A0"
     with pytest.raises(rf.RenewForecastError, match=r"scores have no column\(s\) \['model_version'\]"):

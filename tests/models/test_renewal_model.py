@@ -15,7 +15,6 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 import renewforecast as rf
 from renewforecast.models.registry import ALLOWED_TYPES, ModelRefused
 
-
 # ------------------------------------------------------------- features
 
 
@@ -46,8 +45,10 @@ def test_signal_features_are_last_known_values(demo_book, training):
     cid = X.index[0]
     con = demo_book.contracts.set_index("contract_id").loc[cid]
     fd = con["end_date"] - pd.Timedelta(days=120)
-    sig = demo_book.signals[(demo_book.signals["account_id"] == con["account_id"])
-                            & (demo_book.signals["month"] + pd.offsets.MonthEnd(0) <= fd)]
+    sig = demo_book.signals[
+        (demo_book.signals["account_id"] == con["account_id"])
+        & (demo_book.signals["month"] + pd.offsets.MonthEnd(0) <= fd)
+    ]
     if len(sig):
         assert X.loc[cid, "seat_utilization"] == sig.sort_values("month")["seat_utilization"].iloc[-1]
 
@@ -70,8 +71,12 @@ def test_scoring_features_cover_open_contracts(demo_book):
 
 # The boosted model's defaults (at least 80 contracts per leaf) are meant for thousands of
 # decisions; on scikit-learn's toy problems of ~150 rows it gets smaller leaves.
-@parametrize_with_checks([rf.RenewalModel(random_state=0, max_iter=50, min_samples_leaf=5, learning_rate=0.1, cv=2),
-                          rf.RenewalModel(estimator="logistic", random_state=0, cv=2)])
+@parametrize_with_checks(
+    [
+        rf.RenewalModel(random_state=0, max_iter=50, min_samples_leaf=5, learning_rate=0.1, cv=2),
+        rf.RenewalModel(estimator="logistic", random_state=0, cv=2),
+    ]
+)
 def test_sklearn_estimator_checks(estimator, check):
     check(estimator)
 
@@ -93,8 +98,14 @@ def test_reasons_point_the_right_way():
     # renewals rise with utilisation and fall with tickets: reasons must say so
     rng = np.random.default_rng(1)
     n = 3000
-    X = pd.DataFrame({"seat_utilization": rng.random(n), "support_tickets": rng.poisson(3, n).astype(float),
-                      "segment": rng.choice(["SMB", "Enterprise"], n), "noise": rng.random(n)})
+    X = pd.DataFrame(
+        {
+            "seat_utilization": rng.random(n),
+            "support_tickets": rng.poisson(3, n).astype(float),
+            "segment": rng.choice(["SMB", "Enterprise"], n),
+            "noise": rng.random(n),
+        }
+    )
     logit = 4 * (X["seat_utilization"] - 0.5) - 0.6 * (X["support_tickets"] - 3)
     y = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
     model = rf.RenewalModel(random_state=0).fit(X, y)
@@ -129,8 +140,13 @@ def test_probabilities_are_calibrated_on_held_out_data():
 def saved(training, tmp_path_factory):
     X, y = training
     model = rf.RenewalModel(random_state=0).fit(X, y)
-    folder = rf.save_model(model, tmp_path_factory.mktemp("m") / "renewal", metrics={"auc": 0.8},
-                           training_fingerprint="abc", as_of="2026-10-31")
+    folder = rf.save_model(
+        model,
+        tmp_path_factory.mktemp("m") / "renewal",
+        metrics={"auc": 0.8},
+        training_fingerprint="abc",
+        as_of="2026-10-31",
+    )
     return model, folder, X
 
 
@@ -213,8 +229,9 @@ def test_foreign_or_incompatible_manifests_are_refused(saved, tmp_path):
     with pytest.raises(ModelRefused, match="format_version"):
         rf.load_model(copy)
     (copy / "extra.pkl").write_bytes(b"x")
-    (copy / "manifest.json").write_text(json.dumps({**manifest, "packages": json.loads(
-        (folder / "manifest.json").read_text())["packages"]}))
+    (copy / "manifest.json").write_text(
+        json.dumps({**manifest, "packages": json.loads((folder / "manifest.json").read_text())["packages"]})
+    )
     with pytest.raises(ModelRefused, match="unexpected files"):
         rf.load_model(copy)
     with pytest.raises(ModelRefused, match="no saved model"):
@@ -236,7 +253,7 @@ def test_allow_list_matches_what_models_need(training, tmp_path):
 
 
 def test_score_contracts_columns_and_identities(demo_book, saved):
-    model, folder, _ = saved
+    _model, folder, _ = saved
     scores = rf.score_contracts(demo_book, model=folder.parent, as_of="2026-06-30")
     from renewforecast.analyses.scoring import SCORE_COLUMNS
 
@@ -265,16 +282,24 @@ def test_score_contracts_from_a_feature_frame_checks_columns(demo_book, saved):
 
 
 def test_crm_upsert_is_formula_safe(tmp_path):
-    scores = pd.DataFrame({
-        "contract_id": ["800A", "=HYPERLINK(\"x\")"], "renewal_probability": [0.5, 0.25],
-        "risk_band": ["high", "+cmd"], "arr_at_risk": [-5.0, 10.0],
-        "reason_1": ["@SUM(1)", "normal"], "reason_2": ["-2 seats", None], "reason_3": ["\tx", "ok"],
-        "model_version": ["v1", "v1"], "scored_at": pd.to_datetime(["2026-11-01T10:00:00Z"] * 2)})
+    scores = pd.DataFrame(
+        {
+            "contract_id": ["800A", '=HYPERLINK("x")'],
+            "renewal_probability": [0.5, 0.25],
+            "risk_band": ["high", "+cmd"],
+            "arr_at_risk": [-5.0, 10.0],
+            "reason_1": ["@SUM(1)", "normal"],
+            "reason_2": ["-2 seats", None],
+            "reason_3": ["\tx", "ok"],
+            "model_version": ["v1", "v1"],
+            "scored_at": pd.to_datetime(["2026-11-01T10:00:00Z"] * 2),
+        }
+    )
     path = rf.write_crm_upsert(scores, tmp_path / "up.csv")
     back = pd.read_csv(path, dtype=str, keep_default_na=False)
     assert list(back.columns)[:3] == ["Id", "Renewal_Probability__c", "Renewal_Risk_Band__c"]
     text_cols = ["Id", "Renewal_Risk_Band__c", "Renewal_Reason_1__c", "Renewal_Reason_2__c", "Renewal_Reason_3__c"]
     for col in text_cols:
         assert not back[col].str.match(r"^[=+\-@\t\r\n]").any(), col
-    assert back.loc[1, "Id"] == "'=HYPERLINK(\"x\")"
+    assert back.loc[1, "Id"] == '\'=HYPERLINK("x")'
     assert back.loc[0, "Renewal_Probability__c"] == "50.0" and back.loc[0, "ARR_At_Risk__c"] == "-5.0"

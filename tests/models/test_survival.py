@@ -99,28 +99,20 @@ def cox(rossi) -> SurvivalModel:
 
 @pytest.fixture(scope="module")
 def weibull(rossi) -> SurvivalModel:
-    return SurvivalModel(
-        kind="weibull_aft", duration_col="week", event_col="arrest"
-    ).fit(rossi)
+    return SurvivalModel(kind="weibull_aft", duration_col="week", event_col="arrest").fit(rossi)
 
 
 @pytest.fixture(scope="module")
 def cox_strata(rossi) -> SurvivalModel:
-    return SurvivalModel(duration_col="week", event_col="arrest", strata="wexp").fit(
-        rossi
-    )
+    return SurvivalModel(duration_col="week", event_col="arrest", strata="wexp").fit(rossi)
 
 
 @pytest.fixture(scope="module")
 def fitted(rossi, cox, weibull, cox_strata):
     # Two strata columns (tuple keys) and an elastic-net penalty exercise the
     # less common branches of export/import.
-    cox_strata2 = SurvivalModel(
-        duration_col="week", event_col="arrest", strata=["race", "paro"]
-    ).fit(rossi)
-    cox_penalized = SurvivalModel(
-        duration_col="week", event_col="arrest", penalizer=0.05, l1_ratio=0.5
-    ).fit(rossi)
+    cox_strata2 = SurvivalModel(duration_col="week", event_col="arrest", strata=["race", "paro"]).fit(rossi)
+    cox_penalized = SurvivalModel(duration_col="week", event_col="arrest", penalizer=0.05, l1_ratio=0.5).fit(rossi)
     return {
         "coxph": cox,
         "weibull_aft": weibull,
@@ -153,33 +145,21 @@ def _lifelines_survival(model: SurvivalModel, X: pd.DataFrame, times) -> pd.Data
 
 class TestRossiCoxPH:
     def test_coefficients_match_R_to_6_decimals(self, cox):
-        np.testing.assert_array_almost_equal(
-            cox.params_[COVARIATES].to_numpy(), R_COXPH_COEF, decimal=6
-        )
-        np.testing.assert_array_almost_equal(
-            cox.summary.loc[COVARIATES, "coef"].to_numpy(), R_COXPH_COEF, decimal=6
-        )
+        np.testing.assert_array_almost_equal(cox.params_[COVARIATES].to_numpy(), R_COXPH_COEF, decimal=6)
+        np.testing.assert_array_almost_equal(cox.summary.loc[COVARIATES, "coef"].to_numpy(), R_COXPH_COEF, decimal=6)
 
     def test_standard_errors_match_R(self, cox):
         # The R values carry 5 decimals, so agreement is to their rounding
         # (|diff| <= 0.5e-5), tighter than lifelines' own decimal=4.
         se = cox.summary.loc[COVARIATES, "se(coef)"].to_numpy()
         assert np.max(np.abs(se - R_COXPH_SE)) <= 0.5e-5
-        np.testing.assert_array_almost_equal(
-            cox.summary.loc[COVARIATES, "z"].to_numpy(), R_COXPH_Z, decimal=3
-        )
+        np.testing.assert_array_almost_equal(cox.summary.loc[COVARIATES, "z"].to_numpy(), R_COXPH_Z, decimal=3)
 
     def test_loglik_concordance_and_tests(self, cox):
         assert cox.log_likelihood_ == pytest.approx(REPRO_COXPH_LOGLIK, abs=1e-6)
-        assert cox.concordance_index_ == pytest.approx(
-            REPRO_COXPH_CONCORDANCE, abs=1e-6
-        )
-        assert cox.fitter_.log_likelihood_ratio_test().test_statistic == pytest.approx(
-            REPRO_COXPH_LLR, abs=1e-5
-        )
-        assert cox.fitter_.AIC_partial_ == pytest.approx(
-            REPRO_COXPH_AIC_PARTIAL, abs=1e-4
-        )
+        assert cox.concordance_index_ == pytest.approx(REPRO_COXPH_CONCORDANCE, abs=1e-6)
+        assert cox.fitter_.log_likelihood_ratio_test().test_statistic == pytest.approx(REPRO_COXPH_LLR, abs=1e-5)
+        assert cox.fitter_.AIC_partial_ == pytest.approx(REPRO_COXPH_AIC_PARTIAL, abs=1e-4)
         assert (cox.n_observations_, cox.n_events_) == (432, 114)
         pd.testing.assert_series_equal(cox.params_, cox.fitter_.params_)
 
@@ -188,16 +168,10 @@ class TestRossiCoxPH:
         assert cox.score(rossi) == pytest.approx(REPRO_COXPH_CONCORDANCE, abs=1e-6)
 
     def test_stratified(self, cox_strata, rossi):
-        assert cox_strata.concordance_index_ == pytest.approx(
-            R_COXPH_STRATA_WEXP_CONCORDANCE, abs=1e-6
-        )
+        assert cox_strata.concordance_index_ == pytest.approx(R_COXPH_STRATA_WEXP_CONCORDANCE, abs=1e-6)
         # score() pools pairs within strata exactly like lifelines' attribute.
-        assert cox_strata.score(rossi) == pytest.approx(
-            cox_strata.concordance_index_, abs=1e-12
-        )
-        race = SurvivalModel(
-            duration_col="week", event_col="arrest", strata=["race"]
-        ).fit(rossi)
+        assert cox_strata.score(rossi) == pytest.approx(cox_strata.concordance_index_, abs=1e-12)
+        race = SurvivalModel(duration_col="week", event_col="arrest", strata=["race"]).fit(rossi)
         for name, coef in R_COXPH_STRATA_RACE_COEF.items():
             assert race.params_[name] == pytest.approx(coef, abs=0.5e-4)
 
@@ -205,32 +179,21 @@ class TestRossiCoxPH:
 class TestRossiWeibullAFT:
     def test_loglik_and_concordance_to_6_decimals(self, weibull):
         assert weibull.log_likelihood_ == pytest.approx(REPRO_WEIBULL_LOGLIK, abs=1e-6)
-        assert weibull.concordance_index_ == pytest.approx(
-            REPRO_WEIBULL_CONCORDANCE, abs=1e-6
-        )
+        assert weibull.concordance_index_ == pytest.approx(REPRO_WEIBULL_CONCORDANCE, abs=1e-6)
         aic = weibull.fitter_.AIC_
         assert aic == pytest.approx(REPRO_WEIBULL_AIC, abs=1e-4)
-        assert (
-            weibull.fitter_.log_likelihood_ratio_test().test_statistic
-            == pytest.approx(REPRO_WEIBULL_LLR, abs=1e-5)
-        )
+        assert weibull.fitter_.log_likelihood_ratio_test().test_statistic == pytest.approx(REPRO_WEIBULL_LLR, abs=1e-5)
 
     def test_coefficients_match_flexsurv_at_lifelines_tolerance(self, weibull):
         for name, coef in FLEXSURV_LAMBDA.items():
             rtol = FLEXSURV_LAMBDA_RTOL.get(name, 1e-3)
-            assert weibull.params_[("lambda_", name)] == pytest.approx(
-                coef, rel=rtol
-            ), name
-        assert weibull.params_[("rho_", "Intercept")] == pytest.approx(
-            FLEXSURV_RHO_INTERCEPT, rel=1e-3
-        )
+            assert weibull.params_[("lambda_", name)] == pytest.approx(coef, rel=rtol), name
+        assert weibull.params_[("rho_", "Intercept")] == pytest.approx(FLEXSURV_RHO_INTERCEPT, rel=1e-3)
         pd.testing.assert_series_equal(weibull.params_, weibull.fitter_.params_)
 
     def test_score_is_concordance(self, weibull, rossi):
         # lifelines ranks AFT subjects by predicted median; so does score().
-        assert weibull.score(rossi) == pytest.approx(
-            weibull.concordance_index_, abs=1e-12
-        )
+        assert weibull.score(rossi) == pytest.approx(weibull.concordance_index_, abs=1e-12)
 
 
 # ----------------------------------------------------------------------------
@@ -263,19 +226,13 @@ def test_renewal_proba_is_survival_ratio(fitted, rossi, which):
     frame = X.drop(columns=["week", "arrest"])
     expected = np.empty(len(X))
     for j, (label, t) in enumerate(zip(X.index, tenure, strict=True)):
-        s = model.fitter_.predict_survival_function(
-            frame.loc[[label]], times=[t, t + horizon]
-        )
+        s = model.fitter_.predict_survival_function(frame.loc[[label]], times=[t, t + horizon])
         expected[j] = s.iloc[1, 0] / s.iloc[0, 0]
     np.testing.assert_allclose(got.to_numpy(), expected, rtol=0, atol=1e-12)
 
     # lifelines' conditional_after gives the same numbers.
-    conditional = model.fitter_.predict_survival_function(
-        frame, times=[horizon], conditional_after=tenure
-    )
-    np.testing.assert_allclose(
-        got.to_numpy(), conditional[X.index].to_numpy()[0], rtol=0, atol=1e-12
-    )
+    conditional = model.fitter_.predict_survival_function(frame, times=[horizon], conditional_after=tenure)
+    np.testing.assert_allclose(got.to_numpy(), conditional[X.index].to_numpy()[0], rtol=0, atol=1e-12)
 
 
 @pytest.mark.parametrize("which", ALL_MODELS)
@@ -291,16 +248,12 @@ def test_renewal_proba_tenure_forms(fitted, rossi, which):
             rtol=0,
             atol=1e-15,
         )
-    np.testing.assert_allclose(
-        s_h.to_numpy(), _lifelines_survival(model, X, [8.0]).to_numpy()[0], atol=1e-12
-    )
+    np.testing.assert_allclose(s_h.to_numpy(), _lifelines_survival(model, X, [8.0]).to_numpy()[0], atol=1e-12)
     assert (model.predict_survival(X, [0.0]).to_numpy() == 1.0).all()
 
     # A shuffled Series is aligned on X's index; scalar == constant array.
     tenure = pd.Series(np.arange(len(X), dtype=float), index=X.index)
-    by_series = model.predict_renewal_proba(
-        X, horizon=3, tenure=tenure.sample(frac=1.0, random_state=1)
-    )
+    by_series = model.predict_renewal_proba(X, horizon=3, tenure=tenure.sample(frac=1.0, random_state=1))
     by_array = model.predict_renewal_proba(X, horizon=3, tenure=tenure.to_numpy())
     pd.testing.assert_series_equal(by_series, by_array)
     pd.testing.assert_series_equal(
@@ -321,9 +274,7 @@ def test_monthly_hazard(fitted, rossi, which):
     tenure = np.linspace(1, 45, len(X))
     hazard = model.monthly_hazard(X, tenure=tenure)
     renew = model.predict_renewal_proba(X, horizon=1, tenure=tenure)
-    np.testing.assert_allclose(
-        hazard.to_numpy(), 1.0 - renew.to_numpy(), rtol=0, atol=1e-15
-    )
+    np.testing.assert_allclose(hazard.to_numpy(), 1.0 - renew.to_numpy(), rtol=0, atol=1e-15)
     assert hazard.name == "monthly_hazard" and hazard.index.equals(X.index)
     assert ((hazard >= 0) & (hazard < 1)).all()
 
@@ -332,9 +283,7 @@ def test_cox_extrapolation_warns(cox, rossi):
     X = rossi.head(3)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        cox.predict_renewal_proba(
-            X, horizon=12, tenure=40
-        )  # 52 is the last week: no warning
+        cox.predict_renewal_proba(X, horizon=12, tenure=40)  # 52 is the last week: no warning
     with pytest.warns(ExtrapolationWarning, match="last training duration"):
         hazard = cox.monthly_hazard(X, tenure=60)
     assert (hazard == 0.0).all()
@@ -365,19 +314,12 @@ def test_params_json_round_trip_predicts_identically(fitted, rossi, which, monke
     tenure = np.resize(np.arange(0.0, 40.0, 3.0), len(rossi))
     max_diff = max(
         np.max(
-            np.abs(
-                restored.predict_survival(rossi, times).to_numpy()
-                - model.predict_survival(rossi, times).to_numpy()
-            )
+            np.abs(restored.predict_survival(rossi, times).to_numpy() - model.predict_survival(rossi, times).to_numpy())
         ),
         np.max(
             np.abs(
-                restored.predict_renewal_proba(
-                    rossi, horizon=12, tenure=tenure
-                ).to_numpy()
-                - model.predict_renewal_proba(
-                    rossi, horizon=12, tenure=tenure
-                ).to_numpy()
+                restored.predict_renewal_proba(rossi, horizon=12, tenure=tenure).to_numpy()
+                - model.predict_renewal_proba(rossi, horizon=12, tenure=tenure).to_numpy()
             )
         ),
         np.max(
@@ -411,21 +353,15 @@ def test_params_content(cox, weibull):
     assert d["hyperparameters"]["kind"] == "coxph"
     assert d["features"]["names_in"] == COVARIATES
     assert d["coxph"]["coefficients"]["names"] == COVARIATES
-    np.testing.assert_array_equal(
-        d["coxph"]["centering"], cox.fitter_._norm_mean[COVARIATES].to_numpy()
-    )
+    np.testing.assert_array_equal(d["coxph"]["centering"], cox.fitter_._norm_mean[COVARIATES].to_numpy())
     (table,) = d["coxph"]["baseline_cumulative_hazard"]
     bch = cox.fitter_.baseline_cumulative_hazard_.iloc[:, 0]
     np.testing.assert_array_equal(table["times"], bch.index.to_numpy())
     np.testing.assert_array_equal(table["values"], bch.to_numpy())
-    pd.testing.assert_frame_equal(
-        cox.baseline_cumulative_hazard_, cox.fitter_.baseline_cumulative_hazard_
-    )
+    pd.testing.assert_frame_equal(cox.baseline_cumulative_hazard_, cox.fitter_.baseline_cumulative_hazard_)
 
     w = weibull.to_params()["weibull_aft"]
-    assert w["lambda_"]["values"] == [
-        weibull.fitter_.params_[("lambda_", n)] for n in w["lambda_"]["names"]
-    ]
+    assert w["lambda_"]["values"] == [weibull.fitter_.params_[("lambda_", n)] for n in w["lambda_"]["names"]]
     assert w["rho_"] == {
         "names": ["Intercept"],
         "values": [weibull.fitter_.params_[("rho_", "Intercept")]],
@@ -469,9 +405,7 @@ def churn_frame() -> pd.DataFrame:
     n = 400
     plan = rng.choice(["pro", "basic", "enterprise"], size=n)
     seats = rng.integers(1, 50, size=n)
-    scale = np.select([plan == "basic", plan == "pro"], [12.0, 24.0], 48.0) * (
-        1 + seats / 100
-    )
+    scale = np.select([plan == "basic", plan == "pro"], [12.0, 24.0], 48.0) * (1 + seats / 100)
     t = rng.weibull(1.3, size=n) * scale
     censor = rng.uniform(6, 60, size=n)
     return pd.DataFrame(
@@ -488,9 +422,7 @@ def churn_frame() -> pd.DataFrame:
 @pytest.mark.parametrize("kind", ["coxph", "weibull_aft"])
 def test_categorical_encoding_and_unseen_levels(churn_frame, kind):
     model = SurvivalModel(kind=kind).fit(churn_frame)
-    assert model.categories_ == {
-        "plan": ["basic", "enterprise", "pro"]
-    }  # sorted; "basic" is reference
+    assert model.categories_ == {"plan": ["basic", "enterprise", "pro"]}  # sorted; "basic" is reference
     assert model.encoded_feature_names_.tolist() == [
         "plan_enterprise",
         "plan_pro",
@@ -500,9 +432,7 @@ def test_categorical_encoding_and_unseen_levels(churn_frame, kind):
     assert model.feature_names_in_.tolist() == ["plan", "seats", "annual"]
     assert model.n_features_in_ == 3
     # Longer-lived plans get better survival.
-    X = pd.DataFrame(
-        {"plan": ["basic", "pro", "enterprise"], "seats": 10, "annual": False}
-    )
+    X = pd.DataFrame({"plan": ["basic", "pro", "enterprise"], "seats": 10, "annual": False})
     s = model.predict_survival(X, [12.0]).iloc[0]
     assert s[0] < s[1] < s[2]
 
@@ -523,16 +453,12 @@ def test_categorical_encoding_and_unseen_levels(churn_frame, kind):
     assert p["new"] == p["ref"]
     # A pandas Categorical column encodes the same way as strings.
     cat = unseen.astype({"plan": "category"})
-    pd.testing.assert_series_equal(
-        model.predict_renewal_proba(cat, horizon=6, tenure=2), p
-    )
+    pd.testing.assert_series_equal(model.predict_renewal_proba(cat, horizon=6, tenure=2), p)
 
     # The encoding survives the JSON round trip.
     restored = SurvivalModel.from_params(json.loads(json.dumps(model.to_params())))
     assert restored.categories_ == model.categories_
-    pd.testing.assert_series_equal(
-        restored.predict_renewal_proba(unseen, horizon=6, tenure=2), p
-    )
+    pd.testing.assert_series_equal(restored.predict_renewal_proba(unseen, horizon=6, tenure=2), p)
 
 
 def test_encoding_is_deterministic(churn_frame):
@@ -562,9 +488,7 @@ def test_unfitted_raises_not_fitted(rossi):
 
 
 def test_sklearn_contract(rossi):
-    model = SurvivalModel(
-        kind="weibull_aft", penalizer=0.1, duration_col="week", event_col="arrest"
-    )
+    model = SurvivalModel(kind="weibull_aft", penalizer=0.1, duration_col="week", event_col="arrest")
     assert model.get_params() == {
         "kind": "weibull_aft",
         "penalizer": 0.1,
@@ -577,18 +501,14 @@ def test_sklearn_contract(rossi):
     assert model.set_params(penalizer=0.0, kind="coxph") is model
     assert model.penalizer == 0.0 and model.kind == "coxph"
     assert model.fit(rossi) is model
-    assert not any(
-        name.endswith("_") and not name.startswith("_") for name in vars(clone(model))
-    )
+    assert not any(name.endswith("_") and not name.startswith("_") for name in vars(clone(model)))
     with pytest.raises(TypeError):
         SurvivalModel("coxph")  # keyword-only
     # __init__ stores without validating; fit validates.
     with pytest.raises(SurvivalDataError, match="kind"):
         SurvivalModel(kind="nope").fit(rossi)
     with pytest.raises(SurvivalDataError, match="strata"):
-        SurvivalModel(
-            kind="weibull_aft", strata="race", duration_col="week", event_col="arrest"
-        ).fit(rossi)
+        SurvivalModel(kind="weibull_aft", strata="race", duration_col="week", event_col="arrest").fit(rossi)
     # A refit with another kind leaves no Cox-only attributes behind.
     model.set_params(kind="weibull_aft").fit(rossi)
     assert not hasattr(model, "baseline_cumulative_hazard_")

@@ -14,9 +14,9 @@ import pandas as pd
 import pytest
 
 import renewforecast as rf
+from renewforecast.analyses.scoring import ScoringInputError
 from renewforecast.models.features import BASE_SIGNALS, UnusedSignalsWarning, model_signals
 from renewforecast.schemas import conform
-from renewforecast.analyses.scoring import ScoringInputError
 
 
 def _widen(book: rf.Book, n: int, seed: int = 0) -> rf.Book:
@@ -32,9 +32,11 @@ def _widen(book: rf.Book, n: int, seed: int = 0) -> rf.Book:
 
 def _plain_last(signals: pd.DataFrame, account: str, date: pd.Timestamp, column: str) -> float:
     """Straightforward: the account's months over by ``date`` with the column filled; the last one."""
-    rows = signals[(signals["account_id"] == account)
-                   & (signals["month"] + pd.offsets.MonthEnd(0) <= date)
-                   & signals[column].notna()]
+    rows = signals[
+        (signals["account_id"] == account)
+        & (signals["month"] + pd.offsets.MonthEnd(0) <= date)
+        & signals[column].notna()
+    ]
     rows = rows.sort_values("month", kind="stable")
     return float(rows[column].iloc[-1]) if len(rows) else np.nan
 
@@ -57,14 +59,15 @@ def test_extra_signal_features_match_a_plain_computation(demo_book, demo_org, wi
     # Each extra column gives its two features right after the known signals.
     cols = list(features.columns)
     at = cols.index("nps_change_3m") + 1
-    assert cols[at:at + 10] == [f"{p}{i}{s}" for i in range(5) for p, s in (("usage_", ""), ("usage_", "_change_3m"))]
+    assert cols[at : at + 10] == [f"{p}{i}{s}" for i in range(5) for p, s in (("usage_", ""), ("usage_", "_change_3m"))]
     cut = pd.Timestamp(demo_org.as_of)
     con = demo_book.contracts.set_index("contract_id")
     sig = wide5.signals
     for col in [f"usage_{i}" for i in range(5)]:
         now = [_plain_last(sig, con.loc[cid, "account_id"], cut, col) for cid in features.index]
-        before = [_plain_last(sig, con.loc[cid, "account_id"], cut - pd.Timedelta(days=91), col)
-                  for cid in features.index]
+        before = [
+            _plain_last(sig, con.loc[cid, "account_id"], cut - pd.Timedelta(days=91), col) for cid in features.index
+        ]
         assert _same(features[col], now), col
         assert _same(features[f"{col}_change_3m"], np.subtract(now, before)), col
         assert features[col].notna().sum() > len(features) // 2
@@ -78,8 +81,10 @@ def test_training_rows_see_extra_signals_only_as_of_their_feature_date(wide5):
     fd = dec.loc[X.index, "end_date"] - pd.Timedelta(days=120)
     for col in ("usage_0", "usage_4"):
         now = [_plain_last(sig, con.loc[cid, "account_id"], d, col) for cid, d in zip(X.index, fd, strict=True)]
-        before = [_plain_last(sig, con.loc[cid, "account_id"], d - pd.Timedelta(days=91), col)
-                  for cid, d in zip(X.index, fd, strict=True)]
+        before = [
+            _plain_last(sig, con.loc[cid, "account_id"], d - pd.Timedelta(days=91), col)
+            for cid, d in zip(X.index, fd, strict=True)
+        ]
         assert _same(X[col], now)
         assert _same(X[f"{col}_change_3m"], np.subtract(now, before))
 
@@ -94,11 +99,11 @@ def test_last_filled_value_worked_by_hand(demo_book, demo_org):
     known = np.flatnonzero(mine & (ends <= cut).to_numpy())
     three_months_ago = np.flatnonzero(mine & (ends <= cut - pd.Timedelta(days=91)).to_numpy())[-1]
     hand = np.full(len(sig), np.nan)
-    hand[mine] = 100.0                  # months not over by the cut: never seen
+    hand[mine] = 100.0  # months not over by the cut: never seen
     hand[known] = 1.0
-    hand[three_months_ago] = 3.0        # the value 91 days before the cut
-    hand[known[-2]] = 7.0               # the last filled month known at the cut ...
-    hand[known[-1]] = np.nan            # ... because the very last one is blank
+    hand[three_months_ago] = 3.0  # the value 91 days before the cut
+    hand[known[-2]] = 7.0  # the last filled month known at the cut ...
+    hand[known[-1]] = np.nan  # ... because the very last one is blank
     assert known[-2] > three_months_ago
     book = demo_book.replace(signals=conform(sig.assign(hand=hand), "signals"))
     features = rf.renewal_features(book, cut)
@@ -152,7 +157,10 @@ def test_a_model_trained_on_extra_signals_uses_them_and_needs_them(demo_book, de
 
 def test_model_signals_keeps_what_the_model_uses(wide5):
     names = [*BASE_SIGNALS, *(f"{s}_change_3m" for s in BASE_SIGNALS), "usage_2_change_3m", "arr"]
-    with pytest.warns(UnusedSignalsWarning, match=r"^4 numeric signal column\(s\) .*\(usage_0, usage_1, usage_3, "
-                                                   r"usage_4\)"):
+    with pytest.warns(
+        UnusedSignalsWarning,
+        match=r"^4 numeric signal column\(s\) .*\(usage_0, usage_1, usage_3, "
+        r"usage_4\)",
+    ):
         used = model_signals(wide5, names)
     assert used == ["seat_utilization", "active_users", "support_tickets", "nps", "usage_2"]

@@ -14,17 +14,29 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-INSTALL_HINT = ("install one with `apt-get install -y chromium` (Debian/Ubuntu) or point "
-                "RENEWFORECAST_CHROMIUM at a Chromium or Chrome executable")
+INSTALL_HINT = (
+    "install one with `apt-get install -y chromium` (Debian/Ubuntu) or point "
+    "RENEWFORECAST_CHROMIUM at a Chromium or Chrome executable"
+)
 # As the machine's own checks start it: no sandbox (CI runs as root) and no
 # background connections, which a closed network refuses noisily.
-FLAGS = ["--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync"]
+FLAGS = [
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def _chromium() -> str | None:
-    candidates = [os.environ.get("RENEWFORECAST_CHROMIUM"), shutil.which("chromium"),
-                  shutil.which("chromium-browser"), shutil.which("google-chrome")]
+    candidates = [
+        os.environ.get("RENEWFORECAST_CHROMIUM"),
+        shutil.which("chromium"),
+        shutil.which("chromium-browser"),
+        shutil.which("google-chrome"),
+    ]
     return next((c for c in candidates if c and Path(c).exists()), None)
 
 
@@ -55,15 +67,20 @@ def test_published_pages_open_without_console_errors_or_broken_images(hostile_re
             tab.on("pageerror", lambda exc: note("uncaught exception", str(exc)))
             tab.on("requestfailed", lambda r: note("failed request", r.url[:120]))
             # A report must open offline: nothing may be fetched from the network.
-            tab.on("request", lambda r: note("network request", r.url)
-                   if not r.url.startswith(("file:", "data:", "about:")) else None)
+            tab.on(
+                "request",
+                lambda r: (
+                    note("network request", r.url) if not r.url.startswith(("file:", "data:", "about:")) else None
+                ),
+            )
             tab.on("dialog", lambda d: (note("dialog", d.message), d.dismiss()))
             for page in pages:
                 current["page"] = page.name
                 tab.goto(page.as_uri(), wait_until="load")
                 images = tab.evaluate(
                     "() => Array.from(document.images).map(i => [i.alt || i.src.slice(0, 80),"
-                    " i.complete && i.naturalWidth > 0])")
+                    " i.complete && i.naturalWidth > 0])"
+                )
                 seen_images[page.name] = len(images)
                 for label, ok in images:
                     if not ok:

@@ -29,6 +29,7 @@ def no_engines(monkeypatch):
     def apply(*pairs):
         for module, name, fail in refuse(*pairs):
             monkeypatch.setattr(module, name, fail)
+
     return apply
 
 
@@ -53,12 +54,19 @@ def test_kpi_headline_shows_the_tables_it_is_given_and_computes_none_again(kpi_t
     t = kpi_tables
     alone = rf.kpi_headline(t["book"], AS_OF)  # computes its own tables, as in JupyterLab
     month_end = rf.last_month_end(AS_OF)
-    year = rf.renewal_kpis(t["book"], month_end - pd.DateOffset(months=12) + pd.Timedelta(days=1), month_end,
-                           decisions=t["decisions"]).iloc[0]
-    no_engines((headline, "mrr_table"), (headline, "mrr_movements"), (headline, "retention_kpis"),
-               (headline, "ltv_cac"), (saas_metrics, "renewal_decisions"))
-    given = rf.kpi_headline(t["book"], AS_OF, trend=t["trend"], movements=t["movements"],
-                            retention=t["retention"], decisions=t["decisions"])
+    year = rf.renewal_kpis(
+        t["book"], month_end - pd.DateOffset(months=12) + pd.Timedelta(days=1), month_end, decisions=t["decisions"]
+    ).iloc[0]
+    no_engines(
+        (headline, "mrr_table"),
+        (headline, "mrr_movements"),
+        (headline, "retention_kpis"),
+        (headline, "ltv_cac"),
+        (saas_metrics, "renewal_decisions"),
+    )
+    given = rf.kpi_headline(
+        t["book"], AS_OF, trend=t["trend"], movements=t["movements"], retention=t["retention"], decisions=t["decisions"]
+    )
     got = figures(given)
     # Identity: each figure is the value in the report's own table.
     assert got["arr"] == t["trend"].set_index("month").loc[month_end, "arr"]
@@ -82,7 +90,8 @@ def test_renewal_kpis_from_decisions_already_made_equal_deciding_again(kpi_table
     for freq in (None, "Q"):
         pd.testing.assert_frame_equal(
             rf.renewal_kpis(t["book"], "2024-07-01", "2026-06-30", freq=freq, decisions=t["decisions"]),
-            rf.renewal_kpis(t["book"], "2024-07-01", "2026-06-30", freq=freq))
+            rf.renewal_kpis(t["book"], "2024-07-01", "2026-06-30", freq=freq),
+        )
 
 
 def test_data_headline_uses_the_set_aside_summary_it_is_given(demo_book, no_engines):
@@ -137,9 +146,14 @@ def test_ltv_cac_takes_the_ltv_table_already_resampled(demo_book, monkeypatch):
 
 
 def test_risk_headline_takes_the_scores_and_the_rate_from_scoring(monkeypatch):
-    scores = pd.DataFrame({"end_date": pd.to_datetime(["2026-05-31", "2026-08-31", "2026-11-30", "2027-03-31"]),
-                           "arr": [500.0, 1000.0, 3000.0, 7000.0], "arr_at_risk": [50.0, 100.0, 1500.0, 700.0],
-                           "model_version": "v1"})
+    scores = pd.DataFrame(
+        {
+            "end_date": pd.to_datetime(["2026-05-31", "2026-08-31", "2026-11-30", "2027-03-31"]),
+            "arr": [500.0, 1000.0, 3000.0, 7000.0],
+            "arr_at_risk": [50.0, 100.0, 1500.0, 700.0],
+            "model_version": "v1",
+        }
+    )
 
     def fail(*args, **kwargs):
         raise AssertionError("the risk headline cut the book: it only reads the scores")

@@ -21,7 +21,9 @@ def test_committed_notebook_is_clean(path: Path):
     # there, then `make clean-notebooks` before committing.
     nb = nbformat.read(path, as_version=4)
     nbformat.validate(nb)
-    dirty = [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and (c.outputs or c.execution_count is not None)]
+    dirty = [
+        i for i, c in enumerate(nb.cells) if c.cell_type == "code" and (c.outputs or c.execution_count is not None)
+    ]
     assert not dirty, f"{path.name}: cells {dirty} carry outputs or execution counts (make clean-notebooks)"
     tags = [c.metadata.get("tags", []) for c in nb.cells]
     assert sum("parameters" in t for t in tags) == 1, f"{path.name}: needs exactly one cell tagged parameters"
@@ -49,8 +51,13 @@ def test_template_is_clean_and_parameterised(path: Path):
 def test_templates_cover_the_reports():
     # One notebook and one catalogue line per report, nothing unlisted either way.
     assert [p.stem for p in NOTEBOOKS] == [r.name for r in REPORTS]
-    assert [p.stem for p in NOTEBOOKS][:5] == ["00_data_quality", "01_revenue_kpis", "02_renewal_risk", "03_ltv_cac",
-                                               "04_revenue_forecast"]
+    assert [p.stem for p in NOTEBOOKS][:5] == [
+        "00_data_quality",
+        "01_revenue_kpis",
+        "02_renewal_risk",
+        "03_ltv_cac",
+        "04_revenue_forecast",
+    ]
 
 
 def test_only_the_catalogue_names_the_reports():
@@ -81,24 +88,44 @@ def test_report_end_to_end(hostile_report):
     assert "rf.load_book" not in html  # code cells are hidden
     assert "data:image/png;base64" in html  # the chart is embedded
     revenue = (latest / "01_revenue_kpis.html").read_text(encoding="utf-8")
-    for heading in ("ARR over time", "MRR bridge", "Retention by segment", "Cohort retention",
-                    "Renewal performance by quarter", "Renewal worklist"):
+    for heading in (
+        "ARR over time",
+        "MRR bridge",
+        "Retention by segment",
+        "Cohort retention",
+        "Renewal performance by quarter",
+        "Renewal worklist",
+    ):
         assert heading in revenue
     assert revenue.count("data:image/png;base64") >= 5  # trend, bridge, retention, cohorts, renewals
     risk = (latest / "02_renewal_risk.html").read_text(encoding="utf-8")
-    for heading in ("Backtest against what happened", "How long customers stay", "Cohorts year over year",
-                    "Contracts at risk"):
+    for heading in (
+        "Backtest against what happened",
+        "How long customers stay",
+        "Cohorts year over year",
+        "Contracts at risk",
+    ):
         assert heading in risk
     assert risk.count("data:image/png;base64") >= 4  # calibration, lift, survival, sBG
     assert "roc_auc" in risk
     economics = (latest / "03_ltv_cac.html").read_text(encoding="utf-8")
-    for heading in ("CAC by channel over time", "LTV by segment, three ways", "LTV:CAC and payback against the bars",
-                    "Retention curves by cohort"):
+    for heading in (
+        "CAC by channel over time",
+        "LTV by segment, three ways",
+        "LTV:CAC and payback against the bars",
+        "Retention curves by cohort",
+    ):
         assert heading in economics
     assert economics.count("data:image/png;base64") >= 5  # CAC, LTV, LTV:CAC, payback, cohorts
     forecast = (latest / "04_revenue_forecast.html").read_text(encoding="utf-8")
-    for heading in ("How the forecast is built", "The forecast and its range", "Where the revenue comes from",
-                    "By group", "Scenarios", "How well the method did before"):
+    for heading in (
+        "How the forecast is built",
+        "The forecast and its range",
+        "Where the revenue comes from",
+        "By group",
+        "Scenarios",
+        "How well the method did before",
+    ):
         assert heading in forecast
     assert forecast.count("data:image/png;base64") >= 3  # fan, components, backtest accuracy
     for label in ("top_down_ets", "seasonal_naive", "coverage_p10_p90", "renewals 10% less likely"):
@@ -123,15 +150,17 @@ def test_report_end_to_end(hostile_report):
     assert kpis["arr"] == pytest.approx(rf.arr_on(book, "2026-06-30"), abs=0.01)  # a month end
     bridge = run["headlines"]["01_revenue_kpis"]["series"]["bridge"]
     assert kpis["mrr_bridge"] == pytest.approx(bridge["end_mrr"] - bridge["start_mrr"])
-    assert bridge["start_mrr"] + bridge["new"] + bridge["expansion"] + bridge["reactivation"] \
-        - bridge["contraction"] - bridge["churn"] == pytest.approx(bridge["end_mrr"])
+    assert bridge["start_mrr"] + bridge["new"] + bridge["expansion"] + bridge["reactivation"] - bridge[
+        "contraction"
+    ] - bridge["churn"] == pytest.approx(bridge["end_mrr"])
     model = rf.load_model(latest.parents[1] / "models")
     scores = rf.score_contracts(book, model=model, as_of="2026-06-30")
     ends = pd.to_datetime(scores["end_date"])
     soon = scores[(ends > "2026-06-30") & (ends <= "2026-12-31")]  # rest of Q3 and Q4 2026
     assert figures["02_renewal_risk"]["arr_at_risk"] == pytest.approx(soon["arr_at_risk"].sum())
     assert figures["02_renewal_risk"]["arr_at_risk"] == pytest.approx(
-        ((1 - soon["renewal_probability"]) * soon["arr"]).sum())
+        ((1 - soon["renewal_probability"]) * soon["arr"]).sum()
+    )
     fan = run["headlines"]["04_revenue_forecast"]["series"]["forecast"]
     # mean of the simulated totals = sum of the monthly means (to the rounding of each month)
     assert figures["04_revenue_forecast"]["horizon_revenue"] == pytest.approx(sum(fan["mean"]), abs=0.01 * 13)
@@ -162,8 +191,7 @@ def _makefile_default(name: str) -> str:
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_defaults_point_at_what_make_builds_when_opened_from_the_notebooks_folder(path: Path, tmp_path,
-                                                                                    monkeypatch):
+def test_defaults_point_at_what_make_builds_when_opened_from_the_notebooks_folder(path: Path, tmp_path, monkeypatch):
     # JupyterLab (make lab) runs a notebook in its own folder, the package's
     # src/renewforecast/reports/notebooks/; its relative defaults are looked
     # for from there upward and must land on the demo org and the model.
@@ -202,13 +230,19 @@ def test_a_notebook_runs_as_it_is_from_the_notebooks_folder(demo_org, tmp_path):
     shutil.copy(NOTEBOOKS[0], folder)
     shutil.copytree(demo_org.path, tmp_path / "data" / "demo")
     target = folder / NOTEBOOKS[0].name
-    executed = papermill.execute_notebook(str(target), str(tmp_path / "out.ipynb"), cwd=str(target.parent),
-                                          progress_bar=False, kernel_name="python3")
+    executed = papermill.execute_notebook(
+        str(target), str(tmp_path / "out.ipynb"), cwd=str(target.parent), progress_bar=False, kernel_name="python3"
+    )
     assert all(c.execution_count for c in executed.cells if c.cell_type == "code" and c.source.strip())
     import renewforecast as rf
     from renewforecast.reports.headline import HEADLINE_MIME
 
-    headlines = [o["data"][HEADLINE_MIME] for c in executed.cells if c.cell_type == "code"
-                 for o in c.outputs if HEADLINE_MIME in o.get("data", {})]
+    headlines = [
+        o["data"][HEADLINE_MIME]
+        for c in executed.cells
+        if c.cell_type == "code"
+        for o in c.outputs
+        if HEADLINE_MIME in o.get("data", {})
+    ]
     accounts = {f["key"]: f["value"] for f in headlines[0]["figures"]}["accounts"]
     assert accounts == len(rf.load_book(demo_org.path).accounts)  # it found and read data/demo

@@ -27,9 +27,9 @@ from click.testing import CliRunner
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from _support import folder_digest, read_sf, write_sf
-from renewforecast.reports import runner as reporting
 from renewforecast.cli import main
 from renewforecast.exceptions import EXIT_CANNOT_WRITE, EXIT_SIGINT, EXIT_SIGTERM
+from renewforecast.reports import runner as reporting
 
 KERNELSPEC = {"name": "python3", "display_name": "Python 3", "language": "python"}
 SRC = str(Path(__file__).resolve().parents[2] / "src")
@@ -38,8 +38,7 @@ SRC = str(Path(__file__).resolve().parents[2] / "src")
 def make_notebook(folder: Path, name: str, cells: list[str]) -> Path:
     nb = new_notebook(metadata={"kernelspec": KERNELSPEC})
     nb.cells.append(new_markdown_cell(f"# {name}"))
-    params = new_code_cell('source = ""  # data folder\nas_of = None  # as-of date\n'
-                           'model_path = ""  # renewal model\n')
+    params = new_code_cell('source = ""  # data folder\nas_of = None  # as-of date\nmodel_path = ""  # renewal model\n')
     params.metadata["tags"] = ["parameters"]
     nb.cells.append(params)
     nb.cells.extend(new_code_cell(src) for src in cells)
@@ -82,10 +81,13 @@ def gone(proc: psutil.Process) -> bool:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("signum", "code", "name"), [
-    (signal.SIGINT, EXIT_SIGINT, "SIGINT"),
-    (signal.SIGTERM, EXIT_SIGTERM, "SIGTERM"),
-])
+@pytest.mark.parametrize(
+    ("signum", "code", "name"),
+    [
+        (signal.SIGINT, EXIT_SIGINT, "SIGINT"),
+        (signal.SIGTERM, EXIT_SIGTERM, "SIGTERM"),
+    ],
+)
 def test_a_signal_stops_the_run_kills_the_kernel_and_publishes_nothing(demo_org, tmp_path, signum, code, name):
     nbdir, out, marker = tmp_path / "nbs", tmp_path / "reports", tmp_path / "cell-started"
     make_notebook(nbdir, "01_first", ["print('first done')"])
@@ -95,9 +97,13 @@ def test_a_signal_stops_the_run_kills_the_kernel_and_publishes_nothing(demo_org,
 
     # A parent that ignores SIGINT (a shell's background job) must not make the
     # run ignore it: the child inherits SIG_IGN.
-    proc = subprocess.Popen([sys.executable, "-m", "renewforecast", "report", str(demo_org.path), "--out", str(out)],
-                            env=cli_env(nbdir), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "renewforecast", "report", str(demo_org.path), "--out", str(out)],
+        env=cli_env(nbdir),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )
     deadline = time.monotonic() + 180
     while not marker.exists():  # the second notebook's kernel is running its long cell
         assert proc.poll() is None, proc.communicate()
@@ -125,7 +131,8 @@ def test_a_signal_stops_the_run_kills_the_kernel_and_publishes_nothing(demo_org,
     # Nothing published: the earlier run and latest are untouched, nothing new beside them.
     assert {p.name for p in out.iterdir()} == {"20260101T000000Z-aaaaaa", "latest", "failed"}
     assert folder_digest(out / "20260101T000000Z-aaaaaa") == {
-        k.split("/", 1)[1]: v for k, v in before.items() if k.startswith("20260101T000000Z-aaaaaa/")}
+        k.split("/", 1)[1]: v for k, v in before.items() if k.startswith("20260101T000000Z-aaaaaa/")
+    }
     assert os.readlink(out / "latest") == "20260101T000000Z-aaaaaa"
     (failed,) = (out / "failed").iterdir()
     assert str(failed) in lines[0]
@@ -143,9 +150,25 @@ def test_a_signal_stops_the_run_kills_the_kernel_and_publishes_nothing(demo_org,
 @pytest.mark.slow
 def test_a_successful_run_writes_nothing_to_stderr(demo_org, tmp_path):
     out = tmp_path / "reports"
-    done = subprocess.run([sys.executable, "-m", "renewforecast", "report", str(demo_org.path), "--out", str(out),
-                           "--notebook", "00_data_quality", "--notebook", "01_revenue_kpis"],
-                          env=cli_env(), capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "renewforecast",
+            "report",
+            str(demo_org.path),
+            "--out",
+            str(out),
+            "--notebook",
+            "00_data_quality",
+            "--notebook",
+            "01_revenue_kpis",
+        ],
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr
     for noise in ("KeyboardInterrupt", "TCP", "Traceback", "Message signing", "WARNING"):
         assert noise not in done.stderr
@@ -184,8 +207,13 @@ runner.run_reports("data", out=sys.argv[1], notebooks_dir=sys.argv[2], timeout=6
 def test_a_kernel_on_tcp_is_encrypted_and_does_not_warn(tmp_path):
     nbdir = tmp_path / "nbs"
     make_notebook(nbdir, "01_a", ["print('fine')"])
-    done = subprocess.run([sys.executable, "-c", _TCP_RUN, str(tmp_path / "reports"), str(nbdir)], env=cli_env(),
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-c", _TCP_RUN, str(tmp_path / "reports"), str(nbdir)],
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     assert "TCP" not in done.stderr and "WARNING" not in done.stderr, done.stderr
 
@@ -291,7 +319,8 @@ def no_kernel(monkeypatch):
 
 
 def test_disk_full_at_the_start_is_a_clear_error_and_leaves_no_staging_folder(
-        demo_org, tmp_path, monkeypatch, no_kernel):
+    demo_org, tmp_path, monkeypatch, no_kernel
+):
     nbdir, out = tmp_path / "nbs", tmp_path / "reports"
     make_notebook(nbdir, "01_a", ["print('fine')"])
     monkeypatch.setenv("RENEWFORECAST_NOTEBOOKS", str(nbdir))
@@ -363,7 +392,8 @@ def command_line(command: str, data: Path, target: Path) -> list[str]:
 @pytest.mark.parametrize("cause", sorted(CAUSES))
 @pytest.mark.parametrize("command", ["report", "score", "forecast", "train", "demo-data"])
 def test_an_output_that_cannot_be_written_is_exit_9_with_the_path_and_the_cause(
-        org_copy, tmp_path, monkeypatch, no_kernel, command, cause):
+    org_copy, tmp_path, monkeypatch, no_kernel, command, cause
+):
     text, err = CAUSES[cause]
     if cause == "under_a_file":
         blocker = tmp_path / "some_file"
@@ -416,16 +446,19 @@ def test_a_book_emptied_by_quarantine_is_refused_with_exit_1(org_copy, tmp_path,
     # forecast has no --on-error; load the same Book the way the others do.
     real_load = cli._load
     monkeypatch.setattr(cli, "_load", lambda d, e, f, c, on_error="raise": real_load(d, e, f, c, "quarantine"))
-    args = {"score": ["--out", str(out / "s.csv"), "--on-error", "quarantine"],
-            "forecast": ["--out", str(out / "f.csv")],
-            "report": ["--out", str(out / "reports"), "--on-error", "quarantine"]}[command]
+    args = {
+        "score": ["--out", str(out / "s.csv"), "--on-error", "quarantine"],
+        "forecast": ["--out", str(out / "f.csv")],
+        "report": ["--out", str(out / "reports"), "--on-error", "quarantine"],
+    }[command]
 
     result = CliRunner().invoke(main, [command, str(org_copy), *args])
 
     assert result.exit_code == 1, result.output
     assert isinstance(result.exception, SystemExit)
-    said = re.search(rf"{re.escape(str(org_copy))} holds no contracts: every contract was set aside \((\d+) row",
-                     result.output)
+    said = re.search(
+        rf"{re.escape(str(org_copy))} holds no contracts: every contract was set aside \((\d+) row", result.output
+    )
     assert said and int(said.group(1)) >= n, result.output  # the contracts and what depends on them
     assert f"nothing to {command}" in result.output
     assert not out.exists()  # nothing written, no report run started
@@ -443,9 +476,25 @@ def test_an_early_as_of_reports_retention_and_renewal_rates_as_not_defined_yet(d
     out = tmp_path / "reports"
     # Three months after the first record: nobody was paying a year earlier,
     # and no contract has come up for renewal yet.
-    done = subprocess.run([sys.executable, "-m", "renewforecast", "report", str(demo_org.path), "--out", str(out),
-                           "--notebook", "01_revenue_kpis", "--as-of", "2021-07-31"],
-                          env=cli_env(), capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "renewforecast",
+            "report",
+            str(demo_org.path),
+            "--out",
+            str(out),
+            "--notebook",
+            "01_revenue_kpis",
+            "--as-of",
+            "2021-07-31",
+        ],
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr
     page = (out / "latest" / "01_revenue_kpis.html").read_text(encoding="utf-8")
     assert "Retention is not defined yet at July 2021" in page
@@ -464,11 +513,21 @@ def test_the_report_loads_the_export_as_its_command_line_says(org_copy, tmp_path
     frame.loc[3, "CloseDate"] = "1985-06-30"
     write_sf(org_copy, "Opportunity.csv", frame)
     out = tmp_path / "reports"
-    args = [sys.executable, "-m", "renewforecast", "report", str(org_copy), "--out", str(out),
-            "--notebook", "00_data_quality"]
+    args = [
+        sys.executable,
+        "-m",
+        "renewforecast",
+        "report",
+        str(org_copy),
+        "--out",
+        str(out),
+        "--notebook",
+        "00_data_quality",
+    ]
     refused = subprocess.run(args, env=cli_env(), capture_output=True, text=True, timeout=600)
     assert refused.returncode == 1 and "date_out_of_window" in refused.stderr
-    done = subprocess.run([*args, "--date-window", "1980-01-01:"], env=cli_env(), capture_output=True,
-                          text=True, timeout=600)
+    done = subprocess.run(
+        [*args, "--date-window", "1980-01-01:"], env=cli_env(), capture_output=True, text=True, timeout=600
+    )
     assert done.returncode == 0, done.stderr
     assert (out / "latest" / "00_data_quality.html").exists()

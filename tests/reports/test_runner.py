@@ -20,8 +20,8 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from renewforecast.reports import runner
 from renewforecast.exceptions import RenewForecastError, ReportRunError
+from renewforecast.reports import runner
 from renewforecast.reports.runner import (
     EXIT_BAD_INPUT,
     EXIT_CELL_ERROR,
@@ -160,9 +160,7 @@ def test_default_run_ids_are_unique_within_one_second():
 # --------------------------------------------------------------------------- #
 
 
-@pytest.mark.parametrize(
-    "bad_id", ["../evil", "..", ".", ".hidden", "a/b", "latest", "failed", ""]
-)
+@pytest.mark.parametrize("bad_id", ["../evil", "..", ".", ".hidden", "a/b", "latest", "failed", ""])
 def test_bad_run_id_is_refused(nbdir, out, no_kernel, bad_id):
     make_notebook(nbdir, "01_a", ["1"])
     with pytest.raises(ReportRunError, match="Invalid run id") as info:
@@ -433,8 +431,7 @@ def _headline_cell(report: str, value: float, fingerprint: str, model: str | Non
 @pytest.mark.slow
 def test_index_shows_headline_figures_and_every_page_its_provenance(nbdir, out):
     make_notebook(nbdir, "01_kpis", [_headline_cell("revenue_kpis", 2_345_678.9, "f" * 64)], title="KPIs")
-    make_notebook(nbdir, "02_risk", [_headline_cell("renewal_risk", 0.0, "f" * 64, model="m-42")],
-                  title="Risk")
+    make_notebook(nbdir, "02_risk", [_headline_cell("renewal_risk", 0.0, "f" * 64, model="m-42")], title="Risk")
     folder = run_reports("data", out=out, notebooks_dir=nbdir, run_id="r1", timeout=60)
 
     index = (folder / "index.html").read_text(encoding="utf-8")
@@ -471,15 +468,17 @@ SNAPSHOT_PARAMS = 'source = "data/demo"\nsnapshot = None\nas_of = None\n'
 
 @pytest.mark.slow
 def test_every_report_reads_the_one_snapshot_and_the_one_as_of_date(nbdir, out, demo_book, tmp_path):
-    cells = ["import renewforecast as rf\nbook = rf.report_book(source, snapshot)",
-             "print('FP=' + book.fingerprint, 'ASOF=' + as_of, 'WARN=' + str(len(book.warnings)))"]
+    cells = [
+        "import renewforecast as rf\nbook = rf.report_book(source, snapshot)",
+        "print('FP=' + book.fingerprint, 'ASOF=' + as_of, 'WARN=' + str(len(book.warnings)))",
+    ]
     make_notebook(nbdir, "01_a", cells, params=SNAPSHOT_PARAMS)
-    make_notebook(nbdir, "02_b", cells + ["import os; print('SNAP=' + snapshot, os.path.isdir(snapshot))"],
-                  params=SNAPSHOT_PARAMS)
+    make_notebook(
+        nbdir, "02_b", [*cells, "import os; print('SNAP=' + snapshot, os.path.isdir(snapshot))"], params=SNAPSHOT_PARAMS
+    )
     # The source is never read again: a folder that is not an export would fail the notebooks.
     (tmp_path / "export").mkdir()
-    folder = run_reports(tmp_path / "export", out=out, notebooks_dir=nbdir, run_id="r1", timeout=120,
-                         book=demo_book)
+    folder = run_reports(tmp_path / "export", out=out, notebooks_dir=nbdir, run_id="r1", timeout=120, book=demo_book)
     for stem in ("01_a", "02_b"):
         page = (folder / f"{stem}.html").read_text(encoding="utf-8")
         assert f"FP={demo_book.fingerprint}" in page
@@ -499,17 +498,16 @@ def test_every_report_reads_the_one_snapshot_and_the_one_as_of_date(nbdir, out, 
 def test_without_a_book_the_run_reads_the_source_once_itself(nbdir, out, demo_org, demo_book):
     cells = ["import renewforecast as rf\nprint('FP=' + rf.report_book(source, snapshot).fingerprint)"]
     make_notebook(nbdir, "01_a", cells, params=SNAPSHOT_PARAMS)
-    folder = run_reports(demo_org.path, as_of="2026-06-30", out=out, notebooks_dir=nbdir, run_id="r1",
-                         timeout=120)
+    folder = run_reports(demo_org.path, as_of="2026-06-30", out=out, notebooks_dir=nbdir, run_id="r1", timeout=120)
     assert f"FP={demo_book.fingerprint}" in (folder / "01_a.html").read_text(encoding="utf-8")
     assert json.loads((folder / "run.json").read_text(encoding="utf-8"))["as_of"] == "2026-06-30"
 
 
-def test_a_snapshot_that_reads_back_differently_is_an_internal_error(nbdir, out, no_kernel, demo_book,
-                                                                     monkeypatch):
+def test_a_snapshot_that_reads_back_differently_is_an_internal_error(nbdir, out, no_kernel, demo_book, monkeypatch):
     make_notebook(nbdir, "01_a", ["1"], params=SNAPSHOT_PARAMS)
-    monkeypatch.setattr(runner, "read_snapshot", lambda folder: demo_book.as_of("2024-01-31").replace(
-        loaded_fingerprint=None))
+    monkeypatch.setattr(
+        runner, "read_snapshot", lambda folder: demo_book.as_of("2024-01-31").replace(loaded_fingerprint=None)
+    )
     with pytest.raises(ReportRunError, match="internal error: the run's Book snapshot") as info:
         run_reports("data", out=out, notebooks_dir=nbdir, run_id="r1", book=demo_book)
     assert info.value.exit_code == EXIT_UNEXPECTED
@@ -530,8 +528,12 @@ run_reports("data", out=sys.argv[1], notebooks_dir=sys.argv[2], run_id=sys.argv[
 
 
 def _start_run(out: Path, nbdir: Path, run_id: str):
-    return subprocess.Popen([sys.executable, "-c", _RUNNER, str(out), str(nbdir), run_id],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", _RUNNER, str(out), str(nbdir), run_id],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
 
 
 @pytest.mark.slow

@@ -20,10 +20,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from renewforecast.book import Book
-from renewforecast.exceptions import RenewForecastError
 from renewforecast.analyses.forecast import revenue_forecast
+from renewforecast.book import Book
 from renewforecast.dates import last_month_end
+from renewforecast.exceptions import RenewForecastError
 from renewforecast.ledger.recognition import recognized_revenue
 
 __all__ = ["ForecastBacktest", "backtest_forecast", "backtest_origins"]
@@ -58,18 +58,23 @@ class ForecastBacktest:
             ``coverage_p10_p90`` (share of months whose actual fell inside the
             P10-P90 interval) and ``months`` compared.
         """
-        d = self.detail.assign(ape=lambda x: (x["forecast"] - x["actual"]).abs() / x["actual"].abs(),
-                               pe=lambda x: (x["forecast"] - x["actual"]) / x["actual"].abs(),
-                               inside=lambda x: ((x["actual"] >= x["p10"]) & (x["actual"] <= x["p90"]))
-                               .astype("float64").where(x["p10"].notna()))
+        d = self.detail.assign(
+            ape=lambda x: (x["forecast"] - x["actual"]).abs() / x["actual"].abs(),
+            pe=lambda x: (x["forecast"] - x["actual"]) / x["actual"].abs(),
+            inside=lambda x: (
+                ((x["actual"] >= x["p10"]) & (x["actual"] <= x["p90"])).astype("float64").where(x["p10"].notna())
+            ),
+        )
         last = d["horizon"] == d["horizon"].max()
-        out = pd.DataFrame({
-            "mape": d.groupby("method")["ape"].mean(),
-            "mape_last": d[last].groupby("method")["ape"].mean(),
-            "bias": d.groupby("method")["pe"].mean(),
-            "coverage_p10_p90": d.groupby("method")["inside"].mean(),
-            "months": d.groupby("method").size(),
-        })
+        out = pd.DataFrame(
+            {
+                "mape": d.groupby("method")["ape"].mean(),
+                "mape_last": d[last].groupby("method")["ape"].mean(),
+                "bias": d.groupby("method")["pe"].mean(),
+                "coverage_p10_p90": d.groupby("method")["inside"].mean(),
+                "months": d.groupby("method").size(),
+            }
+        )
         return out.reindex([m for m in METHODS if m in out.index])
 
     def by_horizon(self) -> pd.DataFrame:
@@ -95,13 +100,15 @@ def _top_down(y: pd.Series, horizon: int, n_sims: int, seed: int) -> tuple[np.nd
         if best is None:
             raise RenewForecastError("the top-down baseline could not be fitted")
         mean = np.asarray(best.forecast(horizon))
-        sims = np.asarray(best.simulate(horizon, anchor="end", repetitions=n_sims,
-                                        rng=np.random.default_rng(seed))).reshape(horizon, -1)
+        sims = np.asarray(
+            best.simulate(horizon, anchor="end", repetitions=n_sims, rng=np.random.default_rng(seed))
+        ).reshape(horizon, -1)
     return mean, np.quantile(sims, 0.1, axis=1), np.quantile(sims, 0.9, axis=1)
 
 
-def backtest_origins(book: Book, horizon_months: int = 12, *, n_origins: int = 9, step_months: int = 3,
-                     as_of=None) -> list[pd.Timestamp]:
+def backtest_origins(
+    book: Book, horizon_months: int = 12, *, n_origins: int = 9, step_months: int = 3, as_of=None
+) -> list[pd.Timestamp]:
     """Month-end origins for a backtest: the latest whose horizon is complete, and earlier ones.
 
     The latest origin is ``horizon_months`` before the last complete month
@@ -125,8 +132,9 @@ def backtest_origins(book: Book, horizon_months: int = 12, *, n_origins: int = 9
     return sorted(o for o in origins if o >= earliest)
 
 
-def backtest_forecast(book: Book, origins, horizon_months: int = 12, *, n_sims: int = 500,
-                      random_state: int = 0, **forecast_options) -> ForecastBacktest:
+def backtest_forecast(
+    book: Book, origins, horizon_months: int = 12, *, n_sims: int = 500, random_state: int = 0, **forecast_options
+) -> ForecastBacktest:
     """Forecast from past origins and compare with what was recognised afterwards.
 
     Parameters
@@ -177,23 +185,41 @@ def backtest_forecast(book: Book, origins, horizon_months: int = 12, *, n_sims: 
         if months[-1] > last_full:
             raise RenewForecastError(
                 f"origin {origin.date()}: {horizon_months} months after it run past the last complete "
-                f"month of data ({last_full.date()})")
+                f"month of data ({last_full.date()})"
+            )
         history = actual[actual.index <= start]
         history = history[history.ne(0).cumsum() > 0]
         if len(history) < 13:
             raise RenewForecastError(f"origin {origin.date()}: needs at least 13 months of revenue before it")
-        fc = revenue_forecast(book, origin, horizon_months=horizon_months, n_sims=n_sims,
-                              random_state=random_state + i, **forecast_options)
+        fc = revenue_forecast(
+            book,
+            origin,
+            horizon_months=horizon_months,
+            n_sims=n_sims,
+            random_state=random_state + i,
+            **forecast_options,
+        )
         tot = fc.rows("total").set_index("month")
         mean, p10, p90 = _top_down(history, horizon_months, n_sims, random_state + i)
-        naive = np.array([history.get(m - pd.DateOffset(years=1) + pd.offsets.MonthEnd(0), np.nan)
-                          for m in months])
-        for method, f, lo, hi in (("bottom_up", tot["mean"].to_numpy(), tot["p10"].to_numpy(), tot["p90"].to_numpy()),
-                                  ("top_down_ets", mean, p10, p90),
-                                  ("seasonal_naive", naive, np.full(len(months), np.nan),
-                                   np.full(len(months), np.nan))):
-            rows.append(pd.DataFrame({"origin": origin, "method": method, "month": months,
-                                      "horizon": np.arange(1, horizon_months + 1), "forecast": f,
-                                      "p10": lo, "p90": hi, "actual": actual.reindex(months).to_numpy()}))
+        naive = np.array([history.get(m - pd.DateOffset(years=1) + pd.offsets.MonthEnd(0), np.nan) for m in months])
+        for method, f, lo, hi in (
+            ("bottom_up", tot["mean"].to_numpy(), tot["p10"].to_numpy(), tot["p90"].to_numpy()),
+            ("top_down_ets", mean, p10, p90),
+            ("seasonal_naive", naive, np.full(len(months), np.nan), np.full(len(months), np.nan)),
+        ):
+            rows.append(
+                pd.DataFrame(
+                    {
+                        "origin": origin,
+                        "method": method,
+                        "month": months,
+                        "horizon": np.arange(1, horizon_months + 1),
+                        "forecast": f,
+                        "p10": lo,
+                        "p90": hi,
+                        "actual": actual.reindex(months).to_numpy(),
+                    }
+                )
+            )
     detail = pd.concat(rows, ignore_index=True)
     return ForecastBacktest(detail=detail)

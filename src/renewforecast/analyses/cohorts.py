@@ -19,8 +19,9 @@ def _activity(book: Book, as_of) -> tuple[pd.DataFrame, pd.Timestamp]:
     return table, end
 
 
-def customer_lifetimes(book: Book, as_of, *, covariates=("segment", "region", "acquisition_channel", "industry")
-                       ) -> pd.DataFrame:
+def customer_lifetimes(
+    book: Book, as_of, *, covariates=("segment", "region", "acquisition_channel", "industry")
+) -> pd.DataFrame:
     """Each customer's first paying spell, in months, for survival models.
 
     A spell runs from the first month end with MRR to the last month end
@@ -99,8 +100,9 @@ def cohort_members(book: Book, as_of) -> pd.DataFrame:
         while m0 + 12 * (k + 1) <= end_m and (acct, m0 + 12 * (k + 1)) in active:
             k += 1
         alive.append(k)
-    out = pd.DataFrame({"cohort": cohort.astype(int), "alive_until": alive, "observed_until": observed.astype(int)},
-                       index=first.index)
+    out = pd.DataFrame(
+        {"cohort": cohort.astype(int), "alive_until": alive, "observed_until": observed.astype(int)}, index=first.index
+    )
     out["alive_until"] = np.minimum(out["alive_until"], out["observed_until"])
     out.index.name = "account_id"
     return out

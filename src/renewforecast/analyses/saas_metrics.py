@@ -13,6 +13,7 @@ import pandas as pd
 from renewforecast.book import Book
 from renewforecast.dates import CENT, last_month_end
 from renewforecast.ledger.mrr import MOVEMENTS, mrr_movements, mrr_table
+
 # Which contract renewed is a fact of the ledger; the KPIs below count it.
 from renewforecast.ledger.renewals import renewal_decisions, renewal_opportunities
 from renewforecast.ledger.valuation import contract_arr_on
@@ -34,8 +35,15 @@ def _safe_ratio(num: float, den: float) -> float:
     return float(num / den) if den > CENT else float("nan")
 
 
-def retention_kpis(book: Book, as_of, by: str | list[str] | None = None, *, months: int = 12,
-                   include_reactivation_in_quick_ratio: bool = False, customer: str = "account") -> pd.DataFrame:
+def retention_kpis(
+    book: Book,
+    as_of,
+    by: str | list[str] | None = None,
+    *,
+    months: int = 12,
+    include_reactivation_in_quick_ratio: bool = False,
+    customer: str = "account",
+) -> pd.DataFrame:
     """Net and gross revenue retention, logo retention, revenue churn and quick ratio.
 
     Parameters
@@ -104,8 +112,10 @@ def retention_kpis(book: Book, as_of, by: str | list[str] | None = None, *, mont
     if keys:
         by_cohort = {tuple(k): g for k, g in cohort.groupby(keys)}
         by_moves = {tuple(k): g for k, g in moves.groupby(keys)}
-        groups = [(name, by_cohort.get(name, cohort.iloc[:0]), by_moves.get(name, moves.iloc[:0]))
-                  for name in sorted(set(by_cohort) | set(by_moves))]
+        groups = [
+            (name, by_cohort.get(name, cohort.iloc[:0]), by_moves.get(name, moves.iloc[:0]))
+            for name in sorted(set(by_cohort) | set(by_moves))
+        ]
     else:
         groups = [((), cohort, moves)]
     rows = []
@@ -117,39 +127,71 @@ def retention_kpis(book: Book, as_of, by: str | list[str] | None = None, *, mont
         grr_m = (monthly["start_mrr"] - monthly["contraction"] - monthly["churn"]) / start_m
         base_mrr = float(c["base"].sum())
         lost = float(sums.get("churn", 0.0) + sums.get("contraction", 0.0))
-        gained = float(sums.get("new", 0.0) + sums.get("expansion", 0.0)
-                       + (sums.get("reactivation", 0.0) if include_reactivation_in_quick_ratio else 0.0))
+        gained = float(
+            sums.get("new", 0.0)
+            + sums.get("expansion", 0.0)
+            + (sums.get("reactivation", 0.0) if include_reactivation_in_quick_ratio else 0.0)
+        )
         row = dict(zip(keys, name, strict=True))
-        row.update({
-            "month": end, "base_month": base,
-            "base_customers": len(c), "retained_customers": int(c["kept"].sum()),
-            "base_mrr": base_mrr, "current_mrr": float(c["current"].sum()),
-            "nrr": _safe_ratio(c["current"].sum(), base_mrr),
-            "grr": _safe_ratio(c["floor"].sum(), base_mrr),
-            "nrr_period": float(nrr_m.prod()) if nrr_m.notna().all() and len(nrr_m) else float("nan"),
-            "grr_period": float(grr_m.prod()) if grr_m.notna().all() and len(grr_m) else float("nan"),
-            "logo_retention": _safe_ratio(c["kept"].sum(), len(c)),
-            "gross_revenue_churn": _safe_ratio(lost, base_mrr),
-            "net_revenue_churn": _safe_ratio(lost - sums.get("expansion", 0.0) - sums.get("reactivation", 0.0), base_mrr),
-            "quick_ratio": (gained / lost) if lost > CENT else (float("inf") if gained > CENT else float("nan")),
-        })
+        row.update(
+            {
+                "month": end,
+                "base_month": base,
+                "base_customers": len(c),
+                "retained_customers": int(c["kept"].sum()),
+                "base_mrr": base_mrr,
+                "current_mrr": float(c["current"].sum()),
+                "nrr": _safe_ratio(c["current"].sum(), base_mrr),
+                "grr": _safe_ratio(c["floor"].sum(), base_mrr),
+                "nrr_period": float(nrr_m.prod()) if nrr_m.notna().all() and len(nrr_m) else float("nan"),
+                "grr_period": float(grr_m.prod()) if grr_m.notna().all() and len(grr_m) else float("nan"),
+                "logo_retention": _safe_ratio(c["kept"].sum(), len(c)),
+                "gross_revenue_churn": _safe_ratio(lost, base_mrr),
+                "net_revenue_churn": _safe_ratio(
+                    lost - sums.get("expansion", 0.0) - sums.get("reactivation", 0.0), base_mrr
+                ),
+                "quick_ratio": (gained / lost) if lost > CENT else (float("inf") if gained > CENT else float("nan")),
+            }
+        )
         rows.append(row)
     cols = ["month", "base_month", *keys]
     out = pd.DataFrame(rows)
     if out.empty:
         # No customer a year before (an early as-of): the table keeps every
         # column, so a report shows "not defined yet" rather than failing.
-        out = pd.DataFrame(columns=[*cols, "base_customers", "retained_customers", "base_mrr", "current_mrr",
-                                    "nrr", "grr", "nrr_period", "grr_period", "logo_retention",
-                                    "gross_revenue_churn", "net_revenue_churn", "quick_ratio"])
+        out = pd.DataFrame(
+            columns=[
+                *cols,
+                "base_customers",
+                "retained_customers",
+                "base_mrr",
+                "current_mrr",
+                "nrr",
+                "grr",
+                "nrr_period",
+                "grr_period",
+                "logo_retention",
+                "gross_revenue_churn",
+                "net_revenue_churn",
+                "quick_ratio",
+            ]
+        )
     return out[cols + [c for c in out.columns if c not in cols]]
 
 
 # ------------------------------------------------------------------ renewals
 
 
-def renewal_kpis(book: Book, start, end, by: str | list[str] | None = None, *, freq: str | None = None,
-                 as_of=None, decisions: pd.DataFrame | None = None) -> pd.DataFrame:
+def renewal_kpis(
+    book: Book,
+    start,
+    end,
+    by: str | list[str] | None = None,
+    *,
+    freq: str | None = None,
+    as_of=None,
+    decisions: pd.DataFrame | None = None,
+) -> pd.DataFrame:
     """Renewal rates over the contracts available to renew in a window.
 
     A contract is *available to renew* when its end date falls in
@@ -218,12 +260,16 @@ def renewal_kpis(book: Book, start, end, by: str | list[str] | None = None, *, f
     def summarise(g: pd.DataFrame) -> pd.Series:
         decided, renewed = int(g["is_decided"].sum()), int(g["is_renewed"].sum())
         s = {
-            "due": len(g), "decided": decided, "renewed": renewed,
+            "due": len(g),
+            "decided": decided,
+            "renewed": renewed,
             "churned": int((g["outcome"] == "churned").sum()),
             "terminated": int((g["outcome"] == "terminated").sum()),
             "open": int((g["outcome"] == "open").sum()),
-            "due_arr": g["prior_arr"].sum(), "decided_arr": g["decided_arr"].sum(),
-            "renewed_prior_arr": g["renewed_prior_arr"].sum(), "renewed_arr": g["renewed_arr"].sum(),
+            "due_arr": g["prior_arr"].sum(),
+            "decided_arr": g["decided_arr"].sum(),
+            "renewed_prior_arr": g["renewed_prior_arr"].sum(),
+            "renewed_arr": g["renewed_arr"].sum(),
         }
         s["renewal_rate_count"] = renewed / decided if decided else np.nan
         s["renewal_rate_gross_arr"] = _safe_ratio(g["gross"].sum(), s["decided_arr"])
@@ -235,17 +281,19 @@ def renewal_kpis(book: Book, start, end, by: str | list[str] | None = None, *, f
 
     if not keys:
         return pd.DataFrame([summarise(dec).to_dict()]).astype(
-            {c: "int64" for c in ("due", "decided", "renewed", "churned", "terminated", "open")})
+            dict.fromkeys(("due", "decided", "renewed", "churned", "terminated", "open"), "int64")
+        )
     if dec.empty:
         # Nothing came up for renewal in the window: no rows, every column.
         out = pd.DataFrame(columns=[*keys, *summarise(dec).index])
     else:
         out = dec.groupby(keys, dropna=False, sort=True).apply(summarise, include_groups=False).reset_index()
-    return out.astype({c: "int64" for c in ("due", "decided", "renewed", "churned", "terminated", "open")})
+    return out.astype(dict.fromkeys(("due", "decided", "renewed", "churned", "terminated", "open"), "int64"))
 
 
-def renewal_worklist(book: Book, as_of, horizon_days: int = 180, *,
-                     outreach_days: dict[str, int] | int | None = None) -> pd.DataFrame:
+def renewal_worklist(
+    book: Book, as_of, horizon_days: int = 180, *, outreach_days: dict[str, int] | int | None = None
+) -> pd.DataFrame:
     """Contracts ending within the horizon that the renewal team must work now.
 
     Parameters
@@ -284,8 +332,11 @@ def renewal_worklist(book: Book, as_of, horizon_days: int = 180, *,
     elif outreach_days:
         rules.update(outreach_days)
     con = view.contracts
-    con = con[~con["evergreen"].fillna(False).astype(bool) & (con["end_date"] > cut)
-              & (con["end_date"] <= cut + pd.Timedelta(days=horizon_days))]
+    con = con[
+        ~con["evergreen"].fillna(False).astype(bool)
+        & (con["end_date"] > cut)
+        & (con["end_date"] <= cut + pd.Timedelta(days=horizon_days))
+    ]
     out = con[["contract_id", "account_id", "end_date"]].copy()
     out["account_name"] = _account_attr(view, out["account_id"], "name").to_numpy()
     out["segment"] = _account_attr(view, out["account_id"], "segment").to_numpy()
@@ -308,9 +359,22 @@ def renewal_worklist(book: Book, as_of, horizon_days: int = 180, *,
     down = subs[(subs["quantity"] < 0) | subs["terminated_date"].notna()]
     out["decrease_or_termination_booked"] = out["contract_id"].isin(set(down["contract_id"]))
     out = out.sort_values(["outreach_deadline", "arr"], ascending=[True, False], kind="stable")
-    cols = ["contract_id", "account_id", "account_name", "segment", "end_date", "days_to_end", "arr",
-            "outreach_deadline", "renewal_opportunity_id", "stage", "probability", "no_renewal_opportunity",
-            "outreach_deadline_passed", "decrease_or_termination_booked"]
+    cols = [
+        "contract_id",
+        "account_id",
+        "account_name",
+        "segment",
+        "end_date",
+        "days_to_end",
+        "arr",
+        "outreach_deadline",
+        "renewal_opportunity_id",
+        "stage",
+        "probability",
+        "no_renewal_opportunity",
+        "outreach_deadline_passed",
+        "decrease_or_termination_booked",
+    ]
     return out[cols].reset_index(drop=True)
 
 

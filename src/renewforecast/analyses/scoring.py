@@ -17,12 +17,31 @@ from renewforecast.exceptions import RenewForecastError
 from renewforecast.models.features import model_signals, renewal_features
 from renewforecast.models.registry import load_model
 
-__all__ = ["DEFAULT_CRM_FIELDS", "SCORE_COLUMNS", "arr_at_risk_by_quarter", "expected_renewal_rate",
-           "neutralise_formula", "score_contracts", "write_crm_upsert"]
+__all__ = [
+    "DEFAULT_CRM_FIELDS",
+    "SCORE_COLUMNS",
+    "arr_at_risk_by_quarter",
+    "expected_renewal_rate",
+    "neutralise_formula",
+    "score_contracts",
+    "write_crm_upsert",
+]
 
-SCORE_COLUMNS = ["contract_id", "account_id", "end_date", "arr", "renewal_probability", "risk_band",
-                 "expected_renewal_arr", "arr_at_risk", "reason_1", "reason_2", "reason_3",
-                 "model_version", "scored_at"]
+SCORE_COLUMNS = [
+    "contract_id",
+    "account_id",
+    "end_date",
+    "arr",
+    "renewal_probability",
+    "risk_band",
+    "expected_renewal_arr",
+    "arr_at_risk",
+    "reason_1",
+    "reason_2",
+    "reason_3",
+    "model_version",
+    "scored_at",
+]
 
 #: Score column -> Salesforce custom field on Contract (override in write_crm_upsert).
 DEFAULT_CRM_FIELDS = {
@@ -53,8 +72,9 @@ def _resolve_model(model) -> tuple[Any, str]:
     return model, version
 
 
-def score_contracts(book_or_features: Book | pd.DataFrame, model="models/renewal", as_of=None, *,
-                    bands=DEFAULT_BANDS, scored_at=None) -> pd.DataFrame:
+def score_contracts(
+    book_or_features: Book | pd.DataFrame, model="models/renewal", as_of=None, *, bands=DEFAULT_BANDS, scored_at=None
+) -> pd.DataFrame:
     """Renewal probability, risk and reasons for every contract coming up for renewal.
 
     Parameters
@@ -109,21 +129,27 @@ def score_contracts(book_or_features: Book | pd.DataFrame, model="models/renewal
         signals = model_signals(book_or_features, trained) if trained else None
         features = renewal_features(book_or_features, cut, signals=signals)
         con = book_or_features.contracts.drop_duplicates("contract_id").set_index("contract_id")
-        meta = pd.DataFrame({"account_id": features.index.map(con["account_id"]),
-                             "end_date": features.index.map(con["end_date"])}, index=features.index)
+        meta = pd.DataFrame(
+            {"account_id": features.index.map(con["account_id"]), "end_date": features.index.map(con["end_date"])},
+            index=features.index,
+        )
     elif isinstance(book_or_features, pd.DataFrame):
         features = book_or_features
-        meta = pd.DataFrame({c: features[c] for c in ("account_id", "end_date") if c in features.columns},
-                            index=features.index)
+        meta = pd.DataFrame(
+            {c: features[c] for c in ("account_id", "end_date") if c in features.columns}, index=features.index
+        )
     else:
-        raise ScoringInputError("score_contracts takes a Book or a feature DataFrame, "
-                                f"not {type(book_or_features).__name__}")
+        raise ScoringInputError(
+            f"score_contracts takes a Book or a feature DataFrame, not {type(book_or_features).__name__}"
+        )
     needed = list(getattr(model, "feature_names_in_", []))
     missing = [c for c in needed if c not in features.columns]
     if missing:
         raise ScoringInputError(
             f"the feature frame lacks {len(missing)} column(s) the model was trained on: {missing[:20]}"
-            + (" ..." if len(missing) > 20 else "") + f" (model version {version})")
+            + (" ..." if len(missing) > 20 else "")
+            + f" (model version {version})"
+        )
     n = len(features)
     X = features[needed] if needed else features
     if n:
@@ -135,23 +161,24 @@ def score_contracts(book_or_features: Book | pd.DataFrame, model="models/renewal
     names = np.array([b[0] for b in bands], dtype=object)
     lows = np.array([b[1] for b in bands], dtype=float)
     band_idx = np.argmax(proba[:, None] >= lows[None, :], axis=1) if n else np.empty(0, dtype=int)
-    out = pd.DataFrame({
-        "contract_id": features.index.astype(str),
-        "account_id": meta["account_id"].to_numpy() if "account_id" in meta else np.full(n, None),
-        "end_date": meta["end_date"].to_numpy() if "end_date" in meta else np.full(n, pd.NaT),
-        "arr": arr,
-        "renewal_probability": proba,
-        "risk_band": names[band_idx] if n else np.empty(0, dtype=object),
-        "expected_renewal_arr": proba * arr,
-        "arr_at_risk": (1.0 - proba) * arr,
-        "reason_1": reasons.get("reason_1", pd.Series(dtype=object)).to_numpy(),
-        "reason_2": reasons.get("reason_2", pd.Series([None] * n)).to_numpy(),
-        "reason_3": reasons.get("reason_3", pd.Series([None] * n)).to_numpy(),
-        "model_version": version,
-        "scored_at": pd.Timestamp(scored_at) if scored_at is not None else pd.Timestamp.now(tz="UTC").floor("s"),
-    })
+    out = pd.DataFrame(
+        {
+            "contract_id": features.index.astype(str),
+            "account_id": meta["account_id"].to_numpy() if "account_id" in meta else np.full(n, None),
+            "end_date": meta["end_date"].to_numpy() if "end_date" in meta else np.full(n, pd.NaT),
+            "arr": arr,
+            "renewal_probability": proba,
+            "risk_band": names[band_idx] if n else np.empty(0, dtype=object),
+            "expected_renewal_arr": proba * arr,
+            "arr_at_risk": (1.0 - proba) * arr,
+            "reason_1": reasons.get("reason_1", pd.Series(dtype=object)).to_numpy(),
+            "reason_2": reasons.get("reason_2", pd.Series([None] * n)).to_numpy(),
+            "reason_3": reasons.get("reason_3", pd.Series([None] * n)).to_numpy(),
+            "model_version": version,
+            "scored_at": pd.Timestamp(scored_at) if scored_at is not None else pd.Timestamp.now(tz="UTC").floor("s"),
+        }
+    )
     return out[SCORE_COLUMNS].reset_index(drop=True)
-
 
 
 def expected_renewal_rate(arr: float, arr_at_risk: float) -> float:
@@ -211,12 +238,20 @@ def arr_at_risk_by_quarter(scores: pd.DataFrame, as_of: Any, quarters: int = 2) 
     for q in (first + k for k in range(quarters)):
         inside = (ends > as_of) & (ends >= q.start_time) & (ends <= q.end_time)
         part = scores[inside.to_numpy()]
-        rows.append({"quarter": f"Q{q.quarter} {q.year}", "contracts": len(part), "arr": float(part["arr"].sum()),
-                     "arr_at_risk": float(part["arr_at_risk"].sum())})
+        rows.append(
+            {
+                "quarter": f"Q{q.quarter} {q.year}",
+                "contracts": len(part),
+                "arr": float(part["arr"].sum()),
+                "arr_at_risk": float(part["arr_at_risk"].sum()),
+            }
+        )
     out = pd.DataFrame(rows, columns=["quarter", "contracts", "arr", "arr_at_risk"])
-    out["expected_renewal_rate"] = [expected_renewal_rate(a, r) for a, r in zip(out["arr"], out["arr_at_risk"],
-                                                                                strict=True)]
+    out["expected_renewal_rate"] = [
+        expected_renewal_rate(a, r) for a, r in zip(out["arr"], out["arr_at_risk"], strict=True)
+    ]
     return out
+
 
 _TRIGGERS = ("=", "+", "-", "@", "\t", "\r", "\n")
 
@@ -236,9 +271,15 @@ def neutralise_formula(value: object) -> object:
     return value
 
 
-def write_crm_upsert(scores: pd.DataFrame, path: str | os.PathLike[str], *, id_field: str = "Id",
-                     key: str = "contract_id", fields: dict[str, str] | None = None,
-                     probability_as_percent: bool = True) -> Path:
+def write_crm_upsert(
+    scores: pd.DataFrame,
+    path: str | os.PathLike[str],
+    *,
+    id_field: str = "Id",
+    key: str = "contract_id",
+    fields: dict[str, str] | None = None,
+    probability_as_percent: bool = True,
+) -> Path:
     """Write scores as a Salesforce upsert CSV (Data Loader / Bulk API), atomically.
 
     Parameters
@@ -288,8 +329,10 @@ def write_crm_upsert(scores: pd.DataFrame, path: str | os.PathLike[str], *, id_f
     fields = dict(DEFAULT_CRM_FIELDS if fields is None else fields)
     unknown = [c for c in [key, *fields] if c not in scores.columns]
     if unknown:
-        raise RenewForecastError(f"scores have no column(s) {unknown}: write_crm_upsert takes the output of "
-                                 "score_contracts, or fields= naming the score columns to write")
+        raise RenewForecastError(
+            f"scores have no column(s) {unknown}: write_crm_upsert takes the output of "
+            "score_contracts, or fields= naming the score columns to write"
+        )
     header = [id_field, *fields.values()]
     buf = io.StringIO()
     writer = csv.writer(buf, quoting=csv.QUOTE_NONNUMERIC, lineterminator="\n")
@@ -307,8 +350,12 @@ def write_crm_upsert(scores: pd.DataFrame, path: str | os.PathLike[str], *, id_f
         if pd.api.types.is_numeric_dtype(col):
             prepared.append([None if pd.isna(v) else float(v) for v in col])
         else:
-            prepared.append(["" if v is None or (not isinstance(v, str) and pd.isna(v)) else neutralise_formula(str(v))
-                             for v in col])
+            prepared.append(
+                [
+                    "" if v is None or (not isinstance(v, str) and pd.isna(v)) else neutralise_formula(str(v))
+                    for v in col
+                ]
+            )
     for row in zip(*prepared, strict=True):
         writer.writerow(["" if v is None else v for v in row])
     target = Path(path)

@@ -13,9 +13,9 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from renewforecast.book import Book
 from renewforecast.analyses.cohorts import cohort_counts, cohort_members, customer_lifetimes
 from renewforecast.analyses.saas_metrics import retention_kpis
+from renewforecast.book import Book
 from renewforecast.dates import CENT, last_month_end
 from renewforecast.ledger.mrr import mrr_movements, mrr_table
 from renewforecast.ledger.valuation import arr_on
@@ -60,7 +60,7 @@ def gross_margin(book: Book, as_of, by=None) -> pd.DataFrame:
     for k in keys:
         arr[k] = _attr(book, arr["account_id"], k).to_numpy()
     known = arr[arr["margin"].notna()]
-    weighted = (known["arr"] * known["margin"])
+    weighted = known["arr"] * known["margin"]
     if keys:
         num = weighted.groupby([known[k] for k in keys]).sum()
         den = known.groupby(keys)["arr"].sum()
@@ -81,8 +81,18 @@ def _new_customers(book: Book, as_of=None) -> pd.DataFrame:
     return new
 
 
-def cac(book: Book, freq: str = "Q", by=None, *, spend_lag_months: int = 0, paid_only: bool = False,
-        organic_channels=_ORGANIC, allocate: str = "new_mrr", as_of=None, through=None) -> pd.DataFrame:
+def cac(
+    book: Book,
+    freq: str = "Q",
+    by=None,
+    *,
+    spend_lag_months: int = 0,
+    paid_only: bool = False,
+    organic_channels=_ORGANIC,
+    allocate: str = "new_mrr",
+    as_of=None,
+    through=None,
+) -> pd.DataFrame:
     """Customer acquisition cost: fully loaded sales and marketing spend over new customers.
 
     Parameters
@@ -145,8 +155,19 @@ def cac(book: Book, freq: str = "Q", by=None, *, spend_lag_months: int = 0, paid
     spend["period"] = spend["month"].dt.to_period(freq)
     spend["spend"] = spend["sales_spend"] + spend["marketing_spend"]
     if not len(new) and not len(spend):
-        return pd.DataFrame(columns=["period", *keys, "sales_spend", "marketing_spend", "spend",
-                                     "new_customers", "new_mrr", "cac", "note"])
+        return pd.DataFrame(
+            columns=[
+                "period",
+                *keys,
+                "sales_spend",
+                "marketing_spend",
+                "spend",
+                "new_customers",
+                "new_mrr",
+                "cac",
+                "note",
+            ]
+        )
     channel_keys = [k for k in keys if k != "acquisition_channel"]
     for k in channel_keys:
         new[k] = _attr(book, new["account_id"], k).to_numpy()
@@ -154,8 +175,11 @@ def cac(book: Book, freq: str = "Q", by=None, *, spend_lag_months: int = 0, paid
     # Spend per period and channel, then shared among the other groups.
     sp = spend.groupby(["period", "channel"])[["sales_spend", "marketing_spend", "spend"]].sum()
     sp.index = sp.index.set_names(["period", "acquisition_channel"])
-    counts = new.groupby(["period", "acquisition_channel", *channel_keys]).agg(
-        new_customers=("account_id", "nunique"), new_mrr=("new", "sum")).reset_index()
+    counts = (
+        new.groupby(["period", "acquisition_channel", *channel_keys])
+        .agg(new_customers=("account_id", "nunique"), new_mrr=("new", "sum"))
+        .reset_index()
+    )
     if channel_keys:
         weight_col = "new_mrr" if allocate == "new_mrr" else "new_customers"
         total = counts.groupby(["period", "acquisition_channel"])[weight_col].transform("sum")
@@ -164,8 +188,9 @@ def cac(book: Book, freq: str = "Q", by=None, *, spend_lag_months: int = 0, paid
         for c in ("sales_spend", "marketing_spend", "spend"):
             alloc[c] = alloc[c] * alloc["share"]
         # channel spend in a period with no new customers cannot be shared: report it unallocated
-        unalloc = sp.reset_index().merge(counts[["period", "acquisition_channel"]].drop_duplicates(),
-                                         how="left", indicator=True)
+        unalloc = sp.reset_index().merge(
+            counts[["period", "acquisition_channel"]].drop_duplicates(), how="left", indicator=True
+        )
         unalloc = unalloc[unalloc["_merge"] == "left_only"].drop(columns="_merge")
         for k in channel_keys:
             unalloc[k] = "(unallocated)"
@@ -174,27 +199,49 @@ def cac(book: Book, freq: str = "Q", by=None, *, spend_lag_months: int = 0, paid
     else:
         frame = sp.reset_index().merge(counts, on=["period", "acquisition_channel"], how="outer")
     group_keys = ["period", *(["acquisition_channel"] if by_channel else []), *channel_keys]
-    frame[["sales_spend", "marketing_spend", "spend"]] = frame[["sales_spend", "marketing_spend", "spend"]].astype(float)
+    frame[["sales_spend", "marketing_spend", "spend"]] = frame[["sales_spend", "marketing_spend", "spend"]].astype(
+        float
+    )
     frame["had_spend"] = frame["spend"].notna()
-    out = frame.groupby(group_keys, dropna=False).agg(
-        sales_spend=("sales_spend", "sum"), marketing_spend=("marketing_spend", "sum"), spend=("spend", "sum"),
-        new_customers=("new_customers", "sum"), new_mrr=("new_mrr", "sum"), had_spend=("had_spend", "any"),
-    ).reset_index()
+    out = (
+        frame.groupby(group_keys, dropna=False)
+        .agg(
+            sales_spend=("sales_spend", "sum"),
+            marketing_spend=("marketing_spend", "sum"),
+            spend=("spend", "sum"),
+            new_customers=("new_customers", "sum"),
+            new_mrr=("new_mrr", "sum"),
+            had_spend=("had_spend", "any"),
+        )
+        .reset_index()
+    )
     out["new_customers"] = out["new_customers"].fillna(0).astype(int)
     spend_periods = set(spend["period"])
     out["note"] = ""
     no_spend = ~out["period"].isin(spend_periods)
     none_new = out["new_customers"] == 0
     with np.errstate(divide="ignore", invalid="ignore"):
-        out["cac"] = np.where(none_new, np.where(out["spend"] > 0, np.inf, np.nan),
-                              out["spend"] / out["new_customers"].where(~none_new, 1))
+        out["cac"] = np.where(
+            none_new,
+            np.where(out["spend"] > 0, np.inf, np.nan),
+            out["spend"] / out["new_customers"].where(~none_new, 1),
+        )
     out.loc[none_new & (out["spend"] > 0), "note"] = "no new customers: spend bought none (infinite)"
     out.loc[none_new & ~(out["spend"] > 0), "note"] = "no new customers and no spend: undefined"
     out.loc[no_spend, "cac"] = np.nan
     out.loc[no_spend, "note"] = "no spend recorded for this period: undefined"
     out["period"] = out["period"].astype(str)
-    cols = ["period", *[k for k in ["acquisition_channel", *channel_keys] if k in keys],
-            "sales_spend", "marketing_spend", "spend", "new_customers", "new_mrr", "cac", "note"]
+    cols = [
+        "period",
+        *[k for k in ["acquisition_channel", *channel_keys] if k in keys],
+        "sales_spend",
+        "marketing_spend",
+        "spend",
+        "new_customers",
+        "new_mrr",
+        "cac",
+        "note",
+    ]
     return out[cols].sort_values(cols[: 1 + len(keys)]).reset_index(drop=True)
 
 
@@ -208,7 +255,7 @@ def _geometric_lifetime(churn: float, d_m: float, horizon_m: float | None) -> fl
     q = (1.0 - churn) / (1.0 + d_m)
     if horizon_m is None:
         return np.inf if q >= 1.0 else 1.0 / (1.0 - q)
-    return float(horizon_m) if q == 1.0 else (1.0 - q ** horizon_m) / (1.0 - q)
+    return float(horizon_m) if q == 1.0 else (1.0 - q**horizon_m) / (1.0 - q)
 
 
 def _simple_data(book: Book, as_of) -> pd.DataFrame:
@@ -217,8 +264,8 @@ def _simple_data(book: Book, as_of) -> pd.DataFrame:
     moves = mrr_movements(book, start=end - pd.offsets.MonthEnd(11), end=end)
     moves = moves[(moves["month"] > end - pd.offsets.MonthEnd(12)) & (moves["month"] <= end)]
     per = moves.groupby("account_id").agg(
-        at_risk=("start_mrr", lambda s: int((s > CENT).sum())),
-        churns=("churn", lambda s: int((s > CENT).sum())))
+        at_risk=("start_mrr", lambda s: int((s > CENT).sum())), churns=("churn", lambda s: int((s > CENT).sum()))
+    )
     now = moves[moves["month"] == end].set_index("account_id")["end_mrr"]
     per["mrr_now"] = now.reindex(per.index).fillna(0.0)
     return per
@@ -230,8 +277,13 @@ def _simple_value(data: pd.DataFrame, margin: float, d_m: float, horizon_m) -> d
     active = data["mrr_now"] > CENT
     arpa = data.loc[active, "mrr_now"].mean() if active.any() else np.nan
     life = _geometric_lifetime(churn, d_m, horizon_m) if churn == churn else np.nan
-    return {"arpa": arpa, "monthly_churn": churn, "lifetime_months": life, "ltv": arpa * margin * life,
-            "customers": int(active.sum())}
+    return {
+        "arpa": arpa,
+        "monthly_churn": churn,
+        "lifetime_months": life,
+        "ltv": arpa * margin * life,
+        "customers": int(active.sum()),
+    }
 
 
 def _km_curve(durations: np.ndarray, events: np.ndarray, horizon_m: float | None) -> tuple[np.ndarray, float]:
@@ -281,8 +333,10 @@ def _survival_value(data: pd.DataFrame, arpa: float, margin: float, d_m: float, 
                 life += s[-1] * disc[-1] * q / (1.0 - q)
         else:
             extra = int(horizon_m) - (t_last + 1)
-            life += s[-1] * disc[-1] * sum(q ** k for k in range(1, extra + 1))
-        note = note or f"Kaplan-Meier to month {t_last}, then its last two years' rate of decline ({hazard:.2%} a month)"
+            life += s[-1] * disc[-1] * sum(q**k for k in range(1, extra + 1))
+        note = (
+            note or f"Kaplan-Meier to month {t_last}, then its last two years' rate of decline ({hazard:.2%} a month)"
+        )
     return {"lifetime_months": life, "ltv": arpa * margin * life, "monthly_churn": hazard, "note": note}
 
 
@@ -307,8 +361,14 @@ def _sbg_value(members: pd.DataFrame, arpa: float, margin: float, d: float, hori
         lifetime = float((model.survival(t) / (1.0 + d) ** t).sum())
         residual = np.nan
     note = "" if np.isfinite(lifetime) else "sBG alpha <= 1 and no discounting: expected lifetime unbounded"
-    return {"ltv": annual * lifetime, "lifetime_months": 12.0 * lifetime, "alpha": model.alpha_,
-            "beta": model.beta_, "residual_ltv_existing": annual * residual, "note": note}
+    return {
+        "ltv": annual * lifetime,
+        "lifetime_months": 12.0 * lifetime,
+        "alpha": model.alpha_,
+        "beta": model.beta_,
+        "residual_ltv_existing": annual * residual,
+        "note": note,
+    }
 
 
 def _ltv_of(value_fn, **bound):
@@ -316,9 +376,19 @@ def _ltv_of(value_fn, **bound):
     return lambda sample: value_fn(sample, **bound)["ltv"]
 
 
-def ltv(book: Book, as_of, method: str = "simple", by=None, *, discount_rate: float = 0.10,
-        horizon_years: float | None = None, margin: float | None = None, n_boot: int = 200,
-        ci: float = 0.90, random_state: int | None = 0) -> pd.DataFrame:
+def ltv(
+    book: Book,
+    as_of,
+    method: str = "simple",
+    by=None,
+    *,
+    discount_rate: float = 0.10,
+    horizon_years: float | None = None,
+    margin: float | None = None,
+    n_boot: int = 200,
+    ci: float = 0.90,
+    random_state: int | None = 0,
+) -> pd.DataFrame:
     """Customer lifetime value by one of three methods, with bootstrap intervals.
 
     All three value a customer as margin per period x its discounted expected
@@ -426,21 +496,34 @@ def ltv(book: Book, as_of, method: str = "simple", by=None, *, discount_rate: fl
         else:
             mem = members.loc[members.index.intersection(ids)]
             ten = tenure_years.loc[tenure_years.index.intersection(ids)]
-            renewals = int(np.median((ten.loc[ten["event"] == 0, "duration"] // 12).to_numpy())) if (ten["event"] == 0).any() else 0
+            renewals = (
+                int(np.median((ten.loc[ten["event"] == 0, "duration"] // 12).to_numpy()))
+                if (ten["event"] == 0).any()
+                else 0
+            )
             value = _sbg_value(mem, arpa, gm, discount_rate, horizon_years, max(renewals, 1))
             boot_fn = _ltv_of(_sbg_value, arpa=arpa, margin=gm, d=discount_rate, horizon_y=horizon_years, renewals=1)
             sample_from = mem
-        row.update({"method": method, "ltv": value.get("ltv", np.nan), "arpa": arpa, "gross_margin": gm,
-                    "lifetime_months": value.get("lifetime_months", np.nan),
-                    "monthly_churn": value.get("monthly_churn", base["monthly_churn"] if method == "simple" else np.nan),
-                    "customers": base["customers"], "discount_rate": discount_rate, "horizon_years": horizon_years})
+        row.update(
+            {
+                "method": method,
+                "ltv": value.get("ltv", np.nan),
+                "arpa": arpa,
+                "gross_margin": gm,
+                "lifetime_months": value.get("lifetime_months", np.nan),
+                "monthly_churn": value.get("monthly_churn", base["monthly_churn"] if method == "simple" else np.nan),
+                "customers": base["customers"],
+                "discount_rate": discount_rate,
+                "horizon_years": horizon_years,
+            }
+        )
         for extra in ("alpha", "beta", "residual_ltv_existing"):
             if extra in value:
                 row[extra] = value[extra]
         note = value.get("note", "")
         if not len(data) or base["customers"] == 0:
             note = "no customers"
-        elif not (row["ltv"] == row["ltv"]) and not note:
+        elif row["ltv"] != row["ltv"] and not note:
             note = "undefined"
         elif not np.isfinite(row["ltv"]) and not note:
             note = "no churn observed and no discounting or horizon: unbounded (set horizon_years)"
@@ -455,8 +538,9 @@ def ltv(book: Book, as_of, method: str = "simple", by=None, *, discount_rate: fl
         row["ltv_high"] = float(np.quantile(boots, hi_q)) if len(boots) else np.nan
         rows.append(row)
     if not rows or (not keys and rows[0]["customers"] == 0):
-        out = pd.DataFrame([{"method": method, "ltv": np.nan, "ltv_low": np.nan, "ltv_high": np.nan,
-                             "note": "no customers"}])
+        out = pd.DataFrame(
+            [{"method": method, "ltv": np.nan, "ltv_low": np.nan, "ltv_high": np.nan, "note": "no customers"}]
+        )
     else:
         out = pd.DataFrame(rows)
         first = [*keys, "method", "ltv", "ltv_low", "ltv_high"]
@@ -468,9 +552,19 @@ def ltv(book: Book, as_of, method: str = "simple", by=None, *, discount_rate: fl
 # ---------------------------------------------------------------- LTV:CAC
 
 
-def ltv_cac(book: Book, as_of, by=None, *, method: str = "sbg", discount_rate: float = 0.10,
-            horizon_years: float | None = None, spend_lag_months: int = 0, n_boot: int = 200,
-            random_state: int | None = 0, ltv_values: pd.DataFrame | None = None) -> pd.DataFrame:
+def ltv_cac(
+    book: Book,
+    as_of,
+    by=None,
+    *,
+    method: str = "sbg",
+    discount_rate: float = 0.10,
+    horizon_years: float | None = None,
+    spend_lag_months: int = 0,
+    n_boot: int = 200,
+    random_state: int | None = 0,
+    ltv_values: pd.DataFrame | None = None,
+) -> pd.DataFrame:
     """The unit-economics table: LTV, CAC, LTV:CAC, CAC payback, quick ratio, magic number.
 
     Over the trailing 12 months to the last month end before ``as_of``:
@@ -520,49 +614,103 @@ def ltv_cac(book: Book, as_of, by=None, *, method: str = "sbg", discount_rate: f
     end = last_month_end(as_of)
     start = end - pd.offsets.MonthEnd(12) + pd.Timedelta(days=1)
     if ltv_values is None:
-        values = ltv(book, as_of, method=method, by=by, discount_rate=discount_rate, horizon_years=horizon_years,
-                     n_boot=n_boot, random_state=random_state)
+        values = ltv(
+            book,
+            as_of,
+            method=method,
+            by=by,
+            discount_rate=discount_rate,
+            horizon_years=horizon_years,
+            n_boot=n_boot,
+            random_state=random_state,
+        )
     else:
         values = _matching_ltv(ltv_values, keys, method, discount_rate, horizon_years)
     costs = cac(book, freq="M", by=by, spend_lag_months=spend_lag_months, through=end)
     costs = costs[pd.PeriodIndex(costs["period"], freq="M").to_timestamp() >= start.replace(day=1)]
-    agg = costs.groupby(keys).agg(spend=("spend", "sum"), new_customers=("new_customers", "sum"),
-                                  new_mrr=("new_mrr", "sum")) if keys else pd.DataFrame(
-        [{"spend": costs["spend"].sum(), "new_customers": costs["new_customers"].sum(),
-          "new_mrr": costs["new_mrr"].sum()}])
+    agg = (
+        costs.groupby(keys).agg(
+            spend=("spend", "sum"), new_customers=("new_customers", "sum"), new_mrr=("new_mrr", "sum")
+        )
+        if keys
+        else pd.DataFrame(
+            [
+                {
+                    "spend": costs["spend"].sum(),
+                    "new_customers": costs["new_customers"].sum(),
+                    "new_mrr": costs["new_mrr"].sum(),
+                }
+            ]
+        )
+    )
     agg = agg.reset_index() if keys else agg
     retention = retention_kpis(book, as_of=as_of, by=by)[[*keys, "quick_ratio"]]
     out = values.merge(agg, on=keys, how="outer") if keys else pd.concat([values, agg], axis=1)
-    out = out.merge(retention, on=keys, how="left") if keys else out.assign(quick_ratio=retention["quick_ratio"].iloc[0])
+    out = (
+        out.merge(retention, on=keys, how="left") if keys else out.assign(quick_ratio=retention["quick_ratio"].iloc[0])
+    )
     with np.errstate(divide="ignore", invalid="ignore"):
-        out["cac"] = np.where(out["new_customers"] > 0, out["spend"] / out["new_customers"],
-                              np.where(out["spend"] > 0, np.inf, np.nan))
+        out["cac"] = np.where(
+            out["new_customers"] > 0, out["spend"] / out["new_customers"], np.where(out["spend"] > 0, np.inf, np.nan)
+        )
         out["new_customer_mrr"] = out["new_mrr"] / out["new_customers"].where(out["new_customers"] > 0)
         out["ltv_to_cac"] = out["ltv"] / out["cac"]
         out["ltv_to_cac_low"] = out["ltv_low"] / out["cac"]
         out["ltv_to_cac_high"] = out["ltv_high"] / out["cac"]
         out["payback_months"] = out["cac"] / (out["new_customer_mrr"] * out["gross_margin"])
-    out["magic_number"] = _magic_number(book, end, keys, spend_lag_months)["magic_number"].to_numpy() \
-        if not keys else out[keys].merge(_magic_number(book, end, keys, spend_lag_months), on=keys, how="left")[
-            "magic_number"].to_numpy()
+    out["magic_number"] = (
+        _magic_number(book, end, keys, spend_lag_months)["magic_number"].to_numpy()
+        if not keys
+        else out[keys]
+        .merge(_magic_number(book, end, keys, spend_lag_months), on=keys, how="left")["magic_number"]
+        .to_numpy()
+    )
     out["ltv_to_cac_status"] = np.select(
         [out["ltv_to_cac"].isna(), out["ltv_to_cac"] >= BENCHMARKS["ltv_to_cac"]],
-        ["undefined", "healthy (3:1 or better)"], "below 3:1")
+        ["undefined", "healthy (3:1 or better)"],
+        "below 3:1",
+    )
     out["payback_status"] = np.select(
-        [out["payback_months"].isna(), out["payback_months"] < BENCHMARKS["payback_months"],
-         out["payback_months"] <= BENCHMARKS["payback_concern_months"]],
-        ["undefined", "healthy (under 12 months)", "slow (12 to 36 months)"], "concern (over 36 months)")
+        [
+            out["payback_months"].isna(),
+            out["payback_months"] < BENCHMARKS["payback_months"],
+            out["payback_months"] <= BENCHMARKS["payback_concern_months"],
+        ],
+        ["undefined", "healthy (under 12 months)", "slow (12 to 36 months)"],
+        "concern (over 36 months)",
+    )
     for k in keys:
         unassigned = out[k] == "(unallocated)"
-        out.loc[unassigned, "note"] = ("spend of months in which a channel won no customer cannot be "
-                                       f"shared among {k} groups")
-    rename = {c: c.replace("ltv", f"ltv_{method}", 1)
-              for c in ("ltv", "ltv_low", "ltv_high", "ltv_to_cac", "ltv_to_cac_low", "ltv_to_cac_high")}
+        out.loc[unassigned, "note"] = (
+            f"spend of months in which a channel won no customer cannot be shared among {k} groups"
+        )
+    rename = {
+        c: c.replace("ltv", f"ltv_{method}", 1)
+        for c in ("ltv", "ltv_low", "ltv_high", "ltv_to_cac", "ltv_to_cac_low", "ltv_to_cac_high")
+    }
     out = out.rename(columns=rename)
-    cols = [*keys, f"ltv_{method}", f"ltv_{method}_low", f"ltv_{method}_high", "cac", f"ltv_{method}_to_cac",
-            f"ltv_{method}_to_cac_low", f"ltv_{method}_to_cac_high", "ltv_to_cac_status", "payback_months",
-            "payback_status", "quick_ratio", "magic_number", "gross_margin", "arpa", "new_customer_mrr",
-            "new_customers", "spend", "customers", "note"]
+    cols = [
+        *keys,
+        f"ltv_{method}",
+        f"ltv_{method}_low",
+        f"ltv_{method}_high",
+        "cac",
+        f"ltv_{method}_to_cac",
+        f"ltv_{method}_to_cac_low",
+        f"ltv_{method}_to_cac_high",
+        "ltv_to_cac_status",
+        "payback_months",
+        "payback_status",
+        "quick_ratio",
+        "magic_number",
+        "gross_margin",
+        "arpa",
+        "new_customer_mrr",
+        "new_customers",
+        "spend",
+        "customers",
+        "note",
+    ]
     result = out[[c for c in cols if c in out.columns]].reset_index(drop=True)
     result.attrs["ltv_method"] = method
     result.attrs["window"] = f"{start.date()} to {end.date()}"
@@ -570,8 +718,9 @@ def ltv_cac(book: Book, as_of, by=None, *, method: str = "sbg", discount_rate: f
     return result
 
 
-def _matching_ltv(values: pd.DataFrame, keys: list[str], method: str, discount_rate: float,
-                  horizon_years: float | None) -> pd.DataFrame:
+def _matching_ltv(
+    values: pd.DataFrame, keys: list[str], method: str, discount_rate: float, horizon_years: float | None
+) -> pd.DataFrame:
     """``values`` (an :func:`ltv` table) checked against the arguments of the LTV:CAC table it goes into."""
     # A table of another method, grouping or discount rate would be merged without complaint.
     problems = [k for k in keys if k not in values.columns]
@@ -584,8 +733,9 @@ def _matching_ltv(values: pd.DataFrame, keys: list[str], method: str, discount_r
         if given != {None if horizon_years is None else float(horizon_years)}:
             problems.append(f"horizon_years {horizon_years}")
     if problems:
-        raise ValueError("ltv_values must be the ltv() table of the same arguments; it does not match "
-                         + ", ".join(problems))
+        raise ValueError(
+            "ltv_values must be the ltv() table of the same arguments; it does not match " + ", ".join(problems)
+        )
     out = values.reset_index(drop=True)
     out.attrs = dict(values.attrs)
     return out
@@ -599,8 +749,11 @@ def _magic_number(book: Book, end: pd.Timestamp, keys: list[str], lag: int) -> p
         for k in keys:
             table[k] = _attr(book, table["account_id"], k).to_numpy()
     table["quarter"] = np.where(table["month"] > months[3], "last", "prior")
-    rev = table.groupby([*keys, "quarter"])["mrr"].sum().unstack("quarter") if keys else \
-        table.groupby("quarter")["mrr"].sum().to_frame().T
+    rev = (
+        table.groupby([*keys, "quarter"])["mrr"].sum().unstack("quarter")
+        if keys
+        else table.groupby("quarter")["mrr"].sum().to_frame().T
+    )
     prior_start = (months[5] - pd.offsets.MonthBegin(1)).normalize()
     prior_spend = cac(book, freq="M", by=keys[0] if keys else None, spend_lag_months=lag, through=months[3])
     prior_spend = prior_spend[pd.PeriodIndex(prior_spend["period"], freq="M").to_timestamp() >= prior_start]

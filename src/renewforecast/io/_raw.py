@@ -87,9 +87,12 @@ def unreadable(text: object, kind: str, date_format: str = "%m/%d/%Y") -> tuple[
         if day is not None:
             return "date_out_of_range", (
                 f"{shown(text)} is a date outside the range a Book can hold "
-                f"({pd.Timestamp.min:%Y-%m-%d} to {pd.Timestamp.max:%Y-%m-%d})")
-        return "unparseable_date", (f"cannot read {shown(text)} as a date: a full date is needed "
-                                    f"(ISO YYYY-MM-DD, an API datetime or {date_format}); nothing is guessed")
+                f"({pd.Timestamp.min:%Y-%m-%d} to {pd.Timestamp.max:%Y-%m-%d})"
+            )
+        return "unparseable_date", (
+            f"cannot read {shown(text)} as a date: a full date is needed "
+            f"(ISO YYYY-MM-DD, an API datetime or {date_format}); nothing is guessed"
+        )
     if kind in ("float", "int"):
         try:
             value = float(str(text).replace(",", "")) if isinstance(text, str) else float(text)
@@ -100,8 +103,10 @@ def unreadable(text: object, kind: str, date_format: str = "%m/%d/%Y") -> tuple[
         if value is not None and np.isinf(value) and isinstance(text, str) and "inf" in text.lower():
             return "not_finite", f"{shown(text)} is infinite"
         if value is not None and (np.isinf(value) or abs(value) >= MAX_ABS_NUMBER):
-            return "number_out_of_range", (f"{shown(text)} is beyond any real value (at most "
-                                           f"{MAX_ABS_NUMBER:.0e} in size): a damaged or shifted cell")
+            return "number_out_of_range", (
+                f"{shown(text)} is beyond any real value (at most "
+                f"{MAX_ABS_NUMBER:.0e} in size): a damaged or shifted cell"
+            )
         if value is not None and kind == "int":
             return "unparseable_number", f"{shown(text)} is not a whole number"
         return "unparseable_number", f"cannot read {shown(text)} as a number"
@@ -152,10 +157,19 @@ def _decode(raw: bytes, name: str, encoding: str | None) -> tuple[str | None, st
     def decode_error(enc: str, err: UnicodeDecodeError) -> Problem:
         line, bad = where(err)
         readers = [e for e in _readers(raw) if e != enc]
-        advice = (f"encodings that read the whole file: {', '.join(repr(e) for e in readers)}" if readers
-                  else "no common encoding reads the whole file")
-        return Problem(name, line, "", "", "encoding",
-                       f"byte(s) {bad} at byte offset {err.start} (line {line}) are not valid {enc}; {advice}")
+        advice = (
+            f"encodings that read the whole file: {', '.join(repr(e) for e in readers)}"
+            if readers
+            else "no common encoding reads the whole file"
+        )
+        return Problem(
+            name,
+            line,
+            "",
+            "",
+            "encoding",
+            f"byte(s) {bad} at byte offset {err.start} (line {line}) are not valid {enc}; {advice}",
+        )
 
     if encoding not in (None, "auto"):
         enc = codecs.lookup(encoding).name
@@ -189,10 +203,18 @@ def _decode(raw: bytes, name: str, encoding: str | None) -> tuple[str | None, st
             text, enc = raw.decode("latin-1"), "latin-1"
             cp_line, cp_bad = where(cp_err)
             why = f"; not cp1252 either (byte(s) {cp_bad} at byte offset {cp_err.start}, line {cp_line})"
-        warnings.append(Problem(
-            name, line, "", "", "encoding_fallback",
-            f"{name} is not valid UTF-8 (byte(s) {bad} at byte offset {utf8_err.start}){why}: read as {enc}; "
-            f"pass encoding={enc!r} to make this explicit", "warning"))
+        warnings.append(
+            Problem(
+                name,
+                line,
+                "",
+                "",
+                "encoding_fallback",
+                f"{name} is not valid UTF-8 (byte(s) {bad} at byte offset {utf8_err.start}){why}: read as {enc}; "
+                f"pass encoding={enc!r} to make this explicit",
+                "warning",
+            )
+        )
         return text, enc, problems, warnings
 
 
@@ -242,8 +264,16 @@ def read_raw(path: str | Path, encoding: str | None = None) -> RawTable:
     keep_cols: list[int] = []
     for i, col in enumerate(header):
         if col in seen:
-            problems.append(Problem(name, 1, "", col, "duplicate_column",
-                                    f"column {col!r} appears more than once; only the first is read"))
+            problems.append(
+                Problem(
+                    name,
+                    1,
+                    "",
+                    col,
+                    "duplicate_column",
+                    f"column {col!r} appears more than once; only the first is read",
+                )
+            )
             continue
         seen.add(col)
         keep_cols.append(i)
@@ -264,15 +294,23 @@ def read_raw(path: str | Path, encoding: str | None = None) -> RawTable:
     # Short records were reported; they are padded so that the rest can be checked.
     if shape_problems:
         records = [r[:width] + [""] * (width - len(r)) if len(r) != width else r for r in records]
-    columns = list(zip(*records)) if records else [()] * width
+    columns = list(zip(*records, strict=False)) if records else [()] * width
     frame = pd.DataFrame({str(header[i]).strip(): pd.Series(columns[i], dtype=object) for i in keep_cols})
     frame = _tidy(frame, True) if len(frame) else frame
     for col in frame.columns if "\x00" in text else ():
         has_nul = frame[col].str.contains("\x00", regex=False, na=False).to_numpy()
         for r in np.flatnonzero(has_nul):
-            problems.append(Problem(name, int(lines[r]), "", col, "nul_byte",
-                                    "the cell holds a NUL byte (0x00): its value cannot be trusted "
-                                    "(a damaged export or a binary field)"))
+            problems.append(
+                Problem(
+                    name,
+                    int(lines[r]),
+                    "",
+                    col,
+                    "nul_byte",
+                    "the cell holds a NUL byte (0x00): its value cannot be trusted "
+                    "(a damaged export or a binary field)",
+                )
+            )
     return RawTable(name, frame, np.asarray(lines, dtype=np.int64), enc, problems, warnings)
 
 
@@ -285,8 +323,12 @@ _SPACE_AT_EDGE = (" ,", ", ", " \n", "\n ", " \r", ' "', '" ')
 
 def _padded(text: str) -> bool:
     """Whether some cell may start or end with whitespace (substring scans: files may be wide)."""
-    return (text[:1] == " " or text[-1:] == " " or any(s in text for s in _SPACE_AT_EDGE)
-            or _RARE_SPACE.search(text) is not None)
+    return (
+        text[:1] == " "
+        or text[-1:] == " "
+        or any(s in text for s in _SPACE_AT_EDGE)
+        or _RARE_SPACE.search(text) is not None
+    )
 
 
 def _tidy(frame: pd.DataFrame, strip: bool) -> pd.DataFrame:
@@ -297,9 +339,16 @@ def _tidy(frame: pd.DataFrame, strip: bool) -> pd.DataFrame:
 
 
 def _no_final_break(name: str, line: int) -> Problem:
-    return Problem(name, line, "", "", "no_final_line_break",
-                   "the file does not end with a line break: if it was cut short, this last record is "
-                   "incomplete (compare it with the source)", "warning")
+    return Problem(
+        name,
+        line,
+        "",
+        "",
+        "no_final_line_break",
+        "the file does not end with a line break: if it was cut short, this last record is "
+        "incomplete (compare it with the source)",
+        "warning",
+    )
 
 
 _QUOTED = re.compile(r'"(?:[^"]|"")*"')
@@ -331,8 +380,14 @@ def _fast_frame(text: str, header: list[str]) -> tuple[pd.DataFrame, np.ndarray]
     if len(lines) and (commas != len(header) - 1).any():
         return None
     try:
-        frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, na_filter=False,
-                            header=0, names=list(range(len(header))))
+        frame = pd.read_csv(
+            io.StringIO(text),
+            dtype=str,
+            keep_default_na=False,
+            na_filter=False,
+            header=0,
+            names=list(range(len(header))),
+        )
     except (pd.errors.ParserError, csv.Error, ValueError):
         return None
     if len(frame) != len(lines):
@@ -363,15 +418,32 @@ def _records(text: str, name: str, width: int) -> tuple[list[list[str]], list[in
             lines.append(start)
             if len(row) != width:
                 rule = "short_row" if len(row) < width else "long_row"
-                problems.append(Problem(
-                    name, start, "", "", rule,
-                    f"the record has {len(row)} field(s) but the header has {width}: "
-                    + ("a field is missing (values would land in the wrong columns)" if len(row) < width
-                       else "an unquoted comma or an extra field")))
+                problems.append(
+                    Problem(
+                        name,
+                        start,
+                        "",
+                        "",
+                        rule,
+                        f"the record has {len(row)} field(s) but the header has {width}: "
+                        + (
+                            "a field is missing (values would land in the wrong columns)"
+                            if len(row) < width
+                            else "an unquoted comma or an extra field"
+                        ),
+                    )
+                )
     except csv.Error as err:
-        problems.append(Problem(name, prev_end + 1, "", "", "malformed_csv",
-                                f"the CSV cannot be read from line {prev_end + 1} on: {err} "
-                                "(usually a quote that is never closed)"))
+        problems.append(
+            Problem(
+                name,
+                prev_end + 1,
+                "",
+                "",
+                "malformed_csv",
+                f"the CSV cannot be read from line {prev_end + 1} on: {err} (usually a quote that is never closed)",
+            )
+        )
     return records, lines, problems
 
 
@@ -515,7 +587,9 @@ def parse_column(values: pd.Series, kind: str, *, date_format: str = "%m/%d/%Y")
     if kind == "bool":
         if pd.api.types.is_bool_dtype(values):
             return values.astype("boolean"), np.zeros(n, dtype=bool)
-        low = values.astype(object).map(lambda x: None if x is None or (not isinstance(x, str) and pd.isna(x)) else str(x).strip().lower())
+        low = values.astype(object).map(
+            lambda x: None if x is None or (not isinstance(x, str) and pd.isna(x)) else str(x).strip().lower()
+        )
         out = pd.Series(pd.NA, index=values.index, dtype="boolean")
         out[low.isin(_TRUE).to_numpy()] = True
         out[low.isin(_FALSE).to_numpy()] = False

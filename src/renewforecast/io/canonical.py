@@ -53,7 +53,11 @@ def write_canonical(book: Book, out: str | Path, *, format: str = "parquet") -> 
                 if col.kind == "datetime" and col.name in frame:
                     frame[col.name] = frame[col.name].dt.strftime("%Y-%m-%dT%H:%M:%S").astype(object)
             # The shortest text that reads back to the same float.
-            atomic_write_text(path, frame.to_csv(index=False, date_format="%Y-%m-%d", lineterminator="\n",
-                                                 float_format=lambda x: repr(float(x))))
+            atomic_write_text(
+                path,
+                frame.to_csv(
+                    index=False, date_format="%Y-%m-%d", lineterminator="\n", float_format=lambda x: repr(float(x))
+                ),
+            )
         written.append(path)
     return written

@@ -22,8 +22,8 @@ from renewforecast.io.salesforce import (
     SfObject,
     from_salesforce,
 )
-from renewforecast.schemas import TABLES, conform, dtype_of
 from renewforecast.io.validate import validate_tables
+from renewforecast.schemas import TABLES, conform, dtype_of
 
 __all__ = ["DEFAULT_EARLIEST", "DEFAULT_YEARS_AHEAD", "date_window", "load_book"]
 
@@ -34,8 +34,9 @@ DEFAULT_EARLIEST = dt.date(1990, 1, 1)
 DEFAULT_YEARS_AHEAD = 50
 
 
-def date_window(earliest: object = None, latest: object = None,
-                today: dt.date | None = None) -> tuple[pd.Timestamp, pd.Timestamp]:
+def date_window(
+    earliest: object = None, latest: object = None, today: dt.date | None = None
+) -> tuple[pd.Timestamp, pd.Timestamp]:
     """The first and last day a record's date may fall on.
 
     Parameters
@@ -67,17 +68,22 @@ def date_window(earliest: object = None, latest: object = None,
 
 
 _CANONICAL_REQUIRED = (
-    "accounts", "products", "contracts", "subscriptions", "opportunities", "opportunity_lines",
+    "accounts",
+    "products",
+    "contracts",
+    "subscriptions",
+    "opportunities",
+    "opportunity_lines",
 )
 
 #: What a missing optional file costs, said in the data-quality report.
 WHAT_IT_COSTS = {
     "schedules": "no product schedules: pipeline revenue uses each product's default schedule, "
-                 "else one installment per line",
+    "else one installment per line",
     "spend": "no spend: CAC, LTV:CAC, CAC payback and the magic number cannot be computed",
     "opportunity_history": "no stage history: past stages are unknown (an opportunity closed after an "
-                           "as-of date is re-opened with its stage missing) and win rates use the CRM's "
-                           "stage probabilities",
+    "as-of date is re-opened with its stage missing) and win rates use the CRM's "
+    "stage probabilities",
     "signals": "no signals: the renewal model uses contract, revenue and pipeline features only",
 }
 
@@ -85,7 +91,7 @@ WHAT_IT_COSTS = {
 DERIVED = {
     ("contracts", "end_date"): "computed as StartDate + ContractTerm months - 1 day, as Salesforce does",
     ("subscriptions", "start_date"): "SBQQ__SubscriptionStartDate__c, else the contract's StartDate "
-                                     "(CPQ's own formula)",
+    "(CPQ's own formula)",
     ("subscriptions", "end_date"): "SBQQ__SubscriptionEndDate__c, else the contract's end date (CPQ's own formula)",
     ("opportunities", "is_closed"): "a stage whose name starts with 'Closed' closes the opportunity",
     ("opportunities", "is_won"): "a closed stage whose name says 'Won' wins it",
@@ -103,17 +109,19 @@ _MONEY = {
 def _canonical_objects() -> dict[str, SfObject]:
     objs = {}
     for name, spec in TABLES.items():
-        fields = tuple(
-            SfField(c.name, c.name, c.kind, required=c.required and not c.nullable)
-            for c in spec.columns
-        )
-        objs[name] = SfObject(name, name, fields, required_file=name in _CANONICAL_REQUIRED,
-                              id_field=spec.key)
-    objs["fx"] = SfObject("fx", "fx", (
-        SfField("currency", "currency", "str", True),
-        SfField("rate", "rate", "float", True),
-        SfField("is_reporting", "is_reporting", "bool"),
-    ), required_file=False, id_field="currency")
+        fields = tuple(SfField(c.name, c.name, c.kind, required=c.required and not c.nullable) for c in spec.columns)
+        objs[name] = SfObject(name, name, fields, required_file=name in _CANONICAL_REQUIRED, id_field=spec.key)
+    objs["fx"] = SfObject(
+        "fx",
+        "fx",
+        (
+            SfField("currency", "currency", "str", True),
+            SfField("rate", "rate", "float", True),
+            SfField("is_reporting", "is_reporting", "bool"),
+        ),
+        required_file=False,
+        id_field="currency",
+    )
     return objs
 
 
@@ -133,8 +141,10 @@ def _numbers_at_once(frame: pd.DataFrame, sources: list[str], date_format: str) 
     stacked = pd.Series(frame[sources].to_numpy(dtype=object).ravel(order="F"))
     values, bad = parse_column(stacked, "float", date_format=date_format)
     values = values.to_numpy(dtype="float64")
-    return {src: (pd.Series(values[k * n:(k + 1) * n], copy=False), bad[k * n:(k + 1) * n])
-            for k, src in enumerate(sources)}
+    return {
+        src: (pd.Series(values[k * n : (k + 1) * n], copy=False), bad[k * n : (k + 1) * n])
+        for k, src in enumerate(sources)
+    }
 
 
 def _listing(names: list[str], limit: int = 30) -> str:
@@ -151,45 +161,77 @@ def _closest(name: str, found: list[str]) -> str:
     return f"; closest match: {shown(lower[match[0]])}" if match else ""
 
 
-def _read_object(path: Path, obj: SfObject, *, encoding, date_format, overrides,
-                 problems: list[Problem], warnings: list[Problem],
-                 window: tuple[pd.Timestamp, pd.Timestamp]) -> _Read | None:
+def _read_object(
+    path: Path,
+    obj: SfObject,
+    *,
+    encoding,
+    date_format,
+    overrides,
+    problems: list[Problem],
+    warnings: list[Problem],
+    window: tuple[pd.Timestamp, pd.Timestamp],
+) -> _Read | None:
     raw = read_raw(path, encoding=encoding)
     problems.extend(raw.problems)
     warnings.extend(raw.warnings)
     if raw.problems and raw.frame.empty:
         return None
-    fields = [SfField(overrides.get(f.column, f.source), f.column, f.kind, f.required, f.percent)
-              for f in obj.fields]
+    fields = [SfField(overrides.get(f.column, f.source), f.column, f.kind, f.required, f.percent) for f in obj.fields]
     found = raw.columns
     missing = [f for f in fields if f.required and f.source not in found]
     for f in missing:
-        problems.append(Problem(
-            path.name, 1, "", f.source, "missing_column",
-            f"required column {f.source!r} is missing; columns found: {_listing(found)}"
-            + _closest(f.source, found)))
+        problems.append(
+            Problem(
+                path.name,
+                1,
+                "",
+                f.source,
+                "missing_column",
+                f"required column {f.source!r} is missing; columns found: {_listing(found)}"
+                + _closest(f.source, found),
+            )
+        )
     for f in fields:
         if not f.required and f.source not in found and (obj.table, f.column) in DERIVED:
-            warnings.append(Problem(path.name, None, "", f.source, "derived_field",
-                                    f"{f.source} is not in the file: {DERIVED[(obj.table, f.column)]}", "warning"))
+            warnings.append(
+                Problem(
+                    path.name,
+                    None,
+                    "",
+                    f.source,
+                    "derived_field",
+                    f"{f.source} is not in the file: {DERIVED[(obj.table, f.column)]}",
+                    "warning",
+                )
+            )
     # The other columns are still read: a missing column never hides their problems.
     if obj.table == "signals":
         known = {f.source for f in fields}
         fields += [SfField(c, c, "float") for c in found if c not in known]
     frame = raw.frame
     n = len(frame)
-    ids = (frame[obj.id_field].astype(object).to_numpy() if obj.id_field and obj.id_field in found
-           else np.full(n, None, dtype=object))
+    ids = (
+        frame[obj.id_field].astype(object).to_numpy()
+        if obj.id_field and obj.id_field in found
+        else np.full(n, None, dtype=object)
+    )
     out: dict[str, object] = {}
     colmap: dict[str, str] = {}
     parsed_sources: set[str] = set()
-    block = _numbers_at_once(frame, [f.source for f in fields if f.kind == "float" and not f.percent
-                                     and f.source in found], date_format) if obj.table == "signals" else {}
+    block = (
+        _numbers_at_once(
+            frame, [f.source for f in fields if f.kind == "float" and not f.percent and f.source in found], date_format
+        )
+        if obj.table == "signals"
+        else {}
+    )
     for f in fields:
         colmap.setdefault(f.column, f.source)
         if f.source not in found:
-            out[f.column] = pd.Series(pd.NA if f.kind not in ("float", "date", "datetime") else None,
-                                      index=range(n), dtype=dtype_of(f.kind))
+            out[f.column] = pd.Series(
+                pd.NA if f.kind not in ("float", "date", "datetime") else None, index=range(n), dtype=dtype_of(f.kind)
+            )
             continue
         if f.source in block and f.source not in parsed_sources:
             values, bad = block[f.source]
@@ -203,18 +245,25 @@ def _read_object(path: Path, obj: SfObject, *, encoding, date_format, overrides,
         out[f.column] = values
         for i in np.flatnonzero(bad):
             rule, message = unreadable(frame[f.source].iloc[i], f.kind, date_format)
-            problems.append(Problem(path.name, int(raw.lines[i]), "" if ids[i] is None else str(ids[i]),
-                                    f.source, rule, message))
+            problems.append(
+                Problem(path.name, int(raw.lines[i]), "" if ids[i] is None else str(ids[i]), f.source, rule, message)
+            )
         if f.kind in ("date", "datetime") and obj.table not in _RATE_TABLES:
             first, last = window
             outside = (values.notna() & ((values < first) | (values >= last + pd.Timedelta(days=1)))).to_numpy()
             for i in np.flatnonzero(outside & ~bad):
-                problems.append(Problem(
-                    path.name, int(raw.lines[i]), "" if ids[i] is None else str(ids[i]), f.source,
-                    "date_out_of_window",
-                    f"{values.iloc[i]:%Y-%m-%d} is outside the dates records may carry ({first:%Y-%m-%d} to "
-                    f"{last:%Y-%m-%d}): a placeholder or a typo? (widen the window with date_window= or "
-                    f"--date-window if the data truly lies there)"))
+                problems.append(
+                    Problem(
+                        path.name,
+                        int(raw.lines[i]),
+                        "" if ids[i] is None else str(ids[i]),
+                        f.source,
+                        "date_out_of_window",
+                        f"{values.iloc[i]:%Y-%m-%d} is outside the dates records may carry ({first:%Y-%m-%d} to "
+                        f"{last:%Y-%m-%d}): a placeholder or a typo? (widen the window with date_window= or "
+                        f"--date-window if the data truly lies there)",
+                    )
+                )
             values = values.where(~outside)
             out[f.column] = values
     result = pd.DataFrame(out)
@@ -244,32 +293,52 @@ _FX_DATE = {
 
 def _dated_rates(frame: pd.DataFrame, problems: list[Problem]) -> pd.DataFrame:
     """DatedConversionRate rows as the canonical ``fx_rates`` table."""
+
     def day(text: pd.Series, column: str) -> pd.Series:
         value = text.astype(object).fillna("").astype(str).str.slice(0, 10)
         year = pd.to_numeric(value.str.slice(0, 4), errors="coerce")
-        parsed = pd.to_datetime(value.where((year >= 1900) & (year <= 2200)), format="%Y-%m-%d",
-                                errors="coerce")
+        parsed = pd.to_datetime(value.where((year >= 1900) & (year <= 2200)), format="%Y-%m-%d", errors="coerce")
         bad = (value != "") & year.isna() | ((year >= 1900) & (year <= 2200) & parsed.isna())
         for i in np.flatnonzero(bad.to_numpy()):
-            problems.append(Problem(str(frame["_file"].iloc[i]), int(frame["_line"].iloc[i]),
-                                    str(frame["_id"].iloc[i] or ""), column, "unparseable_date",
-                                    f"cannot read {value.iloc[i]!r} as a date (YYYY-MM-DD)"))
+            problems.append(
+                Problem(
+                    str(frame["_file"].iloc[i]),
+                    int(frame["_line"].iloc[i]),
+                    str(frame["_id"].iloc[i] or ""),
+                    column,
+                    "unparseable_date",
+                    f"cannot read {value.iloc[i]!r} as a date (YYYY-MM-DD)",
+                )
+            )
         return parsed
 
     start = day(frame["_start"], "StartDate").fillna(OPEN_START)
-    return pd.DataFrame({"currency": frame["currency"].astype("string").to_numpy(),
-                         "start_date": start.to_numpy(), "rate": frame["rate"].to_numpy(dtype="float64")})
+    return pd.DataFrame(
+        {
+            "currency": frame["currency"].astype("string").to_numpy(),
+            "start_date": start.to_numpy(),
+            "rate": frame["rate"].to_numpy(dtype="float64"),
+        }
+    )
 
 
 def _empty_read(obj: SfObject) -> _Read:
     frame = pd.DataFrame({f.column: pd.Series(dtype=dtype_of(f.kind)) for f in obj.fields})
-    frame["_file"], frame["_line"], frame["_id"] = pd.Series(dtype=object), pd.Series(dtype="int64"), \
-        pd.Series(dtype=object)
+    frame["_file"], frame["_line"], frame["_id"] = (
+        pd.Series(dtype=object),
+        pd.Series(dtype="int64"),
+        pd.Series(dtype=object),
+    )
     return _Read(frame, {f.column: f.source for f in obj.fields})
 
 
-def _apply_fx(tables: dict[str, pd.DataFrame], fx: pd.DataFrame | None, dated: pd.DataFrame | None,
-              currency: str | None, problems: list[Problem]) -> tuple[str, pd.DataFrame | None]:
+def _apply_fx(
+    tables: dict[str, pd.DataFrame],
+    fx: pd.DataFrame | None,
+    dated: pd.DataFrame | None,
+    currency: str | None,
+    problems: list[Problem],
+) -> tuple[str, pd.DataFrame | None]:
     seen: dict[str, list[tuple[str, int, int]]] = {}
     for frame in tables.values():
         if "_currency" not in frame.columns:
@@ -280,8 +349,7 @@ def _apply_fx(tables: dict[str, pd.DataFrame], fx: pd.DataFrame | None, dated: p
                 seen.setdefault(code, []).append((str(group["_file"].iloc[0]), int(group["_line"].iloc[0]), len(group)))
     has_dated = dated is not None and len(dated)
     if (fx is not None and len(fx)) or has_dated:
-        static = fx if fx is not None and len(fx) else pd.DataFrame({"currency": [], "rate": [],
-                                                                     "is_reporting": []})
+        static = fx if fx is not None and len(fx) else pd.DataFrame({"currency": [], "rate": [], "is_reporting": []})
         rates = static.drop_duplicates("currency").set_index("currency")["rate"]
         corporate = static.loc[static["is_reporting"].fillna(False).astype(bool), "currency"]
         reporting = currency or (str(corporate.iloc[0]) if len(corporate) else None)
@@ -292,20 +360,33 @@ def _apply_fx(tables: dict[str, pd.DataFrame], fx: pd.DataFrame | None, dated: p
         for code, where in seen.items():
             if code not in known and code != reporting:
                 file, line, count = where[0]
-                problems.append(Problem(file, line, "", CURRENCY_FIELD, "unknown_currency",
-                                        f"{count} record(s) in {code}, which has no conversion rate in the FX table"))
+                problems.append(
+                    Problem(
+                        file,
+                        line,
+                        "",
+                        CURRENCY_FIELD,
+                        "unknown_currency",
+                        f"{count} record(s) in {code}, which has no conversion rate in the FX table",
+                    )
+                )
         if fx_rates is not None and len(rates):
             # Currencies without dated ranges keep their static rate.
             # The corporate currency is 1 by definition.
             extra = [c for c in rates.index if c not in set(fx_rates["currency"]) and c not in set(corporate)]
-            fx_rates = pd.concat([fx_rates, pd.DataFrame({"currency": extra, "start_date": OPEN_START,
-                                                          "rate": rates[extra].to_numpy()})],
-                                 ignore_index=True)
+            fx_rates = pd.concat(
+                [
+                    fx_rates,
+                    pd.DataFrame({"currency": extra, "start_date": OPEN_START, "rate": rates[extra].to_numpy()}),
+                ],
+                ignore_index=True,
+            )
         lines = tables["opportunity_lines"]
         close = tables["opportunities"].drop_duplicates("opportunity_id").set_index("opportunity_id")["close_date"]
         lines["_close_date"] = lines["opportunity_id"].map(close)
         tables["schedules"]["_close_date"] = tables["schedules"]["line_id"].map(
-            lines.drop_duplicates("line_id").set_index("line_id")["_close_date"])
+            lines.drop_duplicates("line_id").set_index("line_id")["_close_date"]
+        )
         for name, cols in _MONEY.items():
             frame = tables.get(name)
             if frame is None or "_currency" not in frame.columns:
@@ -313,8 +394,12 @@ def _apply_fx(tables: dict[str, pd.DataFrame], fx: pd.DataFrame | None, dated: p
             if fx_rates is not None:
                 # Salesforce ConversionRate: units of the currency per one unit
                 # of the corporate currency, so amounts are divided by it.
-                rate = rates_on(fx_rates, frame["_currency"].where(frame["_currency"].notna(), None),
-                                frame[_FX_DATE[name]], reporting)
+                rate = rates_on(
+                    fx_rates,
+                    frame["_currency"].where(frame["_currency"].notna(), None),
+                    frame[_FX_DATE[name]],
+                    reporting,
+                )
                 rate = np.where(np.isfinite(rate), rate, 1.0)
             else:
                 r = frame["_currency"].map(rates).astype("float64")
@@ -325,7 +410,8 @@ def _apply_fx(tables: dict[str, pd.DataFrame], fx: pd.DataFrame | None, dated: p
             for col in cols:
                 frame[col] = frame[col] / rate
         for name in ("opportunity_lines", "schedules"):
-            tables[name].drop(columns=["_close_date"], inplace=True, errors="ignore")
+            if "_close_date" in tables[name]:
+                del tables[name]["_close_date"]
         return reporting, fx_rates
     if len(seen) > 1:
         total = {c: sum(n for *_, n in w) for c, w in seen.items()}
@@ -335,10 +421,17 @@ def _apply_fx(tables: dict[str, pd.DataFrame], fx: pd.DataFrame | None, dated: p
             if code == main:
                 continue
             for file, line, count in where:
-                problems.append(Problem(
-                    file, line, "", CURRENCY_FIELD, "mixed_currencies",
-                    f"{count} record(s) in {code} but most are in {main}; the data holds {listing}. "
-                    "Add CurrencyType.csv (IsoCode, ConversionRate, IsCorporate) or a canonical fx table"))
+                problems.append(
+                    Problem(
+                        file,
+                        line,
+                        "",
+                        CURRENCY_FIELD,
+                        "mixed_currencies",
+                        f"{count} record(s) in {code} but most are in {main}; the data holds {listing}. "
+                        "Add CurrencyType.csv (IsoCode, ConversionRate, IsCorporate) or a canonical fx table",
+                    )
+                )
         return main, None
     if seen:
         return next(iter(seen)), None
@@ -384,11 +477,20 @@ def _detect(path: Path) -> str:
     stems = {p.stem for p in path.iterdir() if p.suffix.lower() in (".csv", ".parquet")}
     if stems & {"contracts", "subscriptions", "accounts"}:
         return "canonical"
-    raise BookValidationError([Problem(
-        str(path), None, "", "", "unrecognised_folder",
-        "neither a Salesforce export (Account.csv, Contract.csv, SBQQ__Subscription__c.csv, ...) "
-        "nor a canonical folder (accounts.csv, contracts.csv, ...); files found: "
-        + (", ".join(sorted(names)) or "none"))])
+    raise BookValidationError(
+        [
+            Problem(
+                str(path),
+                None,
+                "",
+                "",
+                "unrecognised_folder",
+                "neither a Salesforce export (Account.csv, Contract.csv, SBQQ__Subscription__c.csv, ...) "
+                "nor a canonical folder (accounts.csv, contracts.csv, ...); files found: "
+                + (", ".join(sorted(names)) or "none"),
+            )
+        ]
+    )
 
 
 def load_book(
@@ -466,8 +568,13 @@ def load_book(
         raise ValueError(f"on_error must be 'raise' or 'quarantine', not {on_error!r}")
     path = Path(path)
     if not path.is_dir():
-        raise BookValidationError([Problem(str(path), None, "", "", "missing_folder",
-                                           "not a folder (give the folder holding the export files)")])
+        raise BookValidationError(
+            [
+                Problem(
+                    str(path), None, "", "", "missing_folder", "not a folder (give the folder holding the export files)"
+                )
+            ]
+        )
     window = _window(*(date_window or (None, None)))
     kind = _detect(path)
     field_map = field_map or {}
@@ -478,10 +585,12 @@ def load_book(
 
     if kind == "salesforce":
         objects = SALESFORCE_OBJECTS
+
         def locate(obj: SfObject) -> Path | None:
             return present.get(obj.file)
     else:
         objects = _canonical_objects()
+
         def locate(obj: SfObject) -> Path | None:
             for suffix in (".parquet", ".csv"):
                 if obj.file + suffix in present:
@@ -493,27 +602,66 @@ def load_book(
         if file_path is None:
             shown = obj.file if kind == "salesforce" else obj.file + ".csv"
             if obj.required_file:
-                problems.append(Problem(shown, None, "", "", "missing_file",
-                                        f"required file {shown} is missing; files found: "
-                                        f"{', '.join(sorted(present)) or 'none'}"
-                                        + _closest(shown, sorted(present))))
+                problems.append(
+                    Problem(
+                        shown,
+                        None,
+                        "",
+                        "",
+                        "missing_file",
+                        f"required file {shown} is missing; files found: "
+                        f"{', '.join(sorted(present)) or 'none'}" + _closest(shown, sorted(present)),
+                    )
+                )
             elif obj.table in WHAT_IT_COSTS:
-                warnings.append(Problem(shown, None, "", "", "missing_optional_file",
-                                        f"{shown} is not in the folder: {WHAT_IT_COSTS[obj.table]}", "warning"))
+                warnings.append(
+                    Problem(
+                        shown,
+                        None,
+                        "",
+                        "",
+                        "missing_optional_file",
+                        f"{shown} is not in the folder: {WHAT_IT_COSTS[obj.table]}",
+                        "warning",
+                    )
+                )
             continue
         if file_path.name in escaped:
             # Only the files an export is read from: other links are never opened.
-            problems.append(Problem(file_path.name, None, "", "", "outside_export_folder",
-                                    f"{file_path.name} is a link to a file outside the export folder; it was not "
-                                    "read (copy the file into the folder if it belongs to the export)"))
+            problems.append(
+                Problem(
+                    file_path.name,
+                    None,
+                    "",
+                    "",
+                    "outside_export_folder",
+                    f"{file_path.name} is a link to a file outside the export folder; it was not "
+                    "read (copy the file into the folder if it belongs to the export)",
+                )
+            )
             continue
-        read = _read_object(file_path, obj, encoding=encoding, date_format=date_format,
-                            overrides=field_map.get(file_path.name, field_map.get(obj.table, {})),
-                            problems=problems, warnings=warnings, window=window)
+        read = _read_object(
+            file_path,
+            obj,
+            encoding=encoding,
+            date_format=date_format,
+            overrides=field_map.get(file_path.name, field_map.get(obj.table, {})),
+            problems=problems,
+            warnings=warnings,
+            window=window,
+        )
         if obj.table in _MUST_HOLD_RECORDS and read is not None and read.frame.empty:
-            problems.append(Problem(file_path.name, None, "", "", "no_records",
-                                    f"{file_path.name} has a header but no records: there is nothing to value "
-                                    "(was the export cut short, or filtered to nothing?)"))
+            problems.append(
+                Problem(
+                    file_path.name,
+                    None,
+                    "",
+                    "",
+                    "no_records",
+                    f"{file_path.name} has a header but no records: there is nothing to value "
+                    "(was the export cut short, or filtered to nothing?)",
+                )
+            )
         if read is not None:
             reads[obj.table] = read
     # A missing or unreadable file is an empty table, so that every other
@@ -546,8 +694,11 @@ def load_book(
     # A cell that could not be read, or a column that is missing, is reported
     # once: not again as a missing value or a broken rule on the blank left.
     said = {(p.file, p.line, p.column) for p in problems}
-    absent = {(frames[name]["_file"].iloc[0] if len(frames[name]) else "", colmap[name].get(col, col))
-              for name, r in reads.items() for col in r.missing}
+    absent = {
+        (frames[name]["_file"].iloc[0] if len(frames[name]) else "", colmap[name].get(col, col))
+        for name, r in reads.items()
+        for col in r.missing
+    }
     problems.extend(p for p in errors if (p.file, p.line, p.column) not in said and (p.file, p.column) not in absent)
     warnings.extend(soft)
     entries: list[dict] = []
@@ -566,9 +717,14 @@ def load_book(
     quarantine = pd.DataFrame(entries, columns=["file", "line", "record_id", "column", "rule", "message", "table"])
     quarantine = quarantine.sort_values(["file", "line"], kind="stable").reset_index(drop=True)
     quarantine["line"] = quarantine["line"].astype("Int64")
-    return Book(**tables, currency=reporting, source=str(path),
-                warnings=problems_frame(_sorted(warnings)), quarantine=quarantine,
-                set_aside={name: conform(frame, name) for name, frame in removed.items() if name in TABLES})
+    return Book(
+        **tables,
+        currency=reporting,
+        source=str(path),
+        warnings=problems_frame(_sorted(warnings)),
+        quarantine=quarantine,
+        set_aside={name: conform(frame, name) for name, frame in removed.items() if name in TABLES},
+    )
 
 
 def _sorted(problems: list[Problem]) -> list[Problem]:

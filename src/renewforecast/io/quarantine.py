@@ -24,10 +24,20 @@ from renewforecast.exceptions import Problem
 __all__ = ["FILE_LEVEL_RULES", "set_aside"]
 
 #: Rules about a whole file: no row can be set aside for them.
-FILE_LEVEL_RULES = frozenset({
-    "missing_file", "missing_column", "encoding", "empty_file", "malformed_csv", "duplicate_column",
-    "unrecognised_folder", "missing_folder", "mixed_currencies", "unknown_currency",
-})
+FILE_LEVEL_RULES = frozenset(
+    {
+        "missing_file",
+        "missing_column",
+        "encoding",
+        "empty_file",
+        "malformed_csv",
+        "duplicate_column",
+        "unrecognised_folder",
+        "missing_folder",
+        "mixed_currencies",
+        "unknown_currency",
+    }
+)
 
 # (child table, child column, parent table, parent key): the child goes with its parent.
 _HANGS_OFF = (
@@ -58,8 +68,9 @@ def _chain_roots(subs: pd.DataFrame) -> np.ndarray:
     return ids[chain_root_positions(parent)] if len(ids) else np.empty(0, dtype=object)
 
 
-def set_aside(frames: dict[str, pd.DataFrame], problems: list[Problem]
-              ) -> tuple[dict[str, pd.DataFrame], list[dict], dict[str, pd.DataFrame]] | None:
+def set_aside(
+    frames: dict[str, pd.DataFrame], problems: list[Problem]
+) -> tuple[dict[str, pd.DataFrame], list[dict], dict[str, pd.DataFrame]] | None:
     """Remove the rows ``problems`` name, and what depends on them.
 
     Parameters
@@ -104,8 +115,9 @@ def set_aside(frames: dict[str, pd.DataFrame], problems: list[Problem]
             dep = frames[child][col].isin(gone).to_numpy() & ~hit[child]
             for r in np.flatnonzero(dep):
                 pid = frames[child][col].iloc[r]
-                reason.setdefault((child, int(r)), ("", "depends_on_set_aside",
-                                                   f"depends on {parent} {pid}, which was set aside"))
+                reason.setdefault(
+                    (child, int(r)), ("", "depends_on_set_aside", f"depends on {parent} {pid}, which was set aside")
+                )
             hit[child] |= dep
         subs = frames.get("subscriptions")
         if subs is not None and hit["subscriptions"].any():
@@ -113,8 +125,14 @@ def set_aside(frames: dict[str, pd.DataFrame], problems: list[Problem]
             gone_roots = set(roots[hit["subscriptions"]])
             dep = np.isin(roots, list(gone_roots)) & ~hit["subscriptions"]
             for r in np.flatnonzero(dep):
-                reason.setdefault(("subscriptions", int(r)), (
-                    "", "depends_on_set_aside", f"in the chain of subscription {roots[r]}, part of which was set aside"))
+                reason.setdefault(
+                    ("subscriptions", int(r)),
+                    (
+                        "",
+                        "depends_on_set_aside",
+                        f"in the chain of subscription {roots[r]}, part of which was set aside",
+                    ),
+                )
             hit["subscriptions"] |= dep
         if sum(int(m.sum()) for m in hit.values()) == before:
             break
@@ -126,9 +144,17 @@ def set_aside(frames: dict[str, pd.DataFrame], problems: list[Problem]
             for r in np.flatnonzero(mask):
                 column, rule, message = reason[(name, int(r))]
                 rid = frame["_id"].iloc[r] if "_id" in frame else None
-                entries.append({"file": str(frame["_file"].iloc[r]), "line": int(frame["_line"].iloc[r]),
-                                "record_id": "" if rid is None or pd.isna(rid) else str(rid), "column": column,
-                                "rule": rule, "message": message, "table": name})
+                entries.append(
+                    {
+                        "file": str(frame["_file"].iloc[r]),
+                        "line": int(frame["_line"].iloc[r]),
+                        "record_id": "" if rid is None or pd.isna(rid) else str(rid),
+                        "column": column,
+                        "rule": rule,
+                        "message": message,
+                        "table": name,
+                    }
+                )
         out[name] = frame[~mask].reset_index(drop=True) if mask.any() else frame
     for table, col, ref, key in _POINTS_AT:
         if table in out and ref in removed and col in out[table]:

@@ -88,134 +88,191 @@ def _f(source, column, kind, required=False, percent=False):
 SALESFORCE_OBJECTS: dict[str, SfObject] = {
     o.file: o
     for o in [
-        SfObject("Account.csv", "accounts", (
-            _f("Id", "account_id", "id", True),
-            _f("Name", "name", "str", True),
-            _f("Segment__c", "segment", "str"),
-            _f("Industry", "industry", "str"),
-            _f("Region__c", "region", "str"),
-            _f("Is_Government__c", "is_government", "bool"),
-            _f("CreatedDate", "created_date", "date", True),
-            _f("Acquisition_Channel__c", "acquisition_channel", "str"),
-            _f("SBQQ__RenewalPricingMethod__c", "_renewal_pricing_method", "cat"),
-            _f("ParentId", "parent_account_id", "id"),
-        )),
-        SfObject("Product2.csv", "products", (
-            _f("Id", "product_id", "id", True),
-            _f("Name", "name", "str", True),
-            _f("Family", "family", "str"),
-            _f("SBQQ__SubscriptionTerm__c", "subscription_term_months", "float"),
-            _f("Gross_Margin__c", "gross_margin", "float", percent=True),
-            _f("RevenueScheduleType", "revenue_schedule_type", "cat"),
-            _f("RevenueInstallmentPeriod", "revenue_installment_period", "cat"),
-            _f("NumberOfRevenueInstallments", "revenue_installments", "int"),
-            _f("SBQQ__ChargeType__c", "_charge_type", "cat"),
-            _f("SBQQ__PricingMethod__c", "pricing_method", "cat"),
-        )),
-        SfObject("Contract.csv", "contracts", (
-            _f("Id", "contract_id", "id", True),
-            _f("AccountId", "account_id", "id", True),
-            _f("StartDate", "start_date", "date", True),
-            _f("EndDate", "end_date", "date"),  # a formula: StartDate + ContractTerm
-            _f("ContractTerm", "term_months", "float"),
-            _f("Status", "status", "str"),
-            _f("SBQQ__Evergreen__c", "evergreen", "bool"),
-            _f("SBQQ__RenewalPricingMethod__c", "renewal_pricing_method", "cat"),
-            _f("SBQQ__RenewalUpliftRate__c", "renewal_uplift_rate", "float", percent=True),
-            _f("SBQQ__Opportunity__c", "_source_opportunity_id", "id"),
-            _f("CreatedDate", "created_date", "date", True),
-        )),
-        SfObject("SBQQ__Subscription__c.csv", "subscriptions", (
-            _f("Id", "subscription_id", "id", True),
-            _f("SBQQ__Contract__c", "contract_id", "id", True),
-            _f("SBQQ__Account__c", "account_id", "id"),
-            _f("SBQQ__Product__c", "product_id", "id", True),
-            _f("SBQQ__StartDate__c", "start_date", "date"),
-            _f("SBQQ__SubscriptionStartDate__c", "_subscription_start_date", "date"),
-            _f("SBQQ__EndDate__c", "end_date", "date"),
-            _f("SBQQ__SubscriptionEndDate__c", "_subscription_end_date", "date"),
-            _f("SBQQ__Quantity__c", "quantity", "float", True),
-            _f("SBQQ__NetPrice__c", "net_price", "float", True),
-            _f("SBQQ__ListPrice__c", "list_price", "float"),
-            _f("SBQQ__ProrateMultiplier__c", "prorate_multiplier", "float"),
-            _f("SBQQ__TerminatedDate__c", "terminated_date", "date"),
-            _f("SBQQ__RevisedSubscription__c", "revised_subscription_id", "id"),
-            _f("SBQQ__SegmentIndex__c", "segment_index", "int"),
-            _f("SBQQ__SegmentStartDate__c", "segment_start_date", "date"),
-            _f("SBQQ__SegmentEndDate__c", "segment_end_date", "date"),
-            _f("SBQQ__SegmentQuantity__c", "segment_quantity", "float"),
-            _f("SBQQ__ChargeType__c", "_charge_type", "cat"),
-            _f("SBQQ__DiscountScheduleType__c", "_discount_schedule_type", "cat"),
-            _f("SBQQ__PricingMethod__c", "_pricing_method", "cat"),
-            _f("CreatedDate", "created_date", "date", True),
-        )),
-        SfObject("Opportunity.csv", "opportunities", (
-            _f("Id", "opportunity_id", "id", True),
-            _f("AccountId", "account_id", "id", True),
-            _f("Type", "_type", "str"),
-            _f("StageName", "stage", "str", True),
-            _f("Probability", "probability", "float", percent=True),
-            _f("CloseDate", "close_date", "date", True),
-            _f("IsClosed", "is_closed", "bool"),
-            _f("IsWon", "is_won", "bool"),
-            _f("Amount", "amount", "float"),
-            _f("SBQQ__Renewal__c", "_renewal", "bool"),
-            _f("SBQQ__RenewedContract__c", "renewed_contract_id", "id"),
-            _f("SBQQ__AmendedContract__c", "amended_contract_id", "id"),
-            _f("ForecastCategoryName", "forecast_category", "str"),
-            _f("CreatedDate", "created_date", "date", True),
-        )),
-        SfObject("OpportunityLineItem.csv", "opportunity_lines", (
-            _f("Id", "line_id", "id", True),
-            _f("OpportunityId", "opportunity_id", "id", True),
-            _f("Product2Id", "product_id", "id", True),
-            _f("Quantity", "quantity", "float", True),
-            _f("UnitPrice", "unit_price", "float", True),
-            _f("TotalPrice", "total_price", "float"),
-            _f("ServiceDate", "service_date", "date"),
-        )),
-        SfObject("OpportunityLineItemSchedule.csv", "schedules", (
-            _f("Id", "schedule_id", "id", True),
-            _f("OpportunityLineItemId", "line_id", "id", True),
-            _f("ScheduleDate", "schedule_date", "date", True),
-            _f("Type", "type", "cat", True),
-            _f("Revenue", "revenue", "float"),
-            _f("Quantity", "quantity", "float"),
-        ), required_file=False),
-        SfObject("OpportunityHistory.csv", "opportunity_history", (
-            _f("Id", "history_id", "id"),
-            _f("OpportunityId", "opportunity_id", "id", True),
-            _f("CreatedDate", "created_date", "date", True),
-            # the same field with its time of day: same-day changes are ordered by it
-            _f("CreatedDate", "created_at", "datetime"),
-            _f("StageName", "stage", "str", True),
-            _f("Probability", "probability", "float", percent=True),
-            _f("Amount", "amount", "float"),
-            _f("CloseDate", "close_date", "date"),
-        ), required_file=False),
-        SfObject("spend.csv", "spend", (
-            _f("month", "month", "date", True),
-            _f("channel", "channel", "str", True),
-            _f("sales_spend", "sales_spend", "float", True),
-            _f("marketing_spend", "marketing_spend", "float", True),
-        ), required_file=False, id_field=None),
-        SfObject("signals.csv", "signals", (
-            _f("account_id", "account_id", "id", True),
-            _f("month", "month", "date", True),
-        ), required_file=False, id_field=None),
-        SfObject("CurrencyType.csv", "fx", (
-            _f("IsoCode", "currency", "str", True),
-            _f("ConversionRate", "rate", "float", True),
-            _f("IsCorporate", "is_reporting", "bool"),
-        ), required_file=False, id_field="IsoCode"),
-        SfObject("DatedConversionRate.csv", "fx_dated", (
-            _f("IsoCode", "currency", "str", True),
-            _f("ConversionRate", "rate", "float", True),
-            # Read as text: Salesforce's first range starts on 0001-01-01 and
-            # its last ends on 9999-12-31, outside the dates pandas holds.
-            _f("StartDate", "_start", "str", True),
-            _f("NextStartDate", "_next", "str"),
-        ), required_file=False),
+        SfObject(
+            "Account.csv",
+            "accounts",
+            (
+                _f("Id", "account_id", "id", True),
+                _f("Name", "name", "str", True),
+                _f("Segment__c", "segment", "str"),
+                _f("Industry", "industry", "str"),
+                _f("Region__c", "region", "str"),
+                _f("Is_Government__c", "is_government", "bool"),
+                _f("CreatedDate", "created_date", "date", True),
+                _f("Acquisition_Channel__c", "acquisition_channel", "str"),
+                _f("SBQQ__RenewalPricingMethod__c", "_renewal_pricing_method", "cat"),
+                _f("ParentId", "parent_account_id", "id"),
+            ),
+        ),
+        SfObject(
+            "Product2.csv",
+            "products",
+            (
+                _f("Id", "product_id", "id", True),
+                _f("Name", "name", "str", True),
+                _f("Family", "family", "str"),
+                _f("SBQQ__SubscriptionTerm__c", "subscription_term_months", "float"),
+                _f("Gross_Margin__c", "gross_margin", "float", percent=True),
+                _f("RevenueScheduleType", "revenue_schedule_type", "cat"),
+                _f("RevenueInstallmentPeriod", "revenue_installment_period", "cat"),
+                _f("NumberOfRevenueInstallments", "revenue_installments", "int"),
+                _f("SBQQ__ChargeType__c", "_charge_type", "cat"),
+                _f("SBQQ__PricingMethod__c", "pricing_method", "cat"),
+            ),
+        ),
+        SfObject(
+            "Contract.csv",
+            "contracts",
+            (
+                _f("Id", "contract_id", "id", True),
+                _f("AccountId", "account_id", "id", True),
+                _f("StartDate", "start_date", "date", True),
+                _f("EndDate", "end_date", "date"),  # a formula: StartDate + ContractTerm
+                _f("ContractTerm", "term_months", "float"),
+                _f("Status", "status", "str"),
+                _f("SBQQ__Evergreen__c", "evergreen", "bool"),
+                _f("SBQQ__RenewalPricingMethod__c", "renewal_pricing_method", "cat"),
+                _f("SBQQ__RenewalUpliftRate__c", "renewal_uplift_rate", "float", percent=True),
+                _f("SBQQ__Opportunity__c", "_source_opportunity_id", "id"),
+                _f("CreatedDate", "created_date", "date", True),
+            ),
+        ),
+        SfObject(
+            "SBQQ__Subscription__c.csv",
+            "subscriptions",
+            (
+                _f("Id", "subscription_id", "id", True),
+                _f("SBQQ__Contract__c", "contract_id", "id", True),
+                _f("SBQQ__Account__c", "account_id", "id"),
+                _f("SBQQ__Product__c", "product_id", "id", True),
+                _f("SBQQ__StartDate__c", "start_date", "date"),
+                _f("SBQQ__SubscriptionStartDate__c", "_subscription_start_date", "date"),
+                _f("SBQQ__EndDate__c", "end_date", "date"),
+                _f("SBQQ__SubscriptionEndDate__c", "_subscription_end_date", "date"),
+                _f("SBQQ__Quantity__c", "quantity", "float", True),
+                _f("SBQQ__NetPrice__c", "net_price", "float", True),
+                _f("SBQQ__ListPrice__c", "list_price", "float"),
+                _f("SBQQ__ProrateMultiplier__c", "prorate_multiplier", "float"),
+                _f("SBQQ__TerminatedDate__c", "terminated_date", "date"),
+                _f("SBQQ__RevisedSubscription__c", "revised_subscription_id", "id"),
+                _f("SBQQ__SegmentIndex__c", "segment_index", "int"),
+                _f("SBQQ__SegmentStartDate__c", "segment_start_date", "date"),
+                _f("SBQQ__SegmentEndDate__c", "segment_end_date", "date"),
+                _f("SBQQ__SegmentQuantity__c", "segment_quantity", "float"),
+                _f("SBQQ__ChargeType__c", "_charge_type", "cat"),
+                _f("SBQQ__DiscountScheduleType__c", "_discount_schedule_type", "cat"),
+                _f("SBQQ__PricingMethod__c", "_pricing_method", "cat"),
+                _f("CreatedDate", "created_date", "date", True),
+            ),
+        ),
+        SfObject(
+            "Opportunity.csv",
+            "opportunities",
+            (
+                _f("Id", "opportunity_id", "id", True),
+                _f("AccountId", "account_id", "id", True),
+                _f("Type", "_type", "str"),
+                _f("StageName", "stage", "str", True),
+                _f("Probability", "probability", "float", percent=True),
+                _f("CloseDate", "close_date", "date", True),
+                _f("IsClosed", "is_closed", "bool"),
+                _f("IsWon", "is_won", "bool"),
+                _f("Amount", "amount", "float"),
+                _f("SBQQ__Renewal__c", "_renewal", "bool"),
+                _f("SBQQ__RenewedContract__c", "renewed_contract_id", "id"),
+                _f("SBQQ__AmendedContract__c", "amended_contract_id", "id"),
+                _f("ForecastCategoryName", "forecast_category", "str"),
+                _f("CreatedDate", "created_date", "date", True),
+            ),
+        ),
+        SfObject(
+            "OpportunityLineItem.csv",
+            "opportunity_lines",
+            (
+                _f("Id", "line_id", "id", True),
+                _f("OpportunityId", "opportunity_id", "id", True),
+                _f("Product2Id", "product_id", "id", True),
+                _f("Quantity", "quantity", "float", True),
+                _f("UnitPrice", "unit_price", "float", True),
+                _f("TotalPrice", "total_price", "float"),
+                _f("ServiceDate", "service_date", "date"),
+            ),
+        ),
+        SfObject(
+            "OpportunityLineItemSchedule.csv",
+            "schedules",
+            (
+                _f("Id", "schedule_id", "id", True),
+                _f("OpportunityLineItemId", "line_id", "id", True),
+                _f("ScheduleDate", "schedule_date", "date", True),
+                _f("Type", "type", "cat", True),
+                _f("Revenue", "revenue", "float"),
+                _f("Quantity", "quantity", "float"),
+            ),
+            required_file=False,
+        ),
+        SfObject(
+            "OpportunityHistory.csv",
+            "opportunity_history",
+            (
+                _f("Id", "history_id", "id"),
+                _f("OpportunityId", "opportunity_id", "id", True),
+                _f("CreatedDate", "created_date", "date", True),
+                # the same field with its time of day: same-day changes are ordered by it
+                _f("CreatedDate", "created_at", "datetime"),
+                _f("StageName", "stage", "str", True),
+                _f("Probability", "probability", "float", percent=True),
+                _f("Amount", "amount", "float"),
+                _f("CloseDate", "close_date", "date"),
+            ),
+            required_file=False,
+        ),
+        SfObject(
+            "spend.csv",
+            "spend",
+            (
+                _f("month", "month", "date", True),
+                _f("channel", "channel", "str", True),
+                _f("sales_spend", "sales_spend", "float", True),
+                _f("marketing_spend", "marketing_spend", "float", True),
+            ),
+            required_file=False,
+            id_field=None,
+        ),
+        SfObject(
+            "signals.csv",
+            "signals",
+            (
+                _f("account_id", "account_id", "id", True),
+                _f("month", "month", "date", True),
+            ),
+            required_file=False,
+            id_field=None,
+        ),
+        SfObject(
+            "CurrencyType.csv",
+            "fx",
+            (
+                _f("IsoCode", "currency", "str", True),
+                _f("ConversionRate", "rate", "float", True),
+                _f("IsCorporate", "is_reporting", "bool"),
+            ),
+            required_file=False,
+            id_field="IsoCode",
+        ),
+        SfObject(
+            "DatedConversionRate.csv",
+            "fx_dated",
+            (
+                _f("IsoCode", "currency", "str", True),
+                _f("ConversionRate", "rate", "float", True),
+                # Read as text: Salesforce's first range starts on 0001-01-01 and
+                # its last ends on 9999-12-31, outside the dates pandas holds.
+                _f("StartDate", "_start", "str", True),
+                _f("NextStartDate", "_next", "str"),
+            ),
+            required_file=False,
+        ),
     ]
 }
 
@@ -249,23 +306,28 @@ OPPORTUNITY_TYPES: dict[str, str] = {
     "existing customer - renewal": "renewal",
 }
 
-_CHARGE_TYPES = {"recurring": "recurring", "one-time": "one_time", "one time": "one_time",
-                 "one_time": "one_time", "usage": "usage"}
+_CHARGE_TYPES = {
+    "recurring": "recurring",
+    "one-time": "one_time",
+    "one time": "one_time",
+    "one_time": "one_time",
+    "usage": "usage",
+}
 
 
 def _fold(value: str) -> str:
     return " ".join(str(value).strip().lower().split())
 
 
-def _opportunity_types(opps: pd.DataFrame, type_map: dict[str, str] | None,
-                       warnings: list[Problem]) -> pd.Series:
+def _opportunity_types(opps: pd.DataFrame, type_map: dict[str, str] | None, warnings: list[Problem]) -> pd.Series:
     """Canonical opportunity type from CPQ's flags, else from ``Type``."""
 
     mapping = dict(OPPORTUNITY_TYPES)
     for key, value in (type_map or {}).items():
         if value not in ALLOWED["opportunity_type"]:
-            raise ValueError(f"type_map maps {key!r} to {value!r}; use one of "
-                             + ", ".join(ALLOWED["opportunity_type"]))
+            raise ValueError(
+                f"type_map maps {key!r} to {value!r}; use one of " + ", ".join(ALLOWED["opportunity_type"])
+            )
         mapping[_fold(key)] = value
     raw = opps["_type"].astype(object)
     folded = raw.map(lambda t: "" if pd.isna(t) else _fold(t))
@@ -284,18 +346,29 @@ def _opportunity_types(opps: pd.DataFrame, type_map: dict[str, str] | None,
         sub = opps[unknown.to_numpy()]
         for value, group in sub.groupby(raw[unknown.to_numpy()].astype(str), sort=True):
             first = group.iloc[0]
-            warnings.append(Problem(
-                str(first["_file"]), int(first["_line"]), str(first["_id"]), "Type", "unknown_opportunity_type",
-                f"Type {value!r} on {len(group)} opportunit{'y' if len(group) == 1 else 'ies'} without a CPQ "
-                "renewal or amendment flag is not a known value; counted as new business. Map it with "
-                "load_book(type_map={" + repr(value) + ": 'upsell'}) (or new_business, renewal, downgrade, "
-                "amendment)", "warning"))
+            warnings.append(
+                Problem(
+                    str(first["_file"]),
+                    int(first["_line"]),
+                    str(first["_id"]),
+                    "Type",
+                    "unknown_opportunity_type",
+                    f"Type {value!r} on {len(group)} opportunit{'y' if len(group) == 1 else 'ies'} without a CPQ "
+                    "renewal or amendment flag is not a known value; counted as new business. Map it with "
+                    "load_book(type_map={" + repr(value) + ": 'upsell'}) (or new_business, renewal, downgrade, "
+                    "amendment)",
+                    "warning",
+                )
+            )
     return pd.Series(out, index=opps.index, dtype="string")
 
 
 def _charge_type_values(values: pd.Series) -> pd.Series:
-    return values.astype(object).map(lambda v: _CHARGE_TYPES.get(_fold(v), v) if isinstance(v, str) else v) \
+    return (
+        values.astype(object)
+        .map(lambda v: _CHARGE_TYPES.get(_fold(v), v) if isinstance(v, str) else v)
         .astype("string")
+    )
 
 
 def _charge_types(subs: pd.DataFrame, products: pd.DataFrame) -> pd.Series:
@@ -313,8 +386,9 @@ def _total_priced(subs: pd.DataFrame, products: pd.DataFrame) -> pd.Series:
     return (slab | (method == "block")).astype("boolean")
 
 
-def from_salesforce(frames: dict[str, pd.DataFrame], *, type_map: dict[str, str] | None = None,
-                    warnings: list[Problem] | None = None) -> dict[str, pd.DataFrame]:
+def from_salesforce(
+    frames: dict[str, pd.DataFrame], *, type_map: dict[str, str] | None = None, warnings: list[Problem] | None = None
+) -> dict[str, pd.DataFrame]:
     """Turn typed Salesforce object frames (canonical column names) into canonical tables.
 
     ``frames`` maps table name to a frame whose columns already carry the
@@ -342,8 +416,9 @@ def from_salesforce(frames: dict[str, pd.DataFrame], *, type_map: dict[str, str]
     missing_end = contracts["end_date"].isna() & ~evergreen.astype(bool)
     if missing_end.any():
         # Salesforce computes EndDate as StartDate + ContractTerm months - 1 day.
-        computed = add_months(contracts.loc[missing_end, "start_date"],
-                               contracts.loc[missing_end, "term_months"]) - pd.Timedelta(days=1)
+        computed = add_months(
+            contracts.loc[missing_end, "start_date"], contracts.loc[missing_end, "term_months"]
+        ) - pd.Timedelta(days=1)
         contracts.loc[missing_end, "end_date"] = computed
     method = contracts["renewal_pricing_method"].astype(object).copy()
     acct_method = accounts.set_index("account_id")["_renewal_pricing_method"]
@@ -353,9 +428,7 @@ def from_salesforce(frames: dict[str, pd.DataFrame], *, type_map: dict[str, str]
     contracts["renewal_pricing_method"] = method.astype("string")
     won_renewal_of = opps.set_index("opportunity_id")["renewed_contract_id"]
     won_renewal_of = won_renewal_of[~won_renewal_of.index.duplicated()]
-    contracts["renewed_contract_id"] = (
-        contracts["_source_opportunity_id"].map(won_renewal_of).astype("string")
-    )
+    contracts["renewed_contract_id"] = contracts["_source_opportunity_id"].map(won_renewal_of).astype("string")
     out["contracts"] = contracts
 
     # Subscriptions: CPQ's StartDate/EndDate formulas fall back to the contract.
@@ -366,9 +439,7 @@ def from_salesforce(frames: dict[str, pd.DataFrame], *, type_map: dict[str, str]
     subs["start_date"] = (
         subs["start_date"].fillna(subs["_subscription_start_date"]).fillna(subs["contract_id"].map(cstart))
     )
-    subs["end_date"] = (
-        subs["end_date"].fillna(subs["_subscription_end_date"]).fillna(subs["contract_id"].map(cend))
-    )
+    subs["end_date"] = subs["end_date"].fillna(subs["_subscription_end_date"]).fillna(subs["contract_id"].map(cend))
     subs["account_id"] = subs["account_id"].fillna(subs["contract_id"].map(caccount)).astype("string")
     subs["prorate_multiplier"] = subs["prorate_multiplier"].fillna(1.0)
     subs["charge_type"] = _charge_types(subs, products)
@@ -411,8 +482,13 @@ def _fmt(series: pd.Series, field: SfField, *, datetime_hour: int | None = None)
 
 _PICKLIST_LABELS = {
     "charge_type": {"recurring": "Recurring", "one_time": "One-Time", "usage": "Usage"},
-    "pricing_method": {"list": "List", "cost": "Cost", "block": "Block", "percent of total": "Percent Of Total",
-                       "custom": "Custom"},
+    "pricing_method": {
+        "list": "List",
+        "cost": "Cost",
+        "block": "Block",
+        "percent of total": "Percent Of Total",
+        "custom": "Custom",
+    },
 }
 #: Type values written for each canonical type, chosen per record (real orgs
 #: mix the standard values with their own).
@@ -421,16 +497,24 @@ _TYPE_VALUES = {
     "renewal": ("Renewal",),
     "upsell": ("Existing Customer - Upgrade", "Upsell", "Add-On"),
     "downgrade": ("Existing Customer - Downgrade",),
-    "amendment": ("Existing Business", "Existing Customer - Upgrade", "Existing Customer - Downgrade",
-                  "Existing Customer - Replacement", "Add-On"),
+    "amendment": (
+        "Existing Business",
+        "Existing Customer - Upgrade",
+        "Existing Customer - Downgrade",
+        "Existing Customer - Replacement",
+        "Add-On",
+    ),
 }
 
 
 def _pick(ids: pd.Series, choices: pd.Series) -> pd.Series:
     """One value per record from its tuple of choices, fixed by the record's id."""
     h = ids.astype(str).map(lambda x: sum(map(ord, x)))
-    return pd.Series([c[k % len(c)] if isinstance(c, tuple) else None for c, k in zip(choices, h, strict=True)],
-                     index=ids.index, dtype=object)
+    return pd.Series(
+        [c[k % len(c)] if isinstance(c, tuple) else None for c, k in zip(choices, h, strict=True)],
+        index=ids.index,
+        dtype=object,
+    )
 
 
 def _open_date(value) -> str:
@@ -444,20 +528,31 @@ def _rate_files(fx_rates: pd.DataFrame, reporting: str) -> dict[str, pd.DataFram
         starts = list(g["start_date"])
         for i, (start, rate) in enumerate(zip(starts, g["rate"], strict=True)):
             nxt = "9999-12-31" if i + 1 == len(starts) else starts[i + 1].strftime("%Y-%m-%d")
-            rows.append({"Id": f"04w{code}{i:012d}", "IsoCode": code, "ConversionRate": repr(float(rate)),
-                         "StartDate": _open_date(start), "NextStartDate": nxt})
+            rows.append(
+                {
+                    "Id": f"04w{code}{i:012d}",
+                    "IsoCode": code,
+                    "ConversionRate": repr(float(rate)),
+                    "StartDate": _open_date(start),
+                    "NextStartDate": nxt,
+                }
+            )
         static.append({"IsoCode": code, "ConversionRate": repr(float(g["rate"].iloc[-1])), "IsCorporate": "false"})
     return {"DatedConversionRate.csv": pd.DataFrame(rows), "CurrencyType.csv": pd.DataFrame(static)}
 
 
 #: Formula fields: Salesforce computes them, so backup tools often leave them out.
-FORMULA_FIELDS = {"Contract.csv": ("EndDate",),
-                  "SBQQ__Subscription__c.csv": ("SBQQ__StartDate__c", "SBQQ__EndDate__c")}
+FORMULA_FIELDS = {"Contract.csv": ("EndDate",), "SBQQ__Subscription__c.csv": ("SBQQ__StartDate__c", "SBQQ__EndDate__c")}
 
 
-def write_salesforce_export(tables: dict[str, pd.DataFrame], out: str | Path, *,
-                            currency: str = "USD", encoding: str = "utf-8",
-                            leave_out: dict[str, tuple[str, ...]] | None = None) -> list[Path]:
+def write_salesforce_export(
+    tables: dict[str, pd.DataFrame],
+    out: str | Path,
+    *,
+    currency: str = "USD",
+    encoding: str = "utf-8",
+    leave_out: dict[str, tuple[str, ...]] | None = None,
+) -> list[Path]:
     """Write canonical tables as a Salesforce export folder.
 
     The inverse of reading: every field of :data:`SALESFORCE_OBJECTS` whose
@@ -518,8 +613,10 @@ def write_salesforce_export(tables: dict[str, pd.DataFrame], out: str | Path, *,
         products["pricing_method"] = products["pricing_method"].map(_PICKLIST_LABELS["pricing_method"])
     if "charge_type" in subs:
         subs["_charge_type"] = subs["charge_type"].map(_PICKLIST_LABELS["charge_type"])
-        block = subs["product_id"].map(products.drop_duplicates("product_id").set_index("product_id")
-                                       ["pricing_method"]) == "Block"
+        block = (
+            subs["product_id"].map(products.drop_duplicates("product_id").set_index("product_id")["pricing_method"])
+            == "Block"
+        )
         total = subs["total_priced"].fillna(False).astype(bool)
         subs["_pricing_method"] = np.where(total & block, "Block", None)
         subs["_discount_schedule_type"] = np.where(total & ~block, "Slab", None)
@@ -531,17 +628,27 @@ def write_salesforce_export(tables: dict[str, pd.DataFrame], out: str | Path, *,
         lines = t["opportunity_lines"]
         lines["_close_date"] = lines["opportunity_id"].map(close)
         t["schedules"]["_close_date"] = t["schedules"]["line_id"].map(
-            lines.drop_duplicates("line_id").set_index("line_id")["_close_date"])
-        dates = {"subscriptions": "start_date", "opportunities": "close_date",
-                 "opportunity_lines": "_close_date", "schedules": "_close_date"}
-        money = {"subscriptions": ["net_price", "list_price"], "opportunities": ["amount"],
-                 "opportunity_lines": ["unit_price", "total_price"], "schedules": ["revenue"]}
+            lines.drop_duplicates("line_id").set_index("line_id")["_close_date"]
+        )
+        dates = {
+            "subscriptions": "start_date",
+            "opportunities": "close_date",
+            "opportunity_lines": "_close_date",
+            "schedules": "_close_date",
+        }
+        money = {
+            "subscriptions": ["net_price", "list_price"],
+            "opportunities": ["amount"],
+            "opportunity_lines": ["unit_price", "total_price"],
+            "schedules": ["revenue"],
+        }
         for name, cols in money.items():
             frame = t.get(name)
             if frame is None or "_currency" not in frame:
                 continue
-            rate = rates_on(fx_rates, frame["_currency"].where(frame["_currency"].notna(), None),
-                            frame[dates[name]], currency)
+            rate = rates_on(
+                fx_rates, frame["_currency"].where(frame["_currency"].notna(), None), frame[dates[name]], currency
+            )
             for col in cols:
                 if col in frame:
                     frame[col] = (frame[col] * rate).round(2)

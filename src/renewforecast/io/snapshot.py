@@ -136,19 +136,30 @@ def read_snapshot(folder: str | Path) -> Book:
     try:
         manifest: dict[str, Any] = json.loads((folder / SNAPSHOT_MANIFEST).read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise SnapshotError(f"{folder} is not a complete Book snapshot: {SNAPSHOT_MANIFEST} cannot be read "
-                            f"({type(exc).__name__}).") from exc
+        raise SnapshotError(
+            f"{folder} is not a complete Book snapshot: {SNAPSHOT_MANIFEST} cannot be read ({type(exc).__name__})."
+        ) from exc
     if manifest.get("format") != _FORMAT:
-        raise SnapshotError(f"{folder} holds a Book snapshot of format {manifest.get('format')!r}; this version "
-                            f"of renewforecast reads format {_FORMAT}.")
+        raise SnapshotError(
+            f"{folder} holds a Book snapshot of format {manifest.get('format')!r}; this version "
+            f"of renewforecast reads format {_FORMAT}."
+        )
     tables = {name: _read(folder / f"{name}.parquet") for name in TABLES}
     extras = {name: _read(folder / f"{name}.parquet") for name in _EXTRA}
     set_aside = {name: _read(folder / _SET_ASIDE / f"{name}.parquet") for name in manifest["set_aside"]}
     known = manifest.get("known_as_of")
-    book = Book(**tables, currency=manifest["currency"], source=manifest["source"], set_aside=set_aside,
-                known_as_of=None if known is None else pd.Timestamp(known),
-                loaded_fingerprint=manifest.get("loaded_fingerprint"), **extras)
+    book = Book(
+        **tables,
+        currency=manifest["currency"],
+        source=manifest["source"],
+        set_aside=set_aside,
+        known_as_of=None if known is None else pd.Timestamp(known),
+        loaded_fingerprint=manifest.get("loaded_fingerprint"),
+        **extras,
+    )
     if book.fingerprint != manifest["fingerprint"]:
-        raise SnapshotError(f"The Book snapshot in {folder} changed after it was written (fingerprint "
-                            f"{book.fingerprint[:12]}, recorded {manifest['fingerprint'][:12]}); it was not used.")
+        raise SnapshotError(
+            f"The Book snapshot in {folder} changed after it was written (fingerprint "
+            f"{book.fingerprint[:12]}, recorded {manifest['fingerprint'][:12]}); it was not used."
+        )
     return book

@@ -33,7 +33,7 @@ def _rule_for(table: str, column: str, check: str) -> str:
     if check == "not_nullable":
         return "missing_value"
     if check.startswith("isin"):
-        if column in ("type",) and table == "schedules" or column == "revenue_schedule_type":
+        if (column in ("type",) and table == "schedules") or column == "revenue_schedule_type":
             return "schedule_type_not_allowed"
         if column == "revenue_installment_period":
             return "schedule_period_not_allowed"
@@ -126,8 +126,13 @@ MAX_AMOUNT = 1e12
 MAX_QUANTITY = 1e9
 MAX_TERM_MONTHS = 1200
 _BOUNDS = {
-    "subscriptions": {"net_price": MAX_AMOUNT, "list_price": MAX_AMOUNT, "quantity": MAX_QUANTITY,
-                      "segment_quantity": MAX_QUANTITY, "prorate_multiplier": MAX_TERM_MONTHS},
+    "subscriptions": {
+        "net_price": MAX_AMOUNT,
+        "list_price": MAX_AMOUNT,
+        "quantity": MAX_QUANTITY,
+        "segment_quantity": MAX_QUANTITY,
+        "prorate_multiplier": MAX_TERM_MONTHS,
+    },
     "products": {"subscription_term_months": MAX_TERM_MONTHS},
     "contracts": {"term_months": MAX_TERM_MONTHS},
     "opportunities": {"amount": MAX_AMOUNT},
@@ -146,10 +151,17 @@ def _bounds(rep: _Reporter, tables: dict[str, pd.DataFrame]) -> None:
             if column not in frame.columns:
                 continue
             values = frame[column].astype("float64")
-            rep.rows(name, (values.abs() > limit).fillna(False).to_numpy(), column, "value_out_of_bounds",
-                     lambda x, column=column, limit=limit: [
-                         f"{v:.6g} is beyond any real {column.replace('_', ' ')} (at most {limit:,.0f} in size): "
-                         "a damaged cell or a unit mistake" for v in x[column]])
+            rep.rows(
+                name,
+                (values.abs() > limit).fillna(False).to_numpy(),
+                column,
+                "value_out_of_bounds",
+                lambda x, column=column, limit=limit: [
+                    f"{v:.6g} is beyond any real {column.replace('_', ' ')} (at most {limit:,.0f} in size): "
+                    "a damaged cell or a unit mistake"
+                    for v in x[column]
+                ],
+            )
 
 
 def _revision_chains(rep: _Reporter, s: pd.DataFrame) -> None:
@@ -158,17 +170,38 @@ def _revision_chains(rep: _Reporter, s: pd.DataFrame) -> None:
         return
     revised = s["revised_subscription_id"]
     own = (revised == s["subscription_id"]).fillna(False).to_numpy(dtype=bool)
-    rep.rows("subscriptions", own, "revised_subscription_id", "self_revision",
-             lambda x: [f"the row names itself ({r}) as the subscription it revises" for r in x["subscription_id"]])
+    rep.rows(
+        "subscriptions",
+        own,
+        "revised_subscription_id",
+        "self_revision",
+        lambda x: [f"the row names itself ({r}) as the subscription it revises" for r in x["subscription_id"]],
+    )
     if revised.notna().any():
         cycle = on_cycle(s["subscription_id"].to_numpy(dtype=object), revised) & ~own
-        rep.rows("subscriptions", cycle, "revised_subscription_id", "revision_cycle",
-                 lambda x: [f"following SBQQ__RevisedSubscription__c from {sid} comes back to it: a revision "
-                            "chain must end at the original row" for sid in x["subscription_id"]])
+        rep.rows(
+            "subscriptions",
+            cycle,
+            "revised_subscription_id",
+            "revision_cycle",
+            lambda x: [
+                f"following SBQQ__RevisedSubscription__c from {sid} comes back to it: a revision "
+                "chain must end at the original row"
+                for sid in x["subscription_id"]
+            ],
+        )
     original = revised.isna().to_numpy() & (s["quantity"].astype("float64") < 0).fillna(False).to_numpy()
-    rep.rows("subscriptions", original, "quantity", "negative_original",
-             lambda x: [f"quantity {q:g} on a row that revises nothing: a decrease is a negative row naming the "
-                        "subscription it revises (SBQQ__RevisedSubscription__c)" for q in x["quantity"]])
+    rep.rows(
+        "subscriptions",
+        original,
+        "quantity",
+        "negative_original",
+        lambda x: [
+            f"quantity {q:g} on a row that revises nothing: a decrease is a negative row naming the "
+            "subscription it revises (SBQQ__RevisedSubscription__c)"
+            for q in x["quantity"]
+        ],
+    )
 
 
 def _price_warnings(rep: _Reporter, tables: dict[str, pd.DataFrame]) -> None:
@@ -179,22 +212,46 @@ def _price_warnings(rep: _Reporter, tables: dict[str, pd.DataFrame]) -> None:
     total = s["total_priced"].fillna(False).astype(bool).to_numpy() if "total_priced" in s else np.zeros(len(s), bool)
     price = s["net_price"].to_numpy(dtype="float64")
     qty = s["quantity"].to_numpy(dtype="float64")
-    rep.rows("subscriptions", ~total & (price < 0), "net_price", "credit_line",
-             lambda x: [f"per-unit price {p:,.2f} is negative: loaded as a credit of {p * q:,.2f} over the term"
-                        for p, q in zip(x["net_price"], x["quantity"], strict=True)], severity="warning")
-    rep.rows("subscriptions", total & (np.sign(price) * np.sign(qty) < 0), "net_price", "total_sign_mismatch",
-             lambda x: [f"line total {p:,.2f} and quantity {q:g} have opposite signs; valued with the "
-                        "quantity's sign (the delta's direction)"
-                        for p, q in zip(x["net_price"], x["quantity"], strict=True)], severity="warning")
+    rep.rows(
+        "subscriptions",
+        ~total & (price < 0),
+        "net_price",
+        "credit_line",
+        lambda x: [
+            f"per-unit price {p:,.2f} is negative: loaded as a credit of {p * q:,.2f} over the term"
+            for p, q in zip(x["net_price"], x["quantity"], strict=True)
+        ],
+        severity="warning",
+    )
+    rep.rows(
+        "subscriptions",
+        total & (np.sign(price) * np.sign(qty) < 0),
+        "net_price",
+        "total_sign_mismatch",
+        lambda x: [
+            f"line total {p:,.2f} and quantity {q:g} have opposite signs; valued with the "
+            "quantity's sign (the delta's direction)"
+            for p, q in zip(x["net_price"], x["quantity"], strict=True)
+        ],
+        severity="warning",
+    )
     if "list_price" in s:
         lst = s["list_price"].to_numpy(dtype="float64")
         with np.errstate(invalid="ignore"):
             above = ~total & (lst > 0) & (price > PLAUSIBLE_RATIO * lst)
-        rep.rows("subscriptions", above, "net_price", "price_above_list",
-                 lambda x: [f"per-unit price {p:,.2f} is {p / lp:,.1f} times its list price {lp:,.2f}: probably "
-                            "a line total (slab discount schedule or block price) on a row not marked as such "
-                            "(SBQQ__DiscountScheduleType__c, SBQQ__PricingMethod__c)"
-                            for p, lp in zip(x["net_price"], x["list_price"], strict=True)], severity="warning")
+        rep.rows(
+            "subscriptions",
+            above,
+            "net_price",
+            "price_above_list",
+            lambda x: [
+                f"per-unit price {p:,.2f} is {p / lp:,.1f} times its list price {lp:,.2f}: probably "
+                "a line total (slab discount schedule or block price) on a row not marked as such "
+                "(SBQQ__DiscountScheduleType__c, SBQQ__PricingMethod__c)"
+                for p, lp in zip(x["net_price"], x["list_price"], strict=True)
+            ],
+            severity="warning",
+        )
     # Value a month per unit against the product's median (recurring rows).
     prod = tables["products"].drop_duplicates("product_id").set_index("product_id")
     term = s["product_id"].map(prod["subscription_term_months"]).astype("float64").fillna(12.0)
@@ -216,10 +273,18 @@ def _price_warnings(rep: _Reporter, tables: dict[str, pd.DataFrame]) -> None:
         odd = np.isfinite(ref) & np.isfinite(per_unit) & (per_unit > PLAUSIBLE_RATIO * ref) & (qty != 0)
     if charge is not None:
         odd &= charge == "recurring"
-    rep.rows("subscriptions", odd, "net_price", "implausible_value",
-             lambda x: [f"worth {v:,.2f} a month per unit, {v / r:,.0f} times the median of its product "
-                        f"({r:,.2f}): check whether the price is a line total or the quantity is in other units"
-                        for v, r in zip(per_unit[odd], ref[odd], strict=True)], severity="warning")
+    rep.rows(
+        "subscriptions",
+        odd,
+        "net_price",
+        "implausible_value",
+        lambda x: [
+            f"worth {v:,.2f} a month per unit, {v / r:,.0f} times the median of its product "
+            f"({r:,.2f}): check whether the price is a line total or the quantity is in other units"
+            for v, r in zip(per_unit[odd], ref[odd], strict=True)
+        ],
+        severity="warning",
+    )
 
 
 class _Reporter:
@@ -244,8 +309,15 @@ class _Reporter:
         target = self.errors if severity == "error" else self.warnings
         for file, line, rid, msg in zip(sub["_file"], sub["_line"], sub["_id"], msgs, strict=True):
             target.append(
-                Problem(str(file), int(line), "" if pd.isna(rid) else str(rid),
-                        self.source_col(table, column), rule, str(msg), severity)
+                Problem(
+                    str(file),
+                    int(line),
+                    "" if pd.isna(rid) else str(rid),
+                    self.source_col(table, column),
+                    rule,
+                    str(msg),
+                    severity,
+                )
             )
 
 
@@ -291,26 +363,56 @@ def validate_tables(
                 row = frame.iloc[int(idx)] if isinstance(idx, (int, np.integer)) else frame.loc[idx]
                 rid = row["_id"]
                 rep.errors.append(
-                    Problem(str(row["_file"]), int(row["_line"]), "" if pd.isna(rid) else str(rid),
-                            rep.source_col(name, str(column)), rule,
-                            _describe(rule, value, str(column), name))
+                    Problem(
+                        str(row["_file"]),
+                        int(row["_line"]),
+                        "" if pd.isna(rid) else str(rid),
+                        rep.source_col(name, str(column)),
+                        rule,
+                        _describe(rule, value, str(column), name),
+                    )
                 )
 
     # 2. Dates that contradict each other.
     c = tables["contracts"]
-    rep.rows("contracts", (c["end_date"] < c["start_date"]).fillna(False), "end_date", "end_before_start",
-             lambda s: [f"end {_fmt_date(e)} is before start {_fmt_date(b)}"
-                        for e, b in zip(s["end_date"], s["start_date"], strict=True)])
-    rep.rows("contracts", c["end_date"].isna() & ~c["evergreen"].fillna(False).astype(bool), "end_date",
-             "missing_end_date", "a non-evergreen contract needs an end date (or a ContractTerm)")
+    rep.rows(
+        "contracts",
+        (c["end_date"] < c["start_date"]).fillna(False),
+        "end_date",
+        "end_before_start",
+        lambda s: [
+            f"end {_fmt_date(e)} is before start {_fmt_date(b)}"
+            for e, b in zip(s["end_date"], s["start_date"], strict=True)
+        ],
+    )
+    rep.rows(
+        "contracts",
+        c["end_date"].isna() & ~c["evergreen"].fillna(False).astype(bool),
+        "end_date",
+        "missing_end_date",
+        "a non-evergreen contract needs an end date (or a ContractTerm)",
+    )
     s = tables["subscriptions"]
-    rep.rows("subscriptions", (s["end_date"] < s["start_date"]).fillna(False), "end_date", "end_before_start",
-             lambda x: [f"end {_fmt_date(e)} is before start {_fmt_date(b)}"
-                        for e, b in zip(x["end_date"], x["start_date"], strict=True)])
-    rep.rows("subscriptions", (s["segment_end_date"] < s["segment_start_date"]).fillna(False),
-             "segment_end_date", "end_before_start",
-             lambda x: [f"segment end {_fmt_date(e)} is before segment start {_fmt_date(b)}"
-                        for e, b in zip(x["segment_end_date"], x["segment_start_date"], strict=True)])
+    rep.rows(
+        "subscriptions",
+        (s["end_date"] < s["start_date"]).fillna(False),
+        "end_date",
+        "end_before_start",
+        lambda x: [
+            f"end {_fmt_date(e)} is before start {_fmt_date(b)}"
+            for e, b in zip(x["end_date"], x["start_date"], strict=True)
+        ],
+    )
+    rep.rows(
+        "subscriptions",
+        (s["segment_end_date"] < s["segment_start_date"]).fillna(False),
+        "segment_end_date",
+        "end_before_start",
+        lambda x: [
+            f"segment end {_fmt_date(e)} is before segment start {_fmt_date(b)}"
+            for e, b in zip(x["segment_end_date"], x["segment_start_date"], strict=True)
+        ],
+    )
 
     # 3. References to ids that do not exist.
     keys = {n: set(tables[n][TABLES[n].key].dropna()) for n in tables if n in TABLES and TABLES[n].key}
@@ -322,35 +424,61 @@ def validate_tables(
                 continue
             ref = frame[column]
             bad = ref.notna() & ~ref.isin(keys[target])
-            rep.rows(name, bad, column, "unknown_reference",
-                     lambda x, column=column, target=target: [
-                         f"{v!r} is not an id in {target}" for v in x[column]])
+            rep.rows(
+                name,
+                bad,
+                column,
+                "unknown_reference",
+                lambda x, column=column, target=target: [f"{v!r} is not an id in {target}" for v in x[column]],
+            )
 
     # 4. Product default schedule: type, period and count are all set or all blank.
     p = tables["products"]
     parts = p[["revenue_schedule_type", "revenue_installment_period", "revenue_installments"]].notna()
     mixed = parts.any(axis=1) & ~parts.all(axis=1)
-    rep.rows("products", mixed, "revenue_schedule_type", "schedule_fields_inconsistent",
-             "RevenueScheduleType, RevenueInstallmentPeriod and NumberOfRevenueInstallments "
-             "must be all set or all blank")
+    rep.rows(
+        "products",
+        mixed,
+        "revenue_schedule_type",
+        "schedule_fields_inconsistent",
+        "RevenueScheduleType, RevenueInstallmentPeriod and NumberOfRevenueInstallments must be all set or all blank",
+    )
 
     # 5. Schedule rows: the values their type requires.
     sc = tables["schedules"]
     t = sc["type"]
     need_rev = t.isin(["revenue", "both"]) & sc["revenue"].isna()
     need_qty = t.isin(["quantity", "both"]) & sc["quantity"].isna()
-    rep.rows("schedules", need_rev.fillna(False), "revenue", "schedule_values_inconsistent",
-             "a Revenue or Both schedule row needs a Revenue value")
-    rep.rows("schedules", need_qty.fillna(False), "quantity", "schedule_values_inconsistent",
-             "a Quantity or Both schedule row needs a Quantity value")
+    rep.rows(
+        "schedules",
+        need_rev.fillna(False),
+        "revenue",
+        "schedule_values_inconsistent",
+        "a Revenue or Both schedule row needs a Revenue value",
+    )
+    rep.rows(
+        "schedules",
+        need_qty.fillna(False),
+        "quantity",
+        "schedule_values_inconsistent",
+        "a Quantity or Both schedule row needs a Quantity value",
+    )
 
     # 5b. Account hierarchy: ParentId chains must end.
     a = tables["accounts"]
     if "parent_account_id" in a.columns and a["parent_account_id"].notna().any():
         in_cycle = _hierarchy_cycles(a)
-        rep.rows("accounts", in_cycle, "parent_account_id", "hierarchy_cycle",
-                 lambda x: [f"following ParentId from {aid} comes back to it; an account hierarchy must end "
-                            "at an account without a parent" for aid in x["account_id"]])
+        rep.rows(
+            "accounts",
+            in_cycle,
+            "parent_account_id",
+            "hierarchy_cycle",
+            lambda x: [
+                f"following ParentId from {aid} comes back to it; an account hierarchy must end "
+                "at an account without a parent"
+                for aid in x["account_id"]
+            ],
+        )
 
     # 5c. Revision chains and plausible magnitudes.
     _revision_chains(rep, s)
@@ -362,11 +490,17 @@ def validate_tables(
         if frame is None or not len(frame):
             continue
         dup = frame.duplicated(cols, keep="first")
-        rep.rows(name, dup, cols[-1], "duplicate_key",
-                 lambda x, cols=cols: [
-                     "another row has the same " + ", ".join(
-                         f"{k}={_fmt_date(v) if k == 'month' else v}" for k, v in zip(cols, vals, strict=True))
-                     for vals in x[cols].itertuples(index=False)])
+        rep.rows(
+            name,
+            dup,
+            cols[-1],
+            "duplicate_key",
+            lambda x, cols=cols: [
+                "another row has the same "
+                + ", ".join(f"{k}={_fmt_date(v) if k == 'month' else v}" for k, v in zip(cols, vals, strict=True))
+                for vals in x[cols].itertuples(index=False)
+            ],
+        )
 
     # --- warnings -------------------------------------------------------
     lines = tables["opportunity_lines"]
@@ -377,39 +511,77 @@ def validate_tables(
         total = total[~total.index.duplicated()]
         joined = lines["line_id"].map(sums)
         off = joined.notna() & ((joined - lines["total_price"]).abs() > CENT)
-        rep.rows("opportunity_lines", off.to_numpy(), "total_price", "schedule_total_mismatch",
-                 lambda x: [f"schedule rows sum to {lines_sum:,.2f}, the line total is {t_:,.2f}"
-                            for lines_sum, t_ in zip(x["line_id"].map(sums), x["total_price"], strict=True)],
-                 severity="warning")
+        rep.rows(
+            "opportunity_lines",
+            off.to_numpy(),
+            "total_price",
+            "schedule_total_mismatch",
+            lambda x: [
+                f"schedule rows sum to {lines_sum:,.2f}, the line total is {t_:,.2f}"
+                for lines_sum, t_ in zip(x["line_id"].map(sums), x["total_price"], strict=True)
+            ],
+            severity="warning",
+        )
         qty_rows = sc[sc["type"].isin(["quantity", "both"])]
         qsums = qty_rows.groupby("line_id", sort=False)["quantity"].sum()
         qjoined = lines["line_id"].map(qsums)
         qoff = qjoined.notna() & ((qjoined - lines["quantity"]).abs() > 1e-6)
-        rep.rows("opportunity_lines", qoff.to_numpy(), "quantity", "schedule_quantity_mismatch",
-                 lambda x: [f"schedule quantities sum to {q:g}, the line quantity is {l_:g}"
-                            for q, l_ in zip(x["line_id"].map(qsums), x["quantity"], strict=True)],
-                 severity="warning")
+        rep.rows(
+            "opportunity_lines",
+            qoff.to_numpy(),
+            "quantity",
+            "schedule_quantity_mismatch",
+            lambda x: [
+                f"schedule quantities sum to {q:g}, the line quantity is {l_:g}"
+                for q, l_ in zip(x["line_id"].map(qsums), x["quantity"], strict=True)
+            ],
+            severity="warning",
+        )
 
     con = c.drop_duplicates("contract_id").set_index("contract_id")
     cs = s["contract_id"].map(con["start_date"])
     ce = s["contract_id"].map(con["end_date"])
     outside = ((s["start_date"] < cs) | (s["end_date"] > ce)).fillna(False)
-    rep.rows("subscriptions", outside.to_numpy(), "start_date", "subscription_outside_contract",
-             lambda x: [f"runs {_fmt_date(a)} to {_fmt_date(b)}, its contract {_fmt_date(ca)} to {_fmt_date(cb)}"
-                        for a, b, ca, cb in zip(x["start_date"], x["end_date"],
-                                                x["contract_id"].map(con["start_date"]),
-                                                x["contract_id"].map(con["end_date"]), strict=True)],
-             severity="warning")
+    rep.rows(
+        "subscriptions",
+        outside.to_numpy(),
+        "start_date",
+        "subscription_outside_contract",
+        lambda x: [
+            f"runs {_fmt_date(a)} to {_fmt_date(b)}, its contract {_fmt_date(ca)} to {_fmt_date(cb)}"
+            for a, b, ca, cb in zip(
+                x["start_date"],
+                x["end_date"],
+                x["contract_id"].map(con["start_date"]),
+                x["contract_id"].map(con["end_date"]),
+                strict=True,
+            )
+        ],
+        severity="warning",
+    )
     cacc = s["contract_id"].map(con["account_id"])
     mismatch = (cacc.notna() & (cacc != s["account_id"])).fillna(False)
-    rep.rows("subscriptions", mismatch.to_numpy(), "account_id", "account_mismatch",
-             lambda x: [f"account {a} differs from its contract's account {b}"
-                        for a, b in zip(x["account_id"], x["contract_id"].map(con["account_id"]), strict=True)],
-             severity="warning")
+    rep.rows(
+        "subscriptions",
+        mismatch.to_numpy(),
+        "account_id",
+        "account_mismatch",
+        lambda x: [
+            f"account {a} differs from its contract's account {b}"
+            for a, b in zip(x["account_id"], x["contract_id"].map(con["account_id"]), strict=True)
+        ],
+        severity="warning",
+    )
     _price_warnings(rep, tables)
     no_subs = ~c["contract_id"].isin(set(s["contract_id"]))
-    rep.rows("contracts", no_subs.to_numpy(), "contract_id", "contract_without_subscriptions",
-             "the contract has no subscription rows", severity="warning")
+    rep.rows(
+        "contracts",
+        no_subs.to_numpy(),
+        "contract_id",
+        "contract_without_subscriptions",
+        "the contract has no subscription rows",
+        severity="warning",
+    )
 
     def order(p: Problem):
         return (p.file, p.line if p.line is not None else 0, p.column, p.rule)

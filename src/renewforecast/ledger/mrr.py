@@ -27,8 +27,14 @@ __all__ = ["CHURN_AT", "FX_BASES", "MOVEMENTS", "mrr_movements", "mrr_table"]
 #: When lost revenue stops counting: when service ends, or when the loss is booked.
 CHURN_AT = ("term_end", "cancellation")
 
-def _intervals(book: Book, churn_at: str = "term_end",
-               columns=("account_id", "contract_id", "product_id"), *, with_currency: bool = False) -> pd.DataFrame:
+
+def _intervals(
+    book: Book,
+    churn_at: str = "term_end",
+    columns=("account_id", "contract_id", "product_id"),
+    *,
+    with_currency: bool = False,
+) -> pd.DataFrame:
     """Ledger rows with the first and last month end (as month numbers) they count at."""
     if churn_at not in CHURN_AT:
         raise ValueError(f"churn_at must be one of {CHURN_AT}, not {churn_at!r}")
@@ -43,8 +49,7 @@ def _intervals(book: Book, churn_at: str = "term_end",
         booked = subs["created_date"].where(subs["terminated_date"].notna())
         # The chain's last counted day is the day before the termination was booked.
         booked_by_root = booked.groupby(root).min() - pd.Timedelta(days=1)
-        term = np.where(np.isnat(term), term,
-                        pd.Series(root).map(booked_by_root).to_numpy(dtype="datetime64[ns]"))
+        term = np.where(np.isnat(term), term, pd.Series(root).map(booked_by_root).to_numpy(dtype="datetime64[ns]"))
         lost_on = subs["contract_id"].map(lost_renewal_dates(book)).to_numpy(dtype="datetime64[ns]")
         cut = ~np.isnat(lost_on) & (np.isnat(stop) | (lost_on <= stop))
         stop = np.where(cut, lost_on - np.timedelta64(1, "D"), stop)
@@ -53,16 +58,19 @@ def _intervals(book: Book, churn_at: str = "term_end",
     not_month_end = ~np.isnat(d_to) & ((d_to + 1).astype("datetime64[M]") == d_to.astype("datetime64[M]"))
     last = last - not_month_end.astype(np.int64)
     first = month_number(v["from_date"].astype("datetime64[D]"))
-    out = pd.DataFrame({
-        **{c: object_values(subs[c]) for c in dict.fromkeys(("account_id", *columns))},
-        "from_date": v["from_date"],
-        "mrr": v["quantity"] * v["annual_value"] / 12.0,
-        "first": first,
-        "last": last,
-    })
+    out = pd.DataFrame(
+        {
+            **{c: object_values(subs[c]) for c in dict.fromkeys(("account_id", *columns))},
+            "from_date": v["from_date"],
+            "mrr": v["quantity"] * v["annual_value"] / 12.0,
+            "first": first,
+            "last": last,
+        }
+    )
     if with_currency:
-        out["currency"] = (object_values(subs["currency"]) if "currency" in subs.columns
-                           else np.full(len(subs), None, dtype=object))
+        out["currency"] = (
+            object_values(subs["currency"]) if "currency" in subs.columns else np.full(len(subs), None, dtype=object)
+        )
     # One-time fees and usage are never MRR.
     recurring = charge_types(subs) == "recurring"
     return out if recurring.all() else out[recurring].reset_index(drop=True)
@@ -81,8 +89,16 @@ def _month_range(book: Book, iv: pd.DataFrame, start, end) -> tuple[int, int]:
     return lo, max(lo, hi)
 
 
-def _dense(codes: np.ndarray, first: np.ndarray, last: np.ndarray, weights: np.ndarray,
-           n_groups: int, lo: int, hi: int, with_counts: bool = True):
+def _dense(
+    codes: np.ndarray,
+    first: np.ndarray,
+    last: np.ndarray,
+    weights: np.ndarray,
+    n_groups: int,
+    lo: int,
+    hi: int,
+    with_counts: bool = True,
+):
     """Per group and month end: sum of weights of rows active then (and their count)."""
     n_months = hi - lo + 1
     f = np.clip(first, lo, hi + 1) - lo
@@ -112,12 +128,17 @@ def _fx_basis(book: Book, fx: str, fx_date) -> bool:
     if fx == "constant" and fx_date is None:
         raise ValueError("fx='constant' needs fx_date: the day whose rates value every month")
     subs = book.subscriptions
-    return (fx != "booked" and len(book.fx_rates) > 0 and "currency" in subs.columns
-            and bool(subs["currency"].notna().any()))
+    return (
+        fx != "booked"
+        and len(book.fx_rates) > 0
+        and "currency" in subs.columns
+        and bool(subs["currency"].notna().any())
+    )
 
 
-def _dense_fx(book: Book, iv: pd.DataFrame, codes: np.ndarray, n_groups: int, lo: int, hi: int,
-              fx: str, fx_date) -> tuple[np.ndarray, np.ndarray]:
+def _dense_fx(
+    book: Book, iv: pd.DataFrame, codes: np.ndarray, n_groups: int, lo: int, hi: int, fx: str, fx_date
+) -> tuple[np.ndarray, np.ndarray]:
     """Per group and month end: MRR at the chosen rates, and last month's MRR at this month's rates.
 
     Each row's booked amount goes back to its own currency at the rate of its
@@ -134,21 +155,37 @@ def _dense_fx(book: Book, iv: pd.DataFrame, codes: np.ndarray, n_groups: int, lo
     keys = pd.Series(cur).fillna("").to_numpy(dtype=object)
     for code in pd.unique(keys):
         rows = keys == code
-        native, _ = _dense(codes[rows], iv["first"].to_numpy()[rows], iv["last"].to_numpy()[rows],
-                           iv["mrr"].to_numpy()[rows] * booked[rows], n_groups, lo, hi, with_counts=False)
+        native, _ = _dense(
+            codes[rows],
+            iv["first"].to_numpy()[rows],
+            iv["last"].to_numpy()[rows],
+            iv["mrr"].to_numpy()[rows] * booked[rows],
+            n_groups,
+            lo,
+            hi,
+            with_counts=False,
+        )
         if fx == "spot":
             rate = rates_on(book.fx_rates, [code or None] * n_months, months, book.currency)
         else:
-            rate = np.repeat(rates_on(book.fx_rates, [code or None], [pd.Timestamp(fx_date)], book.currency),
-                             n_months)
+            rate = np.repeat(rates_on(book.fx_rates, [code or None], [pd.Timestamp(fx_date)], book.currency), n_months)
         rate = np.where(np.isfinite(rate), rate, 1.0)
         values += native / rate[None, :]
         revalued[:, 1:] += native[:, :-1] / rate[None, 1:]
     return values, revalued
 
 
-def mrr_table(book: Book, start=None, end=None, by=("account_id",), *, churn_at: str = "term_end",
-              customer: str = "account", fx: str = "booked", fx_date=None) -> pd.DataFrame:
+def mrr_table(
+    book: Book,
+    start=None,
+    end=None,
+    by=("account_id",),
+    *,
+    churn_at: str = "term_end",
+    customer: str = "account",
+    fx: str = "booked",
+    fx_date=None,
+) -> pd.DataFrame:
     """Monthly recurring revenue at each month end, from the subscription ledger.
 
     Parameters
@@ -199,17 +236,22 @@ def mrr_table(book: Book, start=None, end=None, by=("account_id",), *, churn_at:
     """
     keys = [by] if isinstance(by, str) else list(by)
     revalue = _fx_basis(book, fx, fx_date)
-    iv = _intervals(book, churn_at, columns=[k for k in keys if k in ("contract_id", "product_id")],
-                    with_currency=revalue)
+    iv = _intervals(
+        book, churn_at, columns=[k for k in keys if k in ("contract_id", "product_id")], with_currency=revalue
+    )
     iv["account_id"] = customer_ids(book, iv["account_id"].to_numpy(dtype=object), customer)
     lo, hi = _month_range(book, iv, start, end)
     codes, uniques = group_codes(iv, keys, book)
     n_groups = len(uniques) if keys else 1
     months = month_end_of(np.arange(lo, hi + 1))
     if not len(iv):
-        return pd.DataFrame({"month": pd.Series(dtype="datetime64[ns]"),
-                             **{k: pd.Series(dtype="string") for k in keys},
-                             "mrr": pd.Series(dtype="float64")})
+        return pd.DataFrame(
+            {
+                "month": pd.Series(dtype="datetime64[ns]"),
+                **{k: pd.Series(dtype="string") for k in keys},
+                "mrr": pd.Series(dtype="float64"),
+            }
+        )
     parts = []
     # Bound memory: groups are processed in blocks of at most ~20M cells.
     block = max(1, 20_000_000 // (hi - lo + 2))
@@ -343,8 +385,12 @@ def mrr_movements(
         empty = {"month": pd.Series(dtype="datetime64[ns]"), **{k: pd.Series(dtype="string") for k in keys}}
         empty.update({c: pd.Series(dtype="float64") for c in cols[2:]})
         if by is not None:
-            empty.update({c: pd.Series(dtype="int64") for c in
-                          ["customers_start", "customers_end", *[f"n_{m}" for m in MOVEMENTS]]})
+            empty.update(
+                {
+                    c: pd.Series(dtype="int64")
+                    for c in ["customers_start", "customers_end", *[f"n_{m}" for m in MOVEMENTS]]
+                }
+            )
         return pd.DataFrame(empty)
     full_lo, hi = _month_range(book, iv, None, end)
     lo = full_lo if start is None else max(full_lo, _month_range(book, iv, start, None)[0])
@@ -354,8 +400,16 @@ def mrr_movements(
     if revalue:
         values, revalued = _dense_fx(book, iv, codes, n, full_lo - 1, hi, fx, fx_date)
     else:
-        values, _ = _dense(codes, iv["first"].to_numpy(), iv["last"].to_numpy(), iv["mrr"].to_numpy(),
-                           n, full_lo - 1, hi, with_counts=False)
+        values, _ = _dense(
+            codes,
+            iv["first"].to_numpy(),
+            iv["last"].to_numpy(),
+            iv["mrr"].to_numpy(),
+            n,
+            full_lo - 1,
+            hi,
+            with_counts=False,
+        )
     values = np.where(np.abs(values) > CENT, values, 0.0)
     active = values != 0.0
     prev, cur = values[:, :-1], values[:, 1:]

@@ -45,7 +45,7 @@ def month_fractions(first_day: np.ndarray, last_day: np.ndarray, lo: int, hi: in
     ([1], 16, 10)
     """
     lo_day = np.datetime64(lo, "M").astype("datetime64[D]")
-    hi_day = (np.datetime64(hi + 1, "M").astype("datetime64[D]") - np.timedelta64(1, "D"))
+    hi_day = np.datetime64(hi + 1, "M").astype("datetime64[D]") - np.timedelta64(1, "D")
     f = np.maximum(first_day.astype("datetime64[D]"), lo_day)
     last = last_day.astype("datetime64[D]")
     lst = np.where(np.isnat(last), hi_day, np.minimum(last, hi_day))
@@ -91,8 +91,9 @@ def spread_over_months(codes, mf, ml, frac_first, frac_last, rate, n_groups, lo,
     return (out.reshape(n_groups, width) + full)[:, :n_months]
 
 
-def fees_and_usage(v: dict, amounts: pd.DataFrame, codes: np.ndarray, n_groups: int, lo: int, hi: int
-                    ) -> tuple[np.ndarray, np.ndarray]:
+def fees_and_usage(
+    v: dict, amounts: pd.DataFrame, codes: np.ndarray, n_groups: int, lo: int, hi: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Groups x months of one-time fees (whole, in the month they start) and usage (over its dates).
 
     ``v`` is :func:`~renewforecast.ledger.valuation.row_values` of the Book,
@@ -128,8 +129,7 @@ def fees_and_usage(v: dict, amounts: pd.DataFrame, codes: np.ndarray, n_groups: 
     return one_time, usage
 
 
-def recognized_revenue(book: Book, start, end, by: str | list[str] | tuple[str, ...] | None = None
-                       ) -> pd.DataFrame:
+def recognized_revenue(book: Book, start, end, by: str | list[str] | tuple[str, ...] | None = None) -> pd.DataFrame:
     """Subscription revenue recognised day by day and summed into calendar months.
 
     Each ledger row earns its MRR spread evenly over the days of each
@@ -187,8 +187,12 @@ def recognized_revenue(book: Book, start, end, by: str | list[str] | tuple[str, 
     amounts = row_amounts(book)
     charge = amounts["charge_type"].to_numpy(dtype=object)
     ledger_cols = [k for k in keys if k in subs.columns or k == "charge_type"]
-    base = pd.DataFrame({c: (charge if c == "charge_type" else object_values(subs[c]))
-                         for c in dict.fromkeys(("account_id", *ledger_cols))})
+    base = pd.DataFrame(
+        {
+            c: (charge if c == "charge_type" else object_values(subs[c]))
+            for c in dict.fromkeys(("account_id", *ledger_cols))
+        }
+    )
     codes_all, uniques = group_codes(base, keys, book)
     n_groups = len(uniques) if keys else 1
     # Recurring rows earn their MRR day by day over their dates.
@@ -206,7 +210,6 @@ def recognized_revenue(book: Book, start, end, by: str | list[str] | tuple[str, 
     out["revenue"] = np.round(values.ravel(), 2) + 0.0  # no negative zeros
     result = pd.DataFrame(out)
     for k in keys:
-        if (k in ("account_id", "contract_id", "product_id", "charge_type")
-                or str(book.accounts[k].dtype) == "string"):
+        if k in ("account_id", "contract_id", "product_id", "charge_type") or str(book.accounts[k].dtype) == "string":
             result[k] = result[k].astype("string")
     return result.sort_values(["month", *keys], kind="stable").reset_index(drop=True)

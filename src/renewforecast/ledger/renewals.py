@@ -82,10 +82,7 @@ def renewal_decisions(book: Book, as_of=None) -> pd.DataFrame:
     terminated = con["terminated_date"].notna() & (con["terminated_date"] < con["end_date"])
     ended = con["end_date"] < cut
     outcome = np.select(
-        [con["renewal_contract_id"].notna(),
-         terminated,
-         opp_closed & ~opp_won,
-         opp_open | ~ended],
+        [con["renewal_contract_id"].notna(), terminated, opp_closed & ~opp_won, opp_open | ~ended],
         ["renewed", "terminated", "churned", "open"],
         "churned",
     )
@@ -114,8 +111,12 @@ def lost_renewal_dates(book: Book) -> pd.Series:
     True
     """
     opps = book.opportunities
-    lost = opps[(opps["type"] == "renewal") & opps["is_closed"].fillna(False).astype(bool)
-                & ~opps["is_won"].fillna(False).astype(bool) & opps["renewed_contract_id"].notna()]
+    lost = opps[
+        (opps["type"] == "renewal")
+        & opps["is_closed"].fillna(False).astype(bool)
+        & ~opps["is_won"].fillna(False).astype(bool)
+        & opps["renewed_contract_id"].notna()
+    ]
     renewed = set(book.contracts["renewed_contract_id"].dropna())
     lost = lost[~lost["renewed_contract_id"].isin(renewed)]
     return lost.groupby("renewed_contract_id")["close_date"].min()

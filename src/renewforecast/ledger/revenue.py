@@ -12,22 +12,31 @@ public names on ``renewforecast``); this module only re-exports them.
 
 from __future__ import annotations
 
-from renewforecast.dates import last_month_end, month_end_of, month_number
+from renewforecast.dates import last_month_end
 from renewforecast.ledger.hierarchy import ultimate_parents
 from renewforecast.ledger.mrr import MOVEMENTS, mrr_movements, mrr_table
-from renewforecast.ledger.recognition import fees_and_usage, month_fractions, recognized_revenue, spread_over_months
+from renewforecast.ledger.recognition import recognized_revenue
 from renewforecast.ledger.set_aside import quarantine_report, set_aside_summary
 from renewforecast.ledger.valuation import (
     CHARGE_TYPES,
     arr_on,
     counts_on,
-    last_counted_day,
     ledger,
-    object_values,
     row_amounts,
-    row_values,
 )
 
-__all__ = ["CHARGE_TYPES", "MOVEMENTS", "arr_on", "counts_on", "last_month_end", "ledger", "mrr_movements",
-           "mrr_table", "quarantine_report", "recognized_revenue", "row_amounts", "set_aside_summary",
-           "ultimate_parents"]
+__all__ = [
+    "CHARGE_TYPES",
+    "MOVEMENTS",
+    "arr_on",
+    "counts_on",
+    "last_month_end",
+    "ledger",
+    "mrr_movements",
+    "mrr_table",
+    "quarantine_report",
+    "recognized_revenue",
+    "row_amounts",
+    "set_aside_summary",
+    "ultimate_parents",
+]

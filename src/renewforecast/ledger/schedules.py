@@ -42,12 +42,12 @@ def _check(schedule_type: str, period: str, installments: int) -> tuple[str, str
         raise RenewForecastError(
             f"installment period {period!r} is not one of Daily, Weekly, Monthly, Quarterly, Yearly"
         )
-    if isinstance(installments, bool) or int(installments) != installments or not (
-        1 <= int(installments) <= MAX_INSTALLMENTS
+    if (
+        isinstance(installments, bool)
+        or int(installments) != installments
+        or not (1 <= int(installments) <= MAX_INSTALLMENTS)
     ):
-        raise RenewForecastError(
-            f"{installments!r} installments: Salesforce allows a whole number from 1 to 150"
-        )
+        raise RenewForecastError(f"{installments!r} installments: Salesforce allows a whole number from 1 to 150")
     return t, p
 
 
@@ -70,9 +70,7 @@ def installment_dates(start, period: str, installments: int) -> pd.DatetimeIndex
     return pd.DatetimeIndex(dates.astype("datetime64[ns]"))
 
 
-def establish_schedule(
-    amount: float, start, schedule_type: str, period: str, installments: int
-) -> pd.DataFrame:
+def establish_schedule(amount: float, start, schedule_type: str, period: str, installments: int) -> pd.DataFrame:
     """Establish one line's revenue schedule the way Salesforce does.
 
     Parameters
@@ -116,9 +114,7 @@ def establish_schedule(
         each = (total / n).quantize(Decimal("0.01"), rounding=ROUND_DOWN)
         last = total - each * (n - 1)
         revenue = [float(each)] * (n - 1) + [float(last)]
-    return pd.DataFrame(
-        {"installment": range(1, n + 1), "schedule_date": dates, "revenue": revenue}
-    )
+    return pd.DataFrame({"installment": range(1, n + 1), "schedule_date": dates, "revenue": revenue})
 
 
 def _shift(
@@ -189,16 +185,13 @@ def _shift(
     return table[pos]
 
 
-def _split_cents(
-    total: np.ndarray, n: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
+def _split_cents(total: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per line: each installment but the last, and the last, of total over n."""
     finite = np.isfinite(total)
     cents = np.round(np.where(finite, total, 0.0) * 100.0).astype(np.int64)
     each = np.sign(cents) * (np.abs(cents) // n)  # truncate toward zero, as to the cent
     last = cents - each * (n - 1)
-    return (np.where(finite, each / 100.0, np.nan),
-            np.where(finite, last / 100.0, np.nan))
+    return (np.where(finite, each / 100.0, np.nan), np.where(finite, last / 100.0, np.nan))
 
 
 def expand_schedules(lines: pd.DataFrame) -> pd.DataFrame:
@@ -257,8 +250,9 @@ def expand_schedules(lines: pd.DataFrame) -> pd.DataFrame:
         raise RenewForecastError(
             f"{int(bad.sum())} line(s) have a schedule Salesforce does not allow "
             "(type Divide/Repeat; period Daily/Weekly/Monthly/Quarterly/Yearly; 1 to 150 installments): "
-            + "; ".join(f"{r.line_id}: {r.schedule_type}/{r.period}/{r.installments}"
-                        for r in shown.itertuples(index=False))
+            + "; ".join(
+                f"{r.line_id}: {r.schedule_type}/{r.period}/{r.installments}" for r in shown.itertuples(index=False)
+            )
         )
     n = n_raw.astype(np.int64)
     total = int(n.sum())
@@ -356,15 +350,22 @@ def line_schedules(book) -> pd.DataFrame:
     opp_of = lines.set_index("line_id")["opportunity_id"]
     sched = book.schedules[book.schedules["type"].isin(["revenue", "both"]) & book.schedules["revenue"].notna()]
     sched = sched[sched["line_id"].isin(set(lines["line_id"]))]
-    parts = [pd.DataFrame({"line_id": sched["line_id"].to_numpy(),
-                           "opportunity_id": sched["line_id"].map(opp_of).to_numpy(),
-                           "schedule_date": sched["schedule_date"].to_numpy(dtype="datetime64[ns]"),
-                           "revenue": sched["revenue"].to_numpy(dtype="float64"),
-                           "source": "export"})]
+    parts = [
+        pd.DataFrame(
+            {
+                "line_id": sched["line_id"].to_numpy(),
+                "opportunity_id": sched["line_id"].map(opp_of).to_numpy(),
+                "schedule_date": sched["schedule_date"].to_numpy(dtype="datetime64[ns]"),
+                "revenue": sched["revenue"].to_numpy(dtype="float64"),
+                "source": "export",
+            }
+        )
+    ]
     rest = lines[~lines["line_id"].isin(set(sched["line_id"]))]
     if len(rest):
         close = rest["opportunity_id"].map(
-            book.opportunities.drop_duplicates("opportunity_id").set_index("opportunity_id")["close_date"])
+            book.opportunities.drop_duplicates("opportunity_id").set_index("opportunity_id")["close_date"]
+        )
         start = rest["service_date"].fillna(close)
         products = book.products.drop_duplicates("product_id").set_index("product_id")
         stype = rest["product_id"].map(products["revenue_schedule_type"]).astype(object)
@@ -373,20 +374,40 @@ def line_schedules(book) -> pd.DataFrame:
         has_default = (stype.notna() & period.notna() & n.notna() & start.notna()).to_numpy()
         if has_default.any():
             d = rest[has_default]
-            expanded = expand_schedules(pd.DataFrame({
-                "line_id": d["line_id"].to_numpy(), "amount": d["total_price"].to_numpy(dtype="float64"),
-                "start_date": start[has_default].to_numpy(), "schedule_type": stype[has_default].to_numpy(),
-                "period": period[has_default].to_numpy(), "installments": n[has_default].to_numpy()}))
-            parts.append(pd.DataFrame({"line_id": expanded["line_id"].to_numpy(),
-                                       "opportunity_id": expanded["line_id"].map(opp_of).to_numpy(),
-                                       "schedule_date": expanded["schedule_date"].to_numpy(),
-                                       "revenue": expanded["revenue"].to_numpy(),
-                                       "source": "product_default"}))
+            expanded = expand_schedules(
+                pd.DataFrame(
+                    {
+                        "line_id": d["line_id"].to_numpy(),
+                        "amount": d["total_price"].to_numpy(dtype="float64"),
+                        "start_date": start[has_default].to_numpy(),
+                        "schedule_type": stype[has_default].to_numpy(),
+                        "period": period[has_default].to_numpy(),
+                        "installments": n[has_default].to_numpy(),
+                    }
+                )
+            )
+            parts.append(
+                pd.DataFrame(
+                    {
+                        "line_id": expanded["line_id"].to_numpy(),
+                        "opportunity_id": expanded["line_id"].map(opp_of).to_numpy(),
+                        "schedule_date": expanded["schedule_date"].to_numpy(),
+                        "revenue": expanded["revenue"].to_numpy(),
+                        "source": "product_default",
+                    }
+                )
+            )
         single = rest[~has_default]
-        parts.append(pd.DataFrame({"line_id": single["line_id"].to_numpy(),
-                                   "opportunity_id": single["opportunity_id"].to_numpy(),
-                                   "schedule_date": start[~has_default].to_numpy(dtype="datetime64[ns]"),
-                                   "revenue": single["total_price"].to_numpy(dtype="float64"),
-                                   "source": "single"}))
+        parts.append(
+            pd.DataFrame(
+                {
+                    "line_id": single["line_id"].to_numpy(),
+                    "opportunity_id": single["opportunity_id"].to_numpy(),
+                    "schedule_date": start[~has_default].to_numpy(dtype="datetime64[ns]"),
+                    "revenue": single["total_price"].to_numpy(dtype="float64"),
+                    "source": "single",
+                }
+            )
+        )
     out = pd.concat([p for p in parts if len(p)], ignore_index=True) if any(len(p) for p in parts) else parts[0]
     return out[cols].reset_index(drop=True)

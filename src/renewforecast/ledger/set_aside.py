@@ -38,8 +38,10 @@ def quarantine_report(book: Book) -> pd.DataFrame:
     if aside is not None and len(aside) and day is not None:
         led = ledger(book.replace(subscriptions=aside))
         active = counts_on(led["from_date"], led["to_date"], led["chain_terminated"], day).to_numpy()
-        arr = pd.Series(np.where(active, led["quantity"] * led["annual_value"], 0.0),
-                        index=led["subscription_id"].astype(object).to_numpy())
+        arr = pd.Series(
+            np.where(active, led["quantity"] * led["annual_value"], 0.0),
+            index=led["subscription_id"].astype(object).to_numpy(),
+        )
         rows = (q["table"] == "subscriptions").to_numpy()
         q.loc[rows, "arr"] = q.loc[rows, "record_id"].map(arr).fillna(0.0).to_numpy()
     return q
@@ -61,6 +63,11 @@ def set_aside_summary(book: Book) -> dict:
     day = book.data_end
     kept = arr_on(book, day) if day is not None else 0.0
     share = arr / (kept + arr) if kept + arr > 0 else 0.0
-    return {"rows": len(q), "arr": round(arr, 2), "share_of_arr": share,
-            "text": f"{len(q):,} row{'s' if len(q) != 1 else ''}, {share:.1%} of ARR, set aside "
-                    f"({q['file'].nunique()} file{'s' if q['file'].nunique() != 1 else ''})"}
+    files = q["file"].nunique()
+    return {
+        "rows": len(q),
+        "arr": round(arr, 2),
+        "share_of_arr": share,
+        "text": f"{len(q):,} row{'s' if len(q) != 1 else ''}, {share:.1%} of ARR, set aside "
+        f"({files} file{'s' if files != 1 else ''})",
+    }

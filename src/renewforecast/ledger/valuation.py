@@ -36,9 +36,22 @@ import pyarrow.compute as pc
 
 from renewforecast.book import Book, chain_root_positions
 
-__all__ = ["CHARGE_TYPES", "arr_on", "chain_termination", "charge_types", "contract_arr_on", "counts_on",
-           "group_codes", "last_counted_day", "ledger", "object_values", "revised_row_positions", "row_amounts",
-           "row_values", "total_priced_flags"]
+__all__ = [
+    "CHARGE_TYPES",
+    "arr_on",
+    "chain_termination",
+    "charge_types",
+    "contract_arr_on",
+    "counts_on",
+    "group_codes",
+    "last_counted_day",
+    "ledger",
+    "object_values",
+    "revised_row_positions",
+    "row_amounts",
+    "row_values",
+    "total_priced_flags",
+]
 
 #: Charge types of ledger rows; only ``recurring`` is MRR.
 CHARGE_TYPES = ("recurring", "one_time", "usage")
@@ -72,8 +85,9 @@ def revised_row_positions(subs: pd.DataFrame) -> np.ndarray:
         return np.empty(0, dtype=np.int64)
     # Arrow hashes the id strings in C++, without Python objects: about twice
     # as fast as a pandas lookup on a million ids. Ids are unique in a Book.
-    found = pc.index_in(pa.array(rev, type=pa.string(), from_pandas=True),
-                        value_set=pa.array(ids, type=pa.string(), from_pandas=True))
+    found = pc.index_in(
+        pa.array(rev, type=pa.string(), from_pandas=True), value_set=pa.array(ids, type=pa.string(), from_pandas=True)
+    )
     return pc.fill_null(found, -1).to_numpy().astype(np.int64)
 
 
@@ -219,14 +233,16 @@ def row_amounts(book: Book) -> pd.DataFrame:
     recurring = charge == "recurring"
     usage = charge == "usage"
     one_time = charge == "one_time"
-    return pd.DataFrame({
-        "charge_type": charge,
-        "total_priced": total,
-        "annual_value": np.where(one_time, 0.0, per_year),
-        "arr": np.where(recurring, qty * per_year, 0.0),
-        "usage_per_year": np.where(usage, qty * per_year, 0.0),
-        "one_time": np.where(one_time, qty * unit, 0.0),
-    })
+    return pd.DataFrame(
+        {
+            "charge_type": charge,
+            "total_priced": total,
+            "annual_value": np.where(one_time, 0.0, per_year),
+            "arr": np.where(recurring, qty * per_year, 0.0),
+            "usage_per_year": np.where(usage, qty * per_year, 0.0),
+            "one_time": np.where(one_time, qty * unit, 0.0),
+        }
+    )
 
 
 def row_values(book: Book, *, need_root: bool = False) -> dict[str, np.ndarray | None]:
@@ -253,15 +269,24 @@ def row_values(book: Book, *, need_root: bool = False) -> dict[str, np.ndarray |
     seg_q = subs["segment_quantity"].to_numpy(dtype="float64")
     mdq = subs["segment_index"].notna().to_numpy() & np.isfinite(seg_q)
     return {
-        "from_date": np.where(mdq, subs["segment_start_date"].to_numpy(dtype="datetime64[ns]"),
-                              subs["start_date"].to_numpy(dtype="datetime64[ns]")),
-        "to_date": np.where(mdq, subs["segment_end_date"].to_numpy(dtype="datetime64[ns]"),
-                            subs["end_date"].to_numpy(dtype="datetime64[ns]")),
+        "from_date": np.where(
+            mdq,
+            subs["segment_start_date"].to_numpy(dtype="datetime64[ns]"),
+            subs["start_date"].to_numpy(dtype="datetime64[ns]"),
+        ),
+        "to_date": np.where(
+            mdq,
+            subs["segment_end_date"].to_numpy(dtype="datetime64[ns]"),
+            subs["end_date"].to_numpy(dtype="datetime64[ns]"),
+        ),
         "quantity": np.where(mdq, seg_q, subs["quantity"].to_numpy(dtype="float64")),
         # Only recurring charges are recurring revenue.
         "annual_value": np.where(recurring, amounts["annual_value"].to_numpy(), 0.0),
-        "chain_terminated": (chain_termination(subs, root) if root is not None
-                             else np.full(len(subs), np.datetime64("NaT"), dtype="datetime64[ns]")),
+        "chain_terminated": (
+            chain_termination(subs, root)
+            if root is not None
+            else np.full(len(subs), np.datetime64("NaT"), dtype="datetime64[ns]")
+        ),
         "root": root,
     }
 
@@ -287,15 +312,17 @@ def ledger(book: Book) -> pd.DataFrame:
     values = row_values(book, need_root=True)
     root = values.pop("root")
     ids = object_values(subs["subscription_id"])
-    out = pd.DataFrame({
-        "subscription_id": subs["subscription_id"].to_numpy(),
-        "account_id": subs["account_id"].to_numpy(),
-        "contract_id": subs["contract_id"].to_numpy(),
-        "product_id": subs["product_id"].to_numpy(),
-        "root_id": ids[root] if root is not None else np.array([], dtype=object),
-        **values,
-        "charge_type": charge_types(subs),
-    })
+    out = pd.DataFrame(
+        {
+            "subscription_id": subs["subscription_id"].to_numpy(),
+            "account_id": subs["account_id"].to_numpy(),
+            "contract_id": subs["contract_id"].to_numpy(),
+            "product_id": subs["product_id"].to_numpy(),
+            "root_id": ids[root] if root is not None else np.array([], dtype=object),
+            **values,
+            "charge_type": charge_types(subs),
+        }
+    )
     return out
 
 

@@ -14,8 +14,14 @@ from renewforecast.book import Book
 from renewforecast.models.features import renewal_training_set
 from renewforecast.models.renewal import RenewalModel
 
-__all__ = ["RenewalEvaluation", "calibration_table", "classification_metrics", "evaluate_renewal_model",
-           "expected_calibration_error", "lift_table"]
+__all__ = [
+    "RenewalEvaluation",
+    "calibration_table",
+    "classification_metrics",
+    "evaluate_renewal_model",
+    "expected_calibration_error",
+    "lift_table",
+]
 
 
 def expected_calibration_error(y, p, n_bins: int = 10) -> float:
@@ -57,8 +63,11 @@ def lift_table(y, p, n_groups: int = 10) -> pd.DataFrame:
     decile = np.empty(len(p), dtype=int)
     decile[order] = np.arange(len(p)) * n_groups // max(len(p), 1) + 1
     frame = pd.DataFrame({"decile": decile, "churned": 1 - y, "p": p})
-    out = frame.groupby("decile").agg(contracts=("churned", "size"), churn_rate=("churned", "mean"),
-                                      mean_renewal_probability=("p", "mean")).reset_index()
+    out = (
+        frame.groupby("decile")
+        .agg(contracts=("churned", "size"), churn_rate=("churned", "mean"), mean_renewal_probability=("p", "mean"))
+        .reset_index()
+    )
     overall = frame["churned"].mean()
     out["lift"] = out["churn_rate"] / overall if overall > 0 else np.nan
     out["cumulative_churn_captured"] = (out["churn_rate"] * out["contracts"]).cumsum() / max(frame["churned"].sum(), 1)
@@ -135,8 +144,16 @@ def _read_truth(book: Book) -> pd.DataFrame | None:
 MIN_DECISIONS = 20
 
 
-def evaluate_renewal_model(book: Book, model=None, *, cutoff=None, as_of=None, lead_days: int = 120,
-                           truth: pd.DataFrame | None = None, n_bins: int = 10) -> RenewalEvaluation:
+def evaluate_renewal_model(
+    book: Book,
+    model=None,
+    *,
+    cutoff=None,
+    as_of=None,
+    lead_days: int = 120,
+    truth: pd.DataFrame | None = None,
+    n_bins: int = 10,
+) -> RenewalEvaluation:
     """Temporal backtest: train on decisions before ``cutoff``, score those after.
 
     Parameters
@@ -165,19 +182,23 @@ def evaluate_renewal_model(book: Book, model=None, *, cutoff=None, as_of=None, l
     """
     X, y = renewal_training_set(book, as_of, lead_days)
     if len(X) < MIN_DECISIONS:
-        raise ValueError(f"only {len(X)} past renewal decisions: too few to evaluate a model "
-                         f"(at least {MIN_DECISIONS})")
+        raise ValueError(
+            f"only {len(X)} past renewal decisions: too few to evaluate a model (at least {MIN_DECISIONS})"
+        )
     end = X.index.to_series().map(book.contracts.drop_duplicates("contract_id").set_index("contract_id")["end_date"])
     cut = pd.Timestamp(cutoff) if cutoff is not None else end.quantile(0.5).normalize()
     train, test = (end < cut).to_numpy(), (end >= cut).to_numpy()
     if y[train].nunique() < 2 or test.sum() == 0:
-        raise ValueError(f"cutoff {cut.date()} leaves {train.sum()} training and {test.sum()} test decisions; "
-                         "both sides need decisions (and training needs renewals and churn)")
+        raise ValueError(
+            f"cutoff {cut.date()} leaves {train.sum()} training and {test.sum()} test decisions; "
+            "both sides need decisions (and training needs renewals and churn)"
+        )
     est = clone(model) if model is not None else RenewalModel(random_state=0)
     est.fit(X[train], y[train])
     p = est.predict_proba(X[test])[:, 1]
-    pred = pd.DataFrame({"end_date": end[test].to_numpy(), "renewed": y[test].to_numpy(), "probability": p},
-                        index=X.index[test])
+    pred = pd.DataFrame(
+        {"end_date": end[test].to_numpy(), "renewed": y[test].to_numpy(), "probability": p}, index=X.index[test]
+    )
     rows = {"model": classification_metrics(pred["renewed"], pred["probability"], n_bins)}
     truth = truth if truth is not None else _read_truth(book)
     oracle_cal = None
@@ -195,6 +216,10 @@ def evaluate_renewal_model(book: Book, model=None, *, cutoff=None, as_of=None, l
         metrics=metrics.reset_index(),
         calibration=calibration_table(pred["renewed"], pred["probability"], n_bins),
         lift=lift_table(pred["renewed"], pred["probability"]),
-        predictions=pred, model=est, cutoff=cut, n_train=int(train.sum()), n_test=int(test.sum()),
+        predictions=pred,
+        model=est,
+        cutoff=cut,
+        n_train=int(train.sum()),
+        n_test=int(test.sum()),
         oracle_calibration=oracle_cal,
     )

@@ -22,8 +22,14 @@ from renewforecast.dates import CENT, month_end
 from renewforecast.ledger.renewals import renewal_decisions, renewal_opportunities
 from renewforecast.ledger.valuation import counts_on, ledger
 
-__all__ = ["BASE_SIGNALS", "UnusedSignalsWarning", "featurise_contracts", "model_signals", "renewal_features",
-           "renewal_training_set"]
+__all__ = [
+    "BASE_SIGNALS",
+    "UnusedSignalsWarning",
+    "featurise_contracts",
+    "model_signals",
+    "renewal_features",
+    "renewal_training_set",
+]
 
 #: Signal columns with a known meaning; any other numeric signal column is
 #: picked up the same way (last value and 3-month change).
@@ -77,8 +83,12 @@ def model_signals(book: Book, feature_names: Iterable[str]) -> list[str]:
     unused = [s for s in names if s not in used]
     if unused:
         shown = ", ".join(unused[:5]) + (", ..." if len(unused) > 5 else "")
-        warnings.warn(f"{len(unused)} numeric signal column(s) the model was not trained on are ignored "
-                      f"({shown}); retrain the model to use them", UnusedSignalsWarning, stacklevel=2)
+        warnings.warn(
+            f"{len(unused)} numeric signal column(s) the model was not trained on are ignored "
+            f"({shown}); retrain the model to use them",
+            UnusedSignalsWarning,
+            stacklevel=2,
+        )
     return used
 
 
@@ -107,11 +117,12 @@ def _value_at(led: pd.DataFrame, keys: pd.DataFrame, key: str, date_col: str) ->
     return value.groupby(m["index"]).sum().reindex(keys.index, fill_value=0.0)
 
 
-def _asof(left: pd.DataFrame, right: pd.DataFrame, *, on_left: str, on_right: str, by: str,
-          columns: list[str]) -> pd.DataFrame:
+def _asof(
+    left: pd.DataFrame, right: pd.DataFrame, *, on_left: str, on_right: str, by: str, columns: list[str]
+) -> pd.DataFrame:
     """Last row of ``right`` per ``by`` with ``on_right <= on_left``, aligned to ``left``."""
     if not len(right) or not len(left):
-        return pd.DataFrame({c: np.nan for c in columns}, index=left.index)
+        return pd.DataFrame(dict.fromkeys(columns, np.nan), index=left.index)
     l_ = left[[by, on_left]].reset_index().rename(columns={on_left: "_t"})
     l_[by] = l_[by].astype(object)
     l_["_t"] = l_["_t"].astype("datetime64[ns]")
@@ -124,8 +135,9 @@ def _asof(left: pd.DataFrame, right: pd.DataFrame, *, on_left: str, on_right: st
     return out.set_index("index")[columns].reindex(left.index)
 
 
-def featurise_contracts(book: Book, contracts: pd.DataFrame, feature_dates: pd.Series, *,
-                        signals: Iterable[str] | None = None) -> pd.DataFrame:
+def featurise_contracts(
+    book: Book, contracts: pd.DataFrame, feature_dates: pd.Series, *, signals: Iterable[str] | None = None
+) -> pd.DataFrame:
     """Features of the given contracts, each as of its own feature date.
 
     Parameters
@@ -154,8 +166,18 @@ def featurise_contracts(book: Book, contracts: pd.DataFrame, feature_dates: pd.S
     >>> featurise_contracts(book, book.contracts, pd.Series(dtype="datetime64[ns]")).shape[0]
     0
     """
-    c = contracts[["contract_id", "account_id", "start_date", "end_date", "term_months",
-                   "renewal_pricing_method", "renewal_uplift_rate", "created_date"]].copy()
+    c = contracts[
+        [
+            "contract_id",
+            "account_id",
+            "start_date",
+            "end_date",
+            "term_months",
+            "renewal_pricing_method",
+            "renewal_uplift_rate",
+            "created_date",
+        ]
+    ].copy()
     c["fd"] = pd.to_datetime(feature_dates).astype("datetime64[ns]").to_numpy()
     accounts = book.accounts.drop_duplicates("account_id").set_index("account_id")
     # Columns are collected in a dict and framed once at the end: inserting
@@ -190,17 +212,46 @@ def featurise_contracts(book: Book, contracts: pd.DataFrame, feature_dates: pd.S
     # Seats, products and amendments on the contract, as booked by the feature date.
     # Seats and products are recurring lines; fees and usage are not seats.
     subs = book.subscriptions[book.subscriptions["charge_type"].fillna("recurring") == "recurring"]
-    rows = c[["contract_id", "fd", "created_date"]].reset_index().merge(
-        subs[["contract_id", "product_id", "quantity", "terminated_date", "created_date",
-              "revised_subscription_id", "start_date", "end_date"]],
-        on="contract_id", suffixes=("_c", ""))
+    rows = (
+        c[["contract_id", "fd", "created_date"]]
+        .reset_index()
+        .merge(
+            subs[
+                [
+                    "contract_id",
+                    "product_id",
+                    "quantity",
+                    "terminated_date",
+                    "created_date",
+                    "revised_subscription_id",
+                    "start_date",
+                    "end_date",
+                ]
+            ],
+            on="contract_id",
+            suffixes=("_c", ""),
+        )
+    )
     known = rows[rows["created_date"] <= rows["fd"]]
     later = known[known["created_date"] > known["created_date_c"] + pd.Timedelta(days=1)]
-    out["amendments_up"] = later[(later["quantity"] > 0)].groupby("index").size().reindex(c.index, fill_value=0).astype(float)
-    out["amendments_down"] = later[(later["quantity"] < 0) & later["terminated_date"].isna()].groupby("index").size() \
-        .reindex(c.index, fill_value=0).astype(float)
-    out["termination_booked"] = later[later["terminated_date"].notna()].groupby("index").size() \
-        .reindex(c.index, fill_value=0).gt(0).astype(float)
+    out["amendments_up"] = (
+        later[(later["quantity"] > 0)].groupby("index").size().reindex(c.index, fill_value=0).astype(float)
+    )
+    out["amendments_down"] = (
+        later[(later["quantity"] < 0) & later["terminated_date"].isna()]
+        .groupby("index")
+        .size()
+        .reindex(c.index, fill_value=0)
+        .astype(float)
+    )
+    out["termination_booked"] = (
+        later[later["terminated_date"].notna()]
+        .groupby("index")
+        .size()
+        .reindex(c.index, fill_value=0)
+        .gt(0)
+        .astype(float)
+    )
     # Units as booked on the contract's own dates: a booked termination is its own feature above.
     active_now = known[counts_on(known["start_date"], known["end_date"], None, known["fd"])]
     qty = active_now.groupby(["index", "product_id"])["quantity"].sum()
@@ -230,15 +281,23 @@ def featurise_contracts(book: Book, contracts: pd.DataFrame, feature_dates: pd.S
             out[name] = pd.Series(now[:, j], index=c.index, copy=False)
             out[f"{name}_change_3m"] = pd.Series(change[:, j], index=c.index, copy=False)
         if "support_tickets" in names:
-            roll = sig[["account_id", "month", "support_tickets"]].assign(known=known).sort_values(
-                ["account_id", "month"]).assign(
-                tickets_3m=lambda d: d.groupby("account_id")["support_tickets"].transform(
-                    lambda s: s.rolling(3, min_periods=1).mean()))
-            out["support_tickets_3m_mean"] = _asof(left, roll, on_left="t", on_right="known", by="account_id",
-                                                   columns=["tickets_3m"])["tickets_3m"].astype(float)
+            roll = (
+                sig[["account_id", "month", "support_tickets"]]
+                .assign(known=known)
+                .sort_values(["account_id", "month"])
+                .assign(
+                    tickets_3m=lambda d: d.groupby("account_id")["support_tickets"].transform(
+                        lambda s: s.rolling(3, min_periods=1).mean()
+                    )
+                )
+            )
+            out["support_tickets_3m_mean"] = _asof(
+                left, roll, on_left="t", on_right="known", by="account_id", columns=["tickets_3m"]
+            )["tickets_3m"].astype(float)
             # Tickets mean more from a small team than from a large one.
             out["support_tickets_per_100_units"] = (
-                out["support_tickets_3m_mean"] * 100 / out["units"].where(out["units"] > 0)).astype(float)
+                out["support_tickets_3m_mean"] * 100 / out["units"].where(out["units"] > 0)
+            ).astype(float)
         if "seat_utilization" in names and "active_users" in names:
             out["active_users_per_unit"] = (out["active_users"] / out["units"].where(out["units"] > 0)).astype(float)
 
@@ -251,8 +310,14 @@ def featurise_contracts(book: Book, contracts: pd.DataFrame, feature_dates: pd.S
     hist = book.opportunity_history
     if len(hist):
         left = pd.DataFrame({"opportunity_id": opp_id.where(exists), "t": c["fd"]}, index=c.index)
-        stage = _asof(left.dropna(subset=["opportunity_id"]), hist, on_left="t", on_right="created_date",
-                      by="opportunity_id", columns=["stage", "probability"])
+        stage = _asof(
+            left.dropna(subset=["opportunity_id"]),
+            hist,
+            on_left="t",
+            on_right="created_date",
+            by="opportunity_id",
+            columns=["stage", "probability"],
+        )
         out["renewal_stage"] = stage["stage"].reindex(c.index).astype(object)
         out["renewal_stage_probability"] = stage["probability"].reindex(c.index).astype(float)
     else:
@@ -275,8 +340,11 @@ def featurise_contracts(book: Book, contracts: pd.DataFrame, feature_dates: pd.S
 def _signal_names(sig: pd.DataFrame, signals) -> list[str]:
     """The numeric signal columns to featurise: the known ones first, then the rest in file order."""
     dtypes = sig.dtypes
-    extra = [col for col in sig.columns if col not in ("account_id", "month", "known")
-             and pd.api.types.is_numeric_dtype(dtypes[col])]
+    extra = [
+        col
+        for col in sig.columns
+        if col not in ("account_id", "month", "known") and pd.api.types.is_numeric_dtype(dtypes[col])
+    ]
     names = [s for s in BASE_SIGNALS if s in extra] + [s for s in extra if s not in BASE_SIGNALS]
     if signals is not None:
         keep = set(signals)
@@ -284,8 +352,9 @@ def _signal_names(sig: pd.DataFrame, signals) -> list[str]:
     return names
 
 
-def _last_known(sig: pd.DataFrame, known: pd.Series, names: list[str], account: pd.Series,
-                *dates: pd.Series) -> list[np.ndarray]:
+def _last_known(
+    sig: pd.DataFrame, known: pd.Series, names: list[str], account: pd.Series, *dates: pd.Series
+) -> list[np.ndarray]:
     """Latest non-missing value of each signal column known on each date, per account.
 
     ``known`` is the date each row of ``sig`` became known (its month end).
@@ -327,7 +396,7 @@ def _last_known(sig: pd.DataFrame, known: pd.Series, names: list[str], account: 
     step = max(1, (1 << 22) // len(order))
     ramp = np.arange(len(order))[:, None]
     for lo in range(0, k, step):
-        cols = names[lo:lo + step]
+        cols = names[lo : lo + step]
         block = sig[cols].to_numpy(dtype="float64", na_value=np.nan)[order]
         last = np.where(np.isnan(block), -1, ramp)
         np.maximum.accumulate(last, axis=0, out=last)
@@ -335,7 +404,7 @@ def _last_known(sig: pd.DataFrame, known: pd.Series, names: list[str], account: 
         for res, (p, hit) in zip(results, lookups, strict=True):
             at = last[p]
             ok = hit[:, None] & (at >= group_start[p][:, None])
-            res[:, lo:lo + len(cols)] = np.where(ok, block[np.maximum(at, 0), col_idx], np.nan)
+            res[:, lo : lo + len(cols)] = np.where(ok, block[np.maximum(at, 0), col_idx], np.nan)
     return results
 
 
@@ -345,8 +414,11 @@ def _ratio_change(now: pd.Series, before: pd.Series) -> pd.Series:
 
 def _price_vs_peers(book: Book, led: pd.DataFrame, c: pd.DataFrame) -> pd.Series:
     subs = book.subscriptions
-    orig = led[subs["revised_subscription_id"].isna().to_numpy() & (subs["quantity"] > 0).to_numpy()
-               & (led["charge_type"] == "recurring").to_numpy()]
+    orig = led[
+        subs["revised_subscription_id"].isna().to_numpy()
+        & (subs["quantity"] > 0).to_numpy()
+        & (led["charge_type"] == "recurring").to_numpy()
+    ]
     orig = orig.assign(quarter=orig["from_date"].dt.to_period("Q"))
     median = orig.groupby(["product_id", "quarter"])["annual_value"].median().rename("peer")
     orig = orig.join(median, on=["product_id", "quarter"])
@@ -356,8 +428,7 @@ def _price_vs_peers(book: Book, led: pd.DataFrame, c: pd.DataFrame) -> pd.Series
     return c["contract_id"].map(rel).astype("float64").set_axis(c.index)
 
 
-def renewal_features(book: Book, as_of, lead_days: int = 120, *,
-                     signals: Iterable[str] | None = None) -> pd.DataFrame:
+def renewal_features(book: Book, as_of, lead_days: int = 120, *, signals: Iterable[str] | None = None) -> pd.DataFrame:
     """Features of the contracts still to be renewed, as of ``as_of``.
 
     Contracts (not evergreen) ending after ``as_of`` and not yet renewed,
@@ -399,14 +470,17 @@ def renewal_features(book: Book, as_of, lead_days: int = 120, *,
     view = book.as_of(cut)
     con = view.contracts
     renewed = set(con["renewed_contract_id"].dropna())
-    con = con[~con["evergreen"].fillna(False).astype(bool) & (con["end_date"] > cut) & ~con["contract_id"].isin(renewed)]
+    con = con[
+        ~con["evergreen"].fillna(False).astype(bool) & (con["end_date"] > cut) & ~con["contract_id"].isin(renewed)
+    ]
     if con.empty:
         return pd.DataFrame(index=pd.Index([], name="contract_id"))
     return featurise_contracts(view, con, pd.Series(cut, index=con.index), signals=signals)
 
 
-def renewal_training_set(book: Book, as_of=None, lead_days: int = 120, *,
-                         signals: Iterable[str] | None = None) -> tuple[pd.DataFrame, pd.Series]:
+def renewal_training_set(
+    book: Book, as_of=None, lead_days: int = 120, *, signals: Iterable[str] | None = None
+) -> tuple[pd.DataFrame, pd.Series]:
     """Past renewal decisions with their features, each as of ``lead_days`` before the end.
 
     Parameters

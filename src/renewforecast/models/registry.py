@@ -54,9 +54,21 @@ from renewforecast.models.renewal import RenewalModel
 from renewforecast.models.sbg import ShiftedBetaGeometric
 from renewforecast.models.survival import SurvivalModel
 
-__all__ = ["ALLOWED_TYPES", "FORMAT_VERSION", "KEY_ENV", "MANIFEST_SCHEMA", "SAME_MINOR_PACKAGES", "ModelKeyError",
-           "ModelRefused", "ModelWarning", "check_model_key", "load_manifest", "load_model", "save_model",
-           "validate_manifest"]
+__all__ = [
+    "ALLOWED_TYPES",
+    "FORMAT_VERSION",
+    "KEY_ENV",
+    "MANIFEST_SCHEMA",
+    "SAME_MINOR_PACKAGES",
+    "ModelKeyError",
+    "ModelRefused",
+    "ModelWarning",
+    "check_model_key",
+    "load_manifest",
+    "load_model",
+    "save_model",
+    "validate_manifest",
+]
 
 #: The renewforecast model-format version written into every manifest. A
 #: manifest of another format (or with none) is refused: retrain.
@@ -100,8 +112,22 @@ _DATE = r"^\d{4}-\d{2}-\d{2}$"
 #: not fit is refused like a tampered one.
 MANIFEST_SCHEMA: dict[str, Any] = {
     "type": "object",
-    "required": ["format_version", "kind", "class", "version", "created", "packages", "platform", "features",
-                 "hyperparameters", "training_data_fingerprint", "as_of", "metrics", "notes", "files"],
+    "required": [
+        "format_version",
+        "kind",
+        "class",
+        "version",
+        "created",
+        "packages",
+        "platform",
+        "features",
+        "hyperparameters",
+        "training_data_fingerprint",
+        "as_of",
+        "metrics",
+        "notes",
+        "files",
+    ],
     "additionalProperties": False,
     "properties": {
         "format_version": {"type": "integer", "enum": [FORMAT_VERSION]},
@@ -119,9 +145,15 @@ MANIFEST_SCHEMA: dict[str, Any] = {
         "platform": {"type": "object", "additionalProperties": {"type": "string"}},
         "features": {
             "type": "array",
-            "items": {"type": "object", "required": ["name", "type"], "additionalProperties": False,
-                      "properties": {"name": {"type": "string"},
-                                     "type": {"type": "string", "enum": ["categorical", "numeric"]}}},
+            "items": {
+                "type": "object",
+                "required": ["name", "type"],
+                "additionalProperties": False,
+                "properties": {
+                    "name": {"type": "string"},
+                    "type": {"type": "string", "enum": ["categorical", "numeric"]},
+                },
+            },
         },
         "hyperparameters": {"type": "object"},
         "training_data_fingerprint": {"type": ["string", "null"]},
@@ -129,8 +161,12 @@ MANIFEST_SCHEMA: dict[str, Any] = {
         "metrics": {"type": "object", "additionalProperties": {"type": ["number", "string", "boolean", "null"]}},
         "notes": {"type": "string"},
         "files": {"type": "object", "minProperties": 1, "additionalProperties": _SHA256},
-        "signature": {"type": "object", "required": ["algorithm", "digest"], "additionalProperties": False,
-                      "properties": {"algorithm": {"type": "string", "enum": ["HMAC-SHA256"]}, "digest": _SHA256}},
+        "signature": {
+            "type": "object",
+            "required": ["algorithm", "digest"],
+            "additionalProperties": False,
+            "properties": {"algorithm": {"type": "string", "enum": ["HMAC-SHA256"]}, "digest": _SHA256},
+        },
     },
 }
 
@@ -149,10 +185,24 @@ class ModelWarning(UserWarning):
 
 # ------------------------------------------------------------- schema
 
-_TYPES: dict[str, tuple[type, ...]] = {"object": (dict,), "array": (list,), "string": (str,), "integer": (int,),
-                                       "number": (int, float), "boolean": (bool,), "null": (type(None),)}
-_TYPE_WORDS = {"object": "an object", "array": "a list", "string": "a string", "integer": "an integer",
-               "number": "a number", "boolean": "true or false", "null": "null"}
+_TYPES: dict[str, tuple[type, ...]] = {
+    "object": (dict,),
+    "array": (list,),
+    "string": (str,),
+    "integer": (int,),
+    "number": (int, float),
+    "boolean": (bool,),
+    "null": (type(None),),
+}
+_TYPE_WORDS = {
+    "object": "an object",
+    "array": "a list",
+    "string": "a string",
+    "integer": "an integer",
+    "number": "a number",
+    "boolean": "true or false",
+    "null": "null",
+}
 
 
 def _json_type(value: Any) -> str:
@@ -278,10 +328,12 @@ def _model_key() -> bytes | None:
     # An empty or short value is almost always a secret that failed to reach
     # the environment; treating it as "no key" would silently turn checks off.
     if len(raw.strip()) < _MIN_KEY_CHARS:
-        raise ModelKeyError(f"{KEY_ENV} is set but {'empty' if not raw.strip() else 'too short'}: a signing key "
-                            f"needs at least {_MIN_KEY_CHARS} characters (for example the output of "
-                            "python -c 'import secrets; print(secrets.token_hex(32))'). Set it to the secret the "
-                            f"models are signed with, or unset {KEY_ENV} to save and load without signatures.")
+        raise ModelKeyError(
+            f"{KEY_ENV} is set but {'empty' if not raw.strip() else 'too short'}: a signing key "
+            f"needs at least {_MIN_KEY_CHARS} characters (for example the output of "
+            "python -c 'import secrets; print(secrets.token_hex(32))'). Set it to the secret the "
+            f"models are signed with, or unset {KEY_ENV} to save and load without signatures."
+        )
     return raw.encode("utf-8")
 
 
@@ -300,19 +352,28 @@ def _check_signature(manifest: dict, where: Path) -> None:
     signature = manifest.get("signature")
     if key is None:
         if signature is not None:
-            warnings.warn(ModelWarning(f"{where}: the manifest is signed, but {KEY_ENV} is not set, so the signature "
-                                       "was not checked; set it to verify who saved the model"), stacklevel=3)
+            warnings.warn(
+                ModelWarning(
+                    f"{where}: the manifest is signed, but {KEY_ENV} is not set, so the signature "
+                    "was not checked; set it to verify who saved the model"
+                ),
+                stacklevel=3,
+            )
         return
     if signature is None:
-        raise ModelRefused(f"{where} is not signed, and {KEY_ENV} is set, so only signed models load: an unsigned "
-                           "manifest could have been written by anyone who can edit the folder. Retrain the model "
-                           f"('renewforecast train DIR --out PATH') with {KEY_ENV} set to "
-                           f"the same key, or unset {KEY_ENV} to accept unsigned models.")
+        raise ModelRefused(
+            f"{where} is not signed, and {KEY_ENV} is set, so only signed models load: an unsigned "
+            "manifest could have been written by anyone who can edit the folder. Retrain the model "
+            f"('renewforecast train DIR --out PATH') with {KEY_ENV} set to "
+            f"the same key, or unset {KEY_ENV} to accept unsigned models."
+        )
     # Never show the expected digest: it would be a valid signature for the edited manifest.
     if not hmac.compare_digest(_digest(manifest, key), signature["digest"]):
-        raise ModelRefused(f"{where}: the manifest's signature does not match, so it was changed after it was signed "
-                           f"(metrics, versions, hashes or any other field) or signed with another {KEY_ENV}. Restore "
-                           "the model folder from where models are kept, or retrain with the right key set.")
+        raise ModelRefused(
+            f"{where}: the manifest's signature does not match, so it was changed after it was signed "
+            f"(metrics, versions, hashes or any other field) or signed with another {KEY_ENV}. Restore "
+            "the model folder from where models are kept, or retrain with the right key set."
+        )
 
 
 # ------------------------------------------------------------- saving
@@ -344,8 +405,9 @@ def _kind(model: Any) -> str:
         return "survival_model"
     if name == "ShiftedBetaGeometric":
         return "sbg_model"
-    raise RenewForecastError(f"cannot save a {type(model).__name__}: only RenewalModel, SurvivalModel "
-                             "and ShiftedBetaGeometric are supported")
+    raise RenewForecastError(
+        f"cannot save a {type(model).__name__}: only RenewalModel, SurvivalModel and ShiftedBetaGeometric are supported"
+    )
 
 
 def _json_default(obj):
@@ -365,8 +427,15 @@ def _json_default(obj):
     raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
 
 
-def save_model(model: Any, path: str | os.PathLike[str] = "models/renewal", *, metrics: dict | None = None,
-               training_fingerprint: str | None = None, as_of: Any = None, notes: str = "") -> Path:
+def save_model(
+    model: Any,
+    path: str | os.PathLike[str] = "models/renewal",
+    *,
+    metrics: dict | None = None,
+    training_fingerprint: str | None = None,
+    as_of: Any = None,
+    notes: str = "",
+) -> Path:
     """Save a fitted model as a new version under ``path`` and point ``latest`` at it.
 
     The manifest records the model-format version, the versions of every
@@ -428,11 +497,14 @@ def save_model(model: Any, path: str | os.PathLike[str] = "models/renewal", *, m
 
             atomic_write_bytes(staging / "model.skops", sio.dumps(model))
             files.append("model.skops")
-            features = [{"name": n, "type": "numeric" if n in model.numeric_features_ else "categorical"}
-                        for n in model.feature_names_in_]
+            features = [
+                {"name": n, "type": "numeric" if n in model.numeric_features_ else "categorical"}
+                for n in model.feature_names_in_
+            ]
         else:
-            atomic_write_text(staging / "params.json",
-                              json.dumps(model.to_params(), indent=1, default=_json_default, allow_nan=True))
+            atomic_write_text(
+                staging / "params.json", json.dumps(model.to_params(), indent=1, default=_json_default, allow_nan=True)
+            )
             files.append("params.json")
             features = [{"name": str(n), "type": "numeric"} for n in getattr(model, "feature_names_in_", [])]
         manifest = {
@@ -444,7 +516,7 @@ def save_model(model: Any, path: str | os.PathLike[str] = "models/renewal", *, m
             "packages": _versions(),
             "platform": {"system": platform.system(), "machine": platform.machine(), "python": sys.version.split()[0]},
             "features": features,
-            "hyperparameters": {k: v for k, v in model.get_params().items()} if hasattr(model, "get_params") else {},
+            "hyperparameters": dict(model.get_params()) if hasattr(model, "get_params") else {},
             "training_data_fingerprint": training_fingerprint,
             "as_of": None if as_of is None else str(as_of)[:10],
             "metrics": metrics or {},
@@ -479,30 +551,40 @@ def _version_dir(path: Path) -> Path:
         return path
     if (path / "latest").exists():
         return (path / "latest").resolve()
-    raise ModelRefused(f"{path} holds no saved model (no {MANIFEST} and no 'latest'); "
-                       "train one with 'renewforecast train DIR --out PATH'")
+    raise ModelRefused(
+        f"{path} holds no saved model (no {MANIFEST} and no 'latest'); "
+        "train one with 'renewforecast train DIR --out PATH'"
+    )
 
 
-_RESTORE = ("A manifest is written only by save_model, so this one was edited or damaged: restore the model folder "
-            "from where models are kept, or retrain with 'renewforecast train DIR --out PATH'.")
+_RESTORE = (
+    "A manifest is written only by save_model, so this one was edited or damaged: restore the model folder "
+    "from where models are kept, or retrain with 'renewforecast train DIR --out PATH'."
+)
 
 
 def _check_format(manifest: Any, where: Path) -> None:
     if not isinstance(manifest, dict):
         return  # the schema names the problem
     if "format_version" not in manifest:
-        raise ModelRefused(f"{where} has no format_version: it was written by a renewforecast older than model "
-                           f"format {FORMAT_VERSION}, which this version cannot load. Retrain the model with "
-                           "'renewforecast train DIR --out PATH'.")
+        raise ModelRefused(
+            f"{where} has no format_version: it was written by a renewforecast older than model "
+            f"format {FORMAT_VERSION}, which this version cannot load. Retrain the model with "
+            "'renewforecast train DIR --out PATH'."
+        )
     found = manifest["format_version"]
     if isinstance(found, int) and not isinstance(found, bool) and found != FORMAT_VERSION:
         if found < FORMAT_VERSION:
             advice = "Retrain the model with 'renewforecast train DIR --out PATH'."
         else:
-            advice = ("It was saved by a newer renewforecast: upgrade renewforecast to load it, or retrain with "
-                      "'renewforecast train DIR --out PATH'.")
-        raise ModelRefused(f"{where} has model format_version {found}; this renewforecast reads format_version "
-                           f"{FORMAT_VERSION} only. {advice}")
+            advice = (
+                "It was saved by a newer renewforecast: upgrade renewforecast to load it, or retrain with "
+                "'renewforecast train DIR --out PATH'."
+            )
+        raise ModelRefused(
+            f"{where} has model format_version {found}; this renewforecast reads format_version "
+            f"{FORMAT_VERSION} only. {advice}"
+        )
 
 
 def load_manifest(path: str | os.PathLike[str]) -> dict:
@@ -564,14 +646,20 @@ def _check_compatible(manifest: dict, folder: Path) -> None:
                 f"{folder} was saved with {pkg} {a}; this environment has {pkg} {b}. A model loads only under the "
                 f"same major.minor version of {', '.join(SAME_MINOR_PACKAGES)} it was trained with, because their "
                 "internals and numerics change between minor releases. Retrain the model here ('renewforecast "
-                f"train DIR --out PATH'), or install the saved version ('pip install {pkg}=={a}').")
+                f"train DIR --out PATH'), or install the saved version ('pip install {pkg}=={a}')."
+            )
     for pkg in sorted(set(saved) | set(running)):
         a, b = saved.get(pkg, "not recorded"), running.get(pkg, "not installed")
         if a != b and pkg in running:
-            warnings.warn(ModelWarning(f"{folder} was saved with {pkg} {a}; this environment has {pkg} {b}. It loads "
-                                       "(only the major.minor versions of "
-                                       f"{', '.join(SAME_MINOR_PACKAGES)} must match), but its numbers may differ "
-                                       "slightly from those at training."), stacklevel=3)
+            warnings.warn(
+                ModelWarning(
+                    f"{folder} was saved with {pkg} {a}; this environment has {pkg} {b}. It loads "
+                    "(only the major.minor versions of "
+                    f"{', '.join(SAME_MINOR_PACKAGES)} must match), but its numbers may differ "
+                    "slightly from those at training."
+                ),
+                stacklevel=3,
+            )
 
 
 def load_model(path: str | os.PathLike[str] = "models/renewal") -> Any:
@@ -619,16 +707,19 @@ def load_model(path: str | os.PathLike[str] = "models/renewal") -> Any:
         raise ModelRefused(f"{folder}: manifest lists {sorted(files)}, a {manifest['kind']} has {sorted(expected)}")
     present = {p.name for p in folder.iterdir() if p.is_file() and p.name != MANIFEST}
     if present != expected:
-        raise ModelRefused(f"{folder}: unexpected files {sorted(present - expected)} "
-                           f"or missing {sorted(expected - present)}")
+        raise ModelRefused(
+            f"{folder}: unexpected files {sorted(present - expected)} or missing {sorted(expected - present)}"
+        )
     for name, digest in files.items():
         try:
             actual = _sha256(folder / name)
         except OSError as exc:
             raise ModelRefused(f"{folder / name} cannot be read ({exc})") from exc
         if actual != digest:
-            raise ModelRefused(f"{folder / name} has been modified since it was saved "
-                               f"(sha256 {actual[:12]}..., manifest says {digest[:12]}...); refusing to load it")
+            raise ModelRefused(
+                f"{folder / name} has been modified since it was saved "
+                f"(sha256 {actual[:12]}..., manifest says {digest[:12]}...); refusing to load it"
+            )
     _check_compatible(manifest, folder)
     if manifest["kind"] == "renewal_model":
         import skops.io as sio
@@ -637,8 +728,9 @@ def load_model(path: str | os.PathLike[str] = "models/renewal") -> Any:
         try:
             untrusted = sio.get_untrusted_types(data=data)
         except Exception as exc:  # not a skops archive at all
-            raise ModelRefused(f"{folder / 'model.skops'} is not a skops model file "
-                               f"({type(exc).__name__}: {exc})") from exc
+            raise ModelRefused(
+                f"{folder / 'model.skops'} is not a skops model file ({type(exc).__name__}: {exc})"
+            ) from exc
         foreign = sorted(set(untrusted) - set(ALLOWED_TYPES))
         if foreign:
             raise ModelRefused(f"{folder / 'model.skops'} contains types that are not allowed: {foreign}")
@@ -653,8 +745,9 @@ def load_model(path: str | os.PathLike[str] = "models/renewal") -> Any:
         try:
             model = cls.from_params(json.loads((folder / "params.json").read_text(encoding="utf-8")))
         except (OSError, ValueError, TypeError, KeyError, RecursionError) as exc:
-            raise ModelRefused(f"{folder / 'params.json'} does not hold {cls.__name__} parameters "
-                               f"({type(exc).__name__}: {exc})") from exc
+            raise ModelRefused(
+                f"{folder / 'params.json'} does not hold {cls.__name__} parameters ({type(exc).__name__}: {exc})"
+            ) from exc
     model.model_version_ = manifest["version"]
     model.manifest_ = {k: v for k, v in manifest.items() if not k.startswith("_")}
     return model

@@ -22,28 +22,56 @@ __all__ = ["FEATURE_LABELS", "RenewalModel"]
 
 #: Plain-language names for the features of :func:`renewforecast.renewal_features`.
 FEATURE_LABELS = {
-    "segment": "segment", "industry": "industry", "region": "region",
-    "acquisition_channel": "acquisition channel", "is_government": "government account",
-    "renewal_pricing_method": "renewal pricing", "renewal_uplift_rate": "renewal price uplift",
-    "term_months": "contract term (months)", "days_to_end": "days to contract end",
-    "tenure_months": "months as a customer", "renewal_count": "renewals so far",
-    "prior_contracts": "earlier contracts", "arr": "contract ARR", "arr_at_start": "ARR at contract start",
-    "arr_change_in_term": "ARR change this term", "account_arr": "account ARR",
-    "account_arr_12m_ago": "account ARR a year ago", "account_arr_change_12m": "account ARR change over 12 months",
-    "amendments_up": "upsells this term", "amendments_down": "seat reductions this term",
-    "termination_booked": "termination booked", "products": "products", "units": "seats and units",
-    "units_change_in_term": "seat change this term", "price_vs_peers": "price against peers",
-    "seat_utilization": "seat utilisation", "seat_utilization_change_3m": "seat utilisation trend (3 months)",
-    "active_users": "active users", "active_users_change_3m": "active users trend (3 months)",
-    "support_tickets": "support tickets last month", "support_tickets_change_3m": "support tickets trend",
-    "support_tickets_3m_mean": "support tickets (3-month average)", "nps": "NPS",
+    "segment": "segment",
+    "industry": "industry",
+    "region": "region",
+    "acquisition_channel": "acquisition channel",
+    "is_government": "government account",
+    "renewal_pricing_method": "renewal pricing",
+    "renewal_uplift_rate": "renewal price uplift",
+    "term_months": "contract term (months)",
+    "days_to_end": "days to contract end",
+    "tenure_months": "months as a customer",
+    "renewal_count": "renewals so far",
+    "prior_contracts": "earlier contracts",
+    "arr": "contract ARR",
+    "arr_at_start": "ARR at contract start",
+    "arr_change_in_term": "ARR change this term",
+    "account_arr": "account ARR",
+    "account_arr_12m_ago": "account ARR a year ago",
+    "account_arr_change_12m": "account ARR change over 12 months",
+    "amendments_up": "upsells this term",
+    "amendments_down": "seat reductions this term",
+    "termination_booked": "termination booked",
+    "products": "products",
+    "units": "seats and units",
+    "units_change_in_term": "seat change this term",
+    "price_vs_peers": "price against peers",
+    "seat_utilization": "seat utilisation",
+    "seat_utilization_change_3m": "seat utilisation trend (3 months)",
+    "active_users": "active users",
+    "active_users_change_3m": "active users trend (3 months)",
+    "support_tickets": "support tickets last month",
+    "support_tickets_change_3m": "support tickets trend",
+    "support_tickets_3m_mean": "support tickets (3-month average)",
+    "nps": "NPS",
     "support_tickets_per_100_units": "support tickets per 100 seats",
-    "nps_change_3m": "NPS trend", "active_users_per_unit": "active users per seat",
-    "renewal_opportunity_exists": "renewal opportunity open", "renewal_stage": "renewal stage",
+    "nps_change_3m": "NPS trend",
+    "active_users_per_unit": "active users per seat",
+    "renewal_opportunity_exists": "renewal opportunity open",
+    "renewal_stage": "renewal stage",
     "renewal_stage_probability": "renewal stage probability",
 }
-_PERCENT = {"seat_utilization", "seat_utilization_change_3m", "renewal_uplift_rate", "arr_change_in_term",
-            "account_arr_change_12m", "units_change_in_term", "renewal_stage_probability", "active_users_per_unit"}
+_PERCENT = {
+    "seat_utilization",
+    "seat_utilization_change_3m",
+    "renewal_uplift_rate",
+    "arr_change_in_term",
+    "account_arr_change_12m",
+    "units_change_in_term",
+    "renewal_stage_probability",
+    "active_users_per_unit",
+}
 _MONEY = {"arr", "arr_at_start", "account_arr", "account_arr_12m_ago"}
 
 
@@ -51,12 +79,16 @@ def _as_frame(X) -> pd.DataFrame:
     if isinstance(X, pd.DataFrame):
         return X
     if hasattr(X, "toarray") or hasattr(X, "tocsr"):
-        raise TypeError("Sparse data was passed to RenewalModel, but dense data is required: "
-                        "pass a DataFrame or a dense array (X.toarray()).")
+        raise TypeError(
+            "Sparse data was passed to RenewalModel, but dense data is required: "
+            "pass a DataFrame or a dense array (X.toarray())."
+        )
     arr = np.asarray(X)
     if arr.ndim != 2:
-        raise ValueError(f"Expected 2D array, got {arr.ndim}D array instead. Reshape your data: one row per "
-                         "contract, one column per feature (array.reshape(-1, 1) for a single feature).")
+        raise ValueError(
+            f"Expected 2D array, got {arr.ndim}D array instead. Reshape your data: one row per "
+            "contract, one column per feature (array.reshape(-1, 1) for a single feature)."
+        )
     return pd.DataFrame(arr, columns=[f"x{i}" for i in range(arr.shape[1])])
 
 
@@ -128,10 +160,20 @@ class RenewalModel(ClassifierMixin, BaseEstimator):
     ['reason_1']
     """
 
-    def __init__(self, *, estimator: str = "gbt", calibration: str | None = "isotonic", cv: int = 5,
-                 learning_rate: float = 0.03, max_iter: int = 400, max_leaf_nodes: int = 6,
-                 min_samples_leaf: int = 80, l2_regularization: float = 10.0, C: float = 1.0,
-                 random_state=None):
+    def __init__(
+        self,
+        *,
+        estimator: str = "gbt",
+        calibration: str | None = "isotonic",
+        cv: int = 5,
+        learning_rate: float = 0.03,
+        max_iter: int = 400,
+        max_leaf_nodes: int = 6,
+        min_samples_leaf: int = 80,
+        l2_regularization: float = 10.0,
+        C: float = 1.0,
+        random_state=None,
+    ):
         self.estimator = estimator
         self.calibration = calibration
         self.cv = cv
@@ -156,8 +198,10 @@ class RenewalModel(ClassifierMixin, BaseEstimator):
             names = [str(c) for c in frame.columns]
             if not isinstance(X, pd.DataFrame):
                 if frame.shape[1] != self.n_features_in_:
-                    raise ValueError(f"X has {frame.shape[1]} features, but RenewalModel is expecting "
-                                     f"{self.n_features_in_} features as input.")
+                    raise ValueError(
+                        f"X has {frame.shape[1]} features, but RenewalModel is expecting "
+                        f"{self.n_features_in_} features as input."
+                    )
                 names = list(self.feature_names_in_)  # an array is read by position
             if isinstance(X, pd.DataFrame):
                 missing = [c for c in self.feature_names_in_ if c not in names]
@@ -176,32 +220,62 @@ class RenewalModel(ClassifierMixin, BaseEstimator):
 
     def _design(self) -> ColumnTransformer:
         """Scaled numbers plus one-hot categories: the logistic model's and the explainer's input."""
-        return ColumnTransformer([
-            ("num", Pipeline([("impute", SimpleImputer(strategy="median", keep_empty_features=True)),
-                              ("scale", StandardScaler())]), self.numeric_features_),
-            ("cat", Pipeline([("impute", SimpleImputer(strategy="constant", fill_value="(missing)",
-                                                       keep_empty_features=True)),
-                              ("onehot", OneHotEncoder(handle_unknown="ignore", sparse_output=False))]),
-             self.categorical_features_),
-        ], verbose_feature_names_out=False)
+        return ColumnTransformer(
+            [
+                (
+                    "num",
+                    Pipeline(
+                        [
+                            ("impute", SimpleImputer(strategy="median", keep_empty_features=True)),
+                            ("scale", StandardScaler()),
+                        ]
+                    ),
+                    self.numeric_features_,
+                ),
+                (
+                    "cat",
+                    Pipeline(
+                        [
+                            (
+                                "impute",
+                                SimpleImputer(strategy="constant", fill_value="(missing)", keep_empty_features=True),
+                            ),
+                            ("onehot", OneHotEncoder(handle_unknown="ignore", sparse_output=False)),
+                        ]
+                    ),
+                    self.categorical_features_,
+                ),
+            ],
+            verbose_feature_names_out=False,
+        )
 
     def _base(self):
         if self.estimator == "gbt":
             n_cat = len(self.categorical_features_)
-            pre = ColumnTransformer([
-                ("cat", OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=np.nan,
-                                       encoded_missing_value=np.nan), self.categorical_features_),
-                ("num", "passthrough", self.numeric_features_),
-            ])
+            pre = ColumnTransformer(
+                [
+                    (
+                        "cat",
+                        OrdinalEncoder(
+                            handle_unknown="use_encoded_value", unknown_value=np.nan, encoded_missing_value=np.nan
+                        ),
+                        self.categorical_features_,
+                    ),
+                    ("num", "passthrough", self.numeric_features_),
+                ]
+            )
             gbt = HistGradientBoostingClassifier(
-                learning_rate=self.learning_rate, max_iter=self.max_iter, max_leaf_nodes=self.max_leaf_nodes,
-                min_samples_leaf=self.min_samples_leaf, l2_regularization=self.l2_regularization,
+                learning_rate=self.learning_rate,
+                max_iter=self.max_iter,
+                max_leaf_nodes=self.max_leaf_nodes,
+                min_samples_leaf=self.min_samples_leaf,
+                l2_regularization=self.l2_regularization,
                 categorical_features=np.arange(n_cat + len(self.numeric_features_)) < n_cat if n_cat else None,
-                random_state=self.random_state)
+                random_state=self.random_state,
+            )
             return Pipeline([("prepare", pre), ("model", gbt)])
         if self.estimator == "logistic":
-            return Pipeline([("prepare", self._design()),
-                             ("model", LogisticRegression(C=self.C, max_iter=2000))])
+            return Pipeline([("prepare", self._design()), ("model", LogisticRegression(C=self.C, max_iter=2000))])
         raise ValueError(f"estimator must be 'gbt' or 'logistic', not {self.estimator!r}")
 
     # ------------------------------------------------------------ fitting
@@ -234,8 +308,11 @@ class RenewalModel(ClassifierMixin, BaseEstimator):
 
             from sklearn.exceptions import DataConversionWarning
 
-            warnings.warn("A column-vector y was passed when a 1d array was expected; it was flattened.",
-                          DataConversionWarning, stacklevel=2)
+            warnings.warn(
+                "A column-vector y was passed when a 1d array was expected; it was flattened.",
+                DataConversionWarning,
+                stacklevel=2,
+            )
             y_arr = y_arr.ravel()
         if y_arr.ndim != 1 or len(y_arr) != len(frame):
             raise ValueError(f"y must be 1D with one label per row of X ({len(frame)}), got shape {y_arr.shape}")
@@ -245,19 +322,26 @@ class RenewalModel(ClassifierMixin, BaseEstimator):
         if kind not in ("binary",):
             if kind == "unknown" or (kind == "continuous"):
                 raise ValueError(f"Unknown label type: {kind}. RenewalModel needs two classes.")
-            raise ValueError("Only binary classification is supported. "
-                             f"RenewalModel needs exactly two classes (renewed or not); got a {kind} target "
-                             f"with classes {np.unique(y_arr)[:10].tolist()}")
+            raise ValueError(
+                "Only binary classification is supported. "
+                f"RenewalModel needs exactly two classes (renewed or not); got a {kind} target "
+                f"with classes {np.unique(y_arr)[:10].tolist()}"
+            )
         self.classes_ = np.unique(y_arr)
         if len(self.classes_) < 2:
-            raise ValueError("Classifier can't train when only one class is present: every label in y is "
-                             f"{self.classes_[0]!r}; the model needs renewals and non-renewals.")
+            raise ValueError(
+                "Classifier can't train when only one class is present: every label in y is "
+                f"{self.classes_[0]!r}; the model needs renewals and non-renewals."
+            )
         base = self._base()
         counts = np.bincount(np.searchsorted(self.classes_, y_arr))
         folds = min(self.cv, int(counts.min()))
         if self.calibration and folds >= 2:
-            cv = StratifiedKFold(folds, shuffle=True, random_state=self.random_state
-                                 if not isinstance(self.random_state, np.random.RandomState) else None)
+            cv = StratifiedKFold(
+                folds,
+                shuffle=True,
+                random_state=self.random_state if not isinstance(self.random_state, np.random.RandomState) else None,
+            )
             self.estimator_ = CalibratedClassifierCV(base, method=self.calibration, cv=cv).fit(frame, y_arr)
         else:
             self.estimator_ = base.fit(frame, y_arr)
@@ -381,6 +465,8 @@ def _format_values(name: str, values: np.ndarray) -> list[str]:
             return ["unknown" if np.isnan(x) else f"{x:.0%}" for x in v]
         if name in _MONEY:
             return ["unknown" if np.isnan(x) else f"{x:,.0f}" for x in v]
-        return ["unknown" if np.isnan(x) else (f"{x:,.0f}" if abs(x) >= 100 or float(x).is_integer() else f"{x:.2f}")
-                for x in v]
+        return [
+            "unknown" if np.isnan(x) else (f"{x:,.0f}" if abs(x) >= 100 or float(x).is_integer() else f"{x:.2f}")
+            for x in v
+        ]
     return ["unknown" if v is None else str(v) for v in values]

@@ -45,9 +45,19 @@ _Z95 = 1.959963984540054
 _HOMOGENEOUS = 1e4
 
 _PARAM_KEYS = (
-    "alpha", "beta", "loglik", "n_periods", "n_customers", "n_cohorts",
-    "converged", "n_iter", "cov_alpha_alpha", "cov_alpha_beta", "cov_beta_beta",
-    "max_iter", "tol",
+    "alpha",
+    "beta",
+    "loglik",
+    "n_periods",
+    "n_customers",
+    "n_cohorts",
+    "converged",
+    "n_iter",
+    "cov_alpha_alpha",
+    "cov_alpha_beta",
+    "cov_beta_beta",
+    "max_iter",
+    "tol",
 )
 
 
@@ -55,24 +65,24 @@ _PARAM_KEYS = (
 # input handling
 # --------------------------------------------------------------------------
 
+
 def _as_counts(values: Any, label: str) -> np.ndarray:
     try:
         counts = np.asarray(values, dtype=float)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{label}: alive counts must be numbers ({exc})") from None
     if counts.ndim != 1:
-        raise ValueError(f"{label}: alive counts must be a flat sequence, got shape "
-                         f"{counts.shape}")
+        raise ValueError(f"{label}: alive counts must be a flat sequence, got shape {counts.shape}")
     if counts.size < 2:
         raise ValueError(
             f"{label}: need at least 2 points (the cohort size at period 0 and the "
-            f"number alive after period 1), got {counts.size}")
+            f"number alive after period 1), got {counts.size}"
+        )
     if not np.all(np.isfinite(counts)):
         raise ValueError(f"{label}: alive counts contain NaN or infinite values")
     if np.any(counts < 0):
         bad = int(np.flatnonzero(counts < 0)[0])
-        raise ValueError(f"{label}: alive counts must be non-negative; period {bad} "
-                         f"has {counts[bad]:g}")
+        raise ValueError(f"{label}: alive counts must be non-negative; period {bad} has {counts[bad]:g}")
     if counts[0] <= 0:
         raise ValueError(f"{label}: the cohort size (element 0) must be positive")
     rises = np.flatnonzero(np.diff(counts) > 0)
@@ -81,7 +91,8 @@ def _as_counts(values: Any, label: str) -> np.ndarray:
         raise ValueError(
             f"{label}: alive counts must not increase over time, but period {t} has "
             f"{counts[t]:g} alive after {counts[t - 1]:g} in period {t - 1}; customers "
-            f"who return are new acquisitions, not survivors")
+            f"who return are new acquisitions, not survivors"
+        )
     return counts
 
 
@@ -90,15 +101,15 @@ def _cohorts_from_long(frame: pd.DataFrame) -> list[np.ndarray]:
     if missing:
         raise ValueError(
             "a cohort DataFrame needs the columns 'cohort', 'period' and 'alive' "
-            f"(long format, one row per cohort and period); missing {sorted(missing)}")
+            f"(long format, one row per cohort and period); missing {sorted(missing)}"
+        )
     if frame.empty:
         raise ValueError("the cohort DataFrame is empty")
     period = pd.to_numeric(frame["period"], errors="coerce")
     if period.isna().any() or (period % 1 != 0).any() or (period < 0).any():
         raise ValueError("column 'period' must hold non-negative whole numbers")
     cohorts = []
-    for label, group in frame.assign(period=period.astype(int)).groupby(
-            "cohort", sort=True):
+    for label, group in frame.assign(period=period.astype(int)).groupby("cohort", sort=True):
         periods = group["period"].to_numpy()
         if len(set(periods)) != len(periods):
             raise ValueError(f"cohort {label!r}: period listed more than once")
@@ -107,7 +118,8 @@ def _cohorts_from_long(frame: pd.DataFrame) -> list[np.ndarray]:
         if not np.array_equal(periods, np.arange(len(periods))):
             raise ValueError(
                 f"cohort {label!r}: periods must run 0, 1, 2, ... without gaps "
-                f"(period 0 holds the cohort size); got {periods.tolist()}")
+                f"(period 0 holds the cohort size); got {periods.tolist()}"
+            )
         alive = group["alive"].to_numpy()[order]
         if len(alive) == 1:
             # Acquired but not yet observed through a renewal: nothing to learn.
@@ -132,7 +144,8 @@ def _parse_cohorts(data: Any) -> list[np.ndarray]:
         raise ValueError(
             "expected alive counts (a sequence starting with the cohort size), a list "
             "of such sequences, or a DataFrame with columns cohort, period, alive; "
-            f"got {type(data).__name__}")
+            f"got {type(data).__name__}"
+        )
     if isinstance(data, np.ndarray) and data.ndim == 2:
         data = list(data)
     if len(data) == 0:
@@ -143,7 +156,8 @@ def _parse_cohorts(data: Any) -> list[np.ndarray]:
     if not all(nested):
         raise ValueError(
             "mixed input: give either one cohort (a flat sequence of counts) or a list "
-            "of cohorts (a list of sequences), not a mix of numbers and sequences")
+            "of cohorts (a list of sequences), not a mix of numbers and sequences"
+        )
     cohorts = []
     for i, item in enumerate(data):
         if np.size(item) == 1:
@@ -178,8 +192,8 @@ def _sufficient_stats(cohorts: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray
 # likelihood
 # --------------------------------------------------------------------------
 
-def _loglik_parts(alpha: float, beta: float, lost: np.ndarray, censored: np.ndarray,
-                  want_hessian: bool = False):
+
+def _loglik_parts(alpha: float, beta: float, lost: np.ndarray, censored: np.ndarray, want_hessian: bool = False):
     """Log-likelihood (FH 2007 eq. B3), its gradient and Hessian in (alpha, beta).
 
     Uses S(t) = prod_{j<=t} (beta+j-1)/(alpha+beta+j-1) and
@@ -222,8 +236,9 @@ def _loglik_parts(alpha: float, beta: float, lost: np.ndarray, censored: np.ndar
     return ll, grad, np.array([[h_aa, h_ab], [h_ab, h_bb]])
 
 
-def _newton_polish(alpha: float, beta: float, lost: np.ndarray, censored: np.ndarray,
-                   max_steps: int = 20) -> tuple[float, float]:
+def _newton_polish(
+    alpha: float, beta: float, lost: np.ndarray, censored: np.ndarray, max_steps: int = 20
+) -> tuple[float, float]:
     """Finish the optimisation with Newton steps on the exact Hessian.
 
     The likelihood has a long curved ridge (alpha and beta are strongly
@@ -244,8 +259,7 @@ def _newton_polish(alpha: float, beta: float, lost: np.ndarray, censored: np.nda
         while scale > 1e-4:
             cand = x + scale * step
             if np.all(cand > 0):
-                cand_ll, cand_grad, cand_hess = _loglik_parts(
-                    cand[0], cand[1], lost, censored, want_hessian=True)
+                cand_ll, cand_grad, cand_hess = _loglik_parts(cand[0], cand[1], lost, censored, want_hessian=True)
                 if cand_ll >= ll - 1e-12 * abs(ll):
                     break
             scale /= 2
@@ -261,6 +275,7 @@ def _newton_polish(alpha: float, beta: float, lost: np.ndarray, censored: np.nda
 # --------------------------------------------------------------------------
 # 2F1(1, b; c; z) for DEL / DERL
 # --------------------------------------------------------------------------
+
 
 def _hyp2f1_one(b: np.ndarray, c: np.ndarray, z: np.ndarray) -> np.ndarray:
     """Gauss series of 2F1(1, b; c; z) for 0 < b < c and 0 <= z < 1.
@@ -296,6 +311,7 @@ def _hyp2f1_one(b: np.ndarray, c: np.ndarray, z: np.ndarray) -> np.ndarray:
 # argument checks for the prediction methods
 # --------------------------------------------------------------------------
 
+
 def _periods(t: Any, name: str, minimum: int) -> np.ndarray:
     arr = np.asarray(t, dtype=float)
     if not np.all(np.isfinite(arr)) or np.any(arr % 1 != 0):
@@ -308,13 +324,11 @@ def _periods(t: Any, name: str, minimum: int) -> np.ndarray:
 def _discount(d: Any) -> np.ndarray:
     arr = np.asarray(d, dtype=float)
     if not np.all(np.isfinite(arr)) or np.any(arr < 0):
-        raise ValueError(f"discount_rate must be a finite rate >= 0 per period "
-                         f"(0.10 for 10%), got {d!r}")
+        raise ValueError(f"discount_rate must be a finite rate >= 0 per period (0.10 for 10%), got {d!r}")
     if np.any((arr > 0) & (arr < 1e-6)):
         # Below this the series needs tens of millions of terms and the answer is
         # within rounding of the undiscounted value anyway.
-        raise ValueError(f"discount_rate {d!r} is positive but below 1e-6 per period; "
-                         "use 0 for an undiscounted value")
+        raise ValueError(f"discount_rate {d!r} is positive but below 1e-6 per period; use 0 for an undiscounted value")
     return arr
 
 
@@ -327,6 +341,7 @@ def _shape_like(values: np.ndarray, *inputs: Any) -> float | np.ndarray:
 # --------------------------------------------------------------------------
 # estimator
 # --------------------------------------------------------------------------
+
 
 class ShiftedBetaGeometric(BaseEstimator):
     """Shifted-beta-geometric model of contractual retention (Fader & Hardie 2007).
@@ -402,11 +417,14 @@ class ShiftedBetaGeometric(BaseEstimator):
     # ------------------------------------------------------------------ fit
     def _check_hyperparameters(self) -> None:
         max_iter = self.max_iter
-        if (isinstance(max_iter, bool) or not isinstance(max_iter, numbers.Integral)
-                or max_iter < 1):
+        if isinstance(max_iter, bool) or not isinstance(max_iter, numbers.Integral) or max_iter < 1:
             raise ValueError(f"max_iter must be a positive integer, got {max_iter!r}")
-        if (isinstance(self.tol, bool) or not isinstance(self.tol, numbers.Real)
-                or not self.tol > 0 or not math.isfinite(self.tol)):
+        if (
+            isinstance(self.tol, bool)
+            or not isinstance(self.tol, numbers.Real)
+            or not self.tol > 0
+            or not math.isfinite(self.tol)
+        ):
             raise ValueError(f"tol must be a positive number, got {self.tol!r}")
 
     def fit(self, data: Any) -> ShiftedBetaGeometric:
@@ -465,11 +483,13 @@ class ShiftedBetaGeometric(BaseEstimator):
             raise ValueError(
                 "need at least one cohort observed for 2 or more periods: with a "
                 "single period only the mean churn rate alpha/(alpha+beta) is "
-                "identified, not its spread")
+                "identified, not its spread"
+            )
         if lost.sum() <= 0:
             raise ValueError(
                 "no customer churned in the data, so the churn distribution cannot "
-                "be estimated (the likelihood grows without bound as alpha -> 0)")
+                "be estimated (the likelihood grows without bound as alpha -> 0)"
+            )
         n_customers = float(sum(c[0] for c in observed))
 
         def objective(x: np.ndarray) -> tuple[float, np.ndarray]:
@@ -481,10 +501,12 @@ class ShiftedBetaGeometric(BaseEstimator):
 
         # Deterministic start: a uniform prior on theta.
         result = optimize.minimize(
-            objective, x0=np.zeros(2), jac=True, method="L-BFGS-B",
+            objective,
+            x0=np.zeros(2),
+            jac=True,
+            method="L-BFGS-B",
             bounds=[(-_LOG_BOUND, _LOG_BOUND)] * 2,
-            options={"maxiter": int(self.max_iter), "gtol": float(self.tol),
-                     "ftol": 0.0, "maxcor": 20},
+            options={"maxiter": int(self.max_iter), "gtol": float(self.tol), "ftol": 0.0, "maxcor": 20},
         )
         alpha, beta = (float(v) for v in np.exp(result.x))
         at_edge = bool(np.any(np.abs(result.x) >= _LOG_BOUND - 1e-6))
@@ -495,14 +517,12 @@ class ShiftedBetaGeometric(BaseEstimator):
         homogeneous = alpha + beta > _HOMOGENEOUS
         if not (at_edge or homogeneous):
             polished = _newton_polish(alpha, beta, lost, censored)
-            if (sum(polished) <= _HOMOGENEOUS
-                    and np.all(np.abs(np.log(polished)) < _LOG_BOUND)):
+            if sum(polished) <= _HOMOGENEOUS and np.all(np.abs(np.log(polished)) < _LOG_BOUND):
                 alpha, beta = polished
         grad_norm = float(np.max(np.abs(objective(np.log([alpha, beta]))[1])))
         # L-BFGS-B can stop on a line-search failure with the gradient already at
         # rounding level; judge convergence by the gradient itself.
-        converged = (not at_edge and not homogeneous
-                     and grad_norm <= max(float(self.tol), 1e-8))
+        converged = not at_edge and not homogeneous and grad_norm <= max(float(self.tol), 1e-8)
         ll, _, hess = _loglik_parts(alpha, beta, lost, censored, want_hessian=True)
 
         covariance = np.full((2, 2), np.nan)
@@ -518,17 +538,25 @@ class ShiftedBetaGeometric(BaseEstimator):
                 f"alpha={alpha:.4g}, beta={beta:.4g}), so the fit is a constant-churn "
                 f"model with p={alpha / (alpha + beta):.4g}; alpha and beta are not "
                 "identified",
-                ConvergenceWarning, stacklevel=2)
+                ConvergenceWarning,
+                stacklevel=2,
+            )
         elif at_edge:
             warnings.warn(
                 "the sBG estimate reached the edge of the search box "
                 f"(alpha={alpha:.4g}, beta={beta:.4g}); the data do not support a "
-                "finite maximum-likelihood estimate", ConvergenceWarning, stacklevel=2)
+                "finite maximum-likelihood estimate",
+                ConvergenceWarning,
+                stacklevel=2,
+            )
         elif not converged:
             warnings.warn(
                 f"the sBG fit did not converge after {result.nit} iterations "
                 f"(largest gradient {grad_norm:.3g} > tol={self.tol}); "
-                f"optimiser said: {result.message}", ConvergenceWarning, stacklevel=2)
+                f"optimiser said: {result.message}",
+                ConvergenceWarning,
+                stacklevel=2,
+            )
 
         self.alpha_ = alpha
         self.beta_ = beta
@@ -564,8 +592,7 @@ class ShiftedBetaGeometric(BaseEstimator):
         """
         check_is_fitted(self)
         tt = _periods(t, "t", 0)
-        log_s = special.betaln(self.alpha_, self.beta_ + tt) - special.betaln(
-            self.alpha_, self.beta_)
+        log_s = special.betaln(self.alpha_, self.beta_ + tt) - special.betaln(self.alpha_, self.beta_)
         out = np.where(tt == 0, 1.0, np.exp(log_s))
         return _shape_like(out, t)
 
@@ -616,8 +643,7 @@ class ShiftedBetaGeometric(BaseEstimator):
         """
         check_is_fitted(self)
         tt = _periods(t, "t", 1)
-        log_p = special.betaln(self.alpha_ + 1, self.beta_ + tt - 1) - special.betaln(
-            self.alpha_, self.beta_)
+        log_p = special.betaln(self.alpha_ + 1, self.beta_ + tt - 1) - special.betaln(self.alpha_, self.beta_)
         return _shape_like(np.exp(log_p), t)
 
     def expected_lifetime(self) -> float:
@@ -675,8 +701,7 @@ class ShiftedBetaGeometric(BaseEstimator):
         out = self._residual(d, np.zeros_like(d), shift=0)
         return _shape_like(out, discount_rate)
 
-    def discounted_expected_residual_lifetime(self, discount_rate: Any,
-                                              renewals: Any) -> float | np.ndarray:
+    def discounted_expected_residual_lifetime(self, discount_rate: Any, renewals: Any) -> float | np.ndarray:
         """Discounted expected residual lifetime (DERL) of an active customer.
 
         Parameters
@@ -792,8 +817,7 @@ class ShiftedBetaGeometric(BaseEstimator):
         lower[2] = special.expit(lo_logit)
         upper[2] = special.expit(hi_logit)
         return pd.DataFrame(
-            {"estimate": est, "std_error": se,
-             "ci_lower_95": lower, "ci_upper_95": upper},
+            {"estimate": est, "std_error": se, "ci_lower_95": lower, "ci_upper_95": upper},
             index=pd.Index(["alpha", "beta", "mean_churn"], name="parameter"),
         )
 
@@ -805,9 +829,11 @@ class ShiftedBetaGeometric(BaseEstimator):
         if math.isfinite(self.loglik_):
             parts.append(f"loglik={self.loglik_:.2f}")
         if self.n_cohorts_:
-            parts += [f"n_periods={self.n_periods_}",
-                      f"n_customers={self.n_customers_:g}",
-                      f"n_cohorts={self.n_cohorts_}"]
+            parts += [
+                f"n_periods={self.n_periods_}",
+                f"n_customers={self.n_customers_:g}",
+                f"n_cohorts={self.n_cohorts_}",
+            ]
         return f"{base} fitted: " + ", ".join(parts)
 
     # ---------------------------------------------------------- persistence
@@ -888,23 +914,19 @@ class ShiftedBetaGeometric(BaseEstimator):
             raise ValueError(f"params must be a mapping, got {type(params).__name__}")
         unknown = set(params) - set(_PARAM_KEYS)
         if unknown:
-            raise ValueError(f"unknown sBG parameter keys {sorted(unknown)}; expected "
-                             f"a subset of {list(_PARAM_KEYS)}")
+            raise ValueError(f"unknown sBG parameter keys {sorted(unknown)}; expected a subset of {list(_PARAM_KEYS)}")
         for key in ("alpha", "beta"):
             if key not in params:
                 raise ValueError(f"params must contain {key!r}")
             value = params[key]
-            if (isinstance(value, bool) or not isinstance(value, numbers.Real)
-                    or not math.isfinite(value) or value <= 0):
-                raise ValueError(
-                    f"{key} must be a positive finite number, got {value!r}")
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value <= 0:
+                raise ValueError(f"{key} must be a positive finite number, got {value!r}")
 
         def num(key: str) -> float:
             value = params.get(key)
             return math.nan if value is None else float(value)
 
-        model = cls(max_iter=int(params.get("max_iter", 1000)),
-                    tol=float(params.get("tol", 1e-10)))
+        model = cls(max_iter=int(params.get("max_iter", 1000)), tol=float(params.get("tol", 1e-10)))
         model.alpha_ = float(params["alpha"])
         model.beta_ = float(params["beta"])
         model.loglik_ = num("loglik")
@@ -914,6 +936,5 @@ class ShiftedBetaGeometric(BaseEstimator):
         model.converged_ = bool(params.get("converged", True))
         model.n_iter_ = int(params.get("n_iter", 0))
         ab = num("cov_alpha_beta")
-        model.covariance_ = np.array([[num("cov_alpha_alpha"), ab],
-                                      [ab, num("cov_beta_beta")]])
+        model.covariance_ = np.array([[num("cov_alpha_alpha"), ab], [ab, num("cov_beta_beta")]])
         return model

@@ -276,9 +276,7 @@ class SurvivalModel(BaseEstimator):
         """
         kind, strata = self._validated_hyperparameters()
         if not isinstance(df, pd.DataFrame):
-            raise SurvivalDataError(
-                f"fit expects a pandas DataFrame, got {type(df).__name__}"
-            )
+            raise SurvivalDataError(f"fit expects a pandas DataFrame, got {type(df).__name__}")
         if len(df) == 0:
             raise SurvivalDataError("fit needs at least one row")
         if df.columns.duplicated().any():
@@ -291,16 +289,12 @@ class SurvivalModel(BaseEstimator):
         events = _checked_events(df[self.event_col])
         for col in strata:
             if df[col].isna().any():
-                raise SurvivalDataError(
-                    f"fit: strata column {col!r} has missing values"
-                )
+                raise SurvivalDataError(f"fit: strata column {col!r} has missing values")
 
         reserved = set(needed)
         covariates = [c for c in df.columns if c not in reserved]
         if not covariates:
-            raise SurvivalDataError(
-                "fit: no covariate columns besides duration/event/strata"
-            )
+            raise SurvivalDataError("fit: no covariate columns besides duration/event/strata")
         not_str = [c for c in covariates if not isinstance(c, str)]
         if not_str:
             raise SurvivalDataError(f"fit: covariate names must be strings: {not_str}")
@@ -334,9 +328,7 @@ class SurvivalModel(BaseEstimator):
             )
             block = {"coxph": _export_cox(fitter, encoded_names, strata)}
         else:
-            fitter = WeibullAFTFitter(**options).fit(
-                frame, duration_col=self.duration_col, event_col=self.event_col
-            )
+            fitter = WeibullAFTFitter(**options).fit(frame, duration_col=self.duration_col, event_col=self.event_col)
             block = {"weibull_aft": _export_weibull(fitter)}
 
         state = {
@@ -349,11 +341,7 @@ class SurvivalModel(BaseEstimator):
                 "l1_ratio": float(self.l1_ratio),
                 "duration_col": self.duration_col,
                 "event_col": self.event_col,
-                "strata": (
-                    list(self.strata)
-                    if isinstance(self.strata, (list, tuple))
-                    else self.strata
-                ),
+                "strata": (list(self.strata) if isinstance(self.strata, (list, tuple)) else self.strata),
                 "alpha": float(self.alpha),
             },
             "features": {
@@ -377,9 +365,7 @@ class SurvivalModel(BaseEstimator):
 
     # ---------------------------------------------------------- prediction
 
-    def predict_survival(
-        self, X: pd.DataFrame, times: float | Sequence[float] | np.ndarray
-    ) -> pd.DataFrame:
+    def predict_survival(self, X: pd.DataFrame, times: float | Sequence[float] | np.ndarray) -> pd.DataFrame:
         """Survival probabilities S(t | x) at the given times.
 
         Parameters
@@ -413,9 +399,7 @@ class SurvivalModel(BaseEstimator):
         H = self._cumulative_hazard(X, grid)
         return pd.DataFrame(np.exp(-H), index=pd.Index(t), columns=X.index)
 
-    def predict_renewal_proba(
-        self, X: pd.DataFrame, *, horizon: float, tenure: TenureLike | None = None
-    ) -> pd.Series:
+    def predict_renewal_proba(self, X: pd.DataFrame, *, horizon: float, tenure: TenureLike | None = None) -> pd.Series:
         """Probability of surviving ``horizon`` more units after ``tenure``.
 
         ``P(T > tenure + horizon | T > tenure, x)
@@ -531,12 +515,8 @@ class SurvivalModel(BaseEstimator):
         """
         check_is_fitted(self)
         if not isinstance(df, pd.DataFrame):
-            raise SurvivalDataError(
-                f"score expects a pandas DataFrame, got {type(df).__name__}"
-            )
-        missing = [
-            c for c in (self.duration_col, self.event_col) if c not in df.columns
-        ]
+            raise SurvivalDataError(f"score expects a pandas DataFrame, got {type(df).__name__}")
+        missing = [c for c in (self.duration_col, self.event_col) if c not in df.columns]
         if missing:
             raise SurvivalDataError(f"score: columns not found: {missing}")
         durations = _checked_durations(df[self.duration_col])
@@ -545,9 +525,7 @@ class SurvivalModel(BaseEstimator):
         if self._cox is not None:
             scores = -np.exp((design - self._cox.mean) @ self._cox.beta)
             if self._strata:
-                return _stratified_concordance(
-                    durations, scores, events, self._stratum_keys(df)
-                )
+                return _stratified_concordance(durations, scores, events, self._stratum_keys(df))
         else:
             log_lambda, log_rho = self._weibull_log_params(design)
             # median lifetime: lambda * (ln 2) ** (1 / rho)
@@ -638,9 +616,7 @@ class SurvivalModel(BaseEstimator):
         True
         """
         if not isinstance(params, Mapping):
-            raise SurvivalDataError(
-                f"from_params expects a dict, got {type(params).__name__}"
-            )
+            raise SurvivalDataError(f"from_params expects a dict, got {type(params).__name__}")
         if params.get("format") != _FORMAT:
             raise SurvivalDataError(f"params: 'format' is not {_FORMAT!r}")
         if params.get("format_version") != _FORMAT_VERSION:
@@ -651,10 +627,7 @@ class SurvivalModel(BaseEstimator):
         state = copy.deepcopy(dict(params))
         hyper = _require(state, "hyperparameters")
         if not isinstance(hyper, Mapping) or set(hyper) != set(cls._parameter_names):
-            raise SurvivalDataError(
-                "params: hyperparameters must be exactly "
-                f"{sorted(cls._parameter_names)}"
-            )
+            raise SurvivalDataError(f"params: hyperparameters must be exactly {sorted(cls._parameter_names)}")
         model = cls(**hyper)
         model._load_state(state, fitter=None)
         return model
@@ -667,47 +640,31 @@ class SurvivalModel(BaseEstimator):
             raise SurvivalDataError(f"kind must be one of {_KINDS}, got {self.kind!r}")
         for name in ("penalizer", "l1_ratio", "alpha"):
             value = getattr(self, name)
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, numbers.Real)
-                or not math.isfinite(value)
-            ):
-                raise SurvivalDataError(
-                    f"{name} must be a finite number, got {value!r}"
-                )
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+                raise SurvivalDataError(f"{name} must be a finite number, got {value!r}")
         if self.penalizer < 0:
             raise SurvivalDataError(f"penalizer must be >= 0, got {self.penalizer!r}")
         if not 0 <= self.l1_ratio <= 1:
-            raise SurvivalDataError(
-                f"l1_ratio must be in [0, 1], got {self.l1_ratio!r}"
-            )
+            raise SurvivalDataError(f"l1_ratio must be in [0, 1], got {self.l1_ratio!r}")
         if not 0 < self.alpha < 1:
             raise SurvivalDataError(f"alpha must be in (0, 1), got {self.alpha!r}")
         if not (isinstance(self.duration_col, str) and isinstance(self.event_col, str)):
-            raise SurvivalDataError(
-                "duration_col and event_col must be column names (str)"
-            )
+            raise SurvivalDataError("duration_col and event_col must be column names (str)")
         if self.duration_col == self.event_col:
             raise SurvivalDataError("duration_col and event_col must differ")
         if self.strata is None:
             strata: tuple[str, ...] = ()
         elif isinstance(self.strata, str):
             strata = (self.strata,)
-        elif isinstance(self.strata, (list, tuple)) and all(
-            isinstance(s, str) for s in self.strata
-        ):
+        elif isinstance(self.strata, (list, tuple)) and all(isinstance(s, str) for s in self.strata):
             strata = tuple(self.strata)
         else:
-            raise SurvivalDataError(
-                f"strata must be a column name or a list of them, got {self.strata!r}"
-            )
+            raise SurvivalDataError(f"strata must be a column name or a list of them, got {self.strata!r}")
         if strata and self.kind != "coxph":
             raise SurvivalDataError("strata is only supported with kind='coxph'")
         overlap = {self.duration_col, self.event_col} & set(strata)
         if overlap or len(set(strata)) != len(strata):
-            raise SurvivalDataError(
-                "strata columns must be distinct, and differ from duration/event"
-            )
+            raise SurvivalDataError("strata columns must be distinct, and differ from duration/event")
         return self.kind, strata
 
     def _load_state(self, state: dict[str, Any], *, fitter: Any) -> None:
@@ -734,9 +691,7 @@ class SurvivalModel(BaseEstimator):
                 self.baseline_cumulative_hazard_,
             ) = _load_cox(_require(state, "coxph"), encoded_names, strata)
         else:
-            self._weibull, self.params_ = _load_weibull(
-                _require(state, "weibull_aft"), encoded_names
-            )
+            self._weibull, self.params_ = _load_weibull(_require(state, "weibull_aft"), encoded_names)
 
         self._strata = strata
         self._encoding = encoding
@@ -745,11 +700,7 @@ class SurvivalModel(BaseEstimator):
         self.feature_names_in_ = np.array(names_in, dtype=object)
         self.n_features_in_ = len(names_in)
         self.encoded_feature_names_ = np.array(encoded_names, dtype=object)
-        self.categories_ = {
-            s["column"]: list(s["levels"])
-            for s in encoding
-            if s["type"] == "categorical"
-        }
+        self.categories_ = {s["column"]: list(s["levels"]) for s in encoding if s["type"] == "categorical"}
         try:
             self.concordance_index_ = float(training["concordance_index"])
             self.log_likelihood_ = float(training["log_likelihood"])
@@ -767,16 +718,11 @@ class SurvivalModel(BaseEstimator):
         for spec in self._encoding:
             col = X[spec["column"]]
             if col.isna().any():
-                raise SurvivalDataError(
-                    f"covariate {spec['column']!r} has missing values"
-                )
+                raise SurvivalDataError(f"covariate {spec['column']!r} has missing values")
             # Refuse rather than coerce: "27" arriving where 27 was fitted
             # usually means the frame was read with the wrong dtypes.
             if spec["type"] == "numeric" and not pd.api.types.is_numeric_dtype(col):
-                raise SurvivalDataError(
-                    f"covariate {spec['column']!r} was numeric in fit "
-                    f"but is {col.dtype} here"
-                )
+                raise SurvivalDataError(f"covariate {spec['column']!r} was numeric in fit but is {col.dtype} here")
         design = _encode(X[list(self.feature_names_in_)], self._encoding)
         values = design.to_numpy(dtype=float)
         if not np.all(np.isfinite(values)):
@@ -791,9 +737,7 @@ class SurvivalModel(BaseEstimator):
         assert self._cox is not None
         unseen = sorted({k for k in keys if k not in self._cox.baselines}, key=repr)
         if unseen:
-            raise SurvivalDataError(
-                f"strata values not seen in training (no baseline hazard): {unseen[:5]}"
-            )
+            raise SurvivalDataError(f"strata values not seen in training (no baseline hazard): {unseen[:5]}")
         return keys
 
     def _weibull_log_params(self, design: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -804,9 +748,7 @@ class SurvivalModel(BaseEstimator):
             design @ w.rho_coef + w.rho_intercept,
         )
 
-    def _cumulative_hazard(
-        self, X: pd.DataFrame, T: np.ndarray, *, stacklevel: int = 3
-    ) -> np.ndarray:
+    def _cumulative_hazard(self, X: pd.DataFrame, T: np.ndarray, *, stacklevel: int = 3) -> np.ndarray:
         """H(T[k, i] | x_i): cumulative hazard of row i of X at the times in T[:, i]."""
         design = self._design(X)
         if self._weibull is not None:
@@ -840,14 +782,10 @@ class SurvivalModel(BaseEstimator):
             H[:, rows] = np.interp(T[:, rows], knots, h0) * partial[rows]
         return H
 
-    def _hazard_increment(
-        self, X: pd.DataFrame, tenure: TenureLike | None, horizon: float
-    ) -> np.ndarray:
+    def _hazard_increment(self, X: pd.DataFrame, tenure: TenureLike | None, horizon: float) -> np.ndarray:
         """H(tenure + horizon | x) - H(tenure | x), one value per row of X."""
         start = _tenure_array(X, tenure)
-        H = self._cumulative_hazard(
-            X, np.vstack([start, start + horizon]), stacklevel=4
-        )
+        H = self._cumulative_hazard(X, np.vstack([start, start + horizon]), stacklevel=4)
         # Clip: rounding must not push a renewal probability above 1.
         return np.clip(H[1] - H[0], 0.0, np.inf)
 
@@ -874,9 +812,7 @@ def _checked_events(col: pd.Series) -> np.ndarray:
         raise SurvivalDataError(f"event column {col.name!r} must be 0/1 or boolean")
     values = col.to_numpy(dtype=float, na_value=np.nan)
     if not np.all(np.isin(values, (0.0, 1.0))):
-        raise SurvivalDataError(
-            f"event column {col.name!r} must hold only 0/1, with no missing values"
-        )
+        raise SurvivalDataError(f"event column {col.name!r} must hold only 0/1, with no missing values")
     return values.astype(int)
 
 
@@ -891,21 +827,14 @@ def _checked_times(times: Any) -> np.ndarray:
 
 
 def _checked_scalar_time(value: Any, what: str) -> float:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, numbers.Real)
-        or not math.isfinite(value)
-        or value < 0
-    ):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value < 0:
         raise SurvivalDataError(f"{what} must be a finite number >= 0, got {value!r}")
     return float(value)
 
 
 def _check_frame(X: Any) -> None:
     if not isinstance(X, pd.DataFrame):
-        raise SurvivalDataError(
-            f"expected a pandas DataFrame of covariates, got {type(X).__name__}"
-        )
+        raise SurvivalDataError(f"expected a pandas DataFrame of covariates, got {type(X).__name__}")
 
 
 def _tenure_array(X: pd.DataFrame, tenure: TenureLike | None) -> np.ndarray:
@@ -915,11 +844,7 @@ def _tenure_array(X: pd.DataFrame, tenure: TenureLike | None) -> np.ndarray:
         return np.zeros(n)
     if isinstance(tenure, pd.Series):
         if not tenure.index.equals(X.index):
-            same_labels = (
-                tenure.index.is_unique
-                and X.index.is_unique
-                and set(tenure.index) == set(X.index)
-            )
+            same_labels = tenure.index.is_unique and X.index.is_unique and set(tenure.index) == set(X.index)
             if not same_labels:
                 raise SurvivalDataError("a tenure Series must have the same index as X")
             tenure = tenure.reindex(X.index)
@@ -932,9 +857,7 @@ def _tenure_array(X: pd.DataFrame, tenure: TenureLike | None) -> np.ndarray:
         except (TypeError, ValueError) as exc:
             raise SurvivalDataError("tenure must be numbers") from exc
     if values.shape != (n,):
-        raise SurvivalDataError(
-            f"tenure must be a scalar or have one value per row of X ({n})"
-        )
+        raise SurvivalDataError(f"tenure must be a scalar or have one value per row of X ({n})")
     if not np.all(np.isfinite(values)) or np.any(values < 0):
         raise SurvivalDataError("tenure must be finite and >= 0")
     return values
@@ -952,12 +875,8 @@ def _learn_encoding(covs: pd.DataFrame) -> list[dict[str, Any]]:
         col = covs[name]
         if col.isna().any():
             raise SurvivalDataError(f"fit: covariate {name!r} has missing values")
-        if pd.api.types.is_datetime64_any_dtype(
-            col
-        ) or pd.api.types.is_timedelta64_dtype(col):
-            raise SurvivalDataError(
-                f"fit: covariate {name!r} is a date/time; derive a number from it first"
-            )
+        if pd.api.types.is_datetime64_any_dtype(col) or pd.api.types.is_timedelta64_dtype(col):
+            raise SurvivalDataError(f"fit: covariate {name!r} is a date/time; derive a number from it first")
         if pd.api.types.is_numeric_dtype(col):  # bool included, used as 0/1
             encoding.append({"column": name, "type": "numeric", "encoded": [name]})
             continue
@@ -990,37 +909,25 @@ def _encode(covs: pd.DataFrame, encoding: list[dict[str, Any]]) -> pd.DataFrame:
 
 
 def _validate_encoding(names_in: Any, encoding: Any, encoded_names: Any) -> None:
-    if (
-        not isinstance(names_in, list)
-        or not names_in
-        or not all(isinstance(n, str) for n in names_in)
-    ):
-        raise SurvivalDataError(
-            "params: features.names_in must be a non-empty list of str"
-        )
+    if not isinstance(names_in, list) or not names_in or not all(isinstance(n, str) for n in names_in):
+        raise SurvivalDataError("params: features.names_in must be a non-empty list of str")
     if (
         not isinstance(encoding, list)
         or not all(isinstance(s, Mapping) for s in encoding)
         or [s.get("column") for s in encoding] != names_in
     ):
-        raise SurvivalDataError(
-            "params: features.encoding must describe every input column, in order"
-        )
+        raise SurvivalDataError("params: features.encoding must describe every input column, in order")
     flat: list[str] = []
     for spec in encoding:
         encoded = spec.get("encoded")
-        if not isinstance(encoded, list) or not all(
-            isinstance(e, str) for e in encoded
-        ):
+        if not isinstance(encoded, list) or not all(isinstance(e, str) for e in encoded):
             raise SurvivalDataError(f"params: bad encoded names for {spec['column']!r}")
         if spec.get("type") == "numeric":
             ok = encoded == [spec["column"]]
         elif spec.get("type") == "categorical":
             levels = spec.get("levels")
             ok = (
-                isinstance(levels, list)
-                and len(levels) == len(encoded) + 1
-                and all(isinstance(v, str) for v in levels)
+                isinstance(levels, list) and len(levels) == len(encoded) + 1 and all(isinstance(v, str) for v in levels)
             )
         else:
             ok = False
@@ -1028,9 +935,7 @@ def _validate_encoding(names_in: Any, encoding: Any, encoded_names: Any) -> None
             raise SurvivalDataError(f"params: bad encoding for {spec['column']!r}")
         flat.extend(encoded)
     if flat != encoded_names or len(set(flat)) != len(flat):
-        raise SurvivalDataError(
-            "params: features.encoded_names does not match the encoding"
-        )
+        raise SurvivalDataError("params: features.encoded_names does not match the encoding")
 
 
 # --------------------------------------------------------------------------
@@ -1063,9 +968,7 @@ def _finite_floats(values: Any, what: str) -> np.ndarray:
     return arr
 
 
-def _export_cox(
-    fitter: CoxPHFitter, encoded_names: list[str], strata: tuple[str, ...]
-) -> dict[str, Any]:
+def _export_cox(fitter: CoxPHFitter, encoded_names: list[str], strata: tuple[str, ...]) -> dict[str, Any]:
     bch = fitter.baseline_cumulative_hazard_
     tables = []
     for label in bch.columns:
@@ -1110,21 +1013,13 @@ def _load_cox(
 ) -> tuple[_Cox, pd.Series, pd.Series, pd.DataFrame]:
     coef = _require(block, "coefficients", "coxph.")
     if _require(coef, "names", "coxph.coefficients.") != encoded_names:
-        raise SurvivalDataError(
-            "params: coxph coefficient names do not match the encoding"
-        )
-    beta = _finite_floats(
-        _require(coef, "values", "coxph.coefficients."), "coefficients"
-    )
+        raise SurvivalDataError("params: coxph coefficient names do not match the encoding")
+    beta = _finite_floats(_require(coef, "values", "coxph.coefficients."), "coefficients")
     mean = _finite_floats(_require(block, "centering", "coxph."), "centering")
     if len(beta) != len(encoded_names) or len(mean) != len(encoded_names):
-        raise SurvivalDataError(
-            "params: coxph coefficients/centering have the wrong length"
-        )
+        raise SurvivalDataError("params: coxph coefficients/centering have the wrong length")
     if tuple(_require(block, "strata", "coxph.") or ()) != strata:
-        raise SurvivalDataError(
-            "params: coxph.strata disagrees with the hyperparameters"
-        )
+        raise SurvivalDataError("params: coxph.strata disagrees with the hyperparameters")
 
     tables = _require(block, "baseline_cumulative_hazard", "coxph.")
     if not isinstance(tables, list) or not tables or (not strata and len(tables) != 1):
@@ -1134,41 +1029,24 @@ def _load_cox(
     first_times: np.ndarray | None = None
     for table in tables:
         times = _finite_floats(_require(table, "times", "baseline."), "baseline times")
-        values = _finite_floats(
-            _require(table, "values", "baseline."), "baseline values"
-        )
-        if (
-            len(times) == 0
-            or len(times) != len(values)
-            or times[0] < 0
-            or np.any(np.diff(times) <= 0)
-        ):
-            raise SurvivalDataError(
-                "params: baseline times must be increasing, >= 0 and match the values"
-            )
+        values = _finite_floats(_require(table, "values", "baseline."), "baseline values")
+        if len(times) == 0 or len(times) != len(values) or times[0] < 0 or np.any(np.diff(times) <= 0):
+            raise SurvivalDataError("params: baseline times must be increasing, >= 0 and match the values")
         if np.any(values < 0) or np.any(np.diff(values) < 0):
-            raise SurvivalDataError(
-                "params: a baseline cumulative hazard must be >= 0 and non-decreasing"
-            )
+            raise SurvivalDataError("params: a baseline cumulative hazard must be >= 0 and non-decreasing")
         if first_times is None:
             first_times = times
         elif not np.array_equal(times, first_times):
-            raise SurvivalDataError(
-                "params: all strata baselines must share their times"
-            )
+            raise SurvivalDataError("params: all strata baselines must share their times")
         key: tuple | None = None
         if strata:
             stratum = table.get("stratum")
             if not isinstance(stratum, list) or len(stratum) != len(strata):
-                raise SurvivalDataError(
-                    "params: a stratum key does not match the strata"
-                )
+                raise SurvivalDataError("params: a stratum key does not match the strata")
             key = tuple(stratum)
         if key in baselines:
             raise SurvivalDataError(f"params: two baselines for stratum {key!r}")
-        columns[
-            _UNSTRATIFIED if key is None else (key[0] if len(key) == 1 else key)
-        ] = values
+        columns[_UNSTRATIFIED if key is None else (key[0] if len(key) == 1 else key)] = values
         if times[0] > 0:
             # Anchor H0(0) = 0 so that S(0 | x) = 1; np.interp alone would
             # clamp to H0(first duration) before it, as lifelines does.
@@ -1176,12 +1054,8 @@ def _load_cox(
         baselines[key] = (times, values)
     assert first_times is not None
 
-    cox = _Cox(
-        beta=beta, mean=mean, baselines=baselines, last_time=float(first_times[-1])
-    )
-    params = pd.Series(
-        beta, index=pd.Index(encoded_names, name="covariate"), name="coef"
-    )
+    cox = _Cox(beta=beta, mean=mean, baselines=baselines, last_time=float(first_times[-1]))
+    params = pd.Series(beta, index=pd.Index(encoded_names, name="covariate"), name="coef")
     means = pd.Series(mean, index=pd.Index(encoded_names), name="mean")
     bch = pd.DataFrame(columns, index=first_times)  # lifelines' table, no anchor
     return cox, params, means, bch
@@ -1194,9 +1068,7 @@ def _load_weibull(block: Any, encoded_names: list[str]) -> tuple[_Weibull, pd.Se
     for param in ("lambda_", "rho_"):
         table = _require(block, param, "weibull_aft.")
         names = _require(table, "names", f"weibull_aft.{param}.")
-        values = _finite_floats(
-            _require(table, "values", f"weibull_aft.{param}."), param
-        )
+        values = _finite_floats(_require(table, "values", f"weibull_aft.{param}."), param)
         if (
             not isinstance(names, list)
             or len(names) != len(values)
@@ -1206,10 +1078,7 @@ def _load_weibull(block: Any, encoded_names: list[str]) -> tuple[_Weibull, pd.Se
             raise SurvivalDataError(f"params: weibull_aft.{param} is malformed")
         unknown = set(names) - set(encoded_names) - {_INTERCEPT}
         if unknown:
-            raise SurvivalDataError(
-                f"params: weibull_aft.{param} refers to unknown features "
-                f"{sorted(unknown)}"
-            )
+            raise SurvivalDataError(f"params: weibull_aft.{param} refers to unknown features {sorted(unknown)}")
         # Map by name: lifelines orders these tables alphabetically, not in
         # column order. A feature absent from a table has coefficient 0.
         by_name = dict(zip(names, values, strict=True))
@@ -1240,9 +1109,7 @@ def _summary_to_json(summary: pd.DataFrame) -> dict[str, Any]:
         "index_names": list(summary.index.names),
         "index": [[_py_scalar(v) for v in r] for r in rows],
         "columns": [str(c) for c in summary.columns],
-        "data": [
-            [_json_float(v) for v in row] for row in summary.to_numpy(dtype=float)
-        ],
+        "data": [[_json_float(v) for v in row] for row in summary.to_numpy(dtype=float)],
     }
 
 
@@ -1260,9 +1127,7 @@ def _summary_from_json(d: Mapping[str, Any]) -> pd.DataFrame:
     )
 
 
-def _stratified_concordance(
-    durations: np.ndarray, scores: np.ndarray, events: np.ndarray, keys: list[tuple]
-) -> float:
+def _stratified_concordance(durations: np.ndarray, scores: np.ndarray, events: np.ndarray, keys: list[tuple]) -> float:
     # Pairs are only comparable inside a stratum (each has its own baseline),
     # so concordant/tied/comparable counts are pooled over strata, as in
     # lifelines' concordance_index_. The public concordance_index returns
@@ -1279,8 +1144,6 @@ def _stratified_concordance(
     for rows in groups.values():
         if len(rows) < 2:
             continue
-        c, t, p = _concordance_summary_statistics(
-            durations[rows], scores[rows], events[rows]
-        )
+        c, t, p = _concordance_summary_statistics(durations[rows], scores[rows], events[rows])
         correct, tied, pairs = correct + c, tied + t, pairs + p
     return float(_concordance_ratio(correct, tied, pairs))

@@ -123,9 +123,11 @@ def history_problems(book, day, notebooks: Iterable[str], said: str) -> list[str
         spec = report_spec(name)
         earliest = earliest_as_of(first, name)
         if earliest is not None and day < earliest:
-            out.append(f"{said} is too early for {spec.name}: it needs {spec.history_months // 12} years of data "
-                       f"and the first subscription starts {first.date()}; the earliest as-of it can report on is "
-                       f"{earliest.date()} (reports {ready} run from the first month: --notebook)")
+            out.append(
+                f"{said} is too early for {spec.name}: it needs {spec.history_months // 12} years of data "
+                f"and the first subscription starts {first.date()}; the earliest as-of it can report on is "
+                f"{earliest.date()} (reports {ready} run from the first month: --notebook)"
+            )
         elif spec.needs_decisions and book.data_end is not None:
             out.extend(_decision_problems(book, day, said, spec.name))
     return out
@@ -133,6 +135,7 @@ def history_problems(book, day, notebooks: Iterable[str], said: str) -> list[str
 
 def _decision_problems(book, day, said: str, name: str) -> list[str]:
     """A report that backtests the renewal model needs enough decided renewals by ``day``."""
+
     def known(d) -> int:
         return len(renewal_training_set(book, d)[0])
 
@@ -148,7 +151,12 @@ def _decision_problems(book, day, said: str, name: str) -> list[str]:
             hi = mid
         else:
             lo = mid + 1
-    when = (f"the earliest as-of with enough is {ends[lo].date()}" if lo < len(ends)
-            else "the export does not hold enough yet")
-    return [f"{said} is too early for {name}: {n} renewal decisions are known by then and its "
-            f"backtest needs {MIN_DECISIONS}; {when} (the other reports can run: --notebook)"]
+    when = (
+        f"the earliest as-of with enough is {ends[lo].date()}"
+        if lo < len(ends)
+        else "the export does not hold enough yet"
+    )
+    return [
+        f"{said} is too early for {name}: {n} renewal decisions are known by then and its "
+        f"backtest needs {MIN_DECISIONS}; {when} (the other reports can run: --notebook)"
+    ]

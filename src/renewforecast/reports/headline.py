@@ -24,14 +24,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from renewforecast.book import Book
 from renewforecast.analyses.forecast import RevenueForecast
 from renewforecast.analyses.saas_metrics import renewal_kpis, retention_kpis
 from renewforecast.analyses.scoring import arr_at_risk_by_quarter, expected_renewal_rate
+from renewforecast.analyses.unit_economics import ltv_cac
+from renewforecast.book import Book
 from renewforecast.dates import last_month_end
 from renewforecast.ledger.mrr import mrr_movements, mrr_table
 from renewforecast.ledger.set_aside import set_aside_summary
-from renewforecast.analyses.unit_economics import ltv_cac
 from renewforecast.reports.formatting import format_value
 
 __all__ = [
@@ -101,14 +101,26 @@ class Headline:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (what the index page reads)."""
-        return _jsonable({"report": self.report, "title": self.title, "figures": self.figures,
-                          "series": self.series, "provenance": self.provenance})
+        return _jsonable(
+            {
+                "report": self.report,
+                "title": self.title,
+                "figures": self.figures,
+                "series": self.series,
+                "provenance": self.provenance,
+            }
+        )
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Headline:
         """Rebuild a Headline from :meth:`to_dict` output."""
-        return cls(report=str(data["report"]), title=str(data["title"]), figures=list(data["figures"]),
-                   series=dict(data.get("series", {})), provenance=dict(data.get("provenance", {})))
+        return cls(
+            report=str(data["report"]),
+            title=str(data["title"]),
+            figures=list(data["figures"]),
+            series=dict(data.get("series", {})),
+            provenance=dict(data.get("provenance", {})),
+        )
 
     def _repr_mimebundle_(self, include=None, exclude=None) -> dict[str, Any]:
         return {HEADLINE_MIME: self.to_dict(), "text/html": self._html(), "text/plain": self._text()}
@@ -155,16 +167,19 @@ def _jsonable(value: Any) -> Any:
 
 def _provenance(book: Book, as_of: pd.Timestamp, model_version: str | None = None) -> dict[str, Any]:
     # The data as loaded, whatever as-of view of it a report works on.
-    out = {"as_of": pd.Timestamp(as_of).date().isoformat(),
-           "data_fingerprint": book.loaded_fingerprint or book.fingerprint,
-           "currency": book.currency}
+    out = {
+        "as_of": pd.Timestamp(as_of).date().isoformat(),
+        "data_fingerprint": book.loaded_fingerprint or book.fingerprint,
+        "currency": book.currency,
+    }
     if model_version:
         out["model_version"] = str(model_version)
     return out
 
 
-def _figure(key: str, label: str, value: Any, kind: str, detail: str = "", *,
-            secondary: bool = False) -> dict[str, Any]:
+def _figure(
+    key: str, label: str, value: Any, kind: str, detail: str = "", *, secondary: bool = False
+) -> dict[str, Any]:
     out = {"key": key, "label": label, "value": value, "kind": kind, "detail": detail}
     if secondary:
         out["secondary"] = True  # listed on the index page, without a card of its own
@@ -194,17 +209,27 @@ def data_headline(book: Book, as_of: Any, *, set_aside: dict[str, Any] | None = 
     warnings = book.warnings
     rules = warnings["rule"].nunique() if len(warnings) else 0
     aside = set_aside_summary(book) if set_aside is None else set_aside
-    return Headline("data_quality", "Data quality", [
-        # A card only when something was set aside; otherwise a line in the table.
-        _figure("set_aside", "Rows set aside", aside["rows"], "count", aside["text"], secondary=not aside["rows"]),
-        _figure("warnings", "Validation warnings", len(warnings), "count",
-                (f"{rules} rule(s); each names the file, line and record to fix" if len(warnings) else
-                 "none found") + f"; {len(book.accounts):,} accounts, "
-                f"{book.contracts['contract_id'].nunique():,} contracts loaded"),
-        _figure("accounts", "Accounts", len(book.accounts), "count", secondary=True),
-        _figure("contracts", "Contracts", book.contracts["contract_id"].nunique(), "count", secondary=True),
-        _figure("subscriptions", "Subscription rows", len(book.subscriptions), "count", secondary=True),
-    ], provenance=_provenance(book, as_of))
+    return Headline(
+        "data_quality",
+        "Data quality",
+        [
+            # A card only when something was set aside; otherwise a line in the table.
+            _figure("set_aside", "Rows set aside", aside["rows"], "count", aside["text"], secondary=not aside["rows"]),
+            _figure(
+                "warnings",
+                "Validation warnings",
+                len(warnings),
+                "count",
+                (f"{rules} rule(s); each names the file, line and record to fix" if len(warnings) else "none found")
+                + f"; {len(book.accounts):,} accounts, "
+                f"{book.contracts['contract_id'].nunique():,} contracts loaded",
+            ),
+            _figure("accounts", "Accounts", len(book.accounts), "count", secondary=True),
+            _figure("contracts", "Contracts", book.contracts["contract_id"].nunique(), "count", secondary=True),
+            _figure("subscriptions", "Subscription rows", len(book.subscriptions), "count", secondary=True),
+        ],
+        provenance=_provenance(book, as_of),
+    )
 
 
 def _one_row(frame: pd.DataFrame, name: str, engine: str) -> pd.Series | None:
@@ -215,9 +240,15 @@ def _one_row(frame: pd.DataFrame, name: str, engine: str) -> pd.Series | None:
     return frame.iloc[0] if len(frame) else None
 
 
-def kpi_headline(book: Book, as_of: Any, *, trend: pd.DataFrame | None = None,
-                 movements: pd.DataFrame | None = None, retention: pd.DataFrame | None = None,
-                 decisions: pd.DataFrame | None = None) -> Headline:
+def kpi_headline(
+    book: Book,
+    as_of: Any,
+    *,
+    trend: pd.DataFrame | None = None,
+    movements: pd.DataFrame | None = None,
+    retention: pd.DataFrame | None = None,
+    decisions: pd.DataFrame | None = None,
+) -> Headline:
     """Key figures of the revenue and renewal KPI report.
 
     ARR and its change over 12 months, last complete month's MRR bridge,
@@ -260,8 +291,7 @@ def kpi_headline(book: Book, as_of: Any, *, trend: pd.DataFrame | None = None,
     if trend is None:
         trend = mrr_table(book, start=start, end=month_end, by=())
     # MRR x 12, the ARR of every report.
-    arr = trend.loc[(trend["month"] >= start) & (trend["month"] <= month_end), ["month"]].assign(
-        arr=trend["mrr"] * 12)
+    arr = trend.loc[(trend["month"] >= start) & (trend["month"] <= month_end), ["month"]].assign(arr=trend["mrr"] * 12)
     # No row at the month end: nothing was paying then.
     now = arr.loc[arr["month"] == month_end, "arr"]
     arr_now = float(now.iloc[0]) if len(now) else 0.0
@@ -280,34 +310,65 @@ def kpi_headline(book: Book, as_of: Any, *, trend: pd.DataFrame | None = None,
     kept = _one_row(retention, "retention", "retention_kpis")
     nrr = None if kept is None else float(kept["nrr"])
     grr = None if kept is None else float(kept["grr"])
-    renewals = renewal_kpis(book, start=month_end - pd.DateOffset(months=12) + pd.Timedelta(days=1),
-                            end=month_end, decisions=decisions)
+    renewals = renewal_kpis(
+        book, start=month_end - pd.DateOffset(months=12) + pd.Timedelta(days=1), end=month_end, decisions=decisions
+    )
     r = _one_row(renewals, "renewals", "renewal_kpis")
     cur = book.currency
     month_name = f"{month_end:%B %Y}"
-    return Headline("revenue_kpis", "Revenue and renewal KPIs", [
-        _figure("arr", "ARR", arr_now, "money",
-                f"at {month_end.date()}" + (f", {'+' if change > 0 else ''}{format_value(change, 'percent')} over 12 months"
-                                            if change is not None else "")),
-        _figure("mrr_bridge", f"Net MRR change, {month_name}", net, "money",
+    return Headline(
+        "revenue_kpis",
+        "Revenue and renewal KPIs",
+        [
+            _figure(
+                "arr",
+                "ARR",
+                arr_now,
+                "money",
+                f"at {month_end.date()}"
+                + (
+                    f", {'+' if change > 0 else ''}{format_value(change, 'percent')} over 12 months"
+                    if change is not None
+                    else ""
+                ),
+            ),
+            _figure(
+                "mrr_bridge",
+                f"Net MRR change, {month_name}",
+                net,
+                "money",
                 f"new {format_value(bridge_values['new'], 'money', cur)}, expansion "
                 f"{format_value(bridge_values['expansion'], 'money', cur)}, reactivation "
                 f"{format_value(bridge_values['reactivation'], 'money', cur)}, contraction "
                 f"{format_value(-bridge_values['contraction'], 'money', cur)}, churn "
-                f"{format_value(-bridge_values['churn'], 'money', cur)}"),
-        _figure("nrr", "Net revenue retention", nrr, "percent",
-                f"GRR {format_value(grr, 'percent')}; 12 months, customers paying a year ago"),
-        _figure("grr", "Gross revenue retention", grr, "percent", "12 months, expansion excluded",
-                secondary=True),
-        _figure("renewal_rate", "Renewal rate (ARR)", None if r is None else float(r["renewal_rate_net_arr"]),
+                f"{format_value(-bridge_values['churn'], 'money', cur)}",
+            ),
+            _figure(
+                "nrr",
+                "Net revenue retention",
+                nrr,
                 "percent",
-                "" if r is None else
-                f"contracts ending in the last 12 months: {int(r['due']):,} due, "
+                f"GRR {format_value(grr, 'percent')}; 12 months, customers paying a year ago",
+            ),
+            _figure("grr", "Gross revenue retention", grr, "percent", "12 months, expansion excluded", secondary=True),
+            _figure(
+                "renewal_rate",
+                "Renewal rate (ARR)",
+                None if r is None else float(r["renewal_rate_net_arr"]),
+                "percent",
+                ""
+                if r is None
+                else f"contracts ending in the last 12 months: {int(r['due']):,} due, "
                 f"{format_value(float(r['renewal_rate_count']), 'percent')} renewed by count, "
-                f"{int(r['open']):,} still open"),
-    ], series={"arr": {"month": list(arr["month"]), "value": list(arr["arr"])},
-               "bridge": bridge_values | {"month": month_end}},
-        provenance=_provenance(book, as_of))
+                f"{int(r['open']):,} still open",
+            ),
+        ],
+        series={
+            "arr": {"month": list(arr["month"]), "value": list(arr["arr"])},
+            "bridge": bridge_values | {"month": month_end},
+        },
+        provenance=_provenance(book, as_of),
+    )
 
 
 def risk_headline(book: Book, scores: pd.DataFrame, as_of: Any) -> Headline:
@@ -348,20 +409,41 @@ def risk_headline(book: Book, scores: pd.DataFrame, as_of: Any) -> Headline:
     up = sum(r["arr"] for r in rows)
     versions = sorted({str(v) for v in scores.get("model_version", pd.Series(dtype=object)).dropna()})
     cur = book.currency
-    detail = "; ".join(f"{r['quarter']}: {format_value(r['arr_at_risk'], 'money', cur)} of "
-                       f"{format_value(r['arr'], 'money', cur)} ({r['contracts']:,} contracts)" for r in rows)
-    return Headline("renewal_risk", "Renewal risk", [
-        _figure("arr_at_risk", "ARR at risk, next two quarters", at_risk, "money", detail),
-        _figure("expected_renewal", "Expected renewal rate, next two quarters",
-                expected_renewal_rate(up, at_risk), "percent",
-                f"of {format_value(up, 'money', cur)} ARR coming up for renewal", secondary=True),
-    ], series={"quarters": {k: [r[k] for r in rows] for k in rows[0]}},
-        provenance=_provenance(book, as_of, ", ".join(versions) or None))
+    detail = "; ".join(
+        f"{r['quarter']}: {format_value(r['arr_at_risk'], 'money', cur)} of "
+        f"{format_value(r['arr'], 'money', cur)} ({r['contracts']:,} contracts)"
+        for r in rows
+    )
+    return Headline(
+        "renewal_risk",
+        "Renewal risk",
+        [
+            _figure("arr_at_risk", "ARR at risk, next two quarters", at_risk, "money", detail),
+            _figure(
+                "expected_renewal",
+                "Expected renewal rate, next two quarters",
+                expected_renewal_rate(up, at_risk),
+                "percent",
+                f"of {format_value(up, 'money', cur)} ARR coming up for renewal",
+                secondary=True,
+            ),
+        ],
+        series={"quarters": {k: [r[k] for r in rows] for k in rows[0]}},
+        provenance=_provenance(book, as_of, ", ".join(versions) or None),
+    )
 
 
-def unit_economics_headline(book: Book, as_of: Any, *, method: str | None = None, discount_rate: float = 0.10,
-                            horizon_years: float | None = None, spend_lag_months: int = 0,
-                            n_boot: int = 200, table: pd.DataFrame | None = None) -> Headline:
+def unit_economics_headline(
+    book: Book,
+    as_of: Any,
+    *,
+    method: str | None = None,
+    discount_rate: float = 0.10,
+    horizon_years: float | None = None,
+    spend_lag_months: int = 0,
+    n_boot: int = 200,
+    table: pd.DataFrame | None = None,
+) -> Headline:
     """Key figures of the unit-economics report: LTV:CAC and CAC payback for the whole book.
 
     Measured at the last month end on or before ``as_of``.
@@ -392,8 +474,15 @@ def unit_economics_headline(book: Book, as_of: Any, *, method: str | None = None
     as_of = pd.Timestamp(as_of).normalize()
     if table is None:
         method = method or "sbg"
-        table = ltv_cac(book, as_of, method=method, discount_rate=discount_rate, horizon_years=horizon_years,
-                        spend_lag_months=spend_lag_months, n_boot=n_boot)
+        table = ltv_cac(
+            book,
+            as_of,
+            method=method,
+            discount_rate=discount_rate,
+            horizon_years=horizon_years,
+            spend_lag_months=spend_lag_months,
+            n_boot=n_boot,
+        )
     elif method is not None and table.attrs.get("ltv_method", method) != method:
         raise ValueError(f"table holds LTV by {table.attrs['ltv_method']!r}, not {method!r}")
     method = table.attrs.get("ltv_method", method or "sbg")
@@ -405,20 +494,38 @@ def unit_economics_headline(book: Book, as_of: Any, *, method: str | None = None
     band = ""
     if all(isinstance(v, int | float) and math.isfinite(v) for v in (low, high, cac)) and cac:
         ci = table.attrs.get("ci")
-        band = (f", {format_value(low, 'ratio')} to {format_value(high, 'ratio')} "
-                f"(bootstrap{f' {ci:.0%}' if ci else ''})")
-    return Headline("unit_economics", "Unit economics", [
-        _figure("ltv_to_cac", f"LTV:CAC ({method})", None if ratio is None else float(ratio), "ratio",
+        band = (
+            f", {format_value(low, 'ratio')} to {format_value(high, 'ratio')} (bootstrap{f' {ci:.0%}' if ci else ''})"
+        )
+    return Headline(
+        "unit_economics",
+        "Unit economics",
+        [
+            _figure(
+                "ltv_to_cac",
+                f"LTV:CAC ({method})",
+                None if ratio is None else float(ratio),
+                "ratio",
                 f"LTV {format_value(row.get(f'ltv_{method}'), 'money', cur)}, CAC "
                 f"{format_value(cac, 'money', cur)}{band}; {row.get('ltv_to_cac_status', '')}; payback "
-                f"{format_value(row.get('payback_months'), 'months')}"),
-        _figure("payback_months", "CAC payback", float(row.get("payback_months", np.nan)), "months",
-                str(row.get("payback_status", "")), secondary=True),
-    ], provenance=_provenance(book, as_of))
+                f"{format_value(row.get('payback_months'), 'months')}",
+            ),
+            _figure(
+                "payback_months",
+                "CAC payback",
+                float(row.get("payback_months", np.nan)),
+                "months",
+                str(row.get("payback_status", "")),
+                secondary=True,
+            ),
+        ],
+        provenance=_provenance(book, as_of),
+    )
 
 
-def forecast_headline(book: Book, forecast: RevenueForecast, history: pd.DataFrame | None = None, *,
-                      model_version: str | None = None) -> Headline:
+def forecast_headline(
+    book: Book, forecast: RevenueForecast, history: pd.DataFrame | None = None, *, model_version: str | None = None
+) -> Headline:
     """Key figures of the revenue forecast: the horizon's revenue with its range.
 
     Parameters
@@ -451,18 +558,37 @@ def forecast_headline(book: Book, forecast: RevenueForecast, history: pd.DataFra
     months = len(total)
     cur = book.currency
     first, last = total["month"].iloc[0], total["month"].iloc[-1]
-    detail = (f"{first:%b %Y} to {last:%b %Y}, P10-P90 {format_value(span.p10, 'money', cur)} to "
-              f"{format_value(span.p90, 'money', cur)}")
+    detail = (
+        f"{first:%b %Y} to {last:%b %Y}, P10-P90 {format_value(span.p10, 'money', cur)} to "
+        f"{format_value(span.p90, 'money', cur)}"
+    )
     next_month = total.iloc[0]
     series: dict[str, Any] = {"forecast": {k: list(total[k]) for k in ("month", "mean", "p10", "p90")}}
     if history is not None and len(history):
         series["history"] = {"month": list(history["month"]), "value": list(history["revenue"])}
     as_of = forecast.as_of
     model_version = model_version or forecast.model_version
-    return Headline("revenue_forecast", "Revenue forecast", [
-        _figure("horizon_revenue", f"Forecast revenue, next {months} months",
-                round(float(span.mean), 2), "money", detail),
-        _figure("next_month", f"Forecast revenue, {first:%B %Y}", float(next_month["mean"]), "money",
+    return Headline(
+        "revenue_forecast",
+        "Revenue forecast",
+        [
+            _figure(
+                "horizon_revenue",
+                f"Forecast revenue, next {months} months",
+                round(float(span.mean), 2),
+                "money",
+                detail,
+            ),
+            _figure(
+                "next_month",
+                f"Forecast revenue, {first:%B %Y}",
+                float(next_month["mean"]),
+                "money",
                 f"P10-P90 {format_value(next_month['p10'], 'money', cur)} to "
-                f"{format_value(next_month['p90'], 'money', cur)}", secondary=True),
-    ], series=series, provenance=_provenance(book, as_of, model_version))
+                f"{format_value(next_month['p90'], 'money', cur)}",
+                secondary=True,
+            ),
+        ],
+        series=series,
+        provenance=_provenance(book, as_of, model_version),
+    )

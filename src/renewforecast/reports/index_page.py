@@ -133,8 +133,9 @@ def render_index(meta: dict[str, Any], headlines: dict[str, Headline]) -> str:
     order = {name: i for i, name in enumerate(_CARD_ORDER)}
     by_name = {r["name"]: r for r in reports}
     position = {name: i for i, name in enumerate(by_name)}
-    ranked = sorted(headlines.items(),
-                    key=lambda item: (order.get(item[1].report, len(order)), position.get(item[0], 0)))
+    ranked = sorted(
+        headlines.items(), key=lambda item: (order.get(item[1].report, len(order)), position.get(item[0], 0))
+    )
     cards, more = [], []
     for name, headline in ranked:
         report = by_name.get(name, {"html": f"{name}.html", "title": headline.title})
@@ -143,22 +144,23 @@ def render_index(meta: dict[str, Any], headlines: dict[str, Headline]) -> str:
         for figure in headline.figures:
             if figure.get("secondary"):
                 value = headline.format_figure(figure)
-                more.append(f'<tr><th>{e(str(figure.get("label", "")))}</th><td class="num">{e(value)}</td>'
-                            f'<td class="muted">{e(str(figure.get("detail") or ""))}</td>'
-                            f'<td><a href="{e(link)}">{e(title)}</a></td></tr>')
+                more.append(
+                    f'<tr><th>{e(str(figure.get("label", "")))}</th><td class="num">{e(value)}</td>'
+                    f'<td class="muted">{e(str(figure.get("detail") or ""))}</td>'
+                    f'<td><a href="{e(link)}">{e(title)}</a></td></tr>'
+                )
             else:
                 cards.append(_card(figure, headline, link, title))
     as_of = _value_or(meta, "as_of", "not recorded")
     links = [
         f'<li><a href="{e(quote(str(r["html"])))}">{e(str(r["title"]))}</a> '
-        f'<span class="muted">{e(str(r["name"]))}, {e(format_duration(float(durations.get(r["name"], 0.0))))}</span></li>'
+        f'<span class="muted">{e(str(r["name"]))}, '
+        f"{e(format_duration(float(durations.get(r['name'], 0.0))))}</span></li>"
         for r in reports
     ]
-    cards_html = (f'<h2>Headline figures</h2>\n<div class="cards">\n{chr(10).join(cards)}\n</div>\n'
-                  if cards else "")
+    cards_html = f'<h2>Headline figures</h2>\n<div class="cards">\n{chr(10).join(cards)}\n</div>\n' if cards else ""
     if more:
-        cards_html += (f'<h2>More figures</h2>\n<table class="more-figures">\n{chr(10).join(more)}\n'
-                       "</table>\n")
+        cards_html += f'<h2>More figures</h2>\n<table class="more-figures">\n{chr(10).join(more)}\n</table>\n'
     return (
         "<!DOCTYPE html>\n"
         '<html lang="en">\n<head>\n<meta charset="utf-8">\n'
@@ -167,7 +169,7 @@ def render_index(meta: dict[str, Any], headlines: dict[str, Headline]) -> str:
         f"<style>{_CSS}</style>\n</head>\n<body>\n"
         f"<h1>Revenue, renewals and forecast as of {e(as_of)}</h1>\n"
         f'<p class="muted">renewforecast run <code>{e(str(meta.get("run_id", "")))}</code>'
-        f' · data <code>{e(_value_or(meta, "data_fingerprint", "not recorded")[:12])}</code></p>\n'
+        f" · data <code>{e(_value_or(meta, 'data_fingerprint', 'not recorded')[:12])}</code></p>\n"
         f"{cards_html}"
         f"<h2>Reports</h2>\n<ol>\n{chr(10).join(links)}\n</ol>\n"
         f"<h2>Run</h2>\n{_provenance_table(meta)}\n"
@@ -191,13 +193,14 @@ def _provenance_rows(meta: dict[str, Any]) -> list[tuple[str, str]]:
 
 def _provenance_table(meta: dict[str, Any]) -> str:
     e = html.escape
-    rows = [f"<tr><th>{e(label)}</th><td><code>{e(value)}</code></td></tr>"
-            for label, value in _provenance_rows(meta)]
+    rows = [f"<tr><th>{e(label)}</th><td><code>{e(value)}</code></td></tr>" for label, value in _provenance_rows(meta)]
     for name, value in redact_parameters(meta.get("parameters") or {}).items():
         if name == "source":
             continue
-        rows.append(f"<tr><th>parameter {e(str(name))}</th>"
-                    f"<td><code>{e(json.dumps(value, ensure_ascii=False))}</code></td></tr>")
+        rows.append(
+            f"<tr><th>parameter {e(str(name))}</th>"
+            f"<td><code>{e(json.dumps(value, ensure_ascii=False))}</code></td></tr>"
+        )
     return "<table>\n" + "\n".join(rows) + "\n</table>"
 
 
@@ -220,14 +223,15 @@ def run_banner(meta: dict[str, Any], report: dict[str, Any]) -> str:
     """
     e = html.escape
     parts = [
-        f'Run <code>{e(_value_or(meta, "run_id", ""))}</code>',
-        f'as of <strong>{e(_value_or(meta, "as_of", "not recorded"))}</strong>',
+        f"Run <code>{e(_value_or(meta, 'run_id', ''))}</code>",
+        f"as of <strong>{e(_value_or(meta, 'as_of', 'not recorded'))}</strong>",
         f'data <code title="{e(_value_or(meta, "data_fingerprint", ""))}">'
-        f'{e(_value_or(meta, "data_fingerprint", "not recorded")[:12])}</code>',
-        f'model <code>{e(_value_or(meta, "model_version", "none"))}</code>',
-        f'renewforecast {e(_value_or(meta, "package_version", "unknown"))}',
-        f'report took {e(format_duration(float(report.get("seconds", 0.0))))} (whole run '
-        + e(format_duration(float(meta.get("duration_seconds") or 0.0))) + ")",
+        f"{e(_value_or(meta, 'data_fingerprint', 'not recorded')[:12])}</code>",
+        f"model <code>{e(_value_or(meta, 'model_version', 'none'))}</code>",
+        f"renewforecast {e(_value_or(meta, 'package_version', 'unknown'))}",
+        f"report took {e(format_duration(float(report.get('seconds', 0.0))))} (whole run "
+        + e(format_duration(float(meta.get("duration_seconds") or 0.0)))
+        + ")",
     ]
     params = "".join(
         f"<tr><th>{e(str(k))}</th><td><code>{e(json.dumps(v, ensure_ascii=False))}</code></td></tr>"
@@ -235,11 +239,15 @@ def run_banner(meta: dict[str, Any], report: dict[str, Any]) -> str:
     )
     return (
         '<nav class="rf-run" style="font:13px/1.5 system-ui,-apple-system,\'Segoe UI\',sans-serif;'
-        'color:#55606b;background:#f4f6f8;border-bottom:1px solid #dde1e5;padding:.5rem 1rem;'
+        "color:#55606b;background:#f4f6f8;border-bottom:1px solid #dde1e5;padding:.5rem 1rem;"
         'margin:0 0 1rem">'
         '<a href="index.html" style="color:#0b5cad;font-weight:600">&larr; All reports</a> · '
         + " · ".join(parts)
-        + (f'<details style="margin-top:.2rem"><summary>Parameters</summary>'
-           f'<table style="border-collapse:collapse">{params}</table></details>' if params else "")
+        + (
+            f'<details style="margin-top:.2rem"><summary>Parameters</summary>'
+            f'<table style="border-collapse:collapse">{params}</table></details>'
+            if params
+            else ""
+        )
         + "</nav>"
     )

@@ -62,8 +62,9 @@ def report_path(path: str | os.PathLike[str] | None) -> str | None:
     return str(path)
 
 
-def report_book(source: str | os.PathLike[str] | None, snapshot: str | os.PathLike[str] | None = None,
-                **load_options: Any) -> Book:
+def report_book(
+    source: str | os.PathLike[str] | None, snapshot: str | os.PathLike[str] | None = None, **load_options: Any
+) -> Book:
     """The Book a report notebook works on: the run's snapshot if given, else ``source`` loaded.
 
     Parameters

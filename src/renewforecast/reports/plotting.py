@@ -25,10 +25,25 @@ from matplotlib.ticker import FuncFormatter
 
 from renewforecast.reports.formatting import format_money, format_percent
 
-__all__ = ["against_benchmark", "backtest_accuracy", "bar_by_group", "calibration_curve", "card_chart",
-           "cohort_heatmap", "forecast_components", "forecast_fan", "grouped_rates", "lift_by_decile",
-           "line_over_time", "lines_by_group", "ltv_by_method", "money_formatter", "mrr_bridge", "sbg_fit",
-           "survival_by_group"]
+__all__ = [
+    "against_benchmark",
+    "backtest_accuracy",
+    "bar_by_group",
+    "calibration_curve",
+    "card_chart",
+    "cohort_heatmap",
+    "forecast_components",
+    "forecast_fan",
+    "grouped_rates",
+    "lift_by_decile",
+    "line_over_time",
+    "lines_by_group",
+    "ltv_by_method",
+    "money_formatter",
+    "mrr_bridge",
+    "sbg_fit",
+    "survival_by_group",
+]
 
 
 def _money(x: float, _pos=None) -> str:
@@ -47,8 +62,9 @@ def money_formatter() -> FuncFormatter:
     return FuncFormatter(_money)
 
 
-def bar_by_group(frame: pd.DataFrame, *, group: str, value: str, title: str = "",
-                 currency: str = "", ax: Axes | None = None) -> Axes:
+def bar_by_group(
+    frame: pd.DataFrame, *, group: str, value: str, title: str = "", currency: str = "", ax: Axes | None = None
+) -> Axes:
     """Horizontal bars of ``value`` by ``group``, largest on top, values labelled.
 
     Examples
@@ -66,8 +82,7 @@ def bar_by_group(frame: pd.DataFrame, *, group: str, value: str, title: str = ""
     labels = data[group].astype(str).fillna("(blank)").tolist()
     bars = ax.barh(labels, data[value], color="#2b6cb0")
     for bar, v in zip(bars, data[value], strict=True):
-        ax.text(bar.get_width(), bar.get_y() + bar.get_height() / 2, f" {_money(v)}",
-                va="center", fontsize=9)
+        ax.text(bar.get_width(), bar.get_y() + bar.get_height() / 2, f" {_money(v)}", va="center", fontsize=9)
     ax.xaxis.set_major_formatter(money_formatter())
     ax.set_xlabel(value.upper() + (f" ({currency})" if currency else ""))
     ax.set_title(title)
@@ -76,8 +91,9 @@ def bar_by_group(frame: pd.DataFrame, *, group: str, value: str, title: str = ""
     return ax
 
 
-def line_over_time(frame: pd.DataFrame, *, x: str, y: str, title: str = "", currency: str = "",
-                   ax: Axes | None = None) -> Axes:
+def line_over_time(
+    frame: pd.DataFrame, *, x: str, y: str, title: str = "", currency: str = "", ax: Axes | None = None
+) -> Axes:
     """One series over time, money on the y axis."""
     if ax is None:
         _, ax = plt.subplots(figsize=(8, 3.5))
@@ -91,9 +107,15 @@ def line_over_time(frame: pd.DataFrame, *, x: str, y: str, title: str = "", curr
     return ax
 
 
-_BRIDGE = (("start_mrr", "Start", "#718096"), ("new", "New", "#2f855a"), ("expansion", "Expansion", "#48bb78"),
-           ("reactivation", "Reactivation", "#9ae6b4"), ("contraction", "Contraction", "#f6ad55"),
-           ("churn", "Churn", "#c53030"), ("end_mrr", "End", "#2b6cb0"))
+_BRIDGE = (
+    ("start_mrr", "Start", "#718096"),
+    ("new", "New", "#2f855a"),
+    ("expansion", "Expansion", "#48bb78"),
+    ("reactivation", "Reactivation", "#9ae6b4"),
+    ("contraction", "Contraction", "#f6ad55"),
+    ("churn", "Churn", "#c53030"),
+    ("end_mrr", "End", "#2b6cb0"),
+)
 
 
 def mrr_bridge(row: pd.Series | dict, *, title: str = "", currency: str = "", ax: Axes | None = None) -> Axes:
@@ -128,8 +150,15 @@ def mrr_bridge(row: pd.Series | dict, *, title: str = "", currency: str = "", ax
     return ax
 
 
-def grouped_rates(frame: pd.DataFrame, *, group: str, rates: list[str], title: str = "",
-                  reference: float | None = None, ax: Axes | None = None) -> Axes:
+def grouped_rates(
+    frame: pd.DataFrame,
+    *,
+    group: str,
+    rates: list[str],
+    title: str = "",
+    reference: float | None = None,
+    ax: Axes | None = None,
+) -> Axes:
     """Side-by-side bars of rates (fractions shown as percent) per group."""
     if ax is None:
         _, ax = plt.subplots(figsize=(8, 3.8))
@@ -139,12 +168,23 @@ def grouped_rates(frame: pd.DataFrame, *, group: str, rates: list[str], title: s
     colors = ["#2b6cb0", "#48bb78", "#ed8936", "#805ad5", "#718096"]
     for i, rate in enumerate(rates):
         vals = frame[rate].astype(float).to_numpy()
-        bars = ax.bar(x + (i - (n - 1) / 2) * width, vals * 100, width, label=rate.replace("_", " "),
-                      color=colors[i % len(colors)])
+        bars = ax.bar(
+            x + (i - (n - 1) / 2) * width,
+            vals * 100,
+            width,
+            label=rate.replace("_", " "),
+            color=colors[i % len(colors)],
+        )
         for bar, v in zip(bars, vals, strict=True):
             if v == v:
-                ax.text(bar.get_x() + bar.get_width() / 2, bar.get_height(), format_percent(v, 0), ha="center",
-                        va="bottom", fontsize=8)
+                ax.text(
+                    bar.get_x() + bar.get_width() / 2,
+                    bar.get_height(),
+                    format_percent(v, 0),
+                    ha="center",
+                    va="bottom",
+                    fontsize=8,
+                )
     if reference is not None:
         ax.axhline(reference * 100, color="#4a5568", linestyle="--", linewidth=1)
     ax.set_xticks(x, frame[group].astype(str))
@@ -155,8 +195,7 @@ def grouped_rates(frame: pd.DataFrame, *, group: str, rates: list[str], title: s
     return ax
 
 
-def cohort_heatmap(cohorts: pd.DataFrame, *, title: str = "", max_periods: int = 16,
-                   ax: Axes | None = None) -> Axes:
+def cohort_heatmap(cohorts: pd.DataFrame, *, title: str = "", max_periods: int = 16, ax: Axes | None = None) -> Axes:
     """Retention of each acquisition cohort by period since acquisition."""
     grid = cohorts[cohorts["period"] <= max_periods].pivot(index="cohort", columns="period", values="retention")
     if ax is None:
@@ -175,8 +214,9 @@ def cohort_heatmap(cohorts: pd.DataFrame, *, title: str = "", max_periods: int =
     return ax
 
 
-def survival_by_group(model, lifetimes: pd.DataFrame, *, group: str = "segment", horizon: int = 60,
-                      ax: Axes | None = None) -> Axes:
+def survival_by_group(
+    model, lifetimes: pd.DataFrame, *, group: str = "segment", horizon: int = 60, ax: Axes | None = None
+) -> Axes:
     """Modelled survival of a typical customer of each group, over Kaplan-Meier curves of the data.
 
     The typical customer takes its group's value and the median of every
@@ -217,8 +257,14 @@ def sbg_fit(cohorts: pd.DataFrame, model, *, years: int = 8, ax: Axes | None = N
         base = rows.loc[rows["period"] == 0, "alive"]
         if base.empty or len(rows) < 2:
             continue
-        ax.plot(rows["period"], rows["alive"] / float(base.iloc[0]), marker="o", linewidth=1, alpha=0.7,
-                label=f"{cohort} cohort")
+        ax.plot(
+            rows["period"],
+            rows["alive"] / float(base.iloc[0]),
+            marker="o",
+            linewidth=1,
+            alpha=0.7,
+            label=f"{cohort} cohort",
+        )
     ax.set_xlabel("years since acquisition")
     ax.set_ylabel("share of the cohort still a customer")
     ax.set_ylim(0, 1.02)
@@ -227,8 +273,17 @@ def sbg_fit(cohorts: pd.DataFrame, model, *, years: int = 8, ax: Axes | None = N
     return ax
 
 
-def lines_by_group(frame: pd.DataFrame, *, x: str, y: str, group: str, title: str = "", ylabel: str = "",
-                   money: bool = True, ax: Axes | None = None) -> Axes:
+def lines_by_group(
+    frame: pd.DataFrame,
+    *,
+    x: str,
+    y: str,
+    group: str,
+    title: str = "",
+    ylabel: str = "",
+    money: bool = True,
+    ax: Axes | None = None,
+) -> Axes:
     """One line per group over time (e.g. CAC by channel by quarter); infinite values are left out."""
     if ax is None:
         _, ax = plt.subplots(figsize=(8, 3.8))
@@ -263,8 +318,15 @@ def ltv_by_method(frame: pd.DataFrame, *, group: str, title: str = "", ax: Axes 
         value = rows["ltv"].replace([np.inf], np.nan).to_numpy(float)
         lo = np.clip(value - rows["ltv_low"].to_numpy(float), 0, None)
         hi = np.clip(rows["ltv_high"].to_numpy(float) - value, 0, None)
-        ax.bar(x + (i - (len(methods) - 1) / 2) * width, value, width, yerr=[np.nan_to_num(lo), np.nan_to_num(hi)],
-               capsize=3, label=method, color=colors.get(method, "#a0aec0"))
+        ax.bar(
+            x + (i - (len(methods) - 1) / 2) * width,
+            value,
+            width,
+            yerr=[np.nan_to_num(lo), np.nan_to_num(hi)],
+            capsize=3,
+            label=method,
+            color=colors.get(method, "#a0aec0"),
+        )
     ax.set_xticks(x, groups)
     ax.yaxis.set_major_formatter(money_formatter())
     ax.set_ylabel("LTV per customer")
@@ -274,8 +336,17 @@ def ltv_by_method(frame: pd.DataFrame, *, group: str, title: str = "", ax: Axes 
     return ax
 
 
-def against_benchmark(frame: pd.DataFrame, *, group: str, value: str, benchmark: float, title: str = "",
-                      ylabel: str = "", concern: float | None = None, ax: Axes | None = None) -> Axes:
+def against_benchmark(
+    frame: pd.DataFrame,
+    *,
+    group: str,
+    value: str,
+    benchmark: float,
+    title: str = "",
+    ylabel: str = "",
+    concern: float | None = None,
+    ax: Axes | None = None,
+) -> Axes:
     """Bars per group with the benchmark as a dashed line (and a red concern line if given)."""
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 3.5))
@@ -293,12 +364,24 @@ def against_benchmark(frame: pd.DataFrame, *, group: str, value: str, benchmark:
     return ax
 
 
-_COMPONENT_COLOURS = {"contracted": "#2b6cb0", "one_time": "#718096", "usage": "#319795",
-                      "renewal": "#38a169", "pipeline": "#d69e2e", "new_business": "#805ad5"}
+_COMPONENT_COLOURS = {
+    "contracted": "#2b6cb0",
+    "one_time": "#718096",
+    "usage": "#319795",
+    "renewal": "#38a169",
+    "pipeline": "#d69e2e",
+    "new_business": "#805ad5",
+}
 
 
-def forecast_fan(forecast: pd.DataFrame, *, group: str = "total", history: pd.Series | None = None,
-                 title: str = "", ax: Axes | None = None) -> Axes:
+def forecast_fan(
+    forecast: pd.DataFrame,
+    *,
+    group: str = "total",
+    history: pd.Series | None = None,
+    title: str = "",
+    ax: Axes | None = None,
+) -> Axes:
     """Fan chart of the total forecast: the mean, the P10-P90 band and recent history.
 
     Parameters
@@ -333,8 +416,9 @@ def forecast_fan(forecast: pd.DataFrame, *, group: str = "total", history: pd.Se
     return ax
 
 
-def forecast_components(forecast: pd.DataFrame, *, group: str = "total", title: str = "",
-                        ax: Axes | None = None) -> Axes:
+def forecast_components(
+    forecast: pd.DataFrame, *, group: str = "total", title: str = "", ax: Axes | None = None
+) -> Axes:
     """Stacked bars of the forecast's mean by component and month.
 
     Examples
@@ -377,8 +461,7 @@ def backtest_accuracy(by_horizon: pd.DataFrame, *, title: str = "", ax: Axes | N
     if ax is None:
         _, ax = plt.subplots(figsize=(7, 3.5))
     for method in by_horizon.columns:
-        ax.plot(by_horizon.index, 100 * by_horizon[method], marker="o", markersize=3,
-                label=method.replace("_", " "))
+        ax.plot(by_horizon.index, 100 * by_horizon[method], marker="o", markersize=3, label=method.replace("_", " "))
     ax.set_xlabel("months ahead")
     ax.set_ylabel("MAPE (%)")
     ax.set_title(title)

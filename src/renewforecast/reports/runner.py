@@ -52,8 +52,6 @@ from typing import Any, ClassVar
 
 from renewforecast.atomic import atomic_write_bytes, atomic_write_text
 from renewforecast.book import Book
-from renewforecast.io.loader import load_book
-from renewforecast.io.snapshot import read_snapshot, write_snapshot
 from renewforecast.exceptions import (
     EXIT_CANNOT_WRITE,
     EXIT_SET_ASIDE,
@@ -63,6 +61,8 @@ from renewforecast.exceptions import (
     ReportRunError,
     is_write_error,
 )
+from renewforecast.io.loader import load_book
+from renewforecast.io.snapshot import read_snapshot, write_snapshot
 from renewforecast.reports.catalogue import earliest_as_of, history_problems  # noqa: F401 (their old home)
 from renewforecast.reports.headline import HEADLINE_MIME, Headline
 from renewforecast.reports.index_page import redact_parameters, render_index, run_banner
@@ -179,8 +179,9 @@ def list_notebooks(notebooks_dir: str | os.PathLike[str] | None = None) -> list[
     return sorted(p.resolve() for p in folder.glob(_NOTEBOOK_GLOB) if p.is_file())
 
 
-def copy_templates(dest: str | os.PathLike[str], *, force: bool = False,
-                   notebooks_dir: str | os.PathLike[str] | None = None) -> list[Path]:
+def copy_templates(
+    dest: str | os.PathLike[str], *, force: bool = False, notebooks_dir: str | os.PathLike[str] | None = None
+) -> list[Path]:
     """Copy the report templates into ``dest``: a team's own starting point for ``--notebooks``.
 
     Parameters
@@ -277,8 +278,7 @@ def notebook_parameters(path: str | os.PathLike[str]) -> dict[str, dict[str, str
         found = papermill.inspect_notebook(_papermill_path(path))
     except Exception as exc:  # papermill raises bare ValueError/JSON errors here
         raise _bad_input(
-            f"Cannot read the parameters of report notebook {path}: "
-            f"{type(exc).__name__}: {_one_line(str(exc))}",
+            f"Cannot read the parameters of report notebook {path}: {type(exc).__name__}: {_one_line(str(exc))}",
         ) from exc
     return {
         name: {
@@ -597,10 +597,7 @@ def _load_report(path: Path) -> _Report:
     try:
         nb = nbformat.read(path, as_version=4)
     except Exception as exc:
-        raise _bad_input(
-            f"Cannot read report notebook {path}: "
-            f"{type(exc).__name__}: {_one_line(str(exc))}"
-        ) from exc
+        raise _bad_input(f"Cannot read report notebook {path}: {type(exc).__name__}: {_one_line(str(exc))}") from exc
     tags = [c.get("metadata", {}).get("tags", []) for c in nb.cells]
     params_cell = next((i for i, t in enumerate(tags) if "parameters" in t), -1)
     had_injected = any("injected-parameters" in t for t in tags)
@@ -623,8 +620,7 @@ def _check_kernels(reports: list[_Report], kernel_name: str | None) -> None:
         name = kernel_name or report.kernel
         if not name:
             raise _bad_input(
-                f"Report notebook {report.template} names no kernel (kernelspec "
-                "metadata); pass kernel_name."
+                f"Report notebook {report.template} names no kernel (kernelspec metadata); pass kernel_name."
             )
         try:
             manager.get_kernel_spec(name)
@@ -801,8 +797,13 @@ def _export_html(exporter: Any, nb: Any, report: _Report, staging: Path, banner:
 
 def _headline(nb: Any, report: _Report) -> Headline | None:
     """The last headline a notebook displayed, if any."""
-    shown = [output["data"][HEADLINE_MIME] for cell in nb.cells if cell.cell_type == "code"
-             for output in cell.outputs if HEADLINE_MIME in output.get("data", {})]
+    shown = [
+        output["data"][HEADLINE_MIME]
+        for cell in nb.cells
+        if cell.cell_type == "code"
+        for output in cell.outputs
+        if HEADLINE_MIME in output.get("data", {})
+    ]
     if not shown or shown[-1] is None:
         return None
     try:
@@ -827,7 +828,8 @@ def _agreed(headlines: dict[str, Headline], key: str, expected: str | None = Non
         listing = "; ".join(f"{name}: {value}" for name, value in seen.items())
         raise AssertionError(
             f"internal error: the reports disagree on {key.replace('_', ' ')} ({listing}"
-            + (f"; the run's: {expected}" if expected else "") + "), though each should read the run's "
+            + (f"; the run's: {expected}" if expected else "")
+            + "), though each should read the run's "
             "one snapshot of the data; a report that loads the export itself must take the "
             f"{SNAPSHOT_PARAMETER!r} parameter",
         )
@@ -924,19 +926,24 @@ def _recover_interrupted(out: Path) -> list[Path]:
         run_id = staging.name.removeprefix(".staging-")
         target = _quarantine(staging, out, run_id)
         if target != staging:
-            logger.warning("Report run %s did not finish (killed or out of disk space); its partial "
-                           "output was moved to %s", run_id, target)
+            logger.warning(
+                "Report run %s did not finish (killed or out of disk space); its partial output was moved to %s",
+                run_id,
+                target,
+            )
             recovered.append(target)
     return recovered
 
 
 def _cannot_write(path: Path, exc: OSError, failed: Path | None = None) -> ReportRunError:
     """A report run that could not write under ``path`` (its ``out``), as exit code 9."""
-    done = ("Nothing was published and the input data is unchanged" if failed is None else
-            f"Nothing was published (partial output is in {failed}) and the input data is unchanged")
+    done = (
+        "Nothing was published and the input data is unchanged"
+        if failed is None
+        else f"Nothing was published (partial output is in {failed}) and the input data is unchanged"
+    )
     message = OutputPathError.from_os_error(path, exc, "the report run", done).args[0]
-    return ReportRunError(message, exit_code=EXIT_CANNOT_WRITE,
-                          failed_dir=None if failed is None else str(failed))
+    return ReportRunError(message, exit_code=EXIT_CANNOT_WRITE, failed_dir=None if failed is None else str(failed))
 
 
 def _switch_latest(out: Path, run_id: str) -> None:
@@ -1108,14 +1115,8 @@ def run_reports(
     _check_run_id(run_id)
     if keep is not None and (type(keep) is not int or keep < 1):
         raise _bad_input(f"keep must be an integer >= 1, not {keep!r}.")
-    if timeout is not None and (
-        isinstance(timeout, bool)
-        or not isinstance(timeout, int | float)
-        or not timeout > 0
-    ):
-        raise _bad_input(
-            f"timeout must be a positive number of seconds or None, not {timeout!r}."
-        )
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0):
+        raise _bad_input(f"timeout must be a positive number of seconds or None, not {timeout!r}.")
     source_text = str(source)
     if Path(source_text).exists():
         # Kernels run with the template folder as working directory, so a
@@ -1155,9 +1156,7 @@ def run_reports(
             raise _bad_input(f"No as-of date: {exc}.") from exc
     for report in reports:
         report.parameters = {k: v for k, v in merged.items() if k in report.declared}
-    unused = sorted(
-        set(parameters or {}) - {k for r in reports for k in r.parameters}
-    )
+    unused = sorted(set(parameters or {}) - {k for r in reports for k in r.parameters})
     if unused:
         logger.warning("No report notebook declares parameter(s) %s; ignored", unused)
 
@@ -1167,16 +1166,24 @@ def run_reports(
     if final.exists() or final.is_symlink() or (out / "failed" / run_id).exists():
         raise _bad_input(f"Run id {run_id!r} was already used in {out}.")
     if latest.exists() and not latest.is_symlink():
-        raise _bad_input(
-            f"{latest} exists and is not a symlink; move it away so runs can be "
-            "published."
-        )
+        raise _bad_input(f"{latest} exists and is not a symlink; move it away so runs can be published.")
 
     with _stop_on_signals():
         try:
-            return _run(reports, out, run_id, started_at, started, source_text, as_of_text, merged,
-                        timeout=timeout, kernel_name=kernel_name, keep=keep,
-                        book=book if snapshot_wanted else None)
+            return _run(
+                reports,
+                out,
+                run_id,
+                started_at,
+                started,
+                source_text,
+                as_of_text,
+                merged,
+                timeout=timeout,
+                kernel_name=kernel_name,
+                keep=keep,
+                book=book if snapshot_wanted else None,
+            )
         except _Interrupted as exc:  # before the staging folder existed
             raise ReportRunError(
                 f"Report run {run_id} was stopped by {_SIGNAL_NAME[exc.signum]} before any "
@@ -1195,9 +1202,7 @@ def _make_staging(out: Path, run_id: str) -> Path:
     try:
         staging.mkdir()
     except FileExistsError as exc:
-        raise _bad_input(
-            f"Run {run_id!r} is already in progress ({staging} exists)."
-        ) from exc
+        raise _bad_input(f"Run {run_id!r} is already in progress ({staging} exists).") from exc
     except OSError as exc:
         raise _cannot_write(out, exc) from exc
     try:
@@ -1261,8 +1266,9 @@ def _run(
         run_data = None if book is None else book.loaded_fingerprint or book.fingerprint
         resolved_as_of = _agreed(headlines, "as_of", run_as_of) or as_of_text
         fingerprint = _agreed(headlines, "data_fingerprint", run_data)
-        models = sorted({h.provenance["model_version"] for h in headlines.values()
-                         if h.provenance.get("model_version")})
+        models = sorted(
+            {h.provenance["model_version"] for h in headlines.values() if h.provenance.get("model_version")}
+        )
 
         finished_at = dt.datetime.now(dt.UTC)
         meta = {
@@ -1299,9 +1305,7 @@ def _run(
             banner = run_banner(meta, {"name": report.stem, "seconds": report.seconds, "parameters": shown})
             _export_html(exporter, nb, report, staging, banner)
         atomic_write_text(staging / "index.html", render_index(meta, headlines))
-        atomic_write_text(
-            staging / "run.json", json.dumps(meta, indent=2, ensure_ascii=False) + "\n"
-        )
+        atomic_write_text(staging / "run.json", json.dumps(meta, indent=2, ensure_ascii=False) + "\n")
         _check_interrupted()  # the last moment a signal can still stop the publish
     except _Interrupted as exc:
         failed = _quarantine(staging, out, run_id)

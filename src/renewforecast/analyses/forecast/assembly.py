@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-
 import numpy as np
 import pandas as pd
-
-from renewforecast.book import Book
-from renewforecast.exceptions import RenewForecastError
 
 from renewforecast.analyses.forecast.contracted import booked_revenue
 from renewforecast.analyses.forecast.groups import Groups, Horizon
@@ -23,6 +19,8 @@ from renewforecast.analyses.forecast.result import (
 )
 from renewforecast.analyses.forecast.scenarios import Scenario, as_scenario
 from renewforecast.analyses.forecast.simulation import simulate_evergreen, simulate_revenue
+from renewforecast.book import Book
+from renewforecast.exceptions import RenewForecastError
 
 __all__ = ["revenue_forecast"]
 
@@ -129,8 +127,9 @@ def revenue_forecast(
         raise RenewForecastError(f"evergreen_hazard must be a probability from 0 to 1, not {evergreen_hazard!r}")
     if model is not None and renewal_probabilities is not None:
         raise RenewForecastError("pass a renewal model or renewal_probabilities, not both")
-    probabilities, probabilities_version = (as_probabilities(renewal_probabilities)
-                                            if renewal_probabilities is not None else (None, None))
+    probabilities, probabilities_version = (
+        as_probabilities(renewal_probabilities) if renewal_probabilities is not None else (None, None)
+    )
     scn = as_scenario(scenario)
     rng = random_state if isinstance(random_state, np.random.Generator) else np.random.default_rng(random_state)
     view = book.as_of(cut)
@@ -139,8 +138,16 @@ def revenue_forecast(
     n_groups, n_months = len(groups.labels), horizon.n_months
 
     booked = booked_revenue(view, horizon, groups, evergreen_hazard)
-    ren = renewal_stages(view, horizon, groups, scn, model=model, probabilities=probabilities,
-                         probabilities_version=probabilities_version, renewal_rate=renewal_rate)
+    ren = renewal_stages(
+        view,
+        horizon,
+        groups,
+        scn,
+        model=model,
+        probabilities=probabilities,
+        probabilities_version=probabilities_version,
+        renewal_rate=renewal_rate,
+    )
     pipe = pipeline_deals(view, horizon, groups, win_probability, scn)
 
     # The draws come in a fixed order (evergreen, renewals, deals, new business): the same seed, the same answer.
@@ -149,14 +156,20 @@ def revenue_forecast(
     sims["one_time"] += booked.one_time[None, :, :]
     sims["usage"] += booked.usage[None, :, :]
     ever = booked.evergreen
-    simulate_evergreen(sims["contracted"], ever.alive, ever.revenue,
-                       groups.codes(ever.contracts["account_id"].to_numpy(dtype=object)), rng)
+    simulate_evergreen(
+        sims["contracted"],
+        ever.alive,
+        ever.revenue,
+        groups.codes(ever.contracts["account_id"].to_numpy(dtype=object)),
+        rng,
+    )
     simulate_revenue(sims["renewal"], ren.probability, ren.correlation, rng, ren.revenue, ren.codes, ren.chain_start)
     simulate_revenue(sims["pipeline"], pipe.probability, pipe.correlation, rng, pipe.revenue, pipe.codes)
     nb_model = None
     if new_business:
-        sims["new_business"], nb_model = new_business_revenue(view, horizon, groups, n_sims, rng,
-                                                              pipe.expected_new_business(n_groups))
+        sims["new_business"], nb_model = new_business_revenue(
+            view, horizon, groups, n_sims, rng, pipe.expected_new_business(n_groups)
+        )
 
     frame = _summarise(sims, groups.labels, horizon.month_ends, scn.name)
     # The range of the horizon's total revenue comes from the simulations
@@ -165,17 +178,27 @@ def revenue_forecast(
     p10, p50, p90 = (float(v) for v in np.quantile(horizon_sum, _QUANTILES))
     model_version = getattr(model, "model_version_", None) if model is not None else probabilities_version
     return RevenueForecast(
-        frame=frame, as_of=cut, horizon_months=int(horizon_months), n_sims=int(n_sims),
+        frame=frame,
+        as_of=cut,
+        horizon_months=int(horizon_months),
+        n_sims=int(n_sims),
         scenario=scn,
         horizon_total=HorizonTotal(mean=float(horizon_sum.mean()), p10=p10, p50=p50, p90=p90),
-        renewal=RenewalComponent(source=ren.source, correlation=ren.correlation, contracts=ren.contracts,
-                                 probabilities=ren.probabilities, historical_rate=ren.historical_rate),
+        renewal=RenewalComponent(
+            source=ren.source,
+            correlation=ren.correlation,
+            contracts=ren.contracts,
+            probabilities=ren.probabilities,
+            historical_rate=ren.historical_rate,
+        ),
         pipeline=PipelineComponent(source=pipe.source, correlation=pipe.correlation, deals=pipe.deals),
-        evergreen=ever.source, new_business=nb_model, model_version=model_version)
+        evergreen=ever.source,
+        new_business=nb_model,
+        model_version=model_version,
+    )
 
 
-def _summarise(sims: dict[str, np.ndarray], labels: list[str], months: pd.DatetimeIndex, scenario: str
-               ) -> pd.DataFrame:
+def _summarise(sims: dict[str, np.ndarray], labels: list[str], months: pd.DatetimeIndex, scenario: str) -> pd.DataFrame:
     """The tidy table: mean and quantiles of every component (and the total) by group and month."""
     sims = dict(sims)
     sims["total"] = sum(sims[c] for c in COMPONENTS)
@@ -189,8 +212,20 @@ def _summarise(sims: dict[str, np.ndarray], labels: list[str], months: pd.Dateti
         q = np.quantile(arr, _QUANTILES, axis=0)  # 3 x groups x months
         mean = arr.mean(axis=0)
         for g, label in enumerate(groups):
-            parts.append(pd.DataFrame({"scenario": scenario, "month": months, "group": label, "component": c,
-                                       "mean": mean[g], "p10": q[0, g], "p50": q[1, g], "p90": q[2, g]}))
+            parts.append(
+                pd.DataFrame(
+                    {
+                        "scenario": scenario,
+                        "month": months,
+                        "group": label,
+                        "component": c,
+                        "mean": mean[g],
+                        "p10": q[0, g],
+                        "p50": q[1, g],
+                        "p90": q[2, g],
+                    }
+                )
+            )
     out = pd.concat(parts, ignore_index=True)
     order = {c: i for i, c in enumerate((*COMPONENTS, "total"))}
     out["_o"] = out["component"].map(order)

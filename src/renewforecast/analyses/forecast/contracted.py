@@ -17,13 +17,12 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from renewforecast.analyses.forecast.groups import Groups, Horizon, month_no
+from renewforecast.analyses.forecast.simulation import one_blas_thread
 from renewforecast.book import Book
 from renewforecast.ledger.recognition import fees_and_usage, month_fractions, spread_over_months
 from renewforecast.ledger.valuation import last_counted_day, object_values, row_amounts, row_values
 from renewforecast.models.survival import SurvivalModel
-
-from renewforecast.analyses.forecast.groups import Groups, Horizon, month_no
-from renewforecast.analyses.forecast.simulation import one_blas_thread
 
 __all__ = ["BookedRevenue", "EvergreenContracts", "booked_revenue"]
 
@@ -78,12 +77,21 @@ def booked_revenue(view: Book, horizon: Horizon, groups: Groups, evergreen_hazar
     lo, hi = horizon.first, horizon.last
     values = row_values(view)  # valued once, for the contracted, fee and usage parts
     fixed, ever, ever_rev = _contracted(view, values, lo, hi, groups)
-    fees, usage = fees_and_usage(values, row_amounts(view),
-                                  groups.codes(view.subscriptions["account_id"].to_numpy(dtype=object)),
-                                  len(groups.labels), lo, hi)
+    fees, usage = fees_and_usage(
+        values,
+        row_amounts(view),
+        groups.codes(view.subscriptions["account_id"].to_numpy(dtype=object)),
+        len(groups.labels),
+        lo,
+        hi,
+    )
     alive, source = _evergreen_survival(view, ever, horizon, evergreen_hazard)
-    return BookedRevenue(contracted=fixed, one_time=fees, usage=usage,
-                         evergreen=EvergreenContracts(contracts=ever, revenue=ever_rev, alive=alive, source=source))
+    return BookedRevenue(
+        contracted=fixed,
+        one_time=fees,
+        usage=usage,
+        evergreen=EvergreenContracts(contracts=ever, revenue=ever_rev, alive=alive, source=source),
+    )
 
 
 def _contracted(view: Book, v: dict, lo: int, hi: int, groups: Groups):
@@ -104,16 +112,24 @@ def _contracted(view: Book, v: dict, lo: int, hi: int, groups: Groups):
         keep, mf, ml, ff, fl = month_fractions(v["from_date"][evergreen], last_day[evergreen], lo, hi)
         cids = object_values(subs["contract_id"])[evergreen][keep]
         codes, uniques = pd.factorize(cids)
-        ever_rev = spread_over_months(codes.astype(np.int64), mf, ml, ff, fl, rate[evergreen][keep], len(uniques), lo, hi)
+        ever_rev = spread_over_months(
+            codes.astype(np.int64), mf, ml, ff, fl, rate[evergreen][keep], len(uniques), lo, hi
+        )
         con = view.contracts.drop_duplicates("contract_id").set_index("contract_id")
-        ever = pd.DataFrame({"contract_id": uniques, "account_id": con["account_id"].reindex(uniques).to_numpy(),
-                             "start_date": con["start_date"].reindex(uniques).to_numpy()})
+        ever = pd.DataFrame(
+            {
+                "contract_id": uniques,
+                "account_id": con["account_id"].reindex(uniques).to_numpy(),
+                "start_date": con["start_date"].reindex(uniques).to_numpy(),
+            }
+        )
         ever["mrr"] = pd.Series(rate[evergreen][keep]).groupby(codes).sum().to_numpy()
     return fixed, ever, ever_rev
 
 
-def _evergreen_survival(view: Book, ever: pd.DataFrame, horizon: Horizon,
-                        hazard: float | None) -> tuple[np.ndarray, str]:
+def _evergreen_survival(
+    view: Book, ever: pd.DataFrame, horizon: Horizon, hazard: float | None
+) -> tuple[np.ndarray, str]:
     """Per evergreen contract, the probability of being alive through each forecast month."""
     cut, n_months = horizon.as_of, horizon.n_months
     if ever.empty:
@@ -153,5 +169,7 @@ def _evergreen_survival(view: Book, ever: pd.DataFrame, horizon: Horizon,
         except Exception as exc:  # a degenerate fit falls back to the constant hazard
             log.warning("evergreen survival model failed (%s); using a constant hazard", exc)
     h = events / exposure if exposure > 0 else 0.0
-    return (np.tile((1 - h) ** ahead, (len(ever), 1)),
-            f"constant monthly hazard {h:.4f} from {events} ended of {len(life)} evergreen contracts")
+    return (
+        np.tile((1 - h) ** ahead, (len(ever), 1)),
+        f"constant monthly hazard {h:.4f} from {events} ended of {len(life)} evergreen contracts",
+    )

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 
 from renewforecast.book import Book
-from renewforecast.exceptions import RenewForecastError
 from renewforecast.dates import last_month_end, month_end_of, month_number
+from renewforecast.exceptions import RenewForecastError
 
 __all__ = ["Groups", "Horizon", "month_no"]
 
@@ -99,8 +99,10 @@ class Groups:
         if by is not None and not isinstance(by, str):
             raise RenewForecastError("by must be one account column name (for example 'segment') or None")
         if by is not None and by not in book.accounts.columns:
-            raise RenewForecastError(f"cannot group the forecast by {by!r}: not an account column "
-                                     f"({', '.join(c for c in book.accounts.columns if c != 'account_id')})")
+            raise RenewForecastError(
+                f"cannot group the forecast by {by!r}: not an account column "
+                f"({', '.join(c for c in book.accounts.columns if c != 'account_id')})"
+            )
         self.by = by
         if by is None:
             self.labels = ["total"]

@@ -16,13 +16,12 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from renewforecast.analyses.forecast.groups import Groups, Horizon, month_no
+from renewforecast.analyses.forecast.simulation import one_blas_thread
 from renewforecast.book import Book
 from renewforecast.dates import last_month_end
 from renewforecast.ledger.mrr import mrr_movements
 from renewforecast.ledger.valuation import row_amounts
-
-from renewforecast.analyses.forecast.groups import Groups, Horizon, month_no
-from renewforecast.analyses.forecast.simulation import one_blas_thread
 
 __all__ = ["NewBusinessModel", "new_business_revenue"]
 
@@ -81,7 +80,9 @@ def _fit_new_business(y: pd.Series, horizon: int, n_sims: int, rng: np.random.Ge
     candidates = {
         "exponential smoothing (level, log scale)": (lambda s: ETSModel(s, error="add", trend=None), True),
         "exponential smoothing (damped trend, log scale)": (
-            lambda s: ETSModel(s, error="add", trend="add", damped_trend=True), True),
+            lambda s: ETSModel(s, error="add", trend="add", damped_trend=True),
+            True,
+        ),
         "exponential smoothing (trend, log scale)": (lambda s: ETSModel(s, error="add", trend="add"), True),
         "ARIMA(1,1,1) on the log scale": (lambda s: SARIMAX(s, order=(1, 1, 1)), True),
     }
@@ -101,8 +102,12 @@ def _fit_new_business(y: pd.Series, horizon: int, n_sims: int, rng: np.random.Ge
                 log.debug("new-business candidate %s failed: %s", name, exc)
         if not errors:
             mean = float(y.tail(6).mean())
-            return (np.full((n_sims, horizon), mean), "mean of the last 6 months (no model could be fitted)",
-                    float("nan"), None)
+            return (
+                np.full((n_sims, horizon), mean),
+                "mean of the last 6 months (no model could be fitted)",
+                float("nan"),
+                None,
+            )
         # A combination of the candidates, weighted by inverse holdout squared
         # error (Bates & Granger): more accurate than the single best on short,
         # noisy series, and its spread includes the models' disagreement.
@@ -116,8 +121,12 @@ def _fit_new_business(y: pd.Series, horizon: int, n_sims: int, rng: np.random.Ge
                 continue
             make, logged = candidates[name]
             res = make(np.log1p(y.clip(lower=0)) if logged else y).fit(disp=False)
-            sims = res.simulate(nsimulations=horizon, repetitions=int(k), anchor="end",
-                                rng=np.random.default_rng(rng.integers(2**63 - 1)))
+            sims = res.simulate(
+                nsimulations=horizon,
+                repetitions=int(k),
+                anchor="end",
+                rng=np.random.default_rng(rng.integers(2**63 - 1)),
+            )
             paths = np.asarray(sims, dtype="float64").reshape(horizon, -1)[:, :k].T
             if logged:
                 paths = np.expm1(np.minimum(paths, np.log1p(y.max() * 4.0)))  # no runaway paths
@@ -136,8 +145,9 @@ def _fit_new_business(y: pd.Series, horizon: int, n_sims: int, rng: np.random.Ge
     return np.clip(paths, 0, None), label, float(np.sum(weights * np.array([errors[n] for n in names]))), point
 
 
-def new_business_revenue(view: Book, horizon: Horizon, groups: Groups, n_sims: int, rng: np.random.Generator,
-                         pipeline_nb_mean: np.ndarray) -> tuple[np.ndarray, NewBusinessModel]:
+def new_business_revenue(
+    view: Book, horizon: Horizon, groups: Groups, n_sims: int, rng: np.random.Generator, pipeline_nb_mean: np.ndarray
+) -> tuple[np.ndarray, NewBusinessModel]:
     """Simulated new-business revenue (sims x groups x months) and how it was modelled.
 
     ``pipeline_nb_mean`` (groups x months) is what the pipeline's new-business
@@ -147,8 +157,9 @@ def new_business_revenue(view: Book, horizon: Horizon, groups: Groups, n_sims: i
         return _revenue(view, horizon, groups, n_sims, rng, pipeline_nb_mean)
 
 
-def _revenue(view: Book, horizon: Horizon, groups: Groups, n_sims: int, rng: np.random.Generator,
-             pipeline_nb_mean: np.ndarray) -> tuple[np.ndarray, NewBusinessModel]:
+def _revenue(
+    view: Book, horizon: Horizon, groups: Groups, n_sims: int, rng: np.random.Generator, pipeline_nb_mean: np.ndarray
+) -> tuple[np.ndarray, NewBusinessModel]:
     cut, lo, hi = horizon.as_of, horizon.first, horizon.last
     n_months = hi - lo + 1
     end = last_month_end(cut)
@@ -184,22 +195,28 @@ def _revenue(view: Book, horizon: Horizon, groups: Groups, n_sims: int, rng: np.
         spread = np.minimum(spread, 1.0)
         rev = rev * np.exp(shift)[None, :]
         own = np.var(np.log1p(rev), axis=0)
-        extra = np.sqrt(np.clip(spread ** 2 - own, 0, None))
+        extra = np.sqrt(np.clip(spread**2 - own, 0, None))
         rev = rev * np.exp(rng.standard_normal(n_sims)[:, None] * extra[None, :])
     share = np.ones(1)
     if groups.by is not None:
         by_group = mrr_movements(view, start=end - pd.offsets.MonthEnd(11), end=end, by=(groups.by,))
-        amount = (by_group["new"] + by_group["reactivation"]).groupby(
-            by_group[groups.by].astype(object).where(by_group[groups.by].notna(), "(none)").astype(str)).sum()
+        amount = (
+            (by_group["new"] + by_group["reactivation"])
+            .groupby(by_group[groups.by].astype(object).where(by_group[groups.by].notna(), "(none)").astype(str))
+            .sum()
+        )
         share = amount.reindex(groups.labels, fill_value=0.0).to_numpy(dtype="float64")
         share = share / share.sum() if share.sum() > 0 else np.full(len(groups.labels), 1 / len(groups.labels))
     for g in range(len(groups.labels)):
-        out[:, g, :] = np.clip(share[g] * rev[:, step0 - 1:] - pipeline_nb_mean[g][None, :], 0, None)
+        out[:, g, :] = np.clip(share[g] * rev[:, step0 - 1 :] - pipeline_nb_mean[g][None, :], 0, None)
     model = NewBusinessModel(
-        model=name, holdout_mae=mae, one_time_fees_per_new_mrr=fee_ratio,
+        model=name,
+        holdout_mae=mae,
+        one_time_fees_per_new_mrr=fee_ratio,
         past_log_error_mean_last_month=None if errors is None else float(errors[0][-1]),
         past_log_error_sd_last_month=None if errors is None else float(errors[1][-1]),
-        shares=None if groups.by is None else dict(zip(groups.labels, np.round(share, 4).tolist(), strict=True)))
+        shares=None if groups.by is None else dict(zip(groups.labels, np.round(share, 4).tolist(), strict=True)),
+    )
     return out, model
 
 
@@ -218,8 +235,7 @@ def _earned(paths: np.ndarray) -> np.ndarray:
     return np.cumsum(paths, axis=-1) - 0.5 * paths
 
 
-def _rolling_log_errors(y: pd.Series, steps: int, point, n_origins: int = 6
-                        ) -> tuple[np.ndarray, np.ndarray] | None:
+def _rolling_log_errors(y: pd.Series, steps: int, point, n_origins: int = 6) -> tuple[np.ndarray, np.ndarray] | None:
     """Mean and standard deviation, by horizon, of the log error of the revenue earned.
 
     The model is refitted at up to ``n_origins`` earlier origins, a quarter
@@ -234,10 +250,8 @@ def _rolling_log_errors(y: pd.Series, steps: int, point, n_origins: int = 6
         if cut < 24:
             break
         forecast = _earned(point(y.iloc[:cut], steps))
-        actual = _earned(y.iloc[cut:cut + steps].to_numpy(dtype="float64"))
+        actual = _earned(y.iloc[cut : cut + steps].to_numpy(dtype="float64"))
         errors.append(np.log1p(np.clip(actual, 0, None)) - np.log1p(forecast))
     if len(errors) < 3:
         return None
     return np.mean(errors, axis=0), np.std(errors, axis=0)
-
-

@@ -14,14 +14,13 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from renewforecast.book import Book
-from renewforecast.exceptions import RenewForecastError
-from renewforecast.dates import add_months
-from renewforecast.ledger.schedules import line_schedules
-
 from renewforecast.analyses.forecast.groups import Groups, Horizon
 from renewforecast.analyses.forecast.scenarios import Scenario
 from renewforecast.analyses.forecast.simulation import copula_rho
+from renewforecast.book import Book
+from renewforecast.dates import add_months
+from renewforecast.exceptions import RenewForecastError
+from renewforecast.ledger.schedules import line_schedules
 
 __all__ = ["PIPELINE_TYPES", "PipelineDeals", "pipeline_deals"]
 
@@ -72,8 +71,12 @@ class PipelineDeals:
 def _closed_deals(view: Book, cut: pd.Timestamp) -> pd.DataFrame:
     """Pipeline-type opportunities closed in the 24 months before ``cut``."""
     opps = view.opportunities
-    return opps[opps["is_closed"].fillna(False).astype(bool) & opps["type"].isin(PIPELINE_TYPES)
-                & (opps["close_date"] <= cut) & (opps["close_date"] > cut - pd.DateOffset(months=24))]
+    return opps[
+        opps["is_closed"].fillna(False).astype(bool)
+        & opps["type"].isin(PIPELINE_TYPES)
+        & (opps["close_date"] <= cut)
+        & (opps["close_date"] > cut - pd.DateOffset(months=24))
+    ]
 
 
 def _win_rates(view: Book, closed: pd.DataFrame) -> tuple[dict, dict, float]:
@@ -96,8 +99,7 @@ def _win_rates(view: Book, closed: pd.DataFrame) -> tuple[dict, dict, float]:
     return by_type, by_stage, overall
 
 
-def pipeline_deals(view: Book, horizon: Horizon, groups: Groups, win_probability: str,
-                   scn: Scenario) -> PipelineDeals:
+def pipeline_deals(view: Book, horizon: Horizon, groups: Groups, win_probability: str, scn: Scenario) -> PipelineDeals:
     """Open deals of the point-in-time ``view``: their win probabilities and scheduled revenue."""
     cut, lo, hi = horizon.as_of, horizon.first, horizon.last
     opps = view.opportunities
@@ -110,8 +112,9 @@ def pipeline_deals(view: Book, horizon: Horizon, groups: Groups, win_probability
     closed = _closed_deals(view, cut)
     by_type, by_stage, overall = _win_rates(view, closed) if win_probability != "stage" else ({}, {}, np.nan)
     if win_probability == "history" and not by_stage:
-        raise RenewForecastError("win_probability='history' needs stage history of closed opportunities "
-                                 "(OpportunityHistory); use 'stage'")
+        raise RenewForecastError(
+            "win_probability='history' needs stage history of closed opportunities (OpportunityHistory); use 'stage'"
+        )
     if by_stage:
         keys = list(zip(open_["type"].astype(object), open_["stage"].astype(object), strict=True))
         hist_q = pd.Series([by_type.get(k, by_stage.get(k[1], np.nan)) for k in keys], index=open_.index)
@@ -129,8 +132,11 @@ def pipeline_deals(view: Book, horizon: Horizon, groups: Groups, win_probability
     lines = view.opportunity_lines
     lines = lines[lines["opportunity_id"].isin(set(open_["opportunity_id"])) & lines["product_id"].isin(recurring)]
     sub_view = view.replace(opportunity_lines=lines)
-    sched = line_schedules(sub_view) if len(lines) else pd.DataFrame(
-        columns=["line_id", "opportunity_id", "schedule_date", "revenue", "source"])
+    sched = (
+        line_schedules(sub_view)
+        if len(lines)
+        else pd.DataFrame(columns=["line_id", "opportunity_id", "schedule_date", "revenue", "source"])
+    )
     sched = sched.sort_values(["line_id", "schedule_date"], kind="stable")
     date = sched["schedule_date"].to_numpy(dtype="datetime64[D]")
     if scn.pipeline_slip_months:
@@ -143,12 +149,19 @@ def pipeline_deals(view: Book, horizon: Horizon, groups: Groups, win_probability
     gap = np.where(same_next, (nxt - date).astype(np.int64), -1)
     gap_s = pd.Series(np.where(gap > 0, gap, np.nan)).groupby(line).transform("median").to_numpy()
     product = sched["line_id"].map(view.opportunity_lines.set_index("line_id")["product_id"])
-    term = product.map(view.products.drop_duplicates("product_id").set_index("product_id")
-                       ["subscription_term_months"]).to_numpy(dtype="float64")
+    term = product.map(
+        view.products.drop_duplicates("product_id").set_index("product_id")["subscription_term_months"]
+    ).to_numpy(dtype="float64")
     term = np.where(np.isfinite(term) & (term > 0), term, 12.0)
-    last = np.where(same_next, nxt - 1,
-                    np.where(np.isfinite(gap_s), date + np.nan_to_num(gap_s, nan=1).astype(np.int64) - 1,
-                             add_months(date, term.astype(np.int64)) - 1))
+    last = np.where(
+        same_next,
+        nxt - 1,
+        np.where(
+            np.isfinite(gap_s),
+            date + np.nan_to_num(gap_s, nan=1).astype(np.int64) - 1,
+            add_months(date, term.astype(np.int64)) - 1,
+        ),
+    )
     days = _overlap_days(date, last, lo, hi)
     span = (last - date).astype(np.int64) + 1
     per_row = days * (sched["revenue"].to_numpy(dtype="float64") / np.maximum(span, 1))[:, None]
@@ -162,17 +175,27 @@ def pipeline_deals(view: Book, horizon: Horizon, groups: Groups, win_probability
     details = open_[["opportunity_id", "account_id", "type", "stage", "close_date", "amount", "win_probability"]]
     rho = 0.0
     if len(closed) and np.isfinite(overall):
-        agg = closed.assign(m=closed["close_date"].dt.to_period("M"), w=closed["is_won"].astype(float)) \
-            .groupby("m")["w"].agg(["mean", "size"])
+        agg = (
+            closed.assign(m=closed["close_date"].dt.to_period("M"), w=closed["is_won"].astype(float))
+            .groupby("m")["w"]
+            .agg(["mean", "size"])
+        )
         rho = copula_rho(agg["mean"].to_numpy(), agg["size"].to_numpy(dtype="float64"), overall)
-    return PipelineDeals(probability=q_items, revenue=revenue, codes=codes, is_new_business=is_nb, correlation=rho,
-                         source=source, deals=details)
+    return PipelineDeals(
+        probability=q_items,
+        revenue=revenue,
+        codes=codes,
+        is_new_business=is_nb,
+        correlation=rho,
+        source=source,
+        deals=details,
+    )
 
 
 def _overlap_days(first: np.ndarray, last: np.ndarray, lo: int, hi: int) -> np.ndarray:
     """Rows x months: days of each month ``lo..hi`` inside each row's [first, last]."""
     starts = np.arange(lo, hi + 1).astype("datetime64[M]").astype("datetime64[D]")
-    ends = (np.arange(lo + 1, hi + 2).astype("datetime64[M]").astype("datetime64[D]") - 1)
+    ends = np.arange(lo + 1, hi + 2).astype("datetime64[M]").astype("datetime64[D]") - 1
     f = first.astype("datetime64[D]")[:, None]
     lst = last.astype("datetime64[D]")[:, None]
     days = (np.minimum(lst, ends[None, :]) - np.maximum(f, starts[None, :])).astype(np.int64) + 1

@@ -17,17 +17,16 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from renewforecast.analyses.saas_metrics import renewal_kpis
-from renewforecast.dates import add_months
-from renewforecast.ledger.recognition import month_fractions, spread_over_months
-from renewforecast.ledger.renewals import renewal_decisions, renewal_opportunities
-from renewforecast.analyses.scoring import score_contracts
-from renewforecast.book import Book
-from renewforecast.exceptions import RenewForecastError
-
 from renewforecast.analyses.forecast.groups import Groups, Horizon
 from renewforecast.analyses.forecast.scenarios import Scenario
 from renewforecast.analyses.forecast.simulation import copula_rho
+from renewforecast.analyses.saas_metrics import renewal_kpis
+from renewforecast.analyses.scoring import score_contracts
+from renewforecast.book import Book
+from renewforecast.dates import add_months
+from renewforecast.exceptions import RenewForecastError
+from renewforecast.ledger.recognition import month_fractions, spread_over_months
+from renewforecast.ledger.renewals import renewal_decisions, renewal_opportunities
 
 __all__ = ["HistoricalRenewalRate", "RenewalStages", "as_probabilities", "renewal_stages"]
 
@@ -132,8 +131,10 @@ def as_probabilities(probabilities: pd.Series | pd.DataFrame) -> tuple[pd.Series
     if isinstance(probabilities, pd.DataFrame):
         missing = {"contract_id", "renewal_probability"} - set(probabilities.columns)
         if missing:
-            raise RenewForecastError("renewal_probabilities needs the columns contract_id and renewal_probability "
-                                     f"(missing {', '.join(sorted(missing))})")
+            raise RenewForecastError(
+                "renewal_probabilities needs the columns contract_id and renewal_probability "
+                f"(missing {', '.join(sorted(missing))})"
+            )
         if "model_version" in probabilities.columns:
             versions = probabilities["model_version"].dropna().unique()
             version = str(versions[0]) if len(versions) == 1 else None
@@ -141,8 +142,10 @@ def as_probabilities(probabilities: pd.Series | pd.DataFrame) -> tuple[pd.Series
     elif isinstance(probabilities, pd.Series):
         series = probabilities
     else:
-        raise RenewForecastError("renewal_probabilities must be a Series by contract_id or a frame with "
-                                 f"contract_id and renewal_probability, not {type(probabilities).__name__}")
+        raise RenewForecastError(
+            "renewal_probabilities must be a Series by contract_id or a frame with "
+            f"contract_id and renewal_probability, not {type(probabilities).__name__}"
+        )
     try:
         series = series.astype("float64")
     except (TypeError, ValueError) as exc:
@@ -160,8 +163,12 @@ def _renewal_decisions(view: Book, cut: pd.Timestamp) -> tuple[pd.DataFrame, pd.
     """Every contract's renewal decision, and those renewed or lost in the 24 months before ``cut`` (for prices)."""
     # A view already cut back to the as-of date is not cut again (the costliest step).
     dec = renewal_decisions(view) if view.known_as_of == cut else renewal_decisions(view, cut)
-    recent = dec[dec["outcome"].isin(["renewed", "churned"]) & (dec["end_date"] <= cut)
-                 & (dec["end_date"] > cut - pd.DateOffset(months=_HISTORY_MONTHS)) & (dec["prior_arr"] > 0)].copy()
+    recent = dec[
+        dec["outcome"].isin(["renewed", "churned"])
+        & (dec["end_date"] <= cut)
+        & (dec["end_date"] > cut - pd.DateOffset(months=_HISTORY_MONTHS))
+        & (dec["prior_arr"] > 0)
+    ].copy()
     return dec, recent
 
 
@@ -193,21 +200,35 @@ def _historical_rate(view: Book, decisions: pd.DataFrame, cut: pd.Timestamp) -> 
             if row["decided"] >= _MIN_DECISIONS and np.isfinite(row[_RATE_KPI]) and pd.notna(row["segment"]):
                 by_seg[row["segment"]] = float(row[_RATE_KPI])
     start, end = _history_window(cut)
-    return HistoricalRenewalRate(overall=float(overall[_RATE_KPI]), by_segment=by_seg,
-                                 decisions=int(overall["decided"]), start=start, end=end,
-                                 definition=_RATE_DEFINITION)
+    return HistoricalRenewalRate(
+        overall=float(overall[_RATE_KPI]),
+        by_segment=by_seg,
+        decisions=int(overall["decided"]),
+        start=start,
+        end=end,
+        definition=_RATE_DEFINITION,
+    )
 
 
-def renewal_stages(view: Book, horizon: Horizon, groups: Groups, scn: Scenario, *, model=None,
-                   probabilities: pd.Series | None = None, probabilities_version: str | None = None,
-                   renewal_rate: float | None = None) -> RenewalStages:
+def renewal_stages(
+    view: Book,
+    horizon: Horizon,
+    groups: Groups,
+    scn: Scenario,
+    *,
+    model=None,
+    probabilities: pd.Series | None = None,
+    probabilities_version: str | None = None,
+    renewal_rate: float | None = None,
+) -> RenewalStages:
     """Renewals inside the horizon of the point-in-time ``view``: their probabilities, prices and revenue."""
     cut, lo, hi = horizon.as_of, horizon.first, horizon.last
     dec, recent = _renewal_decisions(view, cut)
     horizon_end = horizon.last_day
     forecast_start = horizon.first_day
-    open_ = dec[(dec["outcome"] == "open") & (dec["prior_arr"] > 0)
-                & (dec["end_date"] <= pd.Timestamp(horizon_end))].copy()
+    open_ = dec[
+        (dec["outcome"] == "open") & (dec["prior_arr"] > 0) & (dec["end_date"] <= pd.Timestamp(horizon_end))
+    ].copy()
     accounts = view.accounts.drop_duplicates("account_id").set_index("account_id")
     seg_of = accounts["segment"] if "segment" in accounts else pd.Series(dtype=object)
 
@@ -230,17 +251,25 @@ def renewal_stages(view: Book, horizon: Horizon, groups: Groups, scn: Scenario, 
         if not np.isfinite(p).all():
             raise RenewForecastError(
                 f"{int((~np.isfinite(p)).sum())} contract(s) up for renewal have no renewal probability and there "
-                f"are no renewal decisions in the 24 months before {cut.date()} to estimate a rate from")
-        source = (f"renewal model ({probabilities_version})" if probabilities_version
-                  else f"renewal probabilities given ({int(probabilities.notna().sum()):,} contracts)")
+                f"are no renewal decisions in the 24 months before {cut.date()} to estimate a rate from"
+            )
+        source = (
+            f"renewal model ({probabilities_version})"
+            if probabilities_version
+            else f"renewal probabilities given ({int(probabilities.notna().sum()):,} contracts)"
+        )
     elif len(open_) and not np.isfinite(hist.overall):
         raise RenewForecastError(
             f"no renewal decisions in the 24 months before {cut.date()} to estimate renewal rates from: "
-            "pass a renewal model, renewal_probabilities or a renewal_rate")
+            "pass a renewal model, renewal_probabilities or a renewal_rate"
+        )
     else:
         p = hist_p
-        source = (f"historical {hist.definition} over the last 24 months ({hist.overall:.1%} overall"
-                  + (", by segment" if hist.by_segment else "") + f"; {hist.decisions} decisions)")
+        source = (
+            f"historical {hist.definition} over the last 24 months ({hist.overall:.1%} overall"
+            + (", by segment" if hist.by_segment else "")
+            + f"; {hist.decisions} decisions)"
+        )
     base_p = pd.Series(p, index=open_["contract_id"].to_numpy(), name="renewal_probability", dtype="float64")
     base_p.index.name = "contract_id"
     p = np.clip(p * scn.renewal_factor, 0.0, 1.0)
@@ -254,8 +283,11 @@ def renewal_stages(view: Book, horizon: Horizon, groups: Groups, scn: Scenario, 
     rc["uplift"] = rc["contract_id"].map(con["renewal_uplift_rate"]).astype("float64").fillna(0.0)
     rc["base"] = rc["prior_arr"] * np.where(rc["method"] == "uplift", 1 + rc["uplift"], 1.0)
     ratio_all = float(rc["renewed_arr"].sum() / rc["base"].sum()) if rc["base"].sum() > 0 else 1.0
-    ratios = {m: float(g["renewed_arr"].sum() / g["base"].sum())
-              for m, g in rc.groupby("method") if len(g) >= _MIN_DECISIONS and g["base"].sum() > 0}
+    ratios = {
+        m: float(g["renewed_arr"].sum() / g["base"].sum())
+        for m, g in rc.groupby("method")
+        if len(g) >= _MIN_DECISIONS and g["base"].sum() > 0
+    }
     ratio = method.map(ratios).fillna(ratio_all).to_numpy(dtype="float64")
     prior = open_["prior_arr"].to_numpy(dtype="float64")
     if scn.uplift is not None:
@@ -275,8 +307,7 @@ def renewal_stages(view: Book, horizon: Horizon, groups: Groups, scn: Scenario, 
     end = open_["end_date"].to_numpy(dtype="datetime64[D]")
     start = open_["start_date"].to_numpy(dtype="datetime64[D]")
     term = open_["term_months"].to_numpy(dtype="float64")
-    months_between = ((end + 1).astype("datetime64[M]").astype(np.int64)
-                      - start.astype("datetime64[M]").astype(np.int64))
+    months_between = (end + 1).astype("datetime64[M]").astype(np.int64) - start.astype("datetime64[M]").astype(np.int64)
     term = np.where(np.isfinite(term) & (term >= 1), term, np.maximum(months_between, 1)).astype(np.int64)
     rows_c, rows_s, rows_e, rows_j = [], [], [], []
     s = end + 1
@@ -306,10 +337,19 @@ def renewal_stages(view: Book, horizon: Horizon, groups: Groups, scn: Scenario, 
         revenue[keep] = part
     codes = groups.codes(open_["account_id"].to_numpy(dtype=object)[c])
     details = open_.assign(probability=p, renewal_arr=arr)[
-        ["contract_id", "account_id", "end_date", "prior_arr", "renewal_arr", "probability"]]
-    return RenewalStages(probability=p[c], chain_start=chain_start, revenue=revenue, codes=codes,
-                         correlation=_correlation(view, dec, hist) if renewal_rate is None else 0.0,
-                         source=source, contracts=details, probabilities=base_p, historical_rate=hist)
+        ["contract_id", "account_id", "end_date", "prior_arr", "renewal_arr", "probability"]
+    ]
+    return RenewalStages(
+        probability=p[c],
+        chain_start=chain_start,
+        revenue=revenue,
+        codes=codes,
+        correlation=_correlation(view, dec, hist) if renewal_rate is None else 0.0,
+        source=source,
+        contracts=details,
+        probabilities=base_p,
+        historical_rate=hist,
+    )
 
 
 def _correlation(view: Book, decisions: pd.DataFrame, hist: HistoricalRenewalRate) -> float:
@@ -317,5 +357,6 @@ def _correlation(view: Book, decisions: pd.DataFrame, hist: HistoricalRenewalRat
     if not hist.decisions:
         return 0.0
     monthly = _kpis(view, decisions, hist.end, freq="M")
-    return copula_rho(monthly[_RATE_KPI].to_numpy(dtype="float64"), monthly["decided"].to_numpy(dtype="float64"),
-                      hist.overall)
+    return copula_rho(
+        monthly[_RATE_KPI].to_numpy(dtype="float64"), monthly["decided"].to_numpy(dtype="float64"), hist.overall
+    )

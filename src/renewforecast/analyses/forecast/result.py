@@ -12,8 +12,14 @@ from renewforecast.analyses.forecast.new_business import NewBusinessModel
 from renewforecast.analyses.forecast.renewals import HistoricalRenewalRate
 from renewforecast.analyses.forecast.scenarios import Scenario
 
-__all__ = ["COMPONENTS", "HorizonTotal", "PipelineComponent", "RenewalComponent", "RevenueForecast",
-           "forecast_scenario_table"]
+__all__ = [
+    "COMPONENTS",
+    "HorizonTotal",
+    "PipelineComponent",
+    "RenewalComponent",
+    "RevenueForecast",
+    "forecast_scenario_table",
+]
 
 COMPONENTS = ("contracted", "one_time", "usage", "renewal", "pipeline", "new_business")
 
@@ -145,10 +151,14 @@ class RevenueForecast:
     @property
     def sources(self) -> dict[str, str]:
         """Where each component's numbers come from, in words (component -> description)."""
-        return {"contracted": f"booked subscriptions; evergreen contracts: {self.evergreen}",
-                "one_time": "booked one-time fees", "usage": "booked usage lines",
-                "renewal": self.renewal.source, "pipeline": self.pipeline.source,
-                "new_business": self.new_business.model if self.new_business is not None else "not included"}
+        return {
+            "contracted": f"booked subscriptions; evergreen contracts: {self.evergreen}",
+            "one_time": "booked one-time fees",
+            "usage": "booked usage lines",
+            "renewal": self.renewal.source,
+            "pipeline": self.pipeline.source,
+            "new_business": self.new_business.model if self.new_business is not None else "not included",
+        }
 
     def rows(self, component: str = "total", group: str = "total") -> pd.DataFrame:
         """The forecast months of one component and group, in month order."""
@@ -156,8 +166,10 @@ class RevenueForecast:
         return f[(f["component"] == component) & (f["group"] == group)].sort_values("month", kind="stable")
 
     def __getitem__(self, key):
-        raise TypeError("a RevenueForecast is not a DataFrame: its table is .frame (fc.frame[...]); "
-                        "how it was built is in its fields (fc.renewal, fc.pipeline, fc.horizon_total ...)")
+        raise TypeError(
+            "a RevenueForecast is not a DataFrame: its table is .frame (fc.frame[...]); "
+            "how it was built is in its fields (fc.renewal, fc.pipeline, fc.horizon_total ...)"
+        )
 
 
 def forecast_scenario_table(forecasts: Sequence[RevenueForecast | pd.DataFrame], group: str = "total") -> pd.DataFrame:
@@ -193,9 +205,16 @@ def forecast_scenario_table(forecasts: Sequence[RevenueForecast | pd.DataFrame],
         fc = fc.frame if isinstance(fc, RevenueForecast) else fc
         t = fc[(fc["component"] == "total") & (fc["group"] == group)].sort_values("month")
         last = t.iloc[-1]
-        rows.append({"scenario": str(t["scenario"].iloc[0]), "expected_revenue": round(float(t["mean"].sum()), 2),
-                     "last_month": last["month"], "last_month_mean": last["mean"],
-                     "last_month_p10": last["p10"], "last_month_p90": last["p90"]})
+        rows.append(
+            {
+                "scenario": str(t["scenario"].iloc[0]),
+                "expected_revenue": round(float(t["mean"].sum()), 2),
+                "last_month": last["month"],
+                "last_month_mean": last["mean"],
+                "last_month_p10": last["p10"],
+                "last_month_p90": last["p90"],
+            }
+        )
     out = pd.DataFrame(rows).set_index("scenario")
     base = out["expected_revenue"].iloc[0]
     out.insert(1, "vs_first", (out["expected_revenue"] / base - 1).round(4) if base else np.nan)

@@ -65,7 +65,8 @@ def as_scenario(scenario: Scenario | dict | None) -> Scenario:
     if isinstance(scenario, dict):
         unknown = set(scenario) - {f.name for f in dataclasses.fields(Scenario)}
         if unknown:
-            raise RenewForecastError(f"unknown scenario setting(s) {sorted(unknown)}; "
-                                     "use name, renewal_factor, pipeline_slip_months, uplift")
+            raise RenewForecastError(
+                f"unknown scenario setting(s) {sorted(unknown)}; use name, renewal_factor, pipeline_slip_months, uplift"
+            )
         return Scenario(**scenario)
     raise RenewForecastError(f"scenario must be a Scenario or a dict, not {type(scenario).__name__}")

@@ -15,8 +15,8 @@ from scipy import optimize, special, stats
 
 __all__ = ["CHUNK", "copula_rho", "one_blas_thread", "simulate_evergreen", "simulate_revenue"]
 
-CHUNK = 100          # simulations per block at most
-_CELLS = 1 << 24     # outcomes (simulations x rows) drawn at once: bounds memory on large books
+CHUNK = 100  # simulations per block at most
+_CELLS = 1 << 24  # outcomes (simulations x rows) drawn at once: bounds memory on large books
 
 
 def one_blas_thread():
@@ -105,8 +105,15 @@ def _chain_levels(chain_start: np.ndarray, order: np.ndarray) -> list[tuple[np.n
     return levels
 
 
-def simulate_revenue(out: np.ndarray, probability: np.ndarray, rho: float, rng: np.random.Generator,
-                     revenue: np.ndarray, codes: np.ndarray, chain_start: np.ndarray | None = None) -> None:
+def simulate_revenue(
+    out: np.ndarray,
+    probability: np.ndarray,
+    rho: float,
+    rng: np.random.Generator,
+    revenue: np.ndarray,
+    codes: np.ndarray,
+    chain_start: np.ndarray | None = None,
+) -> None:
     """Add each simulation's revenue of the rows that succeed: ``out[s, g, :] += sum of revenue[i]``.
 
     Row ``i`` (of group ``codes[i]``) succeeds when
@@ -162,11 +169,12 @@ def simulate_revenue(out: np.ndarray, probability: np.ndarray, rho: float, rng: 
         for g in range(n_groups):
             lo, hi = bounds[g], bounds[g + 1]
             if hi > lo:
-                out[s0:s0 + k, g, :] += w[:, lo:hi] @ revenue[lo:hi]
+                out[s0 : s0 + k, g, :] += w[:, lo:hi] @ revenue[lo:hi]
 
 
-def simulate_evergreen(out: np.ndarray, alive: np.ndarray, revenue: np.ndarray, codes: np.ndarray,
-                       rng: np.random.Generator) -> None:
+def simulate_evergreen(
+    out: np.ndarray, alive: np.ndarray, revenue: np.ndarray, codes: np.ndarray, rng: np.random.Generator
+) -> None:
     """Add each simulation's revenue of the evergreen contracts still alive in each month.
 
     Contract ``i`` is alive through month ``t`` of a simulation when its
@@ -192,4 +200,4 @@ def simulate_evergreen(out: np.ndarray, alive: np.ndarray, revenue: np.ndarray, 
             ok = u < alive[:, [t]]
             for g in range(n_groups):
                 rows = codes == g
-                out[s0:s0 + k, g, t] += ok[rows].T.astype("float64") @ revenue[rows, t]
+                out[s0 : s0 + k, g, t] += ok[rows].T.astype("float64") @ revenue[rows, t]
