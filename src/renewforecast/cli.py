@@ -474,6 +474,12 @@ def _check_params(
 )
 @click.option("--keep", default=None, type=click.IntRange(min=1), help="Keep only the newest N published runs.")
 @click.option(
+    "--jobs",
+    default=None,
+    type=click.IntRange(min=1),
+    help="Notebooks run side by side (default: the usable CPUs, at most 2; 1 runs them in turn).",
+)
+@click.option(
     "--model",
     "model_path",
     default="models/renewal",
@@ -491,6 +497,7 @@ def report(
     notebooks_dir,
     timeout,
     keep,
+    jobs,
     model_path,
     encoding,
     date_format,
@@ -560,6 +567,7 @@ def report(
             parameters=params or None,
             timeout=timeout,
             keep=keep,
+            jobs=jobs,
             book=book,
         )
     except ReportRunError as exc:

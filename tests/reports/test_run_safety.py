@@ -98,7 +98,7 @@ def test_a_signal_stops_the_run_kills_the_kernel_and_publishes_nothing(demo_org,
     # A parent that ignores SIGINT (a shell's background job) must not make the
     # run ignore it: the child inherits SIG_IGN.
     proc = subprocess.Popen(
-        [sys.executable, "-m", "renewforecast", "report", str(demo_org.path), "--out", str(out)],
+        [sys.executable, "-m", "renewforecast", "report", str(demo_org.path), "--out", str(out), "--jobs", "1"],
         env=cli_env(nbdir),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -140,6 +140,69 @@ def test_a_signal_stops_the_run_kills_the_kernel_and_publishes_nothing(demo_org,
     assert {"01_first.ipynb", "02_slow.ipynb"} <= kept and "03_never.ipynb" not in kept
     slow = nbformat.read(failed / "02_slow.ipynb", as_version=4)  # a complete, readable notebook
     assert "time.sleep(120)" in slow.cells[-1].source
+
+
+@pytest.mark.slow
+def test_a_signal_stops_reports_running_side_by_side(demo_org, tmp_path):
+    nbdir, out = tmp_path / "nbs", tmp_path / "reports"
+    markers = [tmp_path / "a-started", tmp_path / "b-started"]
+    for name, marker in zip(("01_slow_a", "02_slow_b"), markers, strict=True):
+        make_notebook(nbdir, name, [f"import pathlib, time\npathlib.Path({str(marker)!r}).touch()\ntime.sleep(120)"])
+    make_notebook(nbdir, "03_never", ["print('never')"])
+    plant_published_run(out)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "renewforecast", "report", str(demo_org.path), "--out", str(out), "--jobs", "2"],
+        env=cli_env(nbdir),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 180
+    while not all(m.exists() for m in markers):  # both kernels are in their long cells
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "the two slow reports never ran side by side"
+        time.sleep(0.2)
+    kernels = kernel_processes(proc.pid)
+    assert len(kernels) == 2
+
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == EXIT_SIGTERM, stderr.decode()
+    assert time.monotonic() - sent < 20
+    lines = stderr.decode().splitlines()
+    assert len(lines) == 1 and "SIGTERM" in lines[0] and "nothing was published" in lines[0], lines
+    assert all(gone(k) for k in kernels), "a kernel outlived the run"
+    assert os.readlink(out / "latest") == "20260101T000000Z-aaaaaa"
+    (failed,) = (out / "failed").iterdir()
+    kept = {p.name for p in failed.iterdir()}
+    assert {"01_slow_a.ipynb", "02_slow_b.ipynb"} <= kept and "03_never.ipynb" not in kept
+
+
+@pytest.mark.slow
+def test_a_failing_report_stops_the_one_beside_it(demo_org, tmp_path):
+    nbdir, out, marker = tmp_path / "nbs", tmp_path / "reports", tmp_path / "slow-started"
+    make_notebook(nbdir, "01_slow", [f"import pathlib, time\npathlib.Path({str(marker)!r}).touch()\ntime.sleep(120)"])
+    make_notebook(
+        nbdir,
+        "02_broken",
+        [f"import pathlib, time\nwhile not pathlib.Path({str(marker)!r}).exists(): time.sleep(0.1)", "1 / 0"],
+    )
+    make_notebook(nbdir, "03_never", ["print('never')"])
+    started = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-m", "renewforecast", "report", str(demo_org.path), "--out", str(out), "--jobs", "2"],
+        env=cli_env(nbdir),
+        capture_output=True,
+        timeout=120,
+    )
+    assert time.monotonic() - started < 90  # the 120 s cell was stopped, not waited for
+    assert proc.returncode == reporting.EXIT_CELL_ERROR, proc.stderr.decode()
+    message = proc.stderr.decode()
+    assert "02_broken" in message and "ZeroDivisionError" in message and "01_slow" not in message
+    assert not (out / "latest").exists()
+    (failed,) = (out / "failed").iterdir()
+    kept = {p.name for p in failed.iterdir()}
+    assert {"01_slow.ipynb", "02_broken.ipynb"} <= kept and "03_never.ipynb" not in kept
 
 
 # --------------------------------------------------------------------------- #

@@ -571,8 +571,9 @@ def test_a_run_killed_halfway_leaves_latest_intact_and_is_filed_as_failed(nbdir,
     make_notebook(nbdir, "02_slow", ["import time; time.sleep(120)"])
     proc = _start_run(out, nbdir, "doomed")
     partial = out / ".staging-doomed" / ".02_slow.partial.ipynb"
+    done = out / ".staging-doomed" / "01_a.ipynb"
     deadline = time.monotonic() + 120
-    while not partial.exists():  # the first report is done, the second is running
+    while not (partial.exists() and done.exists()):  # the first report is done, the second is running
         assert proc.poll() is None and time.monotonic() < deadline, "the run never reached 02_slow"
         time.sleep(0.2)
     os.killpg(proc.pid, signal.SIGKILL)

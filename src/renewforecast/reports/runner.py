@@ -28,6 +28,7 @@ Layout of ``out`` after two good runs and one failed run::
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import datetime as dt
 import functools
@@ -423,6 +424,13 @@ class _Abort:
 
     signum: ClassVar[int | None] = None
     managers: ClassVar[weakref.WeakSet[Any]] = weakref.WeakSet()
+    #: Set when one of the reports running side by side has failed: the
+    #: others are stopped, since the run will publish nothing.
+    stop: ClassVar[threading.Event] = threading.Event()
+
+
+class _Stopped(Exception):
+    """A report stopped because another report of the same run failed first."""
 
 
 def _kill_kernel(manager: Any) -> None:
@@ -529,6 +537,13 @@ def _kernel_manager_class() -> type:
 
         async def start_kernel(self, **kwargs: Any) -> None:
             _check_interrupted()
+            if _Abort.stop.is_set():  # another report of the run failed; this one is not started
+                raise _Stopped()
+            # The kernel starts in the report's folder, as in JupyterLab, given
+            # here rather than by papermill changing the process's working
+            # directory, which notebooks running side by side would race on.
+            if getattr(self, "report_cwd", None):
+                kwargs.setdefault("cwd", self.report_cwd)
             await super().start_kernel(**kwargs)
             if _Abort.signum is not None:  # the signal came while it started
                 _kill_kernel(self)
@@ -549,6 +564,12 @@ def _kernel_manager_class() -> type:
                 shutil.rmtree(self._socket_dir, ignore_errors=True)
 
     return ReportKernelManager
+
+
+@functools.cache
+def _kernel_manager_for(folder: str) -> type:
+    """The kernel manager class for reports whose kernel works in ``folder``."""
+    return type("ReportKernelManager", (_kernel_manager_class(),), {"report_cwd": folder})
 
 
 # --------------------------------------------------------------------------- #
@@ -673,6 +694,8 @@ def _describe_failure(
     if _Abort.signum is not None:
         # Whatever nbclient made of the killed kernel, the cause is the signal.
         return _Interrupted(_Abort.signum)
+    if _Abort.stop.is_set():
+        return _Stopped()  # killed because another report failed: that failure is the run's
     if isinstance(exc, PapermillExecutionError):
         return _NotebookFailed(
             f"Report notebook {report.stem!r} failed in "
@@ -732,11 +755,11 @@ def _execute(
             execution_timeout=None if timeout is None else math.ceil(timeout),
             progress_bar=False,
             log_output=False,
-            # The template's own folder, as in JupyterLab: relative defaults
-            # such as "../data/demo" mean the same in both.
-            cwd=str(report.template.parent),
+            # The kernel works in the template's own folder, as in JupyterLab
+            # (relative defaults mean the same in both); the manager sets it.
+            cwd=None,
             on_cell_execute=on_cell_execute,
-            kernel_manager_class=_kernel_manager_class(),
+            kernel_manager_class=_kernel_manager_for(str(report.template.parent)),
         )
     except BaseException as exc:
         failure = _describe_failure(exc, report, current.get("index"), timeout)
@@ -1007,6 +1030,80 @@ def _prune(out: Path, keep: int) -> list[str]:
 # --------------------------------------------------------------------------- #
 
 
+def default_jobs() -> int:
+    """How many report notebooks run side by side by default: the usable CPUs, at most 2.
+
+    Examples
+    --------
+    >>> 1 <= default_jobs() <= 2
+    True
+    """
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(2, cpus))
+
+
+def _execute_one(report: _Report, staging: Path, timeout: float | None, kernel_name: str | None) -> Any:
+    _check_interrupted()
+    if _Abort.stop.is_set():
+        raise _Stopped()
+    logger.info("Running report notebook %s", report.stem)
+    try:
+        return _execute(report, staging, timeout=timeout, kernel_name=kernel_name)
+    except _Stopped:
+        raise
+    except BaseException:
+        # Stop the reports beside this one at once, in this thread: the pool
+        # must not start the next report before the main thread hears of it.
+        _Abort.stop.set()
+        for manager in list(_Abort.managers):
+            _kill_kernel(manager)
+        raise
+
+
+def _execute_all(
+    reports: list[_Report], staging: Path, *, timeout: float | None, kernel_name: str | None, jobs: int
+) -> list[Any]:
+    """Run every report, ``jobs`` at a time; the executed notebooks in report order.
+
+    The first failure (in time) is the run's: the other kernels are killed,
+    reports not started yet never start, and that failure is raised once
+    every thread has ended, so the staging folder is left alone by then.
+    """
+    _Abort.stop.clear()
+    if jobs == 1 or len(reports) < 2:
+        return [_execute_one(r, staging, timeout, kernel_name) for r in reports]
+    results: dict[int, Any] = {}
+    first: BaseException | None = None
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="report")
+    try:
+        futures = {pool.submit(_execute_one, r, staging, timeout, kernel_name): i for i, r in enumerate(reports)}
+        pending = set(futures)
+        while pending:
+            # A short wait, so that the main thread's signal handler runs promptly.
+            done, pending = concurrent.futures.wait(
+                pending, timeout=0.25, return_when=concurrent.futures.FIRST_COMPLETED
+            )
+            for future in done:
+                if future.cancelled():
+                    continue
+                exc = future.exception()
+                if exc is None:
+                    results[futures[future]] = future.result()
+                elif first is None and not isinstance(exc, _Stopped):
+                    first = exc  # the kernels beside it were stopped by its thread
+                    for other in pending:
+                        other.cancel()
+            if _Abort.signum is not None and first is None:
+                for other in pending:
+                    other.cancel()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    _check_interrupted()
+    if first is not None:
+        raise first
+    return [results[i] for i in range(len(reports))]
+
+
 def run_reports(
     source: str | os.PathLike[str],
     *,
@@ -1020,6 +1117,7 @@ def run_reports(
     kernel_name: str | None = None,
     keep: int | None = None,
     book: Book | None = None,
+    jobs: int | None = None,
 ) -> Path:
     """Execute the report notebooks and publish them as ``out/<run_id>/``.
 
@@ -1067,6 +1165,12 @@ def run_reports(
         Without it, the run reads ``source`` with :func:`renewforecast.load_book`,
         using the ``encoding``, ``date_format``, ``currency``, ``on_error``
         and ``date_window`` of ``parameters``, when a notebook takes a snapshot.
+    jobs : int, optional
+        How many notebooks run side by side, each in its own kernel. Default:
+        the number of CPUs this process may use, at most 2 (the reports are
+        mostly single-threaded, so two use two cores; more rarely pay on a
+        small machine). 1 runs them one after another. When one fails, the
+        others are stopped and the run fails with the first failure.
 
     Returns
     -------
@@ -1093,8 +1197,8 @@ def run_reports(
     :class:`ReportRunError` carries exit code 130 or 143. The previous
     handlers are restored afterwards.
 
-    papermill changes the working directory of the *calling process* while a
-    notebook runs, so do not call this from several threads at once.
+    Kernels are started in each template's folder without changing the
+    calling process's working directory.
 
     Examples
     --------
@@ -1115,6 +1219,10 @@ def run_reports(
     _check_run_id(run_id)
     if keep is not None and (type(keep) is not int or keep < 1):
         raise _bad_input(f"keep must be an integer >= 1, not {keep!r}.")
+    if jobs is None:
+        jobs = default_jobs()
+    if type(jobs) is not int or jobs < 1:
+        raise _bad_input(f"jobs must be an integer >= 1, not {jobs!r}.")
     if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0):
         raise _bad_input(f"timeout must be a positive number of seconds or None, not {timeout!r}.")
     source_text = str(source)
@@ -1183,6 +1291,7 @@ def run_reports(
                 kernel_name=kernel_name,
                 keep=keep,
                 book=book if snapshot_wanted else None,
+                jobs=jobs,
             )
         except _Interrupted as exc:  # before the staging folder existed
             raise ReportRunError(
@@ -1232,6 +1341,7 @@ def _run(
     kernel_name: str | None,
     keep: int | None,
     book: Book | None,
+    jobs: int,
 ) -> Path:
     """Stage, execute, export and publish; the part of a run that signals can stop."""
     final = out / run_id
@@ -1247,12 +1357,7 @@ def _run(
             for report in reports:
                 if SNAPSHOT_PARAMETER in report.declared:
                     report.parameters[SNAPSHOT_PARAMETER] = str(snapshot)
-        executed = []
-        for report in reports:
-            _check_interrupted()
-            logger.info("Running report notebook %s", report.stem)
-            nb = _execute(report, staging, timeout=timeout, kernel_name=kernel_name)
-            executed.append(nb)
+        executed = _execute_all(reports, staging, timeout=timeout, kernel_name=kernel_name, jobs=jobs)
         if snapshot is not None:
             # The whole input does not belong in a published (shareable) folder.
             shutil.rmtree(snapshot)
