@@ -43,6 +43,15 @@ def _figures(run: Path) -> dict[str, dict[str, float]]:
     return {name: {f["key"]: f["value"] for f in h["figures"]} for name, h in meta["headlines"].items()}
 
 
+#: Figures this issue changed on purpose, with how far they may move: the
+#: forecast renews contracts without a score of their own at the KPI report's
+#: renewal rate (renewed / decided) instead of a rate of its own (docs/forecast.md).
+EXPECTED_MOVES = {
+    ("04_revenue_forecast", "horizon_revenue"): 1e-3,
+    ("04_revenue_forecast", "next_month"): 1e-3,
+}
+
+
 def _same(a: dict, b: dict) -> list[str]:
     diffs = []
     for name in sorted(set(a) | set(b)):
@@ -53,6 +62,10 @@ def _same(a: dict, b: dict) -> list[str]:
                 and isinstance(y, float)
                 and (math.isclose(x, y, rel_tol=1e-9, abs_tol=1e-9) or (math.isnan(x) and math.isnan(y)))
             )
+            allowed = EXPECTED_MOVES.get((name, key))
+            if not same and allowed is not None and isinstance(x, float) and isinstance(y, float):
+                same = math.isclose(x, y, rel_tol=allowed)
+                print(f"{name}.{key}: {y} before, {x} now ({x / y - 1:+.4%}; an expected change)")
             if not same:
                 diffs.append(f"{name}.{key}: {y} before, {x} now")
     return diffs

@@ -544,6 +544,14 @@ def _kernel_manager_class() -> type:
             # directory, which notebooks running side by side would race on.
             if getattr(self, "report_cwd", None):
                 kwargs.setdefault("cwd", self.report_cwd)
+            if getattr(self, "report_threads", None):
+                # Kernels side by side share the CPUs: each gets its share of
+                # native threads (OpenMP, BLAS), or their busy-waiting threads
+                # fight over the cores and both reports run several times slower.
+                env = dict(kwargs.get("env") or os.environ)
+                for name in _THREAD_VARIABLES:
+                    env[name] = str(self.report_threads)
+                kwargs["env"] = env
             await super().start_kernel(**kwargs)
             if _Abort.signum is not None:  # the signal came while it started
                 _kill_kernel(self)
@@ -566,10 +574,14 @@ def _kernel_manager_class() -> type:
     return ReportKernelManager
 
 
+#: Environment variables that cap a kernel's native thread pools.
+_THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS")
+
+
 @functools.cache
-def _kernel_manager_for(folder: str) -> type:
-    """The kernel manager class for reports whose kernel works in ``folder``."""
-    return type("ReportKernelManager", (_kernel_manager_class(),), {"report_cwd": folder})
+def _kernel_manager_for(folder: str, threads: int | None = None) -> type:
+    """The kernel manager class for reports whose kernel works in ``folder`` with ``threads`` native threads."""
+    return type("ReportKernelManager", (_kernel_manager_class(),), {"report_cwd": folder, "report_threads": threads})
 
 
 # --------------------------------------------------------------------------- #
@@ -726,6 +738,7 @@ def _execute(
     *,
     timeout: float | None,
     kernel_name: str | None,
+    threads: int | None = None,
 ) -> Any:
     import nbformat
     import papermill
@@ -759,7 +772,7 @@ def _execute(
             # (relative defaults mean the same in both); the manager sets it.
             cwd=None,
             on_cell_execute=on_cell_execute,
-            kernel_manager_class=_kernel_manager_for(str(report.template.parent)),
+            kernel_manager_class=_kernel_manager_for(str(report.template.parent), threads),
         )
     except BaseException as exc:
         failure = _describe_failure(exc, report, current.get("index"), timeout)
@@ -1038,17 +1051,22 @@ def default_jobs() -> int:
     >>> 1 <= default_jobs() <= 2
     True
     """
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(2, cpus))
+    return max(1, min(2, _usable_cpus()))
 
 
-def _execute_one(report: _Report, staging: Path, timeout: float | None, kernel_name: str | None) -> Any:
+def _usable_cpus() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def _execute_one(
+    report: _Report, staging: Path, timeout: float | None, kernel_name: str | None, threads: int | None = None
+) -> Any:
     _check_interrupted()
     if _Abort.stop.is_set():
         raise _Stopped()
     logger.info("Running report notebook %s", report.stem)
     try:
-        return _execute(report, staging, timeout=timeout, kernel_name=kernel_name)
+        return _execute(report, staging, timeout=timeout, kernel_name=kernel_name, threads=threads)
     except _Stopped:
         raise
     except BaseException:
@@ -1074,9 +1092,12 @@ def _execute_all(
         return [_execute_one(r, staging, timeout, kernel_name) for r in reports]
     results: dict[int, Any] = {}
     first: BaseException | None = None
+    threads = max(1, _usable_cpus() // jobs)
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="report")
     try:
-        futures = {pool.submit(_execute_one, r, staging, timeout, kernel_name): i for i, r in enumerate(reports)}
+        futures = {
+            pool.submit(_execute_one, r, staging, timeout, kernel_name, threads): i for i, r in enumerate(reports)
+        }
         pending = set(futures)
         while pending:
             # A short wait, so that the main thread's signal handler runs promptly.
