@@ -40,6 +40,7 @@ __all__ = [
     "ReplicaSnapshot",
     "ReplicaTable",
     "WarehouseError",
+    "WrittenReplica",
     "is_database_url",
     "masked_url",
     "read_replica",
