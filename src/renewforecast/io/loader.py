@@ -519,11 +519,11 @@ def load_book(
     schema: str | None = None,
     layout: str = "auto",
 ) -> Book:
-    """Read a folder of Salesforce exports or canonical tables into a validated Book.
+    """Read a folder of Salesforce exports or canonical tables, or a replicated database, into a validated Book.
 
     Parameters
     ----------
-    path : path-like
+    path : path-like or str
         A folder holding either Salesforce exports named by object
         (``Account.csv``, ``Contract.csv``, ``SBQQ__Subscription__c.csv``,
         ``Product2.csv``, ``Opportunity.csv``, ``OpportunityLineItem.csv``,
@@ -531,6 +531,20 @@ def load_book(
         and ``CurrencyType.csv``) plus ``spend.csv`` and optional
         ``signals.csv``; or canonical tables (``contracts.csv`` or
         ``contracts.parquet``, ...). Files are only read, never written.
+
+        Or a SQLAlchemy database URL (any text with ``://``, e.g.
+        ``"postgresql+psycopg://me@db.example.com:5432/crm"``,
+        ``"duckdb:////data/org.duckdb"``, ``"snowflake://..."`` with that
+        dialect installed) of a schema where Fivetran, Airbyte or Stitch
+        replicate the same objects as tables (``contract``,
+        ``sbqq_subscription_c`` or ``sbqq__subscription__c``, ...), with
+        ``spend`` and ``signals`` tables in canonical columns. Soft-deleted
+        rows and the tool's own columns are left out; values go through the
+        very rules a file's cells do, and a problem names the table, the row's
+        id and the column, its line being the row's position in Id order.
+        The database is only read. ``Book.source`` is the URL without its
+        password. See :mod:`renewforecast.io.warehouse` and the *Warehouse
+        sources* section of ``docs/data_model.md``.
     encoding : str, optional
         Text encoding of the CSV files. By default a byte-order mark decides;
         without one UTF-8 is tried, then cp1252 (with a warning on the Book).
@@ -560,6 +574,14 @@ def load_book(
         be None for its default (see :func:`date_window`: 1990-01-01 to 50
         years after today). A date outside is an error (``date_out_of_window``):
         placeholders such as 1900-01-01 move every number quietly.
+    schema : str, optional
+        With a database URL: the schema the replication tool writes to
+        (default: the connection's default schema).
+    layout : {"auto", "fivetran", "airbyte", "stitch", "lowercase"}, default "auto"
+        With a database URL: how the tool names tables and columns
+        (:data:`renewforecast.io.warehouse.REPLICA_LAYOUTS`); "auto" tells it
+        from the tool's columns and the table names. With a URL, ``field_map``
+        values name the column as the table has it.
 
     Returns
     -------
@@ -569,6 +591,8 @@ def load_book(
     ------
     BookValidationError
         With every problem found (file, line, record id, column, rule).
+    WarehouseError
+        The database cannot be reached or read, or holds no replicated objects.
 
     Examples
     --------
@@ -577,6 +601,9 @@ def load_book(
     >>> _ = rf.write_demo_org(folder, accounts=30, seed=1)
     >>> book = rf.load_book(folder)
     >>> len(book.accounts) >= 30  # customers, and prospects who never bought
+    True
+    >>> _ = rf.write_replica(folder, f"duckdb:///{folder}/org.duckdb", layout="fivetran")
+    >>> len(rf.load_book(f"duckdb:///{folder}/org.duckdb").contracts) == len(book.contracts)
     True
     """
     if on_error not in ("raise", "quarantine"):

@@ -25,6 +25,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote, quote_plus
 
 import numpy as np
 import pandas as pd
@@ -226,9 +227,8 @@ def _scrub(text: str, url: sa.URL) -> str:
     """A driver's message with the password taken out, however it was spelled."""
     secret = url.password
     if secret:
-        for form in {str(secret), sa.engine.url.quote(str(secret)) if hasattr(sa.engine.url, "quote") else ""}:
-            if form:
-                text = text.replace(form, "***")
+        for form in {str(secret), quote(str(secret), safe=""), quote_plus(str(secret))}:
+            text = text.replace(form, "***")
     return text
 
 
