@@ -140,6 +140,24 @@ def test_broken_values_name_the_table_the_id_and_the_column(demo_org, target):
     assert f"sbqq_subscription_c line 1 [id {sub_id}] column sbqq_net_price_c" in text  # first in Id order
 
 
+def test_quarantine_sets_a_broken_row_aside_naming_its_table(demo_org, demo_book, tmp_path):
+    url = f"duckdb:///{tmp_path / 'org.duckdb'}"
+    rf.write_replica(demo_org.path, url, layout="fivetran")
+    contracts = _table("contract", None, "id", "start_date")
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    with engine.connect() as conn:
+        cid = conn.execute(sa.select(contracts.c.id).order_by(contracts.c.id).limit(1)).scalar_one()
+    engine.dispose()
+    _execute(url, sa.update(contracts).where(contracts.c.id == cid).values(start_date=None))
+
+    book = rf.load_book(url, on_error="quarantine")
+
+    entry = book.quarantine[book.quarantine["record_id"] == cid].iloc[0]
+    assert (entry["file"], entry["column"], entry["line"]) == ("contract", "start_date", 1)
+    assert cid not in set(book.contracts["contract_id"])
+    assert len(book.contracts) < len(demo_book.contracts)
+
+
 def test_missing_required_table_names_the_schema_and_the_tables_found(demo_org, target):
     url, schema = target
     rf.write_replica(demo_org.path, url, schema=schema, layout="airbyte")
@@ -171,6 +189,9 @@ def test_the_password_never_appears(demo_org, postgres_url):
     assert PG_PASSWORD not in book.source
     assert book.source.startswith("postgresql+psycopg://postgres:***@127.0.0.1:")
     assert PG_PASSWORD not in book.warnings.to_csv()
+    # a URL object (its password set from the environment, say) reads the same
+    as_object = rf.load_book(sa.make_url(postgres_url), schema=schema)
+    assert as_object.fingerprint == book.fingerprint and as_object.source == book.source
 
     messages = []
     _execute(postgres_url, sa.text(f"DROP TABLE {schema}.sbqq__subscription__c"))

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import sqlalchemy as sa
 
 from renewforecast.book import Book
 from renewforecast.currency import OPEN_START, rates_on
@@ -507,7 +508,7 @@ def _detect(path: Path) -> str:
 
 
 def load_book(
-    path: str | Path,
+    path: str | Path | sa.URL,
     *,
     encoding: str | None = None,
     date_format: str = "%m/%d/%Y",
@@ -523,7 +524,7 @@ def load_book(
 
     Parameters
     ----------
-    path : path-like or str
+    path : path-like, str or sqlalchemy.URL
         A folder holding either Salesforce exports named by object
         (``Account.csv``, ``Contract.csv``, ``SBQQ__Subscription__c.csv``,
         ``Product2.csv``, ``Opportunity.csv``, ``OpportunityLineItem.csv``,
@@ -610,7 +611,7 @@ def load_book(
         raise ValueError(f"on_error must be 'raise' or 'quarantine', not {on_error!r}")
     replica = None
     if is_database_url(path):
-        replica = read_replica(str(path), schema=schema, layout=layout)
+        replica = read_replica(path, schema=schema, layout=layout)
     elif schema is not None or layout != "auto":
         raise ValueError("schema= and layout= apply to a database URL, not to a folder")
     path = Path(path) if replica is None else Path()

@@ -69,7 +69,7 @@ def snake_case(name: str) -> str:
     text = re.sub(r"([A-Z]+)([A-Z][a-z])", r"\1_\2", text)
     text = re.sub(r"([A-Za-z])([0-9])", r"\1_\2", text)
     text = re.sub(r"[^A-Za-z0-9]+", "_", text)
-    return text.strip("_").lower() if not text.startswith("_") else text.lower()
+    return text.strip("_").lower()
 
 
 def lower_case(name: str) -> str:
@@ -198,7 +198,7 @@ def is_database_url(source: object) -> bool:
     >>> is_database_url("duckdb:////tmp/org.duckdb"), is_database_url("exports/2026-06")
     (True, False)
     """
-    return isinstance(source, str) and "://" in source
+    return isinstance(source, sa.URL) or (isinstance(source, str) and "://" in source)
 
 
 def _url(url: str | sa.URL) -> sa.URL:
