@@ -101,11 +101,18 @@ def test_demo_org_round_trips_without_its_deleted_rows(demo_org, demo_book, orde
     assert read_replica(url, schema=schema).layout.name == layout
 
 
-def test_explicit_layout_and_hand_made_lowercase_copy(demo_org, ordered_book, tmp_path):
+def test_explicit_layout_hand_made_lowercase_copy_and_views(demo_org, ordered_book, tmp_path):
     url = f"duckdb:///{tmp_path / 'plain.duckdb'}"
-    rf.write_replica(demo_org.path, url, layout="lowercase", deleted={"Contract": 2})
+    written = rf.write_replica(demo_org.path, url, layout="lowercase", deleted={"Contract": 2})
     assert rf.load_book(url, layout="lowercase").fingerprint == ordered_book.fingerprint
     assert rf.load_book(url).fingerprint == ordered_book.fingerprint
+    # views over the tables read the same (a schema of staging views)
+    _execute(
+        url,
+        sa.text("CREATE SCHEMA staging"),
+        *(sa.text(f"CREATE VIEW staging.{t} AS SELECT * FROM main.{t}") for t in written.rows),
+    )
+    assert rf.load_book(url, schema="staging").fingerprint == ordered_book.fingerprint
 
 
 def test_broken_values_name_the_table_the_id_and_the_column(demo_org, target):

@@ -390,7 +390,8 @@ def read_replica(
     try:
         with engine.connect() as conn:
             inspector = sa.inspect(conn)
-            names = sorted(inspector.get_table_names(schema=schema))
+            # views too: a schema of staging views over the raw tables reads the same
+            names = sorted(set(inspector.get_table_names(schema=schema)) | set(inspector.get_view_names(schema=schema)))
             lower = {n.lower(): n for n in names}
             wanted = {_api_name(obj.file): obj for obj in objects.values()}  # API name -> SfObject
             if layout == "auto":
