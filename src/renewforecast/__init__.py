@@ -45,6 +45,7 @@ from renewforecast.exceptions import (
 )
 from renewforecast.io.canonical import write_canonical
 from renewforecast.io.loader import load_book
+from renewforecast.io.warehouse import WarehouseError, WrittenReplica, write_replica, write_result_tables
 from renewforecast.ledger.hierarchy import ultimate_parents
 from renewforecast.ledger.mrr import mrr_movements, mrr_table
 from renewforecast.ledger.recognition import recognized_revenue
@@ -107,6 +108,8 @@ __all__ = [
     "ShiftedBetaGeometric",
     "SurvivalDataError",
     "SurvivalModel",
+    "WarehouseError",
+    "WrittenReplica",
     "__version__",
     "annual_cohorts",
     "arr_on",
@@ -154,4 +157,6 @@ __all__ = [
     "write_canonical",
     "write_crm_upsert",
     "write_demo_org",
+    "write_replica",
+    "write_result_tables",
 ]

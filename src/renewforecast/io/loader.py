@@ -9,11 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import sqlalchemy as sa
 
 from renewforecast.book import Book
 from renewforecast.currency import OPEN_START, rates_on
 from renewforecast.exceptions import BookValidationError, Problem, problems_frame
-from renewforecast.io._raw import parse_column, read_raw, shown, unreadable
+from renewforecast.io._raw import RawTable, parse_column, read_raw, shown, unreadable
 from renewforecast.io.quarantine import set_aside
 from renewforecast.io.salesforce import (
     CURRENCY_FIELD,
@@ -23,6 +24,7 @@ from renewforecast.io.salesforce import (
     from_salesforce,
 )
 from renewforecast.io.validate import validate_tables
+from renewforecast.io.warehouse import ReplicaSnapshot, is_database_url, read_replica
 from renewforecast.schemas import TABLES, conform, dtype_of
 
 __all__ = ["DEFAULT_EARLIEST", "DEFAULT_YEARS_AHEAD", "date_window", "load_book"]
@@ -162,29 +164,43 @@ def _closest(name: str, found: list[str]) -> str:
 
 
 def _read_object(
-    path: Path,
+    raw: RawTable,
     obj: SfObject,
     *,
-    encoding,
+    name: str,
     date_format,
     overrides,
     problems: list[Problem],
     warnings: list[Problem],
     window: tuple[pd.Timestamp, pd.Timestamp],
+    columns: dict[str, str] | None = None,
+    header_line: int | None = 1,
 ) -> _Read | None:
-    raw = read_raw(path, encoding=encoding)
+    """One table read as text (a file, or a database table rendered as text) parsed and checked.
+
+    ``name`` is what problems call the table (a file name, or a database
+    table's name); ``columns`` maps an API field name to the column that
+    holds it when the table names fields its own way (a replica's
+    ``sbqq_net_price_c``), so that problems name the column as it is found.
+    """
     problems.extend(raw.problems)
     warnings.extend(raw.warnings)
     if raw.problems and raw.frame.empty:
         return None
-    fields = [SfField(overrides.get(f.column, f.source), f.column, f.kind, f.required, f.percent) for f in obj.fields]
+    columns = columns or {}
+    fields = [
+        SfField(columns.get(src, src), f.column, f.kind, f.required, f.percent)
+        for f, src in ((f, overrides.get(f.column, f.source)) for f in obj.fields)
+    ]
+    id_field = columns.get(obj.id_field, obj.id_field) if obj.id_field else None
+    currency_field = columns.get(CURRENCY_FIELD, CURRENCY_FIELD)
     found = raw.columns
     missing = [f for f in fields if f.required and f.source not in found]
     for f in missing:
         problems.append(
             Problem(
-                path.name,
-                1,
+                name,
+                header_line,
                 "",
                 f.source,
                 "missing_column",
@@ -196,7 +212,7 @@ def _read_object(
         if not f.required and f.source not in found and (obj.table, f.column) in DERIVED:
             warnings.append(
                 Problem(
-                    path.name,
+                    name,
                     None,
                     "",
                     f.source,
@@ -212,9 +228,7 @@ def _read_object(
     frame = raw.frame
     n = len(frame)
     ids = (
-        frame[obj.id_field].astype(object).to_numpy()
-        if obj.id_field and obj.id_field in found
-        else np.full(n, None, dtype=object)
+        frame[id_field].astype(object).to_numpy() if id_field and id_field in found else np.full(n, None, dtype=object)
     )
     out: dict[str, object] = {}
     colmap: dict[str, str] = {}
@@ -246,7 +260,7 @@ def _read_object(
         for i in np.flatnonzero(bad):
             rule, message = unreadable(frame[f.source].iloc[i], f.kind, date_format)
             problems.append(
-                Problem(path.name, int(raw.lines[i]), "" if ids[i] is None else str(ids[i]), f.source, rule, message)
+                Problem(name, int(raw.lines[i]), "" if ids[i] is None else str(ids[i]), f.source, rule, message)
             )
         if f.kind in ("date", "datetime") and obj.table not in _RATE_TABLES:
             first, last = window
@@ -254,7 +268,7 @@ def _read_object(
             for i in np.flatnonzero(outside & ~bad):
                 problems.append(
                     Problem(
-                        path.name,
+                        name,
                         int(raw.lines[i]),
                         "" if ids[i] is None else str(ids[i]),
                         f.source,
@@ -267,11 +281,11 @@ def _read_object(
             values = values.where(~outside)
             out[f.column] = values
     result = pd.DataFrame(out)
-    result["_file"] = path.name
+    result["_file"] = name
     result["_line"] = raw.lines[:n]
     result["_id"] = pd.Series(ids, dtype=object)
-    if CURRENCY_FIELD in found:
-        result["_currency"] = frame[CURRENCY_FIELD].astype(object).to_numpy()
+    if currency_field in found:
+        result["_currency"] = frame[currency_field].astype(object).to_numpy()
     elif "currency" in found and obj.table not in ("fx", "fx_dated", "fx_rates", "subscriptions"):
         # (a canonical subscription's currency is where its amount came from;
         # the amount itself is already in the reporting currency)
@@ -494,7 +508,7 @@ def _detect(path: Path) -> str:
 
 
 def load_book(
-    path: str | Path,
+    path: str | Path | sa.URL,
     *,
     encoding: str | None = None,
     date_format: str = "%m/%d/%Y",
@@ -503,12 +517,14 @@ def load_book(
     type_map: dict[str, str] | None = None,
     on_error: str = "raise",
     date_window: tuple[object, object] | None = None,
+    schema: str | None = None,
+    layout: str = "auto",
 ) -> Book:
-    """Read a folder of Salesforce exports or canonical tables into a validated Book.
+    """Read a folder of Salesforce exports or canonical tables, or a replicated database, into a validated Book.
 
     Parameters
     ----------
-    path : path-like
+    path : path-like, str or sqlalchemy.URL
         A folder holding either Salesforce exports named by object
         (``Account.csv``, ``Contract.csv``, ``SBQQ__Subscription__c.csv``,
         ``Product2.csv``, ``Opportunity.csv``, ``OpportunityLineItem.csv``,
@@ -516,6 +532,20 @@ def load_book(
         and ``CurrencyType.csv``) plus ``spend.csv`` and optional
         ``signals.csv``; or canonical tables (``contracts.csv`` or
         ``contracts.parquet``, ...). Files are only read, never written.
+
+        Or a SQLAlchemy database URL (any text with ``://``, e.g.
+        ``"postgresql+psycopg://me@db.example.com:5432/crm"``,
+        ``"duckdb:////data/org.duckdb"``, ``"snowflake://..."`` with that
+        dialect installed) of a schema where Fivetran, Airbyte or Stitch
+        replicate the same objects as tables (``contract``,
+        ``sbqq_subscription_c`` or ``sbqq__subscription__c``, ...), with
+        ``spend`` and ``signals`` tables in canonical columns. Soft-deleted
+        rows and the tool's own columns are left out; values go through the
+        very rules a file's cells do, and a problem names the table, the row's
+        id and the column, its line being the row's position in Id order.
+        The database is only read. ``Book.source`` is the URL without its
+        password. See :mod:`renewforecast.io.warehouse` and the *Warehouse
+        sources* section of ``docs/data_model.md``.
     encoding : str, optional
         Text encoding of the CSV files. By default a byte-order mark decides;
         without one UTF-8 is tried, then cp1252 (with a warning on the Book).
@@ -545,6 +575,14 @@ def load_book(
         be None for its default (see :func:`date_window`: 1990-01-01 to 50
         years after today). A date outside is an error (``date_out_of_window``):
         placeholders such as 1900-01-01 move every number quietly.
+    schema : str, optional
+        With a database URL: the schema the replication tool writes to
+        (default: the connection's default schema).
+    layout : {"auto", "fivetran", "airbyte", "stitch", "lowercase"}, default "auto"
+        With a database URL: how the tool names tables and columns
+        (:data:`renewforecast.io.warehouse.REPLICA_LAYOUTS`); "auto" tells it
+        from the tool's columns and the table names. With a URL, ``field_map``
+        values name the column as the table has it.
 
     Returns
     -------
@@ -554,6 +592,8 @@ def load_book(
     ------
     BookValidationError
         With every problem found (file, line, record id, column, rule).
+    WarehouseError
+        The database cannot be reached or read, or holds no replicated objects.
 
     Examples
     --------
@@ -563,11 +603,19 @@ def load_book(
     >>> book = rf.load_book(folder)
     >>> len(book.accounts) >= 30  # customers, and prospects who never bought
     True
+    >>> _ = rf.write_replica(folder, f"duckdb:///{folder}/org.duckdb", layout="fivetran")
+    >>> len(rf.load_book(f"duckdb:///{folder}/org.duckdb").contracts) == len(book.contracts)
+    True
     """
     if on_error not in ("raise", "quarantine"):
         raise ValueError(f"on_error must be 'raise' or 'quarantine', not {on_error!r}")
-    path = Path(path)
-    if not path.is_dir():
+    replica = None
+    if is_database_url(path):
+        replica = read_replica(path, schema=schema, layout=layout)
+    elif schema is not None or layout != "auto":
+        raise ValueError("schema= and layout= apply to a database URL, not to a folder")
+    path = Path(path) if replica is None else Path()
+    if replica is None and not path.is_dir():
         raise BookValidationError(
             [
                 Problem(
@@ -576,12 +624,12 @@ def load_book(
             ]
         )
     window = _window(*(date_window or (None, None)))
-    kind = _detect(path)
+    kind = _detect(path) if replica is None else "salesforce"
     field_map = field_map or {}
     problems: list[Problem] = []
     warnings: list[Problem] = []
     reads: dict[str, _Read] = {}
-    present, escaped = _inside(path)
+    present, escaped = _inside(path) if replica is None else ({}, [])
 
     if kind == "salesforce":
         objects = SALESFORCE_OBJECTS
@@ -598,6 +646,9 @@ def load_book(
             return None
 
     for obj in objects.values():
+        if replica is not None:
+            _read_replica_object(replica, obj, field_map, date_format, problems, warnings, window, reads)
+            continue
         file_path = locate(obj)
         if file_path is None:
             shown = obj.file if kind == "salesforce" else obj.file + ".csv"
@@ -641,9 +692,9 @@ def load_book(
             )
             continue
         read = _read_object(
-            file_path,
+            read_raw(file_path, encoding=encoding),
             obj,
-            encoding=encoding,
+            name=file_path.name,
             date_format=date_format,
             overrides=field_map.get(file_path.name, field_map.get(obj.table, {})),
             problems=problems,
@@ -720,11 +771,81 @@ def load_book(
     return Book(
         **tables,
         currency=reporting,
-        source=str(path),
+        source=str(path) if replica is None else replica.source + (f" (schema {schema})" if schema else ""),
         warnings=problems_frame(_sorted(warnings)),
         quarantine=quarantine,
         set_aside={name: conform(frame, name) for name, frame in removed.items() if name in TABLES},
     )
+
+
+def _read_replica_object(
+    replica: ReplicaSnapshot,
+    obj: SfObject,
+    field_map: dict[str, dict[str, str]],
+    date_format: str,
+    problems: list[Problem],
+    warnings: list[Problem],
+    window: tuple[pd.Timestamp, pd.Timestamp],
+    reads: dict[str, _Read],
+) -> None:
+    """One object read from a replicated schema through the rules a file is read by."""
+    api = Path(obj.file).stem
+    table = replica.tables.get(api)
+    expected = replica.expected(api)
+    where = f"schema {replica.schema}" if replica.schema else "the default schema"
+    if table is None:
+        found = ", ".join(replica.found) or "none"
+        if obj.required_file:
+            problems.append(
+                Problem(
+                    expected,
+                    None,
+                    "",
+                    "",
+                    "missing_table",
+                    f"required table {expected} ({api} in the {replica.layout.name} layout) is missing from "
+                    f"{where} of {replica.source}; tables found: {found}" + _closest(expected, replica.found),
+                )
+            )
+        elif obj.table in WHAT_IT_COSTS:
+            warnings.append(
+                Problem(
+                    expected,
+                    None,
+                    "",
+                    "",
+                    "missing_optional_table",
+                    f"table {expected} is not in {where}: {WHAT_IT_COSTS[obj.table]}",
+                    "warning",
+                )
+            )
+        return
+    read = _read_object(
+        table.raw,
+        obj,
+        name=table.name,
+        date_format=date_format,
+        overrides=field_map.get(obj.file, field_map.get(table.name, field_map.get(obj.table, {}))),
+        problems=problems,
+        warnings=warnings,
+        window=window,
+        columns=table.columns,
+        header_line=None,
+    )
+    if obj.table in _MUST_HOLD_RECORDS and read is not None and read.frame.empty:
+        problems.append(
+            Problem(
+                table.name,
+                None,
+                "",
+                "",
+                "no_records",
+                f"table {table.name} holds no records (after {table.deleted} soft-deleted row(s) were left out): "
+                "there is nothing to value",
+            )
+        )
+    if read is not None:
+        reads[obj.table] = read
 
 
 def _sorted(problems: list[Problem]) -> list[Problem]:

@@ -1,0 +1,834 @@
+"""Salesforce objects read from a database that replicates them, and results written back as tables.
+
+Replication tools (Fivetran, Airbyte, Stitch) copy each Salesforce object
+into a table of a warehouse schema, each naming tables and columns its own
+way, adding columns of its own and keeping deleted records flagged rather
+than removed. A :class:`ReplicaLayout` says, as data, how one tool does it;
+:func:`read_replica` reads the tables the project uses in such a layout
+and renders every typed value to the text Salesforce's API writes, so that
+:func:`renewforecast.load_book` applies to them the one set of parsing and
+validation rules it applies to export files.
+
+Only SQLAlchemy Core and reflection are used (no dialect's own SQL), so any
+database with a SQLAlchemy dialect (PostgreSQL, DuckDB, Snowflake, BigQuery,
+Databricks, ...) is read the same way. Reading never writes. See
+``docs/data_model.md`` (*Warehouse sources*) for each layout's sources.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import json
+import re
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import quote, quote_plus
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+
+from renewforecast.exceptions import RenewForecastError
+from renewforecast.io._raw import RawTable
+from renewforecast.io.salesforce import SALESFORCE_OBJECTS
+
+__all__ = [
+    "REPLICA_LAYOUTS",
+    "ReplicaLayout",
+    "ReplicaSnapshot",
+    "ReplicaTable",
+    "WarehouseError",
+    "WrittenReplica",
+    "is_database_url",
+    "masked_url",
+    "read_replica",
+    "write_replica",
+    "write_result_tables",
+]
+
+
+class WarehouseError(RenewForecastError):
+    """A database could not be read or written as asked; its message never holds the password."""
+
+
+# ---------------------------------------------------------------- layouts
+
+
+def snake_case(name: str) -> str:
+    """A Salesforce API name as Fivetran names it: camelCase split, underscores collapsed, lower case.
+
+    Examples
+    --------
+    >>> [snake_case(n) for n in ("SBQQ__NetPrice__c", "Product2Id", "IsDeleted", "CurrencyIsoCode")]
+    ['sbqq_net_price_c', 'product_2_id', 'is_deleted', 'currency_iso_code']
+    """
+    text = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name)
+    text = re.sub(r"([A-Z]+)([A-Z][a-z])", r"\1_\2", text)
+    text = re.sub(r"([A-Za-z])([0-9])", r"\1_\2", text)
+    text = re.sub(r"[^A-Za-z0-9]+", "_", text)
+    return text.strip("_").lower()
+
+
+def lower_case(name: str) -> str:
+    """A Salesforce API name as Airbyte and Stitch name it in PostgreSQL: lower-cased, nothing else.
+
+    Examples
+    --------
+    >>> lower_case("SBQQ__Subscription__c")
+    'sbqq__subscription__c'
+    """
+    return name.lower()
+
+
+_NAMING: dict[str, Callable[[str], str]] = {"snake_case": snake_case, "lower_case": lower_case}
+
+
+@dataclass(frozen=True)
+class ReplicaLayout:
+    """How one replication tool writes Salesforce objects into a database.
+
+    Parameters
+    ----------
+    name : str
+        The layout's name (``"fivetran"``, ``"airbyte"``, ``"stitch"``, ``"lowercase"``).
+    naming : {"snake_case", "lower_case"}
+        How an object's or a field's API name becomes a table's or a column's name.
+    deleted : tuple of str
+        Columns whose true value marks a soft-deleted row (the tool's own and
+        Salesforce's ``IsDeleted`` as the tool names it).
+    inactive : str or None
+        A column whose false value marks a superseded row version (history mode).
+    metadata_prefix : str or None
+        Columns starting with it are the tool's bookkeeping and are never read.
+    written : tuple of (str, str)
+        The tool's metadata columns and their types, as :func:`write_replica` writes them.
+
+    Examples
+    --------
+    >>> REPLICA_LAYOUTS["fivetran"].table("SBQQ__Subscription__c")
+    'sbqq_subscription_c'
+    >>> REPLICA_LAYOUTS["airbyte"].column("SBQQ__NetPrice__c")
+    'sbqq__netprice__c'
+    """
+
+    name: str
+    naming: str
+    deleted: tuple[str, ...]
+    inactive: str | None = None
+    metadata_prefix: str | None = None
+    written: tuple[tuple[str, str], ...] = ()
+
+    def table(self, api_name: str) -> str:
+        """The table an object's API name is written to."""
+        return _NAMING[self.naming](api_name)
+
+    def column(self, api_name: str) -> str:
+        """The column a field's API name is written to."""
+        return _NAMING[self.naming](api_name)
+
+    def ignored(self, column: str) -> bool:
+        """Whether a column is the tool's bookkeeping (or a deletion flag), never data."""
+        low = column.lower()
+        return bool(self.metadata_prefix and low.startswith(self.metadata_prefix)) or low in self.deleted
+
+
+#: The layouts of the common replication tools (sources in docs/data_model.md).
+REPLICA_LAYOUTS: dict[str, ReplicaLayout] = {
+    layout.name: layout
+    for layout in (
+        ReplicaLayout(
+            "fivetran",
+            "snake_case",
+            deleted=("_fivetran_deleted", "is_deleted"),
+            inactive="_fivetran_active",
+            metadata_prefix="_fivetran_",
+            written=(("_fivetran_synced", "timestamp"), ("_fivetran_deleted", "bool"), ("is_deleted", "bool")),
+        ),
+        ReplicaLayout(
+            "airbyte",
+            "lower_case",
+            deleted=("isdeleted",),
+            metadata_prefix="_airbyte_",
+            written=(
+                ("_airbyte_raw_id", "str"),
+                ("_airbyte_extracted_at", "timestamp"),
+                ("_airbyte_meta", "str"),
+                ("_airbyte_generation_id", "int"),
+                ("isdeleted", "bool"),
+            ),
+        ),
+        ReplicaLayout(
+            "stitch",
+            "lower_case",
+            deleted=("isdeleted",),
+            metadata_prefix="_sdc_",
+            written=(
+                ("_sdc_batched_at", "timestamp"),
+                ("_sdc_extracted_at", "timestamp"),
+                ("_sdc_received_at", "timestamp"),
+                ("_sdc_sequence", "int"),
+                ("_sdc_table_version", "int"),
+                ("isdeleted", "bool"),
+            ),
+        ),
+        # API names lower-cased with no tool's columns: a hand-made copy.
+        ReplicaLayout("lowercase", "lower_case", deleted=("isdeleted",)),
+    )
+}
+
+#: Exports that are not Salesforce objects: tables named as the project names them.
+_CANONICAL = {"spend", "signals"}
+
+
+def _api_name(file: str) -> str:
+    return Path(file).stem
+
+
+# ---------------------------------------------------------------- URLs
+
+
+def is_database_url(source: object) -> bool:
+    """Whether ``source`` is a SQLAlchemy database URL rather than a folder.
+
+    Examples
+    --------
+    >>> is_database_url("duckdb:////tmp/org.duckdb"), is_database_url("exports/2026-06")
+    (True, False)
+    """
+    return isinstance(source, sa.URL) or (isinstance(source, str) and "://" in source)
+
+
+def _url(url: str | sa.URL) -> sa.URL:
+    try:
+        return sa.make_url(url)
+    except (sa.exc.ArgumentError, ValueError):
+        # The text may hold a password: it is not repeated.
+        raise WarehouseError(
+            "Cannot read the database URL: give dialect+driver://user@host:port/database "
+            "(e.g. postgresql+psycopg://me@db.example.com:5432/crm or duckdb:////path/org.duckdb)"
+        ) from None
+
+
+def masked_url(url: str | sa.URL) -> str:
+    """The URL as messages and ``Book.source`` show it: the password replaced by ``***``.
+
+    Examples
+    --------
+    >>> masked_url("postgresql+psycopg://me:s3cret@db:5432/crm")
+    'postgresql+psycopg://me:***@db:5432/crm'
+    """
+    return _url(url).render_as_string(hide_password=True)
+
+
+def _scrub(text: str, url: sa.URL) -> str:
+    """A driver's message with the password taken out, however it was spelled."""
+    secret = url.password
+    if secret:
+        for form in {str(secret), quote(str(secret), safe=""), quote_plus(str(secret))}:
+            text = text.replace(form, "***")
+    return text
+
+
+def _engine(url: sa.URL, *, read_only: bool) -> sa.Engine:
+    kwargs: dict = {"poolclass": sa.pool.NullPool}
+    if url.get_backend_name() == "duckdb" and read_only:
+        # duckdb creates a missing file and takes a write lock otherwise.
+        database = url.database or ""
+        if database not in ("", ":memory:") and not Path(database).exists():
+            raise WarehouseError(f"The database file {database} does not exist ({masked_url(url)})")
+        kwargs["connect_args"] = {"read_only": True}
+    try:
+        return sa.create_engine(url, **kwargs)
+    except Exception as exc:  # a missing driver, a bad option: say which URL, never its password
+        raise WarehouseError(
+            f"Cannot use the database {masked_url(url)}: {_scrub(str(exc), url)} (is the dialect's driver installed?)"
+        ) from None
+
+
+# ---------------------------------------------------------------- reading
+
+
+@dataclass
+class ReplicaTable:
+    """One object's table read as text: its name, its rows, and API field name -> column found."""
+
+    name: str
+    raw: RawTable
+    columns: dict[str, str]
+    deleted: int = 0
+
+
+@dataclass
+class ReplicaSnapshot:
+    """The tables read from one schema, the layout they were read in and what was left out."""
+
+    source: str
+    schema: str | None
+    layout: ReplicaLayout
+    found: list[str]
+    tables: dict[str, ReplicaTable] = field(default_factory=dict)
+
+    def expected(self, api_name: str) -> str:
+        """The table name an object is looked for under in this layout."""
+        return api_name if api_name in _CANONICAL else self.layout.table(api_name)
+
+
+def _render(value: object) -> str | None:
+    """A typed database value as the Salesforce API writes it (``None`` for NULL)."""
+    if value is None:
+        return None
+    if isinstance(value, bool | np.bool_):
+        return "true" if value else "false"
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(dt.UTC).replace(tzinfo=None)
+        # naive timestamps are taken as UTC, as the tools write them
+        return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, float | np.floating):
+        return repr(float(value))
+    if isinstance(value, decimal.Decimal):
+        return str(value)
+    if isinstance(value, int | np.integer):
+        return str(int(value))
+    text = str(value).strip()
+    return text or None
+
+
+def _true(value: object) -> bool:
+    if value is None:
+        return False
+    if isinstance(value, str):
+        return value.strip().lower() in ("true", "t", "1", "yes", "y")
+    return bool(value)
+
+
+def _detect_layout(columns_by_table: dict[str, list[str]]) -> ReplicaLayout | None:
+    every = {c.lower() for cols in columns_by_table.values() for c in cols}
+    for layout in REPLICA_LAYOUTS.values():
+        if layout.metadata_prefix and any(c.startswith(layout.metadata_prefix) for c in every):
+            return layout
+    tables = {t.lower() for t in columns_by_table}
+    for layout in (REPLICA_LAYOUTS["fivetran"], REPLICA_LAYOUTS["lowercase"]):
+        if {layout.table("Contract"), layout.table("SBQQ__Subscription__c")} <= tables or {
+            layout.table("OpportunityLineItem")
+        } <= tables:
+            return layout
+    return None
+
+
+def _sort_key(api_name: str, id_column: str | None, columns: dict[str, str]) -> list[str]:
+    if api_name == "spend":
+        return [columns.get(c, c) for c in ("month", "channel")]
+    if api_name == "signals":
+        return [columns.get(c, c) for c in ("account_id", "month")]
+    return [id_column] if id_column else []
+
+
+def read_replica(
+    url: str | sa.URL,
+    *,
+    schema: str | None = None,
+    layout: str = "auto",
+    objects: Mapping[str, object] | None = None,
+) -> ReplicaSnapshot:
+    """Read the Salesforce objects the project uses from a replicated schema, as text tables.
+
+    Every table whose name the layout gives an object is read whole (the
+    tool's metadata columns left out, soft-deleted rows and superseded
+    versions dropped), its rows ordered by ``Id`` (spend by month and
+    channel, signals by account and month) so that the same data always
+    gives the same Book, and each value rendered as the Salesforce API
+    writes it: ISO dates, UTC datetimes ``2021-06-16T09:00:00.000Z``,
+    ``true``/``false``, floats by ``repr`` (exact), NULL as blank. A row's
+    "line" is its 1-based position in that order.
+
+    Parameters
+    ----------
+    url : str or sqlalchemy.URL
+        A SQLAlchemy database URL.
+    schema : str, optional
+        The schema the tool writes to (default: the connection's default schema).
+    layout : {"auto", "fivetran", "airbyte", "stitch", "lowercase"}, default "auto"
+        The tool's layout; "auto" tells it from the tables' columns and names.
+    objects : mapping, optional
+        Export file name -> :class:`~renewforecast.io.salesforce.SfObject`
+        (default: :data:`~renewforecast.io.salesforce.SALESFORCE_OBJECTS`).
+
+    Returns
+    -------
+    ReplicaSnapshot
+        ``tables`` holds one :class:`ReplicaTable` per object found, keyed by
+        the object's API name (``"SBQQ__Subscription__c"``, ``"spend"``).
+
+    Raises
+    ------
+    WarehouseError
+        The database cannot be reached or read, or the layout is unknown or cannot be told.
+
+    Examples
+    --------
+    >>> import tempfile, renewforecast as rf
+    >>> folder = tempfile.mkdtemp()
+    >>> _ = rf.write_demo_org(folder + "/org", accounts=20, seed=3)
+    >>> url = f"duckdb:///{folder}/org.duckdb"
+    >>> _ = rf.write_replica(folder + "/org", url, layout="airbyte")
+    >>> snap = read_replica(url)
+    >>> snap.layout.name, snap.tables["Contract"].name
+    ('airbyte', 'contract')
+    """
+    objects = objects or SALESFORCE_OBJECTS
+    sa_url = _url(url)
+    if layout != "auto" and layout not in REPLICA_LAYOUTS:
+        raise WarehouseError(f"Unknown layout {layout!r}: use auto, " + ", ".join(REPLICA_LAYOUTS))
+    engine = _engine(sa_url, read_only=True)
+    where = f"schema {schema}" if schema else "the default schema"
+    try:
+        with engine.connect() as conn:
+            inspector = sa.inspect(conn)
+            # views too: a schema of staging views over the raw tables reads the same
+            names = sorted(set(inspector.get_table_names(schema=schema)) | set(inspector.get_view_names(schema=schema)))
+            lower = {n.lower(): n for n in names}
+            wanted = {_api_name(obj.file): obj for obj in objects.values()}  # API name -> SfObject
+            if layout == "auto":
+                candidates = {
+                    lower[t]: _column_names(conn, lower[t], schema)
+                    for t in {
+                        lay.table(api) for lay in REPLICA_LAYOUTS.values() for api in wanted if api not in _CANONICAL
+                    }
+                    if t in lower
+                }
+                chosen = _detect_layout(candidates)
+                if chosen is None:
+                    raise WarehouseError(
+                        f"No replicated Salesforce objects found in {where} of {masked_url(sa_url)} "
+                        f"(looked for contract / sbqq__subscription__c in the layouts "
+                        f"{', '.join(REPLICA_LAYOUTS)}); tables found: {', '.join(names) or 'none'}"
+                    )
+            else:
+                chosen = REPLICA_LAYOUTS[layout]
+            snap = ReplicaSnapshot(masked_url(sa_url), schema, chosen, names)
+            for api, obj in wanted.items():
+                table_name = lower.get(snap.expected(api).lower())
+                if table_name is None:
+                    continue
+                snap.tables[api] = _read_table(conn, table_name, api, obj, chosen, schema)
+    except WarehouseError:
+        raise
+    except sa.exc.SQLAlchemyError as exc:
+        raise WarehouseError(
+            f"Cannot read {where} of {masked_url(sa_url)}: {_scrub(str(exc.orig or exc), sa_url).strip()}"
+        ) from None
+    finally:
+        engine.dispose()
+    return snap
+
+
+def _column_names(conn, table_name: str, schema: str | None) -> list[str]:
+    """A table's columns from a query's result (column reflection is not in every dialect)."""
+    result = conn.execute(sa.select(sa.text("*")).select_from(sa.table(table_name, schema=schema)).limit(0))
+    names = list(result.keys())
+    result.close()
+    return names
+
+
+def _read_table(conn, table_name: str, api: str, obj, layout: ReplicaLayout, schema: str | None) -> ReplicaTable:
+    cols = _column_names(conn, table_name, schema)
+    table = sa.table(table_name, *(sa.column(c) for c in cols), schema=schema)
+    by_lower = {c.lower(): c for c in cols}
+    # API field -> the column found (case-insensitively: Snowflake upper-cases)
+    columns: dict[str, str] = {}
+    fields = {f.source for f in obj.fields} | {"CurrencyIsoCode"} | ({obj.id_field} if obj.id_field else set())
+    for src in fields:
+        expected = src if api in _CANONICAL else layout.column(src)
+        columns[src] = by_lower.get(expected.lower(), expected)
+    flags = [by_lower[d] for d in layout.deleted if d in by_lower]
+    inactive = by_lower.get(layout.inactive) if layout.inactive else None
+    data_cols = [c for c in cols if not layout.ignored(c) and c != inactive]
+    selected = [table.c[c] for c in data_cols + flags + ([inactive] if inactive else [])]
+    rows = conn.execute(sa.select(*selected)).all()
+    n_data, n_flags = len(data_cols), len(flags)
+    keep = []
+    dropped = 0
+    for row in rows:
+        gone = any(_true(v) for v in row[n_data : n_data + n_flags])
+        if inactive is not None and row[-1] is not None and not _true(row[-1]):
+            gone = True
+        if gone:
+            dropped += 1
+        else:
+            keep.append([_render(v) for v in row[:n_data]])
+    frame = (
+        pd.DataFrame(keep, columns=data_cols, dtype=object) if keep else pd.DataFrame(columns=data_cols, dtype=object)
+    )
+    frame = frame.astype(object).where(frame.notna(), None)
+    key = [k for k in _sort_key(api, columns.get(obj.id_field) if obj.id_field else None, columns) if k in frame]
+    if key and len(frame):
+        # code-point order, whatever the database's collation
+        order = sorted(range(len(frame)), key=lambda i: tuple(frame[k].iat[i] or "" for k in key))
+        frame = frame.iloc[order].reset_index(drop=True)
+    raw = RawTable(table_name, frame, np.arange(1, len(frame) + 1, dtype=np.int64), "database")
+    return ReplicaTable(table_name, raw, columns, dropped)
+
+
+# ---------------------------------------------------------------- writing a replica
+
+_ISO_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_ISO_STAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:?\d{2})$")
+_TYPES = {
+    "str": sa.Text,
+    "float": sa.Double,
+    "int": sa.BigInteger,
+    "bool": sa.Boolean,
+    "date": sa.Date,
+    "timestamp": lambda: sa.DateTime(timezone=True),
+}
+
+
+#: Date fields the reader takes as text (their 0001-01-01 and 9999-12-31 lie
+#: outside pandas' dates) that a replication tool still writes as DATE.
+_WRITTEN_AS = {"DatedConversionRate": {"StartDate": "date", "NextStartDate": "date"}}
+
+
+def _stamp(text: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(dt.UTC)
+
+
+def _typed_column(values: pd.Series, kind: str | None) -> tuple[str, list]:
+    """The type a replication tool gives a column of export text, and its values so typed."""
+    cells = values.tolist()
+    present = [v for v in cells if v is not None]
+
+    def convert(fn):
+        return [None if v is None else fn(v) for v in cells]
+
+    try:
+        if kind == "bool" and all(v.lower() in ("true", "false") for v in present):
+            return "bool", convert(lambda v: v.lower() == "true")
+        if kind == "int":
+            return "int", convert(int)
+        if kind in ("float", "int") or (kind is None and present and all(_is_number(v) for v in present)):
+            return "float", convert(float)
+        if kind in ("date", "datetime", None) and present and all(_ISO_DAY.match(v) for v in present):
+            return "date", convert(dt.date.fromisoformat)
+        if kind in ("date", "datetime", None) and present and all(_ISO_STAMP.match(v) for v in present):
+            return "timestamp", convert(_stamp)
+        if kind in ("date", "datetime") and not present:
+            return ("date" if kind == "date" else "timestamp"), cells
+    except ValueError:
+        pass
+    return "str", cells
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class WrittenReplica:
+    """What :func:`write_replica` wrote: the layout, rows per table, and the ids of the soft-deleted copies."""
+
+    layout: str
+    rows: dict[str, int]
+    deleted_ids: dict[str, list[str]]
+
+
+def write_replica(
+    export_dir: str | Path,
+    url: str | sa.URL,
+    *,
+    schema: str | None = None,
+    layout: str = "fivetran",
+    deleted: Mapping[str, int] | None = None,
+) -> WrittenReplica:
+    """Write a Salesforce export folder into a database as a replication tool lays it out.
+
+    Each export file becomes the table the tool would write (``Contract.csv``
+    -> ``contract``, ``SBQQ__Subscription__c.csv`` -> ``sbqq_subscription_c``
+    for Fivetran, ``sbqq__subscription__c`` for Airbyte and Stitch; ``spend``
+    and ``signals`` keep their names), with columns typed as the tool types
+    them (dates DATE, datetimes TIMESTAMP WITH TIME ZONE, numbers DOUBLE,
+    whole numbers BIGINT, booleans BOOLEAN, ids and text TEXT) and the tool's
+    own columns added. A table already there is replaced. It lets you try the
+    warehouse path (``load_book(url)``) on a DuckDB file; the export is only read.
+
+    Parameters
+    ----------
+    export_dir : path-like
+        A Salesforce export folder (as :func:`renewforecast.write_demo_org` writes).
+    url : str or sqlalchemy.URL
+        Where to write.
+    schema : str, optional
+        The schema to write to (created when missing); default: the connection's.
+    layout : {"fivetran", "airbyte", "stitch", "lowercase"}, default "fivetran"
+    deleted : mapping of str to int, optional
+        Object API name (``"Contract"``, ``"spend"``) -> how many soft-deleted
+        rows to add: copies of the object's first rows with new ids (the last
+        six characters become ``DEL001``, ...), flagged deleted by each of the
+        layout's deletion columns in turn. A reader that keeps them counts
+        records twice.
+
+    Returns
+    -------
+    WrittenReplica
+
+    Examples
+    --------
+    >>> import tempfile, renewforecast as rf
+    >>> folder = tempfile.mkdtemp()
+    >>> _ = rf.write_demo_org(folder + "/org", accounts=20, seed=3)
+    >>> done = rf.write_replica(folder + "/org", f"duckdb:///{folder}/org.duckdb", deleted={"Contract": 2})
+    >>> done.rows["contract"] - len(rf.load_book(folder + "/org").contracts), done.deleted_ids["contract"][0][-6:]
+    (2, 'DEL001')
+    """
+    if layout not in REPLICA_LAYOUTS:
+        raise WarehouseError(f"Unknown layout {layout!r}: use " + ", ".join(REPLICA_LAYOUTS))
+    chosen = REPLICA_LAYOUTS[layout]
+    folder = Path(export_dir)
+    deleted = dict(deleted or {})
+    unknown = set(deleted) - {_api_name(o.file) for o in SALESFORCE_OBJECTS.values()}
+    if unknown:
+        raise ValueError(f"deleted= names no exported object: {', '.join(sorted(unknown))}")
+    synced = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    sa_url = _url(url)
+    engine = _engine(sa_url, read_only=False)
+    rows: dict[str, int] = {}
+    deleted_ids: dict[str, list[str]] = {}
+    try:
+        with engine.begin() as conn:
+            if schema:
+                conn.execute(sa.schema.CreateSchema(schema, if_not_exists=True))
+            for obj in SALESFORCE_OBJECTS.values():
+                path = folder / obj.file
+                if not path.is_file():
+                    continue
+                api = _api_name(obj.file)
+                name, written, ids = _replica_table(path, api, obj, chosen, deleted.get(api, 0), synced)
+                table = sa.Table(
+                    name, sa.MetaData(), *(sa.Column(c, _TYPES[t]()) for c, (t, _) in written.items()), schema=schema
+                )
+                table.drop(conn, checkfirst=True)
+                table.create(conn)
+                n = len(next(iter(written.values()))[1]) if written else 0
+                records = [{c: vals[i] for c, (_, vals) in written.items()} for i in range(n)]
+                if records:
+                    conn.execute(table.insert(), records)
+                rows[name] = n
+                if ids:
+                    deleted_ids[name] = ids
+    except sa.exc.SQLAlchemyError as exc:
+        raise WarehouseError(
+            f"Cannot write the replica to {masked_url(sa_url)}: {_scrub(str(exc.orig or exc), sa_url).strip()}"
+        ) from None
+    finally:
+        engine.dispose()
+    return WrittenReplica(layout, rows, deleted_ids)
+
+
+def _replica_table(
+    path: Path, api: str, obj, layout: ReplicaLayout, n_deleted: int, synced: dt.datetime
+) -> tuple[str, dict[str, tuple[str, list]], list[str]]:
+    from_text = pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False, encoding="utf-8-sig")
+    frame = from_text.apply(lambda s: s.str.strip()).replace("", None).astype(object)
+    frame = frame.where(frame.notna(), None)
+    canonical = api in _CANONICAL
+    kinds: dict[str, str] = {}
+    for f in obj.fields:
+        kinds.setdefault(f.source, f.kind)
+    for col, kind in _WRITTEN_AS.get(api, {}).items():
+        kinds[col] = kind
+    id_col = obj.id_field if obj.id_field in frame.columns and not canonical else None
+    ids: list[str] = []
+    if n_deleted:
+        copies = frame.head(n_deleted).copy()
+        if id_col:
+            ids = [str(v)[:-6] + f"DEL{k + 1:03d}" for k, v in enumerate(copies[id_col])]
+            copies[id_col] = ids
+        frame = pd.concat([frame, copies], ignore_index=True)
+    n, n_real = len(frame), len(frame) - n_deleted
+    written: dict[str, tuple[str, list]] = {}
+    for col in frame.columns:
+        name = col if canonical else layout.column(col)
+        kind = kinds.get(col)
+        if kind in ("id", "str", "cat"):
+            written[name] = ("str", frame[col].tolist())
+        else:
+            written[name] = _typed_column(frame[col], kind if kind or canonical else "str")
+    flags = list(layout.deleted)
+    for col, typ in layout.written + tuple((d, "bool") for d in flags):
+        if col in written:
+            continue
+        if col in flags:
+            values: list = [False] * n
+        elif typ == "timestamp":
+            values = [synced] * n
+        elif col == "_airbyte_raw_id":
+            values = [str(uuid.uuid4()) for _ in range(n)]
+        elif col == "_airbyte_meta":
+            values = [json.dumps({"changes": [], "sync_id": 1})] * n
+        elif col == "_sdc_sequence":
+            values = [int(synced.timestamp() * 1000) + i for i in range(n)]
+        else:
+            values = [0] * n
+        written[col] = (typ, values)
+    for k in range(n_deleted):
+        flag = flags[k % len(flags)]
+        written[flag][1][n_real + k] = True
+    return (api if canonical else layout.table(api)), written, ids
+
+
+# ---------------------------------------------------------------- writing results
+
+_SAFE_TABLE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+def _safe_column(name: object) -> str:
+    text = re.sub(r"[^0-9a-zA-Z_]+", "_", str(name)).strip("_").lower()[:63]
+    if not text:
+        text = "column"
+    return "_" + text[:62] if text[0].isdigit() else text
+
+
+def _result_column(series: pd.Series) -> tuple[sa.types.TypeEngine, list]:
+    """A result column's SQL type and its cells as plain Python values (missing as NULL)."""
+    missing = series.isna().to_numpy()
+    if pd.api.types.is_bool_dtype(series):
+        typ, cells = sa.Boolean(), [bool(v) for v in series.fillna(False)]
+    elif pd.api.types.is_integer_dtype(series):
+        typ, cells = sa.BigInteger(), [int(v) for v in series.fillna(0)]
+    elif pd.api.types.is_float_dtype(series):
+        typ, cells = sa.Double(), [float(v) for v in series.fillna(0.0)]
+    elif pd.api.types.is_datetime64_any_dtype(series):
+        aware = getattr(series.dt, "tz", None) is not None
+        typ = sa.DateTime(timezone=aware)
+        cells = [None if pd.isna(v) else v.to_pydatetime() for v in series]
+    else:
+        typ = sa.Text()
+        cells = [str(v) for v in series.astype(object).where(~missing, "")]
+    return typ, [None if m else v for v, m in zip(cells, missing, strict=True)]
+
+
+def write_result_tables(
+    url: str | sa.URL,
+    tables: Mapping[str, pd.DataFrame],
+    *,
+    schema: str | None = None,
+    run_id: str,
+    if_exists: str = "append",
+) -> dict[str, int]:
+    """Write result tables (scores, forecast, KPIs) to a database in one transaction, tagged with a run id.
+
+    Each row gets a first column ``run_id``. Writing a run id again replaces
+    that run's rows (the call is idempotent); other runs' rows stay. Column
+    names are made SQL-safe (lower case, letters, digits and underscores);
+    text cells are stored as text, never interpreted. Everything happens in
+    one transaction: if any table fails, no table is changed. (On databases
+    whose CREATE/DROP TABLE commit by themselves, such as Snowflake and
+    BigQuery, a table created before the failure may remain, empty.)
+
+    Parameters
+    ----------
+    url : str or sqlalchemy.URL
+        The database to write to.
+    tables : mapping of str to DataFrame
+        Table name (lower case letters, digits, underscores) -> rows.
+    schema : str, optional
+        The schema to write to (default: the connection's).
+    run_id : str
+        Identifies the run (e.g. the report run's folder name or a timestamp).
+    if_exists : {"append", "replace"}, default "append"
+        An existing table keeps its other runs' rows ("append"; its columns
+        must include the frame's) or is dropped and created again ("replace").
+
+    Returns
+    -------
+    dict of str to int
+        Rows written per table.
+
+    Raises
+    ------
+    WarehouseError
+        A name is not SQL-safe or the database refused the write; nothing was changed.
+
+    Examples
+    --------
+    >>> import tempfile, pandas as pd, sqlalchemy as sa
+    >>> url = f"duckdb:///{tempfile.mkdtemp()}/results.duckdb"
+    >>> scores = pd.DataFrame({"contract_id": ["800A", "800B"], "P(renew)": [0.9, 0.4]})
+    >>> write_result_tables(url, {"scores": scores}, run_id="2026-06-30")
+    {'scores': 2}
+    >>> _ = write_result_tables(url, {"scores": scores}, run_id="2026-06-30")  # the same run again
+    >>> sa.create_engine(url).connect().execute(sa.text("select count(*), min(p_renew) from scores")).one()
+    (2, 0.4)
+    """
+    if if_exists not in ("append", "replace"):
+        raise ValueError(f"if_exists must be 'append' or 'replace', not {if_exists!r}")
+    if not isinstance(run_id, str) or not run_id.strip():
+        raise ValueError("run_id must be a non-empty string")
+    prepared: dict[str, tuple[list[str], pd.DataFrame]] = {}
+    for name, frame in tables.items():
+        if not isinstance(name, str) or not _SAFE_TABLE.match(name):
+            raise WarehouseError(
+                f"Result table name {str(name)[:40]!r} is not SQL-safe: use lower-case letters, digits and "
+                "underscores, starting with a letter or underscore (at most 63 characters)"
+            )
+        columns = [_safe_column(c) for c in frame.columns]
+        clash = sorted({c for c in columns if columns.count(c) > 1 or c == "run_id"})
+        if clash:
+            raise WarehouseError(
+                f"Result table {name}: columns {', '.join(clash)} collide once made SQL-safe "
+                "(or are named run_id, which the run's id takes); rename them"
+            )
+        prepared[name] = (columns, frame)
+    sa_url = _url(url)
+    engine = _engine(sa_url, read_only=False)
+    written: dict[str, int] = {}
+    try:
+        with engine.begin() as conn:
+            inspector = sa.inspect(conn)
+            for name, (columns, frame) in prepared.items():
+                typed = [_result_column(frame.iloc[:, i]) for i in range(frame.shape[1])]
+                exists = inspector.has_table(name, schema=schema)
+                if exists and if_exists == "append":
+                    table = sa.table(name, *(sa.column(c) for c in _column_names(conn, name, schema)), schema=schema)
+                    absent = [c for c in ["run_id", *columns] if c not in table.c]
+                    if absent:
+                        raise WarehouseError(
+                            f"Result table {name} exists without the column(s) {', '.join(absent)}; nothing was "
+                            "written (write with if_exists='replace' to recreate it)"
+                        )
+                    conn.execute(sa.delete(table).where(table.c.run_id == run_id))
+                else:
+                    table = sa.Table(
+                        name,
+                        sa.MetaData(),
+                        sa.Column("run_id", sa.Text(), nullable=False),
+                        *(sa.Column(c, t) for c, (t, _) in zip(columns, typed, strict=True)),
+                        schema=schema,
+                    )
+                    if exists:
+                        table.drop(conn)
+                    table.create(conn)
+                records = [
+                    {"run_id": run_id, **{c: vals[i] for c, (_, vals) in zip(columns, typed, strict=True)}}
+                    for i in range(len(frame))
+                ]
+                if records:
+                    conn.execute(table.insert(), records)
+                written[name] = len(records)
+    except sa.exc.SQLAlchemyError as exc:
+        raise WarehouseError(
+            f"Cannot write the result tables to {masked_url(sa_url)}; nothing was written (the transaction "
+            f"was rolled back): {_scrub(str(getattr(exc, 'orig', None) or exc), sa_url).strip()[:300]}"
+        ) from None
+    finally:
+        engine.dispose()
+    return written
