@@ -68,6 +68,7 @@ __all__ = [
     "SalesforceUnavailableError",
     "api_objects",
     "pull_salesforce",
+    "read_csv_text",
     "render_rest_value",
     "soql_datetime",
 ]
