@@ -79,9 +79,9 @@ logger = logging.getLogger(__name__)
 API_VERSION = "59.0"
 #: Days a deleted record stays in the Recycle Bin, where ``queryAll`` still sees it.
 RECYCLE_BIN_DAYS = 15
-#: Small reference objects read through REST query (Bulk API 2.0 does not
-#: support CurrencyType and DatedConversionRate, and the product catalogue is
-#: small enough that one job would cost more calls than a query).
+#: Small reference objects read through REST query: a few pages cost fewer
+#: calls than a Bulk job's create, poll and results, and the currency objects
+#: are setup objects documented for ``query()``.
 REST_OBJECTS = frozenset({"Product2", "CurrencyType", "DatedConversionRate"})
 _DEFAULT_LOGIN_URL = "https://login.salesforce.com"
 _JWT_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
