@@ -173,3 +173,18 @@ def test_write_crm_upsert_and_push_share_their_rows(tmp_path):
     read = list(csv.reader(io.StringIO(text)))
     assert read[1][:2] == ["800A", "50.0"] and read[2][:2] == ["800B", "54.0"]
     assert rows.iloc[1]["Renewal_Probability__c"] == 54.0 and rows.iloc[0]["Renewal_Reason_2__c"] == ""
+
+
+def test_upsert_by_external_id(org):
+    server, conn = org
+    server.add_field("Contract", "Legacy_Key__c", "string", length=40, externalId=True, idLookup=True)
+    contracts = server.live_records("Contract")[:3]
+    for k, row in enumerate(contracts):
+        server.modify("Contract", row["Id"], {"Legacy_Key__c": f"LEG-{k}"})
+    scores = make_scores([f"LEG-{k}" for k in range(3)])
+    result = rf.push_scores(scores, id_field="Legacy_Key__c", connection=conn)
+    job = json.loads(server.api_requests("POST", "jobs/ingest")[0].body)
+    assert job["externalIdFieldName"] == "Legacy_Key__c" and result.updated == 3
+    assert [r["Legacy_Key__c"] for r in ingest_uploads(server)[0]] == ["LEG-0", "LEG-1", "LEG-2"]
+    assert record(server, contracts[2]["Id"])["Renewal_Probability__c"] == "58"
+    assert rf.push_scores(scores, id_field="Legacy_Key__c", connection=conn).sent == 0

@@ -188,6 +188,16 @@ def test_missing_optional_field_is_a_warning(sf_server, sf_credentials, tmp_path
     assert "Industry" not in account_query
 
 
+def test_missing_optional_object_is_a_warning(sf_server, sf_credentials, tmp_path):
+    del sf_server.objects["OpportunityLineItemSchedule"]
+    result = rf.pull_salesforce(tmp_path / "org", connection=connect(sf_server, sf_credentials))
+    assert [(w.file, w.rule, w.severity) for w in result.warnings] == [
+        ("OpportunityLineItemSchedule.csv", "missing_object", "warning")
+    ]
+    assert not (tmp_path / "org" / "OpportunityLineItemSchedule.csv").exists()
+    assert result.rows["Contract"] == len(sf_server.live_records("Contract"))
+
+
 def test_missing_required_field_stops_before_any_query(sf_server, sf_credentials, tmp_path):
     out = tmp_path / "org"
     out.mkdir()
@@ -278,8 +288,12 @@ def test_daily_limit_raises_at_once_and_concurrent_limit_is_retried(sf_server, s
     quick = connect(sf_server, sf_credentials)
     sf_server._limits.clear()
     sf_server.limit_exceeded("concurrent", n=2)
+    before = len(sf_server.requests)
     result = rf.pull_salesforce(tmp_path / "org", objects=["Product2"], connection=quick)
     assert result.rows["Product2"] == len(sf_server.live_records("Product2"))
+    assert not sf_server._limits
+    describes = [r for r in sf_server.requests[before:] if r.path.endswith("/describe")]
+    assert len(describes) == 3  # refused twice, then answered
 
 
 def test_failed_pull_leaves_the_previous_folder_and_state(sf_server, sf_credentials, tmp_path):
