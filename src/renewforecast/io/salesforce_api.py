@@ -93,7 +93,11 @@ _RETRIED_STATUSES = (429, 500, 502, 503, 504)
 
 
 class SalesforceApiError(RenewForecastError):
-    """Salesforce refused or could not answer a request; nothing was written.
+    """Salesforce refused or could not answer a request.
+
+    A pull that raises it leaves its folder and state file as they were; a
+    push may have sent earlier jobs (each row is upserted whole, so running
+    again is safe).
 
     Attributes
     ----------
@@ -408,13 +412,13 @@ class SalesforceConnection:
                 return fn()
             except requests.exceptions.RetryError as exc:
                 raise SalesforceUnavailableError(
-                    f"Salesforce did not answer {what} after {self.retry.total} retries ({_safe(exc)}); "
-                    "nothing was written. Try again later.",
+                    f"Salesforce did not answer {what} after {self.retry.total} retries ({_safe(exc)}). "
+                    "Try again later.",
                 ) from None
             except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
                 raise SalesforceUnavailableError(
                     f"Could not reach Salesforce at {self.instance_url} for {what} after {self.retry.total} "
-                    f"retries ({type(exc).__name__}); nothing was written. Check the network and SF_INSTANCE_URL.",
+                    f"retries ({type(exc).__name__}). Check the network and SF_INSTANCE_URL.",
                 ) from None
             except (SalesforceError, _HttpFailure) as exc:
                 status = exc.status
@@ -422,7 +426,7 @@ class SalesforceConnection:
                 if status in _RETRIED_STATUSES:
                     raise SalesforceUnavailableError(
                         f"Salesforce answered {what} with HTTP {status} ({code or 'no error code'}) after "
-                        f"{self.retry.total} retries; nothing was written. Try again later.",
+                        f"{self.retry.total} retries. Try again later.",
                         status=status,
                         error_code=code,
                     ) from None
@@ -443,7 +447,7 @@ class SalesforceConnection:
                     if _DAILY_LIMIT_TEXT.lower() in message.lower():
                         raise DailyApiLimitError(
                             f"The Salesforce org has used its daily API request allocation ({message.strip()}) "
-                            f"during {what}; nothing was written. The limit is a rolling 24 hours: run again later, "
+                            f"during {what}. The limit is a rolling 24 hours: run again later, "
                             "or ask the Salesforce admin for a larger allocation.",
                             status=403,
                             error_code=code,
@@ -570,7 +574,7 @@ class SalesforceConnection:
                 )
             if time.monotonic() > deadline:
                 raise SalesforceUnavailableError(
-                    f"Salesforce {what} was still {state} after {self.retry.poll_timeout:.0f}s; nothing was written."
+                    f"Salesforce {what} was still {state} after {self.retry.poll_timeout:.0f}s."
                 )
             time.sleep(self.retry.poll_interval)
 
