@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import secrets
 import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -12,6 +15,7 @@ import pytest
 
 import renewforecast as rf
 from renewforecast.schemas import TABLES, conform
+from salesforce_server import SalesforceServer, make_tls
 
 matplotlib.use("Agg")
 
@@ -114,3 +118,55 @@ def hostile_report(demo_org, tmp_path_factory) -> Path:
     )
     assert result.exit_code == 0, result.output
     return (out / "latest").resolve()
+
+
+@dataclass(frozen=True)
+class SfCredentials:
+    """Test credentials for the local Salesforce org: none of them may appear in any output."""
+
+    client_id: str
+    client_secret: str
+    username: str
+    key_file: Path
+    key_text: str
+    public_pem: bytes
+    tls: tuple[Path, Path, Path]
+
+
+@pytest.fixture(scope="session")
+def sf_credentials(tmp_path_factory) -> SfCredentials:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    base = tmp_path_factory.mktemp("sf-keys")
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    key_text = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
+    ).decode()
+    key_file = base / "connected-app.key"
+    key_file.write_text(key_text)
+    public = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return SfCredentials(
+        client_id="3MVG9TEST" + secrets.token_hex(12),
+        client_secret="SECRET" + secrets.token_hex(16),
+        username="integration@renewforecast.test",
+        key_file=key_file,
+        key_text=key_text,
+        public_pem=public,
+        tls=make_tls(base / "tls"),
+    )
+
+
+@pytest.fixture
+def sf_server(demo_org, sf_credentials) -> Iterator[SalesforceServer]:
+    """A fresh local Salesforce org serving the demo export over HTTPS (state is per test)."""
+    server = SalesforceServer(
+        demo_org.path,
+        sf_credentials.tls,
+        client_id=sf_credentials.client_id,
+        client_secret=sf_credentials.client_secret,
+        username=sf_credentials.username,
+        public_key_pem=sf_credentials.public_pem,
+    ).start()
+    yield server
+    server.stop()

@@ -34,6 +34,7 @@ from renewforecast.analyses.saas_metrics import (
 )
 from renewforecast.analyses.scoring import score_contracts, write_crm_upsert
 from renewforecast.analyses.unit_economics import cac, gross_margin, ltv, ltv_cac
+from renewforecast.analyses.writeback import PushResult, push_scores
 from renewforecast.book import Book
 from renewforecast.dates import last_month_end
 from renewforecast.demo import DemoOrg, write_demo_org
@@ -45,6 +46,16 @@ from renewforecast.exceptions import (
 )
 from renewforecast.io.canonical import write_canonical
 from renewforecast.io.loader import load_book
+from renewforecast.io.salesforce_api import (
+    DailyApiLimitError,
+    PullResult,
+    SalesforceApiError,
+    SalesforceAuthError,
+    SalesforceConnection,
+    SalesforceFieldError,
+    SalesforceUnavailableError,
+    pull_salesforce,
+)
 from renewforecast.io.warehouse import WarehouseError, WrittenReplica, write_replica, write_result_tables
 from renewforecast.ledger.hierarchy import ultimate_parents
 from renewforecast.ledger.mrr import mrr_movements, mrr_table
@@ -93,17 +104,25 @@ __all__ = [
     "COMPONENTS",
     "Book",
     "BookValidationError",
+    "DailyApiLimitError",
     "DemoOrg",
     "ExtrapolationWarning",
     "ForecastBacktest",
     "Headline",
     "ModelRefused",
     "Problem",
+    "PullResult",
+    "PushResult",
     "RenewForecastError",
     "RenewalEvaluation",
     "RenewalModel",
     "ReportRunError",
     "RevenueForecast",
+    "SalesforceApiError",
+    "SalesforceAuthError",
+    "SalesforceConnection",
+    "SalesforceFieldError",
+    "SalesforceUnavailableError",
     "Scenario",
     "ShiftedBetaGeometric",
     "SurvivalDataError",
@@ -135,6 +154,8 @@ __all__ = [
     "ltv_cac",
     "mrr_movements",
     "mrr_table",
+    "pull_salesforce",
+    "push_scores",
     "quarantine_report",
     "recognized_revenue",
     "reconcile_schedules",

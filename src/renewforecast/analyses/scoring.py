@@ -21,6 +21,7 @@ __all__ = [
     "DEFAULT_CRM_FIELDS",
     "SCORE_COLUMNS",
     "arr_at_risk_by_quarter",
+    "crm_upsert_rows",
     "expected_renewal_rate",
     "neutralise_formula",
     "score_contracts",
@@ -271,6 +272,73 @@ def neutralise_formula(value: object) -> object:
     return value
 
 
+def crm_upsert_rows(
+    scores: pd.DataFrame,
+    *,
+    id_field: str = "Id",
+    key: str = "contract_id",
+    fields: dict[str, str] | None = None,
+    probability_as_percent: bool = True,
+) -> pd.DataFrame:
+    """The rows of a Salesforce upsert of scores: one per contract, columns named by API name.
+
+    Shared by :func:`write_crm_upsert` (a CSV) and
+    :func:`renewforecast.push_scores` (the Bulk API), so both send the same
+    values. Numbers are floats (None when missing), probabilities 0-100 with
+    one decimal and amounts to the cent; text is a str ("" when missing),
+    with :func:`neutralise_formula` applied; times are ISO 8601 text.
+
+    Parameters
+    ----------
+    scores : DataFrame
+        Output of :func:`score_contracts`.
+    id_field : str, default "Id"
+    key : str, default "contract_id"
+    fields : dict, optional
+        Score column -> field API name; default :data:`DEFAULT_CRM_FIELDS`.
+    probability_as_percent : bool, default True
+
+    Returns
+    -------
+    DataFrame
+        Object dtype, columns ``[id_field, *fields.values()]``.
+
+    Examples
+    --------
+    >>> scores = pd.DataFrame({"contract_id": ["800A"], "renewal_probability": [0.256]})
+    >>> crm_upsert_rows(scores, fields={"renewal_probability": "Renewal_Probability__c"}).to_dict("records")
+    [{'Id': '800A', 'Renewal_Probability__c': 25.6}]
+    """
+    fields = dict(DEFAULT_CRM_FIELDS if fields is None else fields)
+    unknown = [c for c in [key, *fields] if c not in scores.columns]
+    if unknown:
+        raise RenewForecastError(
+            f"scores have no column(s) {unknown}: write_crm_upsert takes the output of "
+            "score_contracts, or fields= naming the score columns to write"
+        )
+    names = [key, *fields]
+    prepared = []
+    for name in names:
+        col = scores[name]
+        if name == "renewal_probability" and probability_as_percent:
+            col = (col.astype(float) * 100).round(1)
+        elif name in ("arr", "arr_at_risk", "expected_renewal_arr"):
+            col = col.astype(float).round(2)
+        if pd.api.types.is_datetime64_any_dtype(col):
+            col = col.map(lambda t: "" if pd.isna(t) else t.isoformat())
+        if pd.api.types.is_numeric_dtype(col):
+            prepared.append([None if pd.isna(v) else float(v) for v in col])
+        else:
+            prepared.append(
+                [
+                    "" if v is None or (not isinstance(v, str) and pd.isna(v)) else neutralise_formula(str(v))
+                    for v in col
+                ]
+            )
+    columns = [id_field, *fields.values()]
+    return pd.DataFrame(dict(zip(columns, prepared, strict=True)), columns=columns, dtype=object)
+
+
 def write_crm_upsert(
     scores: pd.DataFrame,
     path: str | os.PathLike[str],
@@ -326,37 +394,13 @@ def write_crm_upsert(
     "Id","Renewal_Probability__c","Renewal_Risk_Band__c","ARR_At_Risk__c","Renewal_Reason_1__c",...
     "800A",25.0,"high",750.0,"'=seats fell","","","20261121T060000Z-1a2b3c","2026-11-01T00:00:00+00:00"
     """
-    fields = dict(DEFAULT_CRM_FIELDS if fields is None else fields)
-    unknown = [c for c in [key, *fields] if c not in scores.columns]
-    if unknown:
-        raise RenewForecastError(
-            f"scores have no column(s) {unknown}: write_crm_upsert takes the output of "
-            "score_contracts, or fields= naming the score columns to write"
-        )
-    header = [id_field, *fields.values()]
+    rows = crm_upsert_rows(
+        scores, id_field=id_field, key=key, fields=fields, probability_as_percent=probability_as_percent
+    )
     buf = io.StringIO()
     writer = csv.writer(buf, quoting=csv.QUOTE_NONNUMERIC, lineterminator="\n")
-    writer.writerow(header)
-    cols = [scores[key], *[scores[c] for c in fields]]
-    names = [key, *fields]
-    prepared = []
-    for name, col in zip(names, cols, strict=True):
-        if name == "renewal_probability" and probability_as_percent:
-            col = (col.astype(float) * 100).round(1)
-        elif name in ("arr", "arr_at_risk", "expected_renewal_arr"):
-            col = col.astype(float).round(2)
-        if pd.api.types.is_datetime64_any_dtype(col):
-            col = col.map(lambda t: "" if pd.isna(t) else t.isoformat())
-        if pd.api.types.is_numeric_dtype(col):
-            prepared.append([None if pd.isna(v) else float(v) for v in col])
-        else:
-            prepared.append(
-                [
-                    "" if v is None or (not isinstance(v, str) and pd.isna(v)) else neutralise_formula(str(v))
-                    for v in col
-                ]
-            )
-    for row in zip(*prepared, strict=True):
+    writer.writerow(list(rows.columns))
+    for row in rows.itertuples(index=False, name=None):
         writer.writerow(["" if v is None else v for v in row])
     target = Path(path)
     atomic_write_text(target, buf.getvalue())

@@ -1,0 +1,1074 @@
+"""Reading a Salesforce org straight from its API into an export folder that :func:`renewforecast.load_book` reads.
+
+The same field map as the CSV reader (:data:`~renewforecast.io.salesforce.SALESFORCE_OBJECTS`)
+decides what is asked for, so a pulled folder and a Data Loader export are
+the same thing. Sources of every rule are listed in ``docs/data_model.md``,
+section *Salesforce API (pull and push)*.
+
+Connection
+    Only from the environment: ``SF_INSTANCE_URL`` + ``SF_ACCESS_TOKEN``; or
+    the OAuth 2.0 JWT bearer flow of a connected app (``SF_CLIENT_ID``,
+    ``SF_USERNAME``, ``SF_JWT_KEY_FILE``, ``SF_LOGIN_URL``); or the client
+    credentials flow (``SF_CLIENT_ID``, ``SF_CLIENT_SECRET``, ``SF_LOGIN_URL``
+    = the org's My Domain). Tokens and keys never appear in a message, a log
+    line or a ``repr``.
+Endpoints
+    ``sobjects/{Object}/describe``; REST ``query`` / ``queryAll`` with
+    ``nextRecordsUrl`` paging for the small reference objects
+    (:data:`REST_OBJECTS`); Bulk API 2.0 query jobs (``jobs/query``, results
+    paged with ``Sforce-Locator``) for the others, which can hold millions of
+    rows.
+Incremental pulls
+    With a high-water ``SystemModstamp`` (``since`` or a state file), objects
+    that have ``SystemModstamp`` and ``IsDeleted`` are read with ``queryAll``
+    and ``WHERE SystemModstamp > high-water``: changed rows replace theirs,
+    deleted ones are removed. Others are read whole.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urljoin
+
+import jwt
+import requests
+import simple_salesforce
+from requests.adapters import HTTPAdapter
+from simple_salesforce.exceptions import SalesforceError
+from urllib3.util.retry import Retry
+
+from renewforecast.atomic import atomic_write_text
+from renewforecast.exceptions import Problem, RenewForecastError
+from renewforecast.io.salesforce import SALESFORCE_OBJECTS, SfObject
+
+__all__ = [
+    "API_VERSION",
+    "RECYCLE_BIN_DAYS",
+    "REST_OBJECTS",
+    "DailyApiLimitError",
+    "PullResult",
+    "RetryPolicy",
+    "SalesforceApiError",
+    "SalesforceAuthError",
+    "SalesforceConnection",
+    "SalesforceFieldError",
+    "SalesforceUnavailableError",
+    "api_objects",
+    "pull_salesforce",
+    "read_csv_text",
+    "render_rest_value",
+    "soql_datetime",
+]
+
+logger = logging.getLogger(__name__)
+
+#: REST and Bulk API version used unless ``SF_API_VERSION`` says otherwise.
+API_VERSION = "59.0"
+#: Days a deleted record stays in the Recycle Bin, where ``queryAll`` still sees it.
+RECYCLE_BIN_DAYS = 15
+#: Small reference objects read through REST query: a few pages cost fewer
+#: calls than a Bulk job's create, poll and results, and the currency objects
+#: are setup objects documented for ``query()``.
+REST_OBJECTS = frozenset({"Product2", "CurrencyType", "DatedConversionRate"})
+_DEFAULT_LOGIN_URL = "https://login.salesforce.com"
+_JWT_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+_DAILY_LIMIT_TEXT = "TotalRequests Limit exceeded"
+_RETRIED_STATUSES = (429, 500, 502, 503, 504)
+
+
+# ------------------------------------------------------------------ errors
+
+
+class SalesforceApiError(RenewForecastError):
+    """Salesforce refused or could not answer a request.
+
+    A pull that raises it leaves its folder and state file as they were; a
+    push may have sent earlier jobs (each row is upserted whole, so running
+    again is safe).
+
+    Attributes
+    ----------
+    status : int or None
+        The HTTP status of the last answer, if any.
+    error_code : str
+        Salesforce's ``errorCode`` (``INVALID_FIELD``), or ``""``.
+    """
+
+    def __init__(self, message: str, *, status: int | None = None, error_code: str = ""):
+        super().__init__(message)
+        self.status = status
+        self.error_code = error_code
+
+
+class SalesforceAuthError(SalesforceApiError):
+    """The credentials were refused, missing, or the session expired and cannot be renewed."""
+
+
+class DailyApiLimitError(SalesforceApiError):
+    """The org has used its 24-hour API request allocation (``TotalRequests Limit exceeded``).
+
+    Retrying cannot help until the rolling 24-hour window frees calls, so it
+    is raised at once.
+    """
+
+
+class SalesforceUnavailableError(SalesforceApiError):
+    """The network or Salesforce failed, and went on failing after every retry."""
+
+
+class SalesforceFieldError(SalesforceApiError):
+    """Required fields are missing from the org; no query was run.
+
+    Attributes
+    ----------
+    problems : list of Problem
+        One per missing object or field.
+    """
+
+    def __init__(self, problems: list[Problem]):
+        self.problems = list(problems)
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(
+            f"{len(self.problems)} required Salesforce field(s) or object(s) are not visible to the connected user; "
+            f"nothing was pulled:\n{lines}\nGrant the user field-level access to them, or correct the field map.",
+            error_code="INVALID_FIELD",
+        )
+
+
+# ------------------------------------------------------------------ connection
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How hard to try before giving up.
+
+    Parameters
+    ----------
+    total : int, default 5
+        Retries of a request answered 429 or 5xx, or not answered at all
+        (urllib3 ``Retry``: exponential back-off, ``Retry-After`` honoured).
+    backoff_factor : float, default 1.0
+        urllib3's factor: sleeps of factor x 2**(n-1) seconds.
+    backoff_max : float, default 120.0
+        Longest sleep between two retries.
+    limit_retries : int, default 4
+        Retries of a request refused with ``REQUEST_LIMIT_EXCEEDED`` that is
+        not the daily limit (concurrent long-running requests).
+    limit_backoff : float, default 5.0
+        First sleep after such a refusal; doubled at each retry.
+    poll_interval : float, default 2.0
+        Seconds between two looks at a Bulk API job.
+    poll_timeout : float, default 3600.0
+        Give up on a Bulk API job that has not finished after this long.
+
+    Examples
+    --------
+    >>> RetryPolicy(total=2, backoff_factor=0.0).adapter_retry().total
+    2
+    """
+
+    total: int = 5
+    backoff_factor: float = 1.0
+    backoff_max: float = 120.0
+    limit_retries: int = 4
+    limit_backoff: float = 5.0
+    poll_interval: float = 2.0
+    poll_timeout: float = 3600.0
+
+    def adapter_retry(self) -> Retry:
+        """The urllib3 ``Retry`` mounted on the session (every method, 429 and 5xx)."""
+        return Retry(
+            total=self.total,
+            connect=self.total,
+            read=self.total,
+            status=self.total,
+            backoff_factor=self.backoff_factor,
+            backoff_max=self.backoff_max,
+            status_forcelist=_RETRIED_STATUSES,
+            allowed_methods=None,
+            respect_retry_after_header=True,
+            raise_on_status=False,
+        )
+
+
+class _CaBundleAdapter(HTTPAdapter):
+    """An adapter that verifies with a chosen CA bundle.
+
+    requests lets ``REQUESTS_CA_BUNDLE`` override ``Session.verify`` on every
+    request (psf/requests#3829), so a bundle given explicitly is applied here,
+    where the environment no longer reaches.
+    """
+
+    def __init__(self, ca_bundle: str | None, **kwargs):
+        self.ca_bundle = ca_bundle
+        super().__init__(**kwargs)
+
+    def send(self, request, **kwargs):
+        if self.ca_bundle and kwargs.get("verify") is not False:
+            kwargs["verify"] = self.ca_bundle
+        return super().send(request, **kwargs)
+
+
+class _HttpFailure(Exception):
+    def __init__(self, status: int, content: Any, url: str):
+        super().__init__(f"HTTP {status}")
+        self.status = status
+        self.content = content
+        self.url = url
+
+
+def _first_error(content: Any) -> tuple[str, str]:
+    """(errorCode, message) from a REST error body: a list of {message, errorCode}."""
+    if isinstance(content, list) and content and isinstance(content[0], dict):
+        return str(content[0].get("errorCode", "")), str(content[0].get("message", ""))
+    if isinstance(content, dict):
+        return str(content.get("errorCode", content.get("error", ""))), str(
+            content.get("message", content.get("error_description", ""))
+        )
+    return "", str(content or "")[:300]
+
+
+def _path_of(url: str) -> str:
+    return url.split("?", 1)[0]
+
+
+class SalesforceConnection:
+    """An authenticated session on one Salesforce org, read from the environment.
+
+    Build it with :meth:`from_env`. It holds a :class:`requests.Session` with
+    retries mounted, a :class:`simple_salesforce.Salesforce` client on that
+    session, and the means to renew an expired session (JWT bearer and
+    client credentials flows only).
+
+    Parameters
+    ----------
+    instance_url : str
+        ``https://MyDomain.my.salesforce.com``.
+    access_token : str, optional
+        A session id; with ``authenticate`` it is fetched when missing.
+    authenticate : callable, optional
+        ``authenticate(session) -> (access_token, instance_url)``; called
+        again once when the session expires.
+    flow : str
+        ``"access_token"``, ``"jwt"`` or ``"client_credentials"`` (shown in repr).
+    api_version : str
+    retry : RetryPolicy
+    ca_bundle : str, optional
+        CA bundle to verify the server with; it wins over
+        ``REQUESTS_CA_BUNDLE``. Without it requests' default applies, which
+        honours ``REQUESTS_CA_BUNDLE``.
+
+    Examples
+    --------
+    >>> conn = SalesforceConnection("https://example.my.salesforce.com", access_token="00Dx!secret")
+    >>> conn
+    SalesforceConnection(instance_url='https://example.my.salesforce.com', flow='access_token', api_version='59.0')
+    >>> "secret" in repr(conn)
+    False
+    """
+
+    def __init__(
+        self,
+        instance_url: str | None,
+        *,
+        access_token: str | None = None,
+        authenticate: Callable[[requests.Session], tuple[str, str]] | None = None,
+        flow: str = "access_token",
+        api_version: str = API_VERSION,
+        retry: RetryPolicy | None = None,
+        ca_bundle: str | None = None,
+    ):
+        self.retry = retry or RetryPolicy()
+        self.api_version = api_version
+        self.flow = flow
+        self._authenticate = authenticate
+        self.session = requests.Session()
+        adapter = _CaBundleAdapter(ca_bundle, max_retries=self.retry.adapter_retry())
+        self.session.mount("https://", adapter)
+        self.session.mount("http://", adapter)
+        self.instance_url = (instance_url or "").rstrip("/")
+        self.__token = access_token
+        self._sf: simple_salesforce.Salesforce | None = None
+        if self.__token is None:
+            self._login()
+
+    def __repr__(self) -> str:
+        return (
+            f"SalesforceConnection(instance_url={self.instance_url!r}, flow={self.flow!r}, "
+            f"api_version={self.api_version!r})"
+        )
+
+    # -- construction
+
+    @classmethod
+    def from_env(
+        cls,
+        env: Mapping[str, str] | None = None,
+        *,
+        retry: RetryPolicy | None = None,
+        ca_bundle: str | None = None,
+    ) -> SalesforceConnection:
+        """A connection from ``SF_*`` environment variables (see the module docstring).
+
+        ``SF_API_VERSION`` overrides :data:`API_VERSION`; ``SF_CA_BUNDLE``
+        names a CA bundle. Without a usable set of variables it raises
+        :class:`SalesforceAuthError` naming the variables (never their values).
+
+        Examples
+        --------
+        >>> SalesforceConnection.from_env({"SF_INSTANCE_URL": "https://x.my.salesforce.com", "SF_ACCESS_TOKEN": "t"})
+        SalesforceConnection(instance_url='https://x.my.salesforce.com', flow='access_token', api_version='59.0')
+        >>> SalesforceConnection.from_env({})
+        Traceback (most recent call last):
+        ...
+        renewforecast.io.salesforce_api.SalesforceAuthError: No Salesforce credentials in the environment: ...
+        """
+        env = os.environ if env is None else env
+        version = env.get("SF_API_VERSION") or API_VERSION
+        ca_bundle = ca_bundle or env.get("SF_CA_BUNDLE") or None
+        login_url = (env.get("SF_LOGIN_URL") or _DEFAULT_LOGIN_URL).rstrip("/")
+        client_id = env.get("SF_CLIENT_ID")
+        common = {"api_version": version, "retry": retry, "ca_bundle": ca_bundle}
+        if client_id and env.get("SF_USERNAME") and env.get("SF_JWT_KEY_FILE"):
+            key_file = env["SF_JWT_KEY_FILE"]
+            audience = env.get("SF_JWT_AUDIENCE") or login_url
+            auth = _jwt_flow(login_url, client_id, env["SF_USERNAME"], key_file, audience)
+            return cls(env.get("SF_INSTANCE_URL"), authenticate=auth, flow="jwt", **common)
+        if client_id and env.get("SF_CLIENT_SECRET"):
+            auth = _client_credentials_flow(login_url, client_id, env["SF_CLIENT_SECRET"])
+            return cls(env.get("SF_INSTANCE_URL"), authenticate=auth, flow="client_credentials", **common)
+        if env.get("SF_INSTANCE_URL") and env.get("SF_ACCESS_TOKEN"):
+            return cls(env["SF_INSTANCE_URL"], access_token=env["SF_ACCESS_TOKEN"], **common)
+        raise SalesforceAuthError(
+            "No Salesforce credentials in the environment: set SF_INSTANCE_URL and SF_ACCESS_TOKEN; or "
+            "SF_CLIENT_ID, SF_USERNAME, SF_JWT_KEY_FILE and SF_LOGIN_URL (JWT bearer flow of a connected app); or "
+            "SF_CLIENT_ID, SF_CLIENT_SECRET and SF_LOGIN_URL = your My Domain URL (client credentials flow)."
+        )
+
+    def _login(self) -> None:
+        if self._authenticate is None:
+            raise SalesforceAuthError(
+                f"The Salesforce session for {self.instance_url} has expired or is invalid (INVALID_SESSION_ID) "
+                "and a bare access token cannot be renewed: get a new SF_ACCESS_TOKEN, or configure the JWT "
+                "bearer or client credentials flow so sessions are renewed automatically.",
+                status=401,
+                error_code="INVALID_SESSION_ID",
+            )
+        token, instance_url = self._authenticate(self.session)
+        self.__token = token
+        self.instance_url = instance_url.rstrip("/")
+        self._sf = None
+
+    # -- plumbing
+
+    @property
+    def base_path(self) -> str:
+        """``/services/data/vXX.X``."""
+        return f"/services/data/v{self.api_version}"
+
+    @property
+    def sf(self) -> simple_salesforce.Salesforce:
+        """A simple-salesforce client on this connection's session and token."""
+        if self._sf is None:
+            self._sf = simple_salesforce.Salesforce(
+                instance_url=self.instance_url,
+                session_id=self.__token,
+                session=self.session,
+                version=self.api_version,
+            )
+        return self._sf
+
+    def _headers(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+        headers = {"Authorization": f"Bearer {self.__token}", "Accept-Encoding": "gzip"}
+        headers.update(extra or {})
+        return headers
+
+    def call(self, fn: Callable[[], Any], what: str) -> Any:
+        """Run one API call with session renewal and limit handling.
+
+        ``fn`` raises simple-salesforce's errors or an HTTP failure; an
+        expired session is renewed once (when the flow allows), a
+        ``REQUEST_LIMIT_EXCEEDED`` refusal other than the daily limit is
+        retried with back-off, and every other failure becomes a
+        :class:`SalesforceApiError` naming ``what``.
+        """
+        renewed = False
+        limit_tries = 0
+        while True:
+            try:
+                return fn()
+            except requests.exceptions.RetryError as exc:
+                raise SalesforceUnavailableError(
+                    f"Salesforce did not answer {what} after {self.retry.total} retries ({_safe(exc)}). "
+                    "Try again later.",
+                ) from None
+            except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
+                raise SalesforceUnavailableError(
+                    f"Could not reach Salesforce at {self.instance_url} for {what} after {self.retry.total} "
+                    f"retries ({type(exc).__name__}). Check the network and SF_INSTANCE_URL.",
+                ) from None
+            except (SalesforceError, _HttpFailure) as exc:
+                status = exc.status
+                code, message = _first_error(exc.content)
+                if status in _RETRIED_STATUSES:
+                    raise SalesforceUnavailableError(
+                        f"Salesforce answered {what} with HTTP {status} ({code or 'no error code'}) after "
+                        f"{self.retry.total} retries. Try again later.",
+                        status=status,
+                        error_code=code,
+                    ) from None
+                if status == 401:
+                    if self._authenticate is None:
+                        self._login()  # raises the bare-token error
+                    if renewed:
+                        raise SalesforceAuthError(
+                            f"Salesforce refused the renewed session for {what} ({code}: {message}).",
+                            status=401,
+                            error_code=code,
+                        ) from None
+                    logger.info("Salesforce session expired during %s; renewing it once", what)
+                    self._login()
+                    renewed = True
+                    continue
+                if status == 403 and code == "REQUEST_LIMIT_EXCEEDED":
+                    if _DAILY_LIMIT_TEXT.lower() in message.lower():
+                        raise DailyApiLimitError(
+                            f"The Salesforce org has used its daily API request allocation ({message.strip()}) "
+                            f"during {what}. The limit is a rolling 24 hours: run again later, "
+                            "or ask the Salesforce admin for a larger allocation.",
+                            status=403,
+                            error_code=code,
+                        ) from None
+                    if limit_tries < self.retry.limit_retries:
+                        wait = min(self.retry.limit_backoff * 2**limit_tries, self.retry.backoff_max)
+                        limit_tries += 1
+                        logger.warning(
+                            "Salesforce refused %s (%s: %s); retry %d in %.1fs",
+                            what,
+                            code,
+                            message.strip(),
+                            limit_tries,
+                            wait,
+                        )
+                        time.sleep(wait)
+                        continue
+                raise SalesforceApiError(
+                    f"Salesforce refused {what}: HTTP {status} {code}: {message.strip()}",
+                    status=status,
+                    error_code=code,
+                ) from None
+
+    def http(
+        self,
+        method: str,
+        path: str,
+        *,
+        what: str,
+        params: Mapping[str, Any] | None = None,
+        json_body: Any = None,
+        data: bytes | str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> requests.Response:
+        """One request to ``path`` (relative to the instance) through :meth:`call`."""
+
+        def send() -> requests.Response:
+            url = urljoin(self.instance_url + "/", path.lstrip("/"))
+            response = self.session.request(
+                method,
+                url,
+                params=params,
+                json=json_body,
+                data=data,
+                headers=self._headers(headers),
+                timeout=(30, 300),
+            )
+            if response.status_code >= 300:
+                try:
+                    content = response.json()
+                except ValueError:
+                    content = response.text
+                raise _HttpFailure(response.status_code, content, _path_of(url))
+            return response
+
+        return self.call(send, what)
+
+    # -- REST
+
+    def describe(self, name: str) -> dict[str, Any] | None:
+        """The describe of object ``name``, or None when the org has no such object (or it is hidden)."""
+        try:
+            return self.call(lambda: self.sf.restful(f"sobjects/{name}/describe"), f"describe of {name}")
+        except SalesforceApiError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def query_records(self, soql: str, *, include_deleted: bool = False) -> Iterable[dict[str, Any]]:
+        """REST query (or queryAll) records, following ``nextRecordsUrl`` until ``done``."""
+        what = f"REST {'queryAll' if include_deleted else 'query'} [{soql}]"
+        page = self.call(lambda: self.sf.query(soql, include_deleted=include_deleted), what)
+        while True:
+            yield from page["records"]
+            if page.get("done", True) or not page.get("nextRecordsUrl"):
+                return
+            url = page["nextRecordsUrl"]
+            page = self.call(lambda u=url: self.sf.query_more(u, identifier_is_url=True), what)
+
+    # -- Bulk API 2.0
+
+    def bulk_query(self, soql: str, *, include_deleted: bool = False, max_records: int | None = None) -> list[dict]:
+        """Rows (as text) of a Bulk API 2.0 query job, all result sets read with ``Sforce-Locator``."""
+        operation = "queryAll" if include_deleted else "query"
+        what = f"Bulk API 2.0 {operation} [{soql}]"
+        job = self.http(
+            "POST",
+            f"{self.base_path}/jobs/query",
+            what=what,
+            json_body={
+                "operation": operation,
+                "query": soql,
+                "contentType": "CSV",
+                "columnDelimiter": "COMMA",
+                "lineEnding": "LF",
+            },
+        ).json()
+        self.wait_for_job(f"{self.base_path}/jobs/query/{job['id']}", what)
+        rows: list[dict] = []
+        locator: str | None = None
+        while True:
+            params: dict[str, Any] = {}
+            if locator:
+                params["locator"] = locator
+            if max_records:
+                params["maxRecords"] = max_records
+            response = self.http("GET", f"{self.base_path}/jobs/query/{job['id']}/results", what=what, params=params)
+            rows.extend(read_csv_text(response.content.decode("utf-8")))
+            locator = response.headers.get("Sforce-Locator")
+            if not locator or locator == "null":
+                return rows
+
+    def wait_for_job(self, path: str, what: str) -> dict[str, Any]:
+        """Poll a Bulk API 2.0 job until it is JobComplete; raise when it failed or was aborted."""
+        deadline = time.monotonic() + self.retry.poll_timeout
+        while True:
+            info = self.http("GET", path, what=what).json()
+            state = info.get("state")
+            if state == "JobComplete":
+                return info
+            if state in ("Failed", "Aborted"):
+                raise SalesforceApiError(
+                    f"Salesforce {what} ended {state}: {info.get('errorMessage', '')}", error_code=state
+                )
+            if time.monotonic() > deadline:
+                raise SalesforceUnavailableError(
+                    f"Salesforce {what} was still {state} after {self.retry.poll_timeout:.0f}s."
+                )
+            time.sleep(self.retry.poll_interval)
+
+
+def _safe(exc: BaseException) -> str:
+    """An exception's text without query strings (which could carry a locator or a token)."""
+    return str(getattr(exc, "args", [""])[0]).split("?", 1)[0][:200] if exc.args else type(exc).__name__
+
+
+def _token_request(session: requests.Session, login_url: str, data: dict[str, str], flow: str) -> tuple[str, str]:
+    url = f"{login_url}/services/oauth2/token"
+    try:
+        response = session.post(url, data=data, timeout=(30, 120))
+    except requests.exceptions.RequestException as exc:
+        raise SalesforceUnavailableError(
+            f"Could not reach the Salesforce login server {login_url} ({type(exc).__name__})."
+        ) from None
+    try:
+        body = response.json()
+    except ValueError:
+        body = {}
+    if response.status_code != 200 or "access_token" not in body:
+        raise SalesforceAuthError(
+            f"Salesforce ({login_url}) refused the {flow} login: {body.get('error', response.status_code)}: "
+            f"{body.get('error_description', '')}. Check SF_CLIENT_ID, the user or secret, and SF_LOGIN_URL "
+            "(login.salesforce.com, test.salesforce.com for a sandbox, or the org's My Domain).",
+            status=response.status_code,
+            error_code=str(body.get("error", "")),
+        )
+    return body["access_token"], body["instance_url"]
+
+
+def _jwt_flow(login_url: str, client_id: str, username: str, key_file: str, audience: str):
+    def authenticate(session: requests.Session) -> tuple[str, str]:
+        try:
+            key = Path(key_file).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise SalesforceAuthError(
+                f"Cannot read the JWT private key file named by SF_JWT_KEY_FILE ({exc.strerror})."
+            ) from None
+        now = int(time.time())
+        claims = {"iss": client_id, "sub": username, "aud": audience, "exp": now + 180}
+        try:
+            assertion = jwt.encode(claims, key, algorithm="RS256")
+        except (ValueError, TypeError, jwt.PyJWTError):
+            raise SalesforceAuthError(
+                "The file named by SF_JWT_KEY_FILE is not a usable RSA private key (PEM)."
+            ) from None
+        return _token_request(session, login_url, {"grant_type": _JWT_GRANT, "assertion": assertion}, "JWT bearer")
+
+    return authenticate
+
+
+def _client_credentials_flow(login_url: str, client_id: str, client_secret: str):
+    def authenticate(session: requests.Session) -> tuple[str, str]:
+        data = {"grant_type": "client_credentials", "client_id": client_id, "client_secret": client_secret}
+        return _token_request(session, login_url, data, "client credentials")
+
+    return authenticate
+
+
+# ------------------------------------------------------------------ values
+
+
+def read_csv_text(text: str) -> list[dict[str, str]]:
+    """Rows of a CSV text as dicts of strings (blank for empty).
+
+    Examples
+    --------
+    >>> read_csv_text('"Id","Name"\\n"001A","Acme, Inc."\\n')
+    [{'Id': '001A', 'Name': 'Acme, Inc.'}]
+    """
+    return [dict(row) for row in csv.DictReader(io.StringIO(text))]
+
+
+def render_rest_value(value: Any, kind: str = "") -> str:
+    """A REST JSON value as Data Loader and Bulk API write it in a CSV.
+
+    ``kind`` is the describe ``type``. Null is blank, checkboxes
+    ``true``/``false``, datetimes in UTC as ``2021-06-16T09:00:00.000Z``.
+
+    Examples
+    --------
+    >>> render_rest_value("2021-06-16T11:00:00.000+0200", "datetime")
+    '2021-06-16T09:00:00.000Z'
+    >>> render_rest_value(True), render_rest_value(None), render_rest_value(12.5), render_rest_value(3)
+    ('true', '', '12.5', '3')
+    """
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if kind == "datetime" and isinstance(value, str) and value:
+        stamp = dt.datetime.strptime(value.replace("Z", "+0000"), "%Y-%m-%dT%H:%M:%S.%f%z")
+        stamp = stamp.astimezone(dt.UTC)
+        return stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{stamp.microsecond // 1000:03d}Z"
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+def soql_datetime(value: Any) -> str:
+    """A SOQL datetime literal in UTC, to the second (``2026-01-31T09:15:00Z``).
+
+    Truncating to the second re-reads rows changed in the same second as the
+    high-water mark; replacing them again is harmless, missing them is not.
+
+    Examples
+    --------
+    >>> soql_datetime("2021-06-16T11:00:00.250+02:00")
+    '2021-06-16T09:00:00Z'
+    """
+    stamp = _utc(value)
+    return stamp.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _utc(value: Any) -> dt.datetime:
+    if isinstance(value, dt.datetime):
+        stamp = value
+    elif isinstance(value, dt.date):
+        stamp = dt.datetime(value.year, value.month, value.day)
+    else:
+        text = str(value).strip().replace("Z", "+00:00")
+        if len(text) > 5 and text[-5] in "+-" and text[-3] != ":":
+            text = text[:-2] + ":" + text[-2:]
+        stamp = dt.datetime.fromisoformat(text)
+    if stamp.tzinfo is None:
+        stamp = stamp.replace(tzinfo=dt.UTC)
+    return stamp.astimezone(dt.UTC)
+
+
+# ------------------------------------------------------------------ pulling
+
+
+@dataclass
+class PullResult:
+    """What a pull read and wrote.
+
+    Attributes
+    ----------
+    folder : Path
+        The export folder written.
+    rows : dict
+        Object -> records in its file after the pull.
+    changed : dict
+        Object -> records read from Salesforce (all of them for a whole pull).
+    deleted : dict
+        Object -> records removed because Salesforce deleted them.
+    modes : dict
+        Object -> ``"full"`` or ``"incremental"``.
+    warnings : list of Problem
+        Missing optional fields or objects, and deletions that may have been missed.
+    state : dict
+        The state written to the state file (high-water marks).
+    """
+
+    folder: Path
+    rows: dict[str, int] = field(default_factory=dict)
+    changed: dict[str, int] = field(default_factory=dict)
+    deleted: dict[str, int] = field(default_factory=dict)
+    modes: dict[str, str] = field(default_factory=dict)
+    warnings: list[Problem] = field(default_factory=list)
+    state: dict[str, Any] = field(default_factory=dict)
+
+
+def api_objects(field_map: Mapping[str, SfObject] | None = None) -> dict[str, SfObject]:
+    """The Salesforce objects of a field map, by API name (files that are not objects left out).
+
+    Examples
+    --------
+    >>> sorted(api_objects())[:3]
+    ['Account', 'Contract', 'CurrencyType']
+    >>> "spend" in api_objects() or "signals" in api_objects()
+    False
+    """
+    objects = {}
+    for obj in (field_map or SALESFORCE_OBJECTS).values():
+        # spend.csv and signals.csv use canonical names; they are not Salesforce objects.
+        if obj.id_field is None or not obj.file.endswith(".csv"):
+            continue
+        objects[obj.file[: -len(".csv")]] = obj
+    return objects
+
+
+@dataclass
+class _Plan:
+    name: str
+    obj: SfObject
+    header: list[str]
+    key: str
+    mode: str
+    rest: bool
+    high_water: str | None = None
+    modstamp: bool = False
+
+
+def _unique(names: Iterable[str]) -> list[str]:
+    return list(dict.fromkeys(names))
+
+
+def _plan(
+    name: str, obj: SfObject, describe: dict | None, problems: list[Problem], warnings: list[Problem]
+) -> _Plan | None:
+    if describe is None:
+        problem = Problem(
+            obj.file,
+            None,
+            "",
+            "",
+            "missing_object",
+            f"the org has no object {name} visible to the connected user",
+            "error" if obj.required_file else "warning",
+        )
+        (problems if obj.required_file else warnings).append(problem)
+        return None
+    present = {f["name"]: f for f in describe.get("fields", [])}
+    header = []
+    sources = _unique(f.source for f in obj.fields)
+    if obj.id_field and obj.id_field not in sources and obj.id_field in present:
+        # The record id keys the file (and incremental merges) even where the map does not read it.
+        header.append(obj.id_field)
+    for source in sources:
+        if source in present:
+            header.append(source)
+            continue
+        required = any(f.required for f in obj.fields if f.source == source)
+        problem = Problem(
+            obj.file,
+            None,
+            "",
+            source,
+            "missing_field",
+            f"{name}.{source} does not exist in the org or is hidden from the connected user"
+            + ("" if required else "; the column is left out and read as blank"),
+            "error" if required else "warning",
+        )
+        (problems if required else warnings).append(problem)
+    if "CurrencyIsoCode" in present:
+        header.append("CurrencyIsoCode")
+    key = obj.id_field if obj.id_field in header else header[0]
+    modstamp = "SystemModstamp" in present
+    incremental_ok = modstamp and "IsDeleted" in present and key == "Id"
+    return _Plan(
+        name, obj, header, key, "incremental" if incremental_ok else "full", name in REST_OBJECTS, modstamp=modstamp
+    )
+
+
+def _read_existing(path: Path) -> tuple[list[str], list[dict[str, str]]] | None:
+    if not path.is_file():
+        return None
+    with path.open(encoding="utf-8", newline="") as fh:
+        reader = csv.DictReader(fh)
+        rows = [dict(r) for r in reader]
+        return list(reader.fieldnames or []), rows
+
+
+def _fetch(conn: SalesforceConnection, plan: _Plan, soql: str, include_deleted: bool, page: int | None, types):
+    if plan.rest:
+        rows = []
+        for record in conn.query_records(soql, include_deleted=include_deleted):
+            rows.append({k: render_rest_value(v, types.get(k, "")) for k, v in record.items() if k != "attributes"})
+        return rows
+    return conn.bulk_query(soql, include_deleted=include_deleted, max_records=page)
+
+
+def _load_state(state_file: Path | None) -> dict[str, Any]:
+    if state_file is None or not Path(state_file).is_file():
+        return {}
+    try:
+        return json.loads(Path(state_file).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise SalesforceApiError(
+            f"The pull state file {state_file} cannot be read ({exc}); fix or delete it (then pull with --full)."
+        ) from None
+
+
+def _write_csv(path: Path, header: list[str], rows: list[dict[str, str]]) -> None:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(header)
+    for row in rows:
+        writer.writerow([row.get(c, "") or "" for c in header])
+    atomic_write_text(path, buf.getvalue())
+
+
+def _swap_in(stage: Path, out_dir: Path) -> None:
+    """Replace ``out_dir`` by ``stage`` with two renames; on failure the old folder is put back."""
+    if not out_dir.exists():
+        os.replace(stage, out_dir)
+        return
+    old = out_dir.with_name(f".{out_dir.name}.old-{uuid.uuid4().hex[:8]}")
+    os.replace(out_dir, old)
+    try:
+        os.replace(stage, out_dir)
+    except BaseException:
+        os.replace(old, out_dir)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def pull_salesforce(
+    out_dir: str | os.PathLike[str],
+    *,
+    since: Any = None,
+    state_file: str | os.PathLike[str] | None = None,
+    full: bool = False,
+    field_map: Mapping[str, SfObject] | None = None,
+    objects: Iterable[str] | None = None,
+    connection: SalesforceConnection | None = None,
+    bulk_page_size: int | None = None,
+    now: Any = None,
+) -> PullResult:
+    """Read every Salesforce object of the field map from the API into an export folder.
+
+    Each object is described first; the SOQL asks only for the field map's
+    fields that exist in the org. A missing optional field is a warning (its
+    column is left out, as a Data Loader export without it would be); a
+    missing required field is a :class:`SalesforceFieldError` raised before
+    any query runs. Product2, CurrencyType and DatedConversionRate are read
+    with REST query, the others with Bulk API 2.0 query jobs.
+
+    The folder is written in the layout :func:`renewforecast.load_book` reads:
+    ``{Object}.csv``, header = the field map's API names (and
+    ``CurrencyIsoCode`` in multi-currency orgs), values as Data Loader and the
+    Bulk API write them. Files in ``out_dir`` that are not Salesforce objects
+    (``spend.csv``, ``signals.csv``) are kept as they are. The new folder is
+    built beside ``out_dir`` and swapped in only when complete, so a failed
+    pull leaves the previous folder intact; the state file is written after.
+
+    Parameters
+    ----------
+    out_dir : path-like
+        The export folder (created, or updated in place).
+    since : datetime-like, optional
+        Read only records changed after this instant (UTC when naive), for
+        every object that supports it and whose file is already in ``out_dir``.
+    state_file : path-like, optional
+        JSON file of per-object high-water ``SystemModstamp``; read to pull
+        incrementally, and rewritten after a successful pull.
+    full : bool, default False
+        Read everything whatever the state says.
+    field_map : mapping, optional
+        Default :data:`~renewforecast.io.salesforce.SALESFORCE_OBJECTS`.
+    objects : iterable of str, optional
+        API names to pull (default every object of the field map).
+    connection : SalesforceConnection, optional
+        Default :meth:`SalesforceConnection.from_env`.
+    bulk_page_size : int, optional
+        ``maxRecords`` of each Bulk API result set (Salesforce's default when None).
+    now : datetime-like, optional
+        The pull's clock (default: now, UTC), for the Recycle Bin check.
+
+    Returns
+    -------
+    PullResult
+
+    Raises
+    ------
+    SalesforceFieldError
+        Required fields or objects are not in the org.
+    SalesforceAuthError, DailyApiLimitError, SalesforceUnavailableError, SalesforceApiError
+        The org refused or could not answer; ``out_dir`` is unchanged.
+
+    Warns
+    -----
+    Logged warnings (and :attr:`PullResult.warnings`) for missing optional
+    fields, and for an incremental pull whose last pull is older than the
+    Recycle Bin's :data:`RECYCLE_BIN_DAYS` days: deletions may be missed, so
+    pull with ``full=True``.
+
+    Examples
+    --------
+    >>> pull_salesforce("export", connection=conn)  # doctest: +SKIP
+    PullResult(folder=PosixPath('export'), rows={'Account': 92, ...}, ...)
+    """
+    out_dir = Path(out_dir)
+    conn = connection or SalesforceConnection.from_env()
+    catalogue = api_objects(field_map)
+    wanted = list(catalogue) if objects is None else list(objects)
+    unknown = [o for o in wanted if o not in catalogue]
+    if unknown:
+        raise SalesforceApiError(f"objects {unknown} are not in the field map; choose from {sorted(catalogue)}")
+    clock = _utc(now) if now is not None else dt.datetime.now(dt.UTC)
+    state = {} if full else _load_state(Path(state_file) if state_file else None)
+    previous = state.get("objects", {})
+    result = PullResult(out_dir)
+
+    # Describe everything first: a required field missing anywhere stops the pull before any query.
+    problems: list[Problem] = []
+    plans: list[_Plan] = []
+    types: dict[str, dict[str, str]] = {}
+    for name in wanted:
+        describe = conn.describe(name)
+        plan = _plan(name, catalogue[name], describe, problems, result.warnings)
+        if plan is not None:
+            plans.append(plan)
+            types[name] = {f["name"]: f.get("type", "") for f in describe.get("fields", [])}
+    if problems:
+        raise SalesforceFieldError(problems)
+
+    files: dict[str, tuple[list[str], list[dict[str, str]]]] = {}
+    new_state: dict[str, Any] = {}
+    for plan in plans:
+        existing = _read_existing(out_dir / plan.obj.file)
+        mark = None
+        if not full and plan.mode == "incremental" and existing is not None and existing[0] == plan.header:
+            mark = since if since is not None else previous.get(plan.name, {}).get("high_water")
+        select = list(plan.header)
+        if mark is not None:
+            last = _utc(mark)
+            if (clock - last).days >= RECYCLE_BIN_DAYS:
+                result.warnings.append(
+                    Problem(
+                        plan.obj.file,
+                        None,
+                        "",
+                        "SystemModstamp",
+                        "deletions_may_be_missed",
+                        f"the last pull of {plan.name} was at {soql_datetime(last)}, more than {RECYCLE_BIN_DAYS} "
+                        "days ago: records deleted since then may have left the Recycle Bin, where queryAll no "
+                        "longer sees them. Pull with --full to be sure the folder has no deleted records.",
+                        "warning",
+                    )
+                )
+            select = _unique([*select, "IsDeleted", "SystemModstamp"])
+            soql = f"SELECT {', '.join(select)} FROM {plan.name} WHERE SystemModstamp > {soql_datetime(last)}"
+        else:
+            if plan.modstamp:
+                select = _unique([*select, "SystemModstamp"])
+            soql = f"SELECT {', '.join(select)} FROM {plan.name}"
+        fetched = _fetch(conn, plan, soql, mark is not None, bulk_page_size, types[plan.name])
+        stamps = [r["SystemModstamp"] for r in fetched if r.get("SystemModstamp")]
+        if mark is not None:
+            # Rows keep their place in the file; changed ones are replaced where they stand, new ones appended.
+            by_key = {r[plan.key]: r for r in existing[1]}
+            removed = 0
+            for row in fetched:
+                if str(row.get("IsDeleted", "")).lower() == "true":
+                    removed += by_key.pop(row[plan.key], None) is not None
+                else:
+                    by_key[row[plan.key]] = row
+            rows = list(by_key.values())
+            result.deleted[plan.name] = removed
+            result.modes[plan.name] = "incremental"
+            high = max([soql_datetime(mark), *(soql_datetime(s) for s in stamps)])
+        else:
+            rows = fetched
+            result.deleted[plan.name] = 0
+            result.modes[plan.name] = "full"
+            high = max(soql_datetime(s) for s in stamps) if stamps else None
+        files[plan.obj.file] = (plan.header, rows)
+        result.rows[plan.name] = len(rows)
+        result.changed[plan.name] = len(fetched)
+        new_state[plan.name] = {"high_water": high, "pulled_at": soql_datetime(clock), "mode": result.modes[plan.name]}
+        logger.info(
+            "%s: %d record(s) read (%s), %d deleted, %d in the file",
+            plan.name,
+            len(fetched),
+            result.modes[plan.name],
+            result.deleted[plan.name],
+            len(rows),
+        )
+    for warning in result.warnings:
+        logger.warning("%s", warning)
+
+    # Build the new folder beside the old one and swap it in whole.
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.pull-", dir=out_dir.parent))
+    try:
+        if out_dir.is_dir():
+            for entry in out_dir.iterdir():
+                if entry.name in files:
+                    continue
+                if entry.is_dir():
+                    shutil.copytree(entry, stage / entry.name)
+                else:
+                    shutil.copy2(entry, stage / entry.name)
+        for name, (header, rows) in files.items():
+            _write_csv(stage / name, header, rows)
+        os.chmod(stage, 0o777 & ~_umask())
+        _swap_in(stage, out_dir)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+
+    objects_state = dict(previous)
+    objects_state.update(new_state)
+    result.state = {"format": 1, "instance_url": conn.instance_url, "objects": objects_state}
+    if state_file is not None:
+        atomic_write_text(Path(state_file), json.dumps(result.state, indent=2, sort_keys=True) + "\n")
+    return result
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
