@@ -330,6 +330,12 @@ class SalesforceServer:
         with self.lock:
             self._failures.extend([(status, retry_after or "")] * n)
 
+    def clear_faults(self) -> None:
+        """Forget the failures and limits still queued by :meth:`fail_next` and :meth:`limit_exceeded`."""
+        with self.lock:
+            self._failures.clear()
+            self._limits.clear()
+
     def limit_exceeded(self, kind: str = "daily", n: int = 1) -> None:
         """Refuse the next ``n`` API requests with REQUEST_LIMIT_EXCEEDED (``daily`` or ``concurrent``)."""
         with self.lock:
@@ -500,7 +506,9 @@ def _handler(server: SalesforceServer):
             with server.lock:
                 server.requests.append(Request(method, parts.path, query, body, dict(self.headers)))
                 failure = server._failures.pop(0) if server._failures else None
-                limit = server._limits.pop(0) if server._limits and failure is None else None
+                # Logins are not API requests: the limits count only calls under /services/data.
+                api_call = parts.path.startswith("/services/data/")
+                limit = server._limits.pop(0) if server._limits and failure is None and api_call else None
             if failure:
                 status, retry_after = failure
                 self.send(

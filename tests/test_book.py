@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import renewforecast as rf
 
@@ -23,6 +26,21 @@ def test_fingerprint_changes_with_any_value(demo_book):
     same = demo_book.replace(subscriptions=demo_book.subscriptions.copy())
     assert same.fingerprint == demo_book.fingerprint
     assert len(demo_book.fingerprint) == 64
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1))
+def test_fingerprint_does_not_depend_on_row_order(demo_book, seed):
+    # A database keeps no row order: the same records in any order are the same data.
+    rng = np.random.default_rng(seed)
+    shuffled = {
+        name: frame.iloc[rng.permutation(len(frame))].reset_index(drop=True) for name, frame in demo_book.tables.items()
+    }
+    assert demo_book.replace(**shuffled).fingerprint == demo_book.fingerprint
+    # ...while a row swapped for a copy of another is not the same data
+    subs = shuffled["subscriptions"]
+    duplicated = pd.concat([subs.iloc[:-1], subs.iloc[:1]], ignore_index=True)
+    assert demo_book.replace(subscriptions=duplicated).fingerprint != demo_book.fingerprint
 
 
 CUT = pd.Timestamp("2024-03-31")

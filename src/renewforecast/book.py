@@ -14,7 +14,7 @@ import pandas as pd
 from renewforecast.dates import month_end
 from renewforecast.schemas import TABLES, empty_table
 
-__all__ = ["Book", "chain_root_positions", "table_fingerprint"]
+__all__ = ["Book", "chain_root_positions", "content_fingerprint", "table_fingerprint"]
 
 _TABLE_NAMES = tuple(TABLES)
 
@@ -87,6 +87,46 @@ def table_fingerprint(frame: pd.DataFrame) -> str:
         h.update(b"\x1e" + str(name).encode("utf-8") + b"\x1d")
         h.update(_column_bytes(frame[name]))
     return h.hexdigest()
+
+
+def _sort_keys(series: pd.Series) -> np.ndarray:
+    # The same value encoding as _column_bytes, as sortable arrays.
+    if pd.api.types.is_datetime64_any_dtype(series):
+        return series.to_numpy(dtype="datetime64[ns]").view("int64")
+    if pd.api.types.is_bool_dtype(series) or str(series.dtype) == "boolean":
+        return series.astype("float64").fillna(-1.0).to_numpy()
+    if pd.api.types.is_numeric_dtype(series):
+        arr = series.astype("float64").to_numpy()
+        return np.where(np.isnan(arr), -np.inf, arr)
+    return series.astype("string").fillna("\x00").to_numpy(dtype=object)
+
+
+def content_fingerprint(frame: pd.DataFrame) -> str:
+    """Return a sha256 of a table's content that does not depend on the order of its rows.
+
+    The rows are put in one canonical order (by every column's value, first
+    column first) and hashed with :func:`table_fingerprint`. A database
+    keeps no row order and an export file's order is the tool's, so the same
+    records read from either give the same fingerprint.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> a = pd.DataFrame({"id": ["b", "a"], "x": [1.0, 2.0]})
+    >>> content_fingerprint(a) == content_fingerprint(a.iloc[::-1])
+    True
+    >>> content_fingerprint(a) == content_fingerprint(a.assign(x=[1.0, 2.5]))
+    False
+    """
+    if len(frame) > 1:
+        first = pd.Series(_sort_keys(frame.iloc[:, 0]))
+        if first.is_unique:  # a record id: it alone decides the order
+            order = first.sort_values(kind="mergesort").index.to_numpy()
+        else:
+            keys = pd.DataFrame({i: _sort_keys(frame[name]) for i, name in enumerate(frame.columns)})
+            order = keys.sort_values(list(keys.columns), kind="mergesort").index.to_numpy()
+        frame = frame.iloc[order]
+    return table_fingerprint(frame)
 
 
 @dataclass(frozen=True, eq=False)
@@ -175,13 +215,14 @@ opportunity_lines, schedules, spend, signals, opportunity_history : DataFrame
     def fingerprint(self) -> str:
         """sha256 over the content of every table and the currency.
 
-        Two Books with the same data have the same fingerprint whatever files
-        or format they were read from; it identifies training data in model
-        manifests and report provenance.
+        Two Books with the same data have the same fingerprint whatever files,
+        database or format they were read from, and in whatever order their
+        rows came (:func:`content_fingerprint`); it identifies training data in
+        model manifests and report provenance.
         """
         h = hashlib.sha256(self.currency.encode())
         for name, frame in self.tables.items():
-            h.update(name.encode() + table_fingerprint(frame).encode())
+            h.update(name.encode() + content_fingerprint(frame).encode())
         return h.hexdigest()
 
     @property

@@ -21,10 +21,12 @@ import os
 import sys
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
 import pandas as pd
+from click.core import ParameterSource
 
 from renewforecast.exceptions import (
     EXIT_CANNOT_WRITE,
@@ -40,8 +42,17 @@ from renewforecast.exceptions import (
 from renewforecast.reports.formatting import format_money
 
 EXIT_INVALID_DATA = 1
+EXIT_BAD_PARAMETER = 2
 EXIT_MODEL_REFUSED = 3
 EXIT_MODEL_MISMATCH = 4
+#: Salesforce or the database refused the credentials, or none were given.
+EXIT_NOT_AUTHORISED = 10
+#: Salesforce's daily API request limit is reached: nothing more can be asked today.
+EXIT_API_LIMIT = 11
+#: Salesforce or the database could not be reached, or kept failing after the retries.
+EXIT_UNREACHABLE = 12
+#: The scores were pushed, but Salesforce refused some rows (listed in the failures CSV).
+EXIT_PUSH_FAILED_ROWS = 13
 
 
 def _fail(message: str, code: int) -> None:
@@ -77,23 +88,19 @@ def _check_writable(path: str, what: str, *, folder: bool) -> None:
         os.unlink(probe)
 
 
-def _refuse_empty(book, directory: str, task: str) -> None:
+def _refuse_empty(book, data: _Data, task: str) -> None:
     """Exit 1 when the Book holds no contracts: nothing to score, forecast or report."""
     if len(book.contracts):
         return
     aside = len(book.quarantine)
     why = (
         f"every contract was set aside ({aside} row(s); run 'renewforecast validate --on-error quarantine "
-        f"{directory}' to list them)"
+        f"{_validate_args(data)}' to list them)"
         if aside
         else "the export has no Contract records (is Contract.csv only a header?)"
     )
     _fail(
-        str(
-            EmptyBookError(
-                f"{directory} holds no contracts: {why}, so there is nothing to {task}. Nothing was written."
-            )
-        ),
+        str(EmptyBookError(f"{data} holds no contracts: {why}, so there is nothing to {task}. Nothing was written.")),
         EXIT_INVALID_DATA,
     )
 
@@ -131,17 +138,221 @@ class _Main(click.Group):
             _fail("interrupted (SIGINT); nothing was published.", EXIT_SIGINT)
 
 
-def _load(directory: str, encoding: str | None, date_format: str, currency: str | None, on_error: str = "raise"):
+@dataclass(frozen=True)
+class _Data:
+    """Where a command reads its data: an export folder, or a database URL and schema."""
+
+    location: str  # what load_book is given
+    shown: str  # what messages say (a URL without its password)
+    schema: str | None = None
+    layout: str = "auto"
+
+    @property
+    def is_url(self) -> bool:
+        return "://" in self.location
+
+    def __str__(self) -> str:
+        return self.shown
+
+
+def _data(directory: str | None, source: str | None, schema: str | None, layout: str = "auto") -> _Data:
+    """The command's data: DIRECTORY or --source URL, exactly one (exit 2 otherwise).
+
+    A password typed into --source would be visible in ``ps`` and in shell
+    history, so it is refused; RENEWFORECAST_SOURCE (or the driver's own
+    PGPASSWORD / ~/.pgpass) carries it instead.
+    """
+    if (directory is None) == (source is None):
+        _fail(
+            "give the data as an export folder (DIRECTORY) or as a database URL (--source URL, or "
+            "RENEWFORECAST_SOURCE), not " + ("both" if directory else "neither"),
+            EXIT_BAD_PARAMETER,
+        )
+    if directory is not None:
+        if schema is not None or layout != "auto":
+            _fail(
+                "--schema and --layout describe a database; they go with --source URL, not a folder",
+                EXIT_BAD_PARAMETER,
+            )
+        return _Data(directory, directory)
+    shown = _database_url(source, "source", "--source", "RENEWFORECAST_SOURCE")
+    return _Data(source, shown, schema, layout)
+
+
+def _database_url(value: str, param: str, option: str, envvar: str) -> str:
+    """The URL as messages show it (no password); exit 2 when it is no URL or types a password on the command line."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        url = make_url(value)
+    except ArgumentError:
+        _fail(
+            f"{option} is not a database URL (dialect+driver://user@host/database, e.g. "
+            "postgresql+psycopg://analyst@warehouse/sales or duckdb:///salesforce.duckdb)",
+            EXIT_BAD_PARAMETER,
+        )
+    ctx = click.get_current_context()
+    if url.password is not None and ctx.get_parameter_source(param) is ParameterSource.COMMANDLINE:
+        _fail(
+            f"the {option} URL carries a password, which other users of this machine can read (ps) and which "
+            f"stays in the shell's history. Put the whole URL in the environment variable {envvar} "
+            "instead, or leave the password out and let the driver find it (PGPASSWORD or ~/.pgpass for "
+            "PostgreSQL). Nothing was read or written.",
+            EXIT_BAD_PARAMETER,
+        )
+    return url.render_as_string(hide_password=True)
+
+
+def source_options(func):
+    """DIRECTORY, or --source URL with --schema and --layout, for every command that reads data."""
+    func = click.option(
+        "--layout",
+        type=click.Choice(["auto", "fivetran", "airbyte", "stitch", "lowercase"]),
+        default="auto",
+        show_default=True,
+        help="With --source: the replication tool's table and column naming (auto: told from the tables).",
+    )(func)
+    func = click.option(
+        "--schema",
+        default=None,
+        envvar="RENEWFORECAST_SCHEMA",
+        help="With --source: the schema holding the replicated Salesforce tables (default: the connection's).",
+    )(func)
+    func = click.option(
+        "--source",
+        "source",
+        default=None,
+        envvar="RENEWFORECAST_SOURCE",
+        metavar="URL",
+        help="Read from a database holding a replicated Salesforce schema (Fivetran, Airbyte or Stitch layout) "
+        "instead of an export folder: a SQLAlchemy URL such as postgresql+psycopg://user@host/db or "
+        "duckdb:///file.duckdb. Default: $RENEWFORECAST_SOURCE. Keep passwords out of it (PGPASSWORD, "
+        "~/.pgpass, or the whole URL in $RENEWFORECAST_SOURCE).",
+    )(func)
+    return click.argument("directory", required=False, type=click.Path(exists=True, file_okay=False))(func)
+
+
+def results_options(func):
+    """--results-db URL and --results-schema: write what the command produced as database tables."""
+    func = click.option(
+        "--results-schema", default=None, envvar="RENEWFORECAST_RESULTS_SCHEMA", help="Schema of the result tables."
+    )(func)
+    return click.option(
+        "--results-db",
+        "results_db",
+        default=None,
+        envvar="RENEWFORECAST_RESULTS_DB",
+        metavar="URL",
+        help="Also write the results as tables into this database (SQLAlchemy URL; default "
+        "$RENEWFORECAST_RESULTS_DB), in one transaction, each row tagged with the run id; writing the same "
+        "run again replaces its rows. Keep passwords out of it (PGPASSWORD, ~/.pgpass, or the variable).",
+    )(func)
+
+
+def _results_url_ok(url: str | None) -> None:
+    """Check --results-db before any work (exit 2 for a malformed URL or a typed password)."""
+    if url is not None:
+        _database_url(url, "results_db", "--results-db", "RENEWFORECAST_RESULTS_DB")
+
+
+def _write_results(url: str | None, schema: str | None, tables: dict[str, pd.DataFrame], run_id: str) -> None:
+    """Write result tables (exit 10 or 12 when the database refuses, naming what was already written)."""
+    if url is None:
+        return
+    from renewforecast.io.warehouse import WarehouseError, write_result_tables
+
+    shown = _database_url(url, "results_db", "--results-db", "RENEWFORECAST_RESULTS_DB")
+    try:
+        written = write_result_tables(url, tables, schema=schema, run_id=run_id)
+    except WarehouseError as exc:
+        said = str(exc)
+        refused = any(w in said.lower() for w in ("authentication", "password", "permission denied"))
+        _fail(
+            f"{shown}: the result tables were not written (nothing in the database changed): {said}",
+            EXIT_NOT_AUTHORISED if refused else EXIT_UNREACHABLE,
+        )
+    click.echo(
+        f"Wrote run {run_id} to {shown}: " + ", ".join(f"{name} ({rows:,} rows)" for name, rows in written.items())
+    )
+
+
+def _headline_rows(run_folder: str | os.PathLike[str]) -> pd.DataFrame:
+    """Every headline figure of a published run, one row each (report, key, label, value, kind, as of)."""
+    import json
+
+    meta = json.loads((Path(run_folder) / "run.json").read_text(encoding="utf-8"))
+    rows = [
+        {
+            "report": name,
+            "key": figure.get("key"),
+            "label": figure.get("label"),
+            "value": figure.get("value") if isinstance(figure.get("value"), int | float) else None,
+            "text": None if isinstance(figure.get("value"), int | float) else figure.get("value"),
+            "kind": figure.get("kind"),
+            "as_of": meta.get("as_of"),
+            "data_fingerprint": meta.get("data_fingerprint"),
+            "model_version": meta.get("model_version"),
+        }
+        for name, headline in meta.get("headlines", {}).items()
+        for figure in headline.get("figures", [])
+    ]
+    return pd.DataFrame(rows).astype({"value": "float64"})
+
+
+def _run_id(as_of: pd.Timestamp) -> str:
+    """A result run's id: when it ran (UTC) and the as-of date it describes."""
+    return f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}-asof-{as_of:%Y%m%d}"
+
+
+def _load(data: _Data, encoding: str | None, date_format: str, currency: str | None, on_error: str = "raise"):
     from renewforecast.io.loader import load_book
 
+    extra = {"schema": data.schema, "layout": data.layout} if data.is_url else {}
     return load_book(
-        directory,
+        data.location,
+        **extra,
         encoding=encoding,
         date_format=date_format,
         currency=currency,
         on_error=on_error,
         date_window=_date_window(),
     )
+
+
+def _validate_args(data: _Data) -> str:
+    """How to name the same data to ``renewforecast validate``."""
+    if not data.is_url:
+        return data.location
+    return f"--source {data.shown}" + (f" --schema {data.schema}" if data.schema else "")
+
+
+def _load_or_exit_unreachable(data: _Data, encoding, date_format, currency, on_error="raise"):
+    """The Book, or exit 10/12 when the database refuses the login or cannot be reached.
+
+    A :class:`BookValidationError` is the caller's to report.
+    """
+    if not data.is_url:
+        return _load(data, encoding, date_format, currency, on_error)
+    from sqlalchemy.exc import DBAPIError, NoSuchModuleError
+
+    try:
+        return _load(data, encoding, date_format, currency, on_error)
+    except NoSuchModuleError as exc:
+        _fail(
+            f"{data}: no SQLAlchemy dialect or driver for this URL is installed ({exc}); install the dialect's "
+            "package (for example renewforecast[postgresql] or renewforecast[duckdb])",
+            EXIT_BAD_PARAMETER,
+        )
+    except DBAPIError as exc:
+        # The driver's own words (never the URL, which may hold the password).
+        said = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else type(exc).__name__
+        refused = any(w in said.lower() for w in ("authentication", "password", "permission denied", "not authorized"))
+        _fail(
+            f"{data}: the database {'refused the login' if refused else 'could not be read'}: {said}. Nothing was "
+            "read or written.",
+            EXIT_NOT_AUTHORISED if refused else EXIT_UNREACHABLE,
+        )
 
 
 def _date_window() -> tuple[str | None, str | None] | None:
@@ -260,6 +471,107 @@ def demo_data(out: str, accounts: int, seed: int, end: str) -> None:
     click.echo(f"Demo org written to {org.path} (export date {org.as_of.date()}): {counts}.")
 
 
+@contextlib.contextmanager
+def _salesforce_errors(what: str) -> Iterator[None]:
+    """Salesforce's refusals as one-paragraph messages and their exit codes (1, 10, 11, 12)."""
+    from renewforecast.io.salesforce_api import (
+        DailyApiLimitError,
+        SalesforceApiError,
+        SalesforceAuthError,
+        SalesforceFieldError,
+        SalesforceUnavailableError,
+    )
+
+    try:
+        yield
+    except SalesforceAuthError as exc:
+        _fail(f"{what}: Salesforce refused the login: {exc}", EXIT_NOT_AUTHORISED)
+    except DailyApiLimitError as exc:
+        _fail(f"{what}: {exc}", EXIT_API_LIMIT)
+    except SalesforceUnavailableError as exc:
+        _fail(f"{what}: {exc}", EXIT_UNREACHABLE)
+    except SalesforceFieldError as exc:
+        _fail(f"{what}: {exc}", EXIT_INVALID_DATA)
+    except SalesforceApiError as exc:
+        _fail(f"{what}: {exc}", EXIT_UNREACHABLE if exc.status and exc.status >= 500 else EXIT_INVALID_DATA)
+
+
+def _salesforce_connection():
+    """The Salesforce connection the environment describes (exit 2 for a malformed SF_* setting)."""
+    from renewforecast.io.salesforce_api import SalesforceConnection
+
+    try:
+        return SalesforceConnection.from_env()
+    except ValueError as exc:
+        _fail(str(exc), EXIT_BAD_PARAMETER)
+
+
+@main.command("pull")
+@click.argument("out", type=click.Path(file_okay=False))
+@click.option(
+    "--state",
+    "state_file",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="JSON file of what was last pulled (per object, the latest SystemModstamp): read to pull only what "
+    "changed since, rewritten after a successful pull.",
+)
+@click.option("--since", default=None, help="Pull only records changed after this instant (ISO date or time, UTC).")
+@click.option("--full", is_flag=True, help="Pull everything, whatever --state says.")
+@click.option(
+    "--object", "objects", multiple=True, help="Pull only this object (repeatable), e.g. SBQQ__Subscription__c."
+)
+def pull(out: str, state_file: str | None, since: str | None, full: bool, objects: tuple[str, ...]) -> None:
+    """Pull the org's contract data from the Salesforce API into the export folder OUT.
+
+    Every object the project reads (Account, Contract, SBQQ__Subscription__c,
+    Opportunity, ...) is described first and queried for the fields that
+    exist in the org (REST query for the small reference objects, Bulk API
+    2.0 for the rest); OUT gets the same files a Data Loader export has,
+    written beside it and swapped in when complete. With --state, only the
+    records changed since the last pull are read (deleted ones are removed).
+    Files that are not Salesforce objects (spend.csv, signals.csv) are kept.
+
+    \b
+    Credentials come from the environment only, never from the command line:
+      SF_INSTANCE_URL + SF_ACCESS_TOKEN, or
+      SF_LOGIN_URL + SF_CLIENT_ID + SF_USERNAME + SF_JWT_KEY_FILE (JWT bearer), or
+      SF_LOGIN_URL + SF_CLIENT_ID + SF_CLIENT_SECRET (client credentials).
+
+    Example: renewforecast pull data/org --state data/org-pull.json
+
+    \b
+    Exit codes: 0 pulled; 1 a field or object the project needs is not in
+    the org (nothing queried); 9 OUT cannot be written; 10 no credentials
+    or Salesforce refused them; 11 the org's daily API request limit is
+    reached; 12 Salesforce could not be reached or kept failing after the
+    retries. On any failure OUT and the state file are unchanged.
+    """
+    from renewforecast.io.salesforce_api import pull_salesforce
+
+    _check_writable(out, "the export folder", folder=True)
+    with _salesforce_errors("nothing was pulled"), _writing(out, "the export folder"):
+        result = pull_salesforce(
+            out,
+            since=since,
+            state_file=state_file,
+            full=full,
+            objects=list(objects) or None,
+            connection=_salesforce_connection(),
+        )
+    for problem in result.warnings:
+        click.echo(f"warning: {problem.message}", err=True)
+    for name, rows in result.rows.items():
+        mode = result.modes.get(name, "full")
+        moved = (
+            f"{result.changed.get(name, 0):,} changed, {result.deleted.get(name, 0):,} deleted"
+            if mode == "incremental"
+            else "read whole"
+        )
+        click.echo(f"  {name:<32} {rows:>10,} records ({moved})")
+    click.echo(f"Pulled {len(result.rows)} objects into {result.folder}")
+
+
 def _problem_line(r, *, rule: bool = False) -> str:
     from renewforecast.exceptions import location
 
@@ -281,12 +593,23 @@ def _grouped(frame: pd.DataFrame, limit: int | None) -> str:
 
 
 @main.command("validate")
-@click.argument("directory", type=click.Path(exists=True, file_okay=False))
+@source_options
 @data_options
 @click.option("--limit", default=5, show_default=True, help="Rows listed per rule.")
 @click.option("--all", "show_all", is_flag=True, help="List every row of every rule.")
 @on_error_option
-def validate(directory: str, encoding, date_format, currency, limit: int, show_all: bool, on_error: str) -> None:
+def validate(
+    directory: str | None,
+    source: str | None,
+    schema: str | None,
+    layout: str,
+    encoding,
+    date_format,
+    currency,
+    limit: int,
+    show_all: bool,
+    on_error: str,
+) -> None:
     """Check a Salesforce export (or canonical folder) and print a data-quality report.
 
     Every error and warning is listed, grouped by rule with its count (the
@@ -299,17 +622,18 @@ def validate(directory: str, encoding, date_format, currency, limit: int, show_a
     from renewforecast.exceptions import problems_frame
 
     rows = None if show_all else limit
+    data = _data(directory, source, schema, layout)
     try:
-        book = _load(directory, encoding, date_format, currency, on_error)
+        book = _load_or_exit_unreachable(data, encoding, date_format, currency, on_error)
     except BookValidationError as exc:
-        click.echo(f"{directory}: INVALID: {len(exc.problems)} error(s), {len(exc.warnings)} warning(s)")
+        click.echo(f"{data}: INVALID: {len(exc.problems)} error(s), {len(exc.warnings)} warning(s)")
         click.echo(f"Errors ({len(exc.problems)}):")
         click.echo(_grouped(problems_frame(exc.problems), rows))
         if exc.warnings:
             click.echo(f"Warnings ({len(exc.warnings)}):")
             click.echo(_grouped(problems_frame(exc.warnings), rows))
         sys.exit(EXIT_INVALID_DATA)
-    click.echo(f"{directory}: valid ({book.currency}), fingerprint {book.fingerprint[:12]}")
+    click.echo(f"{data}: valid ({book.currency}), fingerprint {book.fingerprint[:12]}")
     summary = book.summary()
     for row in summary.itertuples(index=False):
         span = "" if pd.isna(row.first) else f"  {row.first.date()} .. {row.last.date()}"
@@ -447,7 +771,7 @@ def _check_params(
 
 
 @main.command("report", cls=_ReportCommand)
-@click.argument("directory", type=click.Path(exists=True, file_okay=False))
+@source_options
 @click.option(
     "-p",
     "--param",
@@ -486,10 +810,14 @@ def _check_params(
     show_default=True,
     help="Saved renewal model the risk report scores with.",
 )
+@results_options
 @data_options
 @on_error_option
 def report(
     directory,
+    source,
+    schema,
+    layout,
     param_pairs,
     as_of,
     out,
@@ -499,6 +827,8 @@ def report(
     keep,
     jobs,
     model_path,
+    results_db,
+    results_schema,
     encoding,
     date_format,
     currency,
@@ -528,15 +858,17 @@ def report(
     """
     from renewforecast.reports.runner import run_reports
 
+    data = _data(directory, source, schema, layout)
+    _results_url_ok(results_db)
     try:
-        book = _load(directory, encoding, date_format, currency, on_error)
+        book = _load_or_exit_unreachable(data, encoding, date_format, currency, on_error)
     except BookValidationError as exc:
         _fail(
-            f"{directory} is not valid input, so no report was run. "
-            f"Run 'renewforecast validate {directory}' for the full list.\n{exc}",
+            f"{data} is not valid input, so no report was run. "
+            f"Run 'renewforecast validate {_validate_args(data)}' for the full list.\n{exc}",
             EXIT_INVALID_DATA,
         )
-    _refuse_empty(book, directory, "report")
+    _refuse_empty(book, data, "report")
     extra, declared = _check_params(param_pairs, notebooks, as_of, book, notebooks_dir)
     # Resolved once, here: every notebook receives this ISO date.
     day = book.resolve_as_of(as_of) if as_of or book.data_end is not None else pd.Timestamp(dt.date.today())
@@ -559,7 +891,7 @@ def report(
         params["on_error"] = on_error
     try:
         published = run_reports(
-            directory,
+            data.location if not data.is_url else data.shown,
             as_of=as_of,
             out=out,
             notebooks=list(notebooks) or None,
@@ -581,6 +913,8 @@ def report(
         _fail(str(exc), 1)
     click.echo(f"Published {published} (as of {as_of}).")
     click.echo(f"Open {Path(published) / 'index.html'}")
+    if results_db is not None:
+        _write_results(results_db, results_schema, {"kpis": _headline_rows(published)}, Path(published).name)
     if _notice_set_aside(book):
         sys.exit(EXIT_SET_ASIDE)
 
@@ -620,12 +954,12 @@ def notebooks_copy(dest: str, force: bool) -> None:
     click.echo(f"Run them with: renewforecast report DATA --notebooks {dest}")
 
 
-def _load_or_exit(directory, encoding, date_format, currency, on_error="raise"):
+def _load_or_exit(data: _Data, encoding, date_format, currency, on_error="raise"):
     try:
-        return _load(directory, encoding, date_format, currency, on_error)
+        return _load_or_exit_unreachable(data, encoding, date_format, currency, on_error)
     except BookValidationError as exc:
         _fail(
-            f"{directory} is not valid input. Run 'renewforecast validate {directory}' for the full list.\n{exc}",
+            f"{data} is not valid input. Run 'renewforecast validate {_validate_args(data)}' for the full list.\n{exc}",
             EXIT_INVALID_DATA,
         )
 
@@ -648,7 +982,7 @@ def _load_model_or_exit(model_path):
 
 
 @main.command("train")
-@click.argument("directory", type=click.Path(exists=True, file_okay=False))
+@source_options
 @click.option("--as-of", "as_of", default=None, help="Train on decisions known by this date (default: export date).")
 @click.option("--out", default="models/renewal", show_default=True, help="Model folder; a new version is added.")
 @click.option("--estimator", type=click.Choice(["gbt", "logistic"]), default="gbt", show_default=True)
@@ -661,7 +995,9 @@ def _load_model_or_exit(model_path):
 )
 @click.option("--seed", default=0, show_default=True, type=int, help="Random state.")
 @data_options
-def train(directory, as_of, out, estimator, lead_days, seed, encoding, date_format, currency) -> None:
+def train(
+    directory, source, schema, layout, as_of, out, estimator, lead_days, seed, encoding, date_format, currency
+) -> None:
     """Train the renewal model on past decisions, backtest it, and save it to OUT.
 
     The backtest (train before the median end date, test after) is recorded in
@@ -685,7 +1021,7 @@ def train(directory, as_of, out, estimator, lead_days, seed, encoding, date_form
         check_model_key()  # a key that failed to reach the environment stops before minutes of training
     except ModelKeyError as exc:
         _fail(f"the model was not trained: {exc}", EXIT_MODEL_REFUSED)
-    book = _load_or_exit(directory, encoding, date_format, currency)
+    book = _load_or_exit(_data(directory, source, schema, layout), encoding, date_format, currency)
     _check_writable(out, "the model", folder=True)  # before minutes of training
     cut = book.resolve_as_of(as_of)
     model = RenewalModel(estimator=estimator, random_state=seed)
@@ -719,62 +1055,166 @@ def train(directory, as_of, out, estimator, lead_days, seed, encoding, date_form
 
 
 @main.command("score")
-@click.argument("directory", type=click.Path(exists=True, file_okay=False))
+@source_options
 @click.option("--model", "model_path", default="models/renewal", show_default=True, help="Saved model folder.")
 @click.option("--as-of", "as_of", default=None, help="Scoring date (default: export date).")
-@click.option("--out", required=True, help="CSV to write (atomically).")
+@click.option("--out", default=None, help="CSV to write (atomically). Required unless --push.")
 @click.option("--crm", is_flag=True, help="Write a Salesforce upsert CSV (Id plus custom fields).")
-@click.option("--id-field", default="Id", show_default=True, help="With --crm: the field Salesforce matches on.")
+@click.option(
+    "--id-field", default="Id", show_default=True, help="With --crm or --push: the field Salesforce matches on."
+)
+@click.option(
+    "--push",
+    is_flag=True,
+    help="Upsert the scores into Salesforce (Bulk API 2.0), sending only the rows whose values differ from "
+    "what the org holds; credentials from the environment, as for 'pull'.",
+)
+@click.option("--dry-run", is_flag=True, help="With --push: list what would change in Salesforce; send nothing.")
+@click.option(
+    "--push-object", default="Contract", show_default=True, help="With --push: the object holding the score fields."
+)
+@click.option(
+    "--failures",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="With --push: CSV of the rows Salesforce refused, with its error (default: push_failures.csv beside "
+    "OUT, or in the current folder).",
+)
+@results_options
 @data_options
 @on_error_option
-def score(directory, model_path, as_of, out, crm, id_field, encoding, date_format, currency, on_error) -> None:
-    """Score every contract coming up for renewal and write the scores to OUT.
+def score(
+    directory,
+    source,
+    schema,
+    layout,
+    model_path,
+    as_of,
+    out,
+    crm,
+    id_field,
+    push,
+    dry_run,
+    push_object,
+    failures,
+    results_db,
+    results_schema,
+    encoding,
+    date_format,
+    currency,
+    on_error,
+) -> None:
+    """Score every contract coming up for renewal; write the scores to OUT and/or push them into Salesforce.
 
     Exits 1 when the data holds no contracts and 9 when OUT cannot be written
     (under a file, permission denied, disk full).
 
     Example: renewforecast score data/demo --model models/renewal --out scores.csv --crm
 
+    Nightly, into Salesforce: renewforecast score data/org --out scores.csv --crm --push
+
     \b
-    Exit codes: 0 written; 1 invalid export; 3 the model was refused
-    (changed or malformed files, another model format, scikit-learn or
-    NumPy of another major.minor version, or with RENEWFORECAST_MODEL_KEY
-    set an unsigned or wrongly signed manifest; nothing written); 4 the
-    export lacks what the model needs; 8 written, with rows set aside.
+    Exit codes: 0 written (and pushed); 1 invalid export; 2 neither --out
+    nor --push; 3 the model was refused (changed or malformed files, another
+    model format, scikit-learn or NumPy of another major.minor version, or
+    with RENEWFORECAST_MODEL_KEY set an unsigned or wrongly signed manifest;
+    nothing written); 4 the export lacks what the model needs; 8 written,
+    with rows set aside; 9 OUT cannot be written; with --push: 10 no
+    credentials or Salesforce refused them, 11 the daily API request limit
+    is reached, 12 Salesforce could not be reached after the retries (also:
+    --results-db could not be written), 13 pushed, but Salesforce refused
+    some rows (listed in the failures CSV; a re-run sends only those and
+    any that changed).
     """
     from renewforecast.analyses.scoring import SCORE_COLUMNS, ScoringInputError, score_contracts, write_crm_upsert
 
-    book = _load_or_exit(directory, encoding, date_format, currency, on_error)
-    _refuse_empty(book, directory, "score")
-    _check_writable(out, "the scores", folder=False)
+    if out is None and not push:
+        _fail("give --out FILE for the scores, --push to send them to Salesforce, or both", EXIT_BAD_PARAMETER)
+    if dry_run and not push:
+        _fail("--dry-run goes with --push (it lists what a push would change)", EXIT_BAD_PARAMETER)
+    data = _data(directory, source, schema, layout)
+    _results_url_ok(results_db)
+    book = _load_or_exit(data, encoding, date_format, currency, on_error)
+    _refuse_empty(book, data, "score")
+    if out is not None:
+        _check_writable(out, "the scores", folder=False)
+    if push:
+        failures = failures or str(Path(out).parent / "push_failures.csv" if out else "push_failures.csv")
+        _check_writable(failures, "the push failures", folder=False)
     cut = book.resolve_as_of(as_of)
     model = _load_model_or_exit(model_path)
     try:
         scores = score_contracts(book, model=model, as_of=cut)
     except ScoringInputError as exc:
         _fail(str(exc), EXIT_MODEL_MISMATCH)
-    with _writing(out, "the scores"):
-        if crm:
-            write_crm_upsert(scores, out, id_field=id_field)
-        else:
-            write_crm_upsert(
-                scores,
-                out,
-                id_field="contract_id",
-                fields={c: c for c in SCORE_COLUMNS if c != "contract_id"},
-                probability_as_percent=False,
-            )
+    if out is not None:
+        with _writing(out, "the scores"):
+            if crm:
+                write_crm_upsert(scores, out, id_field=id_field)
+            else:
+                write_crm_upsert(
+                    scores,
+                    out,
+                    id_field="contract_id",
+                    fields={c: c for c in SCORE_COLUMNS if c != "contract_id"},
+                    probability_as_percent=False,
+                )
     at_risk = format_money(scores["arr_at_risk"].sum(), book.currency, compact=False)
     click.echo(
         f"Scored {len(scores):,} contracts as of {cut.date()} with model {model.model_version_}; "
-        f"ARR at risk {at_risk}. Wrote {out}"
+        f"ARR at risk {at_risk}." + (f" Wrote {out}" if out else "")
     )
+    _write_results(results_db, results_schema, {"scores": scores}, _run_id(cut))
+    refused_rows = push and _push(scores, push_object, id_field, dry_run, failures)
     if _notice_set_aside(book):
         sys.exit(EXIT_SET_ASIDE)
+    if refused_rows:
+        sys.exit(EXIT_PUSH_FAILED_ROWS)
+
+
+def _push(scores: pd.DataFrame, push_object: str, id_field: str, dry_run: bool, failures: str) -> bool:
+    """Push the scores (or list what would change); whether Salesforce refused any row."""
+    from renewforecast.analyses.writeback import push_scores
+
+    what = "nothing was pushed" if dry_run else "the push stopped"
+    with _salesforce_errors(what), _writing(failures, "the push failures"):
+        result = push_scores(
+            scores,
+            object=push_object,
+            id_field=id_field,
+            dry_run=dry_run,
+            failures_path=None if dry_run else failures,
+            connection=_salesforce_connection(),
+        )
+    if dry_run:
+        rows = result.changes["id"].nunique() if len(result.changes) else 0
+        click.echo(
+            f"Dry run: {rows:,} {push_object} records would change ({len(result.changes):,} values); "
+            f"{result.unchanged:,} already hold these scores. Nothing was sent."
+        )
+        for change in result.changes.head(20).itertuples(index=False):
+            click.echo(f"  {change.id} {change.field}: {change.current!r} -> {change.new!r}")
+        if len(result.changes) > 20:
+            click.echo(f"  ... and {len(result.changes) - 20:,} more values")
+        return False
+    failed = len(result.failed)
+    click.echo(
+        f"Pushed to Salesforce {push_object}: {result.updated:,} records updated, {result.unchanged:,} unchanged "
+        f"(not sent), {failed:,} refused"
+        + (f", {result.retried:,} sent again after a transient error" if result.retried else "")
+        + f"; jobs {', '.join(result.jobs) or 'none'}."
+    )
+    if failed:
+        click.echo(
+            f"error: Salesforce refused {failed:,} records; they and Salesforce's errors are in {failures}. "
+            "A re-run sends only those and any that changed.",
+            err=True,
+        )
+    return bool(failed)
 
 
 @main.command("forecast")
-@click.argument("directory", type=click.Path(exists=True, file_okay=False))
+@source_options
 @click.option("--as-of", "as_of", default=None, help="Forecast date, YYYY-MM-DD (default: the data's export date).")
 @click.option("--horizon", default=12, show_default=True, type=click.IntRange(1, 120), help="Months forecast.")
 @click.option("--out", required=True, help="CSV to write (atomically): month, group, component, mean, p10, p50, p90.")
@@ -797,9 +1237,13 @@ def score(directory, model_path, as_of, out, crm, id_field, encoding, date_forma
 )
 @click.option("--slip", default=0, show_default=True, type=click.IntRange(min=0), help="Months every open deal slips.")
 @click.option("--uplift", default=None, type=float, help="Price every renewal at ARR x (1 + UPLIFT).")
+@results_options
 @data_options
 def forecast(
     directory,
+    source,
+    schema,
+    layout,
     as_of,
     horizon,
     out,
@@ -811,6 +1255,8 @@ def forecast(
     renewal_factor,
     slip,
     uplift,
+    results_db,
+    results_schema,
     encoding,
     date_format,
     currency,
@@ -826,8 +1272,10 @@ def forecast(
     from renewforecast.analyses.scoring import neutralise_formula
     from renewforecast.atomic import atomic_write_text
 
-    book = _load_or_exit(directory, encoding, date_format, currency)
-    _refuse_empty(book, directory, "forecast")
+    data = _data(directory, source, schema, layout)
+    _results_url_ok(results_db)
+    book = _load_or_exit(data, encoding, date_format, currency)
+    _refuse_empty(book, data, "forecast")
     _check_writable(out, "the forecast", folder=False)
     cut = book.resolve_as_of(as_of)
     model = None if model_path is None else _load_model_or_exit(model_path)
@@ -854,6 +1302,7 @@ def forecast(
         f"{last['month']:%B %Y} {money(last['mean'])} (P10 {money(last['p10'])}, P90 {money(last['p90'])}). "
         f"Renewals: {fc.renewal.source}. Wrote {out}"
     )
+    _write_results(results_db, results_schema, {"forecast": fc.frame.assign(scenario=scenario_name)}, _run_id(cut))
 
 
 if __name__ == "__main__":

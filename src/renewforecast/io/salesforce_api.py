@@ -188,6 +188,39 @@ class RetryPolicy:
     poll_interval: float = 2.0
     poll_timeout: float = 3600.0
 
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> RetryPolicy:
+        """The default policy, with what a scheduler set: ``SF_RETRIES`` (``total`` and ``limit_retries``),
+        ``SF_BACKOFF`` (``backoff_factor`` and ``limit_backoff``, seconds) and ``SF_POLL_INTERVAL``.
+
+        Examples
+        --------
+        >>> RetryPolicy.from_env({"SF_RETRIES": "1", "SF_BACKOFF": "0.5"})
+        RetryPolicy(total=1, backoff_factor=0.5, backoff_max=120.0, limit_retries=1, limit_backoff=0.5, ...)
+        >>> RetryPolicy.from_env({"SF_RETRIES": "many"})
+        Traceback (most recent call last):
+        ...
+        ValueError: SF_RETRIES must be a number, not 'many'
+        """
+        env = os.environ if env is None else env
+        values: dict[str, float] = {}
+        for name, fields, kind in (
+            ("SF_RETRIES", ("total", "limit_retries"), int),
+            ("SF_BACKOFF", ("backoff_factor", "limit_backoff"), float),
+            ("SF_POLL_INTERVAL", ("poll_interval",), float),
+        ):
+            text = env.get(name)
+            if not text:
+                continue
+            try:
+                value = kind(text)
+            except ValueError:
+                raise ValueError(f"{name} must be a number, not {text!r}") from None
+            if value < 0:
+                raise ValueError(f"{name} must not be negative, not {text!r}")
+            values.update(dict.fromkeys(fields, value))
+        return cls(**values)
+
     def adapter_retry(self) -> Retry:
         """The urllib3 ``Retry`` mounted on the session (every method, 429 and 5xx)."""
         return Retry(
@@ -338,6 +371,7 @@ class SalesforceConnection:
         """
         env = os.environ if env is None else env
         version = env.get("SF_API_VERSION") or API_VERSION
+        retry = retry or RetryPolicy.from_env(env)
         ca_bundle = ca_bundle or env.get("SF_CA_BUNDLE") or None
         login_url = (env.get("SF_LOGIN_URL") or _DEFAULT_LOGIN_URL).rstrip("/")
         client_id = env.get("SF_CLIENT_ID")
@@ -592,9 +626,18 @@ def _token_request(session: requests.Session, login_url: str, data: dict[str, st
         raise SalesforceUnavailableError(
             f"Could not reach the Salesforce login server {login_url} ({type(exc).__name__})."
         ) from None
+    if response.status_code == 429 or response.status_code >= 500:
+        # Still failing after the session's retries: the login server is down, not the credentials wrong.
+        raise SalesforceUnavailableError(
+            f"The Salesforce login server {login_url} answered HTTP {response.status_code} after the retries; "
+            "try again later.",
+            status=response.status_code,
+        )
     try:
         body = response.json()
     except ValueError:
+        body = {}
+    if not isinstance(body, dict):
         body = {}
     if response.status_code != 200 or "access_token" not in body:
         raise SalesforceAuthError(
