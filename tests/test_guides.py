@@ -25,6 +25,18 @@ FENCE = re.compile(r"^```(\w*)([^\n]*)\n(.*?)^```\s*$", re.MULTILINE | re.DOTALL
 RUNNABLE = {"python", "bash", "cron"}
 
 
+CONTRACT_SCORE_FIELDS = [
+    ("Renewal_Probability__c", "percent", {"precision": 4, "scale": 1}),
+    ("Renewal_Risk_Band__c", "picklist", {"length": 255}),
+    ("ARR_At_Risk__c", "currency", {"precision": 16, "scale": 2}),
+    ("Renewal_Reason_1__c", "string", {"length": 255}),
+    ("Renewal_Reason_2__c", "string", {"length": 255}),
+    ("Renewal_Reason_3__c", "string", {"length": 255}),
+    ("Renewal_Model_Version__c", "string", {"length": 80}),
+    ("Renewal_Scored_At__c", "datetime", {}),
+]
+
+
 def blocks(path: Path) -> list[tuple[str, str, str]]:
     return [(m.group(1), m.group(2).strip(), m.group(3)) for m in FENCE.finditer(path.read_text(encoding="utf-8"))]
 
@@ -52,7 +64,21 @@ def trained(demo_org, tmp_path_factory) -> Path:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("guide", GUIDES, ids=lambda p: p.stem)
-def test_every_code_block_of_the_guide_runs(guide, demo_org, trained, tmp_path, monkeypatch):
+def test_every_code_block_of_the_guide_runs(guide, demo_org, trained, sf_server, sf_credentials, tmp_path, monkeypatch):
+    # The org the nightly job talks to: the local HTTPS Salesforce serving the demo org, with the
+    # score fields an administrator creates on Contract, reached through a connected app's JWT flow.
+    for name, kind, describe in CONTRACT_SCORE_FIELDS:
+        sf_server.add_field("Contract", name, kind, **describe)
+    salesforce = {
+        "SF_LOGIN_URL": sf_server.url,
+        "SF_CLIENT_ID": sf_credentials.client_id,
+        "SF_USERNAME": sf_credentials.username,
+        "SF_JWT_KEY_FILE": str(sf_credentials.key_file),
+        "SF_CA_BUNDLE": str(sf_server.ca_path),
+        "SF_POLL_INTERVAL": "0.05",
+    }
+    for name, value in salesforce.items():
+        monkeypatch.setenv(name, value)
     home = tmp_path / "home"
     checkout = home / "renewforecast"
     shutil.copytree(demo_org.path, checkout / "data" / "demo")
@@ -60,6 +86,7 @@ def test_every_code_block_of_the_guide_runs(guide, demo_org, trained, tmp_path, 
     (checkout / ".venv").symlink_to(Path(sys.executable).parents[1], target_is_directory=True)
     env = {
         **os.environ,
+        **salesforce,
         "HOME": str(home),
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
         "MPLBACKEND": "Agg",
