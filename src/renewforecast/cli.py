@@ -180,28 +180,28 @@ def _data(directory: str | None, source: str | None, schema: str | None, layout:
 
 
 def _database_url(value: str, param: str, option: str, envvar: str) -> str:
-    """The URL as messages show it (no password); exit 2 when it is no URL or types a password on the command line."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
+    """The URL as messages show it (no secrets); exit 2 for no URL, or a secret typed on the command line."""
+    from renewforecast.io.warehouse import WarehouseError, masked_url, url_secrets
 
     try:
-        url = make_url(value)
-    except ArgumentError:
+        shown = masked_url(value)
+        secrets = url_secrets(value)
+    except WarehouseError:
         _fail(
             f"{option} is not a database URL (dialect+driver://user@host/database, e.g. "
             "postgresql+psycopg://analyst@warehouse/sales or duckdb:///salesforce.duckdb)",
             EXIT_BAD_PARAMETER,
         )
     ctx = click.get_current_context()
-    if url.password is not None and ctx.get_parameter_source(param) is ParameterSource.COMMANDLINE:
+    if secrets and ctx.get_parameter_source(param) is ParameterSource.COMMANDLINE:
         _fail(
-            f"the {option} URL carries a password, which other users of this machine can read (ps) and which "
-            f"stays in the shell's history. Put the whole URL in the environment variable {envvar} "
-            "instead, or leave the password out and let the driver find it (PGPASSWORD or ~/.pgpass for "
+            f"the {option} URL carries a secret ({', '.join(secrets)}), which other users of this machine can "
+            f"read (ps) and which stays in the shell's history. Put the whole URL in the environment variable "
+            f"{envvar} instead, or leave the secret out and let the driver find it (PGPASSWORD or ~/.pgpass for "
             "PostgreSQL). Nothing was read or written.",
             EXIT_BAD_PARAMETER,
         )
-    return url.render_as_string(hide_password=True)
+    return shown
 
 
 def source_options(func):
@@ -256,25 +256,37 @@ def _results_url_ok(url: str | None) -> None:
         _database_url(url, "results_db", "--results-db", "RENEWFORECAST_RESULTS_DB")
 
 
-def _write_results(url: str | None, schema: str | None, tables: dict[str, pd.DataFrame], run_id: str) -> None:
-    """Write result tables (exit 10 or 12 when the database refuses, naming what was already written)."""
+#: What a WarehouseError's reason means for a scheduler.
+_WAREHOUSE_EXIT = {"auth": EXIT_NOT_AUTHORISED, "unreachable": EXIT_UNREACHABLE, "driver": EXIT_BAD_PARAMETER}
+
+
+def _write_results(url: str | None, schema: str | None, tables: dict[str, pd.DataFrame], run_id: str) -> int:
+    """Write result tables; 0, or the exit code of the database's refusal (10, 12, 2), already explained on stderr."""
     if url is None:
-        return
+        return 0
     from renewforecast.io.warehouse import WarehouseError, write_result_tables
 
     shown = _database_url(url, "results_db", "--results-db", "RENEWFORECAST_RESULTS_DB")
     try:
         written = write_result_tables(url, tables, schema=schema, run_id=run_id)
     except WarehouseError as exc:
-        said = str(exc)
-        refused = any(w in said.lower() for w in ("authentication", "password", "permission denied"))
-        _fail(
-            f"{shown}: the result tables were not written (nothing in the database changed): {said}",
-            EXIT_NOT_AUTHORISED if refused else EXIT_UNREACHABLE,
-        )
+        reason = getattr(exc, "reason", None)
+        code = _WAREHOUSE_EXIT.get(reason, EXIT_BAD_PARAMETER if reason == "invalid" else EXIT_UNREACHABLE)
+        click.echo(f"error: {shown}: the result tables were not written (nothing in them changed): {exc}", err=True)
+        return code
     click.echo(
         f"Wrote run {run_id} to {shown}: " + ", ".join(f"{name} ({rows:,} rows)" for name, rows in written.items())
     )
+    return 0
+
+
+def _exit_worst(*codes: int) -> None:
+    """Exit with the code a scheduler should act on first: 10, 11, 12, 2, 13, then 8 (0 when all are 0)."""
+    order = [EXIT_NOT_AUTHORISED, EXIT_API_LIMIT, EXIT_UNREACHABLE, EXIT_BAD_PARAMETER, EXIT_PUSH_FAILED_ROWS]
+    order.append(EXIT_SET_ASIDE)
+    for code in order:
+        if code in codes:
+            sys.exit(code)
 
 
 def _headline_rows(run_folder: str | os.PathLike[str]) -> pd.DataFrame:
@@ -328,31 +340,23 @@ def _validate_args(data: _Data) -> str:
 
 
 def _load_or_exit_unreachable(data: _Data, encoding, date_format, currency, on_error="raise"):
-    """The Book, or exit 10/12 when the database refuses the login or cannot be reached.
+    """The Book, or exit 10/12/2 when the database refuses the login, cannot be reached or has no driver here.
 
     A :class:`BookValidationError` is the caller's to report.
     """
     if not data.is_url:
         return _load(data, encoding, date_format, currency, on_error)
-    from sqlalchemy.exc import DBAPIError, NoSuchModuleError
+    from renewforecast.io.warehouse import WarehouseError
 
     try:
         return _load(data, encoding, date_format, currency, on_error)
-    except NoSuchModuleError as exc:
-        _fail(
-            f"{data}: no SQLAlchemy dialect or driver for this URL is installed ({exc}); install the dialect's "
-            "package (for example renewforecast[postgresql] or renewforecast[duckdb])",
-            EXIT_BAD_PARAMETER,
+    except WarehouseError as exc:
+        reason = getattr(exc, "reason", None)
+        # Reading, a refused statement is a missing grant: the login's rights, not the data.
+        code = {**_WAREHOUSE_EXIT, "refused": EXIT_NOT_AUTHORISED, "invalid": EXIT_BAD_PARAMETER}.get(
+            reason, EXIT_UNREACHABLE
         )
-    except DBAPIError as exc:
-        # The driver's own words (never the URL, which may hold the password).
-        said = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else type(exc).__name__
-        refused = any(w in said.lower() for w in ("authentication", "password", "permission denied", "not authorized"))
-        _fail(
-            f"{data}: the database {'refused the login' if refused else 'could not be read'}: {said}. Nothing was "
-            "read or written.",
-            EXIT_NOT_AUTHORISED if refused else EXIT_UNREACHABLE,
-        )
+        _fail(f"{data}: nothing was read: {exc}", code)
 
 
 def _date_window() -> tuple[str | None, str | None] | None:
@@ -913,10 +917,9 @@ def report(
         _fail(str(exc), 1)
     click.echo(f"Published {published} (as of {as_of}).")
     click.echo(f"Open {Path(published) / 'index.html'}")
-    if results_db is not None:
-        _write_results(results_db, results_schema, {"kpis": _headline_rows(published)}, Path(published).name)
-    if _notice_set_aside(book):
-        sys.exit(EXIT_SET_ASIDE)
+    stored = _write_results(results_db, results_schema, {"kpis": _headline_rows(published)}, Path(published).name)
+    aside = _notice_set_aside(book)
+    _exit_worst(stored, EXIT_SET_ASIDE if aside else 0)
 
 
 @main.group("notebooks")
@@ -1164,12 +1167,11 @@ def score(
         f"Scored {len(scores):,} contracts as of {cut.date()} with model {model.model_version_}; "
         f"ARR at risk {at_risk}." + (f" Wrote {out}" if out else "")
     )
-    _write_results(results_db, results_schema, {"scores": scores}, _run_id(cut))
+    # Salesforce first: a results database that is down must not keep the scores from the CRM.
     refused_rows = push and _push(scores, push_object, id_field, dry_run, failures)
-    if _notice_set_aside(book):
-        sys.exit(EXIT_SET_ASIDE)
-    if refused_rows:
-        sys.exit(EXIT_PUSH_FAILED_ROWS)
+    stored = _write_results(results_db, results_schema, {"scores": scores}, _run_id(cut))
+    aside = _notice_set_aside(book)
+    _exit_worst(stored, EXIT_PUSH_FAILED_ROWS if refused_rows else 0, EXIT_SET_ASIDE if aside else 0)
 
 
 def _push(scores: pd.DataFrame, push_object: str, id_field: str, dry_run: bool, failures: str) -> bool:
@@ -1302,7 +1304,9 @@ def forecast(
         f"{last['month']:%B %Y} {money(last['mean'])} (P10 {money(last['p10'])}, P90 {money(last['p90'])}). "
         f"Renewals: {fc.renewal.source}. Wrote {out}"
     )
-    _write_results(results_db, results_schema, {"forecast": fc.frame.assign(scenario=scenario_name)}, _run_id(cut))
+    _exit_worst(
+        _write_results(results_db, results_schema, {"forecast": fc.frame.assign(scenario=scenario_name)}, _run_id(cut))
+    )
 
 
 if __name__ == "__main__":
