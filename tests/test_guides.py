@@ -122,7 +122,11 @@ def test_every_code_block_of_the_guide_runs(guide, demo_org, trained, sf_server,
 def test_the_scheduler_guide_explains_every_exit_code_a_run_can_end_with():
     from renewforecast.reports import runner as reporting
 
+    from renewforecast import cli
+
     codes = {getattr(reporting, name) for name in reporting.__all__ if name.startswith("EXIT_")} | {0}
+    # `report --source URL` reads a database, and `--results-db URL` writes one.
+    codes |= {cli.EXIT_NOT_AUTHORISED, cli.EXIT_UNREACHABLE}
     text = (DOCS / "guide_scheduler.md").read_text(encoding="utf-8")
     documented = {int(m) for m in re.findall(r"^\| (\d+) \|", text, flags=re.MULTILINE)}
     assert documented == codes

@@ -1,10 +1,13 @@
 """The ``renewforecast`` command line.
 
 Every command exits 0 on success and non-zero with a one-paragraph message
-on failure: 1 for invalid input data (or a Book with no contracts); ``train``
+on failure: 1 for invalid input data (or a Book with no contracts); 2 for a
+bad parameter (a malformed URL, a password typed into one); ``train``
 and ``score`` exit 3 when a saved model is refused and 4 when the data does
 not fit the model; 9 when the output cannot be written (a path under a file,
-no permission, disk full); report runs use the distinct codes of
+no permission, disk full); 10 when Salesforce or a database refuses the
+credentials, 11 when Salesforce's daily API limit is reached, 12 when either
+cannot be reached, 13 when a push finished with rows Salesforce refused; report runs use the distinct codes of
 :mod:`renewforecast.reports.runner` (2 bad parameters, 3 a cell failed, 4 timeout,
 5 the kernel died, 6 a notebook stopped early, 130 SIGINT, 143 SIGTERM);
 ``notebooks copy`` exits 2 when it would overwrite a notebook.
@@ -443,12 +446,16 @@ def data_options(func):
 @click.version_option(package_name="renewforecast")
 def main() -> None:
     """renewforecast: renewal probabilities, SaaS metrics and revenue forecasts
-    from Salesforce CPQ exports.
+    from Salesforce CPQ data: an export folder, a replicated warehouse schema
+    (--source URL), or the Salesforce API itself (pull).
 
     \b
     Exit codes shared by every command: 0 done; 1 invalid input data or a
-    Book with no contracts; 9 the output cannot be written (path under a
-    file, permission denied, disk full). See each command's --help.
+    Book with no contracts; 2 a bad parameter; 9 the output cannot be
+    written (path under a file, permission denied, disk full); 10 Salesforce
+    or the database refused the credentials; 11 Salesforce's daily API
+    limit is reached; 12 Salesforce or the database could not be reached;
+    13 pushed, with rows Salesforce refused. See each command's --help.
     """
     _quiet_logs()
 
