@@ -902,7 +902,7 @@ def report(
         params["on_error"] = on_error
     try:
         published = run_reports(
-            data.location if not data.is_url else data.shown,
+            data.location if not data.is_url else book.source,
             as_of=as_of,
             out=out,
             notebooks=list(notebooks) or None,
@@ -924,7 +924,11 @@ def report(
         _fail(str(exc), 1)
     click.echo(f"Published {published} (as of {as_of}).")
     click.echo(f"Open {Path(published) / 'index.html'}")
-    stored = _write_results(results_db, results_schema, {"kpis": _headline_rows(published)}, Path(published).name)
+    stored = (
+        _write_results(results_db, results_schema, {"kpis": _headline_rows(published)}, Path(published).name)
+        if results_db is not None
+        else 0
+    )
     aside = _notice_set_aside(book)
     _exit_worst(stored, EXIT_SET_ASIDE if aside else 0)
 
