@@ -232,7 +232,7 @@ class SalesforceServer:
         self.jwt_audience = jwt_audience
         #: Polls a job answers InProgress before it is JobComplete.
         self.job_polls = job_polls
-        self._job_hooks: list[Callable[[], None]] = []
+        self._job_hooks: list[tuple[Callable[[], None], str | None]] = []
         self._stalls: list[tuple[float, str | None, str]] = []
         self._cuts = 0
         self.released = threading.Event()
@@ -259,6 +259,8 @@ class SalesforceServer:
         context.load_cert_chain(tls[1], tls[2])
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self.httpd.daemon_threads = True
+        # A client that gave up on a held answer closes its end; that is expected here, not worth a traceback.
+        self.httpd.handle_error = lambda request, client_address: None
         self.httpd.socket = context.wrap_socket(self.httpd.socket, server_side=True)
         self.url = f"https://127.0.0.1:{self.httpd.server_address[1]}"
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
@@ -321,10 +323,16 @@ class SalesforceServer:
             self._clock = max(self._clock, dt.datetime.now(dt.UTC).replace(microsecond=0))
             return self._clock.strftime("%Y-%m-%dT%H:%M:%S.000Z")
 
-    def during_next_job(self, hook: Callable[[], None]) -> None:
-        """Run ``hook`` when the next query job is first polled (after its rows were chosen, before results)."""
+    def during_next_job(self, hook: Callable[[], None], obj: str | None = None) -> None:
+        """Run ``hook`` when the next query job (on ``obj``) is first polled: its rows are chosen, not yet read."""
         with self.lock:
-            self._job_hooks.append(hook)
+            self._job_hooks.append((hook, obj))
+
+    def purge(self, obj: str, ids: list[str]) -> None:
+        """Remove records for good, leaving no deleted row (an emptied Recycle Bin, or access lost)."""
+        with self.lock:
+            state = self.objects[obj]
+            state.records = [r for r in state.records if r["Id"] not in ids]
 
     def stall(self, seconds: float, method: str | None = None, contains: str = "", n: int = 1) -> None:
         """Handle the next ``n`` matching requests but hold their answers ``seconds`` (released by :meth:`stop`)."""
@@ -699,8 +707,9 @@ def _handler(server: SalesforceServer):
                 job.polls += 1
                 if job.polls == 1:
                     with server.lock:
-                        hooks, server._job_hooks = server._job_hooks, []
-                    for hook in hooks:
+                        hooks = [h for h in server._job_hooks if h[1] in (None, job.info["object"])]
+                        server._job_hooks = [h for h in server._job_hooks if h not in hooks]
+                    for hook, _ in hooks:
                         hook()
                 info = dict(job.info)
                 if job.polls <= server.job_polls - 1:

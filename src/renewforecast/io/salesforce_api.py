@@ -57,6 +57,7 @@ import requests
 import simple_salesforce
 from requests.adapters import HTTPAdapter
 from simple_salesforce.exceptions import SalesforceError
+from urllib3.exceptions import MaxRetryError, ReadTimeoutError
 from urllib3.util.retry import Retry
 
 from renewforecast.atomic import atomic_write_text
@@ -643,8 +644,7 @@ class SalesforceConnection:
                     "Try again later.",
                 ) from None
             except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError) as exc:
-                timed_out = isinstance(exc, requests.exceptions.ReadTimeout) or "timed out" in _safe(exc).lower()
-                if timed_out:
+                if _timed_out(exc):
                     raise SalesforceUnavailableError(
                         f"Salesforce at {self.instance_url} did not answer {what} within "
                         f"{self.retry.read_timeout:g}s (read timeout; requests that may have changed something "
@@ -910,6 +910,14 @@ class SalesforceConnection:
             return False
         logger.info("Aborted %s", what)
         return True
+
+
+def _timed_out(exc: BaseException) -> bool:
+    """Whether a requests error is a read timeout (also after urllib3 used up its retries)."""
+    if isinstance(exc, requests.exceptions.ReadTimeout):
+        return True
+    cause = exc.args[0] if exc.args else None
+    return isinstance(cause, MaxRetryError) and isinstance(cause.reason, ReadTimeoutError)
 
 
 def _safe(exc: BaseException) -> str:
