@@ -232,6 +232,8 @@ class SalesforceServer:
         self.jwt_audience = jwt_audience
         #: Polls a job answers InProgress before it is JobComplete.
         self.job_polls = job_polls
+        #: The same for ingest jobs only, when set.
+        self.ingest_polls: int | None = None
         self._job_hooks: list[tuple[Callable[[], None], str | None]] = []
         self._stalls: list[tuple[float, str | None, str]] = []
         self._cuts = 0
@@ -855,7 +857,7 @@ def _handler(server: SalesforceServer):
             if sub is None and method == "GET":
                 if job.info["state"] == "UploadComplete":
                     job.polls += 1
-                    if job.polls >= server.job_polls:
+                    if job.polls >= (server.job_polls if server.ingest_polls is None else server.ingest_polls):
                         self.process(job)
                     else:
                         return self.send(200, {**job.info, "state": "InProgress"})
