@@ -203,6 +203,7 @@ class _Job:
     data: str = ""
     success: list[dict] = field(default_factory=list)
     failed: list[dict] = field(default_factory=list)
+    soql: str = ""
 
 
 class SalesforceServer:
@@ -779,7 +780,12 @@ def _handler(server: SalesforceServer):
             job_id = f"750{next(server._ids):015d}"
             info = self.job_info(job_id, operation, state.name, "UploadComplete")
             server.jobs[job_id] = _Job(
-                job_id, "query", info, rows=[{f: r.get(f, "") for f in fields} for r in rows], columns=fields
+                job_id,
+                "query",
+                info,
+                rows=[{f: r.get(f, "") for f in fields} for r in rows],
+                columns=fields,
+                soql=spec.get("query", ""),
             )
             self.send(200, info)
 

@@ -52,8 +52,12 @@ def keyed(rows: list[dict[str, str]], key: str) -> dict[str, dict[str, str]]:
 
 
 def job_mark(server, obj: str, overlap: float = 300) -> str:
-    """The mark a pull must keep after its last query job on ``obj``: the job's createdDate less the overlap."""
-    created = [j.info["createdDate"] for j in server.jobs.values() if j.kind == "query" and j.info["object"] == obj]
+    """The mark a pull must keep after its last read of ``obj``: that job's createdDate less the overlap."""
+    created = [
+        j.info["createdDate"]
+        for j in server.jobs.values()
+        if j.kind == "query" and j.info["object"] == obj and not j.soql.startswith("SELECT Id FROM")
+    ]
     stamp = dt.datetime.strptime(created[-1], "%Y-%m-%dT%H:%M:%S.%f%z") - dt.timedelta(seconds=overlap)
     return stamp.strftime("%Y-%m-%dT%H:%M:%SZ")
 

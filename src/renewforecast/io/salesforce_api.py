@@ -365,11 +365,11 @@ class _ApiSession(requests.Session):
         if kwargs.get("timeout") is None:
             kwargs["timeout"] = self.default_timeout
         response = super().request(method, url, *args, **kwargs)
-        self.last_server_time = server_time(response)
+        self.last_server_time = _server_time(response)
         return response
 
 
-def server_time(response: requests.Response) -> dt.datetime | None:
+def _server_time(response: requests.Response) -> dt.datetime | None:
     """When the server began answering, by its own clock: the ``Date`` header less the time the answer took.
 
     Examples
@@ -377,9 +377,9 @@ def server_time(response: requests.Response) -> dt.datetime | None:
     >>> r = requests.Response()
     >>> r.headers["Date"] = "Mon, 30 Nov 2026 21:00:10 GMT"
     >>> r.elapsed = dt.timedelta(seconds=2.5)
-    >>> server_time(r).isoformat()
+    >>> _server_time(r).isoformat()
     '2026-11-30T21:00:07.500000+00:00'
-    >>> server_time(requests.Response()) is None
+    >>> _server_time(requests.Response()) is None
     True
     """
     text = response.headers.get("Date")
