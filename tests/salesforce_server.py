@@ -211,8 +211,10 @@ class SalesforceServer:
 
     Test hooks: :meth:`remove_field`, :meth:`add_field`, :meth:`delete_records`,
     :meth:`modify`, :meth:`fail_next`, :meth:`expire_sessions`,
-    :meth:`limit_exceeded`, :meth:`fail_ingest`; :attr:`requests` records
-    every request.
+    :meth:`limit_exceeded`, :meth:`fail_ingest`, :meth:`during_next_job`,
+    :meth:`purge`, :meth:`stall`, :meth:`cut_next_results`; :attr:`job_polls`,
+    :attr:`ingest_polls` and :attr:`jwt_audience`; :attr:`requests` records
+    every request (with its arrival time).
     """
 
     def __init__(

@@ -125,8 +125,9 @@ _REFUSED_STATUSES = frozenset({429, 503})
 class SalesforceApiError(RenewForecastError):
     """Salesforce refused or could not answer a request.
 
-    A pull that raises it leaves its folder and state file as they were; a
-    push may have sent earlier jobs (each row is upserted whole, so running
+    A pull that raises it leaves its folder and state file as they were
+    (except :class:`PullStateWriteError`, raised after the folder was
+    updated); a push may have sent earlier jobs (each row is upserted whole, so running
     again is safe).
 
     Attributes
