@@ -27,6 +27,17 @@ Shapes follow these pages (all under https://developer.salesforce.com/docs/):
   results as CSV with ``Sforce-Locator`` (``null`` on the last set) and
   ``Sforce-NumberOfRecords``; ingest results with ``sf__Id``, ``sf__Created``
   / ``sf__Error`` then the uploaded fields; ``#N/A`` sets a field to null.
+  Jobs stay ``InProgress`` for a few polls (:attr:`SalesforceServer.job_polls`)
+  and can be aborted with ``PATCH {"state": "Aborted"}`` (``query_abort_job.htm``,
+  ``abort-job``); ``createdDate`` is the server's clock.
+- ``SystemModstamp`` is kept to the second, as the API returns it
+  (``...T09:00:00.000+0000``), so stamps tie within a second; a Bulk query job
+  is not a snapshot: :meth:`SalesforceServer.during_next_job` changes a record
+  while a job runs, with a stamp older than rows the job returns, as a
+  transaction committing late does.
+- JWT ``aud`` must be ``https://login.salesforce.com`` (``https://test.salesforce.com``
+  for a sandbox), whatever URL the token request was posted to (help page
+  *OAuth 2.0 JWT Bearer Flow for Server-to-Server Integration*).
 """
 
 from __future__ import annotations
@@ -41,6 +52,8 @@ import re
 import secrets
 import ssl
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -168,6 +181,7 @@ class Request:
     query: dict
     body: str
     headers: dict
+    at: float = 0.0  # time.monotonic() when received
 
 
 @dataclass
@@ -189,6 +203,7 @@ class _Job:
     data: str = ""
     success: list[dict] = field(default_factory=list)
     failed: list[dict] = field(default_factory=list)
+    soql: str = ""
 
 
 class SalesforceServer:
@@ -196,8 +211,10 @@ class SalesforceServer:
 
     Test hooks: :meth:`remove_field`, :meth:`add_field`, :meth:`delete_records`,
     :meth:`modify`, :meth:`fail_next`, :meth:`expire_sessions`,
-    :meth:`limit_exceeded`, :meth:`fail_ingest`; :attr:`requests` records
-    every request.
+    :meth:`limit_exceeded`, :meth:`fail_ingest`, :meth:`during_next_job`,
+    :meth:`purge`, :meth:`stall`, :meth:`cut_next_results`; :attr:`job_polls`,
+    :attr:`ingest_polls` and :attr:`jwt_audience`; :attr:`requests` records
+    every request (with its arrival time).
     """
 
     def __init__(
@@ -212,7 +229,18 @@ class SalesforceServer:
         api_version: str = "59.0",
         rest_page_size: int = 2000,
         bulk_page_size: int = 50000,
+        jwt_audience: str = "https://login.salesforce.com",
+        job_polls: int = 3,
     ):
+        self.jwt_audience = jwt_audience
+        #: Polls a job answers InProgress before it is JobComplete.
+        self.job_polls = job_polls
+        #: The same for ingest jobs only, when set.
+        self.ingest_polls: int | None = None
+        self._job_hooks: list[tuple[Callable[[], None], str | None]] = []
+        self._stalls: list[tuple[float, str | None, str]] = []
+        self._cuts = 0
+        self.released = threading.Event()
         self.api_version = api_version
         self.client_id, self.client_secret, self.username = client_id, client_secret, username
         self.public_key_pem = public_key_pem
@@ -236,6 +264,8 @@ class SalesforceServer:
         context.load_cert_chain(tls[1], tls[2])
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self.httpd.daemon_threads = True
+        # A client that gave up on a held answer closes its end; that is expected here, not worth a traceback.
+        self.httpd.handle_error = lambda request, client_address: None
         self.httpd.socket = context.wrap_socket(self.httpd.socket, server_side=True)
         self.url = f"https://127.0.0.1:{self.httpd.server_address[1]}"
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
@@ -247,6 +277,7 @@ class SalesforceServer:
         return self
 
     def stop(self) -> None:
+        self.released.set()
         self.httpd.shutdown()
         self.httpd.server_close()
 
@@ -292,10 +323,31 @@ class SalesforceServer:
             self.tokens.clear()
 
     def tick(self) -> str:
-        """A new SystemModstamp, strictly later than every earlier one."""
+        """A new SystemModstamp: the server's clock to the second, never earlier than the last (ties happen)."""
         with self.lock:
-            self._clock = max(self._clock + dt.timedelta(seconds=1), dt.datetime.now(dt.UTC))
-            return self._clock.strftime("%Y-%m-%dT%H:%M:%S.") + f"{self._clock.microsecond // 1000:03d}Z"
+            self._clock = max(self._clock, dt.datetime.now(dt.UTC).replace(microsecond=0))
+            return self._clock.strftime("%Y-%m-%dT%H:%M:%S.000Z")
+
+    def during_next_job(self, hook: Callable[[], None], obj: str | None = None) -> None:
+        """Run ``hook`` when the next query job (on ``obj``) is first polled: its rows are chosen, not yet read."""
+        with self.lock:
+            self._job_hooks.append((hook, obj))
+
+    def purge(self, obj: str, ids: list[str]) -> None:
+        """Remove records for good, leaving no deleted row (an emptied Recycle Bin, or access lost)."""
+        with self.lock:
+            state = self.objects[obj]
+            state.records = [r for r in state.records if r["Id"] not in ids]
+
+    def stall(self, seconds: float, method: str | None = None, contains: str = "", n: int = 1) -> None:
+        """Handle the next ``n`` matching requests but hold their answers ``seconds`` (released by :meth:`stop`)."""
+        with self.lock:
+            self._stalls.extend([(seconds, method, contains)] * n)
+
+    def cut_next_results(self, n: int = 1) -> None:
+        """Break off the next ``n`` query result downloads halfway (the connection closes mid-body)."""
+        with self.lock:
+            self._cuts += n
 
     def remove_field(self, obj: str, name: str) -> None:
         with self.lock:
@@ -316,19 +368,22 @@ class SalesforceServer:
                     row["IsDeleted"] = "true"
                     row["SystemModstamp"] = self.tick()
 
-    def modify(self, obj: str, record_id: str, values: dict[str, str]) -> None:
+    def modify(self, obj: str, record_id: str, values: dict[str, str], stamp: str | None = None) -> str:
+        """Change a record; its SystemModstamp becomes ``stamp`` (a late commit) or the clock's. Returns the stamp."""
         with self.lock:
             for row in self.objects[obj].records:
                 if row["Id"] == record_id:
                     row.update(values)
-                    row["SystemModstamp"] = self.tick()
-                    return
+                    row["SystemModstamp"] = stamp or self.tick()
+                    return row["SystemModstamp"]
             raise KeyError(record_id)
 
-    def fail_next(self, n: int, status: int = 429, retry_after: str | None = "1") -> None:
-        """Answer the next ``n`` API requests with ``status`` (and Retry-After)."""
+    def fail_next(
+        self, n: int, status: int = 429, retry_after: str | None = "1", method: str | None = None, contains: str = ""
+    ) -> None:
+        """Answer the next ``n`` API requests (those with ``method`` and ``contains`` in the path) with ``status``."""
         with self.lock:
-            self._failures.extend([(status, retry_after or "")] * n)
+            self._failures.extend([(status, retry_after or "", method, contains)] * n)
 
     def clear_faults(self) -> None:
         """Forget the failures and limits still queued by :meth:`fail_next` and :meth:`limit_exceeded`."""
@@ -484,6 +539,9 @@ def _handler(server: SalesforceServer):
             if isinstance(body, (dict, list)):
                 body = json.dumps(body)
             data = body.encode("utf-8") if isinstance(body, str) else (body or b"")
+            if getattr(self, "stall_for", 0):
+                server.released.wait(self.stall_for)
+                self.stall_for = 0.0
             self.send_response(status)
             if data or status != 204:
                 self.send_header("Content-Type", ctype)
@@ -504,13 +562,24 @@ def _handler(server: SalesforceServer):
             body = self.rfile.read(length).decode("utf-8") if length else ""
             query = {k: v[0] for k, v in parse_qs(parts.query).items()}
             with server.lock:
-                server.requests.append(Request(method, parts.path, query, body, dict(self.headers)))
-                failure = server._failures.pop(0) if server._failures else None
+                server.requests.append(Request(method, parts.path, query, body, dict(self.headers), time.monotonic()))
+                failure = next(
+                    (f for f in server._failures if (f[2] is None or f[2] == method) and f[3] in parts.path),
+                    None,
+                )
+                if failure is not None:
+                    server._failures.remove(failure)
+                self.stall_for = 0.0
+                for item in server._stalls:
+                    if (item[1] is None or item[1] == method) and item[2] in parts.path:
+                        server._stalls.remove(item)
+                        self.stall_for = item[0]
+                        break
                 # Logins are not API requests: the limits count only calls under /services/data.
                 api_call = parts.path.startswith("/services/data/")
                 limit = server._limits.pop(0) if server._limits and failure is None and api_call else None
             if failure:
-                status, retry_after = failure
+                status, retry_after = failure[:2]
                 self.send(
                     status,
                     [{"message": "Too many requests", "errorCode": "REQUEST_LIMIT_EXCEEDED"}]
@@ -560,7 +629,7 @@ def _handler(server: SalesforceServer):
                         form.get("assertion", ""),
                         server.public_key_pem,
                         algorithms=["RS256"],
-                        audience=server.url,
+                        audience=server.jwt_audience,
                         options={"require": ["exp", "iss", "sub", "aud"]},
                     )
                 except jwt.PyJWTError as exc:
@@ -636,14 +705,25 @@ def _handler(server: SalesforceServer):
                     return self.error(404, "NOT_FOUND", "The requested resource does not exist")
                 if m[2]:
                     return self.query_results(job, query)
+                if method == "PATCH":
+                    return self.abort(job, body)
+                if job.info["state"] == "Aborted":
+                    return self.send(200, job.info)
                 job.polls += 1
+                if job.polls == 1:
+                    with server.lock:
+                        hooks = [h for h in server._job_hooks if h[1] in (None, job.info["object"])]
+                        server._job_hooks = [h for h in server._job_hooks if h not in hooks]
+                    for hook, _ in hooks:
+                        hook()
                 info = dict(job.info)
-                if job.polls < 2:
+                if job.polls <= server.job_polls - 1:
                     info["state"] = "InProgress"
                 else:
-                    info.update(
+                    job.info.update(
                         state="JobComplete", numberRecordsProcessed=len(job.rows), retries=0, totalProcessingTime=5
                     )
+                    info = dict(job.info)
                 return self.send(200, info)
             if rest == "jobs/ingest" and method == "POST":
                 return self.create_ingest_job(json.loads(body))
@@ -702,16 +782,45 @@ def _handler(server: SalesforceServer):
             job_id = f"750{next(server._ids):015d}"
             info = self.job_info(job_id, operation, state.name, "UploadComplete")
             server.jobs[job_id] = _Job(
-                job_id, "query", info, rows=[{f: r.get(f, "") for f in fields} for r in rows], columns=fields
+                job_id,
+                "query",
+                info,
+                rows=[{f: r.get(f, "") for f in fields} for r in rows],
+                columns=fields,
+                soql=spec.get("query", ""),
             )
             self.send(200, info)
 
+        def abort(self, job: _Job, body: str) -> None:
+            if json.loads(body or "{}").get("state") != "Aborted":
+                return self.error(400, "INVALIDJOB", "unsupported state change")
+            if job.info["state"] in ("JobComplete", "Failed", "Aborted"):
+                return self.error(400, "INVALIDJOB", f"Job is already {job.info['state']}")
+            job.info["state"] = "Aborted"
+            return self.send(200, job.info)
+
         def query_results(self, job: _Job, query: dict) -> None:
+            if job.info["state"] != "JobComplete":
+                return self.error(400, "INVALIDJOB", "Job is not complete")
             start = int(query.get("locator") or 0) if (query.get("locator") or "0").isdigit() else 0
             size = int(query.get("maxRecords") or server.bulk_page_size)
             page = job.rows[start : start + size]
             end = start + len(page)
             locator = str(end) if end < len(job.rows) else "null"
+            with server.lock:
+                cut = server._cuts > 0
+                server._cuts -= cut
+            if cut:
+                data = _csv_text(job.columns, page).encode("utf-8")
+                self.send_response(200)
+                self.send_header("Content-Type", "text/csv")
+                self.send_header("Content-Length", str(len(data)))
+                self.send_header("Sforce-Locator", locator)
+                self.end_headers()
+                self.wfile.write(data[: len(data) // 2])
+                self.wfile.flush()
+                self.close_connection = True
+                return None
             self.send(
                 200,
                 _csv_text(job.columns, page),
@@ -744,13 +853,22 @@ def _handler(server: SalesforceServer):
                 job.data += body
                 return self.send(201, b"", ctype="text/plain")
             if sub is None and method == "PATCH":
-                if json.loads(body).get("state") != "UploadComplete":
+                wanted = json.loads(body).get("state")
+                if wanted == "Aborted":
+                    return self.abort(job, body)
+                if wanted != "UploadComplete":
                     return self.error(400, "INVALIDJOB", "unsupported state change")
-                self.process(job)
-                info = dict(job.info)
-                info["state"] = "UploadComplete"
-                return self.send(200, info)
+                if job.info["state"] != "Open":
+                    return self.error(400, "INVALIDJOB", f"Job is {job.info['state']}")
+                job.info["state"] = "UploadComplete"
+                return self.send(200, job.info)
             if sub is None and method == "GET":
+                if job.info["state"] == "UploadComplete":
+                    job.polls += 1
+                    if job.polls >= (server.job_polls if server.ingest_polls is None else server.ingest_polls):
+                        self.process(job)
+                    else:
+                        return self.send(200, {**job.info, "state": "InProgress"})
                 return self.send(200, job.info)
             columns = list(csv.DictReader(io.StringIO(job.data)).fieldnames or [])
             if sub == "successfulResults":

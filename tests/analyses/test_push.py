@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 
 import pandas as pd
@@ -188,3 +189,55 @@ def test_upsert_by_external_id(org):
     assert [r["Legacy_Key__c"] for r in ingest_uploads(server)[0]] == ["LEG-0", "LEG-1", "LEG-2"]
     assert record(server, contracts[2]["Id"])["Renewal_Probability__c"] == "58"
     assert rf.push_scores(scores, id_field="Legacy_Key__c", connection=conn).sent == 0
+
+
+def connect_with(server, creds, policy: RetryPolicy) -> SalesforceConnection:
+    env = {
+        "SF_CLIENT_ID": creds.client_id,
+        "SF_USERNAME": creds.username,
+        "SF_JWT_KEY_FILE": str(creds.key_file),
+        "SF_LOGIN_URL": server.url,
+    }
+    return SalesforceConnection.from_env(env, retry=policy, ca_bundle=str(server.ca_path))
+
+
+def test_an_ingest_job_is_polled_with_back_off_and_aborted_when_it_runs_too_long(org, sf_credentials):
+    server, _ = org
+    ids = [r["Id"] for r in server.live_records("Contract")[:3]]
+    server.job_polls = 4
+    conn = connect_with(
+        server, sf_credentials, RetryPolicy(total=1, backoff_factor=0.0, poll_interval=0.05, poll_max=0.1)
+    )
+    result = rf.push_scores(make_scores(ids), connection=conn)
+    assert result.updated == 3
+    [job_id] = result.jobs
+    polls = [r.at for r in server.requests if r.method == "GET" and r.path.endswith(f"jobs/ingest/{job_id}")]
+    gaps = [b - a for a, b in itertools.pairwise(polls)]
+    # 0.05, then doubled to 0.1, then held at poll_max = 0.1
+    assert len(polls) == 4 and gaps[0] >= 0.045 and gaps[1] >= 0.095 and gaps[2] >= 0.095
+
+    server.ingest_polls = 10**9
+    hurried = connect_with(server, sf_credentials, RetryPolicy(total=1, poll_interval=0.05, poll_timeout=0.3))
+    changed = make_scores(ids)
+    changed["renewal_probability"] = [0.9, 0.91, 0.92]
+    with pytest.raises(rf.SalesforceUnavailableError, match="aborted"):
+        rf.push_scores(changed, connection=hurried)
+    job_id = [j for j in server.jobs.values() if j.kind == "ingest"][-1].id
+    assert [json.loads(r.body) for r in server.api_requests("PATCH", f"jobs/ingest/{job_id}")] == [
+        {"state": "UploadComplete"},
+        {"state": "Aborted"},
+    ]
+    assert server.jobs[job_id].info["state"] == "Aborted"
+    # The aborted job changed nothing: the values of the first push stay.
+    assert [record(server, i)["Renewal_Probability__c"] for i in ids] == ["50", "54", "58"]
+
+
+def test_a_failed_upload_aborts_the_open_job(org):
+    server, conn = org
+    ids = [r["Id"] for r in server.live_records("Contract")[:2]]
+    server.fail_next(10, status=400, retry_after=None, method="PUT", contains="/batches")
+    with pytest.raises(rf.SalesforceApiError):
+        rf.push_scores(make_scores(ids), connection=conn)
+    [job] = [j for j in server.jobs.values() if j.kind == "ingest"]
+    assert [json.loads(r.body) for r in server.api_requests("PATCH", f"jobs/ingest/{job.id}")] == [{"state": "Aborted"}]
+    assert job.info["state"] == "Aborted"

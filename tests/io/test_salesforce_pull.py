@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import json
 import logging
 import shutil
@@ -48,6 +49,17 @@ def norm(value: str) -> str:
 
 def keyed(rows: list[dict[str, str]], key: str) -> dict[str, dict[str, str]]:
     return {r[key]: {k: norm(v) for k, v in r.items()} for r in rows}
+
+
+def job_mark(server, obj: str, overlap: float = 300) -> str:
+    """The mark a pull must keep after its last read of ``obj``: that job's createdDate less the overlap."""
+    created = [
+        j.info["createdDate"]
+        for j in server.jobs.values()
+        if j.kind == "query" and j.info["object"] == obj and not j.soql.startswith("SELECT Id FROM")
+    ]
+    stamp = dt.datetime.strptime(created[-1], "%Y-%m-%dT%H:%M:%S.%f%z") - dt.timedelta(seconds=overlap)
+    return stamp.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def salesforce_files(folder: Path) -> list[str]:
@@ -102,7 +114,8 @@ def test_incremental_pull_moves_only_changed_rows_and_applies_deletions(sf_serve
     conn = connect(sf_server, sf_credentials)
     first = rf.pull_salesforce(out, state_file=state_file, connection=conn)
     state = json.loads(state_file.read_text())
-    assert state["objects"]["Contract"]["high_water"] == "2026-01-01T00:00:00Z"
+    first_mark = job_mark(sf_server, "Contract")
+    assert state["objects"]["Contract"]["high_water"] == first_mark
     contracts = [r["Id"] for r in sf_server.live_records("Contract")]
     sf_server.modify("Contract", contracts[0], {"Status": "Activated"})
     sf_server.modify("Contract", contracts[1], {"ContractTerm": "24"})
@@ -118,14 +131,14 @@ def test_incremental_pull_moves_only_changed_rows_and_applies_deletions(sf_serve
     ]
     contract_job = next(j for j in jobs if " FROM Contract " in j["query"])
     assert contract_job["operation"] == "queryAll"
-    assert contract_job["query"].endswith("FROM Contract WHERE SystemModstamp > 2026-01-01T00:00:00Z")
+    assert contract_job["query"].endswith(f"FROM Contract WHERE SystemModstamp >= {first_mark}")
     assert "IsDeleted" in contract_job["query"]
     rest = [
         r
         for r in sf_server.requests[before:]
         if r.path.rstrip("/").endswith("/queryAll") and "Product2" in r.query["q"]
     ]
-    assert len(rest) == 1 and "WHERE SystemModstamp > 2026-01-01T00:00:00Z" in rest[0].query["q"]
+    assert len(rest) == 1 and "WHERE SystemModstamp >= " in rest[0].query["q"]
     assert second.modes["Contract"] == "incremental" and second.modes["CurrencyType"] == "full"
     assert second.changed["Contract"] == 3 and second.deleted["Contract"] == 1
     assert second.rows["Contract"] == first.rows["Contract"] - 1
@@ -141,13 +154,13 @@ def test_incremental_pull_moves_only_changed_rows_and_applies_deletions(sf_serve
     assert contracts[2] not in pulled
     assert pulled[contracts[0]]["Status"] == "Activated" and pulled[contracts[1]]["ContractTerm"] == "24"
     high = json.loads(state_file.read_text())["objects"]["Contract"]["high_water"]
-    assert high > "2026-01-01T00:00:00Z"
+    assert high == job_mark(sf_server, "Contract") >= first_mark
 
-    # Nothing changed since: the next pull reads only the record stamped in the high-water
-    # mark's own second (the mark is kept to the second), the deleted one, and changes nothing.
+    # Nothing changed since: the next pull reads again what changed within the overlap (the three
+    # contracts, one of them deleted), replaces them by Id, and writes the same file.
     before_text = (out / "Contract.csv").read_text()
     third = rf.pull_salesforce(out, state_file=state_file, connection=conn, now="2026-01-06")
-    assert third.changed["Contract"] == 1 and third.deleted["Contract"] == 0
+    assert third.changed["Contract"] == 3 and third.deleted["Contract"] == 0
     assert third.changed["Account"] == 0
     assert (out / "Contract.csv").read_text() == before_text
 
@@ -157,14 +170,19 @@ def test_since_and_recycle_bin_warning(sf_server, sf_credentials, tmp_path, capl
     conn = connect(sf_server, sf_credentials)
     rf.pull_salesforce(out, connection=conn)
     caplog.set_level(logging.WARNING)
-    result = rf.pull_salesforce(out, since="2025-12-01", connection=conn, now="2026-01-02")
+    result = rf.pull_salesforce(out, since="2025-12-01", connection=conn, now="2026-01-02", reconcile=False)
     assert result.changed["Account"] == len(sf_server.live_records("Account"))  # all stamps are after since
     old = [w for w in result.warnings if w.rule == "deletions_may_be_missed"]
     assert {w.file for w in old} >= {"Contract.csv", "Account.csv"}
     assert "--full" in old[0].message and "15 days" in old[0].message
     assert "--full" in caplog.text
-    fresh = rf.pull_salesforce(out, since="2025-12-30", connection=conn, now="2026-01-02", objects=["Account"])
+    fresh = rf.pull_salesforce(
+        out, since="2025-12-30", connection=conn, now="2026-01-02", objects=["Account"], reconcile=False
+    )
     assert not fresh.warnings and fresh.changed["Account"] == len(sf_server.live_records("Account"))
+    # Reconciling Ids finds deletions whatever the Recycle Bin kept: no warning then.
+    reconciled = rf.pull_salesforce(out, since="2025-12-01", connection=conn, now="2026-01-02")
+    assert not reconciled.warnings
 
 
 def test_missing_optional_field_is_a_warning(sf_server, sf_credentials, tmp_path, caplog):
@@ -307,7 +325,8 @@ def test_failed_pull_leaves_the_previous_folder_and_state(sf_server, sf_credenti
     with pytest.raises(rf.SalesforceUnavailableError, match="after 3 retries"):
         rf.pull_salesforce(out, state_file=state_file, connection=conn)
     assert folder_digest(out) == before and state_file.read_text() == state_before
-    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".org")]
+    # Nothing left beside the folder but the lock file (kept on purpose: removing it would race).
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".org")] == [".org.lock"]
     # Non-Salesforce files survive a successful pull untouched.
     sf_server._failures.clear()
     rf.pull_salesforce(out, state_file=state_file, connection=conn)

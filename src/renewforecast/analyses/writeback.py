@@ -226,15 +226,21 @@ def _ingest(conn: SalesforceConnection, obj: str, id_field: str, rows: pd.DataFr
         },
     ).json()
     job_id = job["id"]
-    conn.http(
-        "PUT",
-        f"{base}/{job_id}/batches",
-        what=what,
-        data=_upload_csv(rows).encode("utf-8"),
-        headers={"Content-Type": "text/csv"},
-    )
-    conn.http("PATCH", f"{base}/{job_id}", what=what, json_body={"state": "UploadComplete"})
     try:
+        conn.http(
+            "PUT",
+            f"{base}/{job_id}/batches",
+            what=what,
+            data=_upload_csv(rows).encode("utf-8"),
+            headers={"Content-Type": "text/csv"},
+        )
+        conn.http("PATCH", f"{base}/{job_id}", what=what, json_body={"state": "UploadComplete"})
+    except BaseException:
+        # An open job left behind would hold the rows uploaded so far; abort it so it never runs.
+        conn.abort_job(f"{base}/{job_id}", what)
+        raise
+    try:
+        # Polls with back-off; aborts the job itself when it times out or polling fails.
         info = conn.wait_for_job(f"{base}/{job_id}", what)
     except SalesforceApiError as exc:
         if exc.error_code not in ("Failed", "Aborted"):

@@ -19,16 +19,25 @@ Endpoints
     paged with ``Sforce-Locator``) for the others, which can hold millions of
     rows.
 Incremental pulls
-    With a high-water ``SystemModstamp`` (``since`` or a state file), objects
-    that have ``SystemModstamp`` and ``IsDeleted`` are read with ``queryAll``
-    and ``WHERE SystemModstamp > high-water``: changed rows replace theirs,
-    deleted ones are removed. Others are read whole.
+    With a high-water mark (``since`` or a state file), objects that have
+    ``SystemModstamp`` and ``IsDeleted`` are read with ``queryAll`` and
+    ``WHERE SystemModstamp >= mark``: changed rows replace theirs by Id,
+    deleted ones are removed, and (``reconcile``) rows whose Id Salesforce no
+    longer returns are dropped. The next mark is the time the query started
+    by Salesforce's clock less an overlap margin, never the latest stamp
+    read: a query is not a snapshot. Others are read whole.
+Safety
+    Every request has a timeout; a pull holds an exclusive lock beside the
+    folder and first repairs what an interrupted pull left behind.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime as dt
+import email.utils
+import fcntl
 import io
 import json
 import logging
@@ -37,17 +46,18 @@ import shutil
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 import jwt
 import requests
 import simple_salesforce
 from requests.adapters import HTTPAdapter
 from simple_salesforce.exceptions import SalesforceError
+from urllib3.exceptions import MaxRetryError, ReadTimeoutError
 from urllib3.util.retry import Retry
 
 from renewforecast.atomic import atomic_write_text
@@ -56,19 +66,28 @@ from renewforecast.io.salesforce import SALESFORCE_OBJECTS, SfObject
 
 __all__ = [
     "API_VERSION",
+    "BULK_PAGE_SIZE",
+    "DEFAULT_OVERLAP_SECONDS",
     "RECYCLE_BIN_DAYS",
     "REST_OBJECTS",
     "DailyApiLimitError",
+    "PullLockedError",
+    "PullParameterError",
     "PullResult",
+    "PullStateWriteError",
     "RetryPolicy",
     "SalesforceApiError",
     "SalesforceAuthError",
     "SalesforceConnection",
     "SalesforceFieldError",
     "SalesforceUnavailableError",
+    "SalesforceUrlError",
+    "StateOrgMismatchError",
     "api_objects",
+    "default_jwt_audience",
     "pull_salesforce",
     "read_csv_text",
+    "recover_pull_folder",
     "render_rest_value",
     "soql_datetime",
 ]
@@ -83,10 +102,21 @@ RECYCLE_BIN_DAYS = 15
 #: calls than a Bulk job's create, poll and results, and the currency objects
 #: are setup objects documented for ``query()``.
 REST_OBJECTS = frozenset({"Product2", "CurrencyType", "DatedConversionRate"})
+#: Seconds taken off the server's query start time to make the next high-water
+#: mark: a transaction that commits late, with a stamp older than the query,
+#: is still read by the next pull.
+DEFAULT_OVERLAP_SECONDS = 300.0
+#: ``maxRecords`` of each Bulk API 2.0 result set unless told otherwise.
+BULK_PAGE_SIZE = 50_000
 _DEFAULT_LOGIN_URL = "https://login.salesforce.com"
+_SANDBOX_AUDIENCE = "https://test.salesforce.com"
 _JWT_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 _DAILY_LIMIT_TEXT = "TotalRequests Limit exceeded"
 _RETRIED_STATUSES = (429, 500, 502, 503, 504)
+#: Methods that may be sent again after the request reached the server.
+_IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "DELETE"})
+#: Answers that mean "not run, come back later", safe to retry for every method.
+_REFUSED_STATUSES = frozenset({429, 503})
 
 
 # ------------------------------------------------------------------ errors
@@ -95,8 +125,9 @@ _RETRIED_STATUSES = (429, 500, 502, 503, 504)
 class SalesforceApiError(RenewForecastError):
     """Salesforce refused or could not answer a request.
 
-    A pull that raises it leaves its folder and state file as they were; a
-    push may have sent earlier jobs (each row is upserted whole, so running
+    A pull that raises it leaves its folder and state file as they were
+    (except :class:`PullStateWriteError`, raised after the folder was
+    updated); a push may have sent earlier jobs (each row is upserted whole, so running
     again is safe).
 
     Attributes
@@ -148,6 +179,54 @@ class SalesforceFieldError(SalesforceApiError):
         )
 
 
+class SalesforceUrlError(SalesforceApiError, ValueError):
+    """A login or instance URL is not ``https://``: tokens and secrets would travel in clear text.
+
+    It is also a :class:`ValueError` (a bad setting, like a malformed ``SF_*`` value).
+    """
+
+
+class PullParameterError(SalesforceApiError, ValueError):
+    """A parameter of the pull is malformed (``since``, ``objects``, ``overlap``); nothing was asked of Salesforce.
+
+    It is also a :class:`ValueError`.
+    """
+
+
+class StateOrgMismatchError(PullParameterError):
+    """The state file was written by a pull from another org; an incremental pull into it would mix two orgs."""
+
+
+class PullLockedError(SalesforceApiError):
+    """Another pull into the same folder is running (it holds the lock file beside the folder); nothing was done.
+
+    Attributes
+    ----------
+    lock_file : str
+    """
+
+    def __init__(self, message: str, *, lock_file: str):
+        super().__init__(message)
+        self.lock_file = lock_file
+
+
+class PullStateWriteError(SalesforceApiError):
+    """The folder WAS updated, but the state file could not be written afterwards.
+
+    Unlike the other errors, the export folder holds the new pull. The state
+    file still holds the previous marks (or nothing), so the next pull reads
+    more than it needs to; nothing is lost.
+
+    Attributes
+    ----------
+    state_file : str
+    """
+
+    def __init__(self, message: str, *, state_file: str):
+        super().__init__(message)
+        self.state_file = state_file
+
+
 # ------------------------------------------------------------------ connection
 
 
@@ -170,9 +249,17 @@ class RetryPolicy:
     limit_backoff : float, default 5.0
         First sleep after such a refusal; doubled at each retry.
     poll_interval : float, default 2.0
-        Seconds between two looks at a Bulk API job.
+        Seconds before the second look at a Bulk API job; the wait doubles
+        after each look, up to ``poll_max``.
     poll_timeout : float, default 3600.0
-        Give up on a Bulk API job that has not finished after this long.
+        Give up on (and abort) a Bulk API job that has not finished after this long.
+    poll_max : float, default 30.0
+        Longest wait between two looks at a job.
+    connect_timeout : float, default 30.0
+        Seconds to wait for a connection to Salesforce.
+    read_timeout : float, default 300.0
+        Seconds to wait for the next bytes of an answer; every request has
+        both timeouts, so a server that never answers cannot hang a pull.
 
     Examples
     --------
@@ -187,11 +274,20 @@ class RetryPolicy:
     limit_backoff: float = 5.0
     poll_interval: float = 2.0
     poll_timeout: float = 3600.0
+    poll_max: float = 30.0
+    connect_timeout: float = 30.0
+    read_timeout: float = 300.0
+
+    @property
+    def timeout(self) -> tuple[float, float]:
+        """``(connect, read)`` seconds, as requests takes them."""
+        return (self.connect_timeout, self.read_timeout)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> RetryPolicy:
         """The default policy, with what a scheduler set: ``SF_RETRIES`` (``total`` and ``limit_retries``),
-        ``SF_BACKOFF`` (``backoff_factor`` and ``limit_backoff``, seconds) and ``SF_POLL_INTERVAL``.
+        ``SF_BACKOFF`` (``backoff_factor`` and ``limit_backoff``, seconds), ``SF_POLL_INTERVAL`` and
+        ``SF_TIMEOUT`` (``read_timeout``, seconds).
 
         Examples
         --------
@@ -208,6 +304,7 @@ class RetryPolicy:
             ("SF_RETRIES", ("total", "limit_retries"), int),
             ("SF_BACKOFF", ("backoff_factor", "limit_backoff"), float),
             ("SF_POLL_INTERVAL", ("poll_interval",), float),
+            ("SF_TIMEOUT", ("read_timeout",), float),
         ):
             text = env.get(name)
             if not text:
@@ -222,8 +319,14 @@ class RetryPolicy:
         return cls(**values)
 
     def adapter_retry(self) -> Retry:
-        """The urllib3 ``Retry`` mounted on the session (every method, 429 and 5xx)."""
-        return Retry(
+        """The urllib3 ``Retry`` mounted on the session.
+
+        Connection failures (nothing was sent) are retried for every method;
+        a read timeout, a broken answer or a 500/502/504 only for ``GET``-like
+        methods, because a ``POST`` or ``PATCH`` may already have created or
+        changed a job; 429 and 503 (refused, not run) for every method.
+        """
+        return _SafeRetry(
             total=self.total,
             connect=self.total,
             read=self.total,
@@ -231,10 +334,97 @@ class RetryPolicy:
             backoff_factor=self.backoff_factor,
             backoff_max=self.backoff_max,
             status_forcelist=_RETRIED_STATUSES,
-            allowed_methods=None,
+            allowed_methods=_IDEMPOTENT,
             respect_retry_after_header=True,
             raise_on_status=False,
         )
+
+
+class _SafeRetry(Retry):
+    """urllib3 ``Retry`` that also retries non-idempotent methods on 429 and 503, and on nothing else."""
+
+    def is_retry(self, method: str, status_code: int, has_retry_after: bool = False) -> bool:
+        if method and method.upper() not in _IDEMPOTENT:
+            return status_code in _REFUSED_STATUSES and status_code in (self.status_forcelist or ())
+        return super().is_retry(method, status_code, has_retry_after)
+
+
+class _ApiSession(requests.Session):
+    """A session whose every request has a timeout, and that notes the server's clock.
+
+    simple-salesforce's ``describe``, ``query`` and ``query_more`` pass no
+    timeout; requests then waits forever. Here a request without one gets
+    the policy's ``(connect, read)`` timeouts.
+    """
+
+    def __init__(self, timeout: tuple[float, float]):
+        super().__init__()
+        self.default_timeout = timeout
+        self.last_server_time: dt.datetime | None = None
+
+    def request(self, method, url, *args, **kwargs):
+        if kwargs.get("timeout") is None:
+            kwargs["timeout"] = self.default_timeout
+        response = super().request(method, url, *args, **kwargs)
+        self.last_server_time = _server_time(response)
+        return response
+
+
+def _server_time(response: requests.Response) -> dt.datetime | None:
+    """When the server began answering, by its own clock: the ``Date`` header less the time the answer took.
+
+    Examples
+    --------
+    >>> r = requests.Response()
+    >>> r.headers["Date"] = "Mon, 30 Nov 2026 21:00:10 GMT"
+    >>> r.elapsed = dt.timedelta(seconds=2.5)
+    >>> _server_time(r).isoformat()
+    '2026-11-30T21:00:07.500000+00:00'
+    >>> _server_time(requests.Response()) is None
+    True
+    """
+    text = response.headers.get("Date")
+    if not text:
+        return None
+    try:
+        stamp = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        return None
+    if stamp.tzinfo is None:
+        stamp = stamp.replace(tzinfo=dt.UTC)
+    return stamp.astimezone(dt.UTC) - (response.elapsed or dt.timedelta(0))
+
+
+def _require_https(url: str, what: str) -> str:
+    if urlsplit(url).scheme.lower() != "https":
+        raise SalesforceUrlError(
+            f"{what} must be an https:// URL, not {urlsplit(url).scheme or 'a bare host'}:// "
+            f"({urlsplit(url).netloc or url[:60]}): tokens and secrets would be sent in clear text."
+        )
+    return url
+
+
+def default_jwt_audience(login_url: str) -> str:
+    """The ``aud`` of a JWT bearer assertion: Salesforce's login server, never a My Domain URL.
+
+    ``https://test.salesforce.com`` for a sandbox (logging in at
+    test.salesforce.com or a ``*.sandbox.my.salesforce.com`` My Domain),
+    ``https://login.salesforce.com`` otherwise. ``SF_JWT_AUDIENCE`` overrides
+    it (an Experience Cloud site URL, for example).
+
+    Examples
+    --------
+    >>> default_jwt_audience("https://acme.my.salesforce.com")
+    'https://login.salesforce.com'
+    >>> default_jwt_audience("https://acme--uat.sandbox.my.salesforce.com")
+    'https://test.salesforce.com'
+    >>> default_jwt_audience("https://test.salesforce.com/")
+    'https://test.salesforce.com'
+    """
+    host = (urlsplit(login_url).hostname or "").lower()
+    if host == "test.salesforce.com" or host.endswith(".sandbox.my.salesforce.com"):
+        return _SANDBOX_AUDIENCE
+    return _DEFAULT_LOGIN_URL
 
 
 class _CaBundleAdapter(HTTPAdapter):
@@ -293,8 +483,9 @@ class SalesforceConnection:
     access_token : str, optional
         A session id; with ``authenticate`` it is fetched when missing.
     authenticate : callable, optional
-        ``authenticate(session) -> (access_token, instance_url)``; called
-        again once when the session expires.
+        ``authenticate(session) -> (access_token, instance_url)`` or
+        ``(access_token, instance_url, org_id)``; called again once when the
+        session expires.
     flow : str
         ``"access_token"``, ``"jwt"`` or ``"client_credentials"`` (shown in repr).
     api_version : str
@@ -318,7 +509,7 @@ class SalesforceConnection:
         instance_url: str | None,
         *,
         access_token: str | None = None,
-        authenticate: Callable[[requests.Session], tuple[str, str]] | None = None,
+        authenticate: Callable[[requests.Session], tuple[str, ...]] | None = None,
         flow: str = "access_token",
         api_version: str = API_VERSION,
         retry: RetryPolicy | None = None,
@@ -328,11 +519,14 @@ class SalesforceConnection:
         self.api_version = api_version
         self.flow = flow
         self._authenticate = authenticate
-        self.session = requests.Session()
-        adapter = _CaBundleAdapter(ca_bundle, max_retries=self.retry.adapter_retry())
-        self.session.mount("https://", adapter)
-        self.session.mount("http://", adapter)
+        self.session = _ApiSession(self.retry.timeout)
+        # Only https is mounted with retries; http:// URLs are refused before any request.
+        self.session.mount("https://", _CaBundleAdapter(ca_bundle, max_retries=self.retry.adapter_retry()))
         self.instance_url = (instance_url or "").rstrip("/")
+        if self.instance_url:
+            _require_https(self.instance_url, "SF_INSTANCE_URL")
+        #: The org's id (``00D...``) when the login said it (JWT and client credentials flows), else None.
+        self.org_id: str | None = None
         self.__token = access_token
         self._sf: simple_salesforce.Salesforce | None = None
         if self.__token is None:
@@ -373,12 +567,12 @@ class SalesforceConnection:
         version = env.get("SF_API_VERSION") or API_VERSION
         retry = retry or RetryPolicy.from_env(env)
         ca_bundle = ca_bundle or env.get("SF_CA_BUNDLE") or None
-        login_url = (env.get("SF_LOGIN_URL") or _DEFAULT_LOGIN_URL).rstrip("/")
+        login_url = _require_https((env.get("SF_LOGIN_URL") or _DEFAULT_LOGIN_URL).rstrip("/"), "SF_LOGIN_URL")
         client_id = env.get("SF_CLIENT_ID")
         common = {"api_version": version, "retry": retry, "ca_bundle": ca_bundle}
         if client_id and env.get("SF_USERNAME") and env.get("SF_JWT_KEY_FILE"):
             key_file = env["SF_JWT_KEY_FILE"]
-            audience = env.get("SF_JWT_AUDIENCE") or login_url
+            audience = env.get("SF_JWT_AUDIENCE") or default_jwt_audience(login_url)
             auth = _jwt_flow(login_url, client_id, env["SF_USERNAME"], key_file, audience)
             return cls(env.get("SF_INSTANCE_URL"), authenticate=auth, flow="jwt", **common)
         if client_id and env.get("SF_CLIENT_SECRET"):
@@ -401,9 +595,10 @@ class SalesforceConnection:
                 status=401,
                 error_code="INVALID_SESSION_ID",
             )
-        token, instance_url = self._authenticate(self.session)
+        token, instance_url, *rest = self._authenticate(self.session)
         self.__token = token
-        self.instance_url = instance_url.rstrip("/")
+        self.instance_url = _require_https(instance_url.rstrip("/"), "The instance_url Salesforce returned")
+        self.org_id = rest[0] if rest and rest[0] else self.org_id
         self._sf = None
 
     # -- plumbing
@@ -449,10 +644,25 @@ class SalesforceConnection:
                     f"Salesforce did not answer {what} after {self.retry.total} retries ({_safe(exc)}). "
                     "Try again later.",
                 ) from None
-            except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
+            except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError) as exc:
+                if _timed_out(exc):
+                    raise SalesforceUnavailableError(
+                        f"Salesforce at {self.instance_url} did not answer {what} within "
+                        f"{self.retry.read_timeout:g}s (read timeout; requests that may have changed something "
+                        "are not sent twice). Try again later, or raise SF_TIMEOUT.",
+                    ) from None
                 raise SalesforceUnavailableError(
                     f"Could not reach Salesforce at {self.instance_url} for {what} after {self.retry.total} "
                     f"retries ({type(exc).__name__}). Check the network and SF_INSTANCE_URL.",
+                ) from None
+            except (
+                requests.exceptions.Timeout,
+                requests.exceptions.ChunkedEncodingError,
+                requests.exceptions.ContentDecodingError,
+            ) as exc:
+                raise SalesforceUnavailableError(
+                    f"Salesforce at {self.instance_url} broke off {what} after {self.retry.total} retries "
+                    f"({type(exc).__name__}). Check the network and try again.",
                 ) from None
             except (SalesforceError, _HttpFailure) as exc:
                 status = exc.status
@@ -517,27 +727,37 @@ class SalesforceConnection:
         headers: Mapping[str, str] | None = None,
     ) -> requests.Response:
         """One request to ``path`` (relative to the instance) through :meth:`call`."""
+        return self.call(
+            lambda: self._send(method, path, params=params, json_body=json_body, data=data, headers=headers), what
+        )
 
-        def send() -> requests.Response:
-            url = urljoin(self.instance_url + "/", path.lstrip("/"))
-            response = self.session.request(
-                method,
-                url,
-                params=params,
-                json=json_body,
-                data=data,
-                headers=self._headers(headers),
-                timeout=(30, 300),
-            )
-            if response.status_code >= 300:
-                try:
-                    content = response.json()
-                except ValueError:
-                    content = response.text
-                raise _HttpFailure(response.status_code, content, _path_of(url))
-            return response
-
-        return self.call(send, what)
+    def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json_body: Any = None,
+        data: bytes | str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> requests.Response:
+        url = urljoin(self.instance_url + "/", path.lstrip("/"))
+        response = self.session.request(
+            method,
+            url,
+            params=params,
+            json=json_body,
+            data=data,
+            headers=self._headers(headers),
+            timeout=self.retry.timeout,
+        )
+        if response.status_code >= 300:
+            try:
+                content = response.json()
+            except ValueError:
+                content = response.text
+            raise _HttpFailure(response.status_code, content, _path_of(url))
+        return response
 
     # -- REST
 
@@ -552,19 +772,41 @@ class SalesforceConnection:
 
     def query_records(self, soql: str, *, include_deleted: bool = False) -> Iterable[dict[str, Any]]:
         """REST query (or queryAll) records, following ``nextRecordsUrl`` until ``done``."""
+        return self.rest_query(soql, include_deleted=include_deleted)[1]
+
+    def rest_query(
+        self, soql: str, *, include_deleted: bool = False
+    ) -> tuple[dt.datetime | None, Iterator[dict[str, Any]]]:
+        """(when the query started by the server's clock, its records): the first page is asked for at once."""
         what = f"REST {'queryAll' if include_deleted else 'query'} [{soql}]"
-        page = self.call(lambda: self.sf.query(soql, include_deleted=include_deleted), what)
-        while True:
-            yield from page["records"]
-            if page.get("done", True) or not page.get("nextRecordsUrl"):
-                return
-            url = page["nextRecordsUrl"]
-            page = self.call(lambda u=url: self.sf.query_more(u, identifier_is_url=True), what)
+        first = self.call(lambda: self.sf.query(soql, include_deleted=include_deleted), what)
+        started = self.session.last_server_time
+
+        def records() -> Iterator[dict[str, Any]]:
+            page = first
+            while True:
+                yield from page["records"]
+                if page.get("done", True) or not page.get("nextRecordsUrl"):
+                    return
+                url = page["nextRecordsUrl"]
+                page = self.call(lambda u=url: self.sf.query_more(u, identifier_is_url=True), what)
+
+        return started, records()
 
     # -- Bulk API 2.0
 
-    def bulk_query(self, soql: str, *, include_deleted: bool = False, max_records: int | None = None) -> list[dict]:
+    def bulk_query(
+        self, soql: str, *, include_deleted: bool = False, max_records: int | None = BULK_PAGE_SIZE
+    ) -> list[dict]:
         """Rows (as text) of a Bulk API 2.0 query job, all result sets read with ``Sforce-Locator``."""
+        job = self.start_bulk_query(soql, include_deleted=include_deleted)
+        return list(self.bulk_results(job, max_records=max_records))
+
+    def start_bulk_query(self, soql: str, *, include_deleted: bool = False) -> dict[str, Any]:
+        """Create a Bulk API 2.0 query job and wait until it is ``JobComplete``; its info (``id``, ``createdDate``).
+
+        A job that fails, times out or is interrupted while this waits is aborted.
+        """
         operation = "queryAll" if include_deleted else "query"
         what = f"Bulk API 2.0 {operation} [{soql}]"
         job = self.http(
@@ -579,8 +821,16 @@ class SalesforceConnection:
                 "lineEnding": "LF",
             },
         ).json()
-        self.wait_for_job(f"{self.base_path}/jobs/query/{job['id']}", what)
-        rows: list[dict] = []
+        info = self.wait_for_job(f"{self.base_path}/jobs/query/{job['id']}", what)
+        return {**job, **info, "createdDate": job.get("createdDate") or info.get("createdDate"), "what": what}
+
+    def bulk_results(self, job: Mapping[str, Any], *, max_records: int | None = BULK_PAGE_SIZE) -> Iterator[dict]:
+        """The rows of a finished query job, one result set (``maxRecords`` rows) in memory at a time.
+
+        A result set whose download breaks off is asked for again with the same locator.
+        """
+        path = f"{self.base_path}/jobs/query/{job['id']}/results"
+        what = str(job.get("what") or f"results of Bulk API 2.0 job {job['id']}")
         locator: str | None = None
         while True:
             params: dict[str, Any] = {}
@@ -588,29 +838,87 @@ class SalesforceConnection:
                 params["locator"] = locator
             if max_records:
                 params["maxRecords"] = max_records
-            response = self.http("GET", f"{self.base_path}/jobs/query/{job['id']}/results", what=what, params=params)
-            rows.extend(read_csv_text(response.content.decode("utf-8")))
+            response = self.call(lambda p=params: self._download(path, p, what), what)
             locator = response.headers.get("Sforce-Locator")
+            text = response.content.decode("utf-8")
+            del response
+            yield from csv.DictReader(io.StringIO(text))
             if not locator or locator == "null":
-                return rows
+                return
+
+    def _download(self, path: str, params: Mapping[str, Any], what: str) -> requests.Response:
+        broken = 0
+        while True:
+            try:
+                return self._send("GET", path, params=params)
+            except (
+                requests.exceptions.ChunkedEncodingError,
+                requests.exceptions.ContentDecodingError,
+                requests.exceptions.ConnectionError,
+            ) as exc:
+                if broken >= self.retry.total:
+                    raise
+                wait = min(self.retry.backoff_factor * 2**broken, self.retry.backoff_max)
+                broken += 1
+                logger.warning(
+                    "The download of a result set of %s broke off (%s); asking for it again in %.1fs",
+                    what,
+                    type(exc).__name__,
+                    wait,
+                )
+                time.sleep(wait)
 
     def wait_for_job(self, path: str, what: str) -> dict[str, Any]:
-        """Poll a Bulk API 2.0 job until it is JobComplete; raise when it failed or was aborted."""
+        """Poll a Bulk API 2.0 job until it is JobComplete; raise when it failed or was aborted.
+
+        The first wait is the policy's ``poll_interval``; each next one is
+        twice as long, up to ``poll_max``. A job still running after
+        ``poll_timeout``, or whose polling fails or is interrupted, is aborted
+        before the error goes on.
+        """
         deadline = time.monotonic() + self.retry.poll_timeout
-        while True:
-            info = self.http("GET", path, what=what).json()
-            state = info.get("state")
-            if state == "JobComplete":
-                return info
-            if state in ("Failed", "Aborted"):
-                raise SalesforceApiError(
-                    f"Salesforce {what} ended {state}: {info.get('errorMessage', '')}", error_code=state
-                )
-            if time.monotonic() > deadline:
-                raise SalesforceUnavailableError(
-                    f"Salesforce {what} was still {state} after {self.retry.poll_timeout:.0f}s."
-                )
-            time.sleep(self.retry.poll_interval)
+        interval = self.retry.poll_interval
+        try:
+            while True:
+                info = self.http("GET", path, what=what).json()
+                state = info.get("state")
+                if state == "JobComplete":
+                    return info
+                if state in ("Failed", "Aborted"):
+                    raise SalesforceApiError(
+                        f"Salesforce {what} ended {state}: {info.get('errorMessage', '')}", error_code=state
+                    )
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise SalesforceUnavailableError(
+                        f"Salesforce {what} was still {state} after {self.retry.poll_timeout:g}s; the job was "
+                        "aborted. Try again later.",
+                        error_code="POLL_TIMEOUT",
+                    )
+                time.sleep(min(interval, remaining))
+                interval = min(interval * 2, max(self.retry.poll_max, self.retry.poll_interval))
+        except BaseException as exc:
+            if getattr(exc, "error_code", "") not in ("Failed", "Aborted"):
+                self.abort_job(path, what)
+            raise
+
+    def abort_job(self, path: str, what: str) -> bool:
+        """Ask Salesforce to abort a Bulk API 2.0 job (``PATCH {"state": "Aborted"}``); False when it could not."""
+        try:
+            self.http("PATCH", path, what=f"abort of {what}", json_body={"state": "Aborted"})
+        except (SalesforceApiError, requests.exceptions.RequestException) as exc:
+            logger.warning("Could not abort %s: %s", what, exc)
+            return False
+        logger.info("Aborted %s", what)
+        return True
+
+
+def _timed_out(exc: BaseException) -> bool:
+    """Whether a requests error is a read timeout (also after urllib3 used up its retries)."""
+    if isinstance(exc, requests.exceptions.ReadTimeout):
+        return True
+    cause = exc.args[0] if exc.args else None
+    return isinstance(cause, MaxRetryError) and isinstance(cause.reason, ReadTimeoutError)
 
 
 def _safe(exc: BaseException) -> str:
@@ -618,10 +926,10 @@ def _safe(exc: BaseException) -> str:
     return str(getattr(exc, "args", [""])[0]).split("?", 1)[0][:200] if exc.args else type(exc).__name__
 
 
-def _token_request(session: requests.Session, login_url: str, data: dict[str, str], flow: str) -> tuple[str, str]:
+def _token_request(session: requests.Session, login_url: str, data: dict[str, str], flow: str) -> tuple[str, str, str]:
     url = f"{login_url}/services/oauth2/token"
     try:
-        response = session.post(url, data=data, timeout=(30, 120))
+        response = session.post(url, data=data)
     except requests.exceptions.RequestException as exc:
         raise SalesforceUnavailableError(
             f"Could not reach the Salesforce login server {login_url} ({type(exc).__name__})."
@@ -647,11 +955,14 @@ def _token_request(session: requests.Session, login_url: str, data: dict[str, st
             status=response.status_code,
             error_code=str(body.get("error", "")),
         )
-    return body["access_token"], body["instance_url"]
+    # The identity URL ends /id/{orgId}/{userId}.
+    parts = str(body.get("id", "")).rstrip("/").split("/")
+    org_id = parts[-2] if len(parts) >= 3 and parts[-3] == "id" else ""
+    return body["access_token"], body["instance_url"], org_id
 
 
 def _jwt_flow(login_url: str, client_id: str, username: str, key_file: str, audience: str):
-    def authenticate(session: requests.Session) -> tuple[str, str]:
+    def authenticate(session: requests.Session) -> tuple[str, str, str]:
         try:
             key = Path(key_file).read_text(encoding="utf-8")
         except OSError as exc:
@@ -672,7 +983,7 @@ def _jwt_flow(login_url: str, client_id: str, username: str, key_file: str, audi
 
 
 def _client_credentials_flow(login_url: str, client_id: str, client_secret: str):
-    def authenticate(session: requests.Session) -> tuple[str, str]:
+    def authenticate(session: requests.Session) -> tuple[str, str, str]:
         data = {"grant_type": "client_credentials", "client_id": client_id, "client_secret": client_secret}
         return _token_request(session, login_url, data, "client credentials")
 
@@ -765,7 +1076,11 @@ class PullResult:
     changed : dict
         Object -> records read from Salesforce (all of them for a whole pull).
     deleted : dict
-        Object -> records removed because Salesforce deleted them.
+        Object -> records removed from the file: deleted in Salesforce
+        (``IsDeleted``) or, with ``reconcile``, no longer returned by it.
+    reconciled : dict
+        Object -> of ``deleted``, the records found gone only by comparing Ids
+        (emptied from the Recycle Bin, or no longer visible to the user).
     modes : dict
         Object -> ``"full"`` or ``"incremental"``.
     warnings : list of Problem
@@ -778,6 +1093,7 @@ class PullResult:
     rows: dict[str, int] = field(default_factory=dict)
     changed: dict[str, int] = field(default_factory=dict)
     deleted: dict[str, int] = field(default_factory=dict)
+    reconciled: dict[str, int] = field(default_factory=dict)
     modes: dict[str, str] = field(default_factory=dict)
     warnings: list[Problem] = field(default_factory=list)
     state: dict[str, Any] = field(default_factory=dict)
@@ -810,7 +1126,6 @@ class _Plan:
     key: str
     mode: str
     rest: bool
-    high_water: str | None = None
     modstamp: bool = False
 
 
@@ -865,22 +1180,11 @@ def _plan(
     )
 
 
-def _read_existing(path: Path) -> tuple[list[str], list[dict[str, str]]] | None:
+def _file_header(path: Path) -> list[str] | None:
     if not path.is_file():
         return None
     with path.open(encoding="utf-8", newline="") as fh:
-        reader = csv.DictReader(fh)
-        rows = [dict(r) for r in reader]
-        return list(reader.fieldnames or []), rows
-
-
-def _fetch(conn: SalesforceConnection, plan: _Plan, soql: str, include_deleted: bool, page: int | None, types):
-    if plan.rest:
-        rows = []
-        for record in conn.query_records(soql, include_deleted=include_deleted):
-            rows.append({k: render_rest_value(v, types.get(k, "")) for k, v in record.items() if k != "attributes"})
-        return rows
-    return conn.bulk_query(soql, include_deleted=include_deleted, max_records=page)
+        return next(csv.reader(fh), [])
 
 
 def _load_state(state_file: Path | None) -> dict[str, Any]:
@@ -894,17 +1198,117 @@ def _load_state(state_file: Path | None) -> dict[str, Any]:
         ) from None
 
 
-def _write_csv(path: Path, header: list[str], rows: list[dict[str, str]]) -> None:
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(header)
-    for row in rows:
-        writer.writerow([row.get(c, "") or "" for c in header])
-    atomic_write_text(path, buf.getvalue())
+def _parse_since(since: Any) -> dt.datetime:
+    try:
+        return _utc(since)
+    except (TypeError, ValueError, OverflowError):
+        raise PullParameterError(
+            f"since={str(since)[:60]!r} is not a date or date-time: give an ISO 8601 instant such as 2026-01-31 or "
+            "2026-01-31T09:15:00Z (UTC when no offset is given)."
+        ) from None
+
+
+def _floor_second(stamp: dt.datetime) -> dt.datetime:
+    return stamp.replace(microsecond=0)
+
+
+class _Writer:
+    """One object's CSV in the staging folder, written as rows arrive (UTF-8, comma, LF, minimal quoting)."""
+
+    def __init__(self, path: Path, header: list[str]):
+        self.path = path
+        self.header = header
+        self.fh = path.open("w", encoding="utf-8", newline="")
+        self.writer = csv.writer(self.fh, lineterminator="\n")
+        self.writer.writerow(header)
+        self.count = 0
+
+    def row(self, row: Mapping[str, Any]) -> None:
+        self.writer.writerow([row.get(c, "") or "" for c in self.header])
+        self.count += 1
+
+    def values(self, values: list[str]) -> None:
+        self.writer.writerow(values)
+        self.count += 1
+
+    def close(self) -> None:
+        self.fh.flush()
+        os.fsync(self.fh.fileno())
+        self.fh.close()
+
+
+def _lock_path(out_dir: Path) -> Path:
+    return out_dir.with_name(f".{out_dir.name}.lock")
+
+
+@contextlib.contextmanager
+def _pull_lock(out_dir: Path) -> Iterator[None]:
+    """Hold ``.{OUT}.lock`` beside the folder (``fcntl.flock``, exclusive, not waiting) while a pull runs."""
+    lock = _lock_path(out_dir)
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise PullLockedError(
+                f"Another pull into {out_dir} is running (it holds {lock}); nothing was done. Wait for it to "
+                "finish, or make sure two schedules do not pull into the same folder.",
+                lock_file=str(lock),
+            ) from None
+        yield
+    finally:
+        # Closing the descriptor releases the lock; the file stays (removing it would let two pulls lock two files).
+        os.close(fd)
+
+
+def recover_pull_folder(out_dir: str | os.PathLike[str]) -> list[str]:
+    """Repair what an interrupted pull left beside ``out_dir``; return what was done, in words.
+
+    A pull swaps its folder in with two renames (``OUT`` -> ``.OUT.old-*``,
+    then ``.OUT.pull-*`` -> ``OUT``). When ``OUT`` is missing and an old copy
+    is there, the pull stopped between the two: the newest old copy is put
+    back (it matches the state file, which is written last). Leftover
+    ``.OUT.old-*`` and ``.OUT.pull-*`` folders are then removed.
+    :func:`pull_salesforce` calls it under its lock; call it only when no pull runs.
+
+    Examples
+    --------
+    >>> import pathlib, tempfile
+    >>> base = pathlib.Path(tempfile.mkdtemp())
+    >>> (base / ".org.old-1a2b3c4d").mkdir(); (base / ".org.pull-x").mkdir()
+    >>> [line.split(":")[0] for line in recover_pull_folder(base / "org")]
+    ['restored', 'removed']
+    >>> (base / "org").is_dir(), sorted(p.name for p in base.iterdir())
+    (True, ['org'])
+    """
+    out_dir = Path(out_dir)
+    parent = out_dir.parent
+    if not parent.is_dir():
+        return []
+    done = []
+    olds = sorted(parent.glob(f".{out_dir.name}.old-*"), key=lambda p: p.stat().st_mtime, reverse=True)
+    olds = [p for p in olds if p.is_dir()]
+    if not out_dir.exists() and olds:
+        os.replace(olds[0], out_dir)
+        done.append(f"restored: {out_dir} from {olds[0].name}, left by a pull that stopped between its two renames")
+        olds = olds[1:]
+    for leftover in [*olds, *parent.glob(f".{out_dir.name}.pull-*")]:
+        if leftover.is_dir():
+            shutil.rmtree(leftover, ignore_errors=True)
+        else:
+            leftover.unlink(missing_ok=True)
+        done.append(f"removed: {leftover.name}, left by an interrupted pull")
+    for line in done:
+        logger.warning("%s", line)
+    return done
 
 
 def _swap_in(stage: Path, out_dir: Path) -> None:
-    """Replace ``out_dir`` by ``stage`` with two renames; on failure the old folder is put back."""
+    """Replace ``out_dir`` by ``stage`` with two renames; on failure the old folder is put back.
+
+    A crash between the renames leaves ``.OUT.old-*`` and no ``OUT``;
+    :func:`recover_pull_folder` restores it at the next pull.
+    """
     if not out_dir.exists():
         os.replace(stage, out_dir)
         return
@@ -918,6 +1322,138 @@ def _swap_in(stage: Path, out_dir: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
+def _query(
+    conn: SalesforceConnection, plan: _Plan, soql: str, include_deleted: bool, page: int | None, types: Mapping
+) -> tuple[dt.datetime | None, Iterator[dict[str, str]]]:
+    """(when the query started by Salesforce's clock, its rows as text)."""
+    if plan.rest:
+        started, records = conn.rest_query(soql, include_deleted=include_deleted)
+        rows = (
+            {k: render_rest_value(v, types.get(k, "")) for k, v in record.items() if k != "attributes"}
+            for record in records
+        )
+        return started, rows
+    job = conn.start_bulk_query(soql, include_deleted=include_deleted)
+    created = job.get("createdDate")
+    started = _utc(created) if created else conn.session.last_server_time
+    return started, conn.bulk_results(job, max_records=page)
+
+
+def _live_ids(conn: SalesforceConnection, plan: _Plan, page: int | None) -> set[str]:
+    _, rows = _query(conn, plan, f"SELECT Id FROM {plan.name}", False, page, {})
+    return {row["Id"] for row in rows}
+
+
+def _pull_object(
+    conn: SalesforceConnection,
+    plan: _Plan,
+    mark: dt.datetime | None,
+    old_file: Path,
+    stage: Path,
+    page: int | None,
+    types: Mapping[str, str],
+    reconcile: bool,
+    result: PullResult,
+) -> dt.datetime | None:
+    """Write ``plan``'s file into ``stage``; return when its query started by Salesforce's clock."""
+    target = stage / plan.obj.file
+    if mark is None:
+        soql = f"SELECT {', '.join(plan.header)} FROM {plan.name}"
+        started, rows = _query(conn, plan, soql, False, page, types)
+        out = _Writer(target, plan.header)
+        try:
+            for row in rows:
+                out.row(row)
+        finally:
+            out.close()
+        result.changed[plan.name] = result.rows[plan.name] = out.count
+        result.deleted[plan.name] = 0
+        result.modes[plan.name] = "full"
+        return started
+
+    # Changed rows go to a side file first: the merge needs their Ids before it streams the old file.
+    select = _unique([*plan.header, "IsDeleted"])
+    soql = f"SELECT {', '.join(select)} FROM {plan.name} WHERE SystemModstamp >= {soql_datetime(mark)}"
+    started, rows = _query(conn, plan, soql, True, page, types)
+    side = stage / f".{plan.obj.file}.changed"
+    changed = _Writer(side, plan.header)
+    deleted_ids: set[str] = set()
+    last_at: dict[str, int] = {}
+    fetched = 0
+    try:
+        for row in rows:
+            fetched += 1
+            rid = row[plan.key]
+            if str(row.get("IsDeleted", "")).lower() == "true":
+                deleted_ids.add(rid)
+                last_at.pop(rid, None)
+                continue
+            deleted_ids.discard(rid)
+            last_at[rid] = changed.count
+            changed.row(row)
+    finally:
+        changed.close()
+    # Asked after the changes: a record deleted in between is dropped, one created in between is not.
+    live = _live_ids(conn, plan, page) if reconcile else None
+
+    key_at = plan.header.index(plan.key)
+    out = _Writer(target, plan.header)
+    removed = vanished = 0
+    try:
+        with old_file.open(encoding="utf-8", newline="") as fh:
+            reader = csv.reader(fh)
+            next(reader, None)
+            for values in reader:
+                rid = values[key_at]
+                if rid in last_at:
+                    continue
+                if rid in deleted_ids:
+                    removed += 1
+                    continue
+                if live is not None and rid not in live:
+                    removed += 1
+                    vanished += 1
+                    continue
+                out.values(values)
+        with side.open(encoding="utf-8", newline="") as fh:
+            reader = csv.reader(fh)
+            next(reader, None)
+            for index, values in enumerate(reader):
+                rid = values[key_at]
+                if last_at.get(rid) != index or (live is not None and rid not in live):
+                    continue
+                out.values(values)
+    finally:
+        out.close()
+        side.unlink(missing_ok=True)
+    result.changed[plan.name] = fetched
+    result.deleted[plan.name] = removed
+    result.reconciled[plan.name] = vanished
+    result.rows[plan.name] = out.count
+    result.modes[plan.name] = "incremental"
+    return started
+
+
+def _check_org(state: Mapping[str, Any], conn: SalesforceConnection, state_file: Any) -> None:
+    """Refuse a state file written for another org (its org id, or without ids its instance URL)."""
+    theirs_org, ours_org = state.get("org_id"), conn.org_id
+    if theirs_org and ours_org:
+        if theirs_org != ours_org:
+            raise StateOrgMismatchError(
+                f"The pull state file {state_file} was written for org {theirs_org}, but the credentials log in "
+                f"to org {ours_org}; an incremental pull would mix two orgs. Pull with --full (full=True) into "
+                "this folder, or use another folder and state file."
+            )
+        return
+    theirs_url = str(state.get("instance_url") or "").rstrip("/")
+    if theirs_url and theirs_url != conn.instance_url:
+        raise StateOrgMismatchError(
+            f"The pull state file {state_file} was written for {theirs_url}, but the connection is to "
+            f"{conn.instance_url}; an incremental pull would mix two orgs. Pull with --full (full=True), or use "
+            "another folder and state file."
+        )
+
+
 def pull_salesforce(
     out_dir: str | os.PathLike[str],
     *,
@@ -927,8 +1463,10 @@ def pull_salesforce(
     field_map: Mapping[str, SfObject] | None = None,
     objects: Iterable[str] | None = None,
     connection: SalesforceConnection | None = None,
-    bulk_page_size: int | None = None,
+    bulk_page_size: int | None = BULK_PAGE_SIZE,
     now: Any = None,
+    overlap: float = DEFAULT_OVERLAP_SECONDS,
+    reconcile: bool = True,
 ) -> PullResult:
     """Read every Salesforce object of the field map from the API into an export folder.
 
@@ -944,19 +1482,22 @@ def pull_salesforce(
     ``CurrencyIsoCode`` in multi-currency orgs), values as Data Loader and the
     Bulk API write them. Files in ``out_dir`` that are not Salesforce objects
     (``spend.csv``, ``signals.csv``) are kept as they are. The new folder is
-    built beside ``out_dir`` and swapped in only when complete, so a failed
-    pull leaves the previous folder intact; the state file is written after.
+    built beside ``out_dir``, each result set written to it as it arrives,
+    and swapped in only when complete, so a failed pull leaves the previous
+    folder intact; the state file is written after. The pull holds the lock
+    file ``.{OUT}.lock`` beside the folder, and first repairs what an
+    interrupted pull left (:func:`recover_pull_folder`).
 
     Parameters
     ----------
     out_dir : path-like
         The export folder (created, or updated in place).
     since : datetime-like, optional
-        Read only records changed after this instant (UTC when naive), for
-        every object that supports it and whose file is already in ``out_dir``.
+        Read only records changed at or after this instant (UTC when naive),
+        for every object that supports it and whose file is already in ``out_dir``.
     state_file : path-like, optional
-        JSON file of per-object high-water ``SystemModstamp``; read to pull
-        incrementally, and rewritten after a successful pull.
+        JSON file of per-object high-water marks and the org it came from;
+        read to pull incrementally, and rewritten after a successful pull.
     full : bool, default False
         Read everything whatever the state says.
     field_map : mapping, optional
@@ -965,10 +1506,18 @@ def pull_salesforce(
         API names to pull (default every object of the field map).
     connection : SalesforceConnection, optional
         Default :meth:`SalesforceConnection.from_env`.
-    bulk_page_size : int, optional
-        ``maxRecords`` of each Bulk API result set (Salesforce's default when None).
+    bulk_page_size : int, default :data:`BULK_PAGE_SIZE`
+        ``maxRecords`` of each Bulk API result set (None: Salesforce's choice).
     now : datetime-like, optional
         The pull's clock (default: now, UTC), for the Recycle Bin check.
+    overlap : float, default :data:`DEFAULT_OVERLAP_SECONDS`
+        Seconds taken off the time each query started (by Salesforce's clock)
+        to make the next mark; rows read twice are replaced by Id.
+    reconcile : bool, default True
+        On incremental reads, also ask every Id (``SELECT Id FROM Object``)
+        and drop rows whose Id is not returned: deletions the Recycle Bin no
+        longer shows, and records the user can no longer see. One more query
+        job per object, downloading about 20 bytes per record.
 
     Returns
     -------
@@ -976,33 +1525,76 @@ def pull_salesforce(
 
     Raises
     ------
+    PullParameterError
+        ``since``, ``objects`` or ``overlap`` is malformed; nothing was done.
+    StateOrgMismatchError
+        The state file belongs to another org (pull with ``full=True``).
+    PullLockedError
+        Another pull into ``out_dir`` is running.
     SalesforceFieldError
         Required fields or objects are not in the org.
     SalesforceAuthError, DailyApiLimitError, SalesforceUnavailableError, SalesforceApiError
         The org refused or could not answer; ``out_dir`` is unchanged.
+    PullStateWriteError
+        ``out_dir`` WAS updated but the state file could not be written.
 
     Warns
     -----
     Logged warnings (and :attr:`PullResult.warnings`) for missing optional
     fields, and for an incremental pull whose last pull is older than the
-    Recycle Bin's :data:`RECYCLE_BIN_DAYS` days: deletions may be missed, so
-    pull with ``full=True``.
+    Recycle Bin's :data:`RECYCLE_BIN_DAYS` days without ``reconcile``:
+    deletions may be missed, so pull with ``full=True``.
 
     Examples
     --------
     >>> pull_salesforce("export", connection=conn)  # doctest: +SKIP
     PullResult(folder=PosixPath('export'), rows={'Account': 92, ...}, ...)
+    >>> pull_salesforce("export", since="last tuesday")
+    Traceback (most recent call last):
+    ...
+    renewforecast.io.salesforce_api.PullParameterError: since='last tuesday' is not a date or date-time: ...
     """
     out_dir = Path(out_dir)
-    conn = connection or SalesforceConnection.from_env()
     catalogue = api_objects(field_map)
     wanted = list(catalogue) if objects is None else list(objects)
     unknown = [o for o in wanted if o not in catalogue]
     if unknown:
-        raise SalesforceApiError(f"objects {unknown} are not in the field map; choose from {sorted(catalogue)}")
+        raise PullParameterError(f"objects {unknown} are not in the field map; choose from {sorted(catalogue)}")
+    since_at = None if since is None else _parse_since(since)
+    try:
+        margin = dt.timedelta(seconds=float(overlap))
+    except (TypeError, ValueError, OverflowError):
+        margin = dt.timedelta(-1)
+    if margin < dt.timedelta(0):
+        raise PullParameterError(f"overlap={overlap!r} must be a number of seconds, 0 or more.")
     clock = _utc(now) if now is not None else dt.datetime.now(dt.UTC)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    with _pull_lock(out_dir):
+        recover_pull_folder(out_dir)
+        result = _pull_locked(
+            out_dir, since_at, state_file, full, catalogue, wanted, connection, bulk_page_size, clock, margin, reconcile
+        )
+    return result
+
+
+def _pull_locked(
+    out_dir: Path,
+    since_at: dt.datetime | None,
+    state_file: Any,
+    full: bool,
+    catalogue: Mapping[str, SfObject],
+    wanted: list[str],
+    connection: SalesforceConnection | None,
+    page: int | None,
+    clock: dt.datetime,
+    margin: dt.timedelta,
+    reconcile: bool,
+) -> PullResult:
+    conn = connection or SalesforceConnection.from_env()
     state = {} if full else _load_state(Path(state_file) if state_file else None)
     previous = state.get("objects", {})
+    if previous:
+        _check_org(state, conn, state_file)
     result = PullResult(out_dir)
 
     # Describe everything first: a required field missing anywhere stops the pull before any query.
@@ -1018,17 +1610,16 @@ def pull_salesforce(
     if problems:
         raise SalesforceFieldError(problems)
 
-    files: dict[str, tuple[list[str], list[dict[str, str]]]] = {}
     new_state: dict[str, Any] = {}
-    for plan in plans:
-        existing = _read_existing(out_dir / plan.obj.file)
-        mark = None
-        if not full and plan.mode == "incremental" and existing is not None and existing[0] == plan.header:
-            mark = since if since is not None else previous.get(plan.name, {}).get("high_water")
-        select = list(plan.header)
-        if mark is not None:
-            last = _utc(mark)
-            if (clock - last).days >= RECYCLE_BIN_DAYS:
+    stage = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.pull-", dir=out_dir.parent))
+    try:
+        for plan in plans:
+            old_file = out_dir / plan.obj.file
+            mark = None
+            if not full and plan.mode == "incremental" and _file_header(old_file) == plan.header:
+                stored = previous.get(plan.name, {}).get("high_water")
+                mark = since_at if since_at is not None else (_utc(stored) if stored else None)
+            if mark is not None and not reconcile and (clock - mark).days >= RECYCLE_BIN_DAYS:
                 result.warnings.append(
                     Problem(
                         plan.obj.file,
@@ -1036,67 +1627,44 @@ def pull_salesforce(
                         "",
                         "SystemModstamp",
                         "deletions_may_be_missed",
-                        f"the last pull of {plan.name} was at {soql_datetime(last)}, more than {RECYCLE_BIN_DAYS} "
+                        f"the last pull of {plan.name} was at {soql_datetime(mark)}, more than {RECYCLE_BIN_DAYS} "
                         "days ago: records deleted since then may have left the Recycle Bin, where queryAll no "
-                        "longer sees them. Pull with --full to be sure the folder has no deleted records.",
+                        "longer sees them. Pull with --full (or with Id reconciliation) to be sure the folder has "
+                        "no deleted records.",
                         "warning",
                     )
                 )
-            select = _unique([*select, "IsDeleted", "SystemModstamp"])
-            soql = f"SELECT {', '.join(select)} FROM {plan.name} WHERE SystemModstamp > {soql_datetime(last)}"
-        else:
+            started = _pull_object(conn, plan, mark, old_file, stage, page, types[plan.name], reconcile, result)
+            # The next pull starts before this query did, by Salesforce's clock: a query is no snapshot, and
+            # a transaction may commit after it with an older SystemModstamp.
+            high = None
             if plan.modstamp:
-                select = _unique([*select, "SystemModstamp"])
-            soql = f"SELECT {', '.join(select)} FROM {plan.name}"
-        fetched = _fetch(conn, plan, soql, mark is not None, bulk_page_size, types[plan.name])
-        stamps = [r["SystemModstamp"] for r in fetched if r.get("SystemModstamp")]
-        if mark is not None:
-            # Rows keep their place in the file; changed ones are replaced where they stand, new ones appended.
-            by_key = {r[plan.key]: r for r in existing[1]}
-            removed = 0
-            for row in fetched:
-                if str(row.get("IsDeleted", "")).lower() == "true":
-                    removed += by_key.pop(row[plan.key], None) is not None
-                else:
-                    by_key[row[plan.key]] = row
-            rows = list(by_key.values())
-            result.deleted[plan.name] = removed
-            result.modes[plan.name] = "incremental"
-            high = max([soql_datetime(mark), *(soql_datetime(s) for s in stamps)])
-        else:
-            rows = fetched
-            result.deleted[plan.name] = 0
-            result.modes[plan.name] = "full"
-            high = max(soql_datetime(s) for s in stamps) if stamps else None
-        files[plan.obj.file] = (plan.header, rows)
-        result.rows[plan.name] = len(rows)
-        result.changed[plan.name] = len(fetched)
-        new_state[plan.name] = {"high_water": high, "pulled_at": soql_datetime(clock), "mode": result.modes[plan.name]}
-        logger.info(
-            "%s: %d record(s) read (%s), %d deleted, %d in the file",
-            plan.name,
-            len(fetched),
-            result.modes[plan.name],
-            result.deleted[plan.name],
-            len(rows),
-        )
-    for warning in result.warnings:
-        logger.warning("%s", warning)
+                base = started if started is not None else clock
+                high = soql_datetime(_floor_second(base - margin))
+            new_state[plan.name] = {
+                "high_water": high,
+                "pulled_at": soql_datetime(clock),
+                "mode": result.modes[plan.name],
+            }
+            logger.info(
+                "%s: %d record(s) read (%s), %d removed, %d in the file",
+                plan.name,
+                result.changed[plan.name],
+                result.modes[plan.name],
+                result.deleted[plan.name],
+                result.rows[plan.name],
+            )
+        for warning in result.warnings:
+            logger.warning("%s", warning)
 
-    # Build the new folder beside the old one and swap it in whole.
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.pull-", dir=out_dir.parent))
-    try:
         if out_dir.is_dir():
             for entry in out_dir.iterdir():
-                if entry.name in files:
+                if (stage / entry.name).exists():
                     continue
                 if entry.is_dir():
                     shutil.copytree(entry, stage / entry.name)
                 else:
                     shutil.copy2(entry, stage / entry.name)
-        for name, (header, rows) in files.items():
-            _write_csv(stage / name, header, rows)
         os.chmod(stage, 0o777 & ~_umask())
         _swap_in(stage, out_dir)
     except BaseException:
@@ -1105,9 +1673,23 @@ def pull_salesforce(
 
     objects_state = dict(previous)
     objects_state.update(new_state)
-    result.state = {"format": 1, "instance_url": conn.instance_url, "objects": objects_state}
+    result.state = {
+        "format": 1,
+        "instance_url": conn.instance_url,
+        "org_id": conn.org_id,
+        "objects": objects_state,
+    }
     if state_file is not None:
-        atomic_write_text(Path(state_file), json.dumps(result.state, indent=2, sort_keys=True) + "\n")
+        try:
+            atomic_write_text(Path(state_file), json.dumps(result.state, indent=2, sort_keys=True) + "\n")
+        except OSError as exc:
+            raise PullStateWriteError(
+                f"The pull into {out_dir} succeeded and the folder WAS updated, but the state file {state_file} "
+                f"could not be written ({getattr(exc, 'cause', None) or exc.strerror or exc}). The folder is "
+                "complete; the next pull reads from the previous marks (more than needed, nothing missed). Fix the "
+                "state file's location and pull again.",
+                state_file=str(state_file),
+            ) from None
     return result
 
 
