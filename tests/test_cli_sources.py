@@ -41,9 +41,7 @@ def model(demo_org, tmp_path_factory) -> Path:
 def run(*args, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
     environment = {k: v for k, v in os.environ.items() if not k.startswith(("RENEWFORECAST_", "PG"))}
     environment.update(env or {})
-    return subprocess.run(
-        [*RF, *map(str, args)], env=environment, cwd=cwd, capture_output=True, text=True, timeout=900
-    )
+    return subprocess.run([*RF, *map(str, args)], env=environment, cwd=cwd, capture_output=True, text=True, timeout=900)
 
 
 def test_validate_reads_the_warehouse_with_the_password_from_the_environment(warehouse, demo_book):

@@ -145,8 +145,22 @@ def test_the_exit_codes_a_scheduler_sees(org, demo_org, model, tmp_path):
     assert run(env, "pull", "org", cwd=work).returncode == 0
     before = {p.name: p.read_bytes() for p in (work / "org").iterdir()}
 
-    # 10: no credentials in the environment, or a session that cannot be renewed
+    # 2: a --since that is no date, checked before any login (no credentials needed to say so)
     bare = {k: v for k, v in env.items() if not k.startswith("SF_")}
+    done = run(bare, "pull", "org", "--since", "last tuesday", cwd=work)
+    assert done.returncode == 2 and "last tuesday" in done.stderr
+
+    # 14: another pull into the same folder holds its lock
+    import fcntl
+
+    lock = work / ".org.lock"
+    with lock.open("a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        done = run(env, "pull", "org", cwd=work)
+    assert done.returncode == 14, done.stderr
+    assert {p.name: p.read_bytes() for p in (work / "org").iterdir()} == before
+
+    # 10: no credentials in the environment, or a session that cannot be renewed
     done = run(bare, "pull", "org", cwd=work)
     assert done.returncode == 10 and "SF_INSTANCE_URL" in done.stderr
     expired = dict(bare, SF_INSTANCE_URL=server.url, SF_ACCESS_TOKEN="00DTEST!no-longer-valid")

@@ -56,6 +56,8 @@ EXIT_API_LIMIT = 11
 EXIT_UNREACHABLE = 12
 #: The scores were pushed, but Salesforce refused some rows (listed in the failures CSV).
 EXIT_PUSH_FAILED_ROWS = 13
+#: Another pull into the same folder is running; this one did nothing.
+EXIT_PULL_RUNNING = 14
 
 
 def _fail(message: str, code: int) -> None:
@@ -455,7 +457,8 @@ def main() -> None:
     written (path under a file, permission denied, disk full); 10 Salesforce
     or the database refused the credentials; 11 Salesforce's daily API
     limit is reached; 12 Salesforce or the database could not be reached;
-    13 pushed, with rows Salesforce refused. See each command's --help.
+    13 pushed, with rows Salesforce refused; 14 another pull into the same
+    folder is running. See each command's --help.
     """
     _quiet_logs()
 
@@ -487,6 +490,9 @@ def _salesforce_errors(what: str) -> Iterator[None]:
     """Salesforce's refusals as one-paragraph messages and their exit codes (1, 10, 11, 12)."""
     from renewforecast.io.salesforce_api import (
         DailyApiLimitError,
+        PullLockedError,
+        PullParameterError,
+        PullStateWriteError,
         SalesforceApiError,
         SalesforceAuthError,
         SalesforceFieldError,
@@ -495,6 +501,12 @@ def _salesforce_errors(what: str) -> Iterator[None]:
 
     try:
         yield
+    except PullParameterError as exc:
+        _fail(f"{what}: {exc}", EXIT_BAD_PARAMETER)
+    except PullLockedError as exc:
+        _fail(f"{what}: {exc}", EXIT_PULL_RUNNING)
+    except PullStateWriteError as exc:
+        _fail(str(exc), EXIT_CANNOT_WRITE)
     except SalesforceAuthError as exc:
         _fail(f"{what}: Salesforce refused the login: {exc}", EXIT_NOT_AUTHORISED)
     except DailyApiLimitError as exc:
@@ -532,7 +544,31 @@ def _salesforce_connection():
 @click.option(
     "--object", "objects", multiple=True, help="Pull only this object (repeatable), e.g. SBQQ__Subscription__c."
 )
-def pull(out: str, state_file: str | None, since: str | None, full: bool, objects: tuple[str, ...]) -> None:
+@click.option(
+    "--overlap",
+    default=300.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="Seconds an incremental pull reaches back before the last one started (by Salesforce's clock), so "
+    "a change committed late is not missed.",
+)
+@click.option(
+    "--no-reconcile",
+    "reconcile",
+    flag_value=False,
+    default=True,
+    help="On incremental pulls, skip the Id-only query per object that drops records Salesforce no longer "
+    "returns (purged from the Recycle Bin, or no longer shared with the integration user).",
+)
+def pull(
+    out: str,
+    state_file: str | None,
+    since: str | None,
+    full: bool,
+    objects: tuple[str, ...],
+    overlap: float,
+    reconcile: bool,
+) -> None:
     """Pull the org's contract data from the Salesforce API into the export folder OUT.
 
     Every object the project reads (Account, Contract, SBQQ__Subscription__c,
@@ -553,13 +589,18 @@ def pull(out: str, state_file: str | None, since: str | None, full: bool, object
 
     \b
     Exit codes: 0 pulled; 1 a field or object the project needs is not in
-    the org (nothing queried); 9 OUT cannot be written; 10 no credentials
-    or Salesforce refused them; 11 the org's daily API request limit is
+    the org (nothing queried); 2 a bad --since, --object or --overlap, or a
+    state file of another org (use --full); 9 OUT cannot be written (or,
+    said so, the state file after OUT was updated); 10 no credentials or
+    Salesforce refused them; 11 the org's daily API request limit is
     reached; 12 Salesforce could not be reached or kept failing after the
-    retries. On any failure OUT and the state file are unchanged.
+    retries; 14 another pull into OUT is running. On any failure but the
+    state file's, OUT and the state file are unchanged.
     """
-    from renewforecast.io.salesforce_api import pull_salesforce
+    from renewforecast.io.salesforce_api import check_pull_parameters, pull_salesforce
 
+    with _salesforce_errors("nothing was pulled"):
+        check_pull_parameters(since=since, objects=list(objects) or None, overlap=overlap)  # before any login
     _check_writable(out, "the export folder", folder=True)
     with _salesforce_errors("nothing was pulled"), _writing(out, "the export folder"):
         result = pull_salesforce(
@@ -568,6 +609,8 @@ def pull(out: str, state_file: str | None, since: str | None, full: bool, object
             state_file=state_file,
             full=full,
             objects=list(objects) or None,
+            overlap=overlap,
+            reconcile=reconcile,
             connection=_salesforce_connection(),
         )
     for problem in result.warnings:

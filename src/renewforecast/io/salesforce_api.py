@@ -84,6 +84,7 @@ __all__ = [
     "SalesforceUrlError",
     "StateOrgMismatchError",
     "api_objects",
+    "check_pull_parameters",
     "default_jwt_audience",
     "pull_salesforce",
     "read_csv_text",
@@ -1208,6 +1209,45 @@ def _parse_since(since: Any) -> dt.datetime:
         ) from None
 
 
+def check_pull_parameters(
+    *,
+    since: Any = None,
+    objects: Iterable[str] | None = None,
+    overlap: Any = DEFAULT_OVERLAP_SECONDS,
+    field_map: Mapping[str, SfObject] | None = None,
+) -> tuple[list[str], dt.datetime | None, dt.timedelta]:
+    """Check a pull's parameters before any request: (objects to pull, since as UTC, overlap).
+
+    Raises
+    ------
+    PullParameterError
+        An unknown object, a ``since`` that is no date or time, a negative or non-numeric overlap.
+
+    Examples
+    --------
+    >>> wanted, since, overlap = check_pull_parameters(since="2026-01-31", objects=["Contract"], overlap=60)
+    >>> wanted, since.isoformat(), overlap.total_seconds()
+    (['Contract'], '2026-01-31T00:00:00+00:00', 60.0)
+    >>> check_pull_parameters(objects=["Contracts"])
+    Traceback (most recent call last):
+    ...
+    renewforecast.io.salesforce_api.PullParameterError: objects ['Contracts'] are not in the field map; ...
+    """
+    catalogue = api_objects(field_map)
+    wanted = list(catalogue) if objects is None else list(objects)
+    unknown = [o for o in wanted if o not in catalogue]
+    if unknown:
+        raise PullParameterError(f"objects {unknown} are not in the field map; choose from {sorted(catalogue)}")
+    since_at = None if since is None else _parse_since(since)
+    try:
+        margin = dt.timedelta(seconds=float(overlap))
+    except (TypeError, ValueError, OverflowError):
+        margin = dt.timedelta(-1)
+    if margin < dt.timedelta(0):
+        raise PullParameterError(f"overlap={overlap!r} must be a number of seconds, 0 or more.")
+    return wanted, since_at, margin
+
+
 def _floor_second(stamp: dt.datetime) -> dt.datetime:
     return stamp.replace(microsecond=0)
 
@@ -1556,17 +1596,7 @@ def pull_salesforce(
     """
     out_dir = Path(out_dir)
     catalogue = api_objects(field_map)
-    wanted = list(catalogue) if objects is None else list(objects)
-    unknown = [o for o in wanted if o not in catalogue]
-    if unknown:
-        raise PullParameterError(f"objects {unknown} are not in the field map; choose from {sorted(catalogue)}")
-    since_at = None if since is None else _parse_since(since)
-    try:
-        margin = dt.timedelta(seconds=float(overlap))
-    except (TypeError, ValueError, OverflowError):
-        margin = dt.timedelta(-1)
-    if margin < dt.timedelta(0):
-        raise PullParameterError(f"overlap={overlap!r} must be a number of seconds, 0 or more.")
+    wanted, since_at, margin = check_pull_parameters(since=since, objects=objects, overlap=overlap, field_map=field_map)
     clock = _utc(now) if now is not None else dt.datetime.now(dt.UTC)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     with _pull_lock(out_dir):
