@@ -37,6 +37,7 @@ from renewforecast.io.salesforce import SALESFORCE_OBJECTS
 
 __all__ = [
     "REPLICA_LAYOUTS",
+    "WAREHOUSE_REASONS",
     "ReplicaLayout",
     "ReplicaSnapshot",
     "ReplicaTable",
@@ -410,8 +411,9 @@ def _transactional_sqlite(engine: sa.Engine) -> None:
 
     The sqlite3 module opens a transaction only before INSERT/UPDATE/DELETE, so
     DDL ahead of them commits by itself; SQLAlchemy's documented workaround
-    (*SQLite: Serializable isolation / Savepoints / Transactional DDL*) turns
-    the module's own handling off and emits BEGIN when SQLAlchemy begins.
+    (SQLite dialect, *Enabling Non-Legacy SQLite Transactional Modes*, for
+    every Python version) turns the module's own handling off and emits
+    BEGIN when SQLAlchemy begins.
     """
 
     @sa.event.listens_for(engine, "connect")
