@@ -369,7 +369,7 @@ def test_secret_url_parameters_are_masked_and_named():
     # what is not a secret stays readable: a key file's path, the warehouse, the role
     assert "warehouse=wh" in shown and "private_key_file=%2Fkeys%2Frsa.p8" in shown and "role=analyst" in shown
     assert "token=***" in shown and shown.startswith("snowflake://me:***@acct/db/sch?")
-    assert url_secrets("postgresql+psycopg://me@db/crm?sslmode=require") == []
+    assert url_secrets("postgresql+psycopg://me@db/crm?sslmode=require&bypass_cache=1&db_pass=x") == ["db_pass"]
     assert url_secrets(sa.make_url("postgresql+psycopg://me:x@db/crm")) == ["password"]
 
 

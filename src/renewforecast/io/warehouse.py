@@ -254,7 +254,9 @@ def _url(url: str | sa.URL) -> sa.URL:
 
 
 #: Words that make a query parameter's name a secret's (``password=``, ``access_token=``, ``private_key_file_pwd=``).
-_SECRET_WORDS = re.compile(r"pass(word|wd|phrase)?|pwd|secret|token|credential|api_?key|access_?key|private_?key")
+_SECRET_WORDS = re.compile(
+    r"password|passwd|passphrase|(^|[^a-z])pass([^a-z]|$)|pwd|secret|token|credential|api_?key|access_?key|private_?key"
+)
 #: A name ending in one of these names a file holding the secret, not the secret (``private_key_file``).
 _PATH_WORDS = ("file", "path", "filename", "location", "dir")
 
@@ -270,7 +272,7 @@ def url_secrets(url: str | sa.URL) -> list[str]:
     """The names of the parts of a database URL that carry a secret.
 
     ``"password"`` when the URL has one, then every query parameter whose
-    name holds ``pass``/``password``/``passwd``/``passphrase``, ``pwd``,
+    name holds ``password``, ``passwd``, ``passphrase``, the word ``pass``, ``pwd``,
     ``secret``, ``token``, ``credential``, ``apikey``/``api_key``,
     ``access_key`` or ``private_key`` (any case, anywhere in the name) and
     does not end in ``file``, ``path``, ``filename``, ``location`` or ``dir``
