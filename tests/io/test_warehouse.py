@@ -452,8 +452,8 @@ SEQUENCE = {
 }
 
 
-def _add_versions(url: str, schema: str | None, layout: str, ids: list[str], *, older: bool, **values) -> None:
-    """Append a version of each record: a copy of its row with the tool's sequence columns moved a day."""
+def _add_versions(url: str, schema: str | None, layout: str, ids: list[str], *, days: int, **values) -> None:
+    """Append a version of each record: a copy of its row with the tool's sequence columns moved ``days`` days."""
     chosen = REPLICA_LAYOUTS[layout]
     name = chosen.table("Contract")
     engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
@@ -464,7 +464,7 @@ def _add_versions(url: str, schema: str | None, layout: str, ids: list[str], *, 
         for row in rows:
             for col in SEQUENCE[layout]:
                 step = dt.timedelta(days=1) if isinstance(row[col], dt.datetime) else 86_400_000
-                row[col] = row[col] - step if older else row[col] + step
+                row[col] = row[col] + days * step
             row.update(values)
             if layout == "airbyte":
                 row["_airbyte_raw_id"] = str(uuid.uuid4())
@@ -481,11 +481,11 @@ def test_append_only_replicas_keep_each_records_latest_version(demo_org, demo_bo
     flags = dict.fromkeys(chosen.deleted, False)
     ids = sorted(demo_book.contracts["contract_id"])[:3]
     # older versions with other values; one of them was deleted then, and is not now
-    _add_versions(url, schema, layout, ids[:2], older=True, status="Draft", **flags)
-    _add_versions(url, schema, layout, ids[2:], older=True, status="Draft", **{**flags, chosen.deleted[0]: True})
+    _add_versions(url, schema, layout, ids[:2], days=-1, status="Draft", **flags)
+    _add_versions(url, schema, layout, ids[2:], days=-1, status="Draft", **{**flags, chosen.deleted[0]: True})
     # a record whose last version is deleted, though its earlier one was not flagged
     (gone,) = written.deleted_ids[chosen.table("Contract")]
-    _add_versions(url, schema, layout, [gone], older=True, **flags)
+    _add_versions(url, schema, layout, [gone], days=-1, **flags)
 
     book = rf.load_book(url, schema=schema)
 
@@ -494,3 +494,25 @@ def test_append_only_replicas_keep_each_records_latest_version(demo_org, demo_bo
     assert (snap.tables["Contract"].superseded, snap.tables["Contract"].deleted) == (4, 1)
     assert gone not in set(book.contracts["contract_id"])
     assert set(book.contracts.loc[book.contracts["contract_id"].isin(ids), "status"]) != {"Draft"}
+
+
+def test_equal_sequence_values_are_ordered_by_systemmodstamp(demo_org, demo_book, tmp_path):
+    url = f"duckdb:///{tmp_path / 'org.duckdb'}"
+    rf.write_replica(demo_org.path, url, layout="stitch")
+    stamp = dt.datetime(2026, 6, 1, 12, tzinfo=dt.UTC)
+    _execute(
+        url,
+        sa.text("ALTER TABLE contract ADD COLUMN systemmodstamp TIMESTAMPTZ"),
+        sa.update(_table("contract", None, "systemmodstamp")).values(systemmodstamp=stamp),
+    )
+    first = sorted(demo_book.contracts["contract_id"])[0]
+    # a version loaded in the same batch with the same sequence, but modified earlier in Salesforce
+    # (its status sorts last, so a tie broken by the row's text alone would pick it)
+    _add_versions(
+        url, None, "stitch", [first], days=0, status="~superseded", systemmodstamp=stamp - dt.timedelta(hours=1)
+    )
+
+    book = rf.load_book(url)
+
+    assert book.fingerprint == demo_book.fingerprint
+    assert read_replica(url).tables["Contract"].superseded == 1
