@@ -532,8 +532,10 @@ def read_replica(
     """Read the Salesforce objects the project uses from a replicated schema, as text tables.
 
     Every table whose name the layout gives an object is read whole (the
-    tool's metadata columns left out, soft-deleted rows and superseded
-    versions dropped), its rows ordered by ``Id`` (spend by month and
+    tool's metadata columns left out; of the versions of a record an
+    append-only replica keeps, only the latest by the tool's sequence
+    columns, then ``SystemModstamp``; soft-deleted records, judged by that
+    latest version, and history mode's inactive rows dropped), its rows ordered by ``Id`` (spend by month and
     channel, signals by account and month) so that the same data always
     gives the same Book, and each value rendered as the Salesforce API
     writes it: ISO dates, UTC datetimes ``2021-06-16T09:00:00.000Z``,
@@ -561,7 +563,9 @@ def read_replica(
     Raises
     ------
     WarehouseError
-        The database cannot be reached or read, or the layout is unknown or cannot be told.
+        The database cannot be reached or read, or the layout is unknown or
+        cannot be told; ``reason`` says which (``"auth"``, ``"unreachable"``,
+        ``"driver"``, ``"refused"``, ``"invalid"``).
 
     Examples
     --------
