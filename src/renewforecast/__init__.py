@@ -62,7 +62,13 @@ from renewforecast.io.salesforce_api import (
     pull_salesforce,
     recover_pull_folder,
 )
-from renewforecast.io.warehouse import WarehouseError, WrittenReplica, write_replica, write_result_tables
+from renewforecast.io.warehouse import (
+    WarehouseError,
+    WrittenReplica,
+    url_secrets,
+    write_replica,
+    write_result_tables,
+)
 from renewforecast.ledger.hierarchy import ultimate_parents
 from renewforecast.ledger.mrr import mrr_movements, mrr_table
 from renewforecast.ledger.recognition import recognized_revenue
@@ -187,6 +193,7 @@ __all__ = [
     "set_aside_summary",
     "ultimate_parents",
     "unit_economics_headline",
+    "url_secrets",
     "write_canonical",
     "write_crm_upsert",
     "write_demo_org",

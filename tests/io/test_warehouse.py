@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import shutil
+import socket
 import uuid
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import sqlalchemy as sa
 import renewforecast as rf
 from _postgres import PG_PASSWORD, find_postgres_bin
 from renewforecast.book import table_fingerprint
-from renewforecast.io.warehouse import REPLICA_LAYOUTS, WarehouseError, read_replica
+from renewforecast.io.warehouse import REPLICA_LAYOUTS, WarehouseError, masked_url, read_replica, url_secrets
 
 LAYOUTS = ("fivetran", "airbyte", "stitch")
 DELETED = {"Contract": 3, "SBQQ__Subscription__c": 2, "Opportunity": 2, "Account": 1, "spend": 2}
@@ -248,10 +249,18 @@ def _has_table(url: str, schema: str | None, table: str) -> bool:
     return found
 
 
-def test_result_tables_are_all_or_nothing_and_idempotent(target):
-    url, schema = target
-    if schema:
+@pytest.fixture(params=["postgresql", "duckdb", "sqlite"])
+def results_target(request, tmp_path) -> tuple[str, str | None]:
+    """(URL, schema) to write results to: a fresh PostgreSQL schema, a DuckDB file, a SQLite file (stdlib sqlite3)."""
+    if request.param == "postgresql":
+        url, schema = request.getfixturevalue("postgres_url"), f"s_{uuid.uuid4().hex[:10]}"
         _execute(url, sa.schema.CreateSchema(schema))
+        return url, schema
+    return f"{request.param}:///{tmp_path / ('results.' + request.param)}", None
+
+
+def test_result_tables_are_all_or_nothing_and_idempotent(results_target):
+    url, schema = results_target
     scores = pd.DataFrame(
         {
             "contract_id": ["800A", "800B", "800C"],
@@ -278,18 +287,42 @@ def test_result_tables_are_all_or_nothing_and_idempotent(target):
     assert len(_rows(url, schema, "scores")) == 3
     rf.write_result_tables(url, {"scores": scores.head(1)}, schema=schema, run_id="r2")
     assert _rows(url, schema, "scores")["run_id"].value_counts().to_dict() == {"r1": 3, "r2": 1}
-
-    # a failure part-way (text into a DOUBLE column, refused by the database) changes nothing
-    broken = scores.assign(**{"P(renew)": ["high", "low", "mid"]})
-    forecast = pd.DataFrame({"month": ["2026-07"], "arr": [1.0]})
     before = _rows(url, schema, "scores"), _rows(url, schema, "kpis")
-    with pytest.raises(WarehouseError, match="nothing was written"):
+    forecast = pd.DataFrame({"month": ["2026-07"], "arr": [1.0]})
+
+    # a frame whose types the existing columns would change (DuckDB rounds 3.5 seats into BIGINT,
+    # SQLite stores the text in a DOUBLE column) is refused before anything is written
+    changed = scores.assign(seats=[3.5, 5.0, 8.25], **{"P(renew)": ["high", "low", "mid"]})
+    with pytest.raises(WarehouseError) as info:
         rf.write_result_tables(
             url,
-            {"forecast": forecast, "kpis": kpis.assign(value=[0.0, 0.0]), "scores": broken},
+            {"forecast": forecast, "kpis": kpis.assign(value=[0.0, 0.0]), "scores": changed},
             schema=schema,
             run_id="r3",
         )
+    assert info.value.reason == "invalid"
+    text = str(info.value)
+    assert "nothing was written" in text
+    assert "result table scores column seats is BIGINT in the database, the new rows' are" in text
+    assert "DOUBLE" in text.split("column seats")[1].split(";")[0]
+    assert "result table scores column p_renew is DOUBLE" in text and "TEXT" in text.split("column p_renew")[1]
+    assert not _has_table(url, schema, "forecast")
+    pd.testing.assert_frame_equal(_rows(url, schema, "kpis"), before[1])
+    pd.testing.assert_frame_equal(_rows(url, schema, "scores"), before[0])
+
+    # a failure part-way, refused by the database (a unique index a user put on the table), changes nothing:
+    # the table created before it is gone too (on SQLite as well, whose driver would commit CREATE TABLE)
+    index_table = f"{schema}.scores" if schema else "scores"
+    _execute(url, sa.text(f"CREATE UNIQUE INDEX scores_contract ON {index_table} (run_id, contract_id)"))
+    twice = pd.concat([scores.head(1), scores.head(1)], ignore_index=True)
+    with pytest.raises(WarehouseError, match="nothing was written") as info:
+        rf.write_result_tables(
+            url,
+            {"forecast": forecast, "kpis": kpis.assign(value=[0.0, 0.0]), "scores": twice},
+            schema=schema,
+            run_id="r3",
+        )
+    assert info.value.reason == "refused"
     assert not _has_table(url, schema, "forecast")
     pd.testing.assert_frame_equal(_rows(url, schema, "kpis"), before[1])
     pd.testing.assert_frame_equal(_rows(url, schema, "scores"), before[0])
@@ -312,3 +345,174 @@ def test_missing_postgres_binaries_fail_with_the_package_to_install(tmp_path):
     with pytest.raises(pytest.fail.Exception, match="install the Debian package `postgresql`"):
         find_postgres_bin(search_path=str(tmp_path), roots=(str(tmp_path),))
     assert (find_postgres_bin() / "initdb").exists()
+
+
+def test_secret_url_parameters_are_masked_and_named():
+    url = (
+        "snowflake://me:pw-1@acct/db/sch?warehouse=wh&private_key_file=/keys/rsa.p8&private_key_file_pwd=kp-2"
+        "&token=tk-3&access_token=at-4&client_secret=cs-5&credentials_base64=cr-6&sslpassword=sp-7&API_KEY=ak-8"
+        "&role=analyst"
+    )
+    assert url_secrets(url) == [
+        "password",
+        "private_key_file_pwd",
+        "token",
+        "access_token",
+        "client_secret",
+        "credentials_base64",
+        "sslpassword",
+        "API_KEY",
+    ]
+    shown = masked_url(url)
+    for secret in ("pw-1", "kp-2", "tk-3", "at-4", "cs-5", "cr-6", "sp-7", "ak-8"):
+        assert secret not in shown
+    # what is not a secret stays readable: a key file's path, the warehouse, the role
+    assert "warehouse=wh" in shown and "private_key_file=%2Fkeys%2Frsa.p8" in shown and "role=analyst" in shown
+    assert "token=***" in shown and shown.startswith("snowflake://me:***@acct/db/sch?")
+    assert url_secrets("postgresql+psycopg://me@db/crm?sslmode=require&bypass_cache=1&db_pass=x") == ["db_pass"]
+    assert url_secrets(sa.make_url("postgresql+psycopg://me:x@db/crm")) == ["password"]
+
+
+def test_a_password_in_the_query_string_never_appears(demo_org, postgres_url):
+    schema = f"s_{uuid.uuid4().hex[:10]}"
+    rf.write_replica(demo_org.path, postgres_url, schema=schema, layout="fivetran")
+    # psycopg takes the password as a query parameter too: the URL's userinfo then holds none
+    parts = sa.make_url(postgres_url)
+    in_query = sa.URL.create(
+        parts.drivername, parts.username, None, parts.host, parts.port, parts.database, {"password": PG_PASSWORD}
+    )
+    text_url = in_query.render_as_string(hide_password=False)
+    assert PG_PASSWORD in text_url and url_secrets(text_url) == ["password"]
+
+    book = rf.load_book(text_url, schema=schema)
+    assert PG_PASSWORD not in book.source and "password=***" in book.source
+
+    wrong = text_url.replace(PG_PASSWORD, PG_PASSWORD + "x")
+    with pytest.raises(WarehouseError) as info:
+        rf.load_book(wrong, schema=schema)
+    assert info.value.reason == "auth"
+    assert PG_PASSWORD not in str(info.value) and "password=***" in str(info.value)
+
+
+def test_errors_say_why_the_database_could_not_be_used(demo_org, postgres_url, tmp_path):
+    good = sa.make_url(postgres_url)
+    schema = f"s_{uuid.uuid4().hex[:10]}"
+    rf.write_replica(demo_org.path, postgres_url, schema=schema, layout="airbyte")
+    frame = {"scores": pd.DataFrame({"x": [1.0]})}
+    seen: dict[str, WarehouseError] = {}
+
+    def failure(call) -> WarehouseError:
+        with pytest.raises(WarehouseError) as info:
+            call()
+        return info.value
+
+    wrong = good.set(password=PG_PASSWORD + "x").render_as_string(hide_password=False)
+    seen["auth read"] = failure(lambda: rf.load_book(wrong, schema=schema))
+    seen["auth write"] = failure(lambda: rf.write_result_tables(wrong, frame, run_id="r1"))
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        closed = good.set(port=s.getsockname()[1]).render_as_string(hide_password=False)
+    seen["unreachable"] = failure(lambda: rf.load_book(closed, schema=schema))
+    seen["driver dialect"] = failure(lambda: rf.load_book("nosuchdb://me:pw@host/db"))
+    seen["driver dbapi"] = failure(lambda: rf.load_book("mysql+pymysql://me:pw@host/db"))
+    # a login without rights on the schema: connected, then refused
+    _execute(
+        postgres_url,
+        sa.text("CREATE ROLE rf_reader LOGIN PASSWORD 'rf-reader-pw'"),
+        sa.text(f"GRANT USAGE ON SCHEMA {schema} TO rf_reader"),
+    )
+    reader = good.set(username="rf_reader", password="rf-reader-pw").render_as_string(hide_password=False)
+    seen["refused read"] = failure(lambda: rf.load_book(reader, schema=schema))
+    seen["refused write"] = failure(lambda: rf.write_result_tables(reader, frame, schema=schema, run_id="r1"))
+    seen["invalid"] = failure(lambda: rf.load_book(postgres_url, schema=schema, layout="nosuchtool"))
+
+    assert {k: e.reason for k, e in seen.items()} == {
+        "auth read": "auth",
+        "auth write": "auth",
+        "unreachable": "unreachable",
+        "driver dialect": "driver",
+        "driver dbapi": "driver",
+        "refused read": "refused",
+        "refused write": "refused",
+        "invalid": "invalid",
+    }
+    assert "password authentication failed" in str(seen["auth read"])
+    assert "Connection refused" in str(seen["unreachable"])
+    assert "permission denied" in str(seen["refused read"])
+    for error in seen.values():
+        for secret in (PG_PASSWORD, "rf-reader-pw", ":pw@"):
+            assert secret not in str(error), str(error)
+
+
+#: The columns each tool orders a record's appended versions by (docs/data_model.md, *Append-only replicas*).
+SEQUENCE = {
+    "fivetran": ("_fivetran_synced",),
+    "airbyte": ("_airbyte_extracted_at",),
+    "stitch": ("_sdc_sequence", "_sdc_batched_at"),
+}
+
+
+def _add_versions(url: str, schema: str | None, layout: str, ids: list[str], *, days: int, **values) -> None:
+    """Append a version of each record: a copy of its row with the tool's sequence columns moved ``days`` days."""
+    chosen = REPLICA_LAYOUTS[layout]
+    name = chosen.table("Contract")
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    with engine.begin() as conn:
+        result = conn.execute(sa.select(sa.text("*")).select_from(sa.table(name, schema=schema)))
+        rows = [dict(r._mapping) for r in result if r._mapping["id"] in ids]
+        assert len(rows) == len(ids)
+        for row in rows:
+            for col in SEQUENCE[layout]:
+                step = dt.timedelta(days=1) if isinstance(row[col], dt.datetime) else 86_400_000
+                row[col] = row[col] + days * step
+            row.update(values)
+            if layout == "airbyte":
+                row["_airbyte_raw_id"] = str(uuid.uuid4())
+        table = sa.table(name, *(sa.column(c) for c in rows[0]), schema=schema)
+        conn.execute(sa.insert(table), rows)
+    engine.dispose()
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_append_only_replicas_keep_each_records_latest_version(demo_org, demo_book, target, layout):
+    url, schema = target
+    written = rf.write_replica(demo_org.path, url, schema=schema, layout=layout, deleted={"Contract": 1})
+    chosen = REPLICA_LAYOUTS[layout]
+    flags = dict.fromkeys(chosen.deleted, False)
+    ids = sorted(demo_book.contracts["contract_id"])[:3]
+    # older versions with other values; one of them was deleted then, and is not now
+    _add_versions(url, schema, layout, ids[:2], days=-1, status="Draft", **flags)
+    _add_versions(url, schema, layout, ids[2:], days=-1, status="Draft", **{**flags, chosen.deleted[0]: True})
+    # a record whose last version is deleted, though its earlier one was not flagged
+    (gone,) = written.deleted_ids[chosen.table("Contract")]
+    _add_versions(url, schema, layout, [gone], days=-1, **flags)
+
+    book = rf.load_book(url, schema=schema)
+
+    assert book.fingerprint == demo_book.fingerprint
+    snap = read_replica(url, schema=schema)
+    assert (snap.tables["Contract"].superseded, snap.tables["Contract"].deleted) == (4, 1)
+    assert gone not in set(book.contracts["contract_id"])
+    assert set(book.contracts.loc[book.contracts["contract_id"].isin(ids), "status"]) != {"Draft"}
+
+
+def test_equal_sequence_values_are_ordered_by_systemmodstamp(demo_org, demo_book, tmp_path):
+    url = f"duckdb:///{tmp_path / 'org.duckdb'}"
+    rf.write_replica(demo_org.path, url, layout="stitch")
+    stamp = dt.datetime(2026, 6, 1, 12, tzinfo=dt.UTC)
+    _execute(
+        url,
+        sa.text("ALTER TABLE contract ADD COLUMN systemmodstamp TIMESTAMPTZ"),
+        sa.update(_table("contract", None, "systemmodstamp")).values(systemmodstamp=stamp),
+    )
+    first = sorted(demo_book.contracts["contract_id"])[0]
+    # a version loaded in the same batch with the same sequence, but modified earlier in Salesforce
+    # (its status sorts last, so a tie broken by the row's text alone would pick it)
+    _add_versions(
+        url, None, "stitch", [first], days=0, status="~superseded", systemmodstamp=stamp - dt.timedelta(hours=1)
+    )
+
+    book = rf.load_book(url)
+
+    assert book.fingerprint == demo_book.fingerprint
+    assert read_replica(url).tables["Contract"].superseded == 1

@@ -37,6 +37,7 @@ from renewforecast.io.salesforce import SALESFORCE_OBJECTS
 
 __all__ = [
     "REPLICA_LAYOUTS",
+    "WAREHOUSE_REASONS",
     "ReplicaLayout",
     "ReplicaSnapshot",
     "ReplicaTable",
@@ -45,13 +46,46 @@ __all__ = [
     "is_database_url",
     "masked_url",
     "read_replica",
+    "url_secrets",
     "write_replica",
     "write_result_tables",
 ]
 
 
+#: Why a database could not be used, as :attr:`WarehouseError.reason` says it.
+WAREHOUSE_REASONS = ("auth", "unreachable", "driver", "refused", "invalid")
+
+
 class WarehouseError(RenewForecastError):
-    """A database could not be read or written as asked; its message never holds the password."""
+    """A database could not be read or written as asked; its message never holds a secret.
+
+    Parameters
+    ----------
+    message : str
+        What went wrong, naming the URL (masked), the schema, table or column.
+    reason : {"auth", "unreachable", "driver", "refused", "invalid"}, default "invalid"
+        ``"auth"``: the database refused the login; ``"unreachable"``: it
+        could not be connected to (refused, timed out, unknown host);
+        ``"driver"``: the URL's dialect or its DBAPI driver is not installed;
+        ``"refused"``: connected, the database refused a statement
+        (permissions, types, constraints); ``"invalid"``: a bad name,
+        argument or URL, found before anything was written.
+
+    Examples
+    --------
+    >>> err = WarehouseError("Cannot log in to postgresql+psycopg://me:***@db/crm", reason="auth")
+    >>> err.reason, str(err)
+    ('auth', 'Cannot log in to postgresql+psycopg://me:***@db/crm')
+    """
+
+    def __init__(self, message: str, reason: str = "invalid") -> None:
+        if reason not in WAREHOUSE_REASONS:
+            raise ValueError(f"reason must be one of {', '.join(WAREHOUSE_REASONS)}, not {reason!r}")
+        super().__init__(message)
+        self.reason = reason
+
+    def __reduce__(self):
+        return (type(self), (str(self), self.reason))
 
 
 # ---------------------------------------------------------------- layouts
@@ -105,6 +139,9 @@ class ReplicaLayout:
         Columns starting with it are the tool's bookkeeping and are never read.
     written : tuple of (str, str)
         The tool's metadata columns and their types, as :func:`write_replica` writes them.
+    sequence : tuple of str
+        The tool's columns that order the versions of a record it appends
+        (latest last); ``SystemModstamp`` breaks their ties.
 
     Examples
     --------
@@ -120,6 +157,7 @@ class ReplicaLayout:
     inactive: str | None = None
     metadata_prefix: str | None = None
     written: tuple[tuple[str, str], ...] = ()
+    sequence: tuple[str, ...] = ()
 
     def table(self, api_name: str) -> str:
         """The table an object's API name is written to."""
@@ -146,6 +184,7 @@ REPLICA_LAYOUTS: dict[str, ReplicaLayout] = {
             inactive="_fivetran_active",
             metadata_prefix="_fivetran_",
             written=(("_fivetran_synced", "timestamp"), ("_fivetran_deleted", "bool"), ("is_deleted", "bool")),
+            sequence=("_fivetran_synced",),
         ),
         ReplicaLayout(
             "airbyte",
@@ -159,6 +198,7 @@ REPLICA_LAYOUTS: dict[str, ReplicaLayout] = {
                 ("_airbyte_generation_id", "int"),
                 ("isdeleted", "bool"),
             ),
+            sequence=("_airbyte_extracted_at",),
         ),
         ReplicaLayout(
             "stitch",
@@ -173,6 +213,7 @@ REPLICA_LAYOUTS: dict[str, ReplicaLayout] = {
                 ("_sdc_table_version", "int"),
                 ("isdeleted", "bool"),
             ),
+            sequence=("_sdc_sequence", "_sdc_batched_at"),
         ),
         # API names lower-cased with no tool's columns: a hand-made copy.
         ReplicaLayout("lowercase", "lower_case", deleted=("isdeleted",)),
@@ -212,24 +253,142 @@ def _url(url: str | sa.URL) -> sa.URL:
         ) from None
 
 
+#: Words that make a query parameter's name a secret's (``password=``, ``access_token=``, ``private_key_file_pwd=``).
+_SECRET_WORDS = re.compile(
+    r"password|passwd|passphrase|(^|[^a-z])pass([^a-z]|$)|pwd|secret|token|credential|api_?key|access_?key|private_?key"
+)
+#: A name ending in one of these names a file holding the secret, not the secret (``private_key_file``).
+_PATH_WORDS = ("file", "path", "filename", "location", "dir")
+
+
+def _secret_parameter(name: str) -> bool:
+    words = [w for w in re.split(r"[^a-z0-9]+", name.lower()) if w]
+    if not words or words[-1] in _PATH_WORDS:
+        return False
+    return bool(_SECRET_WORDS.search(name.lower()))
+
+
+def url_secrets(url: str | sa.URL) -> list[str]:
+    """The names of the parts of a database URL that carry a secret.
+
+    ``"password"`` when the URL has one, then every query parameter whose
+    name holds ``password``, ``passwd``, ``passphrase``, the word ``pass``, ``pwd``,
+    ``secret``, ``token``, ``credential``, ``apikey``/``api_key``,
+    ``access_key`` or ``private_key`` (any case, anywhere in the name) and
+    does not end in ``file``, ``path``, ``filename``, ``location`` or ``dir``
+    (a path to a key file is not the key). :func:`masked_url` hides exactly
+    these; a command line can refuse a URL for which this is not empty.
+
+    Parameters
+    ----------
+    url : str or sqlalchemy.URL
+
+    Returns
+    -------
+    list of str
+        The secret parts' names, in the URL's order (empty when there are none).
+
+    Raises
+    ------
+    WarehouseError
+        The text is not a database URL (reason ``"invalid"``).
+
+    Examples
+    --------
+    >>> url_secrets("snowflake://me:pw@acct/db?private_key_file=/k.p8&private_key_file_pwd=x&warehouse=wh")
+    ['password', 'private_key_file_pwd']
+    >>> url_secrets("postgresql+psycopg://me@db/crm?sslmode=require")
+    []
+    """
+    parsed = _url(url)
+    found = ["password"] if parsed.password is not None else []
+    return found + [name for name in parsed.query if _secret_parameter(name)]
+
+
 def masked_url(url: str | sa.URL) -> str:
-    """The URL as messages and ``Book.source`` show it: the password replaced by ``***``.
+    """The URL as messages and ``Book.source`` show it: the password and secret parameters as ``***``.
+
+    The secret query parameters are those :func:`url_secrets` names.
 
     Examples
     --------
     >>> masked_url("postgresql+psycopg://me:s3cret@db:5432/crm")
     'postgresql+psycopg://me:***@db:5432/crm'
+    >>> masked_url("snowflake://me@acct/db?token=abc&warehouse=wh")
+    'snowflake://me@acct/db?token=***&warehouse=wh'
     """
-    return _url(url).render_as_string(hide_password=True)
+    parsed = _url(url)
+    secret = [name for name in parsed.query if _secret_parameter(name)]
+    if not secret:
+        return parsed.render_as_string(hide_password=True)
+    # a placeholder SQLAlchemy leaves unquoted, replaced after rendering
+    marker = "rfMASKEDrf"
+    masked = parsed.set(query={k: (marker if k in secret else v) for k, v in parsed.query.items()})
+    return masked.render_as_string(hide_password=True).replace(marker, "***")
+
+
+def _secret_values(url: sa.URL) -> list[str]:
+    values = [str(url.password)] if url.password else []
+    for name, value in url.query.items():
+        if _secret_parameter(name):
+            values += [str(v) for v in (value if isinstance(value, tuple) else (value,)) if str(v)]
+    return values
 
 
 def _scrub(text: str, url: sa.URL) -> str:
-    """A driver's message with the password taken out, however it was spelled."""
-    secret = url.password
-    if secret:
-        for form in {str(secret), quote(str(secret), safe=""), quote_plus(str(secret))}:
+    """A driver's message with the URL's secrets taken out, however they were spelled."""
+    for secret in sorted(_secret_values(url), key=len, reverse=True):
+        for form in {secret, quote(secret, safe=""), quote_plus(secret)}:
             text = text.replace(form, "***")
     return text
+
+
+_AUTH_TEXT = re.compile(
+    r"authentication failed|password authentication|no password supplied|access denied|"
+    r"invalid (username|user name|password|credentials|token)|incorrect username or password|"
+    r"login failed|not authori[sz]ed|authentication token|role \S+ does not exist|jwt token is invalid",
+    re.IGNORECASE,
+)
+_UNREACHABLE_TEXT = re.compile(
+    r"connection refused|could not connect|timed? ?out|timeout expired|could not translate host name|"
+    r"name or service not known|no route to host|network is unreachable|connection reset|"
+    r"server closed the connection|could not set lock|temporary failure in name resolution",
+    re.IGNORECASE,
+)
+
+
+def _reason(exc: BaseException, *, connecting: bool) -> str:
+    """Which of :data:`WAREHOUSE_REASONS` an error of SQLAlchemy or of the driver is."""
+    if isinstance(exc, sa.exc.NoSuchModuleError | ImportError):
+        return "driver"
+    orig = getattr(exc, "orig", None) or exc
+    if isinstance(orig, ImportError):
+        return "driver"
+    # psycopg 3 gives no sqlstate for a refused login, only the server's words; other drivers give one
+    state = str(getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None) or "")
+    text = str(orig)
+    if state in ("28P01", "28000") or (connecting and _AUTH_TEXT.search(text)):
+        return "auth"
+    if state in ("3D000", "3F000"):  # no such database / schema
+        return "invalid"
+    if state.startswith("08") or _UNREACHABLE_TEXT.search(text):
+        return "unreachable"
+    if connecting:
+        # a connection that fails for another reason: a bad connection option is a mistake, the rest the network's
+        return "invalid" if isinstance(exc, sa.exc.ProgrammingError | sa.exc.ArgumentError) else "unreachable"
+    return "refused" if isinstance(exc, sa.exc.DBAPIError) else "invalid"
+
+
+def _failure(exc: BaseException, url: sa.URL, what: str, *, connecting: bool) -> WarehouseError:
+    """A :class:`WarehouseError` for an error of SQLAlchemy or the driver, its message scrubbed of secrets."""
+    reason = _reason(exc, connecting=connecting)
+    detail = _scrub(str(getattr(exc, "orig", None) or exc), url).strip()[:400]
+    hint = {
+        "auth": " (the database refused the login: check the user and the password)",
+        "unreachable": " (the database could not be reached: check the host, the port and the network)",
+        "driver": " (install the dialect's driver, e.g. psycopg for postgresql+psycopg)",
+    }.get(reason, "")
+    return WarehouseError(f"{what}: {detail}{hint}", reason)
 
 
 def _engine(url: sa.URL, *, read_only: bool) -> sa.Engine:
@@ -241,11 +400,39 @@ def _engine(url: sa.URL, *, read_only: bool) -> sa.Engine:
             raise WarehouseError(f"The database file {database} does not exist ({masked_url(url)})")
         kwargs["connect_args"] = {"read_only": True}
     try:
-        return sa.create_engine(url, **kwargs)
-    except Exception as exc:  # a missing driver, a bad option: say which URL, never its password
-        raise WarehouseError(
-            f"Cannot use the database {masked_url(url)}: {_scrub(str(exc), url)} (is the dialect's driver installed?)"
-        ) from None
+        engine = sa.create_engine(url, **kwargs)
+    except Exception as exc:  # a missing driver, a bad option: say which URL, never its secrets
+        raise _failure(exc, url, f"Cannot use the database {masked_url(url)}", connecting=True) from None
+    if engine.dialect.name == "sqlite" and engine.dialect.driver == "pysqlite":
+        _transactional_sqlite(engine)
+    return engine
+
+
+def _transactional_sqlite(engine: sa.Engine) -> None:
+    """Make pysqlite run CREATE/DROP TABLE inside the transaction, so a failed write changes nothing.
+
+    The sqlite3 module opens a transaction only before INSERT/UPDATE/DELETE, so
+    DDL ahead of them commits by itself; SQLAlchemy's documented workaround
+    (SQLite dialect, *Enabling Non-Legacy SQLite Transactional Modes*, for
+    every Python version) turns the module's own handling off and emits
+    BEGIN when SQLAlchemy begins.
+    """
+
+    @sa.event.listens_for(engine, "connect")
+    def _no_implicit_transactions(dbapi_connection, _record) -> None:
+        dbapi_connection.isolation_level = None
+
+    @sa.event.listens_for(engine, "begin")
+    def _begin(conn) -> None:
+        conn.exec_driver_sql("BEGIN")
+
+
+def _connect(engine: sa.Engine, url: sa.URL, what: str) -> sa.Connection:
+    """A connection, or a :class:`WarehouseError` saying whether the login, the network or the driver failed."""
+    try:
+        return engine.connect()
+    except Exception as exc:
+        raise _failure(exc, url, what, connecting=True) from None
 
 
 # ---------------------------------------------------------------- reading
@@ -253,12 +440,18 @@ def _engine(url: sa.URL, *, read_only: bool) -> sa.Engine:
 
 @dataclass
 class ReplicaTable:
-    """One object's table read as text: its name, its rows, and API field name -> column found."""
+    """One object's table read as text: its name, its rows, API field name -> column found, rows left out.
+
+    ``deleted`` counts the rows left out as soft-deleted (or, in history mode,
+    inactive); ``superseded`` the older versions of records an append-only
+    replica keeps.
+    """
 
     name: str
     raw: RawTable
     columns: dict[str, str]
     deleted: int = 0
+    superseded: int = 0
 
 
 @dataclass
@@ -339,8 +532,10 @@ def read_replica(
     """Read the Salesforce objects the project uses from a replicated schema, as text tables.
 
     Every table whose name the layout gives an object is read whole (the
-    tool's metadata columns left out, soft-deleted rows and superseded
-    versions dropped), its rows ordered by ``Id`` (spend by month and
+    tool's metadata columns left out; of the versions of a record an
+    append-only replica keeps, only the latest by the tool's sequence
+    columns, then ``SystemModstamp``; soft-deleted records, judged by that
+    latest version, and history mode's inactive rows dropped), its rows ordered by ``Id`` (spend by month and
     channel, signals by account and month) so that the same data always
     gives the same Book, and each value rendered as the Salesforce API
     writes it: ISO dates, UTC datetimes ``2021-06-16T09:00:00.000Z``,
@@ -368,7 +563,9 @@ def read_replica(
     Raises
     ------
     WarehouseError
-        The database cannot be reached or read, or the layout is unknown or cannot be told.
+        The database cannot be reached or read, or the layout is unknown or
+        cannot be told; ``reason`` says which (``"auth"``, ``"unreachable"``,
+        ``"driver"``, ``"refused"``, ``"invalid"``).
 
     Examples
     --------
@@ -388,7 +585,7 @@ def read_replica(
     engine = _engine(sa_url, read_only=True)
     where = f"schema {schema}" if schema else "the default schema"
     try:
-        with engine.connect() as conn:
+        with _connect(engine, sa_url, f"Cannot connect to {masked_url(sa_url)}") as conn:
             inspector = sa.inspect(conn)
             # views too: a schema of staging views over the raw tables reads the same
             names = sorted(set(inspector.get_table_names(schema=schema)) | set(inspector.get_view_names(schema=schema)))
@@ -420,9 +617,7 @@ def read_replica(
     except WarehouseError:
         raise
     except sa.exc.SQLAlchemyError as exc:
-        raise WarehouseError(
-            f"Cannot read {where} of {masked_url(sa_url)}: {_scrub(str(exc.orig or exc), sa_url).strip()}"
-        ) from None
+        raise _failure(exc, sa_url, f"Cannot read {where} of {masked_url(sa_url)}", connecting=False) from None
     finally:
         engine.dispose()
     return snap
@@ -448,31 +643,109 @@ def _read_table(conn, table_name: str, api: str, obj, layout: ReplicaLayout, sch
         columns[src] = by_lower.get(expected.lower(), expected)
     flags = [by_lower[d] for d in layout.deleted if d in by_lower]
     inactive = by_lower.get(layout.inactive) if layout.inactive else None
+    sequence = [by_lower[c] for c in layout.sequence if c in by_lower]
     data_cols = [c for c in cols if not layout.ignored(c) and c != inactive]
-    selected = [table.c[c] for c in data_cols + flags + ([inactive] if inactive else [])]
-    rows = conn.execute(sa.select(*selected)).all()
-    n_data, n_flags = len(data_cols), len(flags)
-    keep = []
-    dropped = 0
-    for row in rows:
-        gone = any(_true(v) for v in row[n_data : n_data + n_flags])
-        if inactive is not None and row[-1] is not None and not _true(row[-1]):
-            gone = True
-        if gone:
-            dropped += 1
-        else:
-            keep.append([_render(v) for v in row[:n_data]])
-    frame = (
-        pd.DataFrame(keep, columns=data_cols, dtype=object) if keep else pd.DataFrame(columns=data_cols, dtype=object)
+    extra = [c for c in [*flags, inactive, *sequence] if c is not None and c not in data_cols]
+    result = conn.execute(sa.select(*(table.c[c] for c in data_cols + extra)))
+    rows = result.all()
+    # one column at a time: a column's values share a type, so each is rendered by one rule
+    values = dict(zip(data_cols + extra, map(list, zip(*rows, strict=True)), strict=True)) if rows else {}
+    frame = pd.DataFrame(
+        {c: _render_column(values[c]) if rows else [] for c in data_cols}, columns=data_cols, dtype=object
     )
-    frame = frame.astype(object).where(frame.notna(), None)
-    key = [k for k in _sort_key(api, columns.get(obj.id_field) if obj.id_field else None, columns) if k in frame]
+    values = {c: values[c] for c in extra} if rows else {c: [] for c in extra}
+    n_read = len(frame)
+    if inactive is not None and rows:
+        # history mode: a false _fivetran_active marks a superseded version
+        current = np.array([v is None or _true(v) for v in values[inactive]], dtype=bool)
+        frame, values = (
+            frame[current],
+            {c: [v for v, k in zip(vs, current, strict=True) if k] for c, vs in values.items()},
+        )
+    frame = frame.reset_index(drop=True)
+    id_column = columns.get(obj.id_field) if obj.id_field and api not in _CANONICAL else None
+    superseded = 0
+    if id_column in frame and frame[id_column].duplicated().any():
+        # an append-only replica keeps every version of a record: the latest one stands
+        keep = _latest_versions(
+            frame, id_column, [values[c] for c in sequence], by_lower.get(layout.column("SystemModstamp").lower())
+        )
+        superseded = len(frame) - len(keep)
+        frame = frame.iloc[keep].reset_index(drop=True)
+        values = {c: [vs[i] for i in keep] for c, vs in values.items()}
+    if flags and len(frame):
+        gone = np.zeros(len(frame), dtype=bool)
+        for flag in flags:
+            gone |= np.array([_true(v) for v in values[flag]], dtype=bool)
+        frame = frame[~gone].reset_index(drop=True)
+    dropped = n_read - len(frame) - superseded
+    key = [k for k in _sort_key(api, id_column if id_column else None, columns) if k in frame]
     if key and len(frame):
-        # code-point order, whatever the database's collation
-        order = sorted(range(len(frame)), key=lambda i: tuple(frame[k].iat[i] or "" for k in key))
-        frame = frame.iloc[order].reset_index(drop=True)
+        # code-point order, whatever the database's collation (a stable sort of Python strings)
+        order = frame[key].fillna("").sort_values(key, kind="stable").index
+        frame = frame.loc[order].reset_index(drop=True)
     raw = RawTable(table_name, frame, np.arange(1, len(frame) + 1, dtype=np.int64), "database")
-    return ReplicaTable(table_name, raw, columns, dropped)
+    return ReplicaTable(table_name, raw, columns, dropped, superseded)
+
+
+def _latest_versions(frame: pd.DataFrame, id_column: str, sequence: list[list], modstamp: str | None) -> list[int]:
+    """The positions of each record's latest version: by the tool's sequence columns, then SystemModstamp.
+
+    NULL sorts first (oldest); remaining ties are broken by the row's text so the
+    choice does not depend on the order the database returns rows in.
+    """
+    keys = pd.DataFrame({f"_seq{i}": _order_key(vals) for i, vals in enumerate(sequence)}, index=frame.index)
+    if modstamp is not None and modstamp in frame:
+        keys["_modstamp"] = frame[modstamp]
+    rest = [c for c in frame.columns if c != id_column]
+    keys = pd.concat([keys, frame[rest].fillna("").add_prefix("_row_")], axis=1)
+    keys.insert(0, "_id", frame[id_column].fillna(""))
+    ordered = keys.sort_values(list(keys.columns), kind="stable", na_position="first")
+    return sorted(ordered.drop_duplicates("_id", keep="last").index.tolist())
+
+
+def _order_key(values: list) -> pd.Series:
+    """A sequence column's values as keys that sort oldest first (numbers as numbers, times in UTC)."""
+    present = [v for v in values if v is not None]
+    if present and all(isinstance(v, int | float | decimal.Decimal | np.integer | np.floating) for v in present):
+        return pd.Series([None if v is None else float(v) for v in values], dtype="float64")
+    if present and all(isinstance(v, dt.datetime) for v in present):
+        return pd.Series(
+            [None if v is None else _utc(v).strftime("%Y-%m-%dT%H:%M:%S.%f") for v in values], dtype=object
+        )
+    return pd.Series([None if v is None else str(v) for v in values], dtype=object)
+
+
+def _utc(value: dt.datetime) -> dt.datetime:
+    # naive timestamps are taken as UTC, as the tools write them
+    return value.astimezone(dt.UTC).replace(tzinfo=None) if value.tzinfo is not None else value
+
+
+def _render_column(values: list) -> list:
+    """A column's typed values rendered as :func:`_render` renders each, choosing the rule once per column."""
+    kinds = {type(v) for v in values}
+    kinds.discard(type(None))
+    if len(kinds) != 1:
+        return [_render(v) for v in values]
+    (kind,) = kinds
+    if kind is str:
+        return [None if v is None else (v.strip() or None) for v in values]
+    if kind is bool:
+        return [None if v is None else ("true" if v else "false") for v in values]
+    if kind is float:
+        return [None if v is None else repr(v) for v in values]
+    if kind is int or kind is decimal.Decimal:
+        return [None if v is None else str(v) for v in values]
+    if kind is dt.date:
+        return [None if v is None else v.isoformat() for v in values]
+    if kind is dt.datetime:
+        return [None if v is None else _stamp_text(v) for v in values]
+    return [_render(v) for v in values]
+
+
+def _stamp_text(value: dt.datetime) -> str:
+    value = _utc(value)
+    return f"{value.isoformat(timespec='milliseconds')}Z" if value.year >= 1000 else _render(value)
 
 
 # ---------------------------------------------------------------- writing a replica
@@ -603,7 +876,7 @@ def write_replica(
     rows: dict[str, int] = {}
     deleted_ids: dict[str, list[str]] = {}
     try:
-        with engine.begin() as conn:
+        with _connect(engine, sa_url, f"Cannot connect to {masked_url(sa_url)}") as conn, conn.begin():
             if schema:
                 conn.execute(sa.schema.CreateSchema(schema, if_not_exists=True))
             for obj in SALESFORCE_OBJECTS.values():
@@ -625,9 +898,7 @@ def write_replica(
                 if ids:
                     deleted_ids[name] = ids
     except sa.exc.SQLAlchemyError as exc:
-        raise WarehouseError(
-            f"Cannot write the replica to {masked_url(sa_url)}: {_scrub(str(exc.orig or exc), sa_url).strip()}"
-        ) from None
+        raise _failure(exc, sa_url, f"Cannot write the replica to {masked_url(sa_url)}", connecting=False) from None
     finally:
         engine.dispose()
     return WrittenReplica(layout, rows, deleted_ids)
@@ -716,6 +987,65 @@ def _result_column(series: pd.Series) -> tuple[sa.types.TypeEngine, list]:
     return typ, [None if m else v for v, m in zip(cells, missing, strict=True)]
 
 
+def _result_kind(typ: sa.types.TypeEngine) -> str:
+    if isinstance(typ, sa.Boolean):
+        return "bool"
+    if isinstance(typ, sa.Integer):
+        return "int"
+    if isinstance(typ, sa.Float):
+        return "float"
+    return "datetime" if isinstance(typ, sa.DateTime) else "text"
+
+
+def _accepts(existing: str, kind: str) -> bool:
+    """Whether a column of SQL type ``existing`` stores a result column of ``kind`` unchanged."""
+    upper = existing.upper()
+    if "BOOL" in upper:
+        holds = {"bool"}
+    elif "INT" in upper and "INTERVAL" not in upper:
+        holds = {"int"}
+    elif any(w in upper for w in ("DOUBLE", "FLOAT", "REAL")):
+        holds = {"float", "int"}
+    elif any(w in upper for w in ("NUMERIC", "DECIMAL", "NUMBER")):
+        holds = {"int"}  # a float would be rounded to the column's scale
+    elif "TIMESTAMP" in upper or "DATETIME" in upper:
+        holds = {"datetime"}
+    elif any(w in upper for w in ("CHAR", "TEXT", "STRING", "CLOB")):
+        holds = {"text"}
+    else:
+        holds = set()
+    return kind in holds
+
+
+def _existing_types(conn: sa.Connection, name: str, schema: str | None) -> dict[str, str]:
+    """An existing table's columns and their SQL types, in the table's order."""
+    if conn.dialect.name == "duckdb":
+        # duckdb-engine's column reflection queries pg_catalog tables DuckDB lacks
+        cols = sa.table(
+            "columns",
+            sa.column("table_schema"),
+            sa.column("table_name"),
+            sa.column("column_name"),
+            sa.column("data_type"),
+            sa.column("ordinal_position"),
+            schema="information_schema",
+        )
+        where = cols.c.table_schema == (schema if schema else sa.func.current_schema())
+        query = (
+            sa.select(cols.c.column_name, cols.c.data_type)
+            .where(where, cols.c.table_name == name)
+            .order_by(cols.c.ordinal_position)
+        )
+        return {str(c): str(t) for c, t in conn.execute(query).all()}
+    types = {}
+    for col in sa.inspect(conn).get_columns(name, schema=schema):
+        try:
+            types[col["name"]] = col["type"].compile(dialect=conn.dialect)
+        except sa.exc.CompileError:
+            types[col["name"]] = str(col["type"])
+    return types
+
+
 def write_result_tables(
     url: str | sa.URL,
     tables: Mapping[str, pd.DataFrame],
@@ -729,10 +1059,17 @@ def write_result_tables(
     Each row gets a first column ``run_id``. Writing a run id again replaces
     that run's rows (the call is idempotent); other runs' rows stay. Column
     names are made SQL-safe (lower case, letters, digits and underscores);
-    text cells are stored as text, never interpreted. Everything happens in
-    one transaction: if any table fails, no table is changed. (On databases
-    whose CREATE/DROP TABLE commit by themselves, such as Snowflake and
-    BigQuery, a table created before the failure may remain, empty.)
+    text cells are stored as text, never interpreted. Appending to an
+    existing table first compares its columns and their SQL types with the
+    frame's (a float column is refused by a BIGINT or DECIMAL column, which
+    would round it; text only goes to a text column) and refuses, before
+    anything is written, a table that lacks a column or whose type would
+    change the values. Everything happens in one transaction: if any table
+    fails, no table is changed (on SQLite too: pysqlite's own transaction
+    handling, which commits CREATE TABLE by itself, is replaced by
+    SQLAlchemy's documented workaround). On databases whose CREATE/DROP
+    TABLE commit by themselves, such as Snowflake and BigQuery, a table
+    created before the failure may remain, empty.
 
     Parameters
     ----------
@@ -756,7 +1093,10 @@ def write_result_tables(
     Raises
     ------
     WarehouseError
-        A name is not SQL-safe or the database refused the write; nothing was changed.
+        Nothing was changed. ``reason`` is ``"invalid"`` for a name that is not
+        SQL-safe or a table whose columns or types do not fit the frame,
+        ``"refused"`` when the database refused a statement, ``"auth"``,
+        ``"unreachable"`` or ``"driver"`` when it could not be connected to.
 
     Examples
     --------
@@ -792,19 +1132,37 @@ def write_result_tables(
     engine = _engine(sa_url, read_only=False)
     written: dict[str, int] = {}
     try:
-        with engine.begin() as conn:
+        with _connect(engine, sa_url, f"Cannot connect to {masked_url(sa_url)}") as conn, conn.begin():
             inspector = sa.inspect(conn)
+            # every table is checked before anything is written
+            plans = []
+            problems: list[str] = []
             for name, (columns, frame) in prepared.items():
                 typed = [_result_column(frame.iloc[:, i]) for i in range(frame.shape[1])]
                 exists = inspector.has_table(name, schema=schema)
-                if exists and if_exists == "append":
-                    table = sa.table(name, *(sa.column(c) for c in _column_names(conn, name, schema)), schema=schema)
-                    absent = [c for c in ["run_id", *columns] if c not in table.c]
+                existing = _existing_types(conn, name, schema) if exists and if_exists == "append" else None
+                if existing is not None:
+                    absent = [c for c in ["run_id", *columns] if c not in existing]
                     if absent:
-                        raise WarehouseError(
-                            f"Result table {name} exists without the column(s) {', '.join(absent)}; nothing was "
-                            "written (write with if_exists='replace' to recreate it)"
-                        )
+                        problems.append(f"result table {name} exists without the column(s) {', '.join(absent)}")
+                    for i, (column, (typ, _)) in enumerate(zip(columns, typed, strict=True)):
+                        if column in existing and frame.iloc[:, i].notna().any():
+                            new = typ.compile(dialect=conn.dialect)
+                            if not _accepts(existing[column], _result_kind(typ)):
+                                problems.append(
+                                    f"result table {name} column {column} is {existing[column]} in the database, "
+                                    f"the new rows' are {new}"
+                                )
+                plans.append((name, columns, frame, typed, exists, existing))
+            if problems:
+                raise WarehouseError(
+                    "Cannot append to the result tables of "
+                    f"{masked_url(sa_url)}: {'; '.join(problems)}; nothing was written (write with "
+                    "if_exists='replace' to recreate a table, or give the column its former type)"
+                )
+            for name, columns, frame, typed, exists, existing in plans:
+                if existing is not None:
+                    table = sa.table(name, *(sa.column(c) for c in existing), schema=schema)
                     conn.execute(sa.delete(table).where(table.c.run_id == run_id))
                 else:
                     table = sa.Table(
@@ -825,9 +1183,12 @@ def write_result_tables(
                     conn.execute(table.insert(), records)
                 written[name] = len(records)
     except sa.exc.SQLAlchemyError as exc:
-        raise WarehouseError(
-            f"Cannot write the result tables to {masked_url(sa_url)}; nothing was written (the transaction "
-            f"was rolled back): {_scrub(str(getattr(exc, 'orig', None) or exc), sa_url).strip()[:300]}"
+        raise _failure(
+            exc,
+            sa_url,
+            f"Cannot write the result tables to {masked_url(sa_url)}; nothing was written "
+            "(the transaction was rolled back)",
+            connecting=False,
         ) from None
     finally:
         engine.dispose()
