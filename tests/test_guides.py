@@ -120,9 +120,8 @@ def test_every_code_block_of_the_guide_runs(guide, demo_org, trained, sf_server,
 
 
 def test_the_scheduler_guide_explains_every_exit_code_a_run_can_end_with():
-    from renewforecast.reports import runner as reporting
-
     from renewforecast import cli
+    from renewforecast.reports import runner as reporting
 
     codes = {getattr(reporting, name) for name in reporting.__all__ if name.startswith("EXIT_")} | {0}
     # `report --source URL` reads a database, and `--results-db URL` writes one.
