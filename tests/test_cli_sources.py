@@ -74,9 +74,10 @@ def test_refusals_and_their_exit_codes(warehouse):
         closed = url.rsplit(":", 1)[0] + f":{port}/postgres"
         done = run("validate", "--source", closed, env={"PGPASSWORD": PG_PASSWORD})
     assert done.returncode == 12, done.stderr
-    # 1: the schema holds no replicated Salesforce objects
+    # 2: the schema holds no replicated Salesforce objects (a wrong --schema), naming what it looked for
     done = run("validate", "--source", url, "--schema", "public", env={"PGPASSWORD": PG_PASSWORD})
-    assert done.returncode == 1, done.stderr
+    assert done.returncode == 2, done.stderr
+    assert "No replicated Salesforce objects found in schema public" in done.stderr
     # 2: both a folder and --source, or neither
     assert run("validate").returncode == 2
 
