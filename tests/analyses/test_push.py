@@ -241,3 +241,21 @@ def test_a_failed_upload_aborts_the_open_job(org):
     [job] = [j for j in server.jobs.values() if j.kind == "ingest"]
     assert [json.loads(r.body) for r in server.api_requests("PATCH", f"jobs/ingest/{job.id}")] == [{"state": "Aborted"}]
     assert job.info["state"] == "Aborted"
+
+
+def test_a_push_larger_than_one_upload_is_split_into_jobs_each_within_the_limit(org):
+    server, conn = org
+    ids = [r["Id"] for r in server.live_records("Contract")[:9]]
+    rf.push_scores(make_scores(ids), connection=conn)
+    (first,) = server.api_requests("PUT", "/batches")
+    header, *lines = first.body.encode("utf-8").splitlines(keepends=True)
+    limit = len(header) + 3 * max(len(line) for line in lines)  # room for about three rows
+
+    changed = make_scores(ids).assign(renewal_probability=lambda f: f["renewal_probability"] - 0.3)
+    pushed = rf.push_scores(changed, connection=conn, max_bytes=limit)
+    uploads = server.api_requests("PUT", "/batches")[1:]
+    assert len(pushed.jobs) == len(uploads) >= 3
+    assert all(len(u.body.encode("utf-8")) <= limit for u in uploads)
+    sent = [r["Id"] for up in ingest_uploads(server)[1:] for r in up]
+    assert sorted(sent) == sorted(ids)  # every row once, none twice
+    assert pushed.updated == len(ids)

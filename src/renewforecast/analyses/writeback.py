@@ -58,6 +58,11 @@ _TEXT = ("string", "picklist", "textarea", "url", "email", "phone", "multipickli
 #: Bulk API 2.0 sets a field to null with this value; an empty cell leaves it unchanged.
 NULL_VALUE = "#N/A"
 
+#: Largest CSV uploaded to one ingest job. Bulk API 2.0 takes at most 100 MB of job data per
+#: upload (*Bulk API 2.0 and Bulk API Developer Guide*, "Bulk API 2.0 Limits"); a larger push is
+#: split into several jobs, with room left for the line ends Salesforce may count.
+MAX_UPLOAD_BYTES = 90_000_000
+
 
 @dataclass
 class PushResult:
@@ -208,6 +213,32 @@ def _upload_csv(rows: pd.DataFrame) -> str:
     return buf.getvalue()
 
 
+def _parts(rows: pd.DataFrame, max_bytes: int) -> list[pd.DataFrame]:
+    """The rows cut into consecutive pieces whose upload CSV (header included) fits in ``max_bytes``."""
+    text = _upload_csv(rows)
+    # The size of each row's line, from one pass of the same writer (a quoted cell may hold a line break).
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(list(rows.columns))
+    header = len(buf.getvalue().encode("utf-8"))
+    if len(text.encode("utf-8")) <= max_bytes:
+        return [rows] if len(rows) else []
+    parts, start, used = [], 0, header
+    for i, record in enumerate(rows.itertuples(index=False, name=None)):
+        buf.seek(0)
+        buf.truncate()
+        writer.writerow([NULL_VALUE if v is None else _text(v) for v in record])
+        size = len(buf.getvalue().encode("utf-8"))
+        if header + size > max_bytes:
+            raise ValueError(f"row {i} alone makes an upload of {header + size:,} bytes, over {max_bytes:,}")
+        if used + size > max_bytes:
+            parts.append(rows.iloc[start:i])
+            start, used = i, header
+        used += size
+    parts.append(rows.iloc[start:])
+    return [p for p in parts if len(p)]
+
+
 def _ingest(conn: SalesforceConnection, obj: str, id_field: str, rows: pd.DataFrame) -> tuple[str, list[dict], int]:
     """Run one upsert job; return (job id, failed rows with sf__Error, successes)."""
     base = f"{conn.base_path}/jobs/ingest"
@@ -269,6 +300,7 @@ def push_scores(
     connection: SalesforceConnection | None = None,
     transient_retries: int = 2,
     retry_wait: float = 5.0,
+    max_bytes: int = MAX_UPLOAD_BYTES,
 ) -> PushResult:
     """Upsert renewal scores into Salesforce, sending only rows whose values differ from the org's.
 
@@ -299,6 +331,8 @@ def push_scores(
         Times rows failed with a :data:`TRANSIENT_ERRORS` error are sent again.
     retry_wait : float, default 5.0
         Seconds before the first such retry, doubled each time.
+    max_bytes : int, default :data:`MAX_UPLOAD_BYTES`
+        Largest upload of one ingest job; more rows are sent in several jobs, one after another.
 
     Returns
     -------
@@ -369,9 +403,12 @@ def push_scores(
 
     pending, final_failed, attempt = send, [], 0
     while True:
-        job_id, failed, ok = _ingest(conn, object, id_field, pending)
-        result.jobs.append(job_id)
-        result.updated += ok
+        failed = []
+        for part in _parts(pending, max_bytes):
+            job_id, part_failed, ok = _ingest(conn, object, id_field, part)
+            result.jobs.append(job_id)
+            result.updated += ok
+            failed += part_failed
         transient = [r for r in failed if _error_code(r.get("sf__Error", "")) in TRANSIENT_ERRORS]
         final_failed += [r for r in failed if r not in transient]
         if not transient:
