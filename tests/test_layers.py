@@ -8,6 +8,7 @@ to three rules (``docs`` DESIGN section 2, and each layer package's docstring):
     of another package;
 (b) a layer imports only the layers to its left:
     foundation < io < ledger < models < analyses < reports < cli
+    (``spark`` runs the engines on Spark: it sits with analyses);
     (``demo`` writes a synthetic org, so it may use io and ledger too);
 (c) imports of renewforecast sit at the top of the module, where a reader
     sees what the module depends on; an import inside a function hides a
@@ -25,7 +26,17 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 PACKAGE = SRC / "renewforecast"
 
 #: Rank of each layer: a module may import only layers of its rank or lower.
-LAYERS = {"foundation": 0, "io": 1, "ledger": 2, "demo": 2, "models": 3, "analyses": 4, "reports": 5, "cli": 6}
+LAYERS = {
+    "foundation": 0,
+    "io": 1,
+    "ledger": 2,
+    "demo": 2,
+    "models": 3,
+    "analyses": 4,
+    "spark": 4,
+    "reports": 5,
+    "cli": 6,
+}
 
 #: (importer, imported) -> private names it may import; none today.
 PRIVATE_IMPORTS_ALLOWED: dict[tuple[str, str], set[str]] = {}
@@ -53,8 +64,8 @@ def _layer(module: str) -> str | None:
         return parts[1]
     if parts[1] in ("cli", "__main__"):
         return "cli"
-    if parts[1] == "demo":
-        return "demo"
+    if parts[1] in ("demo", "spark"):
+        return parts[1]
     return "foundation"
 
 

@@ -240,3 +240,28 @@ def test_by_segment_sums_to_total(demo_book):
     by_account = rf.arr_on(demo_book, "2025-06-30", by=["account_id"])
     assert by_account["arr"].sum() == pytest.approx(total, abs=0.05)
     assert (by_account["arr"] >= -0.005).all()  # a customer's ARR is never negative
+
+
+def test_mrr_by_two_ledger_columns_names_both():
+    # 10 seats of p12 at 1,200 a year (100 MRR each) and 2 of p1 at 50 a month
+    b = book_of(
+        [
+            {
+                "product_id": "p12",
+                "start_date": T("2024-01-01"),
+                "end_date": T("2024-12-31"),
+                "quantity": 10,
+                "net_price": 1200.0,
+            },
+            {
+                "product_id": "p1",
+                "start_date": T("2024-01-01"),
+                "end_date": T("2024-12-31"),
+                "quantity": 2,
+                "net_price": 50.0,
+            },
+        ]
+    )
+    table = rf.mrr_table(b, start="2024-03-01", end="2024-03-31", by=("contract_id", "product_id"))
+    assert table.columns.tolist() == ["month", "contract_id", "product_id", "mrr"]
+    assert dict(zip(table["product_id"], table["mrr"], strict=True)) == {"p1": 100.0, "p12": 1000.0}

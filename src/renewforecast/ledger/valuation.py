@@ -400,7 +400,8 @@ def group_codes(frame: pd.DataFrame, keys: list[str], book: Book) -> tuple[np.nd
         return rank[codes].astype(np.int64), pd.DataFrame({keys[0]: uniques[order]})
     idx = pd.MultiIndex.from_frame(frame[keys])
     codes, uniques = pd.factorize(idx, sort=True, use_na_sentinel=False)
-    return codes.astype(np.int64), uniques.to_frame(index=False)
+    # factorize drops a MultiIndex's level names: the keys name the columns again.
+    return codes.astype(np.int64), uniques.set_names(keys).to_frame(index=False)
 
 
 def contract_arr_on(book: Book, contract_ids: pd.Series, dates: pd.Series) -> np.ndarray:

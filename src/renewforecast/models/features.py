@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -25,10 +26,13 @@ from renewforecast.ledger.valuation import counts_on, ledger
 __all__ = [
     "BASE_SIGNALS",
     "UnusedSignalsWarning",
+    "WholeBook",
     "featurise_contracts",
     "model_signals",
+    "peer_prices",
     "renewal_features",
     "renewal_training_set",
+    "whole_book_facts",
 ]
 
 #: Signal columns with a known meaning; any other numeric signal column is
@@ -136,7 +140,12 @@ def _asof(
 
 
 def featurise_contracts(
-    book: Book, contracts: pd.DataFrame, feature_dates: pd.Series, *, signals: Iterable[str] | None = None
+    book: Book,
+    contracts: pd.DataFrame,
+    feature_dates: pd.Series,
+    *,
+    signals: Iterable[str] | None = None,
+    whole: WholeBook | None = None,
 ) -> pd.DataFrame:
     """Features of the given contracts, each as of its own feature date.
 
@@ -152,6 +161,9 @@ def featurise_contracts(
         Extra signal columns to featurise besides :data:`BASE_SIGNALS`
         (which are always featurised when present). Default: every numeric
         column of ``book.signals``. See :func:`renewal_features`.
+    whole : WholeBook, optional
+        The whole Book's facts when ``book`` is a slice of its accounts
+        (default: ``book``'s own).
 
     Returns
     -------
@@ -263,11 +275,11 @@ def featurise_contracts(
 
     # Discount depth: the contract's price per unit against the median price of
     # the same product on contracts that started in the same quarter.
-    out["price_vs_peers"] = _price_vs_peers(book, led, c)
+    out["price_vs_peers"] = _price_vs_peers(book, led, c, whole.peers if whole else None)
 
     # Health signals: last value on the feature date, change over 3 months.
     sig = book.signals
-    if len(sig):
+    if (whole.signals if whole else len(sig)):
         # Not assigned into ``sig``: that would copy every (possibly thousands of) signal column.
         known = month_end(sig["month"])
         names = _signal_names(sig, signals)
@@ -308,7 +320,7 @@ def featurise_contracts(
     exists = opp_id.notna() & (opp_created <= c["fd"])
     out["renewal_opportunity_exists"] = exists.astype(float)
     hist = book.opportunity_history
-    if len(hist):
+    if (whole.stage_history if whole else len(hist)):
         left = pd.DataFrame({"opportunity_id": opp_id.where(exists), "t": c["fd"]}, index=c.index)
         stage = _asof(
             left.dropna(subset=["opportunity_id"]),
@@ -412,15 +424,138 @@ def _ratio_change(now: pd.Series, before: pd.Series) -> pd.Series:
     return ((now - before) / before.where(before.abs() > CENT)).astype("float64")
 
 
-def _price_vs_peers(book: Book, led: pd.DataFrame, c: pd.DataFrame) -> pd.Series:
+def _original_lines(book: Book, led: pd.DataFrame) -> pd.DataFrame:
+    """The original recurring lines of ``led`` (the Book's ledger), with the quarter they start in."""
     subs = book.subscriptions
     orig = led[
         subs["revised_subscription_id"].isna().to_numpy()
         & (subs["quantity"] > 0).to_numpy()
         & (led["charge_type"] == "recurring").to_numpy()
     ]
-    orig = orig.assign(quarter=orig["from_date"].dt.to_period("Q"))
-    median = orig.groupby(["product_id", "quarter"])["annual_value"].median().rename("peer")
+    return orig.assign(quarter=orig["from_date"].dt.to_period("Q").dt.start_time)
+
+
+@dataclass(frozen=True)
+class WholeBook:
+    """What the features of some of a Book's accounts need to know about all of them.
+
+    Every feature of a contract comes from its own account's records except
+    three facts about the whole Book as known on the feature date: the
+    median price of each product per start quarter (``price_vs_peers``),
+    whether the org records health signals, and whether it records
+    opportunity stage history. :func:`renewal_features` works them out from
+    the Book it is given; where a Book is cut into slices of accounts (Spark
+    partitions), each slice's :func:`whole_book_facts` are pooled instead
+    and passed as ``whole=``.
+
+    Parameters
+    ----------
+    peers : Series
+        :func:`peer_prices`: median price per unit by ``product_id`` and ``quarter``.
+    signals : bool
+        Whether any signal row is known.
+    stage_history : bool
+        Whether any stage-history row is known.
+    """
+
+    peers: pd.Series
+    signals: bool
+    stage_history: bool
+
+    @classmethod
+    def from_facts(cls, facts: pd.DataFrame) -> WholeBook:
+        """Pool :func:`whole_book_facts` of one Book or of every slice of it.
+
+        Examples
+        --------
+        >>> import renewforecast as rf
+        >>> whole = WholeBook.from_facts(whole_book_facts(rf.Book.empty(), "2024-06-30"))
+        >>> whole.signals, whole.stage_history, len(whole.peers)
+        (False, False, 0)
+        """
+        lines = facts[facts["product_id"].notna()]
+        return cls(
+            peers=peer_prices(lines),
+            signals=bool(facts["signal_rows"].sum() > 0),
+            stage_history=bool(facts["history_rows"].sum() > 0),
+        )
+
+
+def whole_book_facts(book: Book, as_of) -> pd.DataFrame:
+    """The facts :class:`WholeBook` pools, from ``book`` as known on ``as_of``.
+
+    Parameters
+    ----------
+    book : Book
+        A whole Book or a slice of its accounts.
+    as_of : date-like
+
+    Returns
+    -------
+    DataFrame
+        One row per original recurring line (``product_id``, ``quarter``,
+        its first day, and ``annual_value`` per unit: what ``price_vs_peers``
+        compares), then one row without a product holding ``signal_rows``
+        and ``history_rows``, the numbers of signal and stage-history rows
+        known.
+
+    Examples
+    --------
+    >>> import renewforecast as rf
+    >>> whole_book_facts(rf.Book.empty(), "2024-06-30").columns.tolist()
+    ['product_id', 'quarter', 'annual_value', 'signal_rows', 'history_rows']
+    """
+    view = book.as_of(pd.Timestamp(as_of).normalize())
+    orig = _original_lines(view, ledger(view))
+    lines = pd.DataFrame(
+        {
+            "product_id": orig["product_id"].astype(object).to_numpy(),
+            "quarter": orig["quarter"].to_numpy(dtype="datetime64[ns]"),
+            "annual_value": orig["annual_value"].to_numpy(dtype="float64"),
+            "signal_rows": 0,
+            "history_rows": 0,
+        }
+    )
+    counts = pd.DataFrame(
+        {
+            "product_id": [None],
+            "quarter": np.array(["NaT"], dtype="datetime64[ns]"),
+            "annual_value": [np.nan],
+            "signal_rows": [len(view.signals)],
+            "history_rows": [len(view.opportunity_history)],
+        }
+    )
+    return pd.concat([lines, counts], ignore_index=True).astype({"signal_rows": "int64", "history_rows": "int64"})
+
+
+def peer_prices(lines: pd.DataFrame) -> pd.Series:
+    """Median price per unit of each product and start quarter: the peers of ``price_vs_peers``.
+
+    Parameters
+    ----------
+    lines : DataFrame
+        Original recurring lines: ``product_id``, ``quarter``, ``annual_value``
+        (the lines of :func:`whole_book_facts`).
+
+    Returns
+    -------
+    Series
+        ``peer``, indexed by ``product_id`` and ``quarter``.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> lines = pd.DataFrame({"product_id": ["p", "p", "p"], "quarter": pd.to_datetime(["2024-01-01"] * 3),
+    ...                       "annual_value": [100.0, 120.0, 200.0]})
+    >>> float(peer_prices(lines).iloc[0])
+    120.0
+    """
+    return lines.groupby(["product_id", "quarter"])["annual_value"].median().rename("peer")
+
+
+def _price_vs_peers(book: Book, led: pd.DataFrame, c: pd.DataFrame, peers: pd.Series | None) -> pd.Series:
+    orig = _original_lines(book, led)
+    median = peer_prices(orig) if peers is None else peers.rename("peer")
     orig = orig.join(median, on=["product_id", "quarter"])
     orig["rel"] = orig["annual_value"] / orig["peer"]
     weight = orig["quantity"] * orig["peer"]
@@ -428,7 +563,14 @@ def _price_vs_peers(book: Book, led: pd.DataFrame, c: pd.DataFrame) -> pd.Series
     return c["contract_id"].map(rel).astype("float64").set_axis(c.index)
 
 
-def renewal_features(book: Book, as_of, lead_days: int = 120, *, signals: Iterable[str] | None = None) -> pd.DataFrame:
+def renewal_features(
+    book: Book,
+    as_of,
+    lead_days: int = 120,
+    *,
+    signals: Iterable[str] | None = None,
+    whole: WholeBook | None = None,
+) -> pd.DataFrame:
     """Features of the contracts still to be renewed, as of ``as_of``.
 
     Contracts (not evergreen) ending after ``as_of`` and not yet renewed,
@@ -454,6 +596,10 @@ def renewal_features(book: Book, as_of, lead_days: int = 120, *, signals: Iterab
         Extra signal columns to featurise; the :data:`BASE_SIGNALS` present
         are always featurised, names absent from the Book are skipped.
         Default: every numeric signal column.
+    whole : WholeBook, optional
+        The facts of the whole Book (:meth:`WholeBook.from_facts` of every
+        slice's :func:`whole_book_facts`) when ``book`` holds only some of its
+        accounts, as a Spark partition does; default: ``book``'s own.
 
     Returns
     -------
@@ -475,7 +621,7 @@ def renewal_features(book: Book, as_of, lead_days: int = 120, *, signals: Iterab
     ]
     if con.empty:
         return pd.DataFrame(index=pd.Index([], name="contract_id"))
-    return featurise_contracts(view, con, pd.Series(cut, index=con.index), signals=signals)
+    return featurise_contracts(view, con, pd.Series(cut, index=con.index), signals=signals, whole=whole)
 
 
 def renewal_training_set(
