@@ -148,8 +148,15 @@ def scoring_date(cpq_book):
 
 
 @pytest.fixture(scope="module")
-def spark_features(spark_book, scoring_date):
-    return rs.renewal_features(spark_book, scoring_date, partitions=3).toPandas().set_index("contract_id")
+def spark_features_frame(spark_book, scoring_date):
+    frame = rs.renewal_features(spark_book, scoring_date, partitions=3).cache()
+    yield frame
+    frame.unpersist()
+
+
+@pytest.fixture(scope="module")
+def spark_features(spark_features_frame):
+    return spark_features_frame.toPandas().set_index("contract_id")
 
 
 def test_renewal_features_on_spark_equal_the_single_machine_features(cpq_book, spark_features, scoring_date):
@@ -178,11 +185,10 @@ def saved_model(cpq_book, tmp_path_factory):
 
 
 def test_scores_on_spark_are_bit_for_bit_the_single_machine_scores(
-    cpq_book, spark_book, saved_model, scoring_date, spark
+    cpq_book, spark_features_frame, saved_model, scoring_date
 ):
     stamp = pd.Timestamp("2026-11-30 06:00", tz="UTC")
-    features = rs.renewal_features(spark_book, scoring_date, partitions=3)
-    ours = rs.score_contracts(features, saved_model, scored_at=stamp).toPandas().set_index("contract_id")
+    ours = rs.score_contracts(spark_features_frame, saved_model, scored_at=stamp).toPandas().set_index("contract_id")
     ref = rf.score_contracts(cpq_book, saved_model, as_of=scoring_date, scored_at=stamp).set_index("contract_id")
     ours = ours.loc[ref.index]
     assert np.array_equal(ours["renewal_probability"].to_numpy(), ref["renewal_probability"].to_numpy())

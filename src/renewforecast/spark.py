@@ -25,7 +25,6 @@ replicated Salesforce schema (:meth:`SparkBook.from_replica`).
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -39,6 +38,7 @@ import pyarrow.parquet as pq
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
+from pyspark.sql.pandas.types import to_arrow_schema
 
 from renewforecast.analyses.scoring import DEFAULT_BANDS, SCORE_COLUMNS, ScoringInputError
 from renewforecast.analyses.scoring import score_contracts as score_frame
@@ -341,16 +341,22 @@ def _collect(sdf: DataFrame) -> pd.DataFrame:
     return _from_spark(sdf.toPandas(), sdf.schema)
 
 
-def _pack(name: str) -> Callable[[pd.DataFrame], pd.DataFrame]:
-    """One slice's rows of table ``name`` as one Arrow stream in one row."""
+def _pack(name: str) -> Callable[[pa.Table], pa.Table]:
+    """One slice's rows of table ``name`` as one Arrow stream in one row (Arrow in, Arrow out: no pandas)."""
 
-    def pack(frame: pd.DataFrame) -> pd.DataFrame:
-        slice_id = int(frame["_slice"].iloc[0])
-        table = pa.Table.from_pandas(frame.drop(columns=["_slice"]), preserve_index=False)
-        sink = io.BytesIO()
-        with pa.ipc.new_stream(sink, table.schema) as writer:
-            writer.write_table(table)
-        return pd.DataFrame({"_slice": [slice_id], "_table": [name], "_payload": [sink.getvalue()]})
+    def pack(table: pa.Table) -> pa.Table:
+        slice_id = table.column("_slice")[0].as_py()
+        data = table.drop_columns(["_slice"])
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, data.schema) as writer:
+            writer.write_table(data)
+        return pa.table(
+            {
+                "_slice": pa.array([slice_id], pa.int64()),
+                "_table": pa.array([name], pa.string()),
+                "_payload": pa.array([sink.getvalue().to_pybytes()], pa.binary()),
+            }
+        )
 
     return pack
 
@@ -372,38 +378,46 @@ def _by_slice(
     shared = book._shared()
     columns = book._columns()
     currency = book.currency
+    arrow_schema = to_arrow_schema(schema)
     packed = None
     for name, sdf in book._slices(names, n).items():
-        part = sdf.groupBy("_slice").applyInPandas(_pack(name), _PACKED)
+        part = sdf.groupBy("_slice").applyInArrow(_pack(name), _PACKED)
         packed = part if packed is None else packed.unionByName(part)
 
-    def run_slice(rows: pd.DataFrame) -> pd.DataFrame:
+    def run_slice(rows: pa.Table) -> pa.Table:
+        payloads = dict(zip(rows.column("_table").to_pylist(), rows.column("_payload").to_pylist(), strict=True))
         frames = {}
         for name in TABLES:
             if name in shared:
                 frames[name] = shared[name]
                 continue
-            hit = rows.loc[rows["_table"] == name, "_payload"]
-            raw = _unpack(hit.iloc[0]) if len(hit) else pd.DataFrame(columns=columns[name])
+            raw = _unpack(payloads[name]) if name in payloads else pd.DataFrame(columns=columns[name])
             frames[name] = conform(raw, name)
-        return _to_spark_frame(run(Book(**frames, currency=currency)), schema)
+        result = _to_spark_frame(run(Book(**frames, currency=currency)), schema)
+        return pa.Table.from_pandas(result, schema=arrow_schema, preserve_index=False)
 
-    return packed.groupBy("_slice").applyInPandas(run_slice, schema)
+    return packed.groupBy("_slice").applyInArrow(run_slice, schema)
 
 
 def _to_spark_frame(frame: pd.DataFrame, schema: T.StructType) -> pd.DataFrame:
-    """A result frame with exactly ``schema``'s columns, text as ``str`` and dates as dates."""
+    """A result frame with exactly ``schema``'s columns: text as ``str`` (missing as None), dates, numbers."""
     out = {}
     for f in schema.fields:
-        s = frame[f.name] if f.name in frame.columns else pd.Series([None] * len(frame), index=frame.index)
+        if f.name in frame.columns:
+            s = frame[f.name]
+        else:
+            s = pd.Series([None] * len(frame), index=frame.index, dtype=object)
         if isinstance(f.dataType, T.StringType):
-            values = s.astype(object).to_numpy()
-            s = pd.Series([None if pd.isna(v) else str(v) for v in values], index=frame.index, dtype=object)
+            # A category held as True/False (is_government) becomes the text the model reads it as.
+            s = s.astype("string").astype(object)
+            s = s.where(s.notna(), None)
         elif isinstance(f.dataType, T.DateType):
-            s = pd.to_datetime(s).dt.date.astype(object).where(s.notna(), None)
-        elif isinstance(f.dataType, (T.DoubleType, T.LongType)):
-            s = pd.to_numeric(s).astype("float64" if isinstance(f.dataType, T.DoubleType) else "Int64")
-        out[f.name] = s.to_numpy() if not hasattr(s, "array") else s.array
+            s = pd.to_datetime(s)  # Arrow stores it as a date
+        elif isinstance(f.dataType, T.DoubleType):
+            s = pd.to_numeric(s).astype("float64")
+        elif isinstance(f.dataType, T.LongType):
+            s = pd.to_numeric(s).astype("Int64")
+        out[f.name] = s.array
     return pd.DataFrame(out, index=range(len(frame)))
 
 
