@@ -291,35 +291,46 @@ class SparkBook:
     def _slices(self, names: Sequence[str], partitions: int) -> dict[str, DataFrame]:
         """Each table in ``names`` with ``_slice``: the hash of its account's hierarchy top."""
         acc = self.tables["accounts"]
-        key = acc.select("account_id", F.col("account_id").alias("_top"))
-        if acc.where(F.col("parent_account_id").isNotNull()).limit(1).count():
+        children = acc.where(F.col("parent_account_id").isNotNull()).select("account_id", "parent_account_id")
+        tops = None
+        if children.limit(1).count():
             # Hierarchies stay in one slice: renewals signed by a sister account
-            # and ultimate-parent customers are then slice-local too.
-            pairs = acc.select("account_id", "parent_account_id").toPandas()
-            tops = ultimate_parents(Book.empty().replace(accounts=conform(pairs, "accounts")))
-            key = self.spark.createDataFrame(
-                pd.DataFrame({"account_id": tops.index.astype(str), "_top": tops.astype(str).to_numpy()})
+            # and ultimate-parent customers are then slice-local too. Only the
+            # accounts that have a parent are mapped (a small table, broadcast).
+            pairs = children.toPandas()
+            roots = sorted(set(pairs["parent_account_id"]) - set(pairs["account_id"]))
+            pairs = pd.concat([pairs, pd.DataFrame({"account_id": roots, "parent_account_id": None})])
+            top = ultimate_parents(Book.empty().replace(accounts=conform(pairs, "accounts")))
+            top = top[top.index.astype(str) != top.astype(str).to_numpy()]
+            tops = F.broadcast(
+                self.spark.createDataFrame(
+                    pd.DataFrame({"account_id": top.index.astype(str), "_top": top.astype(str).to_numpy()}),
+                    "account_id string, _top string",
+                )
             )
-        slice_of = F.pmod(F.xxhash64("_top"), F.lit(partitions))
-        by_account = key.select("account_id", slice_of.alias("_slice"))
-        opps = self.tables["opportunities"].select("opportunity_id", "account_id")
+
+        def keyed(sdf: DataFrame) -> DataFrame:
+            if tops is not None:
+                sdf = sdf.join(tops, "account_id", "left")
+                top = F.coalesce(F.col("_top"), F.col("account_id"))
+                return sdf.withColumn("_slice", F.pmod(F.xxhash64(top), F.lit(partitions))).drop("_top")
+            return sdf.withColumn("_slice", F.pmod(F.xxhash64("account_id"), F.lit(partitions)))
+
+        owners = keyed(self.tables["opportunities"].select("opportunity_id", "account_id")).drop("account_id")
         out = {}
         for name in names:
             sdf = self.tables[name]
             if "account_id" in sdf.columns:
-                # Rows of accounts missing from the accounts table hash their own id.
-                out[name] = sdf.join(by_account, "account_id", "left").withColumn(
-                    "_slice", F.coalesce("_slice", F.pmod(F.xxhash64("account_id"), F.lit(partitions)))
-                )
+                out[name] = keyed(sdf)
             elif name in ("opportunity_lines", "opportunity_history"):
-                owner = opps.join(by_account, "account_id", "left").select(
-                    "opportunity_id",
-                    F.coalesce("_slice", F.pmod(F.xxhash64("account_id"), F.lit(partitions))).alias("_slice"),
-                )
-                out[name] = sdf.join(owner, "opportunity_id", "left").fillna({"_slice": 0})
+                out[name] = sdf.join(owners, "opportunity_id", "left").fillna({"_slice": 0})
             elif name == "schedules":
-                lines = self._slices(["opportunity_lines"], partitions)["opportunity_lines"]
-                out[name] = sdf.join(lines.select("line_id", "_slice"), "line_id", "left").fillna({"_slice": 0})
+                lines = (
+                    self.tables["opportunity_lines"]
+                    .select("line_id", "opportunity_id")
+                    .join(owners, "opportunity_id", "left")
+                )
+                out[name] = sdf.join(lines.drop("opportunity_id"), "line_id", "left").fillna({"_slice": 0})
         return out
 
     def _shared(self) -> dict[str, pd.DataFrame]:
