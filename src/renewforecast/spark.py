@@ -182,12 +182,13 @@ def write_book_parquet(book: Book, path: str | Path) -> Path:
     out = Path(path)
     if out.exists():
         raise FileExistsError(f"{out} exists already: write a Book to a new folder")
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent if out.parent.exists() else None))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # Written beside the target and renamed into place: a reader never sees half a Book.
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     for name, frame in book.tables.items():
         (tmp / name).mkdir()
         pq.write_table(_arrow_table(frame, name), tmp / name / "part-00000.parquet")
     atomic_write_text(tmp / _BOOK_FILE, json.dumps({"currency": book.currency}))
-    out.parent.mkdir(parents=True, exist_ok=True)
     tmp.rename(out)
     return out
 
@@ -276,7 +277,19 @@ class SparkBook:
         return cls(tables, currency=currency)
 
     def write(self, path: str | Path, *, format: str = "parquet", mode: str = "errorifexists") -> None:
-        """Write every table to ``path/<table>`` in ``format`` (``"parquet"`` or ``"delta"``)."""
+        """Write every table to ``path/<table>`` in ``format`` (``"parquet"`` or ``"delta"``).
+
+        Examples
+        --------
+        >>> import tempfile, renewforecast as rf
+        >>> from pyspark.sql import SparkSession
+        >>> spark = SparkSession.builder.master("local[2]").getOrCreate()
+        >>> folder = tempfile.mkdtemp() + "/book"
+        >>> SparkBook.from_book(rf.Book.empty(currency="EUR"), spark).write(folder)
+        >>> again = SparkBook.read(spark, folder)
+        >>> again.currency, len(again.to_book().contracts)
+        ('EUR', 0)
+        """
         root = Path(path)
         for name, sdf in self.tables.items():
             sdf.write.format(format).mode(mode).save(str(root / name))
