@@ -59,8 +59,11 @@ report: $(MODELS)/renewal/latest
 	@echo "Reports: $(abspath $(REPORTS))/latest/index.html"
 
 # Lint first: a finding fails in a second, before a test run of minutes.
+# One test process per core (TEST_WORKERS=0 runs them in this process); a file's tests stay in one
+# worker, so its module fixtures (a demo org, a trained model, a Spark session) are built once.
+TEST_WORKERS ?= 2
 test: lint
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed
 	$(RUFF) check .
