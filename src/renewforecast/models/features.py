@@ -279,7 +279,7 @@ def featurise_contracts(
 
     # Health signals: last value on the feature date, change over 3 months.
     sig = book.signals
-    if (whole.signals if whole else len(sig)):
+    if whole.signals if whole else len(sig):
         # Not assigned into ``sig``: that would copy every (possibly thousands of) signal column.
         known = month_end(sig["month"])
         names = _signal_names(sig, signals)
@@ -320,7 +320,7 @@ def featurise_contracts(
     exists = opp_id.notna() & (opp_created <= c["fd"])
     out["renewal_opportunity_exists"] = exists.astype(float)
     hist = book.opportunity_history
-    if (whole.stage_history if whole else len(hist)):
+    if whole.stage_history if whole else len(hist):
         left = pd.DataFrame({"opportunity_id": opp_id.where(exists), "t": c["fd"]}, index=c.index)
         stage = _asof(
             left.dropna(subset=["opportunity_id"]),
