@@ -1,4 +1,12 @@
-"""A large synthetic CPQ subscription ledger for benchmarks (numpy, seconds to build)."""
+"""A large synthetic CPQ book for benchmarks (numpy, seconds to build).
+
+The subscription ledger is the workload of the MRR benchmarks; the contracts
+(one per original line, some renewing an earlier contract of the same
+account), renewal opportunities with stage history and monthly signals let
+the renewal features and training set do the work they do on a real org.
+The extra tables are drawn from their own random stream, so the ledger of a
+seed is the same whether or not they are used.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +22,13 @@ def _ids(prefix: str, n: int) -> np.ndarray:
 
 
 def ledger_book(n_rows: int = 1_000_000, months: int = 60, seed: int = 0) -> Book:
-    """About 60 % original lines, 30 % amendment deltas, 10 % termination rows."""
+    """About 60 % original lines, 30 % amendment deltas, 10 % termination rows.
+
+    Besides subscriptions, products and accounts the Book has one contract
+    per original line, renewal opportunities for about a tenth of the
+    contracts (two stage-history rows each) and monthly signals for about a
+    tenth of the accounts.
+    """
     rng = np.random.default_rng(seed)
     n_root = int(n_rows * 0.6)
     n_delta = int(n_rows * 0.3)
@@ -95,4 +109,122 @@ def ledger_book(n_rows: int = 1_000_000, months: int = 60, seed: int = 0) -> Boo
     products = pd.DataFrame({"product_id": ["p12", "p1"], "subscription_term_months": [12.0, 1.0]})
     accounts = pd.DataFrame({"account_id": _ids("a", n_accounts), "created_date": pd.Timestamp("2019-12-01")})
     tables = {"subscriptions": subs, "products": products, "accounts": accounts}
+    extra = np.random.default_rng([seed, 1])
+    tables.update(
+        _renewal_tables(
+            extra,
+            contract_ids=_ids("c", n_root),
+            account_ids=_ids("a", n_accounts),
+            account=r_acct,
+            start=r_start,
+            end=r_end,
+            term=term_m,
+            evergreen=evergreen,
+            months=months,
+        )
+    )
     return Book(**{name: conform(tables.get(name, pd.DataFrame()), name) for name in TABLES})
+
+
+def _renewal_tables(
+    rng: np.random.Generator,
+    *,
+    contract_ids: np.ndarray,
+    account_ids: np.ndarray,
+    account: np.ndarray,
+    start: np.ndarray,
+    end: np.ndarray,
+    term: np.ndarray,
+    evergreen: np.ndarray,
+    months: int,
+) -> dict[str, pd.DataFrame]:
+    """Contracts (with renewal chains), renewal opportunities and their stage history, signals."""
+    n = len(contract_ids)
+    # A contract renews the one before it in the same account (by start date)
+    # about half of the time: chains of several renewals form in busy accounts.
+    order = np.lexsort((start, account))
+    prev = np.full(n, -1)
+    same = np.r_[False, account[order][1:] == account[order][:-1]]
+    prev[order[same]] = order[np.flatnonzero(same) - 1]
+    ok = prev >= 0
+    ok[ok] = ~evergreen[prev[ok]] & (start[prev[ok]] < start[ok])
+    link = ok & (rng.random(n) < 0.5)
+    renewed = np.full(n, None, dtype=object)
+    renewed[link] = contract_ids[prev[link]]
+    method = rng.choice(np.array(["same", "list", "uplift"], dtype=object), n, p=[0.5, 0.2, 0.3])
+    contracts = pd.DataFrame(
+        {
+            "contract_id": contract_ids,
+            "account_id": account_ids[account],
+            "start_date": start.astype("datetime64[ns]"),
+            "end_date": np.where(evergreen, np.datetime64("NaT"), end).astype("datetime64[ns]"),
+            "term_months": np.where(evergreen, np.nan, term.astype(float)),
+            "status": "Activated",
+            "evergreen": evergreen,
+            "renewal_pricing_method": method,
+            "renewal_uplift_rate": np.where(method == "uplift", 0.05, np.nan),
+            "renewed_contract_id": renewed,
+            "created_date": start.astype("datetime64[ns]"),
+        }
+    )
+    # Renewal opportunities for a tenth of the fixed-term contracts, opened
+    # 120 days before the end; those ending before the last half year are
+    # closed, won when a renewal contract exists.
+    has_renewal = np.zeros(n, dtype=bool)
+    has_renewal[prev[link]] = True
+    pick = np.flatnonzero(~evergreen & (rng.random(n) < 0.1))
+    k = len(pick)
+    close = end[pick].astype("datetime64[D]")
+    created = close - 120
+    horizon = np.datetime64("2020-01-01") + np.timedelta64(months * 30 - 180, "D")
+    closed = close < horizon
+    won = closed & has_renewal[pick]
+    stage = np.where(won, "Closed Won", np.where(closed, "Closed Lost", "Negotiation")).astype(object)
+    opp_ids = _ids("o", k)
+    opportunities = pd.DataFrame(
+        {
+            "opportunity_id": opp_ids,
+            "account_id": account_ids[account[pick]],
+            "type": "renewal",
+            "stage": stage,
+            "probability": np.where(won, 1.0, np.where(closed, 0.0, 0.6)),
+            "close_date": close.astype("datetime64[ns]"),
+            "is_closed": closed,
+            "is_won": won,
+            "amount": np.round(rng.uniform(1_000, 100_000, k), 2),
+            "renewed_contract_id": contract_ids[pick],
+            "created_date": created.astype("datetime64[ns]"),
+        }
+    )
+    # Two stage changes each: opened in qualification, then the stage it has now.
+    moved = np.minimum(created + 60, close)
+    history = pd.DataFrame(
+        {
+            "opportunity_id": np.concatenate([opp_ids, opp_ids]),
+            "created_date": np.concatenate([created, moved]).astype("datetime64[ns]"),
+            "stage": np.concatenate([np.full(k, "Qualification", dtype=object), stage]),
+            "probability": np.concatenate([np.full(k, 0.2), opportunities["probability"].to_numpy()]),
+            "history_id": _ids("h", 2 * k),
+        }
+    )
+    # Monthly signals for a tenth of the accounts, every month of the ledger.
+    with_signals = np.flatnonzero(rng.random(len(account_ids)) < 0.1)
+    sig_acct = np.repeat(with_signals, months)
+    sig_month = np.tile(np.datetime64("2020-01", "M") + np.arange(months), len(with_signals))
+    m = len(sig_acct)
+    signals = pd.DataFrame(
+        {
+            "account_id": account_ids[sig_acct],
+            "month": sig_month.astype("datetime64[ns]"),
+            "seat_utilization": np.round(rng.uniform(0.2, 1.0, m), 3),
+            "active_users": rng.integers(1, 500, m).astype(float),
+            "support_tickets": rng.poisson(3, m).astype(float),
+            "nps": np.where(rng.random(m) < 0.3, rng.integers(-100, 101, m), np.nan),
+        }
+    )
+    return {
+        "contracts": contracts,
+        "opportunities": opportunities,
+        "opportunity_history": history,
+        "signals": signals,
+    }
