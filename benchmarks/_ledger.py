@@ -65,50 +65,47 @@ def ledger_book(n_rows: int = 1_000_000, months: int = 60, seed: int = 0) -> Boo
     root_ids = _ids("s", n_root)
     contract_ids = _ids("c", n_root)
     account_ids = _ids("a", n_accounts)
-    subs = pd.DataFrame(
-        {
-            "subscription_id": np.concatenate([root_ids, _ids("d", n_delta), _ids("t", n_term)]),
-            "contract_id": np.concatenate([contract_ids, contract_ids[d_parent], contract_ids[t_parent]]),
-            "account_id": np.concatenate(
-                [account_ids[r_acct], account_ids[r_acct[d_parent]], account_ids[r_acct[t_parent]]]
-            ),
-            "product_id": np.concatenate(
-                [
-                    np.where(r_prod == 1, "p1", "p12"),
-                    np.where(r_prod[d_parent] == 1, "p1", "p12"),
-                    np.where(r_prod[t_parent] == 1, "p1", "p12"),
-                ]
-            ).astype(object),
-            "start_date": np.concatenate([r_start, d_start, t_start]).astype("datetime64[ns]"),
-            "end_date": np.concatenate(
-                [
-                    np.where(evergreen, np.datetime64("NaT"), r_end),
-                    np.where(evergreen[d_parent], np.datetime64("NaT"), r_end[d_parent]),
-                    np.where(evergreen[t_parent], np.datetime64("NaT"), r_end[t_parent]),
-                ]
-            ).astype("datetime64[ns]"),
-            "quantity": np.concatenate([r_qty, d_qty, -r_qty[t_parent]]),
-            "net_price": np.concatenate(
-                [
-                    np.round(r_price * r_prorate, 2),
-                    np.round(r_price[d_parent] * 0.5, 2),
-                    np.round(r_price[t_parent] * 0.5, 2),
-                ]
-            ),
-            "prorate_multiplier": np.concatenate([r_prorate, np.full(n_delta, 0.5), np.full(n_term, 0.5)]),
-            "terminated_date": np.concatenate(
-                [np.full(n_root + n_delta, np.datetime64("NaT")), t_start - np.timedelta64(1, "D")]
-            ).astype("datetime64[ns]"),
-            "revised_subscription_id": np.concatenate(
-                [np.full(n_root, None, dtype=object), root_ids[d_parent], root_ids[t_parent]]
-            ),
-            "created_date": np.concatenate([r_start, d_start, t_start]).astype("datetime64[ns]"),
-        }
-    )
+    subs = {
+        "subscription_id": np.concatenate([root_ids, _ids("d", n_delta), _ids("t", n_term)]),
+        "contract_id": np.concatenate([contract_ids, contract_ids[d_parent], contract_ids[t_parent]]),
+        "account_id": np.concatenate(
+            [account_ids[r_acct], account_ids[r_acct[d_parent]], account_ids[r_acct[t_parent]]]
+        ),
+        "product_id": np.concatenate(
+            [
+                np.where(r_prod == 1, "p1", "p12"),
+                np.where(r_prod[d_parent] == 1, "p1", "p12"),
+                np.where(r_prod[t_parent] == 1, "p1", "p12"),
+            ]
+        ).astype(object),
+        "start_date": np.concatenate([r_start, d_start, t_start]).astype("datetime64[ns]"),
+        "end_date": np.concatenate(
+            [
+                np.where(evergreen, np.datetime64("NaT"), r_end),
+                np.where(evergreen[d_parent], np.datetime64("NaT"), r_end[d_parent]),
+                np.where(evergreen[t_parent], np.datetime64("NaT"), r_end[t_parent]),
+            ]
+        ).astype("datetime64[ns]"),
+        "quantity": np.concatenate([r_qty, d_qty, -r_qty[t_parent]]),
+        "net_price": np.concatenate(
+            [
+                np.round(r_price * r_prorate, 2),
+                np.round(r_price[d_parent] * 0.5, 2),
+                np.round(r_price[t_parent] * 0.5, 2),
+            ]
+        ),
+        "prorate_multiplier": np.concatenate([r_prorate, np.full(n_delta, 0.5), np.full(n_term, 0.5)]),
+        "terminated_date": np.concatenate(
+            [np.full(n_root + n_delta, np.datetime64("NaT")), t_start - np.timedelta64(1, "D")]
+        ).astype("datetime64[ns]"),
+        "revised_subscription_id": np.concatenate(
+            [np.full(n_root, None, dtype=object), root_ids[d_parent], root_ids[t_parent]]
+        ),
+        "created_date": np.concatenate([r_start, d_start, t_start]).astype("datetime64[ns]"),
+    }
     products = pd.DataFrame({"product_id": ["p12", "p1"], "subscription_term_months": [12.0, 1.0]})
     accounts = pd.DataFrame({"account_id": account_ids, "created_date": pd.Timestamp("2019-12-01")})
-    tables = {"subscriptions": subs, "products": products, "accounts": accounts}
-    del subs
+    tables = {"products": products, "accounts": accounts}
     extra = np.random.default_rng([seed, 1])
     tables.update(
         _renewal_tables(
@@ -125,7 +122,27 @@ def ledger_book(n_rows: int = 1_000_000, months: int = 60, seed: int = 0) -> Boo
     )
     # Each raw table is dropped once conformed, so that the build's peak
     # memory is about one table's copy above the book.
-    return Book(**{name: conform(tables.pop(name, pd.DataFrame()), name) for name in TABLES})
+    conformed = {"subscriptions": _conform_in_parts(subs, "subscriptions")}
+    del subs
+    conformed.update(
+        {name: conform(tables.pop(name, pd.DataFrame()), name) for name in TABLES if name not in conformed}
+    )
+    return Book(**{name: conformed[name] for name in TABLES})
+
+
+def _conform_in_parts(columns: dict[str, np.ndarray], name: str, part_rows: int = 1_000_000) -> pd.DataFrame:
+    """``conform`` a large table a slice of rows at a time, then join the slices.
+
+    ``conform`` holds a few copies of the table it types; done on slices, the
+    build of a 20M-row ledger peaks near the size of the book, not at several
+    times the size of its subscriptions.
+    """
+    n = len(next(iter(columns.values())))
+    parts = [
+        conform(pd.DataFrame({k: v[lo : lo + part_rows] for k, v in columns.items()}), name)
+        for lo in range(0, n, part_rows)
+    ]
+    return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
 
 
 def _renewal_tables(
