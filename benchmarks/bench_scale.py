@@ -29,7 +29,7 @@ has an address-space limit (``--mem-limit-gib``, default 22): a step that
 does not fit fails with a MemoryError, reported in the table.
 
     .venv/bin/python benchmarks/bench_scale.py [--rows 1000000 5000000 20000000] [--repeat N]
-        [--steps mrr_table ...] [--json results.jsonl]
+        [--steps mrr_table ...] [--json results.jsonl] [--from-json results.jsonl ...]
 """
 
 from __future__ import annotations
@@ -175,6 +175,25 @@ def _largest_that_fits(results: list[dict], steps: list[str], budget_gib: float)
         print(f"largest book in {budget_gib:g} GiB: about {limits[step] / 1e6:.1f}M rows (limited by {step})")
 
 
+def _print_header() -> None:
+    print(
+        f"{'rows':>11} | {'step':<21} | {'seconds':>8} | {'s per M rows':>12} | {'book GiB':>8} | "
+        f"{'step GiB':>8} | {'book+step GiB':>13} | {'total GiB':>9}"
+    )
+
+
+def _print_row(r: dict) -> None:
+    rows, step = r["rows"], r["step"]
+    if "error" in r:
+        print(f"{rows:>11,} | {step:<21} | failed: {r['error']}", flush=True)
+        return
+    print(
+        f"{rows:>11,} | {step:<21} | {r['seconds']:>8.2f} | {r['seconds'] / rows * 1e6:>12.3f} | "
+        f"{r['book_gib']:>8.2f} | {r['step_gib']:>8.2f} | {r['peak_gib']:>13.2f} | {r['total_gib']:>9.2f}",
+        flush=True,
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 5_000_000, 20_000_000])
@@ -187,6 +206,9 @@ def main() -> None:
     )
     parser.add_argument("--fit-gib", type=float, default=24.0, help="memory budget for the largest-book estimate")
     parser.add_argument("--json", type=Path, default=None, help="append each result as a JSON line")
+    parser.add_argument(
+        "--from-json", type=Path, nargs="+", default=None, help="print the table of saved --json results; run nothing"
+    )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
@@ -194,27 +216,26 @@ def main() -> None:
         print(json.dumps(child(args.rows[0], args.steps[0], args.repeat or 1, args.mem_limit_gib)))
         return
 
-    results = []
-    print(
-        f"{'rows':>11} | {'step':<21} | {'seconds':>8} | {'s per M rows':>12} | {'book GiB':>8} | "
-        f"{'step GiB':>8} | {'book+step GiB':>13} | {'total GiB':>9}"
-    )
-    for rows in sorted(args.rows):
-        repeat = args.repeat or (3 if rows < 10_000_000 else 1)
-        for step in args.steps:
-            r = _launch(rows, step, repeat, args.lock if rows > args.lock_rows else None, args.mem_limit_gib)
-            results.append(r)
-            if args.json:
-                with args.json.open("a") as f:
-                    f.write(json.dumps(r) + "\n")
-            if "error" in r:
-                print(f"{rows:>11,} | {step:<21} | failed: {r['error']}", flush=True)
-                continue
-            print(
-                f"{rows:>11,} | {step:<21} | {r['seconds']:>8.2f} | {r['seconds'] / rows * 1e6:>12.3f} | "
-                f"{r['book_gib']:>8.2f} | {r['step_gib']:>8.2f} | {r['peak_gib']:>13.2f} | {r['total_gib']:>9.2f}",
-                flush=True,
-            )
+    if args.from_json:
+        # Print the table of earlier runs (several files: e.g. sizes run apart).
+        results = [json.loads(line) for path in args.from_json for line in path.read_text().splitlines() if line]
+        results = [r for r in results if r["rows"] in set(args.rows) and r["step"] in args.steps]
+        results.sort(key=lambda r: (r["rows"], args.steps.index(r["step"])))
+        _print_header()
+        for r in results:
+            _print_row(r)
+    else:
+        results = []
+        _print_header()
+        for rows in sorted(args.rows):
+            repeat = args.repeat or (3 if rows < 10_000_000 else 1)
+            for step in args.steps:
+                r = _launch(rows, step, repeat, args.lock if rows > args.lock_rows else None, args.mem_limit_gib)
+                results.append(r)
+                if args.json:
+                    with args.json.open("a") as f:
+                        f.write(json.dumps(r) + "\n")
+                _print_row(r)
     ok = [r for r in results if "error" not in r]
     _largest_that_fits(ok, args.steps, args.fit_gib)
     worst = None
