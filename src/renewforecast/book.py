@@ -326,16 +326,14 @@ opportunity_lines, schedules, spend, signals, opportunity_history : DataFrame
             return self  # nothing later is known: cutting again changes nothing
 
         accounts = self.accounts[self.accounts["created_date"] <= cut]
-        kept_accounts = set(accounts["account_id"])
         # What hangs off a dropped record goes with it; a reference to a
         # record the Book does not hold at all (a hand-made Book) is kept.
-        gone_accounts = set(self.accounts["account_id"]) - kept_accounts
+        gone_accounts = _not_kept(self.accounts["account_id"], accounts["account_id"])
 
         contracts = self.contracts[
             (self.contracts["created_date"] <= cut) & ~self.contracts["account_id"].isin(gone_accounts)
         ].copy()
-        kept_contracts = set(contracts["contract_id"])
-        gone_contracts = set(self.contracts["contract_id"]) - kept_contracts
+        gone_contracts = _not_kept(self.contracts["contract_id"], contracts["contract_id"])
         # A renewal link may only point at a contract that exists at the cut.
         link = contracts["renewed_contract_id"]
         contracts.loc[link.notna() & link.isin(gone_contracts), "renewed_contract_id"] = pd.NA
@@ -349,9 +347,8 @@ opportunity_lines, schedules, spend, signals, opportunity_history : DataFrame
         # export does not date: it is not known yet.
         later = (subs["terminated_date"] > cut) & ~(subs["quantity"] < 0)
         subs.loc[later, "terminated_date"] = pd.NaT
-        kept_subs = set(subs["subscription_id"])
         rev = subs["revised_subscription_id"]
-        gone_subs = set(self.subscriptions["subscription_id"]) - kept_subs
+        gone_subs = _not_kept(self.subscriptions["subscription_id"], subs["subscription_id"])
         subs.loc[rev.notna() & rev.isin(gone_subs), "revised_subscription_id"] = pd.NA
 
         opps = self.opportunities[
@@ -361,12 +358,12 @@ opportunity_lines, schedules, spend, signals, opportunity_history : DataFrame
             ref = opps[col]
             opps.loc[ref.notna() & ref.isin(gone_contracts), col] = pd.NA
         history = self.opportunity_history[self.opportunity_history["created_date"] <= cut]
-        history = history[history["opportunity_id"].isin(set(opps["opportunity_id"]))]
+        history = history[history["opportunity_id"].isin(opps["opportunity_id"])]
         opps = _rebuild(opps, history, cut)
-        kept_opps = set(opps["opportunity_id"])
+        kept_opps = opps["opportunity_id"]
 
         lines = self.opportunity_lines[self.opportunity_lines["opportunity_id"].isin(kept_opps)]
-        schedules = self.schedules[self.schedules["line_id"].isin(set(lines["line_id"]))]
+        schedules = self.schedules[self.schedules["line_id"].isin(lines["line_id"])]
         # A month of spend or signals is known once the month is over.
         spend = self.spend[month_end(self.spend["month"]) <= cut]
         signals = self.signals[
@@ -398,6 +395,13 @@ opportunity_lines, schedules, spend, signals, opportunity_history : DataFrame
         counts = ", ".join(f"{k}={len(v)}" for k, v in self.tables.items() if len(v))
         cut = f", as_of={self.known_as_of.date()}" if self.known_as_of is not None else ""
         return f"Book({counts}, currency={self.currency!r}{cut})"
+
+
+def _not_kept(every: pd.Series, kept: pd.Series) -> np.ndarray | pd.api.extensions.ExtensionArray:
+    """The distinct values of ``every`` that ``kept`` does not hold."""
+    # Hashed by pandas, not held in Python sets: cutting a ledger of tens of
+    # millions of rows would otherwise build sets of as many strings.
+    return every[~every.isin(kept)].unique()
 
 
 def _history_order(history: pd.DataFrame) -> pd.DataFrame:

@@ -10,6 +10,8 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import renewforecast as rf
@@ -64,6 +66,112 @@ def test_scoring_features_cover_open_contracts(demo_book):
     con = demo_book.as_of("2026-06-30").contracts.set_index("contract_id")
     assert (con.loc[F.index, "end_date"] > pd.Timestamp("2026-06-30")).all()
     assert not con.loc[F.index, "evergreen"].any()
+
+
+def _revenue_book(subs: list[dict]):
+    from _support import make_book
+
+    frame = pd.DataFrame(subs)
+    contracts = (
+        frame.groupby("contract_id")
+        .agg(account_id=("account_id", "first"), start_date=("start_date", "min"), end_date=("end_date", "max"))
+        .reset_index()
+        .assign(evergreen=False, created_date=lambda c: c["start_date"])
+    )
+    accounts = pd.DataFrame({"account_id": frame["account_id"].unique(), "created_date": pd.Timestamp("2020-01-01")})
+    products = pd.DataFrame({"product_id": ["p"], "subscription_term_months": [12.0]})
+    return make_book(subscriptions=frame, contracts=contracts, accounts=accounts, products=products)
+
+
+def _sub(sid, contract, qty, start, end, created, price=1200.0, prorate=1.0, revises=None, terminated=None):
+    return {
+        "subscription_id": sid,
+        "contract_id": contract,
+        "account_id": "a1",
+        "product_id": "p",
+        "quantity": qty,
+        "net_price": price,
+        "prorate_multiplier": prorate,
+        "start_date": pd.Timestamp(start),
+        "end_date": pd.Timestamp(end),
+        "created_date": pd.Timestamp(created),
+        "revised_subscription_id": revises,
+        "terminated_date": pd.Timestamp(terminated) if terminated else pd.NaT,
+    }
+
+
+def test_revenue_features_count_what_was_booked_and_active_on_each_date():
+    from renewforecast.models.features import featurise_contracts
+
+    # 1,200 a year per unit. c0 last year; c1 10 units plus 5 from July (booked
+    # in June); c2 2 units, 1 more booked in September back to June, and the
+    # 2-unit line terminated (last day 29 February, booked 10 February).
+    book = _revenue_book(
+        [
+            _sub("s0", "c0", 1, "2022-01-01", "2022-12-31", "2022-01-01"),
+            _sub("s1", "c1", 10, "2023-01-01", "2023-12-31", "2023-01-01"),
+            _sub("s2", "c1", 5, "2023-07-01", "2023-12-31", "2023-06-20", price=600.0, prorate=0.5, revises="s1"),
+            _sub("s3", "c2", 2, "2023-06-01", "2024-05-31", "2023-06-01"),
+            _sub("s4", "c2", 1, "2023-06-01", "2024-05-31", "2023-09-15"),
+            _sub("s5", "c2", -2, "2024-03-01", "2024-05-31", "2024-02-10", revises="s3", terminated="2024-02-29"),
+        ]
+    )
+    rows = book.contracts.set_index("contract_id").loc[["c1", "c2", "c2", "c2"]].reset_index()
+    dates = pd.Series(pd.to_datetime(["2023-08-01", "2023-09-01", "2023-10-01", "2024-03-15"]))
+    X = featurise_contracts(book, rows, dates)
+    # ARR on the date; at the start, only rows booked by the start count (s4 was booked later).
+    assert X["arr"].tolist() == [18_000.0, 2_400.0, 3_600.0, 1_200.0]
+    assert X["arr_change_in_term"].tolist() == pytest.approx([0.5, 0.0, 0.5, -0.5])
+    # The account against a year before, counting the rows booked by then: 20,400 / 1,200,
+    # 20,400 / 1,200, 21,600 / 1,200, 1,200 / 12,000.
+    assert X["account_arr_change_12m"].tolist() == pytest.approx([16.0, 16.0, 17.0, -0.9])
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.data())
+def test_revenue_features_equal_a_row_by_row_sum(data):
+    from renewforecast.ledger.valuation import counts_on, ledger
+    from renewforecast.models.features import featurise_contracts
+
+    day = st.integers(0, 800).map(lambda d: pd.Timestamp("2024-01-01") + pd.Timedelta(days=d))
+    subs = []
+    for i in range(data.draw(st.integers(1, 12))):
+        start, length, booked = data.draw(day), data.draw(st.integers(0, 500)), data.draw(st.integers(-30, 60))
+        row = _sub(
+            f"s{i}",
+            f"c{data.draw(st.integers(0, 2))}",
+            float(data.draw(st.integers(-3, 5))),
+            start,
+            start + pd.Timedelta(days=length),
+            start + pd.Timedelta(days=booked),
+            price=float(data.draw(st.integers(1, 2000))),
+            revises=data.draw(st.sampled_from([None, *[f"s{j}" for j in range(i)]])),
+            terminated=data.draw(st.one_of(st.none(), day)),
+        )
+        row["account_id"] = data.draw(st.sampled_from(["a1", "a2"]))
+        if data.draw(st.booleans()):
+            row["end_date"] = pd.NaT  # evergreen row
+        subs.append(row)
+    book = _revenue_book(subs)
+    rows = book.contracts
+    dates = pd.Series([data.draw(day) for _ in range(len(rows))], index=rows.index)
+    X = featurise_contracts(book, rows, dates)
+    led = ledger(book).assign(created_date=book.subscriptions["created_date"].to_numpy())
+
+    def direct(key, value, on):
+        mine = led[led[key] == value]
+        counted = (mine["created_date"] <= on) & counts_on(
+            mine["from_date"], mine["to_date"], mine["chain_terminated"], on
+        )
+        return sum(q * v for q, v, c in zip(mine["quantity"], mine["annual_value"], counted, strict=True) if c)
+
+    for (_, con), on in zip(rows.iterrows(), dates, strict=True):
+        got = X.loc[con["contract_id"]]
+        assert got["arr"] == pytest.approx(direct("contract_id", con["contract_id"], on), abs=1e-6)
+        now = direct("account_id", con["account_id"], on)
+        before = direct("account_id", con["account_id"], on - pd.Timedelta(days=365))
+        expected = (now - before) / before if abs(before) > 0.005 else np.nan
+        assert got["account_arr_change_12m"] == pytest.approx(expected, nan_ok=True)
 
 
 # ------------------------------------------------------------- the model

@@ -462,12 +462,16 @@ def mrr_movements(
     for name in ("start_mrr", *MOVEMENTS, "fx_effect"):
         moving |= out[name] != 0
     moving[:, :first_col] = False
-    gi, mi = np.nonzero(moving)
-    frame = pd.DataFrame({"month": months[mi], "account_id": uniques["account_id"].to_numpy()[gi]})
-    for name, arr in out.items():
-        frame[name] = np.round(arr[gi, mi], 6)
-    frame["account_id"] = frame["account_id"].astype("string")
-    frame = frame.sort_values(["month", "account_id"], kind="stable").reset_index(drop=True)
+    # Month-major, customers in sorted order (group codes are sorted): the
+    # rows come out by month and account without sorting them.
+    mi, gi = np.nonzero(moving.T)
+    frame = pd.DataFrame(
+        {
+            "month": months[mi],
+            "account_id": pd.array(uniques["account_id"].to_numpy()[gi], dtype="string"),
+            **{name: np.round(arr[gi, mi], 6) for name, arr in out.items()},
+        }
+    )
     if by is None:
         return frame
     keys = [by] if isinstance(by, str) else list(by)

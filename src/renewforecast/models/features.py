@@ -21,7 +21,7 @@ import pandas as pd
 from renewforecast.book import Book
 from renewforecast.dates import CENT, month_end
 from renewforecast.ledger.renewals import renewal_decisions, renewal_opportunities
-from renewforecast.ledger.valuation import counts_on, ledger
+from renewforecast.ledger.valuation import counts_on, last_counted_day, ledger, object_values
 
 __all__ = [
     "BASE_SIGNALS",
@@ -112,13 +112,88 @@ def _chain_depth(contracts: pd.DataFrame) -> pd.Series:
     return pd.Series(depth, index=contracts.index)
 
 
-def _value_at(led: pd.DataFrame, keys: pd.DataFrame, key: str, date_col: str) -> pd.Series:
-    """Sum of quantity x annual value of ledger rows known and active on each key's date."""
-    m = keys[[key, date_col]].reset_index().merge(led, on=key, how="inner")
-    d = m[date_col]
-    active = (m["created_date"] <= d) & counts_on(m["from_date"], m["to_date"], m["chain_terminated"], d)
-    value = (m["quantity"] * m["annual_value"]).where(active, 0.0)
-    return value.groupby(m["index"]).sum().reindex(keys.index, fill_value=0.0)
+def _values_at(led: pd.DataFrame, key: str, keys: pd.Series, *dates: pd.Series) -> list[pd.Series]:
+    """Sum of quantity x annual value of ledger rows known and active on each key's date.
+
+    ``keys`` are values of ``led[key]`` (contract or account ids); each series
+    of ``dates`` is aligned with ``keys``. Returns one Series per date series.
+    """
+    nat = np.iinfo(np.int64).min
+    results = [np.zeros(len(keys)) for _ in dates]
+    # A row counts from the later of the day it was booked and its first day
+    # to its last counted day (the counts_on rule). The value on a day is then
+    # what had started by that day minus what had stopped before it: two
+    # sorted running sums per key, instead of pairing each key's dates with
+    # every row of its account, which grows with the square of account size.
+    first = np.maximum(
+        led["created_date"].to_numpy(dtype="datetime64[ns]"), led["from_date"].to_numpy(dtype="datetime64[ns]")
+    ).view(np.int64)
+    last = last_counted_day(
+        led["to_date"].to_numpy(dtype="datetime64[ns]"), led["chain_terminated"].to_numpy(dtype="datetime64[ns]")
+    ).view(np.int64)
+    last = np.where(last == nat, np.iinfo(np.int64).max, last)  # open-ended rows never stop
+    codes, uniques = pd.factorize(object_values(led[key]))
+    ok = (codes >= 0) & (first != nat) & (first <= last)
+    codes, first, last = codes[ok], first[ok], last[ok]
+    value = (led["quantity"].to_numpy(dtype="float64") * led["annual_value"].to_numpy(dtype="float64"))[ok]
+    value = np.where(np.isnan(value), 0.0, value)  # a missing amount adds nothing, as in a sum
+    if not len(codes) or not len(keys):
+        return [pd.Series(r, index=keys.index) for r in results]
+    asked = pd.Index(uniques).get_indexer(object_values(keys))
+    when = [pd.to_datetime(d).to_numpy(dtype="datetime64[ns]").view(np.int64) for d in dates]
+    started = _running_sums(codes, first, value, asked, when, strict=False)
+    stopped = _running_sums(codes, last, value, asked, when, strict=True)
+    for res, (s_sum, s_n), (e_sum, e_n) in zip(results, started, stopped, strict=True):
+        # No row counting is exactly zero, whatever the rounding of the sums.
+        res[:] = np.where(s_n > e_n, (s_sum - e_sum).astype(np.float64), 0.0)
+    return [pd.Series(r, index=keys.index) for r in results]
+
+
+def _running_sums(
+    codes: np.ndarray, times: np.ndarray, value: np.ndarray, asked: np.ndarray, when: list[np.ndarray], *, strict: bool
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per asked key code and date: sum and count of the key's rows with time <= date (< date if ``strict``)."""
+    nat = np.iinfo(np.int64).min
+    order = np.lexsort((times, codes))
+    sc, st = codes[order], times[order]
+    sums = _group_cumsum(value[order], sc)
+    # One integer key per (code, time) so that one searchsorted finds, for
+    # every asked date, the last row of its key up to that date.
+    ranks = np.unique(np.concatenate([st, *when]))
+    width = len(ranks) + 1
+    row_key = sc * width + np.searchsorted(ranks, st)
+    group_start = np.searchsorted(sc, asked)
+    out = []
+    for d in when:
+        p = np.searchsorted(row_key, asked * width + np.searchsorted(ranks, d), side="left" if strict else "right") - 1
+        hit = (asked >= 0) & (d != nat) & (p >= 0) & (sc[np.maximum(p, 0)] == asked)
+        out.append(
+            (
+                np.where(hit, sums[np.maximum(p, 0)], np.longdouble(0)),
+                np.where(hit, p - group_start + 1, 0),
+            )
+        )
+    return out
+
+
+def _group_cumsum(values: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """Running sums restarting at each group (``groups`` sorted), in extended precision.
+
+    Each running sum covers its own group only, and is carried in extended
+    precision, so the difference of two of them rounds like a direct sum of
+    the rows between (a single running sum over the whole ledger would carry
+    the rounding of every earlier account). Doubling steps: log2 of the
+    largest group passes over the array.
+    """
+    x = values.astype(np.longdouble)
+    step = 1
+    while step < len(x):
+        same = groups[step:] == groups[:-step]
+        if not same.any():
+            break
+        x[step:] = np.where(same, x[step:] + x[:-step], x[step:])
+        step *= 2
+    return x
 
 
 def _asof(
@@ -211,15 +286,13 @@ def featurise_contracts(
 
     # Revenue: contract ARR now and at its start, account ARR now and a year ago.
     led = ledger(book).merge(book.subscriptions[["subscription_id", "created_date"]], on="subscription_id")
-    by_contract = led.drop(columns=["account_id"])
-    out["arr"] = _value_at(by_contract, c, "contract_id", "fd")
-    start_keys = c[["contract_id"]].assign(sd=c["start_date"] + pd.Timedelta(days=1))
-    start_keys["sd"] = np.minimum(start_keys["sd"], c["fd"])
-    out["arr_change_in_term"] = _ratio_change(out["arr"], _value_at(by_contract, start_keys, "contract_id", "sd"))
-    acct_keys = c[["account_id"]].assign(d=c["fd"], d12=c["fd"] - pd.Timedelta(days=365))
-    by_account = led.drop(columns=["contract_id"])
-    account_arr = _value_at(by_account, acct_keys, "account_id", "d")
-    out["account_arr_change_12m"] = _ratio_change(account_arr, _value_at(by_account, acct_keys, "account_id", "d12"))
+    start_day = np.minimum(c["start_date"] + pd.Timedelta(days=1), c["fd"])
+    out["arr"], arr_at_start = _values_at(led, "contract_id", c["contract_id"], c["fd"], start_day)
+    out["arr_change_in_term"] = _ratio_change(out["arr"], arr_at_start)
+    account_arr, account_arr_12m = _values_at(
+        led, "account_id", c["account_id"], c["fd"], c["fd"] - pd.Timedelta(days=365)
+    )
+    out["account_arr_change_12m"] = _ratio_change(account_arr, account_arr_12m)
 
     # Seats, products and amendments on the contract, as booked by the feature date.
     # Seats and products are recurring lines; fees and usage are not seats.
@@ -294,14 +367,11 @@ def featurise_contracts(
             out[f"{name}_change_3m"] = pd.Series(change[:, j], index=c.index, copy=False)
         if "support_tickets" in names:
             roll = (
-                sig[["account_id", "month", "support_tickets"]]
-                .assign(known=known)
-                .sort_values(["account_id", "month"])
-                .assign(
-                    tickets_3m=lambda d: d.groupby("account_id")["support_tickets"].transform(
-                        lambda s: s.rolling(3, min_periods=1).mean()
-                    )
-                )
+                sig[["account_id", "month", "support_tickets"]].assign(known=known).sort_values(["account_id", "month"])
+            )
+            # One rolling pass over all accounts (not a Python call per account).
+            roll["tickets_3m"] = (
+                roll.groupby("account_id", sort=False)["support_tickets"].rolling(3, min_periods=1).mean().droplevel(0)
             )
             out["support_tickets_3m_mean"] = _asof(
                 left, roll, on_left="t", on_right="known", by="account_id", columns=["tickets_3m"]
