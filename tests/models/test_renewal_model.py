@@ -263,7 +263,7 @@ def test_a_model_saved_before_the_ensemble_parameter_loads_as_the_fold_average(t
     from sklearn.base import clone
 
     X, y = training
-    model = rf.RenewalModel(random_state=0, max_iter=20, cv=2, ensemble=True).fit(X, y)
+    model = rf.RenewalModel(random_state=0, max_iter=20, cv=2, ensemble=True, calibration="isotonic").fit(X, y)
     folder = rf.save_model(model, tmp_path / "renewal")
     # The file as a release without the parameter wrote it: the same fitted model, no ``ensemble``.
     del model.ensemble
@@ -285,7 +285,8 @@ def test_allow_list_matches_what_models_need(training, tmp_path):
 
     X, y = training
     needed = set()
-    for kw in ({}, {"ensemble": True}, {"estimator": "logistic"}, {"calibration": "sigmoid"}, {"calibration": None}):
+    earlier_default = {"ensemble": True, "calibration": "isotonic"}  # models saved before must load
+    for kw in ({}, earlier_default, {"calibration": "isotonic"}, {"estimator": "logistic"}, {"calibration": None}):
         data = sio.dumps(rf.RenewalModel(random_state=0, max_iter=20, **kw).fit(X, y))
         needed |= set(sio.get_untrusted_types(data=data))
     assert needed == set(ALLOWED_TYPES)
