@@ -189,6 +189,24 @@ def test_sklearn_estimator_checks(estimator, check):
     check(estimator)
 
 
+def test_one_boosted_model_by_default_and_the_fold_average_on_request(training):
+    X, y = training
+    one = rf.RenewalModel(random_state=0, max_iter=30, cv=3).fit(X, y)
+    assert one.get_params()["ensemble"] is False
+    (single,) = one.estimator_.calibrated_classifiers_  # one model, calibrated on out-of-fold scores
+    assert one.n_iter_ == single.estimator.named_steps["model"].n_iter_ >= 1
+    average = rf.RenewalModel(random_state=0, max_iter=30, cv=3, ensemble=True).fit(X, y)
+    folds = average.estimator_.calibrated_classifiers_
+    assert len(folds) == 3
+    assert average.n_iter_ == max(c.estimator.named_steps["model"].n_iter_ for c in folds)
+    for model in (one, average):
+        p = model.predict_proba(X)[:, 1]
+        assert ((p >= 0) & (p <= 1)).all()
+        assert rf.RenewalModel(**model.get_params()).get_params() == model.get_params()
+    with pytest.raises(ValueError, match="ensemble must be True or False"):
+        rf.RenewalModel(ensemble="yes").fit(X, y)
+
+
 def test_model_takes_mixed_frames_and_new_categories(training):
     X, y = training
     model = rf.RenewalModel(random_state=0).fit(X, y)
@@ -346,12 +364,37 @@ def test_foreign_or_incompatible_manifests_are_refused(saved, tmp_path):
         rf.load_model(tmp_path / "nothing-here")
 
 
+def test_a_model_saved_before_the_ensemble_parameter_loads_as_the_fold_average(training, tmp_path):
+    import hashlib
+
+    import skops.io as sio
+    from sklearn.base import clone
+
+    X, y = training
+    model = rf.RenewalModel(random_state=0, max_iter=20, cv=2, ensemble=True, calibration="isotonic").fit(X, y)
+    folder = rf.save_model(model, tmp_path / "renewal")
+    # The file as a release without the parameter wrote it: the same fitted model, no ``ensemble``.
+    del model.ensemble
+    data = sio.dumps(model)
+    (folder / "model.skops").write_bytes(data)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["files"]["model.skops"] = hashlib.sha256(data).hexdigest()
+    del manifest["hyperparameters"]["ensemble"]
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    loaded = rf.load_model(folder)
+    assert loaded.get_params()["ensemble"] is True and clone(loaded).ensemble is True
+    assert len(loaded.estimator_.calibrated_classifiers_) == 2
+    np.testing.assert_array_equal(loaded.predict_proba(X), model.predict_proba(X))
+    pd.testing.assert_frame_equal(loaded.reasons(X.head(20)), model.reasons(X.head(20)))
+
+
 def test_allow_list_matches_what_models_need(training, tmp_path):
     import skops.io as sio
 
     X, y = training
     needed = set()
-    for kw in ({}, {"estimator": "logistic"}, {"calibration": "sigmoid"}, {"calibration": None}):
+    earlier_default = {"ensemble": True, "calibration": "isotonic"}  # models saved before must load
+    for kw in ({}, earlier_default, {"calibration": "isotonic"}, {"estimator": "logistic"}, {"calibration": None}):
         data = sio.dumps(rf.RenewalModel(random_state=0, max_iter=20, **kw).fit(X, y))
         needed |= set(sio.get_untrusted_types(data=data))
     assert needed == set(ALLOWED_TYPES)

@@ -154,8 +154,8 @@ def score_contracts(
     n = len(features)
     X = features[needed] if needed else features
     if n:
-        proba = model.predict_proba(X)[:, 1]
-        reasons = model.reasons(X, top=3)
+        proba, reasons = model.predict_proba_with_reasons(X, top=3)
+        proba = proba[:, 1]
     else:
         proba, reasons = np.empty(0), pd.DataFrame({f"reason_{k}": [] for k in (1, 2, 3)})
     arr = features["arr"].to_numpy(dtype=float) if "arr" in features.columns else np.full(n, np.nan)

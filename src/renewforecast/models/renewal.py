@@ -106,6 +106,13 @@ class RenewalModel(ClassifierMixin, BaseEstimator):
     cross-validation; ``estimator="logistic"`` is a regularised logistic
     regression on scaled numbers and one-hot categories.
 
+    By default one boosted model is fitted on all the contracts and its
+    log-odds are calibrated by a logistic (Platt) fit on out-of-fold
+    predictions (``ensemble=False``, ``calibration="sigmoid"``), so scoring
+    runs one model rather than one per calibration fold. The model of
+    earlier releases, the average of five isotonic-calibrated fold models,
+    is ``ensemble=True, calibration="isotonic"``.
+
     Every column given to ``fit`` is a feature, so a model trained on
     :func:`renewforecast.renewal_features` of a Book whose ``signals.csv``
     has extra numeric columns uses them (each as its last value and its
@@ -118,11 +125,25 @@ class RenewalModel(ClassifierMixin, BaseEstimator):
     Parameters
     ----------
     estimator : {"gbt", "logistic"}, default "gbt"
-    calibration : {"isotonic", "sigmoid", None}, default "isotonic"
+    calibration : {"sigmoid", "isotonic", None}, default "sigmoid"
         How probabilities are calibrated (``CalibratedClassifierCV``);
-        ``None`` keeps the model's own probabilities.
+        ``None`` keeps the model's own probabilities. A sigmoid is
+        increasing, so the calibrated probabilities rank contracts as the
+        model does; an isotonic fit is a step function, which ties
+        contracts the model tells apart (on the default demo org one
+        isotonic-calibrated model scored a lower AUC and a larger
+        calibration error than one sigmoid-calibrated model).
     cv : int, default 5
         Folds for calibration.
+    ensemble : bool, default False
+        How the ``cv`` folds calibrate (``CalibratedClassifierCV(ensemble=...)``).
+        ``False``: one model fitted on all the data, its calibration fitted
+        on the out-of-fold scores of ``cv`` fold models (which are then
+        dropped), so predicting runs one model. ``True``: one model and
+        calibration per fold, and predictions average the ``cv`` calibrated
+        models (``cv`` times the cost of predicting and explaining; the only
+        behaviour of models saved before this parameter existed, which load
+        with ``ensemble=True``).
     learning_rate, max_iter, max_leaf_nodes, min_samples_leaf, l2_regularization
         Gradient-boosting settings (``HistGradientBoostingClassifier``). The
         defaults are small, strongly regularised trees: renewal odds are
@@ -141,8 +162,9 @@ class RenewalModel(ClassifierMixin, BaseEstimator):
     feature_names_in_ : ndarray of str
     numeric_features_, categorical_features_ : list of str
     n_iter_ : int
-        Boosting iterations run (the most of any calibration fold), or the
-        logistic solver's iterations.
+        Boosting iterations run (the most of any fitted model: the one
+        model, or every fold's with ``ensemble=True``), or the logistic
+        solver's iterations.
     explainer_ : Pipeline
         A linear model fitted to ``estimator_``'s log-odds on the training
         data; its per-feature terms are the reason codes.
@@ -164,8 +186,9 @@ class RenewalModel(ClassifierMixin, BaseEstimator):
         self,
         *,
         estimator: str = "gbt",
-        calibration: str | None = "isotonic",
+        calibration: str | None = "sigmoid",
         cv: int = 5,
+        ensemble: bool = False,
         learning_rate: float = 0.03,
         max_iter: int = 400,
         max_leaf_nodes: int = 6,
@@ -177,6 +200,7 @@ class RenewalModel(ClassifierMixin, BaseEstimator):
         self.estimator = estimator
         self.calibration = calibration
         self.cv = cv
+        self.ensemble = ensemble
         self.learning_rate = learning_rate
         self.max_iter = max_iter
         self.max_leaf_nodes = max_leaf_nodes
@@ -296,6 +320,8 @@ class RenewalModel(ClassifierMixin, BaseEstimator):
             raise ValueError("calibration must be 'isotonic', 'sigmoid' or None")
         if not isinstance(self.cv, numbers.Integral) or self.cv < 2:
             raise ValueError("cv must be an integer >= 2")
+        if not isinstance(self.ensemble, (bool, np.bool_)):
+            raise ValueError(f"ensemble must be True or False, not {self.ensemble!r}")
         shape = X.shape if hasattr(X, "shape") else np.asarray(X).shape
         if len(shape) == 2 and shape[1] == 0:
             raise ValueError(f"Found array with 0 feature(s) (shape={tuple(shape)}) while a minimum of 1 is required.")
@@ -342,15 +368,21 @@ class RenewalModel(ClassifierMixin, BaseEstimator):
                 shuffle=True,
                 random_state=self.random_state if not isinstance(self.random_state, np.random.RandomState) else None,
             )
-            self.estimator_ = CalibratedClassifierCV(base, method=self.calibration, cv=cv).fit(frame, y_arr)
+            self.estimator_ = CalibratedClassifierCV(
+                base, method=self.calibration, cv=cv, ensemble=bool(self.ensemble)
+            ).fit(frame, y_arr)
         else:
             self.estimator_ = base.fit(frame, y_arr)
         self._fit_explainer(frame)
         self.n_iter_ = self._iterations()
         return self
 
+    def __setstate__(self, state):
+        # A model saved before ``ensemble`` existed averages one calibrated model per fold.
+        super().__setstate__({"ensemble": True, **state})
+
     def _iterations(self) -> int:
-        """Boosting iterations (or solver iterations) actually run, the most of any fold."""
+        """Boosting iterations (or solver iterations) actually run, the most of any fitted model."""
         fitted = getattr(self.estimator_, "calibrated_classifiers_", None)
         pipes = [c.estimator for c in fitted] if fitted else [self.estimator_]
         counts = [np.max(np.atleast_1d(p.named_steps["model"].n_iter_)) for p in pipes]
@@ -383,6 +415,37 @@ class RenewalModel(ClassifierMixin, BaseEstimator):
         check_is_fitted(self)
         return self.classes_[(self.predict_proba(X)[:, 1] >= 0.5).astype(int)]
 
+    def predict_proba_with_reasons(self, X, top: int = 3) -> tuple[np.ndarray, pd.DataFrame]:
+        """:meth:`predict_proba` and :meth:`reasons` of the same contracts, reading ``X`` once.
+
+        Parameters
+        ----------
+        X : DataFrame or array of shape (n_contracts, n_features)
+        top : int, default 3
+
+        Returns
+        -------
+        proba : ndarray of shape (n_contracts, 2)
+            As :meth:`predict_proba`.
+        reasons : DataFrame
+            As :meth:`reasons` with ``detail=False``.
+
+        Examples
+        --------
+        >>> import pandas as pd, numpy as np
+        >>> rng = np.random.default_rng(0)
+        >>> X = pd.DataFrame({"seat_utilization": rng.random(400), "segment": rng.choice(["SMB", "Enterprise"], 400)})
+        >>> y = (X["seat_utilization"] + 0.3 * rng.standard_normal(400) > 0.4).astype(int)
+        >>> model = RenewalModel(random_state=0).fit(X, y)
+        >>> proba, reasons = model.predict_proba_with_reasons(X.head(2), top=2)
+        >>> bool((proba == model.predict_proba(X.head(2))).all()), reasons.equals(model.reasons(X.head(2), top=2))
+        (True, True)
+        """
+        check_is_fitted(self)
+        frame = self._prepare(X, fitting=False)
+        proba = self.estimator_.predict_proba(frame)
+        return proba, self._reasons(frame, _as_frame(X).index, top, detail=False)
+
     def contributions(self, X) -> pd.DataFrame:
         """Each feature's signed push on the renewal log-odds, per contract.
 
@@ -392,19 +455,51 @@ class RenewalModel(ClassifierMixin, BaseEstimator):
         """
         check_is_fitted(self)
         frame = self._prepare(X, fitting=False)
-        return self._contributions(frame, index=_as_frame(X).index)
+        return pd.DataFrame(
+            self._contribution_matrix(frame), index=_as_frame(X).index, columns=list(self.feature_names_in_)
+        )
 
-    def _contributions(self, frame: pd.DataFrame, index) -> pd.DataFrame:
-        design = np.asarray(self.explainer_.named_steps["design"].transform(frame))
+    def _contribution_matrix(self, frame: pd.DataFrame) -> np.ndarray:
+        """The explainer's terms, summed per feature: (n_contracts, n_features) log-odds.
+
+        Each design column's term is (value - training mean) x coefficient; a
+        category's one-hot columns are summed left to right. A numeric
+        feature is one scaled design column; a category feature's push
+        depends only on its value, so it is worked out once per distinct
+        value rather than through a one-hot matrix of every contract.
+        """
+        design = self.explainer_.named_steps["design"]
         coef = self.explainer_.named_steps["linear"].coef_
-        terms = (design - self._design_mean) * coef
-        n_feat = len(self.feature_names_in_)
-        contrib = np.zeros((len(frame), n_feat))
-        for j in range(n_feat):
-            cols = self._owner_index == j
-            if cols.any():
-                contrib[:, j] = terms[:, cols].sum(axis=1)
-        return pd.DataFrame(contrib, index=index, columns=list(self.feature_names_in_))
+        names = list(self.feature_names_in_)
+        contrib = np.zeros((len(frame), len(names)))
+        if self.numeric_features_:
+            cols = design.output_indices_["num"]
+            scaled = np.asarray(design.named_transformers_["num"].transform(frame[self.numeric_features_]))
+            where = [names.index(c) for c in self.numeric_features_]
+            contrib[:, where] = (scaled - self._design_mean[cols]) * coef[cols]
+        if self.categorical_features_ and len(frame):
+            # The fitted one-hot step encodes each feature's distinct values (and a
+            # blank), so missing and unseen categories are treated as in training.
+            codes, distinct = {}, {}
+            for c in self.categorical_features_:
+                codes[c], uniques = pd.factorize(frame[c].to_numpy(dtype=object))
+                distinct[c] = [*uniques, None]
+            rows = max(len(v) for v in distinct.values())
+            table = pd.DataFrame({c: v + [None] * (rows - len(v)) for c, v in distinct.items()}, dtype=object)
+            onehot = np.asarray(design.named_transformers_["cat"].transform(table), dtype=float)
+            first = design.output_indices_["cat"].start
+            for c in self.categorical_features_:
+                j = names.index(c)
+                cols = np.flatnonzero(self._owner_index == j)
+                if not len(cols):
+                    continue
+                terms = (onehot[: len(distinct[c]), cols - first] - self._design_mean[cols]) * coef[cols]
+                push = terms[:, 0].copy()
+                for k in range(1, terms.shape[1]):
+                    push += terms[:, k]
+                code = codes[c]
+                contrib[:, j] = push[np.where(code < 0, len(distinct[c]) - 1, code)]
+        return contrib
 
     def reasons(self, X, top: int = 3, *, detail: bool = False) -> pd.DataFrame:
         """The ``top`` features that push each contract's probability most, in plain words.
@@ -421,33 +516,48 @@ class RenewalModel(ClassifierMixin, BaseEstimator):
         -------
         DataFrame
             ``reason_1`` .. ``reason_<top>``, e.g. ``"seat utilisation 41% lowers the renewal chance"``.
+            Features are ranked by the size of their contribution; equal
+            sizes go to the feature that comes first in ``X``.
         """
         check_is_fitted(self)
         frame = self._prepare(X, fitting=False)
-        index = _as_frame(X).index
-        contrib = self._contributions(frame, index).to_numpy()
+        return self._reasons(frame, _as_frame(X).index, top, detail=detail)
+
+    def _reasons(self, frame: pd.DataFrame, index, top: int, *, detail: bool) -> pd.DataFrame:
+        contrib = self._contribution_matrix(frame)
         top = min(int(top), contrib.shape[1])
-        order = np.argsort(-np.abs(contrib), axis=1, kind="stable")[:, :top]
+        order = _strongest(contrib, top)
         rows = np.arange(len(frame))
         names = np.asarray(self.feature_names_in_)
         out = {}
         for k in range(top):
             j = order[:, k]
             c = contrib[rows, j]
-            text = np.empty(len(frame), dtype=object)
-            for feat in np.unique(j):
-                sel = j == feat
-                name = names[feat]
-                values = _format_values(name, frame[name].to_numpy()[sel])
-                label = FEATURE_LABELS.get(name, name.replace("_", " "))
-                verb = np.where(c[sel] >= 0, "raises", "lowers")
-                text[sel] = [f"{label} {v} {w} the renewal chance" for v, w in zip(values, verb, strict=True)]
-            out[f"reason_{k + 1}"] = text
+            out[f"reason_{k + 1}"] = self._reason_texts(frame, j, c >= 0)
             if detail:
                 out[f"reason_{k + 1}_feature"] = names[j]
                 out[f"reason_{k + 1}_value"] = [frame[names[f]].iat[i] for i, f in enumerate(j)]
                 out[f"reason_{k + 1}_contribution"] = c
         return pd.DataFrame(out, index=index)
+
+    def _reason_texts(self, frame: pd.DataFrame, feature: np.ndarray, raises: np.ndarray) -> np.ndarray:
+        """``"<label> <value> raises|lowers the renewal chance"`` per contract, for the feature at ``feature``."""
+        text = np.empty(len(feature), dtype=object)
+        by_feature = np.argsort(feature, kind="stable")
+        bounds = np.searchsorted(feature[by_feature], np.arange(len(self.feature_names_in_) + 1))
+        for f, name in enumerate(self.feature_names_in_):
+            sel = by_feature[bounds[f] : bounds[f + 1]]
+            if not len(sel):
+                continue
+            shown, which = _display_values(name, frame[name].to_numpy()[sel])
+            label = FEATURE_LABELS.get(name, name.replace("_", " "))
+            # Each distinct (value, direction) is written once and shared by the contracts that have it.
+            phrases = np.array(
+                [f"{label} {v} {verb} the renewal chance" for v in shown for verb in ("lowers", "raises")],
+                dtype=object,
+            )
+            text[sel] = phrases[2 * which + raises[sel]]
+        return text
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -458,15 +568,56 @@ class RenewalModel(ClassifierMixin, BaseEstimator):
         return tags
 
 
-def _format_values(name: str, values: np.ndarray) -> list[str]:
-    if values.dtype != object:
-        v = values.astype(float)
-        if name in _PERCENT:
-            return ["unknown" if np.isnan(x) else f"{x:.0%}" for x in v]
-        if name in _MONEY:
-            return ["unknown" if np.isnan(x) else f"{x:,.0f}" for x in v]
-        return [
-            "unknown" if np.isnan(x) else (f"{x:,.0f}" if abs(x) >= 100 or float(x).is_integer() else f"{x:.2f}")
-            for x in v
-        ]
-    return ["unknown" if v is None else str(v) for v in values]
+def _strongest(contrib: np.ndarray, top: int) -> np.ndarray:
+    """Positions of the ``top`` largest absolute contributions per row, largest first.
+
+    Equal sizes go to the lower position and NaN comes last, the order of a
+    stable sort of ``-abs(contrib)``.
+    """
+    size = np.abs(contrib)
+    size[np.isnan(size)] = -1.0
+    rows = np.arange(len(contrib))
+    order = np.empty((len(contrib), top), dtype=np.intp)
+    for k in range(top):
+        order[:, k] = j = size.argmax(axis=1)
+        size[rows, j] = -2.0
+    return order
+
+
+def _display_values(name: str, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """How the values of feature ``name`` read in a reason: (distinct texts, which text each value has).
+
+    Percentages show whole percent, amounts and large numbers whole units,
+    other numbers two decimals; blanks read "unknown". Each distinct text
+    is formatted once: a number is first rounded to what it shows
+    (``rint`` is exact and rounds halves to even, as formatting does), so
+    ``f"{x:.0%}"`` is ``f"{rint(x * 100):.0f}%"`` and ``f"{x:,.0f}"`` is
+    ``f"{rint(x):,.0f}"``.
+    """
+    if values.dtype == object:
+        codes, uniques = pd.factorize(values)
+        shown = np.array([*(str(v) for v in uniques), "unknown"], dtype=object)
+        return shown, np.where(codes < 0, len(uniques), codes)
+    v = values.astype(float)
+    if name in _PERCENT:
+        key = np.rint(v * 100)
+
+        def fmt(x: float) -> str:
+            return f"{x:.0f}%"
+    elif name in _MONEY:
+        key = np.rint(v)
+
+        def fmt(x: float) -> str:
+            return f"{x:,.0f}"
+    else:
+        whole = np.abs(v) >= 100
+        np.logical_or(whole, v == np.rint(v), out=whole)
+        key = np.where(whole, np.rint(v), v)
+
+        def fmt(x: float) -> str:
+            return f"{x:,.0f}" if abs(x) >= 100 or x.is_integer() else f"{x:.2f}"
+
+    # By bit pattern, so that -0.0 (shown "-0") and 0.0 stay apart.
+    which, distinct = pd.factorize(np.ascontiguousarray(key).view(np.int64))
+    shown = np.array(["unknown" if np.isnan(x) else fmt(float(x)) for x in distinct.view(np.float64)], dtype=object)
+    return shown, which
