@@ -29,6 +29,7 @@ import json
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -64,20 +65,11 @@ __all__ = [
     "write_book_parquet",
 ]
 
-#: Tables whose rows belong to one account (directly, or through their
-#: opportunity): they are cut into slices of accounts.
-ACCOUNT_TABLES = (
-    "accounts",
-    "contracts",
-    "subscriptions",
-    "opportunities",
-    "opportunity_lines",
-    "schedules",
-    "signals",
-    "opportunity_history",
-)
 #: Small tables every slice gets whole.
 SHARED_TABLES = ("products", "spend", "fx_rates")
+#: Tables whose rows belong to one account (directly, or through their
+#: opportunity): they are cut into slices of accounts.
+ACCOUNT_TABLES = tuple(name for name in TABLES if name not in SHARED_TABLES)
 
 # What each engine reads: the ledger, renewal links and hierarchies; features add signals and stage history.
 _LEDGER_TABLES = ("accounts", "contracts", "subscriptions", "opportunities", "opportunity_history")
@@ -303,18 +295,9 @@ class SparkBook:
     # ------------------------------------------------------------ slicing
     def _slices(self, names: Sequence[str], partitions: int) -> dict[str, DataFrame]:
         """Each table in ``names`` with ``_slice``: the hash of its account's hierarchy top."""
-        acc = self.tables["accounts"]
-        children = acc.where(F.col("parent_account_id").isNotNull()).select("account_id", "parent_account_id")
+        top = self._hierarchy_tops
         tops = None
-        if children.limit(1).count():
-            # Hierarchies stay in one slice: renewals signed by a sister account
-            # and ultimate-parent customers are then slice-local too. Only the
-            # accounts that have a parent are mapped (a small table, broadcast).
-            pairs = children.toPandas()
-            roots = sorted(set(pairs["parent_account_id"]) - set(pairs["account_id"]))
-            pairs = pd.concat([pairs, pd.DataFrame({"account_id": roots, "parent_account_id": None})])
-            top = ultimate_parents(Book.empty().replace(accounts=conform(pairs, "accounts")))
-            top = top[top.index.astype(str) != top.astype(str).to_numpy()]
+        if top is not None:
             tops = F.broadcast(
                 self.spark.createDataFrame(
                     pd.DataFrame({"account_id": top.index.astype(str), "_top": top.astype(str).to_numpy()}),
@@ -346,7 +329,25 @@ class SparkBook:
                 out[name] = sdf.join(lines.drop("opportunity_id"), "line_id", "left").fillna({"_slice": 0})
         return out
 
+    @cached_property
+    def _hierarchy_tops(self) -> pd.Series | None:
+        """The top of each account that has a parent (None when no account has one), found once per Book."""
+        acc = self.tables["accounts"]
+        children = acc.where(F.col("parent_account_id").isNotNull()).select("account_id", "parent_account_id")
+        if not children.limit(1).count():
+            return None
+        # Hierarchies stay in one slice: renewals signed by a sister account
+        # and ultimate-parent customers are then slice-local too. Only the
+        # accounts that have a parent are mapped (a small table, broadcast).
+        pairs = children.toPandas()
+        roots = sorted(set(pairs["parent_account_id"]) - set(pairs["account_id"]))
+        pairs = pd.concat([pairs, pd.DataFrame({"account_id": roots, "parent_account_id": None})])
+        top = ultimate_parents(Book.empty().replace(accounts=conform(pairs, "accounts")))
+        return top[top.index.astype(str) != top.astype(str).to_numpy()]
+
+    @cached_property
     def _shared(self) -> dict[str, pd.DataFrame]:
+        """The small shared tables, collected once per Book (every engine pass sends them to every slice)."""
         return {n: conform(_collect(self.tables[n]), n) for n in SHARED_TABLES}
 
     def _columns(self) -> dict[str, list[str]]:
@@ -399,7 +400,7 @@ def _by_slice(
 ) -> DataFrame:
     """``run`` on the Book of each slice of accounts; the results, as one DataFrame of ``schema``."""
     n = int(partitions or book.spark.conf.get("spark.sql.shuffle.partitions"))
-    shared = book._shared()
+    shared = book._shared
     columns = book._columns()
     currency = book.currency
     arrow_schema = to_arrow_schema(schema)
