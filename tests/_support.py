@@ -170,3 +170,19 @@ def sf_server(demo_org, sf_credentials) -> Iterator[SalesforceServer]:
     ).start()
     yield server
     server.stop()
+
+
+def jwt_env(server: SalesforceServer, creds: SfCredentials, **extra: str) -> dict[str, str]:
+    """The SF_* variables of a connected app's JWT flow to the local Salesforce."""
+    return {
+        "SF_CLIENT_ID": creds.client_id,
+        "SF_USERNAME": creds.username,
+        "SF_JWT_KEY_FILE": str(creds.key_file),
+        "SF_LOGIN_URL": server.url,
+        **extra,
+    }
+
+
+def connect(server: SalesforceServer, creds: SfCredentials, retry) -> rf.SalesforceConnection:
+    """A JWT connection to the local Salesforce, trusting its test CA."""
+    return rf.SalesforceConnection.from_env(jwt_env(server, creds), retry=retry, ca_bundle=str(server.ca_path))

@@ -11,8 +11,9 @@ import pandas as pd
 import pytest
 
 import renewforecast as rf
+from _support import connect as connect_jwt
 from renewforecast.analyses.scoring import DEFAULT_CRM_FIELDS, crm_upsert_rows
-from renewforecast.io.salesforce_api import RetryPolicy, SalesforceConnection
+from renewforecast.io.salesforce_api import RetryPolicy
 
 FAST = RetryPolicy(total=2, backoff_factor=0.0, limit_retries=1, limit_backoff=0.01, poll_interval=0.01)
 LOCK = "UNABLE_TO_LOCK_ROW:unable to obtain exclusive access to this record or 1 records: 800Dn00000054m9:--"
@@ -30,13 +31,7 @@ def org(sf_server, sf_credentials):
     sf_server.add_field("Contract", "Renewal_Reason_3__c", "string", length=255)
     sf_server.add_field("Contract", "Renewal_Model_Version__c", "string", length=80)
     sf_server.add_field("Contract", "Renewal_Scored_At__c", "datetime")
-    env = {
-        "SF_CLIENT_ID": sf_credentials.client_id,
-        "SF_USERNAME": sf_credentials.username,
-        "SF_JWT_KEY_FILE": str(sf_credentials.key_file),
-        "SF_LOGIN_URL": sf_server.url,
-    }
-    return sf_server, SalesforceConnection.from_env(env, retry=FAST, ca_bundle=str(sf_server.ca_path))
+    return sf_server, connect_jwt(sf_server, sf_credentials, FAST)
 
 
 def make_scores(ids: list[str], scored_at: str = "2026-11-01T06:00:00Z") -> pd.DataFrame:
@@ -191,21 +186,11 @@ def test_upsert_by_external_id(org):
     assert rf.push_scores(scores, id_field="Legacy_Key__c", connection=conn).sent == 0
 
 
-def connect_with(server, creds, policy: RetryPolicy) -> SalesforceConnection:
-    env = {
-        "SF_CLIENT_ID": creds.client_id,
-        "SF_USERNAME": creds.username,
-        "SF_JWT_KEY_FILE": str(creds.key_file),
-        "SF_LOGIN_URL": server.url,
-    }
-    return SalesforceConnection.from_env(env, retry=policy, ca_bundle=str(server.ca_path))
-
-
 def test_an_ingest_job_is_polled_with_back_off_and_aborted_when_it_runs_too_long(org, sf_credentials):
     server, _ = org
     ids = [r["Id"] for r in server.live_records("Contract")[:3]]
     server.job_polls = 4
-    conn = connect_with(
+    conn = connect_jwt(
         server, sf_credentials, RetryPolicy(total=1, backoff_factor=0.0, poll_interval=0.05, poll_max=0.1)
     )
     result = rf.push_scores(make_scores(ids), connection=conn)
@@ -217,7 +202,7 @@ def test_an_ingest_job_is_polled_with_back_off_and_aborted_when_it_runs_too_long
     assert len(polls) == 4 and gaps[0] >= 0.045 and gaps[1] >= 0.095 and gaps[2] >= 0.095
 
     server.ingest_polls = 10**9
-    hurried = connect_with(server, sf_credentials, RetryPolicy(total=1, poll_interval=0.05, poll_timeout=0.3))
+    hurried = connect_jwt(server, sf_credentials, RetryPolicy(total=1, poll_interval=0.05, poll_timeout=0.3))
     changed = make_scores(ids)
     changed["renewal_probability"] = [0.9, 0.91, 0.92]
     with pytest.raises(rf.SalesforceUnavailableError, match="aborted"):

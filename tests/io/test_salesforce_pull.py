@@ -14,23 +14,15 @@ import pandas as pd
 import pytest
 
 import renewforecast as rf
+from _support import connect as connect_jwt
 from _support import folder_digest
 from renewforecast.io.salesforce_api import RetryPolicy, SalesforceConnection, api_objects
 
 FAST = RetryPolicy(total=3, backoff_factor=0.0, limit_retries=2, limit_backoff=0.01, poll_interval=0.01)
 
 
-def jwt_env(server, creds) -> dict[str, str]:
-    return {
-        "SF_CLIENT_ID": creds.client_id,
-        "SF_USERNAME": creds.username,
-        "SF_JWT_KEY_FILE": str(creds.key_file),
-        "SF_LOGIN_URL": server.url,
-    }
-
-
 def connect(server, creds, retry: RetryPolicy = FAST) -> SalesforceConnection:
-    return SalesforceConnection.from_env(jwt_env(server, creds), retry=retry, ca_bundle=str(server.ca_path))
+    return connect_jwt(server, creds, retry)
 
 
 def read_rows(path: Path) -> tuple[list[str], list[dict[str, str]]]:

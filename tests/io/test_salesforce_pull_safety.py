@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 
 import renewforecast as rf
+from _support import connect as connect_jwt
+from _support import jwt_env
 from renewforecast.io.salesforce_api import (
     BULK_PAGE_SIZE,
     REST_OBJECTS,
@@ -27,18 +29,8 @@ from renewforecast.io.salesforce_api import (
 FAST = RetryPolicy(total=3, backoff_factor=0.0, limit_retries=2, limit_backoff=0.01, poll_interval=0.01)
 
 
-def jwt_env(server, creds, **extra) -> dict[str, str]:
-    return {
-        "SF_CLIENT_ID": creds.client_id,
-        "SF_USERNAME": creds.username,
-        "SF_JWT_KEY_FILE": str(creds.key_file),
-        "SF_LOGIN_URL": server.url,
-        **extra,
-    }
-
-
 def connect(server, creds, retry: RetryPolicy = FAST) -> SalesforceConnection:
-    return SalesforceConnection.from_env(jwt_env(server, creds), retry=retry, ca_bundle=str(server.ca_path))
+    return connect_jwt(server, creds, retry)
 
 
 def read_rows(path: Path) -> list[dict[str, str]]:
