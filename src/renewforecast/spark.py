@@ -28,23 +28,39 @@ import hashlib
 import json
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 from pyspark.sql.pandas.types import to_arrow_schema
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 
 from renewforecast.analyses.scoring import DEFAULT_BANDS, SCORE_COLUMNS, ScoringInputError
 from renewforecast.analyses.scoring import score_contracts as score_frame
 from renewforecast.atomic import atomic_write_text
 from renewforecast.book import Book
+from renewforecast.exceptions import BookValidationError, Problem
+from renewforecast.io.loader import (
+    WHOLE_TABLE_RULES,
+    ReplicaTotals,
+    date_window,
+    load_replica,
+    replica_columns,
+    sorted_problems,
+)
+from renewforecast.io.salesforce import SALESFORCE_OBJECTS, SfObject
+from renewforecast.io.warehouse import ReplicaLayout, ReplicaSnapshot, ReplicaTable, replica_layout, replica_table
 from renewforecast.ledger.hierarchy import ultimate_parents
 from renewforecast.ledger.mrr import MOVEMENTS
 from renewforecast.ledger.mrr import mrr_movements as movements_frame
@@ -267,6 +283,94 @@ class SparkBook:
             elif TABLES[name].required:
                 raise FileNotFoundError(f"{where}: the Book's {name} table is missing")
         return cls(tables, currency=currency)
+
+    @classmethod
+    def from_replica(
+        cls,
+        spark: SparkSession,
+        database_or_tables: str | Mapping[str, DataFrame],
+        *,
+        layout: str = "auto",
+        currency: str | None = None,
+        partitions: int | None = None,
+        date_format: str = "%m/%d/%Y",
+        field_map: dict[str, dict[str, str]] | None = None,
+        type_map: dict[str, str] | None = None,
+        date_window: tuple[object, object] | None = None,
+    ) -> SparkBook:
+        """Build the Book from a replicated Salesforce schema held as Spark tables, by the loader's own rules.
+
+        The tables are those a replication tool (Fivetran, Airbyte, Stitch)
+        fills, as :func:`renewforecast.load_book` reads them from a database
+        URL: the same layouts (:data:`renewforecast.io.warehouse.REPLICA_LAYOUTS`),
+        the same soft deletes and latest versions, the same parsing and
+        validation. Each object's table is cut down to its current records
+        in Spark (the rows of each ``Id`` go to one task, which applies
+        :func:`renewforecast.io.warehouse.replica_table`); its records are
+        then cut into slices of accounts that keep together every account
+        linked to another (hierarchies, renewals and amendments of another
+        account's contract, subscriptions billed to another account), and
+        each slice, with the small shared objects (products, exchange rates,
+        spend) whole, is loaded by :func:`renewforecast.io.loader.load_replica`,
+        given the whole tables' record counts and currencies. Warnings are
+        not kept (a SparkBook has no place for them).
+
+        Parameters
+        ----------
+        spark : SparkSession
+        database_or_tables : str or mapping of str to pyspark.sql.DataFrame
+            A database (schema) of the session's catalog whose tables are read
+            with ``spark.table`` (``"crm"``, or ``"catalog.schema"`` on Unity
+            Catalog), or table name -> DataFrame.
+        layout : {"auto", "fivetran", "airbyte", "stitch", "lowercase"}, default "auto"
+            As in :func:`renewforecast.load_book`.
+        currency, date_format, field_map, type_map, date_window
+            As in :func:`renewforecast.load_book`.
+        partitions : int, optional
+            Slices of accounts, and buckets of record ids (default
+            ``spark.sql.shuffle.partitions``).
+
+        Returns
+        -------
+        SparkBook
+            Its tables are computed once and held in Spark's cache
+            (memory, then disk); :meth:`write` keeps them.
+
+        Raises
+        ------
+        BookValidationError
+            With every error of every slice, naming the table and column as
+            found, the record's id and its line (its position in the whole
+            table's ``Id`` order), as ``load_book`` on the same database would.
+        WarehouseError
+            The layout is unknown or no replicated object is found.
+        ValueError
+            ``date_window`` ends before it starts, or ``type_map`` maps to an
+            unknown type (before any slice is read).
+
+        Examples
+        --------
+        >>> import tempfile, duckdb, renewforecast as rf
+        >>> from pyspark.sql import SparkSession
+        >>> spark = SparkSession.builder.master("local[2]").getOrCreate()
+        >>> folder = tempfile.mkdtemp()
+        >>> org = rf.write_demo_org(folder + "/org", accounts=10, seed=1)
+        >>> written = rf.write_replica(org.path, f"duckdb:///{folder}/crm.duckdb", layout="airbyte")
+        >>> with duckdb.connect(f"{folder}/crm.duckdb") as db:
+        ...     tables = {t: spark.createDataFrame(db.table(t).to_arrow_table()) for t in written.rows}
+        >>> book = SparkBook.from_replica(spark, tables, partitions=2)
+        >>> book.to_book().fingerprint == rf.load_book(org.path).fingerprint
+        True
+        """
+        return _from_replica(
+            spark,
+            database_or_tables,
+            layout=layout,
+            currency=currency,
+            partitions=partitions,
+            options={"date_format": date_format, "field_map": field_map, "type_map": type_map},
+            window=date_window,
+        )
 
     def write(self, path: str | Path, *, format: str = "parquet", mode: str = "errorifexists") -> None:
         """Write every table to ``path/<table>`` in ``format`` (``"parquet"`` or ``"delta"``).
@@ -811,3 +915,593 @@ def score_contracts(
             yield _to_spark_frame(score_frame(frame, model=fitted, bands=bands, scored_at=stamp), _SCORE_SCHEMA)
 
     return features.mapInPandas(score, _SCORE_SCHEMA)
+
+
+# ------------------------------------------------------------ replicated schemas
+
+#: Objects every slice of a replica gets whole: they become the shared tables (products, spend, fx_rates).
+_SHARED_OBJECTS = ("products", "spend", "fx", "fx_dated")
+#: The column of a task's report (a row of its own) in the frames below.
+_META = "_rf_meta"
+_PROBLEMS = "_problems"
+
+
+@dataclass(frozen=True)
+class _Replicated:
+    """One replicated object found: its table, how the loader reads it, and whether it is sliced."""
+
+    index: int
+    api: str
+    obj: SfObject
+    name: str
+    read: tuple[str, ...]  # the columns read (the layout's data, deletion, version columns)
+    shape: ReplicaTable  # read from no rows: the fields its columns hold, its data columns and row order
+    links: dict[str, str]  # canonical column -> column of the table (field_map applied)
+
+    @property
+    def sliced(self) -> bool:
+        return self.obj.table not in _SHARED_OBJECTS
+
+    @property
+    def data(self) -> list[str]:
+        return list(self.shape.raw.columns)
+
+    @property
+    def part(self) -> str:
+        """Its column in a frame that carries several tables side by side (:func:`_stacked`)."""
+        return f"_rf{self.index}"
+
+
+def _ident(column: str) -> str:
+    """A column name as Spark SQL quotes it (expressions as text cost one call to Spark, not one per column)."""
+    return "`" + column.replace("`", "``") + "`"
+
+
+def _quoted(column: str) -> F.Column:
+    return F.col(_ident(column))
+
+
+def _struct_type(fields: Iterable[tuple[str, str]]) -> str:
+    """A struct's type in Spark SQL, from (field, type) pairs."""
+    return "struct<" + ",".join(f"{_ident(name)}:{kind}" for name, kind in fields) + ">"
+
+
+def _side_by_side(own: str | None, parts: Mapping[str, tuple[list[str], str]]) -> list[str]:
+    """``SELECT`` items: the columns of ``own`` as one struct in its column, the others' columns null.
+
+    ``parts`` maps each column to the columns it gathers and its struct's type.
+    """
+    return [
+        f"struct({', '.join(map(_ident, columns))}) AS {_ident(name)}"
+        if name == own
+        else f"CAST(NULL AS {kind}) AS {_ident(name)}"
+        for name, (columns, kind) in parts.items()
+    ]
+
+
+def _combined(column: Any) -> pa.Array:
+    """A column as one Arrow array (a table's columns come in chunks)."""
+    return column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+
+
+def _row_keys(frame: pd.DataFrame, order: Sequence[str]) -> list[str]:
+    """Each row's place in its table's order as one text (blank first, columns joined by NUL)."""
+    if not order:
+        return [""] * len(frame)
+    return ["\0".join("" if v is None else str(v) for v in row) for row in zip(*(frame[c] for c in order), strict=True)]
+
+
+def _key_sql(order: Sequence[str]) -> str:
+    """:func:`_row_keys` in Spark SQL: strings compare by code point in both."""
+    if not order:
+        return "''"
+    return "concat(" + ", char(0), ".join(f"coalesce({_ident(c)}, '')" for c in order) + ")"
+
+
+def _union(frames: Iterable[DataFrame]) -> DataFrame | None:
+    """Frames of the same columns, in the same order, one under the other."""
+    out = None
+    for sdf in frames:
+        out = sdf if out is None else out.union(sdf)
+    return out
+
+
+def _stacked(pieces: Sequence[tuple[str, str | None, Mapping[str, Any], int]], schema: pa.Schema) -> pa.Table:
+    """Pieces (table, report, its columns, rows) one under the other in ``schema``, other columns null.
+
+    Several tables travel as one Spark frame so that one Python stage serves
+    them all: each row holds one table's record (named in ``_table``) in that
+    table's struct column, or a task's report (``_rf_meta``).
+    """
+    arrays = []
+    for f in schema:
+        parts = []
+        for label, meta, columns, n in pieces:
+            if f.name == "_table":
+                parts.append(pa.array([label] * n, f.type))
+            elif f.name == _META:
+                parts.append(pa.array([meta] * n, f.type))
+            elif f.name in columns:
+                parts.append(_combined(columns[f.name].cast(f.type)))
+            else:
+                parts.append(pa.nulls(n, f.type))
+        arrays.append(pa.concat_arrays(parts) if parts else pa.array([], f.type))
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def _source_tables(spark: SparkSession, source: str | Mapping[str, DataFrame]):
+    """Table name -> DataFrame, what messages call the source, and the database."""
+    if isinstance(source, str):
+        names = [t.name for t in spark.catalog.listTables(source) if not t.isTemporary]
+        return {n: spark.table(f"{source}.`{n}`") for n in names}, "the Spark catalog", source
+    return dict(source), "the DataFrames given", None
+
+
+def _current_records(
+    tables: Mapping[str, DataFrame], reps: Sequence[_Replicated], layout: ReplicaLayout, n: int
+) -> DataFrame:
+    """Every object's current records as API text, side by side (:func:`_stacked`), and one report per task.
+
+    The versions of one ``Id`` all go to one task, which applies the
+    warehouse reader's rules to them
+    (:func:`renewforecast.io.warehouse.replica_table`: latest version, soft
+    deletes, rendering). Its report (``_rf_meta``) holds its counts
+    (records kept, soft-deleted, superseded) and, per currency, its records
+    and the first one's key.
+    """
+    sources = {}
+    for rep in reps:
+        kinds = {f.name: f.dataType.simpleString() for f in tables[rep.name].schema}
+        sources[rep.part] = (list(rep.read), _struct_type((c, kinds[c]) for c in rep.read))
+    parts = []
+    for rep in reps:
+        id_col = rep.shape.columns.get(rep.obj.id_field) if rep.obj.id_field else None
+        if id_col in rep.read:
+            record = f"coalesce(trim(CAST({_ident(id_col)} AS STRING)), '')"
+        else:
+            record = "xxhash64(" + ", ".join(_ident(c) for c in rep.read) + ")"  # no record id: nothing to choose
+        parts.append(
+            tables[rep.name].selectExpr(
+                f"'{rep.api}' AS _table",
+                f"pmod(xxhash64({record}), {n}) AS _rf_bucket",
+                *_side_by_side(rep.part, sources),
+            )
+        )
+    by_api = {rep.api: rep for rep in reps}
+    texts = {rep.part: pa.struct([(c, pa.string()) for c in rep.data]) for rep in reps}
+    schema = pa.schema([("_table", pa.string()), (_META, pa.string()), *texts.items()])
+
+    def current(table: pa.Table) -> pa.Table:
+        rep = by_api[table.column("_table")[0].as_py()]
+        source = _combined(table.column(rep.part))
+        read = replica_table(rep.name, rep.api, {c: source.field(c).to_pylist() for c in rep.read}, layout, rep.obj)
+        frame = read.raw.frame
+        currencies: dict[str, list] = {}
+        code_column = rep.links.get("_currency")
+        if code_column is not None and len(frame):
+            for code, key in zip(frame[code_column], _row_keys(frame, read.order), strict=True):
+                if code is not None:
+                    seen = currencies.setdefault(code, [0, key])
+                    seen[0] += 1
+                    seen[1] = min(seen[1], key)
+        meta = {"rows": len(frame), "deleted": read.deleted, "superseded": read.superseded, "currencies": currencies}
+        text = pa.StructArray.from_arrays(
+            [pa.array(frame[c].tolist(), pa.string()) for c in rep.data], fields=list(texts[rep.part])
+        )
+        return _stacked([(rep.api, None, {rep.part: text}, len(frame)), (rep.api, json.dumps(meta), {}, 1)], schema)
+
+    spark_schema = T.StructType(
+        [
+            T.StructField("_table", T.StringType()),
+            T.StructField(_META, T.StringType()),
+            *(
+                T.StructField(rep.part, T.StructType([T.StructField(c, T.StringType()) for c in rep.data]))
+                for rep in reps
+            ),
+        ]
+    )
+    return _union(parts).groupBy("_table", "_rf_bucket").applyInArrow(current, spark_schema)
+
+
+def _first_lines(
+    rows: Mapping[str, DataFrame], order: Mapping[str, Sequence[str]], wanted: Mapping[str, Iterable[str]]
+) -> dict[str, dict[str, int]]:
+    """For each table and key: 1 + the rows of the whole table whose key sorts before it (one Spark job)."""
+    ordered = {api: sorted(set(keys)) for api, keys in wanted.items()}
+    ordered = {api: keys for api, keys in ordered.items() if keys}
+    if not ordered:
+        return {}
+    keyed = _union(rows[api].selectExpr(f"'{api}' AS t", f"{_key_sql(order[api])} AS k") for api in ordered)
+    arrays = {api: np.array(keys, dtype=object) for api, keys in ordered.items()}
+
+    def positions(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        # a row's bucket: how many of the wanted keys are at or before its key
+        for batch in batches:
+            table = pa.Table.from_batches([batch])
+            for api in pc.unique(table.column("t")).to_pylist():
+                keys = table.filter(pc.equal(table.column("t"), api)).column("k").to_numpy(zero_copy_only=False)
+                found = np.searchsorted(arrays[api], keys.astype(object), side="right")
+                yield pa.RecordBatch.from_pydict(
+                    {"t": [api] * len(found), "b": found.astype(np.int64)},
+                    schema=pa.schema([("t", pa.string()), ("b", pa.int64())]),
+                )
+
+    schema = T.StructType([T.StructField("t", T.StringType()), T.StructField("b", T.LongType())])
+    counts = keyed.mapInArrow(positions, schema).groupBy("t", "b").count().collect()
+    out: dict[str, dict[str, int]] = {}
+    for api, keys in ordered.items():
+        hist = np.zeros(len(keys) + 1, dtype=np.int64)
+        for row in counts:
+            if row["t"] == api:
+                hist[int(row["b"])] += int(row["count"])
+        before = np.cumsum(hist)
+        out[api] = {k: 1 + int(before[j]) for j, k in enumerate(keys)}
+    return out
+
+
+def _components(edges: pd.DataFrame) -> pd.DataFrame:
+    """Each linked account and the first account (in code-point order) of the accounts linked to it."""
+    if edges.empty:
+        return pd.DataFrame({"_rf_member": pd.Series(dtype=object), "_rf_root": pd.Series(dtype=object)})
+    codes, uniques = pd.factorize(pd.concat([edges["a"], edges["b"]], ignore_index=True), sort=True)
+    ids = np.asarray(uniques, dtype=object)
+    n, m = len(ids), len(edges)
+    graph = coo_matrix((np.ones(m), (codes[:m], codes[m:])), shape=(n, n))
+    _, labels = connected_components(graph, directed=False)
+    # ids are sorted, so a component's smallest position is its smallest id
+    first = pd.Series(np.arange(n)).groupby(labels).transform("min").to_numpy()
+    return pd.DataFrame({"_rf_member": ids, "_rf_root": ids[first]})
+
+
+def _slices_of_records(spark: SparkSession, rows: Mapping[str, DataFrame], reps: Mapping[str, _Replicated], n: int):
+    """Each sliced object's records with ``_slice``: the hash of the first account linked to their account.
+
+    A record's account is its own (accounts, contracts, opportunities,
+    signals), its contract's (subscriptions, else their own account), its
+    opportunity's (products, stage history) or its line's (schedules).
+    Accounts are linked by hierarchies, by an opportunity renewing or
+    amending another account's contract, by a contract created by another
+    account's opportunity and by a subscription billed to, or revising a
+    subscription of, another account: linked accounts share one slice, so
+    every reference the loader checks stays inside a slice.
+    """
+
+    def link(api: str, column: str) -> F.Column:
+        source = reps[api].links.get(column)
+        return _quoted(source) if source else F.lit(None).cast("string")
+
+    def lookup(api: str, key: str) -> DataFrame | None:
+        if api not in rows:
+            return None
+        return rows[api].select(link(api, key).alias("_rf_k"), link(api, "account_id").alias("_rf_acct"))
+
+    def via(sdf: DataFrame, key: F.Column, table: DataFrame | None, alias: str) -> DataFrame:
+        """``sdf`` with column ``alias``: the account ``table`` gives ``key``."""
+        if table is None:
+            return sdf.withColumn(alias, F.lit(None).cast("string"))
+        right = table.where(F.col("_rf_k").isNotNull()).select(
+            F.col("_rf_k").alias(f"{alias}_k"), F.col("_rf_acct").alias(alias)
+        )
+        keyed = sdf.withColumn(f"{alias}_via", key)
+        joined = keyed.join(right, F.col(f"{alias}_via") == F.col(f"{alias}_k"), "left")
+        return joined.drop(f"{alias}_via", f"{alias}_k")
+
+    contracts = lookup("Contract", "contract_id")
+    opportunities = lookup("Opportunity", "opportunity_id")
+    owned: dict[str, DataFrame] = {}
+    edges: list[DataFrame] = []
+    for api in ("Account", "Contract", "Opportunity", "signals"):
+        if api in rows:
+            owned[api] = rows[api].withColumn("_rf_owner", link(api, "account_id"))
+    if "Account" in rows:
+        edges.append(
+            rows["Account"].select(
+                link("Account", "account_id").alias("a"), link("Account", "parent_account_id").alias("b")
+            )
+        )
+    if "SBQQ__Subscription__c" in rows:
+        api = "SBQQ__Subscription__c"
+        subs = via(rows[api], link(api, "contract_id"), contracts, "_rf_cacc")
+        subs = subs.withColumn("_rf_owner", F.coalesce("_rf_cacc", link(api, "account_id")))
+        edges.append(subs.select(F.col("_rf_cacc").alias("a"), link(api, "account_id").alias("b")))
+        revised = subs.select(link(api, "subscription_id").alias("_rf_k"), F.col("_rf_owner").alias("_rf_acct"))
+        edges.append(
+            via(subs, link(api, "revised_subscription_id"), revised, "_rf_racc").select(
+                F.col("_rf_owner").alias("a"), F.col("_rf_racc").alias("b")
+            )
+        )
+        owned[api] = subs.drop("_rf_cacc")
+    if "Opportunity" in rows:
+        api = "Opportunity"
+        for column in ("renewed_contract_id", "amended_contract_id"):
+            edges.append(
+                via(rows[api], link(api, column), contracts, "_rf_cacc").select(
+                    link(api, "account_id").alias("a"), F.col("_rf_cacc").alias("b")
+                )
+            )
+    if "Contract" in rows:
+        api = "Contract"
+        edges.append(
+            via(rows[api], link(api, "_source_opportunity_id"), opportunities, "_rf_oacc").select(
+                link(api, "account_id").alias("a"), F.col("_rf_oacc").alias("b")
+            )
+        )
+    for api in ("OpportunityLineItem", "OpportunityHistory"):
+        if api in rows:
+            owned[api] = via(rows[api], link(api, "opportunity_id"), opportunities, "_rf_owner")
+    if "OpportunityLineItemSchedule" in rows:
+        api = "OpportunityLineItemSchedule"
+        lines = owned.get("OpportunityLineItem")
+        table = (
+            None
+            if lines is None
+            else lines.select(
+                link("OpportunityLineItem", "line_id").alias("_rf_k"), F.col("_rf_owner").alias("_rf_acct")
+            )
+        )
+        owned[api] = via(rows[api], link(api, "line_id"), table, "_rf_owner")
+
+    pairs = _union(edges)
+    found = pd.DataFrame({"a": [], "b": []}, dtype=object)
+    if pairs is not None:
+        linked = pairs.where(F.col("a").isNotNull() & F.col("b").isNotNull() & (F.col("a") != F.col("b")))
+        found = linked.distinct().toPandas()
+    roots = _components(found)
+    root_sdf = None
+    if len(roots):
+        root_sdf = spark.createDataFrame(roots, T.StructType([T.StructField(c, T.StringType()) for c in roots.columns]))
+    out = {}
+    for api, sdf in owned.items():
+        if root_sdf is not None:
+            sdf = sdf.join(F.broadcast(root_sdf), F.col("_rf_owner") == F.col("_rf_member"), "left")
+        else:
+            sdf = sdf.withColumn("_rf_root", F.lit(None).cast("string"))
+        # a record without an account (an error the loader reports) hashes its own key
+        top = f"coalesce(_rf_root, _rf_owner, {_key_sql(reps[api].shape.order)})"
+        out[api] = sdf.selectExpr(*(_ident(c) for c in reps[api].data), f"pmod(xxhash64({top}), {n}) AS _slice")
+    return out
+
+
+def _snapshot_of(
+    snapshot: ReplicaSnapshot,
+    reps: Sequence[_Replicated],
+    values: Mapping[str, Mapping[str, list]],
+    stats: Mapping[str, Mapping[str, int]],
+) -> ReplicaSnapshot:
+    """A snapshot holding ``values`` of each object (none when absent), with the whole tables' counts."""
+    snap = ReplicaSnapshot(snapshot.source, snapshot.schema, snapshot.layout, list(snapshot.found))
+    for rep in reps:
+        read = replica_table(
+            rep.name, rep.api, values.get(rep.api) or {c: [] for c in rep.data}, snapshot.layout, rep.obj
+        )
+        counts = stats[rep.api]
+        snap.tables[rep.api] = replace(read, deleted=counts["deleted"], superseded=counts["superseded"])
+    return snap
+
+
+def _slice_loader(
+    reps: Sequence[_Replicated],
+    snapshot: ReplicaSnapshot,
+    shared: Any,
+    stats: Mapping[str, Mapping[str, int]],
+    totals: ReplicaTotals,
+    settings: dict[str, Any],
+    schema: pa.Schema,
+) -> Callable[[pa.Table], pa.Table]:
+    """The loader run on one slice's records, with the shared objects whole and the whole tables' totals."""
+    sliced = {r.name: r for r in reps if r.sliced}
+
+    def load(table: pa.Table) -> pa.Table:
+        labels = table.column("_table")
+        values = dict(shared.value)
+        for rep in sliced.values():
+            records = _combined(table.filter(pc.equal(labels, rep.api)).column(rep.part))
+            values[rep.api] = {c: records.field(c).to_pylist() for c in rep.data}
+        snap = _snapshot_of(snapshot, reps, values, stats)
+        try:
+            book = load_replica(snap, totals=totals, **settings)
+        except BookValidationError as exc:
+            keys: dict[str, list[str]] = {}
+            errors = [_problem_record(p, snap, sliced, keys) for p in exc.problems]
+            report = {"currency": None, "errors": errors}
+            return _stacked([(_PROBLEMS, json.dumps(report), {}, 1)], schema)
+        pieces = [(_PROBLEMS, json.dumps({"currency": book.currency, "errors": []}), {}, 1)]
+        for name in ACCOUNT_TABLES:
+            arrow = _arrow_table(book.tables[name], name)
+            kind = schema.field(f"_rf_{name}").type
+            if arrow.schema != pa.schema(list(kind)):
+                raise RuntimeError(f"the loader gave {name} other columns than the Book read without records")
+            records = pa.StructArray.from_arrays([_combined(c) for c in arrow.columns], fields=list(kind))
+            pieces.append((name, None, {f"_rf_{name}": records}, len(arrow)))
+        return _stacked(pieces, schema)
+
+    return load
+
+
+def _problem_record(
+    problem: Problem, snap: ReplicaSnapshot, sliced: Mapping[str, _Replicated], cache: dict[str, list[str]]
+) -> dict:
+    """A slice's problem, with its row's key (and rank among equal keys) where its line counts the slice's rows.
+
+    A sliced table's lines count the slice's rows; the rules of whole
+    tables (:data:`renewforecast.io.loader.WHOLE_TABLE_RULES`) name lines of
+    the whole tables already, and the shared tables are whole in every slice.
+    """
+    record = asdict(problem)
+    rep = sliced.get(problem.file)
+    if rep is None or problem.line is None or problem.rule in WHOLE_TABLE_RULES:
+        return record
+    if rep.api not in cache:
+        table = snap.tables[rep.api]
+        cache[rep.api] = _row_keys(table.raw.frame, table.order)
+    keys = cache[rep.api]
+    row = int(problem.line) - 1
+    first = row
+    while first > 0 and keys[first - 1] == keys[row]:
+        first -= 1
+    record.update(api=rep.api, key=keys[row], tie=row - first)
+    return record
+
+
+def _replicated(
+    snapshot: ReplicaSnapshot, columns: Mapping[str, Sequence[str]], field_map: dict | None
+) -> list[_Replicated]:
+    """The objects the project reads that the schema holds, each as the loader will read it."""
+    lower = {name.lower(): name for name in columns}
+    reps: list[_Replicated] = []
+    for obj in SALESFORCE_OBJECTS.values():
+        api = Path(obj.file).stem
+        name = lower.get(snapshot.expected(api).lower())
+        if name is None:
+            continue
+        read = tuple(snapshot.layout.read_columns(columns[name]))
+        shape = replica_table(name, api, {c: [] for c in read}, snapshot.layout, obj)
+        reps.append(_Replicated(len(reps), api, obj, name, read, shape, replica_columns(obj, shape, field_map)))
+    return reps
+
+
+def _loaded_schema(kept: Mapping[str, Sequence[str]]) -> tuple[pa.Schema, T.StructType]:
+    """The frame the slices give: their reports, and each account table's records side by side (:func:`_stacked`)."""
+    head = [("_table", pa.string()), (_META, pa.string())]
+    arrow = pa.schema(
+        head
+        + [
+            (f"_rf_{name}", pa.struct([(c, _ARROW_TYPES[k]) for c, k in _kinds(name, cols).items()]))
+            for name, cols in kept.items()
+        ]
+    )
+    spark = T.StructType(
+        [T.StructField(c, T.StringType()) for c, _ in head]
+        + [T.StructField(f"_rf_{name}", _spark_schema(name, cols)) for name, cols in kept.items()]
+    )
+    return arrow, spark
+
+
+def _from_replica(
+    spark: SparkSession,
+    source: str | Mapping[str, DataFrame],
+    *,
+    layout: str,
+    currency: str | None,
+    partitions: int | None,
+    options: dict[str, Any],
+    window: tuple[object, object] | None,
+) -> SparkBook:
+    n = int(partitions or spark.conf.get("spark.sql.shuffle.partitions"))
+    tables, where, database = _source_tables(spark, source)
+    columns = {name: sdf.columns for name, sdf in tables.items()}
+    found = sorted(tables)
+    where_exactly = f"database {database} of {where}" if database else where
+    chosen = replica_layout(columns, layout=layout, where=where_exactly, found=found)
+    snapshot = ReplicaSnapshot(where, database, chosen, found)
+    reps = _replicated(snapshot, columns, options["field_map"])
+    by_api = {r.api: r for r in reps}
+    settings = {**options, "currency": currency, "date_window": date_window(*(window or (None, None)))}
+    current = _current_records(tables, reps, chosen, n).persist(StorageLevel.MEMORY_AND_DISK)
+    loaded = None
+    try:
+        # 1. one job reads every table once and keeps its current records: their counts and currencies
+        stats = {r.api: {"rows": 0, "deleted": 0, "superseded": 0} for r in reps}
+        firsts: dict[str, dict[str, list]] = {}
+        for row in current.where(F.col(_META).isNotNull()).select("_table", _META).collect():
+            meta = json.loads(row[_META])
+            for k in stats[row["_table"]]:
+                stats[row["_table"]][k] += int(meta[k])
+            for code, (count, key) in meta["currencies"].items():
+                seen = firsts.setdefault(row["_table"], {}).setdefault(code, [0, key])
+                seen[0] += count
+                seen[1] = min(seen[1], key)
+        records = current.where(F.col(_META).isNull())
+        rows = {r.api: records.where(F.col("_table") == r.api).selectExpr(f"{r.part}.*") for r in reps}
+        order = {r.api: r.shape.order for r in reps}
+
+        # 2. the shared objects, whole, to every slice; read without the others, they give the shared tables
+        common = [r for r in reps if not r.sliced]
+        shared: dict[str, dict[str, list]] = {}
+        if common:
+            common_rows = records.where(F.col("_table").isin([r.api for r in common]))
+            arrow = common_rows.select("_table", *(r.part for r in common)).toArrow()
+            for r in common:
+                part = _combined(arrow.filter(pc.equal(arrow.column("_table"), r.api)).column(r.part))
+                shared[r.api] = {c: part.field(c).to_pylist() for c in r.data}
+        # each currency's first line is counted only when a problem will name it
+        totals = _totals(stats, firsts, {}, by_api)
+        out: dict[str, DataFrame] = {}
+        try:
+            alone = load_replica(_snapshot_of(snapshot, reps, shared, stats), totals=totals, **settings)
+        except BookValidationError as exc:
+            alone = None  # every slice finds these problems too, and reports them with its own
+            if any(p.rule in WHOLE_TABLE_RULES for p in exc.problems):
+                wanted = {api: [key for _, key in codes.values()] for api, codes in firsts.items()}
+                totals = _totals(stats, firsts, _first_lines(rows, order, wanted), by_api)
+        else:
+            for name in SHARED_TABLES:
+                arrow = _arrow_table(alone.tables[name], name)
+                out[name] = spark.createDataFrame(arrow, schema=_spark_schema(name, arrow.column_names))
+        # the columns the loader gives each account table, as it gave them without records
+        kept = {
+            name: list(_kinds(name, [c.name for c in TABLES[name].columns] if alone is None else alone.tables[name]))
+            for name in ACCOUNT_TABLES
+        }
+        schema, spark_schema = _loaded_schema(kept)
+
+        # 3. the slices of accounts, each loaded by the loader with the whole tables' totals
+        sliced = _slices_of_records(spark, {r.api: rows[r.api] for r in reps if r.sliced}, by_api, n)
+        texts = {r.part: (r.data, _struct_type((c, "string") for c in r.data)) for r in reps if r.sliced}
+        parts = [
+            sdf.selectExpr(f"'{api}' AS _table", "_slice", *_side_by_side(by_api[api].part, texts))
+            for api, sdf in sliced.items()
+        ]
+        # slice 0 always runs: a Book without records still has its problems found
+        first = spark.createDataFrame([("", 0)], "_table string, _slice long")
+        parts.append(first.selectExpr("_table", "_slice", *_side_by_side(None, texts)))
+        run = _slice_loader(reps, snapshot, spark.sparkContext.broadcast(shared), stats, totals, settings, schema)
+        grouped = _union(parts).groupBy("_slice")
+        loaded = grouped.applyInArrow(run, spark_schema).persist(StorageLevel.MEMORY_AND_DISK)
+        reports = [json.loads(m[_META]) for m in loaded.where(F.col("_table") == _PROBLEMS).select(_META).collect()]
+        errors = list(dict.fromkeys(json.dumps(e, sort_keys=True) for r in reports for e in r["errors"]))
+        if errors:
+            raise BookValidationError(_whole_lines([json.loads(e) for e in errors], rows, order))
+        if alone is None:
+            raise RuntimeError("the shared objects broke a rule that no slice reported")
+        for name in ACCOUNT_TABLES:
+            out[name] = loaded.where(F.col("_table") == name).selectExpr(f"_rf_{name}.*")
+        reporting = reports[0]["currency"]
+        loaded = None  # the SparkBook's tables read it from the cache
+        return SparkBook(out, currency=reporting)
+    finally:
+        current.unpersist()
+        if loaded is not None:
+            loaded.unpersist()
+
+
+def _totals(
+    stats: Mapping[str, Mapping[str, int]],
+    firsts: Mapping[str, Mapping[str, list]],
+    lines: Mapping[str, Mapping[str, int]],
+    by_api: Mapping[str, _Replicated],
+) -> ReplicaTotals:
+    """The whole tables' records and, per currency, records and first line (None where not counted)."""
+    currencies = {
+        by_api[api].name: {code: (lines.get(api, {}).get(key), count) for code, (count, key) in codes.items()}
+        for api, codes in firsts.items()
+    }
+    return ReplicaTotals({api: st["rows"] for api, st in stats.items()}, currencies)
+
+
+def _whole_lines(
+    errors: list[dict], rows: Mapping[str, DataFrame], order: Mapping[str, Sequence[str]]
+) -> list[Problem]:
+    """The slices' problems, each row's line counted in the whole table's order."""
+    wanted: dict[str, list[str]] = {}
+    for e in errors:
+        if "key" in e:
+            wanted.setdefault(e["api"], []).append(e["key"])
+    lines = _first_lines(rows, order, wanted) if wanted else {}
+    problems = []
+    for e in errors:
+        line = e["line"]
+        if "key" in e:
+            line = lines[e["api"]][e["key"]] + int(e["tie"])
+        problems.append(Problem(e["file"], line, e["record_id"], e["column"], e["rule"], e["message"], e["severity"]))
+    return sorted_problems(problems)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -24,10 +25,20 @@ from renewforecast.io.salesforce import (
     from_salesforce,
 )
 from renewforecast.io.validate import validate_tables
-from renewforecast.io.warehouse import ReplicaSnapshot, is_database_url, read_replica
+from renewforecast.io.warehouse import ReplicaSnapshot, ReplicaTable, is_database_url, read_replica
 from renewforecast.schemas import TABLES, conform, dtype_of
 
-__all__ = ["DEFAULT_EARLIEST", "DEFAULT_YEARS_AHEAD", "date_window", "load_book"]
+__all__ = [
+    "DEFAULT_EARLIEST",
+    "DEFAULT_YEARS_AHEAD",
+    "WHOLE_TABLE_RULES",
+    "ReplicaTotals",
+    "date_window",
+    "load_book",
+    "load_replica",
+    "replica_columns",
+    "sorted_problems",
+]
 
 #: No record of a subscription business is dated before this by default: an
 #: earlier date is a placeholder (1900-01-01, 0001-01-01) or a typo.
@@ -188,12 +199,8 @@ def _read_object(
     if raw.problems and raw.frame.empty:
         return None
     columns = columns or {}
-    fields = [
-        SfField(columns.get(src, src), f.column, f.kind, f.required, f.percent)
-        for f, src in ((f, overrides.get(f.column, f.source)) for f in obj.fields)
-    ]
+    fields = _fields(obj, overrides, columns)
     id_field = columns.get(obj.id_field, obj.id_field) if obj.id_field else None
-    currency_field = columns.get(CURRENCY_FIELD, CURRENCY_FIELD)
     found = raw.columns
     missing = [f for f in fields if f.required and f.source not in found]
     for f in missing:
@@ -284,13 +291,30 @@ def _read_object(
     result["_file"] = name
     result["_line"] = raw.lines[:n]
     result["_id"] = pd.Series(ids, dtype=object)
+    currency_source = _currency_source(obj, found, columns)
+    if currency_source is not None:
+        result["_currency"] = frame[currency_source].astype(object).to_numpy()
+    return _Read(result, colmap, tuple(f.column for f in missing))
+
+
+def _fields(obj: SfObject, overrides: dict[str, str], columns: dict[str, str]) -> list[SfField]:
+    """The object's fields, each sourced from the column that holds it (``field_map`` first, then the table's name)."""
+    return [
+        SfField(columns.get(src, src), f.column, f.kind, f.required, f.percent)
+        for f, src in ((f, overrides.get(f.column, f.source)) for f in obj.fields)
+    ]
+
+
+def _currency_source(obj: SfObject, found: list[str], columns: dict[str, str]) -> str | None:
+    """The column holding each record's currency, when the table has one."""
+    currency_field = columns.get(CURRENCY_FIELD, CURRENCY_FIELD)
     if currency_field in found:
-        result["_currency"] = frame[currency_field].astype(object).to_numpy()
-    elif "currency" in found and obj.table not in ("fx", "fx_dated", "fx_rates", "subscriptions"):
+        return currency_field
+    if "currency" in found and obj.table not in ("fx", "fx_dated", "fx_rates", "subscriptions"):
         # (a canonical subscription's currency is where its amount came from;
         # the amount itself is already in the reporting currency)
-        result["_currency"] = frame["currency"].astype(object).to_numpy()
-    return _Read(result, colmap, tuple(f.column for f in missing))
+        return "currency"
+    return None
 
 
 #: The date each table's amounts are converted at with dated rates: an
@@ -346,13 +370,8 @@ def _empty_read(obj: SfObject) -> _Read:
     return _Read(frame, {f.column: f.source for f in obj.fields})
 
 
-def _apply_fx(
-    tables: dict[str, pd.DataFrame],
-    fx: pd.DataFrame | None,
-    dated: pd.DataFrame | None,
-    currency: str | None,
-    problems: list[Problem],
-) -> tuple[str, pd.DataFrame | None]:
+def _currencies_seen(tables: dict[str, pd.DataFrame]) -> dict[str, list[tuple[str, int, int]]]:
+    """Each currency the records carry: per table, (table, line of its first record, records)."""
     seen: dict[str, list[tuple[str, int, int]]] = {}
     for frame in tables.values():
         if "_currency" not in frame.columns:
@@ -361,6 +380,19 @@ def _apply_fx(
         for code, group in frame.groupby(cur, sort=True):
             if code:
                 seen.setdefault(code, []).append((str(group["_file"].iloc[0]), int(group["_line"].iloc[0]), len(group)))
+    return seen
+
+
+def _apply_fx(
+    tables: dict[str, pd.DataFrame],
+    fx: pd.DataFrame | None,
+    dated: pd.DataFrame | None,
+    currency: str | None,
+    problems: list[Problem],
+    seen: dict[str, list[tuple[str, int | None, int]]] | None = None,
+) -> tuple[str, pd.DataFrame | None]:
+    if seen is None:
+        seen = _currencies_seen(tables)
     has_dated = dated is not None and len(dated)
     if (fx is not None and len(fx)) or has_dated:
         static = fx if fx is not None and len(fx) else pd.DataFrame({"currency": [], "rate": [], "is_reporting": []})
@@ -607,15 +639,22 @@ def load_book(
     >>> len(rf.load_book(f"duckdb:///{folder}/org.duckdb").contracts) == len(book.contracts)
     True
     """
-    if on_error not in ("raise", "quarantine"):
-        raise ValueError(f"on_error must be 'raise' or 'quarantine', not {on_error!r}")
-    replica = None
+    _check_on_error(on_error)
     if is_database_url(path):
         replica = read_replica(path, schema=schema, layout=layout)
-    elif schema is not None or layout != "auto":
+        return load_replica(
+            replica,
+            date_format=date_format,
+            currency=currency,
+            field_map=field_map,
+            type_map=type_map,
+            on_error=on_error,
+            date_window=date_window,
+        )
+    if schema is not None or layout != "auto":
         raise ValueError("schema= and layout= apply to a database URL, not to a folder")
-    path = Path(path) if replica is None else Path()
-    if replica is None and not path.is_dir():
+    path = Path(path)
+    if not path.is_dir():
         raise BookValidationError(
             [
                 Problem(
@@ -624,12 +663,12 @@ def load_book(
             ]
         )
     window = _window(*(date_window or (None, None)))
-    kind = _detect(path) if replica is None else "salesforce"
+    kind = _detect(path)
     field_map = field_map or {}
     problems: list[Problem] = []
     warnings: list[Problem] = []
     reads: dict[str, _Read] = {}
-    present, escaped = _inside(path) if replica is None else ({}, [])
+    present, escaped = _inside(path)
 
     if kind == "salesforce":
         objects = SALESFORCE_OBJECTS
@@ -646,9 +685,6 @@ def load_book(
             return None
 
     for obj in objects.values():
-        if replica is not None:
-            _read_replica_object(replica, obj, field_map, date_format, problems, warnings, window, reads)
-            continue
         file_path = locate(obj)
         if file_path is None:
             shown = obj.file if kind == "salesforce" else obj.file + ".csv"
@@ -715,6 +751,212 @@ def load_book(
             )
         if read is not None:
             reads[obj.table] = read
+    return _assemble(
+        objects,
+        reads,
+        problems,
+        warnings,
+        kind=kind,
+        currency=currency,
+        type_map=type_map,
+        on_error=on_error,
+        source=str(path),
+    )
+
+
+def _check_on_error(on_error: str) -> None:
+    if on_error not in ("raise", "quarantine"):
+        raise ValueError(f"on_error must be 'raise' or 'quarantine', not {on_error!r}")
+
+
+#: Rules judged on whole tables: with :class:`ReplicaTotals`, each part of a
+#: replica reports their problems as the whole would, naming lines of the
+#: whole tables (every part reports the same ones).
+WHOLE_TABLE_RULES = ("no_records", "unknown_currency", "mixed_currencies")
+
+
+@dataclass(frozen=True)
+class ReplicaTotals:
+    """What one part of a replicated schema cannot see of the whole: each table's records and currencies.
+
+    A reader that cuts a replica into parts (slices of accounts, each read by
+    :func:`load_replica`) gives every part the totals of the whole tables, so
+    that the rules judged on whole tables (:data:`WHOLE_TABLE_RULES`: a table
+    without records, the reporting currency and the currencies without a
+    rate) decide as they would on the whole schema.
+
+    Parameters
+    ----------
+    rows : mapping of str to int
+        Object API name (``"Contract"``) -> records in the whole table, after
+        soft-deleted rows and older versions are left out.
+    currencies : mapping of str to mapping of str to (int or None, int)
+        Table name (as problems name it) -> currency code -> (line of the
+        first record in that currency in the whole table, records in it),
+        for each table with a currency column (:func:`replica_columns`'s
+        ``"_currency"``). A line not known (None) leaves the line out of the
+        problems that would name it.
+
+    Examples
+    --------
+    >>> ReplicaTotals(rows={"Contract": 120}, currencies={"contract": {"EUR": (3, 40), "USD": (1, 80)}}).rows
+    {'Contract': 120}
+    """
+
+    rows: Mapping[str, int]
+    currencies: Mapping[str, Mapping[str, tuple[int | None, int]]] = field(default_factory=dict)
+
+
+def replica_columns(
+    obj: SfObject, table: ReplicaTable, field_map: dict[str, dict[str, str]] | None = None
+) -> dict[str, str]:
+    """Which column of a replicated table feeds each canonical column, as :func:`load_replica` reads it.
+
+    ``field_map`` (as :func:`load_book` takes it) applies first, then the
+    layout's name of each field. Only columns the table has are listed;
+    ``"_currency"`` names the column holding each record's currency, when
+    there is one.
+
+    Parameters
+    ----------
+    obj : SfObject
+        The object (an entry of :data:`~renewforecast.io.salesforce.SALESFORCE_OBJECTS`).
+    table : ReplicaTable
+        Its table, as :func:`~renewforecast.io.warehouse.replica_table` reads it.
+    field_map : dict, optional
+
+    Returns
+    -------
+    dict of str to str
+        Canonical column (or a helper starting with ``_``) -> column of the table.
+
+    Examples
+    --------
+    >>> from renewforecast.io.salesforce import SALESFORCE_OBJECTS
+    >>> from renewforecast.io.warehouse import REPLICA_LAYOUTS, replica_table
+    >>> obj = SALESFORCE_OBJECTS["SBQQ__Subscription__c.csv"]
+    >>> table = replica_table(
+    ...     "sbqq_subscription_c",
+    ...     "SBQQ__Subscription__c",
+    ...     {"id": [], "sbqq_contract_c": [], "currency_iso_code": []},
+    ...     REPLICA_LAYOUTS["fivetran"],
+    ... )
+    >>> replica_columns(obj, table)
+    {'subscription_id': 'id', 'contract_id': 'sbqq_contract_c', '_currency': 'currency_iso_code'}
+    """
+    found = table.raw.columns
+    out = {f.column: f.source for f in _fields(obj, _replica_overrides(field_map or {}, obj, table), table.columns)}
+    out = {column: source for column, source in out.items() if source in found}
+    currency_source = _currency_source(obj, found, table.columns)
+    if currency_source is not None:
+        out["_currency"] = currency_source
+    return out
+
+
+def _replica_overrides(field_map: dict[str, dict[str, str]], obj: SfObject, table: ReplicaTable) -> dict[str, str]:
+    return field_map.get(obj.file, field_map.get(table.name, field_map.get(obj.table, {})))
+
+
+def load_replica(
+    snapshot: ReplicaSnapshot,
+    *,
+    date_format: str = "%m/%d/%Y",
+    currency: str | None = None,
+    field_map: dict[str, dict[str, str]] | None = None,
+    type_map: dict[str, str] | None = None,
+    on_error: str = "raise",
+    date_window: tuple[object, object] | None = None,
+    totals: ReplicaTotals | None = None,
+) -> Book:
+    """Turn replicated tables already read into a validated Book: :func:`load_book`'s rules for a database.
+
+    ``load_book(url)`` reads the schema with
+    :func:`~renewforecast.io.warehouse.read_replica` and calls this; a
+    reader of another store (Spark tables, a part of a replica) builds the
+    :class:`~renewforecast.io.warehouse.ReplicaSnapshot` itself from
+    :func:`~renewforecast.io.warehouse.replica_table` and calls it too, so
+    that every value goes through the same parsing and validation rules.
+
+    Parameters
+    ----------
+    snapshot : ReplicaSnapshot
+        The tables, keyed by object API name.
+    date_format, currency, field_map, type_map, on_error, date_window
+        As in :func:`load_book`.
+    totals : ReplicaTotals, optional
+        When ``snapshot`` holds only part of each table's records (one slice
+        of accounts): the whole tables' records and currencies, by which the
+        rules of :data:`WHOLE_TABLE_RULES` decide. Default: the snapshot is
+        the whole schema.
+
+    Returns
+    -------
+    Book
+        ``source`` is the snapshot's source, with its schema.
+
+    Raises
+    ------
+    BookValidationError
+        With every problem found (table, line, record id, column, rule).
+
+    Examples
+    --------
+    >>> import tempfile, renewforecast as rf
+    >>> from renewforecast.io.warehouse import read_replica
+    >>> folder = tempfile.mkdtemp()
+    >>> _ = rf.write_demo_org(folder + "/org", accounts=20, seed=3)
+    >>> _ = rf.write_replica(folder + "/org", f"duckdb:///{folder}/org.duckdb", layout="stitch")
+    >>> book = load_replica(read_replica(f"duckdb:///{folder}/org.duckdb"))
+    >>> book.fingerprint == rf.load_book(folder + "/org").fingerprint
+    True
+    """
+    _check_on_error(on_error)
+    window = _window(*(date_window or (None, None)))
+    field_map = field_map or {}
+    problems: list[Problem] = []
+    warnings: list[Problem] = []
+    reads: dict[str, _Read] = {}
+    names: dict[str, str] = {}
+    for obj in SALESFORCE_OBJECTS.values():
+        read = _read_replica_object(snapshot, obj, field_map, date_format, problems, warnings, window, totals)
+        if read is not None:
+            reads[obj.table] = read
+            names[obj.table] = snapshot.tables[Path(obj.file).stem].name
+    seen = None
+    if totals is not None:
+        seen = {}
+        for table in (obj.table for obj in SALESFORCE_OBJECTS.values()):
+            name = names.get(table)
+            for code, (line, count) in sorted(totals.currencies.get(name, {}).items()) if name else ():
+                seen.setdefault(code, []).append((name, None if line is None else int(line), int(count)))
+    return _assemble(
+        SALESFORCE_OBJECTS,
+        reads,
+        problems,
+        warnings,
+        kind="salesforce",
+        currency=currency,
+        type_map=type_map,
+        on_error=on_error,
+        source=snapshot.source + (f" (schema {snapshot.schema})" if snapshot.schema else ""),
+        seen=seen,
+    )
+
+
+def _assemble(
+    objects: dict[str, SfObject],
+    reads: dict[str, _Read],
+    problems: list[Problem],
+    warnings: list[Problem],
+    *,
+    kind: str,
+    currency: str | None,
+    type_map: dict[str, str] | None,
+    on_error: str,
+    source: str,
+    seen: dict[str, list[tuple[str, int | None, int]]] | None = None,
+) -> Book:
+    """The objects read, mapped to canonical tables, converted to one currency, validated: the Book."""
     # A missing or unreadable file is an empty table, so that every other
     # file is still checked in the same pass.
     for obj in objects.values():
@@ -734,7 +976,7 @@ def load_book(
     dated = frames.pop("fx_dated", None)
     if kind == "canonical" and len(frames["fx_rates"]):
         dated = None  # a canonical folder's fx_rates are already the Book's
-    reporting, fx_rates = _apply_fx(frames, fx, dated, currency, problems)
+    reporting, fx_rates = _apply_fx(frames, fx, dated, currency, problems, seen)
     if fx_rates is not None:
         frames["fx_rates"] = fx_rates.assign(_file="DatedConversionRate.csv", _line=0, _id=None)
     if "_currency" in frames["subscriptions"].columns:
@@ -755,14 +997,14 @@ def load_book(
     entries: list[dict] = []
     removed: dict[str, pd.DataFrame] = {}
     if problems and on_error == "quarantine":
-        aside = set_aside(frames, _sorted(problems))
+        aside = set_aside(frames, sorted_problems(problems))
         if aside is not None:
             frames, entries, removed = aside
             # What is left must hold on its own.
             again, _ = validate_tables(frames, colmap)
             problems = list(again)
     if problems:
-        raise BookValidationError(_sorted(problems), warnings)
+        raise BookValidationError(sorted_problems(problems), warnings)
 
     tables = {name: conform(frames[name], name) for name in TABLES}
     quarantine = pd.DataFrame(entries, columns=["file", "line", "record_id", "column", "rule", "message", "table"])
@@ -771,8 +1013,8 @@ def load_book(
     return Book(
         **tables,
         currency=reporting,
-        source=str(path) if replica is None else replica.source + (f" (schema {schema})" if schema else ""),
-        warnings=problems_frame(_sorted(warnings)),
+        source=source,
+        warnings=problems_frame(sorted_problems(warnings)),
         quarantine=quarantine,
         set_aside={name: conform(frame, name) for name, frame in removed.items() if name in TABLES},
     )
@@ -786,8 +1028,8 @@ def _read_replica_object(
     problems: list[Problem],
     warnings: list[Problem],
     window: tuple[pd.Timestamp, pd.Timestamp],
-    reads: dict[str, _Read],
-) -> None:
+    totals: ReplicaTotals | None = None,
+) -> _Read | None:
     """One object read from a replicated schema through the rules a file is read by."""
     api = Path(obj.file).stem
     table = replica.tables.get(api)
@@ -819,20 +1061,21 @@ def _read_replica_object(
                     "warning",
                 )
             )
-        return
+        return None
     read = _read_object(
         table.raw,
         obj,
         name=table.name,
         date_format=date_format,
-        overrides=field_map.get(obj.file, field_map.get(table.name, field_map.get(obj.table, {}))),
+        overrides=_replica_overrides(field_map, obj, table),
         problems=problems,
         warnings=warnings,
         window=window,
         columns=table.columns,
         header_line=None,
     )
-    if obj.table in _MUST_HOLD_RECORDS and read is not None and read.frame.empty:
+    records = len(table.raw.frame) if totals is None else totals.rows.get(api, 0)
+    if obj.table in _MUST_HOLD_RECORDS and read is not None and not records:
         problems.append(
             Problem(
                 table.name,
@@ -844,9 +1087,17 @@ def _read_replica_object(
                 "there is nothing to value",
             )
         )
-    if read is not None:
-        reads[obj.table] = read
+    return read
 
 
-def _sorted(problems: list[Problem]) -> list[Problem]:
+def sorted_problems(problems: Iterable[Problem]) -> list[Problem]:
+    """Problems in the order a :class:`BookValidationError` lists them: by file (table), line, column and rule.
+
+    Examples
+    --------
+    >>> late = Problem("contract", 7, "800B", "start_date", "missing_value", "a value is required")
+    >>> whole = Problem("contract", None, "", "", "no_records", "table contract holds no records")
+    >>> [p.line for p in sorted_problems([late, whole])]
+    [None, 7]
+    """
     return sorted(problems, key=lambda p: (p.file, p.line if p.line is not None else 0, p.column, p.rule))

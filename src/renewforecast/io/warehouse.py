@@ -22,7 +22,7 @@ import decimal
 import json
 import re
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote, quote_plus
@@ -33,7 +33,7 @@ import sqlalchemy as sa
 
 from renewforecast.exceptions import RenewForecastError
 from renewforecast.io._raw import RawTable
-from renewforecast.io.salesforce import SALESFORCE_OBJECTS
+from renewforecast.io.salesforce import SALESFORCE_OBJECTS, SfObject
 
 __all__ = [
     "REPLICA_LAYOUTS",
@@ -46,6 +46,8 @@ __all__ = [
     "is_database_url",
     "masked_url",
     "read_replica",
+    "replica_layout",
+    "replica_table",
     "url_secrets",
     "write_replica",
     "write_result_tables",
@@ -171,6 +173,24 @@ class ReplicaLayout:
         """Whether a column is the tool's bookkeeping (or a deletion flag), never data."""
         low = column.lower()
         return bool(self.metadata_prefix and low.startswith(self.metadata_prefix)) or low in self.deleted
+
+    def read_columns(self, columns: Sequence[str]) -> list[str]:
+        """The columns of a table a reader fetches: data, then deletion flags, the inactive flag and sequence columns.
+
+        The tool's other bookkeeping columns are never read.
+
+        Examples
+        --------
+        >>> REPLICA_LAYOUTS["fivetran"].read_columns(["id", "_fivetran_synced", "_fivetran_deleted", "_fivetran_id"])
+        ['id', '_fivetran_deleted', '_fivetran_synced']
+        """
+        by_lower = {c.lower(): c for c in columns}
+        inactive = by_lower.get(self.inactive) if self.inactive else None
+        data = [c for c in columns if not self.ignored(c) and c != inactive]
+        flags = [by_lower[d] for d in self.deleted if d in by_lower]
+        sequence = [by_lower[c] for c in self.sequence if c in by_lower]
+        extra = [c for c in [*flags, inactive, *sequence] if c is not None and c not in data]
+        return data + list(dict.fromkeys(extra))
 
 
 #: The layouts of the common replication tools (sources in docs/data_model.md).
@@ -444,7 +464,8 @@ class ReplicaTable:
 
     ``deleted`` counts the rows left out as soft-deleted (or, in history mode,
     inactive); ``superseded`` the older versions of records an append-only
-    replica keeps.
+    replica keeps; ``order`` names the columns the rows are ordered by (a
+    row's line is its position in that order).
     """
 
     name: str
@@ -452,6 +473,7 @@ class ReplicaTable:
     columns: dict[str, str]
     deleted: int = 0
     superseded: int = 0
+    order: tuple[str, ...] = ()
 
 
 @dataclass
@@ -498,6 +520,73 @@ def _true(value: object) -> bool:
     if isinstance(value, str):
         return value.strip().lower() in ("true", "t", "1", "yes", "y")
     return bool(value)
+
+
+def _object_tables(objects: Mapping[str, object]) -> set[str]:
+    """The names (lower case) any layout gives the tables of ``objects`` (export file -> SfObject)."""
+    apis = [_api_name(obj.file) for obj in objects.values()]
+    return {lay.table(api) for lay in REPLICA_LAYOUTS.values() for api in apis if api not in _CANONICAL}
+
+
+def _unknown_layout(layout: str) -> WarehouseError:
+    return WarehouseError(f"Unknown layout {layout!r}: use auto, " + ", ".join(REPLICA_LAYOUTS))
+
+
+def replica_layout(
+    columns_by_table: Mapping[str, Sequence[str]],
+    *,
+    layout: str = "auto",
+    where: str = "the schema",
+    found: Sequence[str] | None = None,
+) -> ReplicaLayout:
+    """The layout a replicated schema is in: the one named, or told from its tables' columns and names.
+
+    "auto" picks the layout whose metadata columns (``_fivetran_``,
+    ``_airbyte_``, ``_sdc_``) the object tables carry, else the one whose
+    table names are present (``contract`` with ``sbqq_subscription_c``, or
+    with ``sbqq__subscription__c``). Tables that no layout gives an object
+    are not looked at.
+
+    Parameters
+    ----------
+    columns_by_table : mapping of str to sequence of str
+        Table name -> its column names (any case).
+    layout : {"auto", "fivetran", "airbyte", "stitch", "lowercase"}, default "auto"
+    where : str, default "the schema"
+        What the error calls the schema (``"schema crm of duckdb:///org.duckdb"``).
+    found : sequence of str, optional
+        The tables the error lists (default: those of ``columns_by_table``).
+
+    Returns
+    -------
+    ReplicaLayout
+
+    Raises
+    ------
+    WarehouseError
+        The layout is unknown, or "auto" finds no replicated object (reason ``"invalid"``).
+
+    Examples
+    --------
+    >>> replica_layout({"contract": ["id", "_fivetran_synced"], "sbqq_subscription_c": ["id"]}).name
+    'fivetran'
+    >>> replica_layout({"contract": ["id"], "sbqq__subscription__c": ["id"]}).name
+    'lowercase'
+    """
+    if layout != "auto":
+        if layout not in REPLICA_LAYOUTS:
+            raise _unknown_layout(layout)
+        return REPLICA_LAYOUTS[layout]
+    wanted = _object_tables(SALESFORCE_OBJECTS)
+    chosen = _detect_layout({t: list(c) for t, c in columns_by_table.items() if t.lower() in wanted})
+    if chosen is None:
+        listed = sorted(columns_by_table) if found is None else list(found)
+        raise WarehouseError(
+            f"No replicated Salesforce objects found in {where} "
+            f"(looked for contract / sbqq__subscription__c in the layouts "
+            f"{', '.join(REPLICA_LAYOUTS)}); tables found: {', '.join(listed) or 'none'}"
+        )
+    return chosen
 
 
 def _detect_layout(columns_by_table: dict[str, list[str]]) -> ReplicaLayout | None:
@@ -581,7 +670,7 @@ def read_replica(
     objects = objects or SALESFORCE_OBJECTS
     sa_url = _url(url)
     if layout != "auto" and layout not in REPLICA_LAYOUTS:
-        raise WarehouseError(f"Unknown layout {layout!r}: use auto, " + ", ".join(REPLICA_LAYOUTS))
+        raise _unknown_layout(layout)
     engine = _engine(sa_url, read_only=True)
     where = f"schema {schema}" if schema else "the default schema"
     try:
@@ -591,23 +680,12 @@ def read_replica(
             names = sorted(set(inspector.get_table_names(schema=schema)) | set(inspector.get_view_names(schema=schema)))
             lower = {n.lower(): n for n in names}
             wanted = {_api_name(obj.file): obj for obj in objects.values()}  # API name -> SfObject
+            candidates = {}
             if layout == "auto":
                 candidates = {
-                    lower[t]: _column_names(conn, lower[t], schema)
-                    for t in {
-                        lay.table(api) for lay in REPLICA_LAYOUTS.values() for api in wanted if api not in _CANONICAL
-                    }
-                    if t in lower
+                    lower[t]: _column_names(conn, lower[t], schema) for t in _object_tables(objects) if t in lower
                 }
-                chosen = _detect_layout(candidates)
-                if chosen is None:
-                    raise WarehouseError(
-                        f"No replicated Salesforce objects found in {where} of {masked_url(sa_url)} "
-                        f"(looked for contract / sbqq__subscription__c in the layouts "
-                        f"{', '.join(REPLICA_LAYOUTS)}); tables found: {', '.join(names) or 'none'}"
-                    )
-            else:
-                chosen = REPLICA_LAYOUTS[layout]
+            chosen = replica_layout(candidates, layout=layout, where=f"{where} of {masked_url(sa_url)}", found=names)
             snap = ReplicaSnapshot(masked_url(sa_url), schema, chosen, names)
             for api, obj in wanted.items():
                 table_name = lower.get(snap.expected(api).lower())
@@ -632,60 +710,125 @@ def _column_names(conn, table_name: str, schema: str | None) -> list[str]:
 
 
 def _read_table(conn, table_name: str, api: str, obj, layout: ReplicaLayout, schema: str | None) -> ReplicaTable:
-    cols = _column_names(conn, table_name, schema)
+    cols = layout.read_columns(_column_names(conn, table_name, schema))
     table = sa.table(table_name, *(sa.column(c) for c in cols), schema=schema)
+    rows = conn.execute(sa.select(*(table.c[c] for c in cols))).all()
+    # one column at a time: a column's values share a type, so each is rendered by one rule
+    values = dict(zip(cols, map(list, zip(*rows, strict=True)), strict=True)) if rows else {c: [] for c in cols}
+    return replica_table(table_name, api, values, layout, obj)
+
+
+def replica_table(
+    name: str,
+    api_name: str,
+    values: Mapping[str, Sequence[object]],
+    layout: ReplicaLayout,
+    obj: SfObject | None = None,
+) -> ReplicaTable:
+    """One replicated object's table as the loader reads it: its current records as API text, in key order.
+
+    The rules :func:`read_replica` reads each table by, on values already
+    fetched: the tool's metadata columns are left out; of the versions of a
+    record an append-only replica keeps, only the latest by the layout's
+    sequence columns, then ``SystemModstamp``, stands; soft-deleted records
+    (judged by that latest version) and history mode's inactive rows are
+    dropped; each value is rendered as the Salesforce API writes it; rows
+    are ordered by ``Id`` (spend by month and channel, signals by account
+    and month), a row's line being its 1-based position in that order. A
+    reader of any other store (a Spark table) gives each column's values as
+    the database driver would: ``datetime.date``, ``datetime.datetime``
+    (naive ones taken as UTC), ``float``, ``int``, ``decimal.Decimal``,
+    ``bool``, ``str`` and ``None``.
+
+    Parameters
+    ----------
+    name : str
+        The table's name, as problems will name it.
+    api_name : str
+        The object's API name (``"Contract"``), or ``"spend"`` / ``"signals"``.
+    values : mapping of str to sequence
+        Column name -> the column's values, every column the same length;
+        columns :meth:`ReplicaLayout.read_columns` leaves out may be left out.
+    layout : ReplicaLayout
+    obj : SfObject, optional
+        The object's fields (default: its entry in
+        :data:`~renewforecast.io.salesforce.SALESFORCE_OBJECTS`).
+
+    Returns
+    -------
+    ReplicaTable
+
+    Examples
+    --------
+    >>> import datetime as dt
+    >>> t = replica_table(
+    ...     "contract",
+    ...     "Contract",
+    ...     {
+    ...         "id": ["800B", "800A", "800A"],
+    ...         "start_date": [dt.date(2024, 1, 1), dt.date(2023, 1, 1), dt.date(2023, 2, 1)],
+    ...         "_fivetran_synced": [dt.datetime(2024, 1, 2), dt.datetime(2024, 1, 2), dt.datetime(2024, 1, 3)],
+    ...         "_fivetran_deleted": [True, False, False],
+    ...     },
+    ...     REPLICA_LAYOUTS["fivetran"],
+    ... )
+    >>> t.raw.frame.to_dict("records"), t.deleted, t.superseded, t.order
+    ([{'id': '800A', 'start_date': '2023-02-01'}], 1, 1, ('id',))
+    """
+    if obj is None:
+        obj = next(o for o in SALESFORCE_OBJECTS.values() if _api_name(o.file) == api_name)
+    cols = list(values)
     by_lower = {c.lower(): c for c in cols}
     # API field -> the column found (case-insensitively: Snowflake upper-cases)
     columns: dict[str, str] = {}
     fields = {f.source for f in obj.fields} | {"CurrencyIsoCode"} | ({obj.id_field} if obj.id_field else set())
     for src in fields:
-        expected = src if api in _CANONICAL else layout.column(src)
+        expected = src if api_name in _CANONICAL else layout.column(src)
         columns[src] = by_lower.get(expected.lower(), expected)
     flags = [by_lower[d] for d in layout.deleted if d in by_lower]
     inactive = by_lower.get(layout.inactive) if layout.inactive else None
     sequence = [by_lower[c] for c in layout.sequence if c in by_lower]
     data_cols = [c for c in cols if not layout.ignored(c) and c != inactive]
     extra = [c for c in [*flags, inactive, *sequence] if c is not None and c not in data_cols]
-    result = conn.execute(sa.select(*(table.c[c] for c in data_cols + extra)))
-    rows = result.all()
-    # one column at a time: a column's values share a type, so each is rendered by one rule
-    values = dict(zip(data_cols + extra, map(list, zip(*rows, strict=True)), strict=True)) if rows else {}
+    n_read = len(next(iter(values.values()))) if cols else 0
     frame = pd.DataFrame(
-        {c: _render_column(values[c]) if rows else [] for c in data_cols}, columns=data_cols, dtype=object
+        {c: _render_column(list(values[c])) for c in data_cols},
+        index=pd.RangeIndex(n_read),
+        columns=data_cols,
+        dtype=object,
     )
-    values = {c: values[c] for c in extra} if rows else {c: [] for c in extra}
-    n_read = len(frame)
-    if inactive is not None and rows:
+    kept = {c: list(values[c]) for c in extra}
+    if inactive is not None and n_read:
         # history mode: a false _fivetran_active marks a superseded version
-        current = np.array([v is None or _true(v) for v in values[inactive]], dtype=bool)
-        frame, values = (
+        current = np.array([v is None or _true(v) for v in kept[inactive]], dtype=bool)
+        frame, kept = (
             frame[current],
-            {c: [v for v, k in zip(vs, current, strict=True) if k] for c, vs in values.items()},
+            {c: [v for v, k in zip(vs, current, strict=True) if k] for c, vs in kept.items()},
         )
     frame = frame.reset_index(drop=True)
-    id_column = columns.get(obj.id_field) if obj.id_field and api not in _CANONICAL else None
+    id_column = columns.get(obj.id_field) if obj.id_field and api_name not in _CANONICAL else None
     superseded = 0
     if id_column in frame and frame[id_column].duplicated().any():
         # an append-only replica keeps every version of a record: the latest one stands
         keep = _latest_versions(
-            frame, id_column, [values[c] for c in sequence], by_lower.get(layout.column("SystemModstamp").lower())
+            frame, id_column, [kept[c] for c in sequence], by_lower.get(layout.column("SystemModstamp").lower())
         )
         superseded = len(frame) - len(keep)
         frame = frame.iloc[keep].reset_index(drop=True)
-        values = {c: [vs[i] for i in keep] for c, vs in values.items()}
+        kept = {c: [vs[i] for i in keep] for c, vs in kept.items()}
     if flags and len(frame):
         gone = np.zeros(len(frame), dtype=bool)
         for flag in flags:
-            gone |= np.array([_true(v) for v in values[flag]], dtype=bool)
+            gone |= np.array([_true(v) for v in kept[flag]], dtype=bool)
         frame = frame[~gone].reset_index(drop=True)
     dropped = n_read - len(frame) - superseded
-    key = [k for k in _sort_key(api, id_column if id_column else None, columns) if k in frame]
+    key = [k for k in _sort_key(api_name, id_column if id_column else None, columns) if k in frame]
     if key and len(frame):
         # code-point order, whatever the database's collation (a stable sort of Python strings)
         order = frame[key].fillna("").sort_values(key, kind="stable").index
         frame = frame.loc[order].reset_index(drop=True)
-    raw = RawTable(table_name, frame, np.arange(1, len(frame) + 1, dtype=np.int64), "database")
-    return ReplicaTable(table_name, raw, columns, dropped, superseded)
+    raw = RawTable(name, frame, np.arange(1, len(frame) + 1, dtype=np.int64), "database")
+    return ReplicaTable(name, raw, columns, dropped, superseded, tuple(key))
 
 
 def _latest_versions(frame: pd.DataFrame, id_column: str, sequence: list[list], modstamp: str | None) -> list[int]:
