@@ -424,3 +424,34 @@ def test_mrr_by_segment_and_total_agree_with_arr(demo_book):
         assert total.set_index("month").loc[T(month), "mrr"] * 12 == pytest.approx(
             rf.arr_on(demo_book, month), abs=0.01
         )
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"by": ("segment",)},
+        {"customer": "ultimate_parent", "fx": "spot", "churn_at": "cancellation"},
+        {"same_month": "count", "reactivation_months": 3},
+    ],
+)
+def test_a_large_book_in_blocks_of_customers_gives_the_same_tables(demo_book, monkeypatch, options):
+    # A large book is valued in blocks of customers to bound memory; the
+    # blocks must not change a single row, its order or a value.
+    from renewforecast.ledger import mrr as mrr_module
+
+    table_by = options.get("by", ("account_id",))
+    table_options = {k: v for k, v in options.items() if k in ("customer", "fx", "churn_at")}
+    whole_table = rf.mrr_table(demo_book, end="2026-06-30", by=table_by, **table_options)
+    whole_bridge = rf.mrr_movements(demo_book, end="2026-06-30", **options)
+    months = whole_table["month"].nunique()
+    monkeypatch.setattr(mrr_module, "_TABLE_CELLS", 7 * (months + 2))
+    monkeypatch.setattr(mrr_module, "_BRIDGE_CELLS", 11 * (months + 2))
+    blocks = len(
+        mrr_module._blocks(
+            np.arange(demo_book.accounts.shape[0]), demo_book.accounts.shape[0], months, 7 * (months + 2)
+        )
+    )
+    assert blocks > 10
+    pd.testing.assert_frame_equal(rf.mrr_table(demo_book, end="2026-06-30", by=table_by, **table_options), whole_table)
+    pd.testing.assert_frame_equal(rf.mrr_movements(demo_book, end="2026-06-30", **options), whole_bridge)

@@ -117,6 +117,44 @@ def _dense(
     return values, counts
 
 
+#: Cells (groups x months) of one dense array built at once: bounds the memory of a large book.
+#: The bridge holds about fifteen such arrays, MRR at month ends two.
+_TABLE_CELLS = 20_000_000
+_BRIDGE_CELLS = 4_000_000
+
+
+def _blocks(codes: np.ndarray, n_groups: int, n_months: int, cells: int) -> list[tuple[int, int, np.ndarray]]:
+    """Consecutive ranges of group codes, each with the positions of its rows, of at most ``cells`` cells."""
+    block = max(1, cells // (n_months + 1))
+    if n_groups <= block:
+        return [(0, n_groups, np.arange(len(codes)))]
+    order = np.argsort(codes, kind="stable")
+    sorted_codes = codes[order]
+    out = []
+    for g0 in range(0, n_groups, block):
+        g1 = min(n_groups, g0 + block)
+        a, b = np.searchsorted(sorted_codes, [g0, g1])
+        out.append((g0, g1, order[a:b]))
+    return out
+
+
+def _month_major(parts: list[dict[str, np.ndarray]], month_key: str = "_mi") -> dict[str, np.ndarray]:
+    """Blocks' columns joined in month-major order, groups in code order within a month.
+
+    Each block's rows are month-major and the blocks hold consecutive ranges
+    of group codes, so a stable sort on the month alone orders the whole
+    (no sort on the group keys). Columns are joined one at a time and each
+    block's copy dropped at once, so the peak is one output plus one column.
+    """
+    if len(parts) == 1:
+        return parts[0]
+    perm = np.argsort(np.concatenate([p[month_key] for p in parts]), kind="stable")
+    out = {}
+    for name in list(parts[0]):
+        out[name] = np.concatenate([p.pop(name) for p in parts])[perm]
+    return out
+
+
 #: Which exchange rates value amounts in other currencies.
 FX_BASES = ("booked", "spot", "constant")
 
@@ -253,41 +291,113 @@ def mrr_table(
             }
         )
     parts = []
-    # Bound memory: groups are processed in blocks of at most ~20M cells.
-    block = max(1, 20_000_000 // (hi - lo + 2))
     first_all, last_all, mrr_all = iv["first"].to_numpy(), iv["last"].to_numpy(), iv["mrr"].to_numpy()
-    if n_groups <= block:
-        blocks = [(0, n_groups, np.arange(len(codes)))]
-    else:
-        order = np.argsort(codes, kind="stable")
-        sorted_codes = codes[order]
-        blocks = []
-        for g0 in range(0, n_groups, block):
-            g1 = min(n_groups, g0 + block)
-            a, b = np.searchsorted(sorted_codes, [g0, g1])
-            blocks.append((g0, g1, order[a:b]))
-    for g0, g1, rows in blocks:
+    for g0, g1, rows in _blocks(codes, n_groups, hi - lo + 1, _TABLE_CELLS):
         values, counts = _dense(codes[rows] - g0, first_all[rows], last_all[rows], mrr_all[rows], g1 - g0, lo, hi)
         if revalue:
             values, _ = _dense_fx(book, iv.iloc[rows], codes[rows] - g0, g1 - g0, lo, hi, fx, fx_date)
         mi, gi = np.nonzero(counts.T > 0)  # month-major, groups in sorted order
-        part = {"month": months[mi]}
-        for k in keys:
-            part[k] = uniques[k].to_numpy()[gi + g0]
-        part["mrr"] = np.round(values.T[mi, gi], 6)
-        parts.append(pd.DataFrame(part))
-    out = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+        parts.append({"_mi": mi, "_gi": gi + g0, "mrr": np.round(values.T[mi, gi], 6)})
+        del values, counts
+    cols = _month_major(parts)
+    out = pd.DataFrame({"month": months[cols["_mi"]]})
     for k in keys:
+        out[k] = uniques[k].to_numpy()[cols["_gi"]]
         if k in ("account_id", "contract_id", "product_id") or str(book.accounts[k].dtype) == "string":
             out[k] = out[k].astype("string")
-    if len(blocks) > 1:
-        out = out.sort_values(["month", *keys], kind="stable").reset_index(drop=True)
+    out["mrr"] = cols["mrr"]
     return out
 
 
 # ------------------------------------------------------------- MRR movements
 
 MOVEMENTS = ("new", "expansion", "reactivation", "contraction", "churn")
+
+
+def _bridge(
+    book: Book,
+    iv: pd.DataFrame,
+    codes: np.ndarray,
+    n: int,
+    full_lo: int,
+    hi: int,
+    first_col: int,
+    revalue: bool,
+    *,
+    reactivation_months: int | None,
+    same_month: str,
+    fx: str,
+    fx_date,
+) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """The bridge of ``n`` customers (``codes`` 0..n-1): month and customer of each row, and its movements."""
+    # One month before the first so that the first month has a start.
+    if revalue:
+        values, revalued = _dense_fx(book, iv, codes, n, full_lo - 1, hi, fx, fx_date)
+    else:
+        values, _ = _dense(
+            codes,
+            iv["first"].to_numpy(),
+            iv["last"].to_numpy(),
+            iv["mrr"].to_numpy(),
+            n,
+            full_lo - 1,
+            hi,
+            with_counts=False,
+        )
+    values = np.where(np.abs(values) > CENT, values, 0.0)
+    active = values != 0.0
+    prev, cur = values[:, :-1], values[:, 1:]
+    # Last month's MRR at this month's rates: the difference is the rate effect.
+    prev_now = np.where(active[:, :-1], revalued[:, 1:], 0.0) if revalue else prev
+    fx_effect = prev_now - prev
+    pa, ca = active[:, :-1], active[:, 1:]
+    ever = np.maximum.accumulate(active, axis=1)[:, :-1]  # active at any month end up to prev
+    both = pa & ca
+    coming = ~pa & ca
+    delta = cur - prev_now
+    if revalue:
+        # What is left after revaluation under half a cent is rounding of the
+        # rates: it stays in the rate effect, not in expansion or contraction.
+        tiny = both & (np.abs(delta) <= CENT)
+        fx_effect = np.where(tiny, fx_effect + delta, fx_effect)
+        delta = np.where(tiny, 0.0, delta)
+    if reactivation_months is None:
+        returning = coming & ever
+    else:
+        idx = np.where(active, np.arange(active.shape[1]), -1)
+        last_seen = np.maximum.accumulate(idx, axis=1)[:, :-1]
+        gap = np.arange(1, active.shape[1]) - last_seen
+        returning = coming & ever & (gap - 1 <= reactivation_months)
+    out = {
+        "start_mrr": prev,
+        "new": np.where(coming & ~returning, cur, 0.0),
+        "expansion": np.where(both & (delta > 0), delta, 0.0),
+        "reactivation": np.where(returning, cur, 0.0),
+        "contraction": np.where(both & (delta < 0), -delta, 0.0),
+        "churn": np.where(pa & ~ca, prev_now, 0.0),
+        "fx_effect": fx_effect,
+        "end_mrr": cur,
+    }
+    if same_month == "count":
+        inside = iv[(iv["first"] > iv["last"]) & (iv["from_date"].notna())]
+        if len(inside):
+            month_no = month_number(inside["from_date"].to_numpy(dtype="datetime64[D]")) - full_lo
+            ok = (month_no >= 0) & (month_no < prev.shape[1])
+            flat = np.zeros(prev.shape)
+            np.add.at(flat, (codes[inside.index.to_numpy()][ok], month_no[ok]), inside["mrr"].to_numpy()[ok])
+            flat = np.where((~pa & ~ca) & (flat > CENT), flat, 0.0)
+            was = ever
+            out["new"] = out["new"] + np.where(~was, flat, 0.0)
+            out["reactivation"] = out["reactivation"] + np.where(was, flat, 0.0)
+            out["churn"] = out["churn"] + flat
+    moving = np.zeros(prev.shape, dtype=bool)
+    for name in ("start_mrr", *MOVEMENTS, "fx_effect"):
+        moving |= out[name] != 0
+    moving[:, :first_col] = False
+    # Month-major, customers in sorted order (group codes are sorted): the
+    # rows come out by month and account without sorting them.
+    mi, gi = np.nonzero(moving.T)
+    return mi, gi, {name: np.round(arr[gi, mi], 6) for name, arr in out.items()}
 
 
 def mrr_movements(
@@ -395,81 +505,20 @@ def mrr_movements(
     full_lo, hi = _month_range(book, iv, None, end)
     lo = full_lo if start is None else max(full_lo, _month_range(book, iv, start, None)[0])
     codes, uniques = group_codes(iv, ["account_id"], book)
-    n = len(uniques)
-    # One month before the first so that the first month has a start.
-    if revalue:
-        values, revalued = _dense_fx(book, iv, codes, n, full_lo - 1, hi, fx, fx_date)
-    else:
-        values, _ = _dense(
-            codes,
-            iv["first"].to_numpy(),
-            iv["last"].to_numpy(),
-            iv["mrr"].to_numpy(),
-            n,
-            full_lo - 1,
-            hi,
-            with_counts=False,
-        )
-    values = np.where(np.abs(values) > CENT, values, 0.0)
-    active = values != 0.0
-    prev, cur = values[:, :-1], values[:, 1:]
-    # Last month's MRR at this month's rates: the difference is the rate effect.
-    prev_now = np.where(active[:, :-1], revalued[:, 1:], 0.0) if revalue else prev
-    fx_effect = prev_now - prev
-    pa, ca = active[:, :-1], active[:, 1:]
-    ever = np.maximum.accumulate(active, axis=1)[:, :-1]  # active at any month end up to prev
-    both = pa & ca
-    coming = ~pa & ca
-    delta = cur - prev_now
-    if revalue:
-        # What is left after revaluation under half a cent is rounding of the
-        # rates: it stays in the rate effect, not in expansion or contraction.
-        tiny = both & (np.abs(delta) <= CENT)
-        fx_effect = np.where(tiny, fx_effect + delta, fx_effect)
-        delta = np.where(tiny, 0.0, delta)
-    if reactivation_months is None:
-        returning = coming & ever
-    else:
-        idx = np.where(active, np.arange(active.shape[1]), -1)
-        last_seen = np.maximum.accumulate(idx, axis=1)[:, :-1]
-        gap = np.arange(1, active.shape[1]) - last_seen
-        returning = coming & ever & (gap - 1 <= reactivation_months)
-    out = {
-        "start_mrr": prev,
-        "new": np.where(coming & ~returning, cur, 0.0),
-        "expansion": np.where(both & (delta > 0), delta, 0.0),
-        "reactivation": np.where(returning, cur, 0.0),
-        "contraction": np.where(both & (delta < 0), -delta, 0.0),
-        "churn": np.where(pa & ~ca, prev_now, 0.0),
-        "fx_effect": fx_effect,
-        "end_mrr": cur,
-    }
-    if same_month == "count":
-        inside = iv[(iv["first"] > iv["last"]) & (iv["from_date"].notna())]
-        if len(inside):
-            month_no = month_number(inside["from_date"].to_numpy(dtype="datetime64[D]")) - full_lo
-            ok = (month_no >= 0) & (month_no < prev.shape[1])
-            flat = np.zeros(prev.shape)
-            np.add.at(flat, (codes[inside.index.to_numpy()][ok], month_no[ok]), inside["mrr"].to_numpy()[ok])
-            flat = np.where((~pa & ~ca) & (flat > CENT), flat, 0.0)
-            was = ever
-            out["new"] = out["new"] + np.where(~was, flat, 0.0)
-            out["reactivation"] = out["reactivation"] + np.where(was, flat, 0.0)
-            out["churn"] = out["churn"] + flat
     months = month_end_of(np.arange(full_lo, hi + 1))
-    first_col = lo - full_lo
-    moving = np.zeros(prev.shape, dtype=bool)
-    for name in ("start_mrr", *MOVEMENTS, "fx_effect"):
-        moving |= out[name] != 0
-    moving[:, :first_col] = False
-    # Month-major, customers in sorted order (group codes are sorted): the
-    # rows come out by month and account without sorting them.
-    mi, gi = np.nonzero(moving.T)
+    rule = {"reactivation_months": reactivation_months, "same_month": same_month, "fx": fx, "fx_date": fx_date}
+    parts = []
+    # Blocks of customers bound the dense arrays (customers x months) of a large book.
+    for g0, g1, rows in _blocks(codes, len(uniques), hi - full_lo + 2, _BRIDGE_CELLS):
+        block = iv.iloc[rows].reset_index(drop=True) if len(rows) < len(iv) else iv
+        mi, gi, out = _bridge(book, block, codes[rows] - g0, g1 - g0, full_lo, hi, lo - full_lo, revalue, **rule)
+        parts.append({"_mi": mi, "_gi": gi + g0, **out})
+    cols = _month_major(parts)
     frame = pd.DataFrame(
         {
-            "month": months[mi],
-            "account_id": pd.array(uniques["account_id"].to_numpy()[gi], dtype="string"),
-            **{name: np.round(arr[gi, mi], 6) for name, arr in out.items()},
+            "month": months[cols.pop("_mi")],
+            "account_id": pd.array(uniques["account_id"].to_numpy()[cols.pop("_gi")], dtype="string"),
+            **cols,
         }
     )
     if by is None:
