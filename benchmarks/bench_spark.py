@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -34,8 +35,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import psutil
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -62,12 +64,26 @@ def run_pandas(folder: Path, out: Path, end: str) -> dict:
     t0 = time.perf_counter()
     book = _read_book(folder)
     t_read = time.perf_counter() - t0
-    mrr = rf.mrr_table(book, end=end)
-    moves = rf.mrr_movements(book, end=end)
-    t_compute = time.perf_counter() - t0 - t_read
-    mrr.to_parquet(out / "mrr.parquet", index=False)
-    moves.to_parquet(out / "movements.parquet", index=False)
-    return {"seconds": time.perf_counter() - t0, "read": t_read, "compute": t_compute}
+    t_write = 0.0
+    # Each result is written and dropped before the next is computed, as a job short of memory would.
+    for name, engine in (("mrr", rf.mrr_table), ("movements", rf.mrr_movements)):
+        result = engine(book, end=end)
+        t1 = time.perf_counter()
+        result.to_parquet(out / f"{name}.parquet", index=False)
+        t_write += time.perf_counter() - t1
+        del result
+    seconds = time.perf_counter() - t0
+    return {"seconds": seconds, "read": t_read, "compute": seconds - t_read - t_write}
+
+
+def build(rows: int, folder: Path) -> dict:
+    """Generate the ledger and write it as Parquet (in a child, so the parent stays small)."""
+    from _ledger import ledger_book
+    from renewforecast.spark import write_book_parquet
+
+    book = ledger_book(rows)
+    write_book_parquet(book, folder)
+    return {"rows": len(book.subscriptions), "end": str(book.subscriptions["start_date"].max().date())}
 
 
 def run_spark(folder: Path, out: Path, end: str, partitions: int, memory: str) -> dict:
@@ -122,11 +138,38 @@ def _measured(args: list[str]) -> tuple[dict, float]:
     return json.loads(stdout.strip().splitlines()[-1]), peak / GIB
 
 
-def _frame(path: Path, keys: list[str]) -> pd.DataFrame:
-    frame = pd.read_parquet(path)
-    frame["month"] = pd.to_datetime(frame["month"])
-    frame["account_id"] = frame["account_id"].astype(object)
-    return frame.sort_values(keys, kind="stable").reset_index(drop=True)
+def _same(spark_path: Path, pandas_path: Path, *, exact: bool) -> int:
+    """Check two results hold the same rows (keys equal, values bit for bit or to the cent); their row count.
+
+    Both are put in (month, account) order by Arrow and compared column by
+    column, so a 20M-row ledger's outputs (tens of millions of rows) are
+    never all in memory as Python objects.
+    """
+    keys = ["month", "account_id"]
+    order = [(k, "ascending") for k in keys]
+
+    def keyed(path: Path) -> tuple[pa.Table, pa.Array]:
+        table = pq.read_table(path, columns=keys)
+        table = table.set_column(0, "month", pc.cast(table.column("month"), pa.timestamp("us")))
+        table = table.set_column(1, "account_id", pc.cast(table.column("account_id"), pa.string()))
+        return table, pc.sort_indices(table, sort_keys=order)
+
+    ours, our_order = keyed(spark_path)
+    ref, ref_order = keyed(pandas_path)
+    assert ours.num_rows == ref.num_rows > 0, f"{ours.num_rows:,} rows against {ref.num_rows:,}"
+    assert ours.take(our_order).equals(ref.take(ref_order)), "the (month, account) keys differ"
+    rows = ref.num_rows
+    del ours, ref
+    for name in pq.read_schema(pandas_path).names:
+        if name in keys or name.startswith("__"):
+            continue
+        a = pq.read_table(spark_path, columns=[name]).column(0).take(our_order).to_numpy()
+        b = pq.read_table(pandas_path, columns=[name]).column(0).take(ref_order).to_numpy()
+        if exact:
+            assert np.array_equal(a, b), f"{name} differs"
+        else:
+            assert np.abs(a - b).max() < 0.005, f"{name} differs by more than half a cent"
+    return rows
 
 
 def main() -> None:
@@ -134,51 +177,50 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=20_000_000)
     parser.add_argument("--partitions", type=int, default=16)
     parser.add_argument("--spark-memory", default="6g")
-    parser.add_argument("--role", choices=["pandas", "spark"])
+    parser.add_argument("--pandas-mem-limit-gib", type=float, default=22.0, help="address-space limit (0: none)")
+    parser.add_argument("--role", choices=["build", "pandas", "spark"])
     parser.add_argument("--folder")
     parser.add_argument("--out")
     parser.add_argument("--end")
     args = parser.parse_args()
+    if args.role == "build":
+        print(json.dumps(build(args.rows, Path(args.folder))))
+        return
     if args.role:
         out = Path(args.out)
         if args.role == "pandas":
+            if args.pandas_mem_limit_gib:
+                # Not fitting is a result (MemoryError), not a machine pushed into its out-of-memory killer.
+                limit = int(args.pandas_mem_limit_gib * GIB)
+                resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
             result = run_pandas(Path(args.folder), out, args.end)
         else:
             result = run_spark(Path(args.folder), out, args.end, args.partitions, args.spark_memory)
         print(json.dumps(result))
         return
 
-    from _ledger import ledger_book
-    from renewforecast.spark import write_book_parquet
-
     work = Path(tempfile.mkdtemp(prefix="bench-spark-"))
     try:
         t0 = time.perf_counter()
-        book = ledger_book(args.rows)
-        end = str(book.subscriptions["start_date"].max().date())
-        folder = write_book_parquet(book, work / "book")
-        rows = len(book.subscriptions)
-        del book
-        print(f"ledger: {rows:,} subscription rows, written as Parquet in {time.perf_counter() - t0:.1f} s")
+        folder = work / "book"
+        built, build_gib = _measured(["--role", "build", "--rows", str(args.rows), "--folder", str(folder)])
+        rows, end = built["rows"], built["end"]
+        print(
+            f"ledger: {rows:,} subscription rows, written as Parquet in {time.perf_counter() - t0:.1f} s "
+            f"(generator peak {build_gib:.2f} GiB)",
+            flush=True,
+        )
         sides = {}
         for role in ("pandas", "spark"):
             out = work / role
             out.mkdir()
             extra = ["--partitions", str(args.partitions), "--spark-memory", args.spark_memory]
+            extra += ["--pandas-mem-limit-gib", str(args.pandas_mem_limit_gib)]
             sides[role] = _measured(["--role", role, "--folder", str(folder), "--out", str(out), "--end", end, *extra])
-        keys = ["month", "account_id"]
-        ours = _frame(work / "spark" / "mrr", keys)
-        ref = _frame(work / "pandas" / "mrr.parquet", keys)
-        assert len(ours) == len(ref) > 0 and (ours["account_id"].to_numpy() == ref["account_id"].to_numpy()).all()
-        assert np.array_equal(ours["mrr"].to_numpy(), ref["mrr"].to_numpy()), "MRR differs"
-        mrr_rows = len(ref)
-        del ours, ref
-        ours = _frame(work / "spark" / "movements", keys)
-        ref = _frame(work / "pandas" / "movements.parquet", keys)
-        assert len(ours) == len(ref) and (ours["account_id"].to_numpy() == ref["account_id"].to_numpy()).all()
-        for col in ref.columns.drop(keys):
-            assert np.abs(ours[col].to_numpy() - ref[col].to_numpy()).max() < 0.005, f"{col} differs"
-        print(f"results equal: {mrr_rows:,} MRR rows (bit for bit), {len(ref):,} movement rows (to the cent)")
+            print(f"{role}: {sides[role][0]['seconds']:.1f} s, peak {sides[role][1]:.2f} GiB", flush=True)
+        mrr_rows = _same(work / "spark" / "mrr", work / "pandas" / "mrr.parquet", exact=True)
+        moves_rows = _same(work / "spark" / "movements", work / "pandas" / "movements.parquet", exact=False)
+        print(f"results equal: {mrr_rows:,} MRR rows (bit for bit), {moves_rows:,} movement rows (to the cent)")
         (p_res, p_mem), (s_res, s_mem) = sides["pandas"], sides["spark"]
         print(
             f"pandas: {p_res['seconds']:.1f} s (read {p_res['read']:.1f}, compute {p_res['compute']:.1f}), "
