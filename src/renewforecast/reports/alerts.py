@@ -34,6 +34,7 @@ from __future__ import annotations
 import datetime as dt
 import email.utils
 import html
+import http.client
 import json
 import logging
 import math
@@ -46,7 +47,7 @@ import tomllib
 import urllib.error
 import urllib.request
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -94,6 +95,11 @@ _SECURITY_PORTS = {"starttls": 587, "ssl": 465, "none": 25}
 _ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
 _PERCENT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
 _LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
+_EMAIL_CSS = (
+    "body{font-family:system-ui,sans-serif;color:#1f2933}table{border-collapse:collapse;margin:.6rem 0}"
+    "th,td{border:1px solid #d5dbe1;padding:.3rem .6rem;text-align:left;vertical-align:top}"
+    "th{background:#f3f5f7}pre{margin:0;white-space:pre-wrap}"
+)
 #: Slack accepts at most 50 blocks in a message.
 _MAX_BLOCKS = 50
 
@@ -652,7 +658,8 @@ class Alert:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Alert:
         """Rebuild an Alert from :meth:`to_dict` (a published run's ``run.json``)."""
-        return cls(**{**dict(data), "warnings": tuple(data.get("warnings") or ())})
+        known = {f.name for f in fields(cls)} - {"warnings"}  # a later version may record more
+        return cls(**{k: v for k, v in data.items() if k in known}, warnings=tuple(data.get("warnings") or ()))
 
 
 def _headlines(meta: Mapping[str, Any] | None) -> dict[str, dict[str, Any]]:
@@ -792,7 +799,7 @@ def _evaluate(
             f"{label} ({shown}) carries {len(texts)} warning(s): {'; '.join(texts[:5])}.", texts,
         )  # fmt: skip
     if rule.condition == "equals":
-        if value is None or not any(value == v or (_is_number(value) and value == v) for v in rule.threshold):
+        if value is None or isinstance(value, bool) or value not in rule.threshold:
             return None
         return Alert(
             rule.name, rule.severity, rule.target, label, kind, value, None, None, condition,
@@ -991,7 +998,7 @@ def _render(
     html_body += "<table>" + "".join(f"<tr><th>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in facts) + "</table>"
     html_page = (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
-        f"<title>{e(subject)}</title></head><body>{html_body}</body></html>"
+        f"<title>{e(subject)}</title><style>{_EMAIL_CSS}</style></head><body>{html_body}</body></html>"
     )
     if len(blocks_alerts) > _MAX_BLOCKS - 3:
         rest = len(blocks_alerts) - (_MAX_BLOCKS - 4)
@@ -1113,6 +1120,11 @@ def send_digest(
             failed[channel] = reason
             attempts[channel] = exc.attempts
             logger.error("Alert %s not delivered by %s: %s", what, channel, reason)
+        except Exception as exc:  # a published run must never be failed by its digest
+            # Only the type: a library's message may quote the webhook URL.
+            failed[channel] = f"unexpected {type(exc).__name__} while sending"
+            attempts.setdefault(channel, 1)
+            logger.error("Alert %s not delivered by %s: unexpected %s", what, channel, type(exc).__name__)
         else:
             sent.append(channel)
             logger.info("Alert %s sent by %s", what, channel)
@@ -1233,7 +1245,7 @@ def _post_webhook(channel: WebhookChannel, body: dict[str, Any], environ: Mappin
                 continue
             tried = f" after {attempt + 1} attempts" if attempt else ""
             raise _NotDelivered(f"{where} answered {status}{tried}", attempts=attempt + 1) from None
-        except (urllib.error.URLError, OSError) as exc:
+        except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
             reason = getattr(exc, "reason", exc)
             raise _NotDelivered(
                 f"could not reach {where} ({type(reason).__name__}: {reason})", attempts=attempt + 1
