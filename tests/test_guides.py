@@ -3,7 +3,8 @@
 Each guide gets a fresh copy of a checkout's working state after ``make report``
 (``data/demo``, ``models/renewal``, ``.venv``) and its blocks run there:
 ``python`` blocks in one namespace per guide (or, with ``title="file.py"``,
-written to that file for a later block to run), ``bash`` blocks with bash
+written to that file for a later block to run), ``toml`` blocks with a title
+written to that file (the scheduler guide's alerts file), ``bash`` blocks with bash
 ``-euo pipefail``, and ``cron`` lines by running their command with ``HOME``
 pointing above the checkout. ``text`` blocks are output samples, not code.
 """
@@ -47,7 +48,7 @@ def test_the_guides_exist_and_every_block_says_what_it_is():
         found = blocks(guide)
         assert sum(lang in RUNNABLE for lang, _, _ in found) >= 3, guide.name
         # An unlabelled block would silently escape this test.
-        assert {lang for lang, _, _ in found} <= RUNNABLE | {"text"}, guide.name
+        assert {lang for lang, _, _ in found} <= RUNNABLE | {"text", "toml"}, guide.name
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +96,11 @@ def test_every_code_block_of_the_guide_runs(guide, demo_org, trained, sf_server,
     namespace: dict = {"__name__": "guide"}
     for number, (lang, info, code) in enumerate(blocks(guide), start=1):
         where = f"{guide.name} block {number} ({lang})"
-        if lang == "python":
+        if lang == "toml":
+            title = re.search(r'title="([^"]+)"', info)
+            if title:  # a configuration file a later block may use
+                (checkout / title.group(1)).write_text(code, encoding="utf-8")
+        elif lang == "python":
             title = re.search(r'title="([^"]+)"', info)
             if title:
                 (checkout / title.group(1)).write_text(code, encoding="utf-8")
@@ -126,6 +131,8 @@ def test_the_scheduler_guide_explains_every_exit_code_a_run_can_end_with():
     codes = {getattr(reporting, name) for name in reporting.__all__ if name.startswith("EXIT_")} | {0}
     # `report --source URL` reads a database, and `--results-db URL` writes one.
     codes |= {cli.EXIT_NOT_AUTHORISED, cli.EXIT_UNREACHABLE}
+    # `--alerts`: published, but the digest did not reach every channel.
+    codes |= {cli.EXIT_ALERTS_NOT_SENT}
     text = (DOCS / "guide_scheduler.md").read_text(encoding="utf-8")
     documented = {int(m) for m in re.findall(r"^\| (\d+) \|", text, flags=re.MULTILINE)}
     assert documented == codes

@@ -7,7 +7,8 @@ and ``score`` exit 3 when a saved model is refused and 4 when the data does
 not fit the model; 9 when the output cannot be written (a path under a file,
 no permission, disk full); 10 when Salesforce or a database refuses the
 credentials, 11 when Salesforce's daily API limit is reached, 12 when either
-cannot be reached, 13 when a push finished with rows Salesforce refused; report runs use the distinct codes of
+cannot be reached, 13 when a push finished with rows Salesforce refused, 15 when a report run was
+published but its alert digest could not be sent; report runs use the distinct codes of
 :mod:`renewforecast.reports.runner` (2 bad parameters, 3 a cell failed, 4 timeout,
 5 the kernel died, 6 a notebook stopped early, 130 SIGINT, 143 SIGTERM);
 ``notebooks copy`` exits 2 when it would overwrite a notebook.
@@ -26,6 +27,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 import click
 import pandas as pd
@@ -58,11 +60,22 @@ EXIT_UNREACHABLE = 12
 EXIT_PUSH_FAILED_ROWS = 13
 #: Another pull into the same folder is running; this one did nothing.
 EXIT_PULL_RUNNING = 14
+#: The report run was published, but its alert digest reached none or only some of its channels:
+#: nobody may have been told, so the scheduler has to tell someone.
+EXIT_ALERTS_NOT_SENT = 15
 
 
-def _fail(message: str, code: int) -> None:
+class _Failed(SystemExit):
+    """A command's failure: its exit code, with the one-paragraph message already on stderr."""
+
+    def __init__(self, code: int, message: str):
+        super().__init__(code)
+        self.message = message
+
+
+def _fail(message: str, code: int) -> NoReturn:
     click.echo(f"error: {message}", err=True)
-    sys.exit(code)
+    raise _Failed(code, message)
 
 
 @contextlib.contextmanager
@@ -286,9 +299,10 @@ def _write_results(url: str | None, schema: str | None, tables: dict[str, pd.Dat
 
 
 def _exit_worst(*codes: int) -> None:
-    """Exit with the code a scheduler should act on first: 10, 11, 12, 2, 13, then 8 (0 when all are 0)."""
+    """Exit with the code a scheduler should act on first: 10, 11, 12, 2, 13, 15, then 8 (0 when all are 0)."""
     order = [EXIT_NOT_AUTHORISED, EXIT_API_LIMIT, EXIT_UNREACHABLE, EXIT_BAD_PARAMETER, EXIT_PUSH_FAILED_ROWS]
-    order.append(EXIT_SET_ASIDE)
+    # Rows set aside are also in the digest; a digest that did not go out is the more urgent news.
+    order += [EXIT_ALERTS_NOT_SENT, EXIT_SET_ASIDE]
     for code in order:
         if code in codes:
             sys.exit(code)
@@ -752,6 +766,13 @@ def _same_kind(default, value) -> bool:
     return isinstance(value, allowed) and (isinstance(default, bool) or not isinstance(value, bool))
 
 
+def _chosen_templates(notebooks: tuple[str, ...], notebooks_dir: str | None) -> list[Path]:
+    """The report notebooks a run with these --notebook and --notebooks options runs."""
+    from renewforecast.reports.runner import list_notebooks
+
+    return [p for p in list_notebooks(notebooks_dir) if not notebooks or p.stem in notebooks or p.name in notebooks]
+
+
 def _check_params(
     pairs: tuple[str, ...], notebooks: tuple[str, ...], as_of: str | None, book, notebooks_dir: str | None = None
 ) -> tuple[dict, set]:
@@ -760,12 +781,10 @@ def _check_params(
     Returns the checked values and the names the chosen notebooks declare.
     """
     from renewforecast.reports.catalogue import history_problems
-    from renewforecast.reports.runner import EXIT_BAD_INPUT, list_notebooks, notebook_parameters
+    from renewforecast.reports.runner import EXIT_BAD_INPUT, notebook_parameters
 
     try:
-        templates = [
-            p for p in list_notebooks(notebooks_dir) if not notebooks or p.stem in notebooks or p.name in notebooks
-        ]
+        templates = _chosen_templates(notebooks, notebooks_dir)
         declared: dict[str, dict] = {}
         for path in templates:
             for name, info in notebook_parameters(path).items():
@@ -864,6 +883,17 @@ def _check_params(
     show_default=True,
     help="Saved renewal model the risk report scores with.",
 )
+@click.option(
+    "--alerts",
+    "alerts_path",
+    default=None,
+    envvar="RENEWFORECAST_ALERTS",
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="Alert rules and channels (TOML; default $RENEWFORECAST_ALERTS): checked before the run; what fires on "
+    "the published figures is recorded in run.json and sent as one digest by email and/or webhook, and a failed "
+    "run sends what failed. Secrets come from the environment variables the file names.",
+)
 @results_options
 @data_options
 @on_error_option
@@ -881,6 +911,7 @@ def report(
     keep,
     jobs,
     model_path,
+    alerts_path,
     results_db,
     results_schema,
     encoding,
@@ -905,7 +936,9 @@ def report(
     notebooks); 3 a cell raised; 4 a cell timed out; 5 the kernel died;
     6 a notebook stopped early; 8 published, with rows set aside
     (--on-error quarantine); 9 OUT cannot be written (under a file,
-    permission denied, disk full);
+    permission denied, disk full); 15 published, but the --alerts digest
+    could not be sent (a failed run keeps its own code when its failure
+    digest cannot be sent either);
     130 stopped by SIGINT (Ctrl-C), 143 stopped by SIGTERM: the kernel is
     shut down, nothing is published, partial notebooks stay in
     OUT/failed/<run-id>/.
@@ -914,66 +947,160 @@ def report(
 
     data = _data(directory, source, schema, layout)
     _results_url_ok(results_db)
-    try:
-        book = _load_or_exit_unreachable(data, encoding, date_format, currency, on_error)
-    except BookValidationError as exc:
-        _fail(
-            f"{data} is not valid input, so no report was run. "
-            f"Run 'renewforecast validate {_validate_args(data)}' for the full list.\n{exc}",
-            EXIT_INVALID_DATA,
-        )
-    _refuse_empty(book, data, "report")
-    extra, declared = _check_params(param_pairs, notebooks, as_of, book, notebooks_dir)
-    # Resolved once, here: every notebook receives this ISO date.
-    day = book.resolve_as_of(as_of) if as_of or book.data_end is not None else pd.Timestamp(dt.date.today())
-    as_of = day.date().isoformat()
-    # Only when a chosen notebook takes it: the run warns about parameters
-    # nobody declares, and not every report uses a model.
-    params = {"model_path": str(Path(model_path).resolve())} if "model_path" in declared else {}
-    params.update(extra)
-    if encoding:
-        params["encoding"] = encoding
-    # How the export was read, recorded with each report (and used by a
-    # notebook that reads the export itself rather than the run's snapshot).
-    if date_format != "%m/%d/%Y":
-        params["date_format"] = date_format
-    if currency:
-        params["currency"] = currency
-    if _date_window() is not None:
-        params["date_window"] = list(_date_window())
-    if on_error != "raise":
-        params["on_error"] = on_error
-    try:
-        published = run_reports(
-            data.location if not data.is_url else book.source,
-            as_of=as_of,
-            out=out,
-            notebooks=list(notebooks) or None,
-            notebooks_dir=notebooks_dir,
-            parameters=params or None,
-            timeout=timeout,
-            keep=keep,
-            jobs=jobs,
-            book=book,
-        )
-    except ReportRunError as exc:
-        where = (
-            f" Partial notebooks kept in {exc.failed_dir}."
-            if exc.failed_dir and str(exc.failed_dir) not in str(exc)
-            else ""
-        )
-        _fail(f"{exc}{where}", exc.exit_code)
-    except RenewForecastError as exc:
-        _fail(str(exc), 1)
+    # Before anything is read: a run that cannot tell anyone must not start.
+    alerts = _load_alerts_or_exit(alerts_path, notebooks, notebooks_dir)
+    run = {"source": data.shown}  # what a failure digest can say about the run so far
+    with _failure_digest(alerts, run):
+        try:
+            book = _load_or_exit_unreachable(data, encoding, date_format, currency, on_error)
+        except BookValidationError as exc:
+            _fail(
+                f"{data} is not valid input, so no report was run. "
+                f"Run 'renewforecast validate {_validate_args(data)}' for the full list.\n{exc}",
+                EXIT_INVALID_DATA,
+            )
+        _refuse_empty(book, data, "report")
+        extra, declared = _check_params(param_pairs, notebooks, as_of, book, notebooks_dir)
+        # Resolved once, here: every notebook receives this ISO date.
+        day = book.resolve_as_of(as_of) if as_of or book.data_end is not None else pd.Timestamp(dt.date.today())
+        as_of = day.date().isoformat()
+        # Only when a chosen notebook takes it: the run warns about parameters
+        # nobody declares, and not every report uses a model.
+        params = {"model_path": str(Path(model_path).resolve())} if "model_path" in declared else {}
+        params.update(extra)
+        if encoding:
+            params["encoding"] = encoding
+        # How the export was read, recorded with each report (and used by a
+        # notebook that reads the export itself rather than the run's snapshot).
+        if date_format != "%m/%d/%Y":
+            params["date_format"] = date_format
+        if currency:
+            params["currency"] = currency
+        if _date_window() is not None:
+            params["date_window"] = list(_date_window())
+        if on_error != "raise":
+            params["on_error"] = on_error
+        run.update(as_of=as_of, parameters=params)
+        try:
+            published = run_reports(
+                data.location if not data.is_url else book.source,
+                as_of=as_of,
+                out=out,
+                notebooks=list(notebooks) or None,
+                notebooks_dir=notebooks_dir,
+                parameters=params or None,
+                timeout=timeout,
+                keep=keep,
+                jobs=jobs,
+                book=book,
+                alerts=alerts,
+            )
+        except ReportRunError as exc:
+            run["partial_output"] = exc.failed_dir
+            where = (
+                f" Partial notebooks kept in {exc.failed_dir}."
+                if exc.failed_dir and str(exc.failed_dir) not in str(exc)
+                else ""
+            )
+            _fail(f"{exc}{where}", exc.exit_code)
+        except RenewForecastError as exc:
+            _fail(str(exc), 1)
     click.echo(f"Published {published} (as of {as_of}).")
     click.echo(f"Open {Path(published) / 'index.html'}")
+    told = _send_alerts(alerts, published)
     stored = (
         _write_results(results_db, results_schema, {"kpis": _headline_rows(published)}, Path(published).name)
         if results_db is not None
         else 0
     )
     aside = _notice_set_aside(book)
-    _exit_worst(stored, EXIT_SET_ASIDE if aside else 0)
+    _exit_worst(stored, told, EXIT_SET_ASIDE if aside else 0)
+
+
+def _load_alerts_or_exit(path: str | None, notebooks: tuple[str, ...], notebooks_dir: str | None):
+    """The checked alerts file (None without --alerts), or exit 2 listing every problem in it."""
+    if path is None:
+        return None
+    from renewforecast.reports.alerts import AlertConfigError, load_alerts
+
+    try:
+        reports = [p.stem for p in _chosen_templates(notebooks, notebooks_dir)]
+    except ReportRunError:
+        reports = None  # the notebooks' folder is refused later, with the other parameters
+    try:
+        return load_alerts(path, reports=reports)
+    except AlertConfigError as exc:
+        _fail(f"{exc}\nNothing was read or run.", EXIT_BAD_PARAMETER)
+
+
+@contextlib.contextmanager
+def _failure_digest(alerts, run: dict) -> Iterator[None]:
+    """On a failed run, send the alert channels what failed, then fail with the run's own code."""
+    if alerts is None:
+        yield
+        return
+    try:
+        yield
+    except _Failed as exc:
+        if exc.code:
+            _send_failure(alerts, run, int(exc.code), exc.message)
+        raise
+    except OutputPathError as exc:
+        _send_failure(alerts, run, EXIT_CANNOT_WRITE, str(exc))
+        raise
+    except KeyboardInterrupt:
+        _send_failure(alerts, run, EXIT_SIGINT, "interrupted (SIGINT); nothing was published.")
+        raise
+    except Exception as exc:
+        _send_failure(alerts, run, EXIT_INVALID_DATA, f"unexpected error: {type(exc).__name__}")
+        raise
+
+
+def _send_failure(alerts, run: dict, code: int, message: str) -> None:
+    """Send the failure digest; a digest that does not go out is said on stderr, the exit code stays the run's."""
+    from renewforecast.reports.alerts import RunFailure, send_digest
+
+    partial = run.get("partial_output")
+    meta = {
+        "run_id": Path(partial).name if partial else None,
+        "status": "failed",
+        "as_of": run.get("as_of"),
+        "source": run.get("source"),
+        "parameters": run.get("parameters") or {},
+    }
+    result = send_digest([], alerts, run_meta=meta, failure=RunFailure(code, message, partial))
+    if result.sent:
+        click.echo(f"Sent the failure digest by {' and '.join(result.sent)}.", err=True)
+    for channel, reason in result.failed.items():
+        click.echo(f"error: the failure digest was not sent by {channel}: {reason}", err=True)
+
+
+def _send_alerts(alerts, published: Path) -> int:
+    """Send the digest of the alerts the published run recorded; 0, or 15 when a channel was not reached."""
+    if alerts is None:
+        return 0
+    import json
+
+    from renewforecast.reports.alerts import Alert, send_digest
+
+    meta = json.loads((Path(published) / "run.json").read_text(encoding="utf-8"))
+    fired = [Alert.from_dict(a) for a in meta.get("alerts") or []]
+    if not fired:
+        click.echo(f"Alerts: none of the {len(alerts.rules)} rule(s) in {alerts.path} fired; nothing was sent.")
+        return 0
+    names = ", ".join(a.rule for a in fired)
+    result = send_digest(fired, alerts, run_meta=meta, run_folder=published)
+    if result.sent:
+        click.echo(f"Alerts: {len(fired)} fired ({names}); sent by {' and '.join(result.sent)}.")
+    if result.ok:
+        return 0
+    for channel, reason in result.failed.items():
+        click.echo(
+            f"error: the run is published, but the digest of {len(fired)} alert(s) ({names}) was not sent by "
+            f"{channel}: {reason}",
+            err=True,
+        )
+    return EXIT_ALERTS_NOT_SENT
 
 
 @main.group("notebooks")

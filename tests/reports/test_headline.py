@@ -166,3 +166,32 @@ def test_risk_headline_takes_the_scores_and_the_rate_from_scoring(monkeypatch):
     assert figures(h)["arr_at_risk"] == quarters["arr_at_risk"].sum() == 1600.0
     assert figures(h)["expected_renewal"] == scoring.expected_renewal_rate(4000.0, 1600.0) == pytest.approx(0.6)
     assert quarters["expected_renewal_rate"].tolist() == [0.9, 0.5]
+
+
+def test_each_report_publishes_the_figures_alert_rules_may_name(demo_book):
+    # HEADLINE_FIGURES is what an alerts file is checked against before a run; every builder must
+    # publish exactly its line, and each shipped notebook the headline the catalogue says.
+    from renewforecast.reports.catalogue import REPORTS
+    from renewforecast.reports.runner import default_notebooks_dir
+
+    scores = pd.DataFrame(
+        {
+            "end_date": pd.to_datetime(["2026-11-30"]),
+            "arr": [1000.0],
+            "renewal_probability": [0.9],
+            "arr_at_risk": [100.0],
+        }
+    )
+    forecast = rf.revenue_forecast(demo_book, "2026-10-31", horizon_months=2, n_sims=20, random_state=0)
+    built = [
+        ("data_headline", rf.data_headline(rf.Book.empty(), "2026-10-31")),
+        ("kpi_headline", rf.kpi_headline(demo_book, "2026-10-31")),
+        ("risk_headline", rf.risk_headline(rf.Book.empty(), scores, "2026-10-31")),
+        ("unit_economics_headline", rf.unit_economics_headline(demo_book, "2026-10-31", n_boot=0)),
+        ("forecast_headline", rf.forecast_headline(demo_book, forecast)),
+    ]
+    assert {h.report: tuple(f["key"] for f in h.figures) for _, h in built} == headline.HEADLINE_FIGURES
+    builder_of = {h.report: name for name, h in built}
+    for spec in REPORTS:
+        source = (default_notebooks_dir() / f"{spec.name}.ipynb").read_text(encoding="utf-8")
+        assert f"rf.{builder_of[spec.headline]}(" in source, spec.name

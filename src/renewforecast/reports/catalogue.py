@@ -2,7 +2,8 @@
 
 Adding a report is one notebook in ``reports/notebooks/`` (``NN_name.ipynb``,
 committed clean, first code cell tagged ``parameters``) and one line in
-:data:`REPORTS` saying what history it needs before it can report. A notebook
+:data:`REPORTS` saying what history it needs before it can report and which
+headline it publishes (whose figures alert rules may watch). A notebook
 that is not listed (a team's own, run with ``--notebooks DIR``) still runs; it
 just has no history rules.
 """
@@ -39,6 +40,10 @@ class ReportSpec:
     needs_decisions : bool
         It backtests the renewal model, so it also needs enough decided renewals
         (:data:`renewforecast.models.evaluation.MIN_DECISIONS`) by the as-of date.
+    headline : str, optional
+        The name of the headline it publishes in ``run.json`` (its figures are
+        listed in :data:`renewforecast.reports.headline.HEADLINE_FIGURES`); None
+        when unknown, as for a team's own notebook, which may publish any.
 
     Examples
     --------
@@ -50,17 +55,18 @@ class ReportSpec:
     title: str
     history_months: int = 0
     needs_decisions: bool = False
+    headline: str | None = None
 
 
 #: The shipped reports, in run order. The renewal backtest needs decided
 #: renewals, the lifetime fit a cohort seen over two years, the forecast
 #: renewal rates from the last 24 months.
 REPORTS: tuple[ReportSpec, ...] = (
-    ReportSpec("00_data_quality", "Data quality"),
-    ReportSpec("01_revenue_kpis", "Revenue and renewal KPIs"),
-    ReportSpec("02_renewal_risk", "Renewal risk", history_months=24, needs_decisions=True),
-    ReportSpec("03_ltv_cac", "Unit economics: CAC, LTV and payback", history_months=24),
-    ReportSpec("04_revenue_forecast", "Revenue forecast", history_months=24),
+    ReportSpec("00_data_quality", "Data quality", headline="data_quality"),
+    ReportSpec("01_revenue_kpis", "Revenue and renewal KPIs", headline="revenue_kpis"),
+    ReportSpec("02_renewal_risk", "Renewal risk", history_months=24, needs_decisions=True, headline="renewal_risk"),
+    ReportSpec("03_ltv_cac", "Unit economics: CAC, LTV and payback", history_months=24, headline="unit_economics"),
+    ReportSpec("04_revenue_forecast", "Revenue forecast", history_months=24, headline="revenue_forecast"),
 )
 
 _BY_NAME = {spec.name: spec for spec in REPORTS}

@@ -35,6 +35,7 @@ from renewforecast.ledger.set_aside import set_aside_summary
 from renewforecast.reports.formatting import format_value
 
 __all__ = [
+    "HEADLINE_FIGURES",
     "HEADLINE_MIME",
     "Headline",
     "data_headline",
@@ -47,6 +48,19 @@ __all__ = [
 
 #: MIME type of the machine-readable headline inside a notebook output.
 HEADLINE_MIME = "application/vnd.renewforecast.reports.headline+json"
+
+#: The figure keys of each headline the shipped reports publish, by headline name,
+#: in the order the builders below list them: what ``run.json`` holds under
+#: ``headlines`` and what an alert rule may watch (``renewal_risk.arr_at_risk``).
+#: Which report publishes which headline is in :data:`renewforecast.reports.catalogue.REPORTS`;
+#: a headline listed here that no report publishes is one the run itself adds.
+HEADLINE_FIGURES: dict[str, tuple[str, ...]] = {
+    "data_quality": ("set_aside", "warnings", "accounts", "contracts", "subscriptions"),
+    "revenue_kpis": ("arr", "mrr_bridge", "nrr", "grr", "renewal_rate"),
+    "renewal_risk": ("arr_at_risk", "expected_renewal"),
+    "unit_economics": ("ltv_to_cac", "payback_months"),
+    "revenue_forecast": ("horizon_revenue", "next_month"),
+}
 
 
 @dataclass

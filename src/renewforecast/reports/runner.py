@@ -64,6 +64,7 @@ from renewforecast.exceptions import (
 )
 from renewforecast.io.loader import load_book
 from renewforecast.io.snapshot import read_snapshot, write_snapshot
+from renewforecast.reports.alerts import AlertConfig, evaluate_alerts
 from renewforecast.reports.catalogue import earliest_as_of, history_problems  # noqa: F401 (their old home)
 from renewforecast.reports.headline import HEADLINE_MIME, Headline
 from renewforecast.reports.index_page import redact_parameters, render_index, run_banner
@@ -996,6 +997,19 @@ def _switch_latest(out: Path, run_id: str) -> None:
         raise
 
 
+def _previous_meta(out: Path) -> dict[str, Any] | None:
+    """The ``run.json`` of the run ``out/latest`` points at, or None (no run yet, or unreadable)."""
+    path = out / "latest" / "run.json"
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        logger.warning("Could not read %s; alert rules that compare with the previous run are not checked", path)
+        return None
+    return meta if isinstance(meta, dict) else None
+
+
 def _published_runs(out: Path) -> list[Path]:
     # Only folders this module published (they carry run.json) are candidates,
     # so pruning never touches anything else a user keeps in ``out``.
@@ -1139,6 +1153,7 @@ def run_reports(
     keep: int | None = None,
     book: Book | None = None,
     jobs: int | None = None,
+    alerts: AlertConfig | None = None,
 ) -> Path:
     """Execute the report notebooks and publish them as ``out/<run_id>/``.
 
@@ -1192,6 +1207,15 @@ def run_reports(
         mostly single-threaded, so two use two cores; more rarely pay on a
         small machine). 1 runs them one after another. When one fails, the
         others are stopped and the run fails with the first failure.
+    alerts : AlertConfig, optional
+        Alert rules (:func:`renewforecast.reports.alerts.load_alerts`): once
+        every notebook has run, they are evaluated against this run's figures
+        and the previous published run's (``out/latest``), and what fired is
+        recorded under ``alerts`` in ``run.json`` (names, figures, values,
+        thresholds; never a secret). Nothing is sent here: the caller sends
+        the digest after the publish
+        (:func:`renewforecast.reports.alerts.send_digest`), so that a mail
+        server that is down can never undo a publish.
 
     Returns
     -------
@@ -1313,6 +1337,7 @@ def run_reports(
                 keep=keep,
                 book=book if snapshot_wanted else None,
                 jobs=jobs,
+                alerts=alerts,
             )
         except _Interrupted as exc:  # before the staging folder existed
             raise ReportRunError(
@@ -1363,6 +1388,7 @@ def _run(
     keep: int | None,
     book: Book | None,
     jobs: int,
+    alerts: AlertConfig | None = None,
 ) -> Path:
     """Stage, execute, export and publish; the part of a run that signals can stop."""
     final = out / run_id
@@ -1424,6 +1450,10 @@ def _run(
             "durations": {r.stem: round(r.seconds, 3) for r in reports},
             "headlines": {name: h.to_dict() for name, h in headlines.items()},
         }
+        if alerts is not None:
+            # Judged before run.json is written, so the published record says what fired. The
+            # previous run is whatever latest points at now, just before this run replaces it.
+            meta["alerts"] = [a.to_dict() for a in evaluate_alerts(alerts, meta, _previous_meta(out))]
         exporter = _html_exporter()
         for report, nb in zip(reports, executed, strict=True):
             _check_interrupted()
