@@ -238,7 +238,7 @@ def travel(tmp_path_factory):
             seen = view.replace(subscriptions=subs.drop(late.index).reset_index(drop=True))
             fc = rf.revenue_forecast(seen, cut, horizon_months=HORIZON, n_sims=SIMS, by="segment", random_state=0)
             _publish(dirs["late"], run_id, seen, cut, forecast=fc)
-    return {"full": full, "dirs": dirs, "truth": truth}
+    return {"full": full, "dirs": dirs, "truth": truth, "org": org.path}
 
 
 def test_a_miss_is_the_models_error_plus_what_the_data_changed(travel):
@@ -301,3 +301,73 @@ def test_grading_the_whole_book_as_of_a_day_equals_grading_the_book_cut_back_to_
     assert whole.forecast["month"].max() == pd.Timestamp("2026-01-31")
     for name in ("runs", "forecast", "forecast_summary", "scores", "scores_summary", "revisions"):
         pd.testing.assert_frame_equal(getattr(whole, name), getattr(cut, name), obj=name)
+
+
+def test_accuracy_command_prints_the_grades_and_writes_every_table(travel, tmp_path):
+    from click.testing import CliRunner
+
+    from renewforecast.cli import main
+
+    out = tmp_path / "grades"
+    args = ["accuracy", str(travel["dirs"]["broken"]), str(travel["org"]), "--no-rerun", "--format", "parquet"]
+    result = CliRunner().invoke(main, [*args, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    track = rf.grade_runs(travel["dirs"]["broken"], travel["full"], rerun=False)
+    assert track.note in result.output and "Brier score of the published probabilities" in result.output
+    written = {p.name for p in out.iterdir()}
+    assert written == {
+        f"{name}.parquet"
+        for name in (
+            "summary",
+            "runs",
+            "forecast",
+            "forecast_summary",
+            "scores",
+            "scores_summary",
+            "backtest",
+            "revisions",
+        )
+    }
+    pd.testing.assert_frame_equal(pd.read_parquet(out / "summary.parquet"), track.summary())
+    assert len(pd.read_parquet(out / "scores.parquet")) == len(track.scores)
+    missing = CliRunner().invoke(main, ["accuracy", str(tmp_path / "nowhere"), str(travel["org"])])
+    assert missing.exit_code == 2
+
+
+def test_the_track_record_report_says_so_when_there_is_no_earlier_run(tmp_path):
+    import matplotlib.pyplot as plt
+
+    # What the report's cells call, on a reports folder with no run yet: every call works and says why.
+    track = rf.grade_runs(tmp_path / "reports", _tiny_book(), as_of="2025-08-31")
+    assert track.note.startswith("No earlier run with a record")
+    headline = rf.track_record_headline(_tiny_book(), track)
+    assert headline.figure("runs_graded")["value"] == 0 and headline.provenance["as_of"] == "2025-08-31"
+    rf.plotting.backtest_accuracy(track.by_horizon())
+    rf.plotting.calibration_curve(track)
+    plt.close("all")
+    assert track.by_component().empty and track.runs.empty and track.scores_summary.empty
+
+
+@pytest.mark.slow
+def test_the_track_record_report_grades_the_earlier_runs(travel, tmp_path):
+    import json
+    import shutil
+
+    from renewforecast.reports.runner import run_reports
+
+    out = tmp_path / "reports"
+    shutil.copytree(travel["dirs"]["real"], out)
+    folder = run_reports(travel["org"], as_of="2026-10-31", out=out, notebooks=["05_track_record"], timeout=300)
+    track = rf.grade_runs(out, travel["full"], as_of="2026-10-31")
+    figures = {
+        f["key"]: f for f in json.loads((folder / "run.json").read_text())["headlines"]["05_track_record"]["figures"]
+    }
+    assert figures["runs_graded"]["value"] == len(CUTS) == track.graded
+    assert figures["forecast_mape_1m"]["value"] == pytest.approx(
+        track.summary().set_index("measure").loc["forecast_mape_1m", "value"]
+    )
+    page = (folder / "05_track_record.html").read_text(encoding="utf-8")
+    assert track.note in page and page.count("data:image/png;base64") >= 2  # accuracy and calibration
+    assert rf.format_value(figures["scores_brier"]["value"], "score") in (folder / "index.html").read_text(
+        encoding="utf-8"
+    )
