@@ -725,6 +725,6 @@ def grade_runs(
         backtest=_backtest(versions, models_dir),
         revisions=pd.DataFrame(
             revisions, columns=["run_id", "as_of", "table", "rows_at_run", "rows_now", "changed", "created_after"]
-        ),
+        ).astype({"changed": "boolean"}),  # missing: the run kept no fingerprint of the table
         calibration=calibration_table(graded_scores["renewed"], graded_scores["renewal_probability"]),
     )
