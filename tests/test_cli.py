@@ -213,8 +213,9 @@ def test_notebooks_copy_gives_a_team_its_own_reports(demo_org, tmp_path, monkeyp
     )
     assert result.exit_code == 0, result.output
     assert seen["notebooks_dir"] == str(dest) and seen["notebooks"] == [templates[1].stem]
-    refused = CliRunner().invoke(main, ["report", str(demo_org.path), "-p", "snapshot=/tmp/x"])
-    assert refused.exit_code == 2 and "the run sets it" in refused.output
+    for name in ("snapshot", "record_dir", "reports_dir"):
+        refused = CliRunner().invoke(main, ["report", str(demo_org.path), "-p", f"{name}=/tmp/x"])
+        assert refused.exit_code == 2 and "the run sets it" in refused.output
 
 
 def test_date_window_widens_the_dates_validate_accepts(org_copy):

@@ -26,6 +26,7 @@ from renewforecast.analyses.forecast import (
     forecast_scenario_table,
     revenue_forecast,
 )
+from renewforecast.analyses.record import RunRecord, keep_record, published_records, read_record
 from renewforecast.analyses.saas_metrics import (
     cohort_retention,
     renewal_kpis,
@@ -33,6 +34,7 @@ from renewforecast.analyses.saas_metrics import (
     retention_kpis,
 )
 from renewforecast.analyses.scoring import score_contracts, write_crm_upsert
+from renewforecast.analyses.track_record import TrackRecord, grade_runs
 from renewforecast.analyses.unit_economics import cac, gross_margin, ltv, ltv_cac
 from renewforecast.analyses.writeback import PushResult, push_scores
 from renewforecast.book import Book
@@ -89,6 +91,7 @@ from renewforecast.reports.headline import (
     forecast_headline,
     kpi_headline,
     risk_headline,
+    track_record_headline,
     unit_economics_headline,
 )
 from renewforecast.reports.inputs import report_book, report_path
@@ -133,6 +136,7 @@ __all__ = [
     "RenewalModel",
     "ReportRunError",
     "RevenueForecast",
+    "RunRecord",
     "SalesforceApiError",
     "SalesforceAuthError",
     "SalesforceConnection",
@@ -144,6 +148,7 @@ __all__ = [
     "StateOrgMismatchError",
     "SurvivalDataError",
     "SurvivalModel",
+    "TrackRecord",
     "WarehouseError",
     "WrittenReplica",
     "__version__",
@@ -161,7 +166,9 @@ __all__ = [
     "forecast_headline",
     "forecast_scenario_table",
     "format_value",
+    "grade_runs",
     "gross_margin",
+    "keep_record",
     "kpi_headline",
     "last_month_end",
     "line_schedules",
@@ -171,9 +178,11 @@ __all__ = [
     "ltv_cac",
     "mrr_movements",
     "mrr_table",
+    "published_records",
     "pull_salesforce",
     "push_scores",
     "quarantine_report",
+    "read_record",
     "recognized_revenue",
     "reconcile_schedules",
     "recover_pull_folder",
@@ -191,6 +200,7 @@ __all__ = [
     "save_model",
     "score_contracts",
     "set_aside_summary",
+    "track_record_headline",
     "ultimate_parents",
     "unit_economics_headline",
     "url_secrets",

@@ -20,6 +20,7 @@ import ast
 import contextlib
 import datetime as dt
 import errno
+import io
 import logging
 import os
 import sys
@@ -44,7 +45,7 @@ from renewforecast.exceptions import (
     ReportRunError,
     is_write_error,
 )
-from renewforecast.reports.formatting import format_money
+from renewforecast.reports.formatting import format_money, format_value
 
 EXIT_INVALID_DATA = 1
 EXIT_BAD_PARAMETER = 2
@@ -744,8 +745,9 @@ class _ReportCommand(click.Command):
                 )
 
 
-# Parameters the run sets itself: the data folder, the as-of date, and the run's Book snapshot.
-_RUN_SETS = ("source", "as_of", "snapshot")
+# Parameters the run sets itself: the data folder, the as-of date, the run's Book snapshot, its record
+# folder, and the reports folder whose earlier runs the track record grades (--out).
+_RUN_SETS = ("source", "as_of", "snapshot", "record_dir", "reports_dir")
 
 
 def _notebook_value(raw: str):
@@ -1488,6 +1490,146 @@ def forecast(
     _exit_worst(
         _write_results(results_db, results_schema, {"forecast": fc.frame.assign(scenario=scenario_name)}, _run_id(cut))
     )
+
+
+#: The tables ``accuracy --out`` writes, by file name (without extension).
+_ACCURACY_TABLES = (
+    "summary",
+    "runs",
+    "forecast",
+    "forecast_summary",
+    "scores",
+    "scores_summary",
+    "backtest",
+    "revisions",
+)
+
+
+@main.command("accuracy")
+@click.argument("reports_dir", type=click.Path(exists=True, file_okay=False))
+@source_options
+@click.option("--as-of", "as_of", default=None, help="Grading date, YYYY-MM-DD (default: the data's export date).")
+@click.option(
+    "--model",
+    "model_path",
+    default="models/renewal",
+    show_default=True,
+    help="Model folder whose manifests hold each model version's backtest figures (read if present).",
+)
+@click.option(
+    "--out",
+    default=None,
+    type=click.Path(file_okay=False),
+    help="Folder to write every grade table into (atomically), one file each.",
+)
+@click.option(
+    "--format", "fmt", type=click.Choice(["csv", "parquet"]), default="csv", show_default=True, help="With --out."
+)
+@click.option("--no-rerun", is_flag=True, help="Do not re-run the forecasts (no model error / data change split).")
+@data_options
+def accuracy(
+    reports_dir,
+    directory,
+    source,
+    schema,
+    layout,
+    as_of,
+    model_path,
+    out,
+    fmt,
+    no_rerun,
+    encoding,
+    date_format,
+    currency,
+) -> None:
+    """Grade every earlier report run in REPORTS_DIR against the data in DIRECTORY (or --source URL).
+
+    Each published run keeps a record of what it said (record/ in its
+    folder). Its forecast is graded for the months of its horizon that have
+    ended by the grading date (error by months ahead and component, bias,
+    P10-P90 coverage, pinball loss, each miss split into what the model got
+    wrong and what the data changed since), and its renewal probabilities on
+    the renewals decided since (Brier score, calibration error, AUC, overall,
+    by risk band and by segment, beside the model's own backtest). Runs dated
+    on or after the grading date are left out.
+
+    Example: renewforecast accuracy reports data/demo --out accuracy/
+
+    \b
+    Exit codes: 0 graded (also when there is no earlier run yet); 1 invalid
+    data or no contracts; 2 a bad parameter (REPORTS_DIR missing, a
+    malformed --source URL or --as-of date); 9 --out cannot be written;
+    10 or 12 the database refused the login or could not be reached.
+    """
+    from renewforecast.analyses.track_record import grade_runs
+    from renewforecast.atomic import atomic_write_bytes, atomic_write_text
+
+    data = _data(directory, source, schema, layout)
+    if as_of is not None:
+        try:
+            dt.date.fromisoformat(as_of)
+        except ValueError:
+            _fail(f"--as-of {as_of!r} is not a date YYYY-MM-DD", EXIT_BAD_PARAMETER)
+    book = _load_or_exit(data, encoding, date_format, currency)
+    _refuse_empty(book, data, "grade runs against")
+    if out is not None:
+        _check_writable(out, "the grades", folder=True)
+    try:
+        track = grade_runs(
+            reports_dir,
+            book,
+            as_of=as_of,
+            models_dir=model_path if Path(model_path).is_dir() else None,
+            rerun=not no_rerun,
+        )
+    except RenewForecastError as exc:
+        _fail(str(exc), EXIT_INVALID_DATA)
+    click.echo(track.note)
+    summary = track.summary()
+    values = zip(summary["measure"], summary["value"], strict=True)
+    shown = summary.assign(value=[_grade_value(measure, value, book.currency) for measure, value in values])
+    click.echo(shown[["label", "value"]].to_string(index=False, header=False))
+    if len(track.forecast_summary):
+        total = track.forecast_summary[track.forecast_summary["component"] == "total"]
+        click.echo("\nForecast, whole book, by months ahead:")
+        click.echo(
+            total[["horizon", "runs", "mape", "bias", "coverage_p10_p90", "mean_model_error", "mean_data_change"]]
+            .round(4)
+            .to_string(index=False)
+        )
+    if len(track.scores_summary):
+        pooled = track.scores_summary[track.scores_summary["run_id"] == "all"]
+        click.echo("\nRenewal probabilities, every run pooled:")
+        click.echo(
+            pooled[["slice", "value", "contracts", "renewal_rate", "brier", "ece", "roc_auc"]]
+            .round(4)
+            .to_string(index=False)
+        )
+    if out is not None:
+        folder = Path(out)
+        with _writing(out, "the grades"):
+            for name in _ACCURACY_TABLES:
+                table = summary if name == "summary" else getattr(track, name)
+                if fmt == "csv":
+                    atomic_write_text(folder / f"{name}.csv", table.to_csv(index=False))
+                else:
+                    buf = io.BytesIO()
+                    table.to_parquet(buf, index=False)
+                    atomic_write_bytes(folder / f"{name}.parquet", buf.getvalue())
+        click.echo(f"\nWrote {len(_ACCURACY_TABLES)} tables to {folder} ({fmt}).")
+
+
+def _grade_value(measure: str, value: float, currency: str) -> str:
+    """A grade as people read it: percentages, scores, counts or money."""
+    if measure in ("runs_graded", "forecast_months", "scores_contracts"):
+        kind = "count"
+    elif measure.startswith(("forecast_mape", "forecast_bias", "forecast_coverage")):
+        kind = "percent"
+    elif measure.startswith(("scores_", "backtest_")):
+        kind = "score"
+    else:
+        kind = "money"
+    return format_value(value, kind, currency)
 
 
 if __name__ == "__main__":

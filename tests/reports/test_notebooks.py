@@ -145,7 +145,14 @@ def test_report_end_to_end(hostile_report):
     book = rf.load_book(latest.parents[1] / "org")
     assert run["data_fingerprint"] == book.fingerprint
     figures = {name: {f["key"]: f["value"] for f in h["figures"]} for name, h in run["headlines"].items()}
-    assert set(figures) == {p.stem for p in NOTEBOOKS[:5]}
+    assert set(figures) == {p.stem for p in NOTEBOOKS}
+    # The run keeps a record of what it published: every contract's probability and the forecast.
+    record = rf.read_record(latest)
+    assert record.as_of == pd.Timestamp("2026-06-30") and record.data_fingerprint == book.fingerprint
+    assert set(record.table_names) >= {"scores", "forecast", "headline"}
+    assert record.forecast_parameters["horizon_months"] == len(
+        run["headlines"]["04_revenue_forecast"]["series"]["forecast"]["mean"]
+    )
     kpis = figures["01_revenue_kpis"]
     assert kpis["arr"] == pytest.approx(rf.arr_on(book, "2026-06-30"), abs=0.01)  # a month end
     bridge = run["headlines"]["01_revenue_kpis"]["series"]["bridge"]

@@ -60,13 +60,15 @@ class ReportSpec:
 
 #: The shipped reports, in run order. The renewal backtest needs decided
 #: renewals, the lifetime fit a cohort seen over two years, the forecast
-#: renewal rates from the last 24 months.
+#: renewal rates from the last 24 months; the track record grades whatever
+#: earlier runs there are (none yet is a finding, not an error).
 REPORTS: tuple[ReportSpec, ...] = (
     ReportSpec("00_data_quality", "Data quality", headline="data_quality"),
     ReportSpec("01_revenue_kpis", "Revenue and renewal KPIs", headline="revenue_kpis"),
     ReportSpec("02_renewal_risk", "Renewal risk", history_months=24, needs_decisions=True, headline="renewal_risk"),
     ReportSpec("03_ltv_cac", "Unit economics: CAC, LTV and payback", history_months=24, headline="unit_economics"),
     ReportSpec("04_revenue_forecast", "Revenue forecast", history_months=24, headline="revenue_forecast"),
+    ReportSpec("05_track_record", "Track record: earlier runs graded against what happened", headline="track_record"),
 )
 
 _BY_NAME = {spec.name: spec for spec in REPORTS}

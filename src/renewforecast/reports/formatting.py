@@ -21,7 +21,7 @@ import numpy as np
 __all__ = ["KINDS", "format_duration", "format_money", "format_percent", "format_value"]
 
 #: What :func:`format_value` can format.
-KINDS = ("money", "percent", "ratio", "count", "months", "text")
+KINDS = ("money", "percent", "ratio", "count", "months", "score", "text")
 
 # Currencies shown by their symbol; any other ISO code follows the number.
 _SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "JPY": "¥", "AUD": "A$", "CAD": "C$"}
@@ -95,8 +95,9 @@ def format_value(value: Any, kind: str, currency: str = "USD") -> str:
     Parameters
     ----------
     value : float, int, str or None
-    kind : {"money", "percent", "ratio", "count", "months", "text"}
-        ``percent`` takes a fraction (0.964 is 96.4%).
+    kind : {"money", "percent", "ratio", "count", "months", "score", "text"}
+        ``percent`` takes a fraction (0.964 is 96.4%); ``score`` is a
+        unitless score such as a Brier score, to three decimals.
     currency : str, default "USD"
         ISO code; common ones get their symbol, others follow the number.
 
@@ -117,6 +118,8 @@ def format_value(value: Any, kind: str, currency: str = "USD") -> str:
     ('96.5%', '3.9x')
     >>> format_value(4900, "count"), format_value(13.49, "months"), format_value(None, "money")
     ('4,900', '13.5 months', 'n/a')
+    >>> format_value(0.17412, "score")
+    '0.174'
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, not {kind!r}")
@@ -133,6 +136,8 @@ def format_value(value: Any, kind: str, currency: str = "USD") -> str:
         return f"{value:,.0f}"
     if kind == "months":
         return f"{value:,.1f} months"
+    if kind == "score":
+        return f"{value:.3f}"
     return format_money(value, currency)
 
 

@@ -27,6 +27,7 @@ import pandas as pd
 from renewforecast.analyses.forecast import RevenueForecast
 from renewforecast.analyses.saas_metrics import renewal_kpis, retention_kpis
 from renewforecast.analyses.scoring import arr_at_risk_by_quarter, expected_renewal_rate
+from renewforecast.analyses.track_record import TrackRecord
 from renewforecast.analyses.unit_economics import ltv_cac
 from renewforecast.book import Book
 from renewforecast.dates import last_month_end
@@ -41,8 +42,10 @@ __all__ = [
     "data_headline",
     "forecast_headline",
     "format_value",
+    "headline_table",
     "kpi_headline",
     "risk_headline",
+    "track_record_headline",
     "unit_economics_headline",
 ]
 
@@ -60,6 +63,7 @@ HEADLINE_FIGURES: dict[str, tuple[str, ...]] = {
     "renewal_risk": ("arr_at_risk", "expected_renewal"),
     "unit_economics": ("ltv_to_cac", "payback_months"),
     "revenue_forecast": ("horizon_revenue", "next_month"),
+    "track_record": ("runs_graded", "forecast_mape_1m", "forecast_coverage_p10_p90", "scores_brier"),
 }
 
 
@@ -177,6 +181,37 @@ def _jsonable(value: Any) -> Any:
         value = float(value)
         return value if math.isfinite(value) else None
     return value
+
+
+def headline_table(headlines: dict[str, Headline]) -> pd.DataFrame:
+    """Every headline figure of a run, one row each: ``report``, ``key``, ``label``, ``value``, ``text``, ``kind``.
+
+    ``report`` is the notebook's name; ``value`` the number (missing for a
+    text figure, whose words are in ``text``).
+
+    Examples
+    --------
+    >>> h = Headline("kpis", "KPIs", [{"key": "arr", "label": "ARR", "value": 1.5e6, "kind": "money"}])
+    >>> headline_table({"01_kpis": h})[["report", "key", "value", "kind"]].to_dict("records")
+    [{'report': '01_kpis', 'key': 'arr', 'value': 1500000.0, 'kind': 'money'}]
+    """
+    rows = []
+    for name, headline in headlines.items():
+        for figure in headline.figures:
+            value = figure.get("value")
+            number = isinstance(value, int | float) and not isinstance(value, bool)
+            rows.append(
+                {
+                    "report": name,
+                    "key": str(figure.get("key", "")),
+                    "label": str(figure.get("label", "")),
+                    "value": float(value) if number else None,
+                    "text": None if number or value is None else str(value),
+                    "kind": str(figure.get("kind", "text")),
+                }
+            )
+    columns = ["report", "key", "label", "value", "text", "kind"]
+    return pd.DataFrame(rows, columns=columns).astype({"value": "float64", "text": "object"})
 
 
 def _provenance(book: Book, as_of: pd.Timestamp, model_version: str | None = None) -> dict[str, Any]:
@@ -606,3 +641,67 @@ def forecast_headline(
         series=series,
         provenance=_provenance(book, as_of, model_version),
     )
+
+
+def track_record_headline(book: Book, track: TrackRecord) -> Headline:
+    """Key figures of the track-record report: how the earlier runs' forecasts and probabilities held up.
+
+    Parameters
+    ----------
+    book : Book
+        Only its currency and fingerprint are read.
+    track : TrackRecord
+        :func:`renewforecast.grade_runs` of the earlier runs, as the report
+        computed it; its grading date is the headline's as-of date.
+
+    Examples
+    --------
+    >>> import tempfile, renewforecast as rf
+    >>> track = rf.grade_runs(tempfile.mkdtemp(), rf.Book.empty(), as_of="2026-10-31")
+    >>> h = rf.track_record_headline(rf.Book.empty(), track)
+    >>> h.formatted("runs_graded"), h.figure("runs_graded")["detail"][:16]
+    ('0', 'No earlier run w')
+    """
+    summary = track.summary().set_index("measure")["value"]
+
+    def get(key: str) -> float | None:
+        value = float(summary.get(key, np.nan))
+        return value if math.isfinite(value) else None
+
+    def pct(key: str) -> str:
+        return format_value(get(key), "percent")
+
+    months = int(get("forecast_months") or 0)
+    decisions = int(get("scores_contracts") or 0)
+    backtest = get("backtest_brier")
+    figures = [
+        _figure("runs_graded", "Earlier runs graded", track.graded, "count", track.note, secondary=not track.graded),
+        _figure(
+            "forecast_mape_1m",
+            "Forecast miss, 1 month ahead",
+            get("forecast_mape_1m"),
+            "percent",
+            f"3 months ahead {pct('forecast_mape_3m')}; {pct('forecast_coverage_p10_p90')} of {months:,} month(s) "
+            "inside the P10-P90 range",
+            secondary=not months,
+        ),
+        _figure(
+            "forecast_coverage_p10_p90",
+            "Forecast months inside the P10-P90 range",
+            get("forecast_coverage_p10_p90"),
+            "percent",
+            "about 80% when the range is right",
+            secondary=True,
+        ),
+        _figure(
+            "scores_brier",
+            "Brier score of the published renewal probabilities",
+            get("scores_brier"),
+            "score",
+            f"{decisions:,} renewal decision(s) since; ECE {format_value(get('scores_ece'), 'score')}, AUC "
+            f"{format_value(get('scores_roc_auc'), 'score')}"
+            + (f"; the model's own backtest: {format_value(backtest, 'score')}" if backtest is not None else ""),
+            secondary=not decisions,
+        ),
+    ]
+    return Headline("track_record", "Track record", figures, provenance=_provenance(book, track.as_of))

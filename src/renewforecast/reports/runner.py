@@ -51,6 +51,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from renewforecast.analyses.record import RECORD_DIR, keep_record, write_run_record
 from renewforecast.atomic import atomic_write_bytes, atomic_write_text
 from renewforecast.book import Book
 from renewforecast.exceptions import (
@@ -66,7 +67,7 @@ from renewforecast.io.loader import load_book
 from renewforecast.io.snapshot import read_snapshot, write_snapshot
 from renewforecast.reports.alerts import AlertConfig, evaluate_alerts
 from renewforecast.reports.catalogue import earliest_as_of, history_problems  # noqa: F401 (their old home)
-from renewforecast.reports.headline import HEADLINE_MIME, Headline
+from renewforecast.reports.headline import HEADLINE_MIME, Headline, headline_table
 from renewforecast.reports.index_page import redact_parameters, render_index, run_banner
 
 __all__ = [
@@ -80,6 +81,8 @@ __all__ = [
     "EXIT_SIGTERM",
     "EXIT_TIMEOUT",
     "EXIT_UNEXPECTED",
+    "RECORD_PARAMETER",
+    "REPORTS_PARAMETER",
     "SNAPSHOT_PARAMETER",
     "copy_templates",
     "default_notebooks_dir",
@@ -109,6 +112,17 @@ NOTEBOOKS_ENV = "RENEWFORECAST_NOTEBOOKS"
 #: the snapshot instead of the export, so every report of a run stands on
 #: the same data, read and validated once.
 SNAPSHOT_PARAMETER = "snapshot"
+#: The parameter through which a notebook receives the run's record folder
+#: (``<run>/record``, see :mod:`renewforecast.analyses.record`): a notebook
+#: that declares it keeps what it published there (:func:`renewforecast.keep_record`).
+#: A run whose notebooks declare it also keeps its headline figures and a
+#: ``record.json``, so that later runs can grade it.
+RECORD_PARAMETER = "record_dir"
+#: The parameter through which a notebook receives the reports folder the run
+#: publishes into (``out``), to read the records of earlier runs.
+REPORTS_PARAMETER = "reports_dir"
+# Parameters the runner sets to paths of its own: not shown on the report pages.
+_RUNNER_PATHS = frozenset({SNAPSHOT_PARAMETER, RECORD_PARAMETER})
 # The snapshot's folder inside the staging folder; hidden, and removed before publishing.
 _SNAPSHOT_DIR = ".book-snapshot"
 # Parameters of run_reports that are load_book's options when the runner reads the export itself.
@@ -873,6 +887,28 @@ def _agreed(headlines: dict[str, Headline], key: str, expected: str | None = Non
     return min(values) if values else None
 
 
+def _write_record(
+    record_dir: Path, meta: dict[str, Any], headlines: dict[str, Headline], book: Book | None, finished: dt.datetime
+) -> None:
+    """The run's headline figures and ``record.json``, beside the tables its notebooks kept."""
+    if not meta.get("as_of"):
+        logger.warning("Report run %s has no as-of date: its record cannot be graded and is not kept", meta["run_id"])
+        return
+    keep_record(record_dir, "headline", headline_table(headlines))
+    currencies = {h.provenance.get("currency") for h in headlines.values()} - {None}
+    currency = book.currency if book is not None else (min(currencies) if currencies else "USD")
+    write_run_record(
+        record_dir,
+        run_id=meta["run_id"],
+        as_of=meta["as_of"],
+        data_fingerprint=meta["data_fingerprint"],
+        model_version=meta["model_version"],
+        currency=currency,
+        published=finished,
+        book=book,
+    )
+
+
 def _write_snapshot(book: Book, folder: Path) -> Path:
     """Write the run's Book snapshot and check that it reads back as the same Book."""
     started = time.monotonic()
@@ -904,6 +940,8 @@ def _quarantine(staging: Path, out: Path, run_id: str) -> Path:
     # The partial notebooks are the record of a failure; a copy of the whole
     # input is not, and failed/ is only ever cleaned by hand.
     shutil.rmtree(staging / _SNAPSHOT_DIR, ignore_errors=True)
+    # Nor is a record: only a published run's record may be graded, and failed/ holds none to mistake for one.
+    shutil.rmtree(staging / RECORD_DIR, ignore_errors=True)
     target = out / "failed" / run_id
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -1320,6 +1358,10 @@ def run_reports(
         raise _bad_input(f"Run id {run_id!r} was already used in {out}.")
     if latest.exists() and not latest.is_symlink():
         raise _bad_input(f"{latest} exists and is not a symlink; move it away so runs can be published.")
+    for report in reports:
+        if REPORTS_PARAMETER in report.declared:
+            # The earlier runs a track-record report grades: the folder this run publishes into.
+            report.parameters.setdefault(REPORTS_PARAMETER, str(out))
 
     with _stop_on_signals():
         try:
@@ -1404,6 +1446,13 @@ def _run(
             for report in reports:
                 if SNAPSHOT_PARAMETER in report.declared:
                     report.parameters[SNAPSHOT_PARAMETER] = str(snapshot)
+        # Inside the staging folder, so the one rename that publishes the run publishes its record.
+        record_dir = staging / RECORD_DIR if any(RECORD_PARAMETER in r.declared for r in reports) else None
+        if record_dir is not None:
+            record_dir.mkdir()
+            for report in reports:
+                if RECORD_PARAMETER in report.declared:
+                    report.parameters[RECORD_PARAMETER] = str(record_dir)
         executed = _execute_all(reports, staging, timeout=timeout, kernel_name=kernel_name, jobs=jobs)
         if snapshot is not None:
             # The whole input does not belong in a published (shareable) folder.
@@ -1454,10 +1503,12 @@ def _run(
             # Judged before run.json is written, so the published record says what fired. The
             # previous run is whatever latest points at now, just before this run replaces it.
             meta["alerts"] = [a.to_dict() for a in evaluate_alerts(alerts, meta, _previous_meta(out))]
+        if record_dir is not None:
+            _write_record(record_dir, meta, headlines, book, finished_at)
         exporter = _html_exporter()
         for report, nb in zip(reports, executed, strict=True):
             _check_interrupted()
-            shown = {k: v for k, v in report.parameters.items() if k != SNAPSHOT_PARAMETER}
+            shown = {k: v for k, v in report.parameters.items() if k not in _RUNNER_PATHS}
             banner = run_banner(meta, {"name": report.stem, "seconds": report.seconds, "parameters": shown})
             _export_html(exporter, nb, report, staging, banner)
         atomic_write_text(staging / "index.html", render_index(meta, headlines))
