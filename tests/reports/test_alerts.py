@@ -322,18 +322,18 @@ def test_a_missing_or_broken_file_is_named(tmp_path):
 
 
 def test_a_team_notebook_may_publish_headlines_nobody_declared(tmp_path, monkeypatch):
-    # The track record's P10-P90 coverage, from a team's own notebook: accepted before the run.
+    # A team's own notebook publishing its own headline: accepted before the run once it is named.
     monkeypatch.setenv("RF_HOOK", "https://hooks.example.test/services/x")
     path = tmp_path / "alerts.toml"
     path.write_text(
-        '[[rule]]\nname = "coverage"\nfigure = "track_record.p10_p90_coverage"\nbelow = 0.6\n'
+        '[[rule]]\nname = "coverage"\nfigure = "team_pipeline.coverage"\nbelow = 0.6\n'
         '[webhook]\nurl_env = "RF_HOOK"\n',
         encoding="utf-8",
     )
-    with pytest.raises(AlertConfigError, match="no report of this run publishes 'track_record'"):
+    with pytest.raises(AlertConfigError, match="no report of this run publishes 'team_pipeline'"):
         load_alerts(path)  # the shipped reports: none publishes it
-    config = load_alerts(path, reports=["00_data_quality", "07_track_record"])
-    assert config.rules == (Rule("coverage", "track_record.p10_p90_coverage", "below", 0.6),)
+    config = load_alerts(path, reports=["00_data_quality", "07_team_pipeline"])
+    assert config.rules == (Rule("coverage", "team_pipeline.coverage", "below", 0.6),)
 
 
 def test_the_scheduler_guides_alerts_file_is_valid(tmp_path, monkeypatch):

@@ -168,7 +168,7 @@ def test_risk_headline_takes_the_scores_and_the_rate_from_scoring(monkeypatch):
     assert quarters["expected_renewal_rate"].tolist() == [0.9, 0.5]
 
 
-def test_each_report_publishes_the_figures_alert_rules_may_name(demo_book):
+def test_each_report_publishes_the_figures_alert_rules_may_name(demo_book, tmp_path):
     # HEADLINE_FIGURES is what an alerts file is checked against before a run; every builder must
     # publish exactly its line, and each shipped notebook the headline the catalogue says.
     from renewforecast.reports.catalogue import REPORTS
@@ -189,6 +189,10 @@ def test_each_report_publishes_the_figures_alert_rules_may_name(demo_book):
         ("risk_headline", rf.risk_headline(rf.Book.empty(), scores, "2026-10-31")),
         ("unit_economics_headline", rf.unit_economics_headline(demo_book, "2026-10-31", n_boot=0)),
         ("forecast_headline", rf.forecast_headline(demo_book, forecast)),
+        (
+            "track_record_headline",
+            rf.track_record_headline(demo_book, rf.grade_runs(tmp_path, demo_book, as_of="2026-10-31")),
+        ),
     ]
     assert {h.report: tuple(f["key"] for f in h.figures) for _, h in built} == headline.HEADLINE_FIGURES
     builder_of = {h.report: name for name, h in built}
