@@ -326,8 +326,7 @@ def test_a_team_notebook_may_publish_headlines_nobody_declared(tmp_path, monkeyp
     monkeypatch.setenv("RF_HOOK", "https://hooks.example.test/services/x")
     path = tmp_path / "alerts.toml"
     path.write_text(
-        '[[rule]]\nname = "coverage"\nfigure = "team_pipeline.coverage"\nbelow = 0.6\n'
-        '[webhook]\nurl_env = "RF_HOOK"\n',
+        '[[rule]]\nname = "coverage"\nfigure = "team_pipeline.coverage"\nbelow = 0.6\n[webhook]\nurl_env = "RF_HOOK"\n',
         encoding="utf-8",
     )
     with pytest.raises(AlertConfigError, match="no report of this run publishes 'team_pipeline'"):
