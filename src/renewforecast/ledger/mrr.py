@@ -397,7 +397,11 @@ def _bridge(
     # Month-major, customers in sorted order (group codes are sorted): the
     # rows come out by month and account without sorting them.
     mi, gi = np.nonzero(moving.T)
-    return mi, gi, {name: np.round(arr[gi, mi], 6) for name, arr in out.items()}
+    picked = {}
+    for name, arr in out.items():
+        value = arr[gi, mi]
+        picked[name] = np.round(value, 6, out=value)  # in place: no second copy of each column
+    return mi, gi, picked
 
 
 def mrr_movements(
@@ -513,13 +517,17 @@ def mrr_movements(
         block = iv.iloc[rows].reset_index(drop=True) if len(rows) < len(iv) else iv
         mi, gi, out = _bridge(book, block, codes[rows] - g0, g1 - g0, full_lo, hi, lo - full_lo, revalue, **rule)
         parts.append({"_mi": mi, "_gi": gi + g0, **out})
+    del iv, codes, block
     cols = _month_major(parts)
+    # copy=False: the columns are new arrays already, and a consolidating copy
+    # would double the output's memory at its largest moment.
     frame = pd.DataFrame(
         {
             "month": months[cols.pop("_mi")],
             "account_id": pd.array(uniques["account_id"].to_numpy()[cols.pop("_gi")], dtype="string"),
             **cols,
-        }
+        },
+        copy=False,
     )
     if by is None:
         return frame
