@@ -134,7 +134,7 @@ def _measured(args: list[str]) -> tuple[dict, float]:
     done.set()
     sampler.join()
     if proc.returncode:
-        raise SystemExit(f"{args[1]} side failed with exit code {proc.returncode}")
+        return {"failed": f"exit code {proc.returncode}"}, peak / GIB
     return json.loads(stdout.strip().splitlines()[-1]), peak / GIB
 
 
@@ -204,6 +204,8 @@ def main() -> None:
         t0 = time.perf_counter()
         folder = work / "book"
         built, build_gib = _measured(["--role", "build", "--rows", str(args.rows), "--folder", str(folder)])
+        if "failed" in built:
+            raise SystemExit(f"the ledger could not be built ({built['failed']})")
         rows, end = built["rows"], built["end"]
         print(
             f"ledger: {rows:,} subscription rows, written as Parquet in {time.perf_counter() - t0:.1f} s "
@@ -217,7 +219,17 @@ def main() -> None:
             extra = ["--partitions", str(args.partitions), "--spark-memory", args.spark_memory]
             extra += ["--pandas-mem-limit-gib", str(args.pandas_mem_limit_gib)]
             sides[role] = _measured(["--role", role, "--folder", str(folder), "--out", str(out), "--end", end, *extra])
-            print(f"{role}: {sides[role][0]['seconds']:.1f} s, peak {sides[role][1]:.2f} GiB", flush=True)
+            result, peak = sides[role]
+            if "failed" in result:
+                # One machine running out of memory is a result: where Spark takes over.
+                limit = f"{args.pandas_mem_limit_gib:g} GiB of address space" if role == "pandas" else "its memory"
+                print(f"{role}: failed ({result['failed']}; does not fit in {limit}), peak {peak:.2f} GiB", flush=True)
+            else:
+                print(f"{role}: {result['seconds']:.1f} s, peak {peak:.2f} GiB", flush=True)
+        failed = [role for role, (result, _) in sides.items() if "failed" in result]
+        if failed:
+            print(f"spark_vs_pandas n/a ({' and '.join(failed)} did not finish)")
+            return
         mrr_rows = _same(work / "spark" / "mrr", work / "pandas" / "mrr.parquet", exact=True)
         moves_rows = _same(work / "spark" / "movements", work / "pandas" / "movements.parquet", exact=False)
         print(f"results equal: {mrr_rows:,} MRR rows (bit for bit), {moves_rows:,} movement rows (to the cent)")
