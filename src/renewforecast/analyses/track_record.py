@@ -494,6 +494,8 @@ def _grade_scores(run: RunRecord, now: Book, run_view: Book, decided: pd.DataFra
     open_then = then.loc[then["outcome"] == "open", "contract_id"]
     s = scores[scores["contract_id"].isin(open_then) & scores["contract_id"].isin(decided["contract_id"])]
     s = s.merge(decided[["contract_id", "outcome"]], on="contract_id", how="inner")
+    # A record may hold contracts it published no probability for: there is nothing of theirs to grade.
+    s = s[s["renewal_probability"].notna()]
     accounts = now.accounts.drop_duplicates("account_id").set_index("account_id")
     segment = (
         s["account_id"].map(accounts["segment"]) if "segment" in accounts and "account_id" in s else pd.Series(None)
