@@ -10,7 +10,9 @@ are a bin of their own; probabilities fall into fixed bins of width 0.01.
 :func:`renewforecast.save_model` writes the profile next to the model as plain
 JSON, covered by the manifest's hashes and signature.
 
-:func:`drift_report` bins a run's features and scores on the same edges and
+:func:`drift_report` bins a run's features and scores on the same edges (the
+contracts that reached the model's prediction date recently,
+:func:`renewforecast.recent_decision_features`) and
 measures, per feature, the population stability index (PSI) against the
 training profile and, given one, against the previous run's profile
 (:func:`feature_profile`, a small table that can be kept as Parquet). Scores
@@ -55,7 +57,7 @@ __all__ = [
 #: evidently's PSI gives empty bins (``get_binned_data`` in
 #: ``evidently/calculations/stattests/utils.py``). A bin empty on one side
 #: and holding a share s on the other adds (s - 0.0001) x ln(s / 0.0001):
-#: 0.064 for s = 1 %, 0.69 for s = 10 %.
+#: 0.046 for s = 1 %, 0.69 for s = 10 %.
 PSI_FLOOR = 1e-4
 
 #: Version of the profile's JSON form (``profile.json`` in a saved model).
@@ -78,7 +80,6 @@ _KINDS = ("numeric", "categorical", "score")
 _MAX_CATEGORIES = 30  # the rest are pooled into "other": a profile stays small
 _DECILES = np.arange(1, 10) / 10
 _EDGE_TOLERANCE = 0.01  # relative: decile edges closer than this are one edge
-_LEVELS = ("ok", "watch", "alert")
 _SCORE_COARSE = 10  # fine score bins summed per PSI bin (width 0.1)
 
 #: Columns of :attr:`DriftReport.table`.
@@ -822,9 +823,14 @@ def drift_report(
             "saved by an earlier renewforecast, or fitted with profile=False); retrain it to record one."
         )
         rows += [
-            {"against": "training", "feature": name, "kind": spec[0], "level": "not available"}
-            | {"note": "the model has no training profile"}
-            for name, spec in _bins_of(current).items()
+            {
+                "against": "training",
+                "feature": name,
+                "kind": kind,
+                "level": "not available",
+                "note": "the model has no training profile",
+            }
+            for name, (kind, _) in _bins_of(current).items()
         ]
     if previous is not None:
         prev = _as_profile_frame(previous)
