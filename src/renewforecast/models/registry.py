@@ -568,7 +568,7 @@ def save_model(
             features = [{"name": str(n), "type": "numeric"} for n in getattr(model, "feature_names_in_", [])]
         manifest = {
             # The lowest format that holds the model, so older readers load what they can.
-            "format_version": 2 if PROFILE in files else 1,
+            "format_version": FORMAT_VERSION if PROFILE in files else 1,
             "kind": kind,
             "class": f"{type(model).__module__}.{type(model).__name__}",
             "version": version_id,
