@@ -32,6 +32,7 @@ ENGINES = {
     "customer_lifetimes": lambda b: rf.customer_lifetimes(b, D),
     "annual_cohorts": lambda b: rf.annual_cohorts(b, D),
     "renewal_features": lambda b: rf.renewal_features(b, D),
+    "recent_decision_features": lambda b: rf.recent_decision_features(b, D),
     "revenue_forecast": lambda b: (
         rf.revenue_forecast(b, D, horizon_months=3, n_sims=50, random_state=0, renewal_rate=0.8).frame
     ),

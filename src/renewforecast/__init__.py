@@ -78,8 +78,15 @@ from renewforecast.ledger.renewals import renewal_decisions
 from renewforecast.ledger.schedules import establish_schedule, expand_schedules, line_schedules, reconcile_schedules
 from renewforecast.ledger.set_aside import quarantine_report, set_aside_summary
 from renewforecast.ledger.valuation import arr_on, row_amounts
+from renewforecast.models.drift import (
+    DriftReport,
+    DriftThresholds,
+    drift_report,
+    feature_profile,
+    population_stability_index,
+)
 from renewforecast.models.evaluation import RenewalEvaluation, evaluate_renewal_model
-from renewforecast.models.features import renewal_features, renewal_training_set
+from renewforecast.models.features import recent_decision_features, renewal_features, renewal_training_set
 from renewforecast.models.registry import ModelRefused, load_model, save_model
 from renewforecast.models.renewal import RenewalModel
 from renewforecast.models.sbg import ShiftedBetaGeometric
@@ -121,6 +128,8 @@ __all__ = [
     "BookValidationError",
     "DailyApiLimitError",
     "DemoOrg",
+    "DriftReport",
+    "DriftThresholds",
     "ExtrapolationWarning",
     "ForecastBacktest",
     "Headline",
@@ -160,9 +169,11 @@ __all__ = [
     "cohort_retention",
     "customer_lifetimes",
     "data_headline",
+    "drift_report",
     "establish_schedule",
     "evaluate_renewal_model",
     "expand_schedules",
+    "feature_profile",
     "forecast_headline",
     "forecast_scenario_table",
     "format_value",
@@ -178,11 +189,13 @@ __all__ = [
     "ltv_cac",
     "mrr_movements",
     "mrr_table",
+    "population_stability_index",
     "published_records",
     "pull_salesforce",
     "push_scores",
     "quarantine_report",
     "read_record",
+    "recent_decision_features",
     "recognized_revenue",
     "reconcile_schedules",
     "recover_pull_folder",

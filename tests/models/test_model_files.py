@@ -184,7 +184,7 @@ def test_save_refuses_metrics_the_loader_would_refuse(tmp_path):
 # ------------------------------------------------------------- 2. the version rule
 
 
-@pytest.mark.parametrize(("found", "advice"), [(None, "Retrain"), (0, "Retrain"), (2, "upgrade renewforecast")])
+@pytest.mark.parametrize(("found", "advice"), [(None, "Retrain"), (0, "Retrain"), (3, "upgrade renewforecast")])
 def test_another_model_format_is_refused(found, advice, sbg_folder, tmp_path):
     copy = _copy(sbg_folder, tmp_path)
     manifest = _manifest(sbg_folder)
@@ -193,7 +193,7 @@ def test_another_model_format_is_refused(found, advice, sbg_folder, tmp_path):
         expected = "has no format_version"
     else:
         manifest["format_version"] = found
-        expected = f"has model format_version {found}; this renewforecast reads format_version 1 only"
+        expected = f"has model format_version {found}; this renewforecast reads format_version 1 and 2 only"
     _write(copy, manifest)
     with pytest.raises(ModelRefused) as caught:
         rf.load_model(copy)

@@ -199,3 +199,60 @@ def test_each_report_publishes_the_figures_alert_rules_may_name(demo_book, tmp_p
     for spec in REPORTS:
         source = (default_notebooks_dir() / f"{spec.name}.ipynb").read_text(encoding="utf-8")
         assert f"rf.{builder_of[spec.headline]}(" in source, spec.name
+
+
+# ------------------------------------------------------------- warnings (drift)
+
+
+def test_warnings_travel_with_the_headline_and_are_shown_escaped():
+    from renewforecast.reports.index_page import render_index
+
+    h = rf.Headline(
+        "renewal_risk",
+        "Renewal risk",
+        [{"key": "arr_at_risk", "label": "ARR at risk", "value": 1.0e5, "kind": "money"}],
+        provenance={"currency": "USD"},
+        warnings=["<script>alert(1)</script> shifted against training: PSI 0.31 (alert, >= 0.25)"],
+    )
+    data = h.to_dict()
+    assert data["warnings"] == h.warnings
+    assert rf.Headline.from_dict(data) == h
+    # A run.json written before headlines had warnings still reads.
+    assert rf.Headline.from_dict({k: v for k, v in data.items() if k != "warnings"}).warnings == []
+    with pytest.raises(TypeError):
+        rf.Headline.from_dict({**data, "warnings": "one sentence"})
+    page = h._repr_mimebundle_()["text/html"]
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; shifted against training" in page and "<script>" not in page
+    assert "Warning: <script>" in h._repr_mimebundle_()["text/plain"]  # plain text is not HTML
+    meta = {"run_id": "r1", "notebooks": [{"name": "02_risk", "title": "Renewal <risk>", "html": "02_risk.html"}]}
+    index = render_index(meta, {"02_risk": h})
+    assert '<a href="02_risk.html">Renewal &lt;risk&gt;</a>: &lt;script&gt;' in index
+    assert "<script>" not in index and index.index("<h2>Warnings</h2>") < index.index("<h2>Headline figures</h2>")
+    assert "<h2>Warnings</h2>" not in render_index(meta, {"02_risk": rf.Headline.from_dict({**data, "warnings": []})})
+
+
+def test_risk_headline_carries_the_drift_warnings_and_the_recommendation():
+    scores = pd.DataFrame(
+        {
+            "end_date": pd.to_datetime(["2026-08-31", "2026-11-30"]),
+            "arr": [1000.0, 3000.0],
+            "arr_at_risk": [100.0, 1500.0],
+            "model_version": "v1",
+        }
+    )
+    shifts = [f"feature_{k} shifted against training: PSI {0.9 - k / 10:.2f} (alert, >= 0.25)" for k in range(7)]
+    drift = rf.DriftReport(
+        table=pd.DataFrame({"against": ["training", "training"], "feature": ["a", "b"], "level": ["ok", "alert"]}),
+        profile=pd.DataFrame(),
+        warnings=shifts,
+        recommendation="Retrain the model: 7 of 35 distributions moved past PSI 0.25 ...",
+        retrain=True,
+    )
+    h = rf.risk_headline(rf.Book.empty(), scores, AS_OF, drift=drift)
+    assert h.warnings == [*shifts[:5], "... and 2 more shifts (see the report's Drift section)"]
+    figure = h.figure("drift")
+    assert (figure["value"], figure["kind"], figure["secondary"]) == ("alert", "text", True)
+    assert figure["detail"] == drift.recommendation
+    assert rf.Headline.from_dict(h.to_dict()) == h
+    without = rf.risk_headline(rf.Book.empty(), scores, AS_OF)
+    assert without.warnings == [] and [f["key"] for f in without.figures] == ["arr_at_risk", "expected_renewal"]

@@ -101,6 +101,7 @@ def test_report_end_to_end(hostile_report):
     risk = (latest / "02_renewal_risk.html").read_text(encoding="utf-8")
     for heading in (
         "Backtest against what happened",
+        "Drift",
         "How long customers stay",
         "Cohorts year over year",
         "Contracts at risk",
@@ -167,6 +168,12 @@ def test_report_end_to_end(hostile_report):
     assert figures["02_renewal_risk"]["arr_at_risk"] == pytest.approx(soon["arr_at_risk"].sum())
     assert figures["02_renewal_risk"]["arr_at_risk"] == pytest.approx(
         ((1 - soon["renewal_probability"]) * soon["arr"]).sum()
+    )
+    # The drift figure and warnings in run.json are the library's for the same model and contracts.
+    drift = rf.drift_report(model, rf.recent_decision_features(book, "2026-06-30"))
+    assert figures["02_renewal_risk"]["drift"] == drift.level("training")
+    assert run["headlines"]["02_renewal_risk"]["warnings"] == (
+        rf.risk_headline(book, scores, "2026-06-30", drift=drift).warnings
     )
     fan = run["headlines"]["04_revenue_forecast"]["series"]["forecast"]
     # mean of the simulated totals = sum of the monthly means (to the rounding of each month)

@@ -194,6 +194,10 @@ def evaluate_renewal_model(
             "both sides need decisions (and training needs renewals and churn)"
         )
     est = clone(model) if model is not None else RenewalModel(random_state=0)
+    if isinstance(est, RenewalModel):
+        # A backtest's model only scores the decisions it holds out: a drift profile would cost
+        # a second pass over its calibration folds for nothing.
+        est.set_params(profile=False)
     est.fit(X[train], y[train])
     p = est.predict_proba(X[test])[:, 1]
     pred = pd.DataFrame(

@@ -30,6 +30,7 @@ __all__ = [
     "featurise_contracts",
     "model_signals",
     "peer_prices",
+    "recent_decision_features",
     "renewal_features",
     "renewal_training_set",
     "whole_book_facts",
@@ -729,18 +730,91 @@ def renewal_training_set(
     """
     view = book if as_of is None else book.as_of(as_of)
     cut = view.resolve_as_of(as_of) if len(view.contracts) else pd.Timestamp(as_of or "1970-01-01")
-    dec = renewal_decisions(view, None if as_of is None else cut) if len(view.contracts) else pd.DataFrame()
+    dec, con = _decisions_at_lead(view, None if as_of is None else cut, lead_days)
+    if not dec.empty:
+        decided = (dec["outcome"] != "open").to_numpy()
+        dec, con = dec[decided], con[decided]
     if dec.empty:
         return pd.DataFrame(index=pd.Index([], name="contract_id")), pd.Series(dtype="int64", name="renewed")
-    dec = dec[dec["outcome"] != "open"].copy()
-    dec["fd"] = dec["end_date"] - pd.Timedelta(days=lead_days)
-    con = view.contracts.set_index("contract_id").loc[dec["contract_id"]].reset_index()
-    con.index = dec.index
-    # An early termination booked before the feature date left nothing to predict.
-    subs = view.subscriptions
-    term = subs[subs["terminated_date"].notna()].groupby("contract_id")["created_date"].min()
-    gone = dec["contract_id"].map(term) <= dec["fd"]
-    dec, con = dec[~gone], con[~gone]
     X = featurise_contracts(view, con, dec["fd"], signals=signals)
     y = pd.Series((dec["outcome"] == "renewed").astype("int64").to_numpy(), index=X.index, name="renewed")
     return X, y
+
+
+def _decisions_at_lead(view: Book, cut, lead_days: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Renewal decisions (open ones too) with their feature date ``fd``, and their contract rows.
+
+    The feature date is ``lead_days`` before the end. A contract whose early
+    termination was booked before its feature date is left out: there was
+    nothing left to predict.
+    """
+    dec = renewal_decisions(view, cut) if len(view.contracts) else pd.DataFrame()
+    if dec.empty:
+        return dec, pd.DataFrame()
+    dec = dec.copy()
+    dec["fd"] = dec["end_date"] - pd.Timedelta(days=lead_days)
+    con = view.contracts.set_index("contract_id").loc[dec["contract_id"]].reset_index()
+    con.index = dec.index
+    subs = view.subscriptions
+    term = subs[subs["terminated_date"].notna()].groupby("contract_id")["created_date"].min()
+    gone = (dec["contract_id"].map(term) <= dec["fd"]).to_numpy()
+    return dec[~gone], con[~gone]
+
+
+def recent_decision_features(
+    book: Book,
+    as_of,
+    lead_days: int = 120,
+    *,
+    window_days: int = 365,
+    signals: Iterable[str] | None = None,
+) -> pd.DataFrame:
+    """Features of the contracts that reached their prediction date recently, each as of that date.
+
+    A renewal model learns from contracts featurised ``lead_days`` before
+    their end (:func:`renewal_training_set`). These are the contracts whose
+    own such date fell in the ``window_days`` up to ``as_of``, decided or
+    not, featurised the same way: the population the model works on at the
+    point it was trained for, and what
+    :func:`renewforecast.drift_report` compares with its training data.
+    (The open contracts :func:`renewal_features` scores sit anywhere in
+    their term: their tenure, renewal stage and signal trends differ from
+    the training rows by construction, not by drift.)
+
+    Parameters
+    ----------
+    book : Book
+    as_of : date-like
+        Only what was known at the end of this day is used.
+    lead_days : int, default 120
+        As for :func:`renewal_training_set`.
+    window_days : int, default 365
+        How far back prediction dates are taken: contracts ending from
+        ``as_of + lead_days - window_days`` (exclusive) to ``as_of +
+        lead_days``.
+    signals : iterable of str, optional
+        Extra signal columns to featurise (see :func:`renewal_features`).
+
+    Returns
+    -------
+    DataFrame
+        One row per contract, indexed by ``contract_id``, with the columns
+        of :func:`renewal_training_set`'s ``X``.
+
+    Examples
+    --------
+    >>> import renewforecast as rf
+    >>> rf.recent_decision_features(rf.Book.empty(), "2024-06-30").empty
+    True
+    """
+    if window_days < 1:
+        raise ValueError(f"window_days must be at least 1, got {window_days}")
+    cut = pd.Timestamp(as_of).normalize()
+    view = book.as_of(cut)
+    dec, con = _decisions_at_lead(view, cut, lead_days)
+    if not dec.empty:
+        recent = ((dec["fd"] > cut - pd.Timedelta(days=window_days)) & (dec["fd"] <= cut)).to_numpy()
+        dec, con = dec[recent], con[recent]
+    if dec.empty:
+        return pd.DataFrame(index=pd.Index([], name="contract_id"))
+    return featurise_contracts(view, con, dec["fd"], signals=signals)

@@ -5,6 +5,7 @@ Layout::
     models/renewal/
         20261121T060000Z-1a2b3c/
             model.skops        scikit-learn based models (skops, explicit allow-list)
+            profile.json       a renewal model's training profile, for drift reports (plain data)
             params.json        statistical models (plain parameters)
             manifest.json      what it is, how it was trained, sha256 of every file
         latest -> 20261121T060000Z-1a2b3c
@@ -23,15 +24,22 @@ HMAC-SHA256 over its canonical JSON, and when it is set at load time a
 manifest without a valid signature is refused, so only a holder of the key
 can produce a model that loads.
 
-Version rule (the one place it is written): a model loads only under the
-same model-format version (:data:`FORMAT_VERSION`) and the same major.minor
-version of every package in :data:`SAME_MINOR_PACKAGES` as it was saved
-with. Every other recorded version that differs (patch releases included)
-gives a :class:`ModelWarning` naming the package and both versions.
+Version rule (the one place it is written): a model loads only under a
+model-format version this renewforecast reads (:data:`FORMATS_READ`) and the
+same major.minor version of every package in :data:`SAME_MINOR_PACKAGES` as
+it was saved with. Every other recorded version that differs (patch releases
+included) gives a :class:`ModelWarning` naming the package and both versions.
+
+Model formats: 1 is a model file (``model.skops`` or ``params.json``) and
+its manifest; 2 adds a renewal model's training profile, ``profile.json``
+(:data:`PROFILE_SCHEMA`, checked like the manifest before it is used). A
+model is saved in the lowest format that holds it, so one without a profile
+still loads in a renewforecast that reads format 1 only.
 """
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import hashlib
 import hmac
@@ -50,15 +58,18 @@ from typing import Any
 
 from renewforecast.atomic import atomic_write_bytes, atomic_write_text
 from renewforecast.exceptions import RenewForecastError
+from renewforecast.models.drift import PROFILE_FORMAT, SCORE_FEATURE, profile_from_json
 from renewforecast.models.renewal import RenewalModel
 from renewforecast.models.sbg import ShiftedBetaGeometric
 from renewforecast.models.survival import SurvivalModel
 
 __all__ = [
     "ALLOWED_TYPES",
+    "FORMATS_READ",
     "FORMAT_VERSION",
     "KEY_ENV",
     "MANIFEST_SCHEMA",
+    "PROFILE_SCHEMA",
     "SAME_MINOR_PACKAGES",
     "ModelKeyError",
     "ModelRefused",
@@ -70,10 +81,14 @@ __all__ = [
     "validate_manifest",
 ]
 
-#: The renewforecast model-format version written into every manifest. A
-#: manifest of another format (or with none) is refused: retrain.
-FORMAT_VERSION = 1
+#: The newest renewforecast model-format version; a model is written in the
+#: lowest format that holds it (2 only with a training profile).
+FORMAT_VERSION = 2
+#: The model formats this renewforecast loads; a manifest of another format
+#: (or with none) is refused: retrain, or upgrade renewforecast.
+FORMATS_READ: tuple[int, ...] = (1, 2)
 MANIFEST = "manifest.json"
+PROFILE = "profile.json"
 
 #: Environment variable holding the secret that signs manifests (HMAC-SHA256).
 KEY_ENV = "RENEWFORECAST_MODEL_KEY"
@@ -130,7 +145,7 @@ MANIFEST_SCHEMA: dict[str, Any] = {
     ],
     "additionalProperties": False,
     "properties": {
-        "format_version": {"type": "integer", "enum": [FORMAT_VERSION]},
+        "format_version": {"type": "integer", "enum": list(FORMATS_READ)},
         "kind": {"type": "string", "enum": sorted(_KINDS)},
         "class": {"type": "string", "pattern": r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$"},
         # The version ends up in CRM fields, file names and report pages.
@@ -166,6 +181,40 @@ MANIFEST_SCHEMA: dict[str, Any] = {
             "required": ["algorithm", "digest"],
             "additionalProperties": False,
             "properties": {"algorithm": {"type": "string", "enum": ["HMAC-SHA256"]}, "digest": _SHA256},
+        },
+    },
+}
+
+
+_COUNT = {"type": "integer"}
+
+#: The shape of a renewal model's ``profile.json`` (the training profile of
+#: :mod:`renewforecast.models.drift`), checked like the manifest; its
+#: consistency (edges increasing, one count per bin) is checked next.
+PROFILE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["format", "rows", "score_source", "features"],
+    "additionalProperties": False,
+    "properties": {
+        "format": {"type": "integer", "enum": [PROFILE_FORMAT]},
+        "rows": _COUNT,
+        "score_source": {"type": "string", "enum": ["out_of_fold", "in_sample"]},
+        "features": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["name", "kind", "counts", "missing"],
+                "additionalProperties": False,
+                "properties": {
+                    "name": {"type": "string"},
+                    "kind": {"type": "string", "enum": ["numeric", "categorical", "score"]},
+                    "edges": {"type": "array", "items": {"type": "number"}},
+                    "categories": {"type": "array", "items": {"type": "string"}},
+                    "counts": {"type": "array", "items": _COUNT},
+                    "other": _COUNT,
+                    "missing": _COUNT,
+                },
+            },
         },
     },
 }
@@ -495,8 +544,18 @@ def save_model(
         if kind == "renewal_model":
             import skops.io as sio
 
-            atomic_write_bytes(staging / "model.skops", sio.dumps(model))
+            profile = getattr(model, "training_profile_", None)
+            # The profile is saved as plain JSON beside the model, never inside the skops file.
+            bare = copy.copy(model)
+            bare.__dict__.pop("training_profile_", None)
+            atomic_write_bytes(staging / "model.skops", sio.dumps(bare))
             files.append("model.skops")
+            if profile is not None:
+                problem = _profile_problem(profile, model)
+                if problem:
+                    raise RenewForecastError(f"cannot save the model: its training profile is malformed: {problem}")
+                atomic_write_text(staging / PROFILE, json.dumps(profile, indent=1, allow_nan=False))
+                files.append(PROFILE)
             features = [
                 {"name": n, "type": "numeric" if n in model.numeric_features_ else "categorical"}
                 for n in model.feature_names_in_
@@ -508,7 +567,8 @@ def save_model(
             files.append("params.json")
             features = [{"name": str(n), "type": "numeric"} for n in getattr(model, "feature_names_in_", [])]
         manifest = {
-            "format_version": FORMAT_VERSION,
+            # The lowest format that holds the model, so older readers load what they can.
+            "format_version": FORMAT_VERSION if PROFILE in files else 1,
             "kind": kind,
             "class": f"{type(model).__module__}.{type(model).__name__}",
             "version": version_id,
@@ -546,6 +606,43 @@ def save_model(
 # ------------------------------------------------------------- loading
 
 
+def _profile_problem(profile: Any, model: RenewalModel) -> str | None:
+    """The first way a training profile breaks :data:`PROFILE_SCHEMA`, is inconsistent or fits another model."""
+    problem = _problem(profile, PROFILE_SCHEMA, "profile")
+    if problem:
+        return problem
+    try:
+        profile_from_json(profile)
+    except ValueError as exc:
+        return str(exc)
+    for entry in profile["features"]:
+        total = sum(entry["counts"]) + entry.get("other", 0) + entry["missing"]
+        if total != profile["rows"]:
+            return f"feature {entry['name']!r} counts {total} rows, the profile {profile['rows']}"
+    names = [entry["name"] for entry in profile["features"]]
+    wanted = [str(n) for n in model.feature_names_in_]
+    if [n for n in names if n != SCORE_FEATURE] != wanted:
+        return f"its features are not the model's ({len(names)} profiled, the model has {len(wanted)})"
+    return None
+
+
+def _load_profile(path: Path, model: RenewalModel) -> dict:
+    try:
+        profile = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError) as exc:
+        raise ModelRefused(f"{path} is not readable JSON ({type(exc).__name__}: {exc}). {_RESTORE_PROFILE}") from exc
+    problem = _profile_problem(profile, model)
+    if problem:
+        raise ModelRefused(f"{path} is not this model's training profile: {problem}. {_RESTORE_PROFILE}")
+    return profile
+
+
+_RESTORE_PROFILE = (
+    "A training profile is written only by save_model, so this one was edited or damaged: restore the model "
+    "folder from where models are kept, or retrain with 'renewforecast train DIR --out PATH'."
+)
+
+
 def _version_dir(path: Path) -> Path:
     if (path / MANIFEST).exists():
         return path
@@ -569,12 +666,12 @@ def _check_format(manifest: Any, where: Path) -> None:
     if "format_version" not in manifest:
         raise ModelRefused(
             f"{where} has no format_version: it was written by a renewforecast older than model "
-            f"format {FORMAT_VERSION}, which this version cannot load. Retrain the model with "
+            f"format {min(FORMATS_READ)}, which this version cannot load. Retrain the model with "
             "'renewforecast train DIR --out PATH'."
         )
     found = manifest["format_version"]
-    if isinstance(found, int) and not isinstance(found, bool) and found != FORMAT_VERSION:
-        if found < FORMAT_VERSION:
+    if isinstance(found, int) and not isinstance(found, bool) and found not in FORMATS_READ:
+        if found < min(FORMATS_READ):
             advice = "Retrain the model with 'renewforecast train DIR --out PATH'."
         else:
             advice = (
@@ -583,7 +680,7 @@ def _check_format(manifest: Any, where: Path) -> None:
             )
         raise ModelRefused(
             f"{where} has model format_version {found}; this renewforecast reads format_version "
-            f"{FORMAT_VERSION} only. {advice}"
+            f"{' and '.join(str(v) for v in FORMATS_READ)} only. {advice}"
         )
 
 
@@ -703,6 +800,9 @@ def load_model(path: str | os.PathLike[str] = "models/renewal") -> Any:
     folder = Path(manifest["_folder"])
     files = manifest["files"]
     expected = {_KINDS[manifest["kind"]]}
+    # Format 2 adds a renewal model's training profile; a model without one is format 1.
+    if manifest["kind"] == "renewal_model" and manifest["format_version"] >= 2 and PROFILE in files:
+        expected.add(PROFILE)
     if set(files) != expected:
         raise ModelRefused(f"{folder}: manifest lists {sorted(files)}, a {manifest['kind']} has {sorted(expected)}")
     present = {p.name for p in folder.iterdir() if p.is_file() and p.name != MANIFEST}
@@ -740,6 +840,8 @@ def load_model(path: str | os.PathLike[str] = "models/renewal") -> Any:
             raise ModelRefused(f"{folder / 'model.skops'} could not be read ({type(exc).__name__}: {exc})") from exc
         if not isinstance(model, RenewalModel):
             raise ModelRefused(f"{folder / 'model.skops'} holds a {type(model).__name__}, not a RenewalModel")
+        if PROFILE in files:
+            model.training_profile_ = _load_profile(folder / PROFILE, model)
     else:
         cls = SurvivalModel if manifest["kind"] == "survival_model" else ShiftedBetaGeometric
         try:

@@ -6,17 +6,19 @@ import numbers
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression, Ridge
-from sklearn.model_selection import StratifiedKFold
+from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_is_fitted
+
+from renewforecast.models.drift import feature_profile, profile_to_json
 
 __all__ = ["FEATURE_LABELS", "RenewalModel"]
 
@@ -151,6 +153,13 @@ class RenewalModel(ClassifierMixin, BaseEstimator):
         do not support deep interactions.
     C : float, default 1.0
         Inverse regularisation strength of the logistic model.
+    profile : bool, default True
+        Record ``training_profile_``, what :func:`renewforecast.drift_report`
+        compares later runs with. Its out-of-fold probabilities come from
+        the ``cv`` fold models fitted once more (calibration fits them too,
+        but keeps only its own calibrator), so fitting takes about
+        ``2 cv + 2`` model fits instead of ``cv + 1``. ``False`` skips the
+        profile, e.g. for a backtest's throwaway models.
     random_state : int, RandomState or None
         Seeds the boosting and the calibration folds.
 
@@ -168,6 +177,14 @@ class RenewalModel(ClassifierMixin, BaseEstimator):
     explainer_ : Pipeline
         A linear model fitted to ``estimator_``'s log-odds on the training
         data; its per-feature terms are the reason codes.
+    training_profile_ : dict or None
+        The training data's profile (plain JSON data, see
+        :mod:`renewforecast.models.drift`): per feature its bins (numeric
+        features on their training deciles, categories, missing values) and
+        how the training rows fell into them, and the distribution of the
+        model's out-of-fold renewal probabilities (fine bins of width 0.01).
+        None with ``profile=False``; absent from models saved before
+        profiles existed.
 
     Examples
     --------
@@ -195,6 +212,7 @@ class RenewalModel(ClassifierMixin, BaseEstimator):
         min_samples_leaf: int = 80,
         l2_regularization: float = 10.0,
         C: float = 1.0,
+        profile: bool = True,
         random_state=None,
     ):
         self.estimator = estimator
@@ -207,6 +225,7 @@ class RenewalModel(ClassifierMixin, BaseEstimator):
         self.min_samples_leaf = min_samples_leaf
         self.l2_regularization = l2_regularization
         self.C = C
+        self.profile = profile
         self.random_state = random_state
 
     # ------------------------------------------------------------ preparing
@@ -362,24 +381,54 @@ class RenewalModel(ClassifierMixin, BaseEstimator):
         base = self._base()
         counts = np.bincount(np.searchsorted(self.classes_, y_arr))
         folds = min(self.cv, int(counts.min()))
+        cv = StratifiedKFold(
+            max(folds, 2),
+            shuffle=True,
+            random_state=self.random_state if not isinstance(self.random_state, np.random.RandomState) else None,
+        )
         if self.calibration and folds >= 2:
-            cv = StratifiedKFold(
-                folds,
-                shuffle=True,
-                random_state=self.random_state if not isinstance(self.random_state, np.random.RandomState) else None,
-            )
             self.estimator_ = CalibratedClassifierCV(
-                base, method=self.calibration, cv=cv, ensemble=bool(self.ensemble)
+                clone(base), method=self.calibration, cv=cv, ensemble=bool(self.ensemble)
             ).fit(frame, y_arr)
         else:
-            self.estimator_ = base.fit(frame, y_arr)
-        self._fit_explainer(frame)
+            self.estimator_ = clone(base).fit(frame, y_arr)
+        proba = self.estimator_.predict_proba(frame)[:, 1]
+        self._fit_explainer(frame, proba)
         self.n_iter_ = self._iterations()
+        self.training_profile_ = None
+        if self.profile:
+            oof, source = self._out_of_fold(frame, y_arr, base, cv if folds >= 2 else None, proba)
+            # The prepared frame holds numbers as floats and categories as text, as the model reads them.
+            profile = profile_to_json(feature_profile(frame, scores=oof))
+            self.training_profile_ = {**profile, "rows": len(frame), "score_source": source}
         return self
 
+    def _out_of_fold(
+        self, frame: pd.DataFrame, y: np.ndarray, base, cv: StratifiedKFold | None, proba: np.ndarray
+    ) -> tuple[np.ndarray, str]:
+        """Renewal probabilities of the training rows from models that did not see them, and what they are.
+
+        The calibrated model's probability of a row is its calibration
+        applied to the row's out-of-fold score: exactly the scores the
+        calibration was fitted on when the folds are seeded (an int
+        ``random_state``). With too few renewals or churns for two folds,
+        the in-sample probabilities are all there is.
+        """
+        if cv is None:
+            return proba, "in_sample"
+        if not self.calibration:
+            return cross_val_predict(clone(base), frame, y, cv=cv, method="predict_proba")[:, 1], "out_of_fold"
+        method = "decision_function" if hasattr(base, "decision_function") else "predict_proba"
+        raw = cross_val_predict(clone(base), frame, y, cv=cv, method=method)
+        raw = raw[:, 1] if raw.ndim == 2 else raw
+        # With ensemble=True each fold model has its own calibration: their average stands for the ensemble's.
+        calibrated = [c.calibrators[0].predict(raw) for c in self.estimator_.calibrated_classifiers_]
+        return np.mean(calibrated, axis=0), "out_of_fold"
+
     def __setstate__(self, state):
-        # A model saved before ``ensemble`` existed averages one calibrated model per fold.
-        super().__setstate__({"ensemble": True, **state})
+        # A model saved before ``ensemble`` existed averages one calibrated model per fold;
+        # one saved before ``profile`` existed has no training profile.
+        super().__setstate__({"ensemble": True, "profile": False, **state})
 
     def _iterations(self) -> int:
         """Boosting iterations (or solver iterations) actually run, the most of any fitted model."""
@@ -388,8 +437,8 @@ class RenewalModel(ClassifierMixin, BaseEstimator):
         counts = [np.max(np.atleast_1d(p.named_steps["model"].n_iter_)) for p in pipes]
         return int(max(counts))
 
-    def _fit_explainer(self, frame: pd.DataFrame) -> None:
-        p = np.clip(self.estimator_.predict_proba(frame)[:, 1], 1e-4, 1 - 1e-4)
+    def _fit_explainer(self, frame: pd.DataFrame, proba: np.ndarray) -> None:
+        p = np.clip(proba, 1e-4, 1 - 1e-4)
         target = np.log(p / (1 - p))
         self.explainer_ = Pipeline([("design", self._design()), ("linear", Ridge(alpha=1.0))]).fit(frame, target)
         design = self.explainer_.named_steps["design"]

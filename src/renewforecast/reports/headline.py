@@ -33,9 +33,11 @@ from renewforecast.book import Book
 from renewforecast.dates import last_month_end
 from renewforecast.ledger.mrr import mrr_movements, mrr_table
 from renewforecast.ledger.set_aside import set_aside_summary
+from renewforecast.models.drift import DriftReport
 from renewforecast.reports.formatting import format_value
 
 __all__ = [
+    "DRIFT_WARNINGS_SHOWN",
     "HEADLINE_FIGURES",
     "HEADLINE_MIME",
     "Headline",
@@ -52,6 +54,8 @@ __all__ = [
 #: MIME type of the machine-readable headline inside a notebook output.
 HEADLINE_MIME = "application/vnd.renewforecast.reports.headline+json"
 
+#: Drift warnings a risk headline lists; the rest are counted.
+DRIFT_WARNINGS_SHOWN = 5
 #: The figure keys of each headline the shipped reports publish, by headline name,
 #: in the order the builders below list them: what ``run.json`` holds under
 #: ``headlines`` and what an alert rule may watch (``renewal_risk.arr_at_risk``).
@@ -85,6 +89,10 @@ class Headline:
     provenance : dict
         ``as_of``, ``data_fingerprint``, ``currency`` and, when a model was
         used, ``model_version``.
+    warnings : list of str
+        Short sentences a reader of the figures must not miss (e.g. the
+        renewal model's inputs drifted); shown under the figures, on the
+        index page and kept in ``run.json``.
 
     Examples
     --------
@@ -101,6 +109,7 @@ class Headline:
     figures: list[dict[str, Any]]
     series: dict[str, Any] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
     def figure(self, key: str) -> dict[str, Any]:
         """The figure named ``key``."""
@@ -126,18 +135,23 @@ class Headline:
                 "figures": self.figures,
                 "series": self.series,
                 "provenance": self.provenance,
+                "warnings": [str(w) for w in self.warnings],
             }
         )
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Headline:
-        """Rebuild a Headline from :meth:`to_dict` output."""
+        """Rebuild a Headline from :meth:`to_dict` output (one written before warnings existed has none)."""
+        warnings = data.get("warnings", [])
+        if not isinstance(warnings, list):
+            raise TypeError(f"a headline's warnings must be a list, not {type(warnings).__name__}")
         return cls(
             report=str(data["report"]),
             title=str(data["title"]),
             figures=list(data["figures"]),
             series=dict(data.get("series", {})),
             provenance=dict(data.get("provenance", {})),
+            warnings=[str(w) for w in warnings],
         )
 
     def _repr_mimebundle_(self, include=None, exclude=None) -> dict[str, Any]:
@@ -152,6 +166,7 @@ class Headline:
         lines = [self.title]
         for label, value, detail in rows:
             lines.append(f"  {label:<{width}}  {value}" + (f"  ({detail})" if detail else ""))
+        lines.extend(f"  Warning: {w}" for w in self.warnings)
         return "\n".join(lines)
 
     def _html(self) -> str:
@@ -162,7 +177,14 @@ class Headline:
             f"<td style='text-align:left;padding:.25rem 0;color:#55606b'>{e(detail)}</td></tr>"
             for label, value, detail in self._rows()
         )
-        return f"<table class='rf-headline'><tbody>{rows}</tbody></table>"
+        table = f"<table class='rf-headline'><tbody>{rows}</tbody></table>"
+        if not self.warnings:
+            return table
+        items = "".join(f"<li>{e(str(w))}</li>" for w in self.warnings)
+        return (
+            f"{table}<div class='rf-warnings' style='margin:.5rem 0;padding:.4rem .8rem;border-left:4px solid #b35c00;"
+            f"background:#fff7ed'><strong>Warnings</strong><ul style='margin:.2rem 0'>{items}</ul></div>"
+        )
 
 
 def _jsonable(value: Any) -> Any:
@@ -420,7 +442,7 @@ def kpi_headline(
     )
 
 
-def risk_headline(book: Book, scores: pd.DataFrame, as_of: Any) -> Headline:
+def risk_headline(book: Book, scores: pd.DataFrame, as_of: Any, *, drift: DriftReport | None = None) -> Headline:
     """Key figures of the renewal-risk report: ARR at risk in the next two quarters.
 
     Parameters
@@ -431,6 +453,11 @@ def risk_headline(book: Book, scores: pd.DataFrame, as_of: Any) -> Headline:
         :func:`renewforecast.score_contracts` output as of ``as_of``, as the
         report computed it.
     as_of : date-like
+    drift : DriftReport, optional
+        :func:`renewforecast.drift_report` of the model in use. Adds the
+        figure ``drift`` (its worst level against the training data, with
+        the recommendation) and its warnings, the strongest
+        :data:`DRIFT_WARNINGS_SHOWN` of them and how many more.
 
     Notes
     -----
@@ -449,6 +476,8 @@ def risk_headline(book: Book, scores: pd.DataFrame, as_of: Any) -> Headline:
     >>> h = rf.risk_headline(rf.Book.empty(), scores, "2026-10-31")
     >>> h.figure("arr_at_risk")["value"], h.series["quarters"]["quarter"]
     (1100.0, ['Q4 2026', 'Q1 2027'])
+    >>> h.warnings
+    []
     """
     # Only the scores are read: no need to cut the book as of the date.
     as_of = pd.Timestamp(as_of).normalize()
@@ -463,22 +492,40 @@ def risk_headline(book: Book, scores: pd.DataFrame, as_of: Any) -> Headline:
         f"{format_value(r['arr'], 'money', cur)} ({r['contracts']:,} contracts)"
         for r in rows
     )
+    figures = [
+        _figure("arr_at_risk", "ARR at risk, next two quarters", at_risk, "money", detail),
+        _figure(
+            "expected_renewal",
+            "Expected renewal rate, next two quarters",
+            expected_renewal_rate(up, at_risk),
+            "percent",
+            f"of {format_value(up, 'money', cur)} ARR coming up for renewal",
+            secondary=True,
+        ),
+    ]
+    warnings: list[str] = []
+    if drift is not None:
+        figures.append(
+            _figure(
+                "drift",
+                "Model drift against its training data",
+                drift.level("training"),
+                "text",
+                drift.recommendation,
+                secondary=True,
+            )
+        )
+        warnings = drift.warnings[:DRIFT_WARNINGS_SHOWN]
+        more = len(drift.warnings) - DRIFT_WARNINGS_SHOWN
+        if more > 0:
+            warnings.append(f"... and {more} more shifts (see the report's Drift section)")
     return Headline(
         "renewal_risk",
         "Renewal risk",
-        [
-            _figure("arr_at_risk", "ARR at risk, next two quarters", at_risk, "money", detail),
-            _figure(
-                "expected_renewal",
-                "Expected renewal rate, next two quarters",
-                expected_renewal_rate(up, at_risk),
-                "percent",
-                f"of {format_value(up, 'money', cur)} ARR coming up for renewal",
-                secondary=True,
-            ),
-        ],
+        figures,
         series={"quarters": {k: [r[k] for r in rows] for k in rows[0]}},
         provenance=_provenance(book, as_of, ", ".join(versions) or None),
+        warnings=warnings,
     )
 
 

@@ -52,6 +52,7 @@ table{border-collapse:collapse;width:100%}th,td{text-align:left;padding:.3rem .6
 border-bottom:1px solid var(--line);vertical-align:top}th{width:13rem;color:var(--muted);font-weight:600}
 code{font-size:.9em;word-break:break-all}td.num{text-align:right;white-space:nowrap;font-weight:600;
 font-variant-numeric:tabular-nums}.more-figures th{width:18rem}ol{padding-left:1.4rem}li{margin:.35rem 0}
+.warnings{border-left:4px solid #b35c00;background:#fff7ed;padding:.3rem 1rem .3rem 2rem;margin:0}
 """
 
 
@@ -110,7 +111,8 @@ def render_index(meta: dict[str, Any], headlines: dict[str, Headline]) -> str:
         ``durations`` (seconds by report name).
     headlines : dict
         Report name -> :class:`~renewforecast.reports.headline.Headline` of the
-        reports that published one.
+        reports that published one. Their warnings are listed first, each
+        linking to its report.
 
     Returns
     -------
@@ -126,6 +128,9 @@ def render_index(meta: dict[str, Any], headlines: dict[str, Headline]) -> str:
     >>> page = render_index(meta, {"01_kpis": h})
     >>> "104.0%" in page, "KPIs &lt;b&gt;" in page, "<b>" in page
     (True, True, False)
+    >>> h.warnings.append("nps <shifted>")
+    >>> "nps &lt;shifted&gt;</li>" in render_index(meta, {"01_kpis": h})
+    True
     """
     e = html.escape
     reports = meta.get("notebooks") or []
@@ -136,11 +141,12 @@ def render_index(meta: dict[str, Any], headlines: dict[str, Headline]) -> str:
     ranked = sorted(
         headlines.items(), key=lambda item: (order.get(item[1].report, len(order)), position.get(item[0], 0))
     )
-    cards, more = [], []
+    cards, more, warned = [], [], []
     for name, headline in ranked:
         report = by_name.get(name, {"html": f"{name}.html", "title": headline.title})
         link = quote(str(report["html"]))
         title = str(report.get("title") or headline.title)
+        warned.extend(f'<li><a href="{e(link)}">{e(title)}</a>: {e(str(w))}</li>' for w in headline.warnings)
         for figure in headline.figures:
             if figure.get("secondary"):
                 value = headline.format_figure(figure)
@@ -159,6 +165,8 @@ def render_index(meta: dict[str, Any], headlines: dict[str, Headline]) -> str:
         for r in reports
     ]
     cards_html = f'<h2>Headline figures</h2>\n<div class="cards">\n{chr(10).join(cards)}\n</div>\n' if cards else ""
+    if warned:
+        cards_html = f'<h2>Warnings</h2>\n<ul class="warnings">\n{chr(10).join(warned)}\n</ul>\n' + cards_html
     if more:
         cards_html += f'<h2>More figures</h2>\n<table class="more-figures">\n{chr(10).join(more)}\n</table>\n'
     return (
