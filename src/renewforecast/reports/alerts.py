@@ -248,7 +248,7 @@ def load_alerts(
     path : path-like
         The TOML file.
     reports : iterable of str, optional
-        The report notebooks the run will run (stems such as ``02_renewal_risk``,
+        The report notebooks the run will run (stems such as ``NN_name``,
         or paths); each rule's figure must be one of the headlines they publish
         (see :data:`renewforecast.reports.catalogue.REPORTS`). A notebook the
         catalogue does not know may publish anything, so rules on headlines no
@@ -737,7 +737,7 @@ def evaluate_alerts(
     Examples
     --------
     >>> def run(run_id, at_risk):
-    ...     return {"run_id": run_id, "headlines": {"02_renewal_risk": {"report": "renewal_risk",
+    ...     return {"run_id": run_id, "headlines": {"risk": {"report": "renewal_risk",
     ...             "figures": [{"key": "arr_at_risk", "label": "ARR at risk", "value": at_risk,
     ...                          "kind": "money"}], "provenance": {"currency": "USD"}}}}
     >>> config = AlertConfig("alerts.toml", (Rule("ARR at risk up", "renewal_risk.arr_at_risk", "up_by", 0.2,
