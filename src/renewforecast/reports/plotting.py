@@ -447,6 +447,14 @@ def forecast_components(
     return ax
 
 
+def _nothing_to_show(ax: Axes, message: str, title: str = "") -> Axes:
+    """An empty chart says why it is empty (a first run has nothing to grade yet) instead of drawing bare axes."""
+    ax.set_axis_off()
+    ax.set_title(title)
+    ax.text(0.5, 0.5, message, ha="center", va="center", fontsize=10, color="#4a5568", transform=ax.transAxes)
+    return ax
+
+
 def backtest_accuracy(by_horizon: pd.DataFrame, *, title: str = "", ax: Axes | None = None) -> Axes:
     """MAPE by forecast horizon, one line per method (``ForecastBacktest.by_horizon()``).
 
@@ -457,9 +465,13 @@ def backtest_accuracy(by_horizon: pd.DataFrame, *, title: str = "", ax: Axes | N
     >>> t = pd.DataFrame({"bottom_up": [0.01, 0.02], "top_down_ets": [0.02, 0.04]}, index=[1, 2])
     >>> len(backtest_accuracy(t).get_lines())
     2
+    >>> [x.get_text() for x in backtest_accuracy(t.iloc[:0]).texts]
+    ['No forecast month has been graded yet.']
     """
     if ax is None:
         _, ax = plt.subplots(figsize=(7, 3.5))
+    if by_horizon.dropna(how="all").empty:
+        return _nothing_to_show(ax, "No forecast month has been graded yet.", title)
     for method in by_horizon.columns:
         ax.plot(by_horizon.index, 100 * by_horizon[method], marker="o", markersize=3, label=method.replace("_", " "))
     ax.set_xlabel("months ahead")
@@ -487,9 +499,14 @@ def calibration_curve(evaluation, *, ax: Axes | None = None) -> Axes:
     ...                      oracle_calibration=None)
     >>> len(calibration_curve(ev).get_lines())
     2
+    >>> ev.calibration = ev.calibration.iloc[:0]
+    >>> [x.get_text() for x in calibration_curve(ev).texts]
+    ['No renewal has been decided yet.']
     """
     if ax is None:
         _, ax = plt.subplots(figsize=(5, 5))
+    if evaluation.calibration.empty:
+        return _nothing_to_show(ax, "No renewal has been decided yet.")
     ax.plot([0, 1], [0, 1], linestyle="--", color="#a0aec0", linewidth=1, label="perfect")
     c = evaluation.calibration
     ax.plot(c["predicted"], c["observed"], marker="o", color="#2b6cb0", label="model")
