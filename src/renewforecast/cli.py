@@ -313,23 +313,13 @@ def _headline_rows(run_folder: str | os.PathLike[str]) -> pd.DataFrame:
     """Every headline figure of a published run, one row each (report, key, label, value, kind, as of)."""
     import json
 
+    from renewforecast.reports.headline import Headline, headline_table
+
     meta = json.loads((Path(run_folder) / "run.json").read_text(encoding="utf-8"))
-    rows = [
-        {
-            "report": name,
-            "key": figure.get("key"),
-            "label": figure.get("label"),
-            "value": figure.get("value") if isinstance(figure.get("value"), int | float) else None,
-            "text": None if isinstance(figure.get("value"), int | float) else figure.get("value"),
-            "kind": figure.get("kind"),
-            "as_of": meta.get("as_of"),
-            "data_fingerprint": meta.get("data_fingerprint"),
-            "model_version": meta.get("model_version"),
-        }
-        for name, headline in meta.get("headlines", {}).items()
-        for figure in headline.get("figures", [])
-    ]
-    return pd.DataFrame(rows).astype({"value": "float64"})
+    headlines = {name: Headline.from_dict(h) for name, h in meta.get("headlines", {}).items()}
+    return headline_table(headlines).assign(
+        as_of=meta.get("as_of"), data_fingerprint=meta.get("data_fingerprint"), model_version=meta.get("model_version")
+    )
 
 
 def _run_id(as_of: pd.Timestamp) -> str:
