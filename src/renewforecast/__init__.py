@@ -26,6 +26,14 @@ from renewforecast.analyses.forecast import (
     forecast_scenario_table,
     revenue_forecast,
 )
+from renewforecast.analyses.nrr_forecast import (
+    NRRBacktest,
+    nrr_backtest,
+    nrr_backtest_origins,
+    nrr_forecast,
+    nrr_outcome_rates,
+    nrr_simulations,
+)
 from renewforecast.analyses.saas_metrics import (
     cohort_retention,
     renewal_kpis,
@@ -122,6 +130,7 @@ __all__ = [
     "ForecastBacktest",
     "Headline",
     "ModelRefused",
+    "NRRBacktest",
     "Problem",
     "PullLockedError",
     "PullParameterError",
@@ -171,6 +180,11 @@ __all__ = [
     "ltv_cac",
     "mrr_movements",
     "mrr_table",
+    "nrr_backtest",
+    "nrr_backtest_origins",
+    "nrr_forecast",
+    "nrr_outcome_rates",
+    "nrr_simulations",
     "pull_salesforce",
     "push_scores",
     "quarantine_report",
