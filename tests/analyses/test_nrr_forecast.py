@@ -241,14 +241,19 @@ def test_independent_coin_flip_renewals_give_the_binomial_distribution():
     assert f[("total", "nrr")].p90 == pytest.approx(np.quantile(nrr, 0.9))
 
 
-def test_a_renewal_due_without_a_probability_or_any_history_is_refused():
+def test_renewals_due_without_a_probability_or_any_history_leave_the_forecast_undefined():
     book = coin_book(3)
     book = book.replace(
         contracts=book.contracts[book.contracts["contract_id"] != "z0"].assign(renewed_contract_id=pd.NA),
         subscriptions=book.subscriptions[book.subscriptions["contract_id"] != "z0"],
     )
-    with pytest.raises(rf.RenewForecastError, match="renewal_probabilities"):
-        rf.nrr_forecast(book, AS_OF, n_sims=10)
+    f = rf.nrr_forecast(book, AS_OF, n_sims=10)
+    assert f[["mean", "p10", "p50", "p90"]].isna().all().all()
+    assert f["base_customers"].tolist() == [4, 4] and f["renewals_due"].tolist() == [3, 3]
+    # With probabilities for the contracts due, it is defined again.
+    scores = pd.Series(1.0, index=["k0", "k1", "k2"])
+    f = by_key(rf.nrr_forecast(book, AS_OF, renewal_probabilities=scores, n_sims=10))
+    assert f[("total", "nrr")].mean == pytest.approx((120 + 3 * 100) / (120 + 300))  # no history: ratio 1
 
 
 # ------------------------------------------------------------------ the demo org

@@ -9,9 +9,10 @@ changed by what is not known yet:
 - **renewals**: every fixed-term contract of a base customer that ends before
   the horizon's last month end with its decision still open renews with its
   probability: the scored probability when one is given, else the share of
-  the ARR up for renewal that renewed over the last 24 months in its segment,
-  first renewals and renewals of renewals apart (a cell with few decisions
-  is pulled toward the whole book). It renews at a new value: down, flat or
+  the ARR up for renewal that renewed over the last 24 months in its segment
+  and renewal class (a contract's first, second, third, and fourth or later
+  renewal; a cell with few decisions is pulled toward the whole book). It
+  renews at a new value: down, flat or
   up in the shares its segment showed, by a ratio new / old drawn from the
   past renewals of that class. A renewal that ends inside the horizon
   decides again;
@@ -28,8 +29,9 @@ customer at its base MRR), so the realised values at past origins come from
 that function itself (:func:`nrr_backtest`).
 
 Each simulation first draws the rates from what the history says about them
-(Beta and Gamma posteriors, a stratified bootstrap of the sizes and ratios),
-so a rate fitted on few decisions widens the interval; renewal outcomes are
+(renewal rates around a prior refitted on a bootstrap resample of the past
+decisions, Beta and Gamma posteriors, a stratified bootstrap of the sizes
+and ratios), so a rate fitted on few decisions widens the interval; renewal outcomes are
 correlated through one shared draw per simulation whose strength comes from
 how much the monthly renewal rate varied beyond chance
 (:func:`renewforecast.analyses.forecast.simulation.copula_rho`, as in the
@@ -72,6 +74,8 @@ NRR_METRICS = ("nrr", "grr")
 _HISTORY_MONTHS = 24  # decisions and contract months this far back set the rates (as in the revenue forecast)
 _PRIOR_DECISIONS = 30.0  # a segment's shares count this many pseudo-decisions at the whole book's shares
 _PRIOR_MONTHS = 600.0  # and its monthly rates this many pseudo contract-months at the whole book's rates
+_TENURES = 4  # renewal classes: a contract's first, second, third, and fourth or later renewal
+_CLASS_NAMES = ("1", "2", "3", "4plus")
 _FLAT = 0.005  # a renewal within half a percent of its old value is flat (rounding, not a price change)
 _BLOCK = 200  # simulations per block: bounds memory on large books
 _TOTAL = "total"
@@ -119,7 +123,9 @@ class _History:
     """What the 24 months before the as-of date say, by segment."""
 
     segments: list[str]
-    decisions: np.ndarray  # segments x tenure x (decisions, their ARR, ARR squared, ARR renewed)
+    decisions: np.ndarray  # segments x renewal class x (decisions, their ARR, ARR squared, ARR renewed)
+    decision_cell: np.ndarray  # each past decision's cell (segment x renewal class, flattened)
+    decision_sums: tuple[np.ndarray, np.ndarray, np.ndarray]  # each one's ARR, ARR squared and ARR renewed
     classes: np.ndarray  # segments x 3: renewals down, flat, up
     ratios: tuple[_Pool, _Pool, _Pool]  # new / old value of the past renewals of each class
     exposure: np.ndarray  # contract-months live at both month ends (amendments)
@@ -153,10 +159,21 @@ def _classes(ratio: np.ndarray) -> np.ndarray:
 
 
 def _tenure(view: Book, contract_ids) -> np.ndarray:
-    """0 when the contract renews nothing (its renewal would be the first), 1 when it is itself a renewal."""
-    con = view.contracts.drop_duplicates("contract_id").set_index("contract_id")
-    renews = pd.Series(np.asarray(contract_ids, dtype=object)).map(con["renewed_contract_id"])
-    return renews.notna().to_numpy().astype(np.int64)
+    """How many renewals came before each contract's coming one: 0 (its first renewal) to ``_TENURES - 1`` (or more).
+
+    Counted along the ``renewed_contract_id`` chain of the point-in-time view.
+    """
+    renews = view.contracts.drop_duplicates("contract_id").set_index("contract_id")["renewed_contract_id"]
+    renews = renews[renews.notna()].astype(object)
+    depth = np.zeros(len(contract_ids), dtype=np.int64)
+    at = pd.Series(np.asarray(contract_ids, dtype=object))
+    for _ in range(_TENURES - 1):
+        at = at.map(renews)
+        has = at.notna().to_numpy()
+        if not has.any():
+            break
+        depth += has
+    return depth
 
 
 def _history(view: Book, cut: pd.Timestamp, decisions: pd.DataFrame, segments: list[str], customer: str) -> _History:
@@ -177,12 +194,14 @@ def _history(view: Book, cut: pd.Timestamp, decisions: pd.DataFrame, segments: l
     ]
     seg = codes_of(dec["account_id"])
     renewed = (dec["outcome"] == "renewed").to_numpy()
-    # Per segment x tenure: decisions, their ARR, its square (the effective size) and the ARR renewed.
-    counts = np.zeros((n_seg, 2, 4))
+    # Per segment and renewal class: decisions, their ARR, its square (the effective size) and the ARR renewed.
+    counts = np.zeros((n_seg, _TENURES, 4))
     prior = dec["prior_arr"].to_numpy(dtype="float64")
     cell = (seg, _tenure(view, dec["contract_id"]))
     for j, w in enumerate((np.ones(len(dec)), prior, prior**2, prior * renewed)):
         np.add.at(counts[..., j], cell, w)
+    decision_cell = cell[0] * _TENURES + cell[1]
+    decision_sums = (prior, prior**2, prior * renewed)
     ratio = np.maximum((dec["renewed_arr"] / dec["prior_arr"]).to_numpy(dtype="float64")[renewed], 0.0)
     cls = _classes(ratio)
     classes = np.zeros((n_seg, 3))
@@ -198,7 +217,7 @@ def _history(view: Book, cut: pd.Timestamp, decisions: pd.DataFrame, segments: l
 
     # Contract months: each contract's MRR at consecutive month ends of the window.
     first = last_month_end(lo - pd.Timedelta(days=1))
-    table = mrr_table(view, start=first, end=last_month_end(cut), by=("account_id", "contract_id"))
+    table = _contract_mrr(view, first, last_month_end(cut), "account")
     tally = {k: np.zeros(n_seg) for k in ("exposure", "ups", "downs", "term", "terminations", "ever", "cancel")}
     up_sizes, up_seg = np.zeros(0), np.zeros(0, dtype=np.int64)
     down_sizes, down_seg = np.zeros(0), np.zeros(0, dtype=np.int64)
@@ -257,6 +276,8 @@ def _history(view: Book, cut: pd.Timestamp, decisions: pd.DataFrame, segments: l
     return _History(
         segments=segments,
         decisions=counts,
+        decision_cell=decision_cell,
+        decision_sums=decision_sums,
         classes=classes,
         ratios=tuple(_Pool.of(ratio[cls == k], seg[renewed][cls == k], n_seg) for k in range(3)),
         exposure=tally["exposure"],
@@ -272,6 +293,15 @@ def _history(view: Book, cut: pd.Timestamp, decisions: pd.DataFrame, segments: l
     )
 
 
+def _contract_mrr(view: Book, start: pd.Timestamp, end: pd.Timestamp, customer: str) -> pd.DataFrame:
+    """Each contract's MRR at each month end from ``start`` to ``end``, with its customer as ``account_id``."""
+    table = mrr_table(view, start=start, end=end, by=("contract_id",))
+    owner = view.contracts.drop_duplicates("contract_id").set_index("contract_id")["account_id"].astype(object)
+    accounts = table["contract_id"].astype(object).map(owner).to_numpy(dtype=object)
+    table["account_id"] = customer_ids(view, accounts, customer)
+    return table
+
+
 def _ends_on_month_end(end_date: pd.Series) -> np.ndarray:
     d = end_date.to_numpy(dtype="datetime64[D]")
     return ~np.isnat(d) & ((d + 1).astype("datetime64[M]") != d.astype("datetime64[M]"))
@@ -285,34 +315,76 @@ def _logit(p):
     return np.log(p / (1 - p))
 
 
+def _rate_and_n(w: np.ndarray, w2: np.ndarray, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """ARR-weighted rate r / w and its effective number of decisions w^2 / w2 (0 and 0 without decisions)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        n_eff = np.where(w2 > 0, w**2 / np.where(w2 > 0, w2, 1.0), 0.0)
+        return np.where(w > 0, r / np.where(w > 0, w, 1.0), 0.0), n_eff
+
+
+def _cell_prior(arr: np.ndarray, sq: np.ndarray, kept: np.ndarray) -> np.ndarray:
+    """The prior renewal rate of each segment and renewal class (the last two axes), from the sums over decisions.
+
+    It adds the segment's effect and the renewal class's effect to the whole
+    book's rate on the log-odds scale, each pulled by ``_PRIOR_DECISIONS``
+    pseudo-decisions: a segment toward the whole book, a renewal class toward
+    the class before it (a first renewal toward the whole book), so a class
+    with no history yet renews like the one before it. Leading axes (one per
+    bootstrap resample) are kept.
+    """
+    k = _PRIOR_DECISIONS
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p_all = kept.sum(axis=(-2, -1)) / arr.sum(axis=(-2, -1))
+    p_s, n_s = _rate_and_n(arr.sum(axis=-1), sq.sum(axis=-1), kept.sum(axis=-1))
+    p_seg = (p_s * n_s + k * p_all[..., None]) / (n_s + k)
+    p_t, n_t = _rate_and_n(arr.sum(axis=-2), sq.sum(axis=-2), kept.sum(axis=-2))
+    p_ten = np.empty_like(p_t)
+    before = p_all
+    for t in range(p_t.shape[-1]):
+        p_ten[..., t] = before = (p_t[..., t] * n_t[..., t] + k * before) / (n_t[..., t] + k)
+    return special.expit(_logit(p_seg)[..., :, None] + _logit(p_ten)[..., None, :] - _logit(p_all)[..., None, None])
+
+
 def _renewal_prior(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Beta posterior (a, b) of the ARR-weighted renewal rate of each segment and tenure.
+    """Beta posterior (a, b) of the ARR-weighted renewal rate of each segment and renewal class.
 
     NRR is a ratio of dollars, so a rate is the share of the ARR up for
     renewal that renewed (ARR on the contracts' last day), with the effective
     number of decisions (sum of ARR)^2 / sum of ARR^2 as its weight of
-    evidence. The prior of a cell adds the segment's effect and the tenure's
-    effect to the whole book's rate on the log-odds scale (each effect itself
-    pulled toward none), with the weight of ``_PRIOR_DECISIONS`` decisions.
+    evidence, on top of ``_PRIOR_DECISIONS`` pseudo-decisions at the cell's
+    prior (:func:`_cell_prior`).
     """
     arr, sq, kept = counts[..., 1], counts[..., 2], counts[..., 3]
-    k = _PRIOR_DECISIONS
-
-    def rate_and_n(w, w2, r):
-        with np.errstate(invalid="ignore", divide="ignore"):
-            n_eff = np.where(w2 > 0, w**2 / np.where(w2 > 0, w2, 1.0), 0.0)
-            return np.where(w > 0, r / np.where(w > 0, w, 1.0), 0.0), n_eff
-
     if arr.sum() <= 0:
         return np.full(arr.shape, np.nan), np.full(arr.shape, np.nan)
-    p_all = kept.sum() / arr.sum()
-    p_s, n_s = rate_and_n(arr.sum(axis=1), sq.sum(axis=1), kept.sum(axis=1))
-    p_t, n_t = rate_and_n(arr.sum(axis=0), sq.sum(axis=0), kept.sum(axis=0))
-    p_seg = (p_s * n_s + k * p_all) / (n_s + k)
-    p_ten = (p_t * n_t + k * p_all) / (n_t + k)
-    prior = special.expit(_logit(p_seg)[:, None] + _logit(p_ten)[None, :] - _logit(p_all))
-    p_c, n_c = rate_and_n(arr, sq, kept)
-    return p_c * n_c + k * prior, (1 - p_c) * n_c + k * (1 - prior)
+    prior = _cell_prior(arr, sq, kept)
+    p_c, n_c = _rate_and_n(arr, sq, kept)
+    return p_c * n_c + _PRIOR_DECISIONS * prior, (1 - p_c) * n_c + _PRIOR_DECISIONS * (1 - prior)
+
+
+def _renewal_draws(rng: np.random.Generator, h: _History, k: int) -> np.ndarray:
+    """k draws of every cell's renewal rate (k x segments x renewal classes).
+
+    The prior of the cells is refitted on a bootstrap resample of the past
+    decisions (Poisson weights) in each draw, so the uncertainty of the whole
+    book's rate and of each segment's and class's effect, which every cell
+    leaning on them shares, reaches the draws; each cell's rate is then drawn
+    from its Beta posterior around that prior.
+    """
+    shape = h.decisions.shape[:2]
+    arr, sq, kept = h.decisions[..., 1], h.decisions[..., 2], h.decisions[..., 3]
+    if arr.sum() <= 0:
+        return np.full((k, *shape), np.nan)
+    n_d = len(h.decision_cell)
+    onehot = sparse.csr_matrix((np.ones(n_d), (np.arange(n_d), h.decision_cell)), shape=(n_d, shape[0] * shape[1]))
+    w = rng.poisson(1.0, size=(k, n_d)).astype(np.float64)
+    sums = [np.asarray((onehot.T @ (w * x).T).T).reshape(k, *shape) for x in h.decision_sums]
+    prior = _cell_prior(*sums)
+    prior = np.where(np.isfinite(prior), prior, _cell_prior(arr, sq, kept)[None])
+    p_c, n_c = _rate_and_n(arr, sq, kept)
+    a = p_c * n_c + _PRIOR_DECISIONS * prior
+    b = (1 - p_c) * n_c + _PRIOR_DECISIONS * (1 - prior)
+    return rng.beta(np.maximum(a, 1e-12), np.maximum(b, 1e-12))
 
 
 def _shrunk_rate(events: np.ndarray, exposure: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -323,7 +395,7 @@ def _shrunk_rate(events: np.ndarray, exposure: np.ndarray) -> tuple[np.ndarray, 
 
 @dataclass(frozen=True, eq=False)
 class _Rates:
-    """Posterior parameters of every rate, by segment (renewals by segment and tenure)."""
+    """Posterior parameters of every rate, by segment (renewals by segment and renewal class)."""
 
     renew: tuple[np.ndarray, np.ndarray]
     classes: np.ndarray  # Dirichlet parameters, segments x 3
@@ -353,18 +425,6 @@ def _gamma(rng: np.random.Generator, shape_rate: tuple[np.ndarray, np.ndarray], 
     if ok.any():
         out[:, ok] = rng.gamma(shape[ok], 1.0 / rate[ok], size=(k, int(ok.sum())))
     return np.minimum(out, 1.0)
-
-
-def _beta(rng: np.random.Generator, ab: tuple[np.ndarray, np.ndarray], k: int) -> np.ndarray:
-    a, b = (x.ravel() for x in ab)
-    out = np.full((k, len(a)), np.nan)
-    ok = np.isfinite(a) & np.isfinite(b) & (a + b > 0)
-    both = ok & (a > 0) & (b > 0)
-    if both.any():
-        out[:, both] = rng.beta(a[both], b[both], size=(k, int(both.sum())))
-    out[:, ok & (b <= 0)] = 1.0
-    out[:, ok & (a <= 0)] = 0.0
-    return out.reshape(k, *ab[0].shape)
 
 
 def _dirichlet(rng: np.random.Generator, alpha: np.ndarray, k: int) -> np.ndarray:
@@ -416,7 +476,7 @@ class _Units:
 
     customer: np.ndarray  # position in the base
     segment: np.ndarray
-    tenure: np.ndarray  # of the first decision: 0 first renewal, 1 later
+    tenure: np.ndarray  # renewals before the first decision (0: it is the contract's first renewal)
     value: np.ndarray
     months: np.ndarray  # months live inside the horizon (amendments and early stops)
     evergreen: np.ndarray
@@ -437,7 +497,7 @@ def _units(
     customer: str,
     probabilities: pd.Series | None,
 ) -> _Units:
-    booked = mrr_table(view, start=m0, end=end, by=("account_id", "contract_id"), customer=customer)
+    booked = _contract_mrr(view, m0, end, customer)
     booked = booked[booked["account_id"].isin(base_ids) & (booked["mrr"].abs() > CENT)]
     live = booked[booked["month"] > m0].groupby("contract_id")["month"].nunique()
     at_end = booked[booked["month"] == end].set_index("contract_id")["mrr"]
@@ -510,20 +570,15 @@ def _simulate_block(
     # Renewals: every stage must renew; each renewal moves the value by its ratio.
     deciding = u.stages > 0
     if deciding.any():
-        p_cell = _beta(rng, r.renew, k)  # k x segments x tenure
+        p_cell = _renewal_draws(rng, h, k)  # k x segments x renewal class
         shares = np.cumsum(_dirichlet(rng, r.classes, k), axis=2)[:, seg, :]  # k x units x 3
         alive = np.ones((k, n), dtype=bool)
         a, b = np.sqrt(h.rho), np.sqrt(1.0 - h.rho)
         for stage in range(1, int(u.stages.max()) + 1):
             here = u.stages >= stage
-            # A renewal of a renewal is a later renewal, whatever the first one was.
-            tenure = u.tenure if stage == 1 else np.ones(n, dtype=np.int64)
+            # Each renewal inside the horizon is one renewal further on.
+            tenure = np.minimum(u.tenure + stage - 1, _TENURES - 1)
             p = np.where(np.isfinite(u.probability)[None, :], u.probability[None, :], p_cell[:, seg, tenure])
-            if not np.isfinite(p[:, here]).all():
-                raise RenewForecastError(
-                    "contracts come up for renewal but there are no renewal decisions in the 24 months before the "
-                    "as-of date to estimate a renewal rate from: pass renewal_probabilities"
-                )
             t = special.ndtri(np.clip(np.nan_to_num(p), 0.0, 1.0))
             z = rng.standard_normal(k)[:, None]
             alive &= ~here[None, :] | (a * z + b * rng.standard_normal((k, n)) < t)
@@ -614,7 +669,11 @@ def nrr_forecast(
         ``metric`` (``nrr`` or ``grr``), ``mean``, ``p10``, ``p50``, ``p90``,
         ``base_mrr``, ``base_customers``, ``renewals_due`` (contracts whose
         renewal is decided inside the horizon) and ``renewal_mrr_due`` (their
-        MRR on their last day). NaN figures for a group with no base MRR.
+        MRR on their last day). The figures are NaN for a group with no base
+        MRR, and for every group when contracts come up for renewal without a
+        probability given and no renewal was decided in the 24 months before
+        ``as_of`` to estimate one from (not defined yet, as
+        :func:`renewforecast.retention_kpis` before a base year).
 
     Notes
     -----
@@ -755,6 +814,12 @@ def _simulate(book, as_of, horizon_months, by, renewal_probabilities, n_sims, ra
     base_v = base.to_numpy()
     nrr = np.zeros((int(n_sims), len(groups)))
     grr = np.zeros_like(nrr)
+    unpriced = (units.stages > 0) & ~np.isfinite(units.probability)
+    if unpriced.any() and history.decisions[..., 1].sum() <= 0:
+        # Renewals are due but nothing says how often they renew (an early as-of date, without
+        # scores): the forecast is not defined yet, as retention_kpis is before a base year.
+        nrr[:], grr[:] = np.nan, np.nan
+        return _Run(cut, m0, end, groups, member, base_v, units, nrr, grr)
     for s0 in range(0, int(n_sims), _BLOCK):
         k = min(_BLOCK, int(n_sims) - s0)
         now = _simulate_block(rng, k, units, history, rates, len(base_ids))
@@ -782,10 +847,11 @@ def nrr_outcome_rates(book: Book, as_of, *, customer: str = "account") -> pd.Dat
     -------
     DataFrame
         One row per segment with history, then ``"total"`` (the whole book's
-        history, unshrunk): ``segment``; ``decisions_first`` and
-        ``decisions_later`` (first renewals and renewals of renewals, renewed
-        or lost, ending in the 24 months to ``as_of``) with their
-        ``renewal_rate_first`` and ``renewal_rate_later``; ``share_down``,
+        history, unshrunk): ``segment``; ``decisions_1``, ``decisions_2``,
+        ``decisions_3`` and ``decisions_4plus`` (a contract's first, second,
+        third, and fourth or later renewals, renewed or lost, ending in the
+        24 months to ``as_of``) with their ``renewal_rate_1`` to
+        ``renewal_rate_4plus`` (the share of their ARR that renewed); ``share_down``,
         ``share_flat``, ``share_up`` of the renewals and ``ratio_down``,
         ``ratio_flat``, ``ratio_up`` (mean new / old value in each class);
         ``contract_months``, ``expansion_rate`` and ``contraction_rate`` (per
@@ -803,7 +869,7 @@ def nrr_outcome_rates(book: Book, as_of, *, customer: str = "account") -> pd.Dat
     >>> folder = tempfile.mkdtemp()
     >>> _ = rf.write_demo_org(folder, accounts=200, seed=3)
     >>> rates = rf.nrr_outcome_rates(rf.load_book(folder), "2025-10-31")
-    >>> rates["segment"].tolist()[-1], bool(rates["renewal_rate_first"].between(0, 1).all())
+    >>> rates["segment"].tolist()[-1], bool(rates["renewal_rate_1"].between(0, 1).all())
     ('total', True)
     """
     cut = pd.Timestamp(as_of).normalize()
@@ -836,10 +902,8 @@ def nrr_outcome_rates(book: Book, as_of, *, customer: str = "account") -> pd.Dat
         seg_rows = pd.DataFrame(
             {
                 "segment": segments,
-                "decisions_first": n[:, 0].astype(int),
-                "decisions_later": n[:, 1].astype(int),
-                "renewal_rate_first": renew[:, 0],
-                "renewal_rate_later": renew[:, 1],
+                **{f"decisions_{c}": n[:, t].astype(int) for t, c in enumerate(_CLASS_NAMES)},
+                **{f"renewal_rate_{c}": renew[:, t] for t, c in enumerate(_CLASS_NAMES)},
                 "share_down": cls[:, 0],
                 "share_flat": cls[:, 1],
                 "share_up": cls[:, 2],
@@ -862,10 +926,11 @@ def nrr_outcome_rates(book: Book, as_of, *, customer: str = "account") -> pd.Dat
         shares = h.classes.sum(axis=0) / h.classes.sum()
         total = {
             "segment": _TOTAL,
-            "decisions_first": int(decided[0]),
-            "decisions_later": int(decided[1]),
-            "renewal_rate_first": renewed[0] / decided_arr[0] if decided_arr[0] else np.nan,
-            "renewal_rate_later": renewed[1] / decided_arr[1] if decided_arr[1] else np.nan,
+            **{f"decisions_{c}": int(decided[t]) for t, c in enumerate(_CLASS_NAMES)},
+            **{
+                f"renewal_rate_{c}": renewed[t] / decided_arr[t] if decided_arr[t] else np.nan
+                for t, c in enumerate(_CLASS_NAMES)
+            },
             "share_down": shares[0],
             "share_flat": shares[1],
             "share_up": shares[2],

@@ -384,7 +384,11 @@ def kpi_headline(
                 f"NRR forecast to {pd.Timestamp(fwd['month']):%B %Y}",
                 None if pd.isna(fwd["p50"]) else float(fwd["p50"]),
                 "percent",
-                ""
+                (
+                    f"not defined yet: no customer paying at {pd.Timestamp(fwd['base_month']).date()}"
+                    if not int(fwd["base_customers"])
+                    else "not defined yet: no renewal decided in the last 24 months to say how often they renew"
+                )
                 if pd.isna(fwd["p50"])
                 else f"P10-P90 {format_value(float(fwd['p10']), 'percent')} to "
                 f"{format_value(float(fwd['p90']), 'percent')}; GRR {format_value(float(fwd_grr['p50']), 'percent')}"
