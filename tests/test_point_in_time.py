@@ -37,6 +37,7 @@ ENGINES = {
         rf.revenue_forecast(b, D, horizon_months=3, n_sims=50, random_state=0, renewal_rate=0.8).frame
     ),
     "kpi_headline": lambda b: rf.kpi_headline(b, D).to_dict()["figures"],
+    "nrr_forecast": lambda b: rf.nrr_forecast(b, D, by="segment", n_sims=50, random_state=0),
 }
 
 

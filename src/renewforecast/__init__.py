@@ -26,6 +26,14 @@ from renewforecast.analyses.forecast import (
     forecast_scenario_table,
     revenue_forecast,
 )
+from renewforecast.analyses.nrr_forecast import (
+    NRRBacktest,
+    nrr_backtest,
+    nrr_backtest_origins,
+    nrr_forecast,
+    nrr_outcome_rates,
+    nrr_simulations,
+)
 from renewforecast.analyses.record import RunRecord, keep_record, published_records, read_record
 from renewforecast.analyses.saas_metrics import (
     cohort_retention,
@@ -134,6 +142,7 @@ __all__ = [
     "ForecastBacktest",
     "Headline",
     "ModelRefused",
+    "NRRBacktest",
     "Problem",
     "PullLockedError",
     "PullParameterError",
@@ -189,6 +198,11 @@ __all__ = [
     "ltv_cac",
     "mrr_movements",
     "mrr_table",
+    "nrr_backtest",
+    "nrr_backtest_origins",
+    "nrr_forecast",
+    "nrr_outcome_rates",
+    "nrr_simulations",
     "population_stability_index",
     "published_records",
     "pull_salesforce",

@@ -47,6 +47,7 @@ def kpi_tables(demo_book):
         "movements": rf.mrr_movements(book, end=month_end, by=()),
         "retention": rf.retention_kpis(book, as_of=AS_OF),
         "decisions": rf.renewal_decisions(book, AS_OF),
+        "outlook": rf.nrr_forecast(book, AS_OF, n_sims=200, random_state=0),
     }
 
 
@@ -62,10 +63,17 @@ def test_kpi_headline_shows_the_tables_it_is_given_and_computes_none_again(kpi_t
         (headline, "mrr_movements"),
         (headline, "retention_kpis"),
         (headline, "ltv_cac"),
+        (headline, "nrr_forecast"),
         (saas_metrics, "renewal_decisions"),
     )
     given = rf.kpi_headline(
-        t["book"], AS_OF, trend=t["trend"], movements=t["movements"], retention=t["retention"], decisions=t["decisions"]
+        t["book"],
+        AS_OF,
+        trend=t["trend"],
+        movements=t["movements"],
+        retention=t["retention"],
+        decisions=t["decisions"],
+        outlook=t["outlook"],
     )
     got = figures(given)
     # Identity: each figure is the value in the report's own table.
@@ -75,6 +83,11 @@ def test_kpi_headline_shows_the_tables_it_is_given_and_computes_none_again(kpi_t
     assert given.series["bridge"]["churn"] == last["churn"]
     assert got["nrr"] == t["retention"]["nrr"].iloc[0] and got["grr"] == t["retention"]["grr"].iloc[0]
     assert got["renewal_rate"] == year["renewal_rate_net_arr"]
+    ahead = t["outlook"].set_index(["group", "metric"])
+    assert got["nrr_forward"] == ahead.loc[("total", "nrr"), "p50"]
+    detail = given.figure("nrr_forward")["detail"]
+    assert rf.format_value(ahead.loc[("total", "nrr"), "p10"], "percent") in detail
+    assert rf.format_value(ahead.loc[("total", "grr"), "p50"], "percent") in detail
     # The same numbers as the headline that computed everything itself.
     assert given.to_dict() == alone.to_dict()
 

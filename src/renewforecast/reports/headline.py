@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from renewforecast.analyses.forecast import RevenueForecast
+from renewforecast.analyses.nrr_forecast import nrr_forecast
 from renewforecast.analyses.saas_metrics import renewal_kpis, retention_kpis
 from renewforecast.analyses.scoring import arr_at_risk_by_quarter, expected_renewal_rate
 from renewforecast.analyses.track_record import TrackRecord
@@ -63,7 +64,7 @@ DRIFT_WARNINGS_SHOWN = 5
 #: a headline listed here that no report publishes is one the run itself adds.
 HEADLINE_FIGURES: dict[str, tuple[str, ...]] = {
     "data_quality": ("set_aside", "warnings", "accounts", "contracts", "subscriptions"),
-    "revenue_kpis": ("arr", "mrr_bridge", "nrr", "grr", "renewal_rate"),
+    "revenue_kpis": ("arr", "mrr_bridge", "nrr", "grr", "renewal_rate", "nrr_forward"),
     "renewal_risk": ("arr_at_risk", "expected_renewal"),
     "unit_economics": ("ltv_to_cac", "payback_months"),
     "revenue_forecast": ("horizon_revenue", "next_month"),
@@ -319,12 +320,16 @@ def kpi_headline(
     movements: pd.DataFrame | None = None,
     retention: pd.DataFrame | None = None,
     decisions: pd.DataFrame | None = None,
+    outlook: pd.DataFrame | None = None,
+    outlook_sims: int = 200,
 ) -> Headline:
     """Key figures of the revenue and renewal KPI report.
 
     ARR and its change over 12 months, last complete month's MRR bridge,
-    12-month NRR and GRR, and the ARR renewal rate of contracts that ended in
-    the last 12 months, all at the last month end on or before ``as_of``.
+    12-month NRR and GRR, the ARR renewal rate of contracts that ended in
+    the last 12 months, all at the last month end on or before ``as_of``,
+    and where NRR is heading: the next 12 months' NRR (P50, with its P10-P90)
+    from :func:`renewforecast.nrr_forecast`.
 
     Parameters
     ----------
@@ -341,6 +346,12 @@ def kpi_headline(
     decisions : DataFrame, optional
         ``renewal_decisions(book, as_of)``; the renewal rate counts those
         ending in the 12 months to the month end (:func:`renewal_kpis`).
+    outlook : DataFrame, optional
+        ``nrr_forecast(book, as_of)`` (its ``"total"`` rows are shown).
+    outlook_sims : int, default 200
+        Simulations of the NRR forecast computed here when ``outlook`` is not
+        given (seed 0): enough for its P10-P90 to two decimals of a percent,
+        and cheap enough for every report run.
 
     Each table not given is computed here by the same function, so a report
     passes what it already computed and every figure has one code path.
@@ -352,7 +363,7 @@ def kpi_headline(
     >>> _ = rf.write_demo_org(folder, accounts=200, seed=3)
     >>> h = rf.kpi_headline(rf.load_book(folder), "2026-10-31")
     >>> [f["key"] for f in h.figures]
-    ['arr', 'mrr_bridge', 'nrr', 'grr', 'renewal_rate']
+    ['arr', 'mrr_bridge', 'nrr', 'grr', 'renewal_rate', 'nrr_forward']
     """
     # as_of means what was known at the end of that day, in every engine.
     book = book.as_of(as_of)
@@ -385,6 +396,12 @@ def kpi_headline(
         book, start=month_end - pd.DateOffset(months=12) + pd.Timedelta(days=1), end=month_end, decisions=decisions
     )
     r = _one_row(renewals, "renewals", "renewal_kpis")
+    if outlook is None:
+        outlook = nrr_forecast(book, as_of, n_sims=outlook_sims, random_state=0)
+    ahead = outlook[outlook["group"] == "total"].set_index("metric")
+    if "nrr" not in ahead.index:
+        raise ValueError("outlook must be an nrr_forecast table with its 'total' rows")
+    fwd, fwd_grr = ahead.loc["nrr"], ahead.loc["grr"]
     cur = book.currency
     month_name = f"{month_end:%B %Y}"
     return Headline(
@@ -432,6 +449,22 @@ def kpi_headline(
                 else f"contracts ending in the last 12 months: {int(r['due']):,} due, "
                 f"{format_value(float(r['renewal_rate_count']), 'percent')} renewed by count, "
                 f"{int(r['open']):,} still open",
+            ),
+            _figure(
+                "nrr_forward",
+                f"NRR forecast to {pd.Timestamp(fwd['month']):%B %Y}",
+                None if pd.isna(fwd["p50"]) else float(fwd["p50"]),
+                "percent",
+                (
+                    f"not defined yet: no customer paying at {pd.Timestamp(fwd['base_month']).date()}"
+                    if not int(fwd["base_customers"])
+                    else "not defined yet: no renewal decided in the last 24 months to say how often they renew"
+                )
+                if pd.isna(fwd["p50"])
+                else f"P10-P90 {format_value(float(fwd['p10']), 'percent')} to "
+                f"{format_value(float(fwd['p90']), 'percent')}; GRR {format_value(float(fwd_grr['p50']), 'percent')}"
+                f"; customers paying at {pd.Timestamp(fwd['base_month']).date()}, "
+                f"{int(fwd['renewals_due']):,} renewals due",
             ),
         ],
         series={

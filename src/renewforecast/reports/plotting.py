@@ -41,6 +41,7 @@ __all__ = [
     "ltv_by_method",
     "money_formatter",
     "mrr_bridge",
+    "nrr_outlook",
     "sbg_fit",
     "survival_by_group",
 ]
@@ -191,6 +192,69 @@ def grouped_rates(
     ax.set_ylabel("%")
     ax.set_title(title)
     ax.legend(frameon=False, fontsize=8, ncols=min(n, 4), loc="lower right")
+    ax.spines[["top", "right"]].set_visible(False)
+    return ax
+
+
+def nrr_outlook(
+    forecast: pd.DataFrame,
+    last_year: pd.DataFrame | None = None,
+    *,
+    metrics: Sequence[str] = ("nrr", "grr"),
+    title: str = "",
+    ax: Axes | None = None,
+) -> Axes:
+    """Where retention is heading: each group's forecast P10-P90 range and P50, beside its last 12 months.
+
+    Parameters
+    ----------
+    forecast : DataFrame
+        :func:`renewforecast.nrr_forecast` output (``group``, ``metric``,
+        ``p10``, ``p50``, ``p90``).
+    last_year : DataFrame, optional
+        The realised values of the last 12 months, indexed by group, with a
+        column per metric (for example :func:`renewforecast.retention_kpis`
+        by segment with the whole book as ``"total"``), drawn as open circles.
+    metrics : sequence of str, default ("nrr", "grr")
+
+    Examples
+    --------
+    >>> import pandas as pd, matplotlib
+    >>> matplotlib.use("Agg")
+    >>> fc = pd.DataFrame({"group": ["total", "total"], "metric": ["nrr", "grr"], "p10": [0.9, 0.8],
+    ...                    "p50": [0.95, 0.84], "p90": [1.0, 0.88]})
+    >>> ax = nrr_outlook(fc, pd.DataFrame({"nrr": [0.97], "grr": [0.86]}, index=["total"]))
+    >>> [t.get_text() for t in ax.get_xticklabels()]
+    ['total']
+    """
+    if ax is None:
+        _, ax = plt.subplots(figsize=(8, 3.8))
+    groups = list(dict.fromkeys(forecast["group"]))
+    colors = {"nrr": "#2b6cb0", "grr": "#48bb78"}
+    n = len(metrics)
+    width = 0.8 / n
+    x = np.arange(len(groups))
+    rows = forecast.set_index(["group", "metric"])
+    for i, metric in enumerate(metrics):
+        at = x + (i - (n - 1) / 2) * width
+        color = colors.get(metric, "#718096")
+        for xi, g in zip(at, groups, strict=True):
+            if (g, metric) not in rows.index:
+                continue
+            r = rows.loc[(g, metric)]
+            ax.vlines(xi, r["p10"] * 100, r["p90"] * 100, color=color, linewidth=6, alpha=0.45)
+            ax.plot(xi, r["p50"] * 100, "_", color=color, markersize=14, markeredgewidth=2)
+            ax.text(xi, r["p90"] * 100, format_percent(r["p50"], 0), ha="center", va="bottom", fontsize=8)
+            if last_year is not None and g in last_year.index and metric in last_year.columns:
+                ax.plot(xi, float(last_year.loc[g, metric]) * 100, "o", mfc="none", color="#4a5568", markersize=6)
+        ax.plot([], [], color=color, linewidth=6, alpha=0.45, label=f"{metric.upper()} forecast, P10 to P90")
+    if last_year is not None:
+        ax.plot([], [], "o", mfc="none", color="#4a5568", label="last 12 months")
+    ax.axhline(100, color="#4a5568", linestyle="--", linewidth=1)
+    ax.set_xticks(x, [str(g) for g in groups])
+    ax.set_ylabel("%")
+    ax.set_title(title)
+    ax.legend(frameon=False, fontsize=8, loc="lower left")
     ax.spines[["top", "right"]].set_visible(False)
     return ax
 
