@@ -34,7 +34,7 @@ from renewforecast.analyses.nrr_forecast import (
     nrr_outcome_rates,
     nrr_simulations,
 )
-from renewforecast.analyses.record import RunRecord, keep_record, published_records, read_record
+from renewforecast.analyses.record import RunRecord, keep_record, previous_record, published_records, read_record
 from renewforecast.analyses.saas_metrics import (
     cohort_retention,
     renewal_kpis,
@@ -204,6 +204,7 @@ __all__ = [
     "nrr_outcome_rates",
     "nrr_simulations",
     "population_stability_index",
+    "previous_record",
     "published_records",
     "pull_salesforce",
     "push_scores",

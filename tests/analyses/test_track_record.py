@@ -238,7 +238,7 @@ def travel(tmp_path_factory):
             seen = view.replace(subscriptions=subs.drop(late.index).reset_index(drop=True))
             fc = rf.revenue_forecast(seen, cut, horizon_months=HORIZON, n_sims=SIMS, by="segment", random_state=0)
             _publish(dirs["late"], run_id, seen, cut, forecast=fc)
-    return {"full": full, "dirs": dirs, "truth": truth, "org": org.path}
+    return {"full": full, "dirs": dirs, "truth": truth, "org": org.path, "model": model}
 
 
 def test_a_miss_is_the_models_error_plus_what_the_data_changed(travel):
@@ -371,3 +371,56 @@ def test_the_track_record_report_grades_the_earlier_runs(travel, tmp_path):
     assert rf.format_value(figures["scores_brier"]["value"], "score") in (folder / "index.html").read_text(
         encoding="utf-8"
     )
+
+
+@pytest.mark.slow
+def test_the_risk_report_compares_its_inputs_with_the_previous_run(travel, tmp_path):
+    import json
+    import shutil
+
+    from renewforecast.reports.runner import run_reports
+
+    out = tmp_path / "reports"
+    shutil.copytree(travel["dirs"]["real"], out)
+    model = travel["model"]
+    models = rf.save_model(model, tmp_path / "models")
+    day = CUTS[2]
+
+    def profile(cut, feature: str) -> pd.DataFrame:
+        # The inputs a run as of `cut` profiled, had its export scaled one field by ten (a broken mapping).
+        view = travel["full"].as_of(cut)
+        features = rf.recent_decision_features(view, cut)
+        return rf.drift_report(model, features.assign(**{feature: features[feature] * 10})).profile
+
+    def keep_profile(run: rf.RunRecord, frame: pd.DataFrame) -> None:
+        # As the risk report keeps it: before the run's record.json lists what the run kept.
+        keep_record(run.record_dir, "feature_profile", frame)
+        write_run_record(
+            run.record_dir,
+            run_id=run.run_id,
+            as_of=run.as_of,
+            data_fingerprint=run.data_fingerprint,
+            model_version=run.model_version,
+            currency=run.currency,
+            book=travel["full"].as_of(run.as_of),
+        )
+
+    runs = rf.published_records(out)
+    keep_profile(runs[1], profile(CUTS[1], "nps"))
+    # A run as of a later month is never "the previous run" of a run as of an earlier one.
+    keep_profile(runs[3], profile(CUTS[3], "seat_utilization"))
+    folder = run_reports(
+        travel["org"],
+        as_of=day.date().isoformat(),
+        out=out,
+        notebooks=["02_renewal_risk"],
+        parameters={"model_path": str(models)},
+        timeout=300,
+    )
+    warnings = json.loads((folder / "run.json").read_text())["headlines"]["02_renewal_risk"]["warnings"]
+    assert any(w.startswith("nps shifted since the previous run: PSI ") for w in warnings)
+    assert not any(w.startswith("seat_utilization shifted since the previous run") for w in warnings)
+    page = (folder / "02_renewal_risk.html").read_text(encoding="utf-8")
+    assert f"run {runs[1].run_id} as of {CUTS[1].date()}" in page
+    # This run kept its own inputs' profile, which the next run finds.
+    assert rf.previous_record(out, day + pd.Timedelta(days=1), having="feature_profile").folder == folder

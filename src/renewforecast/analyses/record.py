@@ -14,7 +14,8 @@ none); the runner writes the headlines and ``record.json`` with
 
 :func:`read_record` reads one run's record back as a :class:`RunRecord`;
 :func:`published_records` lists every published run of a reports folder that
-has one. :func:`renewforecast.grade_runs` grades them against later data.
+has one, :func:`previous_record` finds the one a new run compares itself with.
+:func:`renewforecast.grade_runs` grades them against later data.
 
 Layout of a run folder::
 
@@ -25,6 +26,7 @@ Layout of a run folder::
             forecast.parquet   scenario, month, group, component, mean, p10, p50, p90
             scores.parquet     one row per contract: renewal_probability, risk_band, ...
             headline.parquet   report, key, label, value, text, kind
+            feature_profile.parquet  how the scored contracts' features spread (the drift check's bins)
 
 Layer: analyses (imports the foundation modules only).
 """
@@ -56,6 +58,7 @@ __all__ = [
     "RECORD_FILE",
     "RunRecord",
     "keep_record",
+    "previous_record",
     "published_records",
     "read_record",
     "read_record_table",
@@ -467,3 +470,55 @@ def published_records(reports_dir: str | os.PathLike[str]) -> list[RunRecord]:
         return (r.as_of, when.tz_localize("UTC") if when.tzinfo is None else when, r.run_id)
 
     return sorted(found, key=order)
+
+
+def previous_record(
+    reports_dir: str | os.PathLike[str] | None, as_of: Any, *, having: str | None = None
+) -> RunRecord | None:
+    """The run a new run as of ``as_of`` compares itself with: the last one published before it.
+
+    The latest published run whose as-of date is on or before ``as_of``
+    (of runs with the same date, the one published last), and that kept the
+    table ``having`` when one is named. A run as of a later date is never
+    the previous one: a re-run of a past month compares with what was
+    published up to that month, as it would have then.
+
+    Parameters
+    ----------
+    reports_dir : path-like or None
+        The folder the runs are published into (the report notebooks'
+        ``reports_dir`` parameter). None (a notebook opened by hand) or a
+        folder without runs has no previous run.
+    as_of : date-like
+        The new run's as-of date.
+    having : str, optional
+        A record table the previous run must have kept (``"feature_profile"``,
+        listed in its ``record.json``): runs from before it was kept, or whose
+        report did not run, are passed over.
+
+    Returns
+    -------
+    RunRecord or None
+
+    Examples
+    --------
+    >>> import tempfile, pathlib, pandas as pd
+    >>> out = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = keep_record(out / "aug" / "record", "feature_profile", pd.DataFrame({"feature": ["nps"]}))
+    >>> for run_id, day in [("aug", "2026-08-31"), ("sep", "2026-09-30"), ("nov", "2026-11-30")]:
+    ...     _ = write_run_record(out / run_id / "record", run_id=run_id, as_of=day, data_fingerprint=None,
+    ...                          model_version=None, currency="USD")
+    >>> previous_record(out, "2026-10-31").run_id
+    'sep'
+    >>> previous_record(out, "2026-10-31", having="feature_profile").run_id
+    'aug'
+    >>> previous_record(None, "2026-10-31") is None
+    True
+    """
+    if reports_dir is None:
+        return None
+    day = pd.Timestamp(as_of).normalize()
+    earlier = [
+        r for r in published_records(reports_dir) if r.as_of <= day and (having is None or having in r.table_names)
+    ]
+    return earlier[-1] if earlier else None

@@ -760,6 +760,7 @@ def drift_report(
     scores: Any = None,
     *,
     previous: pd.DataFrame | None = None,
+    previous_label: str | None = None,
     thresholds: DriftThresholds = DEFAULT_THRESHOLDS,
 ) -> DriftReport:
     """Compare a run's features and scores with the model's training data and with the previous run.
@@ -782,6 +783,10 @@ def drift_report(
     previous : DataFrame, optional
         The previous run's :attr:`DriftReport.profile`. This run is binned
         on its edges and compared with it.
+    previous_label : str, optional
+        Which run ``previous`` came from (``"run 20261031-... as of
+        2026-10-31"``), named in the notes so a reader knows what "since the
+        previous run" means.
     thresholds : DriftThresholds, default PSI 0.10 watch, 0.25 alert
 
     Returns
@@ -838,6 +843,8 @@ def drift_report(
         again = feature_profile(features, like=prev, scores=values if scored else None)
         wanted = set(names) | {SCORE_FEATURE}
         rows += [r for r in _compare("previous_run", prev, again, thresholds) if r["feature"] in wanted]
+        if previous_label:
+            notes.append(f"The previous run compared with: {previous_label}.")
         absent = sorted(set(names) - set(prev["feature"]))
         if absent:
             notes.append(
