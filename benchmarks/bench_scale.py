@@ -23,12 +23,23 @@ build), their sum (``book+step GiB``) and the process's peak (``total GiB``,
 largest size to seconds per row at the smallest (about 1 when every step is
 linear; 2 would mean twice as slow per row).
 
+``--warm`` separates the code's scaling from the machine's. A fresh process
+pays for every page of memory it touches the first time (the kernel zeroes it,
+and on a virtual machine the host may have to back it too), a cost per byte
+that grows with the process's footprint; numpy hands large arrays back to the
+kernel when freed, so each run of a step pays it again. With ``--warm`` each
+process keeps freed memory (``MALLOC_MMAP_MAX_=0``, no trimming), runs the step
+once untimed, then times ``--repeat`` runs, and the step ``reference`` (sorting
+and hashing ``--rows`` random keys, the work the steps are made of, linear up
+to the sort's log) is measured the same way: its ``scaling`` line is what the
+machine alone makes of a larger size.
+
 Processes of more than ``--lock-rows`` rows run under ``flock`` on ``--lock``
 so that two large jobs never share the machine's memory, and each process
 has an address-space limit (``--mem-limit-gib``, default 22): a step that
 does not fit fails with a MemoryError, reported in the table.
 
-    .venv/bin/python benchmarks/bench_scale.py [--rows 1000000 5000000 20000000] [--repeat N]
+    .venv/bin/python benchmarks/bench_scale.py [--rows 1000000 5000000 20000000] [--repeat N] [--warm]
         [--steps mrr_table ...] [--json results.jsonl] [--from-json results.jsonl ...]
 """
 
@@ -39,6 +50,7 @@ import contextlib
 import ctypes
 import gc
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -51,6 +63,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 
 STEPS = ("mrr_table", "mrr_movements", "renewal_features", "renewal_training_set")
+REFERENCE = "reference"
 END = "2024-12-31"
 AS_OF = "2024-06-30"
 SEED = 0
@@ -86,9 +99,23 @@ def _reset_peak() -> bool:
         return False
 
 
+def _reference(rows: int):
+    """Linear work at the book's size: factorize, sort and sum ``rows`` keys (about four rows per key)."""
+    import pandas as pd
+
+    rng = np.random.default_rng(SEED)
+    keys = rng.integers(0, max(rows // 4, 1), rows)
+    values = rng.random(rows)
+    codes, uniques = pd.factorize(keys)
+    order = np.argsort(codes, kind="stable")
+    return pd.DataFrame({"key": uniques, "sum": np.bincount(codes[order], values[order], minlength=len(uniques))})
+
+
 def _run_step(step: str, book):
     import renewforecast as rf
 
+    if step == REFERENCE:
+        return _reference(book)
     if step == "mrr_table":
         return rf.mrr_table(book, end=END)
     if step == "mrr_movements":
@@ -100,7 +127,7 @@ def _run_step(step: str, book):
     raise ValueError(step)
 
 
-def child(rows: int, step: str, repeat: int, mem_limit_gib: float | None) -> dict:
+def child(rows: int, step: str, repeat: int, mem_limit_gib: float | None, warm: bool = False) -> dict:
     """Build the book, time one step, report time and memory (in this process)."""
     if mem_limit_gib:
         # A step that needs more fails with MemoryError here instead of
@@ -110,7 +137,8 @@ def child(rows: int, step: str, repeat: int, mem_limit_gib: float | None) -> dic
     from _ledger import ledger_book
 
     t0 = time.perf_counter()
-    book = ledger_book(rows, seed=SEED)
+    # The reference step needs no book: its input is the size.
+    book = rows if step == REFERENCE else ledger_book(rows, seed=SEED)
     build_s = time.perf_counter() - t0
     gc.collect()
     _trim_heap()
@@ -118,6 +146,10 @@ def child(rows: int, step: str, repeat: int, mem_limit_gib: float | None) -> dic
     reset = _reset_peak()
     times = []
     out_rows = 0
+    if warm:
+        del_me = _run_step(step, book)
+        del del_me
+        gc.collect()
     for _ in range(repeat):
         t0 = time.perf_counter()
         result = _run_step(step, book)
@@ -132,6 +164,7 @@ def child(rows: int, step: str, repeat: int, mem_limit_gib: float | None) -> dic
     return {
         "rows": rows,
         "step": step,
+        "warm": warm,
         "code": str(Path(rf.__file__).parent),
         "seconds": statistics.median(times),
         "runs": times,
@@ -144,12 +177,17 @@ def child(rows: int, step: str, repeat: int, mem_limit_gib: float | None) -> dic
     }
 
 
-def _launch(rows: int, step: str, repeat: int, lock: str | None, mem_limit_gib: float) -> dict:
+def _launch(rows: int, step: str, repeat: int, lock: str | None, mem_limit_gib: float, warm: bool = False) -> dict:
     cmd = [sys.executable, __file__, "--child", "--rows", str(rows), "--steps", step, "--repeat", str(repeat)]
-    cmd += ["--mem-limit-gib", str(mem_limit_gib)]
+    cmd += ["--mem-limit-gib", str(mem_limit_gib)] + (["--warm"] if warm else [])
     if lock:
         cmd = ["flock", lock, *cmd]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    env = dict(os.environ)
+    if warm:
+        # glibc then serves every allocation from its heap and never returns freed memory to the
+        # kernel: a second run of a step reuses pages the first one already touched.
+        env |= {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(1 << 40)}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         # A process killed for memory (or failing) is reported, not hidden.
         last = (proc.stderr.strip().splitlines() or [""])[-1]
@@ -197,7 +235,10 @@ def _print_row(r: dict) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 5_000_000, 20_000_000])
-    parser.add_argument("--steps", nargs="+", default=list(STEPS), choices=STEPS)
+    parser.add_argument("--steps", nargs="+", default=None, choices=[*STEPS, REFERENCE])
+    parser.add_argument(
+        "--warm", action="store_true", help="keep freed memory, run each step once untimed, and add the reference"
+    )
     parser.add_argument("--repeat", type=int, default=None, help="runs per step (default 3, and 1 from 10M rows)")
     parser.add_argument("--lock", default="/tmp/bigmem.lock")
     parser.add_argument("--lock-rows", type=int, default=2_000_000)
@@ -212,8 +253,10 @@ def main() -> None:
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
+    if args.steps is None:
+        args.steps = [*STEPS, REFERENCE] if args.warm else list(STEPS)
     if args.child:
-        print(json.dumps(child(args.rows[0], args.steps[0], args.repeat or 1, args.mem_limit_gib)))
+        print(json.dumps(child(args.rows[0], args.steps[0], args.repeat or 1, args.mem_limit_gib, args.warm)))
         return
 
     if args.from_json:
@@ -230,21 +273,26 @@ def main() -> None:
         for rows in sorted(args.rows):
             repeat = args.repeat or (3 if rows < 10_000_000 else 1)
             for step in args.steps:
-                r = _launch(rows, step, repeat, args.lock if rows > args.lock_rows else None, args.mem_limit_gib)
+                lock = args.lock if rows > args.lock_rows else None
+                r = _launch(rows, step, repeat, lock, args.mem_limit_gib, args.warm)
                 results.append(r)
                 if args.json:
                     with args.json.open("a") as f:
                         f.write(json.dumps(r) + "\n")
                 _print_row(r)
     ok = [r for r in results if "error" not in r]
-    _largest_that_fits(ok, args.steps, args.fit_gib)
+    steps = [s for s in args.steps if s != REFERENCE]
+    _largest_that_fits(ok, steps, args.fit_gib)
     worst = None
     for step in args.steps:
         mine = sorted((r for r in ok if r["step"] == step), key=lambda r: r["rows"])
         if len(mine) >= 2 and mine[0]["rows"] < mine[-1]["rows"]:
             ratio = (mine[-1]["seconds"] / mine[-1]["rows"]) / (mine[0]["seconds"] / mine[0]["rows"])
-            print(f"scaling {step}: {ratio:.2f} ({mine[0]['rows']:,} -> {mine[-1]['rows']:,} rows)")
-            worst = ratio if worst is None else max(worst, ratio)
+            # The exponent b of seconds ~ rows**b: 1 is linear, n log n is a little above.
+            b = np.polyfit(np.log([r["rows"] for r in mine]), np.log([r["seconds"] for r in mine]), 1)[0]
+            print(f"scaling {step}: {ratio:.2f}, exponent {b:.2f} ({mine[0]['rows']:,} -> {mine[-1]['rows']:,} rows)")
+            if step != REFERENCE:
+                worst = ratio if worst is None else max(worst, ratio)
     print(f"worst_scaling {worst:.2f}" if worst is not None else "worst_scaling n/a")
 
 
