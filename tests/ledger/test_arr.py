@@ -265,3 +265,24 @@ def test_mrr_by_two_ledger_columns_names_both():
     table = rf.mrr_table(b, start="2024-03-01", end="2024-03-31", by=("contract_id", "product_id"))
     assert table.columns.tolist() == ["month", "contract_id", "product_id", "mrr"]
     assert dict(zip(table["product_id"], table["mrr"], strict=True)) == {"p1": 100.0, "p12": 1000.0}
+
+
+def test_mrr_by_two_keys_of_a_book_with_nothing_recurring_is_an_empty_table():
+    # One-time fees only: nothing to value monthly, under any grouping.
+    b = book_of(
+        [
+            {
+                "product_id": "p1",
+                "start_date": T("2024-01-01"),
+                "end_date": T("2024-12-31"),
+                "quantity": 1,
+                "net_price": 50.0,
+            }
+        ]
+    )
+    b = b.replace(subscriptions=b.subscriptions.iloc[:0])
+    for book in (b, rf.Book.empty()):
+        table = rf.mrr_table(book, start="2024-01-01", end="2024-03-31", by=("account_id", "segment"))
+        assert table.columns.tolist() == ["month", "account_id", "segment", "mrr"] and table.empty
+        moves = rf.mrr_movements(book, start="2024-01-01", end="2024-03-31", by=("account_id", "segment"))
+        assert moves.columns[:3].tolist() == ["month", "account_id", "segment"] and moves.empty

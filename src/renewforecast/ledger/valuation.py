@@ -398,6 +398,9 @@ def group_codes(frame: pd.DataFrame, keys: list[str], book: Book) -> tuple[np.nd
         rank = np.empty_like(order)
         rank[order] = np.arange(len(order))
         return rank[codes].astype(np.int64), pd.DataFrame({keys[0]: uniques[order]})
+    if not len(frame):
+        # pandas cannot factorize an empty MultiIndex (it cannot tell how many levels it had).
+        return np.zeros(0, dtype=np.int64), frame[keys].iloc[:0].reset_index(drop=True)
     idx = pd.MultiIndex.from_frame(frame[keys])
     codes, uniques = pd.factorize(idx, sort=True, use_na_sentinel=False)
     # factorize drops a MultiIndex's level names: the keys name the columns again.
