@@ -286,3 +286,22 @@ def test_mrr_by_two_keys_of_a_book_with_nothing_recurring_is_an_empty_table():
         assert table.columns.tolist() == ["month", "account_id", "segment", "mrr"] and table.empty
         moves = rf.mrr_movements(book, start="2024-01-01", end="2024-03-31", by=("account_id", "segment"))
         assert moves.columns[:3].tolist() == ["month", "account_id", "segment"] and moves.empty
+
+
+def test_mrr_to_a_month_before_the_first_subscription_shows_no_later_month():
+    # Service from March: a table or bridge that ends in February has no month at all, not March's.
+    b = book_of(
+        [
+            {
+                "product_id": "p12",
+                "start_date": T("2024-03-01"),
+                "end_date": T("2025-02-28"),
+                "quantity": 10,
+                "net_price": 1200.0,
+            }
+        ]
+    )
+    assert rf.mrr_table(b, end="2024-02-29", by=()).empty
+    assert rf.mrr_movements(b, end="2024-02-29", by=()).empty
+    assert rf.mrr_table(b, end="2024-03-31", by=())["mrr"].tolist() == [1000.0]
+    assert rf.mrr_movements(b, end="2024-03-31", by=())["new"].tolist() == [1000.0]

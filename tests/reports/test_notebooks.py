@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import nbformat
+import pandas as pd
 import pytest
 
 from renewforecast.reports.catalogue import REPORTS
@@ -260,3 +261,41 @@ def test_a_notebook_runs_as_it_is_from_the_notebooks_folder(demo_org, tmp_path):
     ]
     accounts = {f["key"]: f["value"] for f in headlines[0]["figures"]}["accounts"]
     assert accounts == len(rf.load_book(demo_org.path).accounts)  # it found and read data/demo
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("days", [-1, 0], ids=["before any subscription", "on the first one's start"])
+def test_the_kpi_report_before_any_revenue_says_so_and_shows_no_later_month(demo_org, demo_book, tmp_path, days):
+    # The last month end on or before either day has no MRR, no bridge, no base year and nothing to
+    # forecast from; the first month with revenue is after the as-of date and must not be shown.
+    import papermill
+
+    from renewforecast.reports.headline import HEADLINE_MIME
+
+    first = demo_book.subscriptions["start_date"].min()
+    later = (first + pd.offsets.MonthEnd(0)).date().isoformat()
+    report = next(p for p in NOTEBOOKS if p.name == "01_revenue_kpis.ipynb")
+    executed = papermill.execute_notebook(
+        str(report),
+        str(tmp_path / "out.ipynb"),
+        parameters={
+            "source": str(demo_org.path),
+            "as_of": (first + pd.Timedelta(days=days)).date().isoformat(),
+            "outlook_sims": 50,
+        },
+        cwd=str(tmp_path),
+        progress_bar=False,
+        kernel_name="python3",
+    )
+    outputs = [o for c in executed.cells if c.cell_type == "code" for o in c.outputs]
+    figures = {
+        f["key"]: f["value"]
+        for o in outputs
+        if HEADLINE_MIME in o.get("data", {})
+        for f in o["data"][HEADLINE_MIME]["figures"]
+    }
+    assert figures["arr"] == 0 and figures["mrr_bridge"] == 0
+    assert figures["nrr"] is None and figures["nrr_forward"] is None
+    text = json.dumps([o.get("data", {}) for o in outputs if HEADLINE_MIME not in o.get("data", {})])
+    assert "Retention is not defined yet" in text and "Where NRR is heading is not defined yet" in text
+    assert later not in text

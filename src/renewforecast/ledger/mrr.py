@@ -86,7 +86,8 @@ def _month_range(book: Book, iv: pd.DataFrame, start, end) -> tuple[int, int]:
         hi = int(month_number([data_end.to_datetime64()])[0]) if data_end is not None else lo
     else:
         hi = int(month_number([pd.Timestamp(end).to_datetime64()])[0])
-    return lo, max(lo, hi)
+    # hi < lo is no month at all: an end before the first month with a subscription.
+    return lo, hi
 
 
 def _dense(
@@ -232,7 +233,8 @@ def mrr_table(
     start, end : date-like, optional
         First and last month (any day in it). By default from the first
         month with a subscription to the month of the Book's data end; give
-        a later ``end`` to see contracted MRR ahead.
+        a later ``end`` to see contracted MRR ahead. An ``end`` before the
+        first month with a subscription gives no rows.
     by : str or sequence of str, default ("account_id",)
         Ledger columns (``account_id``, ``contract_id``, ``product_id``) or
         account columns (``segment``, ``region``, ...). ``()`` for the total.
@@ -282,7 +284,7 @@ def mrr_table(
     codes, uniques = group_codes(iv, keys, book)
     n_groups = len(uniques) if keys else 1
     months = month_end_of(np.arange(lo, hi + 1))
-    if not len(iv):
+    if not len(iv) or hi < lo:
         return pd.DataFrame(
             {
                 "month": pd.Series(dtype="datetime64[ns]"),
@@ -494,7 +496,10 @@ def mrr_movements(
     iv = _intervals(book, churn_at, columns=(), with_currency=revalue)
     iv["account_id"] = customer_ids(book, iv["account_id"].to_numpy(dtype=object), customer)
     cols = ["month", "account_id", "start_mrr", *MOVEMENTS, "fx_effect", "end_mrr"]
-    if not len(iv):
+    if len(iv):
+        full_lo, hi = _month_range(book, iv, None, end)
+        lo = full_lo if start is None else max(full_lo, _month_range(book, iv, start, None)[0])
+    if not len(iv) or hi < lo:
         keys = ["account_id"] if by is None else ([by] if isinstance(by, str) else list(by))
         empty = {"month": pd.Series(dtype="datetime64[ns]"), **{k: pd.Series(dtype="string") for k in keys}}
         empty.update({c: pd.Series(dtype="float64") for c in cols[2:]})
@@ -506,8 +511,6 @@ def mrr_movements(
                 }
             )
         return pd.DataFrame(empty)
-    full_lo, hi = _month_range(book, iv, None, end)
-    lo = full_lo if start is None else max(full_lo, _month_range(book, iv, start, None)[0])
     codes, uniques = group_codes(iv, ["account_id"], book)
     months = month_end_of(np.arange(full_lo, hi + 1))
     rule = {"reactivation_months": reactivation_months, "same_month": same_month, "fx": fx, "fx_date": fx_date}

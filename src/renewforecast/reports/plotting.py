@@ -95,9 +95,22 @@ def bar_by_group(
 def line_over_time(
     frame: pd.DataFrame, *, x: str, y: str, title: str = "", currency: str = "", ax: Axes | None = None
 ) -> Axes:
-    """One series over time, money on the y axis."""
+    """One series over time, money on the y axis.
+
+    Examples
+    --------
+    >>> import pandas as pd, matplotlib
+    >>> matplotlib.use("Agg")
+    >>> t = pd.DataFrame({"month": pd.to_datetime(["2026-01-31", "2026-02-28"]), "arr": [1200.0, 1500.0]})
+    >>> len(line_over_time(t, x="month", y="arr").get_lines())
+    1
+    >>> [x.get_text() for x in line_over_time(t.iloc[:0], x="month", y="arr").texts]
+    ['No month with data yet.']
+    """
     if ax is None:
         _, ax = plt.subplots(figsize=(8, 3.5))
+    if frame.empty:
+        return _nothing_to_show(ax, "No month with data yet.", title)
     ax.plot(frame[x], frame[y], color="#2b6cb0", linewidth=2)
     ax.fill_between(frame[x], frame[y], color="#2b6cb0", alpha=0.08)
     ax.yaxis.set_major_formatter(money_formatter())
@@ -119,14 +132,36 @@ _BRIDGE = (
 )
 
 
-def mrr_bridge(row: pd.Series | dict, *, title: str = "", currency: str = "", ax: Axes | None = None) -> Axes:
+def mrr_bridge(
+    row: pd.Series | dict | pd.DataFrame, *, title: str | None = None, currency: str = "", ax: Axes | None = None
+) -> Axes:
     """Waterfall from start MRR through each movement to end MRR.
 
     ``row`` holds ``start_mrr``, the five movements (positive amounts) and
-    ``end_mrr``, as one row of :func:`renewforecast.mrr_movements` summed.
+    ``end_mrr``, as one row of :func:`renewforecast.mrr_movements` summed;
+    given the whole ``mrr_movements(..., by=())`` table, its last month is
+    drawn, titled with that month unless ``title`` says otherwise, and a
+    table without a month says so.
+
+    Examples
+    --------
+    >>> import pandas as pd, matplotlib, renewforecast as rf
+    >>> matplotlib.use("Agg")
+    >>> bridge = pd.DataFrame({"month": pd.to_datetime(["2026-01-31"]), "start_mrr": [100.0], "new": [20.0],
+    ...     "expansion": [5.0], "reactivation": [0.0], "contraction": [3.0], "churn": [10.0], "end_mrr": [112.0]})
+    >>> mrr_bridge(bridge).get_title(), len(mrr_bridge(bridge).patches)
+    ('MRR bridge, January 2026', 7)
+    >>> [x.get_text() for x in mrr_bridge(bridge.iloc[:0]).texts]
+    ['No month with MRR yet.']
     """
     if ax is None:
         _, ax = plt.subplots(figsize=(8, 3.8))
+    if isinstance(row, pd.DataFrame):
+        if row.empty:
+            return _nothing_to_show(ax, "No month with MRR yet.", title or "")
+        row = row.iloc[-1]
+        title = f"MRR bridge, {pd.Timestamp(row['month']):%B %Y}" if title is None else title
+    title = title or ""
     level = 0.0
     for i, (key, _label, color) in enumerate(_BRIDGE):
         v = float(row[key])
@@ -264,6 +299,8 @@ def cohort_heatmap(cohorts: pd.DataFrame, *, title: str = "", max_periods: int =
     grid = cohorts[cohorts["period"] <= max_periods].pivot(index="cohort", columns="period", values="retention")
     if ax is None:
         _, ax = plt.subplots(figsize=(9, 0.32 * max(len(grid), 4) + 1.2))
+    if grid.empty:
+        return _nothing_to_show(ax, "No cohort yet.", title)
     im = ax.imshow(grid.to_numpy(dtype=float), aspect="auto", cmap="RdYlGn", vmin=0.4, vmax=1.4)
     ax.set_yticks(range(len(grid)), grid.index)
     ax.set_xticks(range(len(grid.columns)), grid.columns)
