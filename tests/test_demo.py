@@ -173,3 +173,18 @@ def test_demo_writes_history_as_real_exports_do_and_legacy_encodings_without_for
     assert not stamps.is_monotonic_increasing
     same_day = history.assign(day=stamps.dt.date).groupby(["OpportunityId", "day"]).size()
     assert (same_day > 1).any() and (stamps.dt.hour != 9).any()
+
+
+def test_a_renewal_opportunity_keeps_its_amount_whether_it_is_won_or_lost(big):
+    # Amount is the sum of the opportunity's products; closing it lost does not change them, so an
+    # open renewal's amount cannot tell which way it will go.
+    _, book = big
+    opps = book.opportunities[book.opportunities["type"] == "renewal"]
+    closed = opps[opps["is_closed"].astype(bool)]
+    assert (~closed["is_won"].astype(bool)).sum() > 20
+    assert (closed["amount"] > 0).all()
+    history = book.opportunity_history.merge(opps[["opportunity_id", "is_won"]], on="opportunity_id")
+    assert (history["amount"] > 0).all()
+    # Each history row is within 15% of the deal's final amount, won or lost (the demo's drift).
+    final = history["opportunity_id"].map(opps.set_index("opportunity_id")["amount"])
+    assert ((history["amount"] / final).between(0.85 - 1e-9, 1.15 + 1e-9)).all()

@@ -870,13 +870,15 @@ class _Sim:
                 return
             contract["row"]["status"] = "Expired"
             close = end - pd.Timedelta(days=int(self.u(0, 30 if renewed else 45)))
+            # A lost renewal keeps its amount: Amount is the sum of the opportunity's products, and
+            # closing it lost changes its stage, not its products (docs/data_model.md).
             opp_id = self.opportunity(
                 state["aid"],
                 "renewal",
                 opp_created_r,
                 close,
                 "won" if renewed else "lost",
-                renewal_amount if renewed else 0.0,
+                renewal_amount,
                 renewed=contract["id"],
                 health=hv,
             )
