@@ -344,3 +344,36 @@ def test_backtest_refuses_an_origin_whose_year_has_not_ended(small_backtest):
     book, _, _ = small_backtest
     with pytest.raises(rf.RenewForecastError, match="last complete month"):
         rf.nrr_backtest(book, ["2026-01-31"], n_sims=10)
+
+
+def decided_book(renewed_of: dict[str, tuple[int, int]]) -> rf.Book:
+    """Per segment, (renewed, decided) first renewals of equal contracts (MRR 100) ending 2023-12-31."""
+    segments, contracts, subs = {}, [], []
+    for seg, (renewed, decided) in renewed_of.items():
+        for i in range(decided):
+            acct, cid = f"{seg}{i}", f"{seg}{i}-0"
+            segments[acct] = seg
+            contracts.append(contract(cid, acct, "2023-01-01", "2023-12-31", 12))
+            subs.append(sub(f"s-{cid}", cid, acct, "2023-01-01", "2023-12-31", 1))
+            if i < renewed:
+                contracts.append(contract(f"{seg}{i}-1", acct, "2024-01-01", "2024-12-31", 12, renews=cid))
+                subs.append(sub(f"s-{seg}{i}-1", f"{seg}{i}-1", acct, "2024-01-01", "2024-12-31", 1))
+    return make_book(
+        accounts=accounts(segments),
+        products=PRODUCTS,
+        contracts=pd.DataFrame(contracts),
+        subscriptions=pd.DataFrame(subs),
+    )
+
+
+def test_segments_that_differ_by_chance_are_pooled_and_segments_that_truly_differ_keep_their_rates():
+    # 11 and 9 renewed of 20 each: a spread smaller than chance alone gives (between-segment variance
+    # 0), so each segment's prior is the whole book's 50 % and its rate (11 + 30 x 0.5) / (20 + 30).
+    rates = rf.nrr_outcome_rates(decided_book({"Up": (11, 20), "Down": (9, 20)}), AS_OF).set_index("segment")
+    assert rates.loc["Up", "renewal_rate_1"] == pytest.approx(26 / 50)
+    assert rates.loc["Down", "renewal_rate_1"] == pytest.approx(24 / 50)
+    assert rates.loc["total", "renewal_rate_1"] == pytest.approx(0.5)
+    # All and none of 20 renewed: the spread is as wide as it can be, so each segment's prior is its own rate.
+    rates = rf.nrr_outcome_rates(decided_book({"Hi": (20, 20), "Lo": (0, 20)}), AS_OF).set_index("segment")
+    assert rates.loc["Hi", "renewal_rate_1"] == pytest.approx(1.0, abs=1e-5)
+    assert rates.loc["Lo", "renewal_rate_1"] == pytest.approx(0.0, abs=1e-5)

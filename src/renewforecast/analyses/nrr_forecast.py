@@ -11,7 +11,8 @@ changed by what is not known yet:
   probability: the scored probability when one is given, else the share of
   the ARR up for renewal that renewed over the last 24 months in its segment
   and renewal class (a contract's first, second, third, and fourth or later
-  renewal; a cell with few decisions is pulled toward the whole book). It
+  renewal; a cell with few decisions is pulled toward the whole book, a
+  segment by as much as the segments' spread says). It
   renews at a new value: down, flat or
   up in the shares its segment showed, by a ratio new / old drawn from the
   past renewals of that class. A renewal that ends inside the horizon
@@ -322,21 +323,50 @@ def _rate_and_n(w: np.ndarray, w2: np.ndarray, r: np.ndarray) -> tuple[np.ndarra
         return np.where(w > 0, r / np.where(w > 0, w, 1.0), 0.0), n_eff
 
 
+def _pooling_weight(p: np.ndarray, n: np.ndarray, p_all: np.ndarray) -> np.ndarray:
+    """Weight of each group's own rate against the whole book's (last axis: the groups), by empirical Bayes.
+
+    How far the groups' true rates lie from the whole book's is estimated from
+    the data (the method of moments of a beta-binomial model: the spread of
+    the groups' rates beyond what their effective numbers of decisions
+    explain), so groups that truly differ keep their own rates and groups that
+    differ by chance only are pooled. The weight is ``n / (n + c)`` with the
+    concentration ``c = p(1 - p) / v - 1`` for the between-group variance ``v``.
+    """
+    with np.errstate(invalid="ignore", divide="ignore"):
+        pq = p_all * (1 - p_all)
+        total = n.sum(axis=-1)
+        q = (n * (p - p_all[..., None]) ** 2).sum(axis=-1)
+        groups = (n > 0).sum(axis=-1)
+        spread = total - (n**2).sum(axis=-1) / np.where(total > 0, total, 1.0)
+        v = np.where(spread > 0, np.maximum(q - (groups - 1) * pq, 0.0) / np.where(spread > 0, spread, 1.0), 0.0)
+        v = np.minimum(v, pq)
+        # n / (n + pq / v - 1) = n v / (n v + pq - v): no pooling as v nears pq, full pooling at v = 0.
+        den = n * v[..., None] + (pq - v)[..., None]
+        return np.where(den > 0, n * v[..., None] / np.where(den > 0, den, 1.0), 0.0)
+
+
 def _cell_prior(arr: np.ndarray, sq: np.ndarray, kept: np.ndarray) -> np.ndarray:
     """The prior renewal rate of each segment and renewal class (the last two axes), from the sums over decisions.
 
     It adds the segment's effect and the renewal class's effect to the whole
-    book's rate on the log-odds scale, each pulled by ``_PRIOR_DECISIONS``
-    pseudo-decisions: a segment toward the whole book, a renewal class toward
-    the class before it (a first renewal toward the whole book), so a class
-    with no history yet renews like the one before it. Leading axes (one per
-    bootstrap resample) are kept.
+    book's rate on the log-odds scale. A segment is pulled toward the whole
+    book by as much as the segments' spread says (:func:`_pooling_weight`):
+    with a fixed number of pseudo-decisions, the segments of few large
+    contracts, whose effective number of decisions is small, were pulled
+    hardest, and they are the ones that renew most and weigh most in NRR, so
+    the whole book was forecast too low. A renewal class is pulled by
+    ``_PRIOR_DECISIONS`` pseudo-decisions toward the class before it (a first
+    renewal toward the whole book), so a class with no history yet renews
+    like the one before it. Leading axes (one per bootstrap resample) are
+    kept.
     """
     k = _PRIOR_DECISIONS
     with np.errstate(invalid="ignore", divide="ignore"):
         p_all = kept.sum(axis=(-2, -1)) / arr.sum(axis=(-2, -1))
     p_s, n_s = _rate_and_n(arr.sum(axis=-1), sq.sum(axis=-1), kept.sum(axis=-1))
-    p_seg = (p_s * n_s + k * p_all[..., None]) / (n_s + k)
+    w_s = _pooling_weight(p_s, n_s, p_all)
+    p_seg = w_s * p_s + (1 - w_s) * p_all[..., None]
     p_t, n_t = _rate_and_n(arr.sum(axis=-2), sq.sum(axis=-2), kept.sum(axis=-2))
     p_ten = np.empty_like(p_t)
     before = p_all
@@ -860,8 +890,9 @@ def nrr_outcome_rates(book: Book, as_of, *, customer: str = "account") -> pd.Dat
         ``cancellation_rate`` (evergreen contracts), monthly; and the
         ``correlation`` of renewal outcomes. A segment's figures are the ones
         the simulation draws around: its own history pulled toward the whole
-        book's (by 30 pseudo-decisions, or 600 pseudo contract-months for the
-        monthly rates).
+        book's (renewal rates by 30 pseudo-decisions at a prior whose segment
+        effect is pooled by as much as the segments' spread says, shares by
+        30 pseudo-renewals, monthly rates by 600 pseudo contract-months).
 
     Examples
     --------
