@@ -11,6 +11,7 @@ from scipy import stats
 
 import renewforecast as rf
 from _support import make_book
+from renewforecast.analyses import nrr_forecast
 
 T = pd.Timestamp
 AS_OF = "2024-06-30"  # base month June 2024: the forecast is for the end of June 2025
@@ -377,3 +378,50 @@ def test_segments_that_differ_by_chance_are_pooled_and_segments_that_truly_diffe
     rates = rf.nrr_outcome_rates(decided_book({"Hi": (20, 20), "Lo": (0, 20)}), AS_OF).set_index("segment")
     assert rates.loc["Hi", "renewal_rate_1"] == pytest.approx(1.0, abs=1e-5)
     assert rates.loc["Lo", "renewal_rate_1"] == pytest.approx(0.0, abs=1e-5)
+
+
+def one_cell_history(renewed: int, decided: int) -> nrr_forecast._History:
+    """One segment whose past decisions, at equal ARR, are all first renewals: one cell holds every decision."""
+    kept = np.r_[np.ones(renewed), np.zeros(decided - renewed)]
+    counts = np.zeros((1, 4, 4))
+    counts[0, 0] = decided, decided, decided, renewed
+    empty = np.zeros(1)
+    no_pool = nrr_forecast._Pool.of(np.zeros(0), np.zeros(0, dtype=np.int64), 1)
+    return nrr_forecast._History(
+        segments=["S"],
+        decisions=counts,
+        decision_cell=np.zeros(decided, dtype=np.int64),
+        decision_sums=(np.ones(decided), np.ones(decided), kept),
+        classes=np.zeros((1, 3)),
+        ratios=(no_pool, no_pool, no_pool),
+        exposure=empty,
+        ups=empty,
+        downs=empty,
+        up_sizes=no_pool,
+        down_sizes=no_pool,
+        term_exposure=empty,
+        terminations=empty,
+        ever_exposure=empty,
+        cancellations=empty,
+        rho=0.0,
+    )
+
+
+@pytest.mark.parametrize(("renewed", "decided", "draws"), [(15, 30, 20_000), (1000, 2000, 4000)])
+def test_a_cells_drawn_rate_carries_its_own_decisions_uncertainty_once(renewed, decided, draws):
+    # Half of the decisions renewed, all first renewals of one segment at equal ARR: the prior is the
+    # cell's own rate, so each draw is (N p + 30 theta0) / (N + 30) with, in the resample, N ~ Poisson(n)
+    # decisions, p ~ Binomial(N, 1/2) / N and theta0 ~ Beta(30 p, 30 (1 - p)). Its variance is
+    # Var(p) + E[(30 / (N + 30))^2 p (1 - p) / 31] = E[1/(4N)] + E[(30 / (N + 30))^2 (1 - 1/N) / 4] / 31:
+    # for many decisions the binomial 1/(4n), not twice it. A second renewal, never seen, draws theta0
+    # around the first renewals' rate: E[1/(4N)] + E[(1 - 1/N) / 4] / 31.
+    n = np.arange(1, 4 * decided)
+    pmf = stats.poisson.pmf(n, decided)
+    pmf /= pmf.sum()
+    var_p = np.sum(pmf / (4 * n))
+    share = np.sum(pmf * (1 - 1 / n) / 4)
+    rates = nrr_forecast._renewal_draws(np.random.default_rng(5), one_cell_history(renewed, decided), draws)
+    assert rates[:, 0, 0].mean() == pytest.approx(0.5, abs=0.005)
+    first = var_p + np.sum(pmf * (30 / (n + 30)) ** 2 * (1 - 1 / n) / 4) / 31
+    assert rates[:, 0, 0].var() == pytest.approx(first, rel=0.08)
+    assert rates[:, 0, 1].var() == pytest.approx(var_p + share / 31, rel=0.08)

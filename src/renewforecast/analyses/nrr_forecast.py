@@ -30,9 +30,10 @@ customer at its base MRR), so the realised values at past origins come from
 that function itself (:func:`nrr_backtest`).
 
 Each simulation first draws the rates from what the history says about them
-(renewal rates around a prior refitted on a bootstrap resample of the past
-decisions, Beta and Gamma posteriors, a stratified bootstrap of the sizes
-and ratios), so a rate fitted on few decisions widens the interval; renewal outcomes are
+(renewal rates refitted, prior and cell alike, on a bootstrap resample of the
+past decisions, with each cell's deviation from its prior drawn from the
+prior's Beta; Gamma posteriors; a stratified bootstrap of the sizes and
+ratios), so a rate fitted on few decisions widens the interval; renewal outcomes are
 correlated through one shared draw per simulation whose strength comes from
 how much the monthly renewal rate varied beyond chance
 (:func:`renewforecast.analyses.forecast.simulation.copula_rho`, as in the
@@ -395,11 +396,23 @@ def _renewal_prior(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def _renewal_draws(rng: np.random.Generator, h: _History, k: int) -> np.ndarray:
     """k draws of every cell's renewal rate (k x segments x renewal classes).
 
-    The prior of the cells is refitted on a bootstrap resample of the past
-    decisions (Poisson weights) in each draw, so the uncertainty of the whole
-    book's rate and of each segment's and class's effect, which every cell
-    leaning on them shares, reaches the draws; each cell's rate is then drawn
-    from its Beta posterior around that prior.
+    Each draw refits the whole estimate on a bootstrap resample of the past
+    decisions (Poisson weights): the prior of the cells (so the uncertainty of
+    the whole book's rate and of each segment's and class's effect, which
+    every cell leaning on them shares, reaches the draws) and the cell's own
+    rate and effective number of decisions alike. The rate drawn is the
+    cell's posterior mean given the resample, with the prior's part replaced
+    by a draw ``theta0`` from the prior itself, Beta(30 m, 30 (1 - m)):
+    ``(n p + 30 theta0) / (n + 30)``. The resample carries the sampling
+    uncertainty of the cell's own decisions, ``theta0`` how far a cell may lie
+    from its prior; to first order the variance is the Beta posterior's,
+    p (1 - p) / (n + 30), when the prior does not depend on the cell, and a
+    cell with no decisions draws from the prior with its uncertainty.
+    Drawing the cell from its Beta posterior around a prior refitted on a
+    resample that holds the cell's own decisions used them twice (as the
+    data and, through the prior, as pseudo-decisions) and their randomness
+    from two sources; where they make up most of the prior, the draws then
+    varied neither as the Beta posterior nor as the cell's own binomial says.
     """
     shape = h.decisions.shape[:2]
     arr, sq, kept = h.decisions[..., 1], h.decisions[..., 2], h.decisions[..., 3]
@@ -411,10 +424,11 @@ def _renewal_draws(rng: np.random.Generator, h: _History, k: int) -> np.ndarray:
     sums = [np.asarray((onehot.T @ (w * x).T).T).reshape(k, *shape) for x in h.decision_sums]
     prior = _cell_prior(*sums)
     prior = np.where(np.isfinite(prior), prior, _cell_prior(arr, sq, kept)[None])
-    p_c, n_c = _rate_and_n(arr, sq, kept)
-    a = p_c * n_c + _PRIOR_DECISIONS * prior
-    b = (1 - p_c) * n_c + _PRIOR_DECISIONS * (1 - prior)
-    return rng.beta(np.maximum(a, 1e-12), np.maximum(b, 1e-12))
+    # The cell's own rate and weight come from the same resample as the prior: one source for its own randomness.
+    p_c, n_c = _rate_and_n(*sums)
+    c = _PRIOR_DECISIONS
+    theta0 = rng.beta(np.maximum(c * prior, 1e-12), np.maximum(c * (1 - prior), 1e-12))
+    return (p_c * n_c + c * theta0) / (n_c + c)
 
 
 def _shrunk_rate(events: np.ndarray, exposure: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
