@@ -145,7 +145,7 @@ def mrr_bridge(
 
     Examples
     --------
-    >>> import pandas as pd, matplotlib, renewforecast as rf
+    >>> import pandas as pd, matplotlib
     >>> matplotlib.use("Agg")
     >>> bridge = pd.DataFrame({"month": pd.to_datetime(["2026-01-31"]), "start_mrr": [100.0], "new": [20.0],
     ...     "expansion": [5.0], "reactivation": [0.0], "contraction": [3.0], "churn": [10.0], "end_mrr": [112.0]})
