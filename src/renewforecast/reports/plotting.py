@@ -163,6 +163,7 @@ def mrr_bridge(
         title = f"MRR bridge, {pd.Timestamp(row['month']):%B %Y}" if title is None else title
     title = title or ""
     level = 0.0
+    highest = 0.0
     for i, (key, _label, color) in enumerate(_BRIDGE):
         v = float(row[key])
         if key in ("start_mrr", "end_mrr"):
@@ -174,15 +175,17 @@ def mrr_bridge(
             bottom, height = level, v
             level += v
         ax.bar(i, height, bottom=bottom, color=color, width=0.65)
+        highest = max(highest, bottom + height)
         sign = "-" if key in ("contraction", "churn") else ("+" if key not in ("start_mrr", "end_mrr") else "")
         ax.text(i, bottom + height, f"{sign}{_money(v)}", ha="center", va="bottom", fontsize=9)
-    ax.set_xticks(range(len(_BRIDGE)), [b[1] for b in _BRIDGE])
+    ax.set_xticks(range(len(_BRIDGE)), [b[1] for b in _BRIDGE], fontsize=9)
     ax.yaxis.set_major_formatter(money_formatter())
     ax.set_ylabel("MRR" + (f" ({currency})" if currency else ""))
     ax.set_title(title)
     ax.spines[["top", "right"]].set_visible(False)
-    lo = min(float(row["start_mrr"]), float(row["end_mrr"]))
-    ax.set_ylim(bottom=max(0.0, lo * 0.85))
+    lo = max(0.0, min(float(row["start_mrr"]), float(row["end_mrr"])) * 0.85)
+    # Room above the tallest bar for its label, below the title.
+    ax.set_ylim(bottom=lo, top=highest + 0.1 * max(highest - lo, 1.0))
     return ax
 
 
