@@ -26,7 +26,7 @@ from renewforecast.dates import last_month_end
 from renewforecast.exceptions import RenewForecastError
 from renewforecast.ledger.recognition import recognized_revenue
 
-__all__ = ["ForecastBacktest", "backtest_forecast", "backtest_origins"]
+__all__ = ["ForecastBacktest", "backtest_forecast", "backtest_origins", "checked_origins"]
 
 METHODS = ("bottom_up", "top_down_ets", "seasonal_naive")
 
@@ -132,6 +132,47 @@ def backtest_origins(
     return sorted(o for o in origins if o >= earliest)
 
 
+def checked_origins(book: Book, origins, horizon_months: int) -> tuple[pd.Timestamp, list[pd.Timestamp]]:
+    """The last complete month of ``book`` and the backtest ``origins`` as days, each horizon inside the data.
+
+    Every backtest measures what happened after each origin, so each
+    origin's ``horizon_months`` (counted from its last month end) must end
+    by the last complete month of data.
+
+    Raises
+    ------
+    RenewForecastError
+        The Book has no data, no origin is given, or an origin's horizon runs
+        past the last complete month (naming the origin).
+
+    Examples
+    --------
+    >>> import renewforecast as rf
+    >>> book = rf.Book.empty().as_of("2026-10-31")  # data known to 2026-10-31
+    >>> last, days = checked_origins(book, ["2025-10-31"], 12)
+    >>> last.date().isoformat(), [d.date().isoformat() for d in days]
+    ('2026-10-31', ['2025-10-31'])
+    >>> checked_origins(book, ["2025-11-30"], 12)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    renewforecast.exceptions.RenewForecastError: origin 2025-11-30: 12 months after it run past ... (2026-10-31)
+    """
+    data_end = book.data_end
+    if data_end is None:
+        raise RenewForecastError("the Book has no data to backtest on")
+    last_full = last_month_end(data_end)
+    days = [pd.Timestamp(o).normalize() for o in origins]
+    if not days:
+        raise RenewForecastError("give at least one origin")
+    for day in days:
+        if last_month_end(day) + pd.offsets.MonthEnd(horizon_months) > last_full:
+            raise RenewForecastError(
+                f"origin {day.date()}: {horizon_months} months after it run past the last complete "
+                f"month of data ({last_full.date()})"
+            )
+    return last_full, days
+
+
 def backtest_forecast(
     book: Book, origins, horizon_months: int = 12, *, n_sims: int = 500, random_state: int = 0, **forecast_options
 ) -> ForecastBacktest:
@@ -169,24 +210,13 @@ def backtest_forecast(
     >>> bt.summary().index.tolist()
     ['bottom_up', 'top_down_ets', 'seasonal_naive']
     """
-    data_end = book.data_end
-    if data_end is None:
-        raise RenewForecastError("the Book has no data to backtest on")
-    last_full = last_month_end(data_end)
-    origins = [pd.Timestamp(o).normalize() for o in origins]
-    if not origins:
-        raise RenewForecastError("give at least one origin")
+    last_full, origins = checked_origins(book, origins, horizon_months)
     first_month = book.subscriptions["start_date"].min()
     actual = recognized_revenue(book, first_month, last_full).set_index("month")["revenue"]
     rows = []
     for i, origin in enumerate(origins):
         start = last_month_end(origin)
         months = pd.date_range(start + pd.offsets.MonthEnd(1), periods=horizon_months, freq="ME")
-        if months[-1] > last_full:
-            raise RenewForecastError(
-                f"origin {origin.date()}: {horizon_months} months after it run past the last complete "
-                f"month of data ({last_full.date()})"
-            )
         history = actual[actual.index <= start]
         history = history[history.ne(0).cumsum() > 0]
         if len(history) < 13:

@@ -50,6 +50,7 @@ import numpy as np
 import pandas as pd
 from scipy import sparse, special
 
+from renewforecast.analyses.backtest import checked_origins
 from renewforecast.analyses.forecast.renewals import as_probabilities
 from renewforecast.analyses.forecast.simulation import copula_rho
 from renewforecast.analyses.saas_metrics import renewal_kpis, retention_kpis
@@ -1142,13 +1143,8 @@ def nrr_backtest(
     >>> bt.summary()[["group", "metric", "origins"]].values.tolist()
     [['total', 'nrr', 2], ['total', 'grr', 2]]
     """
-    data_end = book.data_end
-    if data_end is None:
-        raise RenewForecastError("the Book has no data to backtest on")
-    last_full = last_month_end(data_end)
-    origins = [pd.Timestamp(o).normalize() for o in origins]
-    if not origins:
-        raise RenewForecastError("give at least one origin")
+    # Every horizon must have ended in the data before any forecast is made.
+    _, origins = checked_origins(book, origins, horizon_months)
     parts = []
     for i, origin in enumerate(origins):
         fc = nrr_forecast(
@@ -1161,11 +1157,6 @@ def nrr_backtest(
             customer=customer,
         )
         month = fc["month"].iloc[0]
-        if month > last_full:
-            raise RenewForecastError(
-                f"origin {origin.date()}: {horizon_months} months after it run past the last complete "
-                f"month of data ({last_full.date()})"
-            )
         realised = _kpi_by_group(book, month, by, horizon_months, customer)
         naive = _kpi_by_group(book, origin, by, horizon_months, customer)
         d = fc.rename(columns={"as_of": "origin", "mean": "forecast"})
